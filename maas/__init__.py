@@ -1,0 +1,1 @@
+"""Entrypoints: the `maas` CLI, the embedded broker and the embedded stack."""

@@ -1,0 +1,157 @@
+"""Kafka connection settings, topic names and topic creation.
+
+Every component builds its clients from one :class:`KafkaSettings`, made once at the
+entrypoint. Security settings (SASL/SSL) pass through untouched as ``MAAS_KAFKA_*``
+environment variables, e.g. ``MAAS_KAFKA_SECURITY_PROTOCOL=SASL_SSL``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+
+log = structlog.get_logger(__name__)
+
+DEFAULT_BOOTSTRAP = "127.0.0.1:9092"
+DEFAULT_PREFIX = "maas."
+
+_TOPIC_ALREADY_EXISTS = 36
+
+# Options that take integers when passed through from the environment.
+_INT_OPTIONS = frozenset({"request_timeout_ms", "metadata_max_age_ms", "connections_max_idle_ms"})
+
+
+@dataclass(frozen=True, slots=True)
+class Topics:
+    """Topic names under a prefix (DESIGN.md: maas.predict, maas.retrain, ...)."""
+
+    prefix: str = DEFAULT_PREFIX
+
+    @property
+    def predict(self) -> str:
+        return f"{self.prefix}predict"
+
+    @property
+    def retrain(self) -> str:
+        return f"{self.prefix}retrain"
+
+    @property
+    def results(self) -> str:
+        return f"{self.prefix}results"
+
+    @property
+    def control(self) -> str:
+        return f"{self.prefix}control"
+
+    @property
+    def dlq(self) -> str:
+        return f"{self.prefix}dlq"
+
+    def partitions(self) -> dict[str, int]:
+        """Topic → partition count: room for several workers on the hot topics."""
+        return {
+            self.predict: 8,
+            self.results: 8,
+            self.retrain: 2,
+            self.control: 1,
+            self.dlq: 1,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class KafkaSettings:
+    """How to reach the brokers. ``embedded`` turns off what Tansu lacks (idempotence)."""
+
+    bootstrap_servers: str = DEFAULT_BOOTSTRAP
+    topics: Topics = field(default_factory=Topics)
+    security: Mapping[str, Any] = field(default_factory=dict)
+    embedded: bool = False
+    client_id: str = "maas"
+
+    @classmethod
+    def from_env(
+        cls,
+        env: Mapping[str, str] | None = None,
+        *,
+        bootstrap_servers: str | None = None,
+        topic_prefix: str | None = None,
+        embedded: bool | None = None,
+    ) -> KafkaSettings:
+        env = os.environ if env is None else env
+        security: dict[str, Any] = {}
+        for key, value in env.items():
+            if key.startswith("MAAS_KAFKA_"):
+                option = key.removeprefix("MAAS_KAFKA_").lower()
+                security[option] = int(value) if option in _INT_OPTIONS else value
+        return cls(
+            bootstrap_servers=bootstrap_servers
+            or env.get("MAAS_BOOTSTRAP_SERVERS", DEFAULT_BOOTSTRAP),
+            topics=Topics(topic_prefix or env.get("MAAS_TOPIC_PREFIX", DEFAULT_PREFIX)),
+            security=security,
+            embedded=embedded
+            if embedded is not None
+            else env.get("MAAS_EMBEDDED_BROKER", "") in {"1", "true"},
+        )
+
+    def common(self) -> dict[str, Any]:
+        """Options shared by every client, aiokafka and kafka-python alike."""
+        return {
+            "bootstrap_servers": self.bootstrap_servers,
+            "client_id": self.client_id,
+            **self.security,
+        }
+
+    def producer(self, **overrides: Any) -> dict[str, Any]:
+        """Producer options: acks=all; idempotence on real Kafka only."""
+        options = {**self.common(), "acks": "all", "linger_ms": 2}
+        if not self.embedded:
+            options["enable_idempotence"] = True
+        return {**options, **overrides}
+
+    def consumer(self, group_id: str | None, **overrides: Any) -> dict[str, Any]:
+        """Consumer options: manual commits; timeouts that make group joins fast."""
+        options = {
+            **self.common(),
+            "group_id": group_id,
+            "enable_auto_commit": False,
+            "auto_offset_reset": "earliest",
+            "session_timeout_ms": 6000,
+            "heartbeat_interval_ms": 1000,
+            "max_poll_interval_ms": 60000,
+        }
+        return {**options, **overrides}
+
+
+async def ensure_topics(settings: KafkaSettings, *, timeout_s: float = 30.0) -> None:
+    """Create the service's topics with their partition counts; existing ones are kept."""
+    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+    from aiokafka.errors import KafkaConnectionError
+
+    wanted = settings.topics.partitions()
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while True:
+        admin = AIOKafkaAdminClient(**settings.common())
+        try:
+            await admin.start()
+            break
+        except KafkaConnectionError:
+            await admin.close()
+            if asyncio.get_running_loop().time() > deadline:
+                raise
+            await asyncio.sleep(0.2)
+    try:
+        existing = set(await admin.list_topics())
+        missing = [NewTopic(name, n, 1) for name, n in wanted.items() if name not in existing]
+        if missing:
+            response = await admin.create_topics(missing)
+            for name, code, message in (e[:3] for e in response.topic_errors):
+                if code not in (0, _TOPIC_ALREADY_EXISTS):  # another process may win the race
+                    raise RuntimeError(f"could not create topic {name}: {message} (code {code})")
+            log.info("topics created", topics=sorted(t.name for t in missing))
+    finally:
+        await admin.close()

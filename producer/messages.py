@@ -1,0 +1,269 @@
+"""The public wire contract: job and result messages, one JSON object per record.
+
+This module is the single source of truth for the schema in DESIGN.md. Decoding is
+strict and happens at the edge: it either returns a frozen, validated message or
+raises :class:`DecodeError` naming the offending field. Unknown fields are ignored
+so that newer clients can talk to older workers.
+"""
+
+from __future__ import annotations
+
+import re
+from enum import StrEnum
+from typing import Annotated, Any, Literal, TypeVar
+
+import msgspec
+
+PREDICT_SCHEMA = "maas.predict/v1"
+RESULT_SCHEMA = "maas.result/v1"
+RETRAIN_SCHEMA = "maas.retrain/v1"
+RETRAIN_RESULT_SCHEMA = "maas.retrain-result/v1"
+CONTROL_SCHEMA = "maas.control/v1"
+
+DEFAULT_ALIAS = "production"
+
+NonEmptyStr = Annotated[str, msgspec.Meta(min_length=1, max_length=512)]
+Version = Annotated[int, msgspec.Meta(ge=1)]
+
+
+class ErrorCode(StrEnum):
+    """Error codes carried by a Result's ``error.code``."""
+
+    INVALID_INPUT = "INVALID_INPUT"
+    MODEL_NOT_FOUND = "MODEL_NOT_FOUND"
+    VERSION_NOT_FOUND = "VERSION_NOT_FOUND"
+    EXPIRED = "EXPIRED"
+    TOO_LARGE = "TOO_LARGE"
+    UNAUTHORIZED = "UNAUTHORIZED"
+    INTERNAL = "INTERNAL"
+
+
+class DecodeError(ValueError):
+    """A record is not a valid message. ``field`` names the offending field."""
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+class ErrorInfo(msgspec.Struct, frozen=True, kw_only=True):
+    code: ErrorCode
+    message: str
+
+
+class Timing(msgspec.Struct, frozen=True, kw_only=True):
+    queue_ms: float = 0.0
+    infer_ms: float = 0.0
+    total_ms: float = 0.0
+
+
+class PredictJob(msgspec.Struct, frozen=True, kw_only=True):
+    """A prediction request. ``inputs`` maps input names to rows (leading batch dim)."""
+
+    job_id: NonEmptyStr
+    model: NonEmptyStr
+    inputs: dict[str, list[Any]]
+    schema: str = PREDICT_SCHEMA
+    version: Version | None = None
+    alias: NonEmptyStr = DEFAULT_ALIAS
+    reply_to: NonEmptyStr | None = None
+    deadline_ms: int | None = None
+    priority: int = 0
+    metadata: dict[str, Any] = {}
+
+    @property
+    def rows(self) -> int:
+        """Number of rows in the job (validated equal across inputs)."""
+        return len(next(iter(self.inputs.values())))
+
+
+class Result(msgspec.Struct, frozen=True, kw_only=True):
+    """The answer to one PredictJob, published on its ``reply_to`` keyed by ``job_id``."""
+
+    job_id: str
+    status: Literal["ok", "error"]
+    model: str
+    version: int | None = None
+    outputs: dict[str, Any] | None = None
+    error: ErrorInfo | None = None
+    timing: Timing = Timing()
+    batch_size: int = 0
+    worker: str = ""
+    metadata: dict[str, Any] = {}
+    schema: str = RESULT_SCHEMA
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+
+class Dataset(msgspec.Struct, frozen=True, kw_only=True):
+    """Training data: a ``uri`` (file://, a local path) or a built-in dataset ``name``."""
+
+    uri: str | None = None
+    name: str | None = None
+
+
+class RetrainJob(msgspec.Struct, frozen=True, kw_only=True):
+    job_id: NonEmptyStr
+    model: NonEmptyStr
+    schema: str = RETRAIN_SCHEMA
+    recipe: NonEmptyStr | None = None
+    dataset: Dataset | None = None
+    params: dict[str, Any] = {}
+    trigger: Literal["manual", "schedule", "metric"] = "manual"
+    promote: Literal["gate", "never", "always"] = "gate"
+    reply_to: NonEmptyStr | None = None
+
+
+class RetrainResult(msgspec.Struct, frozen=True, kw_only=True):
+    job_id: str
+    status: Literal["ok", "error"]
+    model: str
+    version: int | None = None
+    metrics: dict[str, float] = {}
+    promoted: bool = False
+    reason: str = ""
+    error: ErrorInfo | None = None
+    schema: str = RETRAIN_RESULT_SCHEMA
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+
+class ControlEvent(msgspec.Struct, frozen=True, kw_only=True):
+    """A registry event on the control topic (promote, rollback, archive, register)."""
+
+    event: Literal["register", "promote", "rollback", "archive"]
+    model: str
+    alias: str | None = None
+    version: int | None = None
+    previous_version: int | None = None
+    actor: str = ""
+    reason: str = ""
+    at_ms: int = 0
+    schema: str = CONTROL_SCHEMA
+
+
+class JobEnvelope(msgspec.Struct, frozen=True):
+    """The few fields needed to answer a job whose full decoding failed."""
+
+    job_id: NonEmptyStr
+    model: str = ""
+    reply_to: NonEmptyStr | None = None
+    metadata: dict[str, Any] = {}
+
+
+_encoder = msgspec.json.Encoder()
+_PATH = re.compile(r" - at `\$\.?(?P<path>[^`]*)`$")
+_MISSING = re.compile(r"missing required field `(?P<path>[^`]*)`")
+
+
+def encode(message: msgspec.Struct) -> bytes:
+    """Encode any contract message to UTF-8 JSON bytes."""
+    return _encoder.encode(message)
+
+
+_DECODERS: dict[type[Any], msgspec.json.Decoder[Any]] = {}
+T = TypeVar("T")
+
+
+def _decode(raw: bytes | str, kind: type[T], schema: str | None) -> T:
+    decoder = _DECODERS.get(kind)
+    if decoder is None:
+        decoder = _DECODERS[kind] = msgspec.json.Decoder(kind)
+    try:
+        message: T = decoder.decode(raw)
+    except msgspec.ValidationError as exc:
+        text = str(exc)
+        match = _PATH.search(text) or _MISSING.search(text)
+        field = match.group("path") if match else None
+        detail = _PATH.sub("", text)
+        where = f"field `{field}`" if field else "message"
+        raise DecodeError(f"invalid {where}: {detail}", field=field) from exc
+    except msgspec.DecodeError as exc:
+        raise DecodeError(f"not valid UTF-8 JSON: {exc}") from exc
+    found = getattr(message, "schema", schema)
+    if schema is not None and found != schema:
+        raise DecodeError(f"field `schema` must be {schema!r}, got {found!r}", field="schema")
+    return message
+
+
+def decode_predict(raw: bytes | str) -> PredictJob:
+    """Decode and validate a PredictJob; raises :class:`DecodeError`."""
+    job = _decode(raw, PredictJob, PREDICT_SCHEMA)
+    validate_inputs(job.inputs)
+    return job
+
+
+def validate_inputs(inputs: dict[str, list[Any]]) -> int:
+    """Check that ``inputs`` is non-empty with the same row count per input; return it."""
+    if not inputs:
+        raise DecodeError("field `inputs` must name at least one input", field="inputs")
+    counts = {name: len(rows) for name, rows in inputs.items()}
+    for name, count in counts.items():
+        if count == 0:
+            raise DecodeError(f"input `{name}` has no rows", field=f"inputs.{name}")
+    if len(set(counts.values())) > 1:
+        raise DecodeError(f"inputs must have the same number of rows, got {counts}", field="inputs")
+    return next(iter(counts.values()))
+
+
+def decode_envelope(raw: bytes | str) -> JobEnvelope:
+    """Decode just enough of a broken job to answer it; raises :class:`DecodeError`."""
+    return _decode(raw, JobEnvelope, None)
+
+
+def decode_result(raw: bytes | str) -> Result:
+    return _decode(raw, Result, RESULT_SCHEMA)
+
+
+def decode_retrain(raw: bytes | str) -> RetrainJob:
+    job = _decode(raw, RetrainJob, RETRAIN_SCHEMA)
+    if job.dataset is not None and not (job.dataset.uri or job.dataset.name):
+        raise DecodeError("field `dataset` needs a `uri` or a `name`", field="dataset")
+    return job
+
+
+def decode_retrain_result(raw: bytes | str) -> RetrainResult:
+    return _decode(raw, RetrainResult, RETRAIN_RESULT_SCHEMA)
+
+
+def decode_control(raw: bytes | str) -> ControlEvent:
+    return _decode(raw, ControlEvent, CONTROL_SCHEMA)
+
+
+def decode_any_reply(raw: bytes | str) -> Result | RetrainResult:
+    """Decode a record from a reply topic, which carries both result kinds."""
+    try:
+        schema = msgspec.json.decode(raw, type=dict[str, Any]).get("schema")
+    except msgspec.DecodeError as exc:
+        raise DecodeError(f"not valid UTF-8 JSON: {exc}") from exc
+    if schema == RETRAIN_RESULT_SCHEMA:
+        return decode_retrain_result(raw)
+    return decode_result(raw)
+
+
+def error_result(
+    job_id: str,
+    code: ErrorCode,
+    message: str,
+    *,
+    model: str = "",
+    version: int | None = None,
+    metadata: dict[str, Any] | None = None,
+    worker: str = "",
+    timing: Timing | None = None,
+) -> Result:
+    """Build an error Result: ``message`` says what was wrong and how to fix it."""
+    return Result(
+        job_id=job_id,
+        status="error",
+        model=model,
+        version=version,
+        error=ErrorInfo(code=code, message=message),
+        metadata=metadata or {},
+        worker=worker,
+        timing=timing or Timing(),
+    )

@@ -1,0 +1,1 @@
+"""The model registry: versions, aliases, metrics, retraining runs, schedules, audit."""

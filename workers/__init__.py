@@ -1,0 +1,1 @@
+"""Worker pools: batching, runtimes, the serving loop and the training worker."""
