@@ -1,0 +1,59 @@
+"""The one console script, ``maas``. Each verb group lives in ``maas/commands/``."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from maas import logs
+
+# Each module exposes ``register(subparsers)``; its parsers set ``func(args) -> int``.
+COMMAND_MODULES = (
+    "maas.commands.broker",
+    "maas.commands.stack",
+    "maas.commands.serve",
+    "maas.commands.models",
+    "maas.commands.schedule",
+    "maas.commands.client",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="maas",
+        description="Model-as-a-service on Apache Kafka.",
+    )
+    parser.add_argument(
+        "--log-format",
+        choices=("auto", "console", "json"),
+        default="auto",
+        help="log rendering: json in production, readable on a terminal (default: auto)",
+    )
+    parser.add_argument("--log-level", default="info", help="debug, info, warning or error")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name != name:
+                raise
+            continue  # a verb group not built yet
+        module.register(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logs.configure(args.log_format, args.log_level)
+    try:
+        code: int = args.func(args)
+    except KeyboardInterrupt:
+        return 130
+    return code
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""CLI verb groups. Each module has ``register(subparsers)``."""
