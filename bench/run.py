@@ -1,0 +1,294 @@
+"""``make bench``: maas against its limits, measured in one run on the same machine.
+
+For each model (the digits classifier and the MiniLM sentence encoder):
+  a. raw     — onnxruntime alone at its best batch size: the physical limit
+  b. maas    — a `maas worker` process draining a backlog through the embedded broker
+  c. naive   — consume one, predict one, produce one (what a user writes by hand)
+  d. relay   — consume and re-produce without a model: the transport limit
+and maas's latency at 10% of its saturated throughput. Prints rows/s, p50/p99,
+mean batch size and the ratios b/a, b/c, b/d; the machine is shared and noisy, so
+only ratios measured in the same run mean anything.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from rich.console import Console
+from rich.table import Table
+
+from maas.broker import EmbeddedBroker
+from producer.kafka import KafkaSettings, Topics, ensure_topics
+from registry.settings import RegistrySettings
+from registry.store import Store
+from workers.runtime import RuntimeSettings, load_runtime
+
+console = Console()
+
+
+@dataclass
+class Measured:
+    rows_per_s: float
+    p50_ms: float | None = None
+    p99_ms: float | None = None
+    mean_batch: float | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Workload:
+    name: str
+    jobs: list[dict[str, list[Any]]]  # one row each
+    saturation_jobs: int
+    naive_jobs: int
+    max_delay_ms: float
+    max_batch_size: int
+
+
+def digits_workload(n: int) -> Workload:
+    from workers.demo import digits_samples
+
+    pixels, _ = digits_samples(min(n, 400))
+    rows = [{"x": [pixels[i % len(pixels)].tolist()]} for i in range(n)]
+    return Workload("digits", rows, n, min(n, 5000), max_delay_ms=2.0, max_batch_size=256)
+
+
+def minilm_workload(n: int) -> Workload:
+    words = ("the service answers every job exactly once even when a worker dies mid batch "
+             "kafka keeps the queue durable while models are swapped without a restart").split()
+    rng = np.random.default_rng(0)
+    texts = [" ".join(rng.choice(words, size=int(rng.integers(4, 40)))) for _ in range(n)]
+    return Workload("minilm", [{"text": [t]} for t in texts], n, min(n, 600), max_delay_ms=10.0,
+                    max_batch_size=32)
+
+
+def build_artifact(name: str, workdir: Path) -> Path:
+    if name == "digits":
+        from workers.demo import build_digits_model
+
+        return build_digits_model(workdir).artifact
+    from workers.minilm import export_minilm
+
+    return export_minilm(workdir / "minilm")
+
+
+def measure_raw(store: Store, model: str, workload: Workload) -> Measured:
+    """Best rows/s of the bare runtime over batch sizes (same runtime maas uses)."""
+    version = store.resolve(model)
+    runtime = load_runtime(version.path, version.format, version.signature, RuntimeSettings())
+    best = Measured(0.0)
+    for batch_size in (1, 8, 16, 32, 64, 128, 256):
+        rows = [workload.jobs[i % len(workload.jobs)] for i in range(batch_size)]
+        merged = {k: [v for r in rows for v in r[k]] for k in rows[0]}
+        batch = runtime.prepare(merged)
+        runtime.infer(batch)  # warm-up
+        done, started = 0, time.perf_counter()
+        while time.perf_counter() - started < 1.5:
+            runtime.infer(batch)
+            done += batch_size
+        rate = done / (time.perf_counter() - started)
+        if rate > best.rows_per_s:
+            best = Measured(rate, extra={"batch_size": batch_size})
+    runtime.close()
+    return best
+
+
+async def publish_backlog(kafka: KafkaSettings, jobs: list[dict[str, Any]], model: str) -> list[str]:
+    producer = AIOKafkaProducer(**kafka.producer(linger_ms=5))
+    await producer.start()
+    ids = []
+    try:
+        sends = []
+        for i, inputs in enumerate(jobs):
+            job_id = f"b{i}"
+            ids.append(job_id)
+            body = json.dumps({"job_id": job_id, "model": model, "inputs": inputs}).encode()
+            sends.append(await producer.send(kafka.topics.predict, body, key=job_id.encode()))
+        await asyncio.gather(*sends)
+    finally:
+        await producer.stop()
+    return ids
+
+
+async def collect(kafka: KafkaSettings, expected: int, timeout_s: float,
+                  on_record: Callable[[dict[str, Any], float], None] | None = None) -> Measured:
+    """Read results until ``expected`` arrive (or time out); rows/s from first to last."""
+    consumer = AIOKafkaConsumer(kafka.topics.results, **kafka.consumer(None, max_poll_records=5000))
+    await consumer.start()
+    seen: set[str] = set()
+    batches: list[int] = []
+    first = last = 0.0
+    deadline = time.monotonic() + timeout_s
+    try:
+        while len(seen) < expected and time.monotonic() < deadline:
+            for records in (await consumer.getmany(timeout_ms=200)).values():
+                now = time.perf_counter()
+                first = first or now
+                last = now
+                for record in records:
+                    body = json.loads(record.value or b"{}")
+                    seen.add(body["job_id"])
+                    if "batch_size" in body:
+                        batches.append(body["batch_size"])
+                    if on_record:
+                        on_record(body, now)
+    finally:
+        await consumer.stop()
+    rate = (len(seen) - 1) / (last - first) if len(seen) > 1 and last > first else 0.0
+    return Measured(rate, mean_batch=float(np.mean(batches)) if batches else None,
+                    extra={"answered": len(seen), "expected": expected})
+
+
+def start(kind: str, kafka: KafkaSettings, registry: RegistrySettings, model: str,
+          workload: Workload) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "MAAS_EMBEDDED_BROKER": "1"}
+    common = ["--bootstrap-servers", kafka.bootstrap_servers]
+    if kind == "maas":
+        cmd = [sys.executable, "-m", "maas.cli", "--log-level", "warning", "worker", *common,
+               "--topic-prefix", kafka.topics.prefix, "--database-url", registry.database_url,
+               "--artifact-dir", str(registry.artifact_dir), "--model", model,
+               "--max-batch-size", str(workload.max_batch_size),
+               "--max-delay-ms", str(workload.max_delay_ms)]
+    else:
+        cmd = [sys.executable, "-m", "bench.baselines", *common, "--prefix", kafka.topics.prefix]
+        if kind == "naive":
+            cmd += ["--model", model, "--database-url", registry.database_url,
+                    "--artifact-dir", str(registry.artifact_dir)]
+    return subprocess.Popen(cmd, env=env)
+
+
+async def drain(kind: str, broker: EmbeddedBroker, registry: RegistrySettings, model: str,
+                workload: Workload) -> Measured:
+    kafka = KafkaSettings(broker.bootstrap_servers, Topics(f"bench{uuid.uuid4().hex[:6]}."), embedded=True)
+    await ensure_topics(kafka)
+    n = workload.naive_jobs if kind == "naive" else workload.saturation_jobs
+    await publish_backlog(kafka, workload.jobs[:n], model)
+    process = start(kind, kafka, registry, model, workload)
+    try:
+        return await collect(kafka, n, timeout_s=120)
+    finally:
+        process.terminate()
+        process.wait(30)
+
+
+async def latency_at_load(broker: EmbeddedBroker, registry: RegistrySettings, model: str,
+                          workload: Workload, rate: float, seconds: float = 8.0) -> Measured:
+    """p50/p99 from publish to result at a fixed arrival rate."""
+    kafka = KafkaSettings(broker.bootstrap_servers, Topics(f"lat{uuid.uuid4().hex[:6]}."), embedded=True)
+    await ensure_topics(kafka)
+    process = start("maas", kafka, registry, model, workload)
+    sent: dict[str, float] = {}
+    latencies: list[float] = []
+
+    def on_record(body: dict[str, Any], now: float) -> None:
+        if body["job_id"] in sent:
+            latencies.append((now - sent[body["job_id"]]) * 1000)
+
+    try:
+        await publish_backlog(kafka, workload.jobs[:1], model)  # warm-up: group join, model load
+        await collect(kafka, 1, timeout_s=60)
+        count = max(int(rate * seconds), 20)
+        reader = asyncio.create_task(collect(kafka, count + 1, timeout_s=seconds + 30, on_record=on_record))
+        await asyncio.sleep(1.0)  # the reader is positioned
+        producer = AIOKafkaProducer(**kafka.producer(linger_ms=0))
+        await producer.start()
+        interval, t0 = 1.0 / rate, time.perf_counter()
+        for i in range(count):
+            await asyncio.sleep(max(0.0, t0 + i * interval - time.perf_counter()))
+            job_id = f"l{i}"
+            body = json.dumps({"job_id": job_id, "model": model, "inputs": workload.jobs[i % len(workload.jobs)]})
+            sent[job_id] = time.perf_counter()
+            await producer.send(kafka.topics.predict, body.encode(), key=job_id.encode())
+        await producer.stop()
+        await reader
+    finally:
+        process.terminate()
+        process.wait(30)
+    p50, p99 = np.percentile(latencies, [50, 99]) if latencies else (float("nan"),) * 2
+    return Measured(rate, float(p50), float(p99), extra={"jobs": len(latencies)})
+
+
+async def bench_model(name: str, workload: Workload, broker: EmbeddedBroker, workdir: Path) -> dict[str, Any]:
+    registry = RegistrySettings(database_url=f"sqlite:///{workdir / 'registry.db'}",
+                                artifact_dir=workdir / "artifacts")
+    with Store.open(registry) as store:
+        if not store.list_models() or name not in {m.name for m in store.list_models()}:
+            store.register(name, build_artifact(name, workdir), actor="bench", promote=True)
+        console.print(f"[bold]{name}[/bold]: a. raw onnxruntime")
+        raw = measure_raw(store, name, workload)
+    results = {"raw": raw}
+    for kind in ("maas", "naive", "relay"):
+        console.print(f"[bold]{name}[/bold]: {kind}")
+        results[kind] = await drain(kind, broker, registry, name, workload)
+    console.print(f"[bold]{name}[/bold]: latency at 10% load")
+    results["light"] = await latency_at_load(broker, registry, name, workload, 0.1 * results["maas"].rows_per_s)
+    b = results["maas"].rows_per_s
+    ratios = {
+        "b/a": b / raw.rows_per_s if raw.rows_per_s else 0.0,
+        "b/c": b / results["naive"].rows_per_s if results["naive"].rows_per_s else 0.0,
+        "b/d": b / results["relay"].rows_per_s if results["relay"].rows_per_s else 0.0,
+    }
+    return {"model": name, "max_delay_ms": workload.max_delay_ms,
+            "results": {k: asdict(v) for k, v in results.items()}, "ratios": ratios}
+
+
+def report(summary: list[dict[str, Any]]) -> None:
+    table = Table(title="maas benchmark (one machine, one run)")
+    for column in ("model", "path", "rows/s", "p50 ms", "p99 ms", "mean batch", "note"):
+        table.add_column(column)
+    for entry in summary:
+        for kind, m in entry["results"].items():
+            fmt = lambda v: "" if v is None else f"{v:.1f}"  # noqa: E731
+            note = m["extra"].get("batch_size", "") if kind == "raw" else ""
+            if kind == "light":
+                note = f"at {m['rows_per_s']:.0f} jobs/s; max_delay_ms={entry['max_delay_ms']}"
+            table.add_row(entry["model"], kind, f"{m['rows_per_s']:.0f}", fmt(m["p50_ms"]),
+                          fmt(m["p99_ms"]), fmt(m["mean_batch"]), str(note))
+    console.print(table)
+    for entry in summary:
+        ratios = ", ".join(f"{k} = {v:.2f}" for k, v in entry["ratios"].items())
+        console.print(f"{entry['model']}: {ratios}")
+
+
+async def main_async(args: argparse.Namespace) -> list[dict[str, Any]]:
+    workloads = {"digits": lambda: digits_workload(args.digits_jobs),
+                 "minilm": lambda: minilm_workload(args.minilm_jobs)}
+    summary = []
+    with EmbeddedBroker() as broker, tempfile.TemporaryDirectory() as tmp:
+        for name in args.models:
+            workdir = Path(tmp) / name
+            workdir.mkdir()
+            summary.append(await bench_model(name, workloads[name](), broker, workdir))
+    return summary
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--models", nargs="+", default=["digits", "minilm"], choices=["digits", "minilm"])
+    parser.add_argument("--digits-jobs", type=int, default=20000)
+    parser.add_argument("--minilm-jobs", type=int, default=3000)
+    parser.add_argument("--out", type=Path, default=Path("bench/out/results.json"))
+    args = parser.parse_args()
+    summary = asyncio.run(main_async(args))
+    report(summary)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(summary, indent=2))
+    console.print(f"written to {args.out}")
+
+
+if __name__ == "__main__":
+    main()

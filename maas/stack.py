@@ -1,0 +1,173 @@
+"""``maas up``: the embedded stack — broker, registry, demo model, worker — in one process."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import structlog
+from rich.console import Console
+
+from maas.broker import EmbeddedBroker, free_port
+from producer.aio import AsyncClient
+from producer.kafka import KafkaSettings, Topics
+from registry.errors import RegistryError
+from registry.settings import RegistrySettings
+from registry.store import Store
+from workers.loop import Worker, WorkerSettings
+
+log = structlog.get_logger(__name__)
+
+DEMO_MODEL = "digits"
+
+
+@dataclass(frozen=True, slots=True)
+class StackSettings:
+    registry: RegistrySettings
+    worker: WorkerSettings
+    topic_prefix: str = "maas."
+    port: int = 9092
+    samples: int = 300
+    serve: bool = True  # keep serving after the demo until Ctrl-C / SIGTERM
+
+
+@dataclass(frozen=True, slots=True)
+class DemoReport:
+    jobs: int
+    accuracy: float
+    p50_ms: float
+    p99_ms: float
+    seconds: float
+    versions: tuple[int, ...]
+
+
+def ensure_demo_model(store: Store, console: Console) -> int:
+    """Register and promote the digits demo model if it has no production version."""
+    try:
+        return store.resolve(DEMO_MODEL).version
+    except RegistryError:
+        pass
+    from workers.demo import build_digits_model
+
+    console.print("training the digits demo model (PyTorch, scikit-learn's bundled data)…")
+    with tempfile.TemporaryDirectory() as workdir:
+        trained = build_digits_model(Path(workdir))
+        version = store.register(
+            DEMO_MODEL,
+            trained.artifact,
+            actor="maas up",
+            reason="demo model",
+            promote=True,
+            dataset_hash=trained.dataset_hash,
+            params=trained.params,
+            metrics=trained.metrics,
+        )
+    console.print(
+        f"registered {DEMO_MODEL} version {version.version} "
+        f"(held-out accuracy {trained.metrics['accuracy']:.3f}) and promoted it to production"
+    )
+    return version.version
+
+
+async def score_demo(kafka: KafkaSettings, samples: int) -> DemoReport:
+    """Score held-out digits through Kafka, one job per row, and measure what came back."""
+    from workers.demo import digits_samples
+
+    pixels, labels = digits_samples(samples)
+    sent: dict[str, tuple[float, int]] = {}
+    latencies: list[float] = []
+    correct = 0
+    versions: set[int] = set()
+    started = time.perf_counter()
+    async with AsyncClient(kafka, timeout_s=60) as client:
+        jobs = []
+        for i, row in enumerate(pixels):
+            job_id = f"demo-{i}"
+            sent[job_id] = (time.perf_counter(), int(labels[i]))
+            jobs.append((job_id, {"x": [row.tolist()]}))
+        async for reply in client.submit_many(jobs, DEMO_MODEL, max_in_flight=64):
+            t0, label = sent[reply.job_id]
+            latencies.append((time.perf_counter() - t0) * 1000)
+            if reply.status == "ok" and reply.outputs is not None:
+                correct += int(reply.outputs["label"][0] == label)
+                if reply.version is not None:
+                    versions.add(reply.version)
+    elapsed = time.perf_counter() - started
+    p50, p99 = np.percentile(latencies, [50, 99]) if latencies else (0.0, 0.0)
+    return DemoReport(
+        len(latencies), correct / max(len(latencies), 1), float(p50), float(p99), elapsed,
+        tuple(sorted(versions)),
+    )
+
+
+def _start_broker(port: int, console: Console) -> EmbeddedBroker:
+    broker = EmbeddedBroker(port=port)
+    try:
+        return broker.start()
+    except Exception as exc:  # the port is taken: take any free one and say so
+        fallback = free_port()
+        console.print(f"[yellow]{exc}[/yellow]; using port {fallback} instead")
+        return EmbeddedBroker(port=fallback).start()
+
+
+async def _serve_until_stopped(worker_task: asyncio.Task[None], stop: asyncio.Event) -> None:
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    await worker_task
+
+
+async def run_stack(settings: StackSettings, console: Console | None = None) -> DemoReport | None:
+    console = console or Console(stderr=False)
+    broker = _start_broker(settings.port, console)
+    kafka = KafkaSettings(
+        bootstrap_servers=broker.bootstrap_servers,
+        topics=Topics(settings.topic_prefix),
+        embedded=True,
+    )
+    console.print(f"embedded broker on {broker.bootstrap_servers} (in memory)")
+    store = await asyncio.to_thread(Store.open, settings.registry)
+    stop = asyncio.Event()
+    report = None
+    try:
+        await asyncio.to_thread(ensure_demo_model, store, console)
+        worker = Worker(kafka, store, settings.worker)
+        worker_task = asyncio.create_task(worker.run(stop))
+        await asyncio.wait(
+            [asyncio.ensure_future(worker.ready.wait()), worker_task],
+            return_when=asyncio.FIRST_COMPLETED,
+        )
+        if worker_task.done():
+            await worker_task  # it failed to start: raise why
+        if settings.samples:
+            report = await score_demo(kafka, settings.samples)
+            _print_report(console, report)
+        if settings.serve:
+            console.print(
+                f"serving on {broker.bootstrap_servers}: publish PredictJobs to "
+                f"{kafka.topics.predict}, read results from {kafka.topics.results}. Ctrl-C stops."
+            )
+            await _serve_until_stopped(worker_task, stop)
+        else:
+            stop.set()
+            await worker_task
+    finally:
+        stop.set()
+        store.close()
+        broker.stop()
+        console.print("stopped")
+    return report
+
+
+def _print_report(console: Console, report: DemoReport) -> None:
+    console.print(
+        f"scored {report.jobs} held-out digits through Kafka in {report.seconds:.2f}s: "
+        f"accuracy {report.accuracy:.3f}, latency p50 {report.p50_ms:.1f} ms, "
+        f"p99 {report.p99_ms:.1f} ms, version(s) {list(report.versions)}"
+    )

@@ -1,0 +1,36 @@
+"""Errors raised by the clients. Service errors carry the contract's error code."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from producer.messages import Result
+
+
+class ClientError(Exception):
+    """Root of the client errors."""
+
+
+class ServiceError(ClientError):
+    """The service answered with an error Result; ``code`` is its error code."""
+
+    def __init__(self, code: str, message: str, *, result: Result | None = None) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+        self.result = result
+
+
+class JobTimeout(ClientError, TimeoutError):
+    """No answer arrived in time."""
+
+    def __init__(self, job_id: str, timeout_s: float, bootstrap_servers: str) -> None:
+        super().__init__(
+            f"no result for job {job_id!r} within {timeout_s:g}s; check that a worker is "
+            f"running (`maas worker`) against {bootstrap_servers}, that the model is "
+            "registered (`maas models list`), and that the reply topic is the one workers "
+            "answer on"
+        )
+        self.job_id = job_id
+        self.timeout_s = timeout_s

@@ -1,0 +1,79 @@
+"""Test helpers that talk to the real embedded broker with plain Kafka clients."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.structs import ConsumerRecord
+
+from producer.kafka import KafkaSettings
+
+
+async def publish(settings: KafkaSettings, topic: str, values: list[bytes], **kwargs: Any) -> None:
+    """Publish raw bytes with a plain aiokafka producer (no maas client)."""
+    producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_servers)
+    await producer.start()
+    try:
+        for value in values:
+            await producer.send_and_wait(topic, value, **kwargs)
+    finally:
+        await producer.stop()
+
+
+async def read(
+    settings: KafkaSettings,
+    topic: str,
+    *,
+    until: Callable[[list[ConsumerRecord[bytes, bytes]]], bool],
+    timeout_s: float = 30.0,
+) -> list[ConsumerRecord[bytes, bytes]]:
+    """Read ``topic`` from the beginning (no group) until ``until(records)`` holds."""
+    consumer = AIOKafkaConsumer(
+        topic, bootstrap_servers=settings.bootstrap_servers, auto_offset_reset="earliest"
+    )
+    await consumer.start()
+    records: list[ConsumerRecord[bytes, bytes]] = []
+    try:
+        async with asyncio.timeout(timeout_s):
+            while not until(records):
+                batch = await consumer.getmany(timeout_ms=200)
+                for part in batch.values():
+                    records.extend(part)
+    finally:
+        await consumer.stop()
+    return records
+
+
+async def read_results(
+    settings: KafkaSettings, job_ids: set[str], *, topic: str | None = None, timeout_s: float = 30.0
+) -> dict[str, dict[str, Any]]:
+    """Results (decoded JSON) for ``job_ids`` from the results topic, the latest per job."""
+
+    def answered(records: list[ConsumerRecord[bytes, bytes]]) -> bool:
+        return job_ids <= {json.loads(r.value)["job_id"] for r in records if r.value}
+
+    records = await read(
+        settings, topic or settings.topics.results, until=answered, timeout_s=timeout_s
+    )
+    results = {}
+    for record in records:
+        body = json.loads(record.value)
+        results[body["job_id"]] = {**body, "_headers": dict(record.headers), "_key": record.key}
+    return results
+
+
+@asynccontextmanager
+async def running(coro_factory: Callable[[asyncio.Event], Any]) -> AsyncIterator[asyncio.Event]:
+    """Run ``coro_factory(stop)`` as a task for the duration of the block, then stop it."""
+    stop = asyncio.Event()
+    task = asyncio.create_task(coro_factory(stop))
+    try:
+        yield stop
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 60)

@@ -1,0 +1,157 @@
+"""The serving path end to end through the real embedded broker: job in, Result out."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+
+from producer.kafka import KafkaSettings
+from registry.entities import ModelVersion
+from registry.settings import RegistrySettings
+from registry.store import Store
+from tests.kafka_helpers import publish, read, read_results
+from workers.demo import build_digits_model, digits_samples
+from workers.loop import Worker, WorkerSettings
+
+
+@pytest.fixture(scope="session")
+def digits_onnx(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_digits_model(tmp_path_factory.mktemp("digits")).artifact
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[Store]:
+    settings = RegistrySettings(
+        database_url=f"sqlite:///{tmp_path / 'registry.db'}", artifact_dir=tmp_path / "artifacts"
+    )
+    with Store.open(settings) as opened:
+        yield opened
+
+
+@pytest.fixture
+def digits(store: Store, digits_onnx: Path) -> ModelVersion:
+    return store.register("digits", digits_onnx, actor="test", promote=True)
+
+
+@pytest.fixture
+async def worker(kafka: KafkaSettings, store: Store, digits: ModelVersion) -> AsyncIterator[Worker]:
+    serving = Worker(kafka, store, WorkerSettings(metrics_interval_s=0.5))
+    stop = asyncio.Event()
+    task = asyncio.create_task(serving.run(stop))
+    await asyncio.wait_for(serving.ready.wait(), 30)
+    yield serving
+    stop.set()
+    await asyncio.wait_for(task, 60)
+
+
+def job(job_id: str, inputs: object, **fields: object) -> bytes:
+    return json.dumps({"job_id": job_id, "model": "digits", "inputs": inputs, **fields}).encode()
+
+
+async def test_plain_kafka_job_is_answered_with_the_right_outputs_and_version(
+    kafka: KafkaSettings, worker: Worker, digits: ModelVersion, digits_onnx: Path
+) -> None:
+    pixels, labels = digits_samples(5)
+    raw = job("j-1", {"x": pixels.tolist()}, metadata={"trace": "abc"})
+    await publish(kafka, kafka.topics.predict, [raw], headers=[("traceparent", b"00-1")])
+
+    result = (await read_results(kafka, {"j-1"}))["j-1"]
+
+    assert result["status"] == "ok", result["error"]
+    assert result["schema"] == "maas.result/v1"
+    assert result["version"] == digits.version == 1
+    assert result["metadata"] == {"trace": "abc"}
+    assert result["_key"] == b"j-1"
+    assert result["_headers"]["traceparent"] == b"00-1"
+    direct = ort.InferenceSession(str(digits_onnx)).run(None, {"x": pixels})
+    np.testing.assert_allclose(result["outputs"]["probabilities"], direct[0], rtol=1e-5, atol=1e-6)
+    assert result["outputs"]["label"] == direct[1].tolist()
+    assert np.mean(np.array(result["outputs"]["label"]) == labels) >= 0.8
+    assert result["timing"]["total_ms"] >= result["timing"]["infer_ms"] >= 0
+
+
+async def test_explicit_version_and_custom_reply_topic(
+    kafka: KafkaSettings, worker: Worker, digits_onnx: Path, store: Store
+) -> None:
+    v2 = store.register("digits", digits_onnx, actor="test")  # not promoted
+    pixels, _ = digits_samples(1)
+    await publish(kafka, kafka.topics.predict, [
+        job("pinned", {"x": pixels.tolist()}, version=v2.version, reply_to=kafka.topics.dlq + "x"),
+        job("aliased", {"x": pixels.tolist()}),
+    ])
+    pinned = (await read_results(kafka, {"pinned"}, topic=kafka.topics.dlq + "x"))["pinned"]
+    aliased = (await read_results(kafka, {"aliased"}))["aliased"]
+    assert (pinned["status"], pinned["version"]) == ("ok", 2)
+    assert (aliased["status"], aliased["version"]) == ("ok", 1)
+
+
+async def test_undecodable_record_goes_to_dlq_and_the_next_job_is_answered(
+    kafka: KafkaSettings, worker: Worker
+) -> None:
+    pixels, _ = digits_samples(1)
+    await publish(kafka, kafka.topics.predict, [b"\x00not json at all", job("after", {"x": pixels.tolist()})],
+                  key=b"k1")
+
+    dead = await read(kafka, kafka.topics.dlq, until=lambda records: len(records) >= 1)
+    headers = dict(dead[0].headers)
+    assert dead[0].value == b"\x00not json at all"
+    assert dead[0].key == b"k1"
+    assert headers["maas.error.code"] == b"INVALID_INPUT"
+    assert b"JSON" in headers["maas.error.message"]
+    assert headers["maas.source.topic"] == kafka.topics.predict.encode()
+    assert (await read_results(kafka, {"after"}))["after"]["status"] == "ok"
+
+
+@pytest.mark.parametrize(
+    ("fields", "code", "words"),
+    [
+        ({"inputs": {"pixels": [[0.0] * 64]}}, "INVALID_INPUT", "pixels"),
+        ({"inputs": {"x": [[0.0] * 63]}}, "INVALID_INPUT", "64"),
+        ({"inputs": {"x": [["a"] * 64]}}, "INVALID_INPUT", "x"),
+        ({"inputs": {"x": [[0.0] * 64]}, "priority": "high"}, "INVALID_INPUT", "priority"),
+        ({"inputs": {"x": [[0.0] * 64]}, "model": "nope"}, "MODEL_NOT_FOUND", "nope"),
+        ({"inputs": {"x": [[0.0] * 64]}, "version": 99}, "VERSION_NOT_FOUND", "99"),
+        ({"inputs": {"x": [[0.0] * 64]}, "alias": "staging"}, "VERSION_NOT_FOUND", "staging"),
+        ({"inputs": {"x": [[0.0] * 64]}, "deadline_ms": 1}, "EXPIRED", "deadline"),
+    ],
+)
+async def test_bad_jobs_get_a_clear_error_result(
+    kafka: KafkaSettings, worker: Worker, fields: dict[str, object], code: str, words: str
+) -> None:
+    body = {"job_id": "bad", "model": "digits", **fields}
+    await publish(kafka, kafka.topics.predict, [json.dumps(body).encode()])
+    result = (await read_results(kafka, {"bad"}))["bad"]
+    assert result["status"] == "error"
+    assert result["error"]["code"] == code
+    assert words in result["error"]["message"]
+    assert result["outputs"] is None
+
+
+async def test_many_jobs_are_batched_and_all_answered(kafka: KafkaSettings, worker: Worker) -> None:
+    pixels, _ = digits_samples(200)
+    raws = [job(f"m-{i}", {"x": [row.tolist()]}) for i, row in enumerate(pixels)]
+    await publish(kafka, kafka.topics.predict, raws)
+    results = await read_results(kafka, {f"m-{i}" for i in range(200)})
+    assert all(r["status"] == "ok" for r in results.values())
+    assert max(r["batch_size"] for r in results.values()) > 1
+
+
+async def test_metric_windows_reach_the_registry(
+    kafka: KafkaSettings, worker: Worker, store: Store
+) -> None:
+    pixels, _ = digits_samples(3)
+    await publish(kafka, kafka.topics.predict, [job(f"w-{i}", {"x": [r.tolist()]}) for i, r in enumerate(pixels)])
+    await read_results(kafka, {"w-0", "w-1", "w-2"})
+    deadline = time.monotonic() + 10
+    while not store.windows("digits") and time.monotonic() < deadline:
+        await asyncio.sleep(0.2)
+    windows = store.windows("digits")
+    assert sum(w.jobs for w in windows) >= 3
+    assert all(w.version == 1 for w in windows)

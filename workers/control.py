@@ -1,0 +1,45 @@
+"""Hot swap: follow the control topic and drop cached aliases the moment one moves."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+import structlog
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from producer.kafka import KafkaSettings
+from producer.messages import ControlEvent, DecodeError, decode_control
+
+log = structlog.get_logger(__name__)
+
+
+async def follow_control(settings: KafkaSettings, on_event: Callable[[ControlEvent], None]) -> None:
+    """Read control events from now on (no consumer group: every worker sees every event)."""
+    topic = settings.topics.control
+    consumer = AIOKafkaConsumer(**settings.consumer(None, auto_offset_reset="latest"))
+    await consumer.start()
+    try:
+        partitions = consumer.partitions_for_topic(topic) or {0}
+        consumer.assign([TopicPartition(topic, p) for p in partitions])
+        await consumer.seek_to_end()
+        while True:
+            batch = await consumer.getmany(timeout_ms=500)
+            for records in batch.values():
+                for record in records:
+                    _dispatch(record.value, on_event)
+    except asyncio.CancelledError:
+        raise
+    finally:
+        await consumer.stop()
+
+
+def _dispatch(raw: bytes | None, on_event: Callable[[ControlEvent], None]) -> None:
+    try:
+        event = decode_control(raw or b"")
+    except DecodeError as exc:
+        log.warning("control event ignored", error=str(exc))
+        return
+    log.info("control event", control_event=event.event, model=event.model, alias=event.alias,
+             version=event.version)
+    on_event(event)

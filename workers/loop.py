@@ -1,0 +1,290 @@
+"""The consume → batch → infer → reply loop, honest about offsets.
+
+Poll; hand each record to its own task; pause the partitions when too many jobs are
+in flight; publish each answer and wait for the broker's ack; commit only the
+prefix of each partition whose records are all answered. On rebalance, revoked
+partitions are drained (or abandoned after a timeout, uncommitted) before they are
+released; on SIGTERM the worker stops polling, drains and commits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
+
+import structlog
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
+from aiokafka.structs import ConsumerRecord
+
+from producer.kafka import KafkaSettings, ensure_topics
+from producer.messages import (
+    ControlEvent,
+    DecodeError,
+    ErrorCode,
+    decode_envelope,
+    decode_predict,
+    encode,
+    error_result,
+)
+from registry.store import Store
+from workers.batching import BatchConfig
+from workers.control import follow_control
+from workers.metrics import MetricsRecorder
+from workers.models import ModelCache
+from workers.offsets import OffsetTracker
+from workers.replies import Publisher, PublishFailed, Source
+from workers.runtime import RuntimeSettings
+from workers.serving import JobHandler
+
+log = structlog.get_logger(__name__)
+
+Record = ConsumerRecord[bytes, bytes]
+
+
+def default_worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerSettings:
+    """How one worker process serves. Built once at the entrypoint."""
+
+    models: tuple[str, ...] = ()  # empty: every registered model, loaded on demand
+    group_id: str = "maas-workers"
+    batch: BatchConfig = field(default_factory=BatchConfig)
+    runtime: RuntimeSettings = field(default_factory=RuntimeSettings)
+    max_in_flight: int = 4096  # jobs; polling pauses above it, resumes at half
+    max_poll_records: int = 1000
+    commit_interval_s: float = 0.2
+    drain_timeout_s: float = 30.0
+    metrics_interval_s: float = 10.0
+    alias_ttl_s: float = 5.0
+    worker_id: str = ""  # default: host:pid of the process that serves
+
+    @property
+    def group(self) -> str:
+        """Pools that serve different models consume in different groups."""
+        if not self.models:
+            return self.group_id
+        return f"{self.group_id}.{'+'.join(sorted(self.models))}"
+
+
+class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, worker: Worker) -> None:
+        self._worker = worker
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        await self._worker.release(revoked)
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        log.info("partitions assigned", partitions=sorted(tp.partition for tp in assigned))
+
+
+class Worker:
+    """One consumer in the worker group. ``run`` returns after ``stop`` is set and drained."""
+
+    def __init__(self, kafka: KafkaSettings, store: Store, settings: WorkerSettings) -> None:
+        if not settings.worker_id:
+            settings = replace(settings, worker_id=default_worker_id())
+        self.kafka = kafka
+        self.settings = settings
+        self.store = store
+        self.tracker: OffsetTracker[TopicPartition] = OffsetTracker()
+        self.metrics = MetricsRecorder(
+            store.record_windows, worker=settings.worker_id, interval_s=settings.metrics_interval_s
+        )
+        self.models = ModelCache(
+            store, runtime=settings.runtime, batch=settings.batch, alias_ttl_s=settings.alias_ttl_s
+        )
+        self.handler = JobHandler(self.models, self.metrics, worker=settings.worker_id)
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._consumer: AIOKafkaConsumer | None = None
+        self._publisher: Publisher | None = None
+        self.ready = asyncio.Event()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        await ensure_topics(self.kafka)
+        producer = AIOKafkaProducer(**self.kafka.producer())
+        consumer = AIOKafkaConsumer(
+            **self.kafka.consumer(self.settings.group, max_poll_records=self.settings.max_poll_records)
+        )
+        consumer.subscribe([self.kafka.topics.predict], listener=_Rebalance(self))
+        await producer.start()
+        await consumer.start()
+        self._consumer = consumer
+        self._publisher = Publisher(producer, dlq_topic=self.kafka.topics.dlq)
+        helpers = [
+            asyncio.create_task(self._commit_loop()),
+            asyncio.create_task(self.metrics.run()),
+            asyncio.create_task(follow_control(self.kafka, self._on_control)),
+        ]
+        log.info("worker started", worker=self.settings.worker_id, group=self.settings.group)
+        try:
+            await self._poll(consumer, stop)
+        finally:
+            await self._shutdown(consumer, producer, helpers)
+
+    async def _poll(self, consumer: AIOKafkaConsumer, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            batch = await consumer.getmany(timeout_ms=100)
+            if consumer.assignment():
+                self.ready.set()
+            received = time.time()
+            for tp, records in batch.items():
+                for record in records:
+                    self.tracker.track(tp, record.offset)
+                    task = asyncio.create_task(self._process(tp, record, received))
+                    self._tasks.add(task)
+                    task.add_done_callback(self._tasks.discard)
+            self._backpressure(consumer)
+
+    def _backpressure(self, consumer: AIOKafkaConsumer) -> None:
+        in_flight = self.tracker.in_flight()
+        if in_flight >= self.settings.max_in_flight:
+            unpaused = consumer.assignment() - consumer.paused()
+            if unpaused:
+                consumer.pause(*unpaused)
+                log.debug("partitions paused", in_flight=in_flight)
+        elif consumer.paused() and in_flight <= self.settings.max_in_flight // 2:
+            consumer.resume(*consumer.paused())
+            log.debug("partitions resumed", in_flight=in_flight)
+
+    async def _process(self, tp: TopicPartition, record: Record, received: float) -> None:
+        try:
+            await self._answer(record, received)
+        except Exception as exc:
+            if not await self._give_up(record, exc):
+                return  # not answered: left uncommitted, redelivered after a restart
+        self.tracker.done(tp, record.offset)
+
+    async def _answer(self, record: Record, received: float) -> None:
+        assert self._publisher is not None
+        try:
+            job = decode_predict(record.value or b"")
+        except DecodeError as exc:
+            await self._reject(record, exc)
+            return
+        if self.settings.models and job.model not in self.settings.models:
+            return  # another pool's job
+        with structlog.contextvars.bound_contextvars(
+            job_id=job.job_id, partition=record.partition, offset=record.offset
+        ):
+            result = await self.handler.answer(job, received)
+            await self._publisher.send(
+                job.reply_to or self.kafka.topics.results,
+                encode(result),
+                key=job.job_id.encode(),
+                headers=record.headers,
+            )
+
+    async def _reject(self, record: Record, exc: DecodeError) -> None:
+        """A job that does not decode: answer it if it has a job_id, else dead-letter it."""
+        assert self._publisher is not None
+        try:
+            envelope = decode_envelope(record.value or b"")
+        except DecodeError:
+            await self._publisher.dead_letter(
+                _source(record), code=ErrorCode.INVALID_INPUT, reason=f"not a PredictJob: {exc}"
+            )
+            return
+        result = error_result(
+            envelope.job_id,
+            ErrorCode.INVALID_INPUT,
+            str(exc),
+            model=envelope.model,
+            metadata=envelope.metadata,
+            worker=self.settings.worker_id,
+        )
+        await self._publisher.send(
+            envelope.reply_to or self.kafka.topics.results,
+            encode(result),
+            key=envelope.job_id.encode(),
+            headers=record.headers,
+        )
+
+    async def _give_up(self, record: Record, exc: Exception) -> bool:
+        """The answer could not be published: dead-letter the job. True if that worked."""
+        assert self._publisher is not None
+        if not isinstance(exc, PublishFailed):
+            log.exception("unexpected failure answering a record", offset=record.offset)
+        code = ErrorCode.INTERNAL
+        try:
+            await self._publisher.dead_letter(
+                _source(record), code=code, reason=f"answer not published: {exc}"
+            )
+        except PublishFailed:
+            log.error("record neither answered nor dead-lettered", offset=record.offset)
+            return False
+        return True
+
+    async def _commit_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.commit_interval_s)
+            await self.commit()
+
+    async def commit(self, tps: Iterable[TopicPartition] | None = None) -> None:
+        consumer = self._consumer
+        points = self.tracker.commit_points(tps)
+        if consumer is None or not points:
+            return
+        try:
+            await consumer.commit(points)
+        except (CommitFailedError, IllegalStateError, KafkaError) as exc:
+            log.warning("commit failed; will retry", error=str(exc))
+            return
+        self.tracker.mark_committed(points)
+
+    async def release(self, revoked: set[TopicPartition]) -> None:
+        """Drain revoked partitions (bounded), commit what is answered, then let go."""
+        deadline = time.monotonic() + self.settings.drain_timeout_s
+        while self.tracker.in_flight(revoked) and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        abandoned = self.tracker.in_flight(revoked)
+        await self.commit(revoked)
+        self.tracker.forget(revoked)
+        log.info(
+            "partitions released",
+            partitions=sorted(tp.partition for tp in revoked),
+            abandoned=abandoned,
+        )
+
+    def _on_control(self, event: ControlEvent) -> None:
+        self.models.invalidate(event.model)
+
+    async def _shutdown(
+        self,
+        consumer: AIOKafkaConsumer,
+        producer: AIOKafkaProducer,
+        helpers: list[asyncio.Task[None]],
+    ) -> None:
+        consumer.pause(*consumer.assignment())
+        deadline = time.monotonic() + self.settings.drain_timeout_s
+        while self._tasks and time.monotonic() < deadline:
+            await asyncio.wait(set(self._tasks), timeout=0.1)
+        await self.commit()
+        for task in [*helpers, *self._tasks]:
+            task.cancel()
+        for task in helpers:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        await consumer.stop()
+        await producer.stop()
+        await self.models.aclose()
+        log.info("worker stopped", worker=self.settings.worker_id)
+
+
+def _source(record: Record) -> Source:
+    return Source(
+        topic=record.topic,
+        partition=record.partition,
+        offset=record.offset,
+        key=record.key,
+        value=record.value,
+        headers=tuple(record.headers),
+    )

@@ -1,0 +1,143 @@
+"""Per-version monitoring windows, written to the registry in bulk off the hot path.
+
+Every answered job is recorded in memory (a few appends); every ``interval_s`` the
+windows are closed and written to the registry in one insert from a thread, where
+the rollback policy and ``maas models stats`` read them. The same events feed
+Prometheus counters and histograms for scraping.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import numpy as np
+import structlog
+from prometheus_client import Counter as PromCounter
+from prometheus_client import Histogram
+
+from registry.entities import MetricWindow
+
+log = structlog.get_logger(__name__)
+
+JOBS = PromCounter("maas_jobs", "Jobs answered", ["model", "version", "status"])
+ROWS = PromCounter("maas_rows", "Rows answered", ["model", "version"])
+LATENCY = Histogram(
+    "maas_job_seconds",
+    "Job latency from receipt to answer",
+    ["model", "version"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+)
+
+
+@dataclass
+class _Window:
+    jobs: int = 0
+    rows: int = 0
+    batch_rows: int = 0
+    errors: Counter[str] = field(default_factory=Counter)
+    queue_ms: list[float] = field(default_factory=list)
+    infer_ms: list[float] = field(default_factory=list)
+
+
+def _percentiles(values: list[float]) -> tuple[float, float, float]:
+    if not values:
+        return (0.0, 0.0, 0.0)
+    p50, p95, p99 = np.percentile(np.asarray(values), [50, 95, 99])
+    return (float(p50), float(p95), float(p99))
+
+
+class MetricsRecorder:
+    """Accumulates windows per (model, version) and flushes them with ``write``."""
+
+    def __init__(
+        self,
+        write: Callable[[Sequence[MetricWindow]], None],
+        *,
+        worker: str,
+        interval_s: float = 10.0,
+    ) -> None:
+        self._write = write
+        self._worker = worker
+        self._interval_s = interval_s
+        self._windows: dict[tuple[str, int], _Window] = {}
+        self._started = datetime.now(UTC)
+
+    def record(
+        self,
+        model: str,
+        version: int,
+        *,
+        rows: int,
+        error: str | None,
+        queue_ms: float,
+        infer_ms: float,
+        batch_size: int,
+    ) -> None:
+        window = self._windows.setdefault((model, version), _Window())
+        window.jobs += 1
+        window.rows += rows
+        window.batch_rows += batch_size
+        if error:
+            window.errors[error] += 1
+        window.queue_ms.append(queue_ms)
+        window.infer_ms.append(infer_ms)
+        labels = (model, str(version))
+        JOBS.labels(*labels, "error" if error else "ok").inc()
+        ROWS.labels(*labels).inc(rows)
+        LATENCY.labels(*labels).observe((queue_ms + infer_ms) / 1000)
+
+    def close_windows(self) -> list[MetricWindow]:
+        """Close the current windows and return them as registry entities."""
+        end = datetime.now(UTC)
+        seconds = max((end - self._started).total_seconds(), 1e-6)
+        windows, self._windows = self._windows, {}
+        start, self._started = self._started, end
+        closed = []
+        for (model, version), w in windows.items():
+            q50, q95, q99 = _percentiles(w.queue_ms)
+            i50, i95, i99 = _percentiles(w.infer_ms)
+            closed.append(
+                MetricWindow(
+                    model=model,
+                    version=version,
+                    worker=self._worker,
+                    start=start,
+                    end=end,
+                    jobs=w.jobs,
+                    rows=w.rows,
+                    errors=dict(w.errors),
+                    queue_ms_p50=q50,
+                    queue_ms_p95=q95,
+                    queue_ms_p99=q99,
+                    infer_ms_p50=i50,
+                    infer_ms_p95=i95,
+                    infer_ms_p99=i99,
+                    mean_batch_size=w.batch_rows / w.jobs if w.jobs else 0.0,
+                    rows_per_s=w.rows / seconds,
+                )
+            )
+        return closed
+
+    async def flush(self) -> None:
+        windows = self.close_windows()
+        if not windows:
+            return
+        try:
+            await asyncio.to_thread(self._write, windows)
+        except Exception:  # the registry being down must never stop serving
+            log.exception("metric windows not written", windows=len(windows))
+
+    async def run(self) -> None:
+        """Flush every ``interval_s`` until cancelled, then flush what is left."""
+        try:
+            while True:
+                await asyncio.sleep(self._interval_s)
+                await self.flush()
+        finally:
+            with contextlib.suppress(Exception):
+                await asyncio.shield(self.flush())

@@ -1,0 +1,160 @@
+"""Loaded model versions: resolve a job's version, load its runtime once, batch per version.
+
+Alias lookups are cached for a short time and invalidated by control events, so an
+alias move reaches every worker within seconds (hot swap) while a job always runs
+on the version it resolved to, which its Result names.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+
+from producer.messages import ErrorCode
+from registry.artifacts import ArtifactStore
+from registry.entities import ModelVersion
+from registry.errors import AliasNotFound, ModelNotFound, VersionNotFound
+from registry.store import Store
+from workers.batching import BatchConfig, DynamicBatcher
+from workers.errors import WorkerError
+from workers.runtime import Runtime, RuntimeSettings, load_runtime
+
+log = structlog.get_logger(__name__)
+
+
+class ResolveError(WorkerError):
+    """The job names a model, version or alias the registry does not have."""
+
+    def __init__(self, message: str, code: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+@dataclass
+class Loaded:
+    """A model version ready to serve."""
+
+    version: ModelVersion
+    runtime: Runtime
+    batcher: DynamicBatcher
+
+
+@dataclass(frozen=True, slots=True)
+class _Cached:
+    version: ModelVersion
+    expires: float
+
+
+class ModelCache:
+    """Resolves versions through the registry and keeps up to ``max_loaded`` loaded."""
+
+    def __init__(
+        self,
+        store: Store,
+        *,
+        runtime: RuntimeSettings,
+        batch: BatchConfig,
+        alias_ttl_s: float = 5.0,
+        max_loaded: int = 8,
+    ) -> None:
+        self._store = store
+        self._runtime_settings = runtime
+        self._batch = batch
+        self._alias_ttl_s = alias_ttl_s
+        self._max_loaded = max_loaded
+        self._aliases: dict[tuple[str, str], _Cached] = {}
+        self._loaded: OrderedDict[tuple[str, int], Loaded] = OrderedDict()
+        self._loading: dict[tuple[str, int], asyncio.Future[Loaded]] = {}
+        self._registry_pool = ThreadPoolExecutor(1, thread_name_prefix="maas-registry")
+
+    async def resolve(self, model: str, version: int | None, alias: str) -> ModelVersion:
+        """The version a job asked for, explicitly or through its alias."""
+        if version is not None:
+            key = (model, version)
+            if key in self._loaded:
+                return self._loaded[key].version
+            return await self._registry(self._store.get_version, model, version)
+        cached = self._aliases.get((model, alias))
+        if cached is not None and cached.expires > time.monotonic():
+            return cached.version
+        found = await self._registry(self._store.resolve, model, alias)
+        self._aliases[(model, alias)] = _Cached(found, time.monotonic() + self._alias_ttl_s)
+        return found
+
+    async def _registry(
+        self, call: Callable[[str, Any], ModelVersion], model: str, which: Any
+    ) -> ModelVersion:
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.run_in_executor(self._registry_pool, call, model, which)
+        except ModelNotFound as exc:
+            raise ResolveError(str(exc), ErrorCode.MODEL_NOT_FOUND) from exc
+        except (VersionNotFound, AliasNotFound) as exc:
+            raise ResolveError(str(exc), ErrorCode.VERSION_NOT_FOUND) from exc
+
+    def invalidate(self, model: str) -> None:
+        """Forget cached aliases of ``model`` (a control event says one moved)."""
+        for key in [k for k in self._aliases if k[0] == model]:
+            del self._aliases[key]
+
+    async def get(self, version: ModelVersion) -> Loaded:
+        """The loaded model for ``version``, loading it once however many jobs wait."""
+        key = (version.model, version.version)
+        loaded = self._loaded.get(key)
+        if loaded is not None:
+            self._loaded.move_to_end(key)
+            return loaded
+        pending = self._loading.get(key)
+        if pending is None:
+            pending = asyncio.ensure_future(self._load(version))
+            self._loading[key] = pending
+            pending.add_done_callback(lambda _: self._loading.pop(key, None))
+        return await asyncio.shield(pending)
+
+    async def _load(self, version: ModelVersion) -> Loaded:
+        started = time.perf_counter()
+        runtime = await asyncio.to_thread(self._open, version)
+        batcher = DynamicBatcher(
+            runtime.infer, self._batch, name=f"{version.model}:{version.version}"
+        )
+        loaded = Loaded(version, runtime, batcher)
+        self._loaded[(version.model, version.version)] = loaded
+        log.info(
+            "model loaded",
+            model=version.model,
+            version=version.version,
+            provider=runtime.provider,
+            load_ms=round((time.perf_counter() - started) * 1000, 1),
+        )
+        await self._evict()
+        return loaded
+
+    def _open(self, version: ModelVersion) -> Runtime:
+        ArtifactStore.verify(version.path, version.sha256)
+        return load_runtime(version.path, version.format, version.signature, self._runtime_settings)
+
+    async def _evict(self) -> None:
+        while len(self._loaded) > self._max_loaded:
+            _, oldest = self._loaded.popitem(last=False)
+            await oldest.batcher.drain()
+            await oldest.batcher.aclose()
+            oldest.runtime.close()
+            log.info("model unloaded", model=oldest.version.model, version=oldest.version.version)
+
+    def batchers(self) -> list[DynamicBatcher]:
+        return [loaded.batcher for loaded in self._loaded.values()]
+
+    async def aclose(self) -> None:
+        for loaded in self._loaded.values():
+            await loaded.batcher.drain()
+            await loaded.batcher.aclose()
+            loaded.runtime.close()
+        self._loaded.clear()
+        self._registry_pool.shutdown(wait=False)

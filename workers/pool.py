@@ -1,0 +1,80 @@
+"""Running workers: one process, or N processes in one consumer group."""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+import signal
+from dataclasses import dataclass
+
+import structlog
+
+from producer.kafka import KafkaSettings
+from registry.settings import RegistrySettings
+from registry.store import Store
+from workers.loop import Worker, WorkerSettings
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class PoolSettings:
+    kafka: KafkaSettings
+    registry: RegistrySettings
+    worker: WorkerSettings
+    processes: int = 1
+    log_format: str = "auto"
+    log_level: str = "info"
+
+
+async def serve_async(settings: PoolSettings, stop: asyncio.Event | None = None) -> None:
+    """Serve in this event loop until ``stop`` is set (or SIGTERM/SIGINT when not given)."""
+    if stop is None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+    store = await asyncio.to_thread(Store.open, settings.registry)
+    try:
+        await Worker(settings.kafka, store, settings.worker).run(stop)
+    finally:
+        store.close()
+
+
+def _child(settings: PoolSettings) -> None:
+    from maas import logs
+
+    logs.configure(settings.log_format, settings.log_level)
+    asyncio.run(serve_async(settings))
+
+
+def serve(settings: PoolSettings) -> int:
+    """Run the pool in the foreground; returns an exit code once every process stopped."""
+    if settings.processes <= 1:
+        asyncio.run(serve_async(settings))
+        return 0
+    context = multiprocessing.get_context("spawn")
+    children = [
+        context.Process(target=_child, args=(settings,), name=f"maas-worker-{i}")
+        for i in range(settings.processes)
+    ]
+    for child in children:
+        child.start()
+
+    def forward(_signum: int, _frame: object) -> None:
+        for child in children:
+            if child.is_alive():
+                child.terminate()  # SIGTERM: the child stops polling, drains and commits
+
+    signal.signal(signal.SIGTERM, forward)
+    log.info("worker pool started", processes=settings.processes)
+    try:
+        for child in children:
+            child.join()
+    except KeyboardInterrupt:  # Ctrl-C reaches the children too; wait for their drain
+        for child in children:
+            child.join()
+    failed = [c.name for c in children if c.exitcode != 0]
+    if failed:
+        log.error("worker processes failed", processes=failed)
+    return 1 if failed else 0

@@ -1,0 +1,86 @@
+"""Publishing answers: results with retries and backoff, dead letters with error headers."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import structlog
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
+
+log = structlog.get_logger(__name__)
+
+Headers = Sequence[tuple[str, bytes]]
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    """Where a record came from, for dead-letter headers."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    headers: Headers
+
+
+class PublishFailed(Exception):
+    """A record could not be published after every retry."""
+
+
+class Publisher:
+    """Sends records and waits for the broker's acknowledgement, retrying transient errors."""
+
+    def __init__(
+        self,
+        producer: AIOKafkaProducer,
+        *,
+        dlq_topic: str,
+        retries: int = 5,
+        backoff_s: float = 0.1,
+        max_backoff_s: float = 5.0,
+    ) -> None:
+        self._producer = producer
+        self._dlq_topic = dlq_topic
+        self._retries = retries
+        self._backoff_s = backoff_s
+        self._max_backoff_s = max_backoff_s
+
+    async def send(
+        self, topic: str, value: bytes, *, key: bytes | None, headers: Headers = ()
+    ) -> None:
+        """Publish and wait for the ack; raises :class:`PublishFailed` after all retries."""
+        delay = self._backoff_s
+        for attempt in range(self._retries + 1):
+            try:
+                await self._producer.send_and_wait(topic, value, key=key, headers=list(headers))
+                return
+            except KafkaError as exc:
+                if attempt == self._retries or not getattr(exc, "retriable", True):
+                    raise PublishFailed(f"{type(exc).__name__}: {exc}") from exc
+                log.warning("publish failed, retrying", topic=topic, attempt=attempt + 1, error=str(exc))
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self._max_backoff_s)
+
+    async def dead_letter(self, source: Source, *, code: str, reason: str) -> None:
+        """Send the original bytes to the dead-letter topic with headers saying why."""
+        headers = [
+            *source.headers,
+            ("maas.error.code", code.encode()),
+            ("maas.error.message", reason.encode()),
+            ("maas.source.topic", source.topic.encode()),
+            ("maas.source.partition", str(source.partition).encode()),
+            ("maas.source.offset", str(source.offset).encode()),
+        ]
+        await self.send(self._dlq_topic, source.value or b"", key=source.key, headers=headers)
+        log.warning(
+            "record dead-lettered",
+            topic=source.topic,
+            partition=source.partition,
+            offset=source.offset,
+            code=code,
+            reason=reason,
+        )
