@@ -400,9 +400,9 @@ class Store:
         with self._session() as session:
             names = {w.model for w in windows}
             ids = dict(
-                session.execute(select(ModelRow.name, ModelRow.id).where(ModelRow.name.in_(names)))
-                .tuples()
-                .all()
+                session.execute(
+                    select(ModelRow.name, ModelRow.id).where(ModelRow.name.in_(names))
+                ).all()
             )
             missing = sorted(names - ids.keys())
             if missing:
@@ -669,7 +669,7 @@ def _aliases(session: Session, model: ModelRow) -> dict[str, int]:
         .where(AliasRow.model_id == model.id)
         .order_by(AliasRow.alias)
     )
-    return dict(rows.tuples().all())
+    return {alias: version for alias, version in rows}
 
 
 def _previous_holder(session: Session, model: ModelRow, alias: str, current: int) -> int:

@@ -1,5 +1,8 @@
 """Fixtures for registry tests: ONNX models built in code, SQLite and PostgreSQL stores.
 
+Test modules load them with ``pytest_plugins = ["tests.registry_fixtures"]`` (and do
+not import this module, so pytest can rewrite its asserts).
+
 PostgreSQL tests get a database of their own (random name, dropped afterwards), so
 they never see another test run's rows on a shared server.
 """
@@ -83,8 +86,14 @@ def postgres_database() -> Iterator[str]:
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    with Store.open(sqlite_settings(tmp_path)) as opened:
+def registry_settings(tmp_path: Path) -> RegistrySettings:
+    """Settings for a SQLite registry and an artifact directory in ``tmp_path``."""
+    return sqlite_settings(tmp_path / "registry")
+
+
+@pytest.fixture
+def store(registry_settings: RegistrySettings) -> Iterator[Store]:
+    with Store.open(registry_settings) as opened:
         yield opened
 
 
