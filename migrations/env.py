@@ -7,12 +7,21 @@ where the URL comes from ``-x url=...``, ``MAAS_DATABASE_URL`` or the default.
 
 from __future__ import annotations
 
+from logging.config import fileConfig
+
 from alembic import context
 from sqlalchemy import Connection
 
 from registry.db import make_engine
 from registry.settings import RegistrySettings
 from registry.tables import metadata
+
+
+def configure_logging() -> None:
+    """Log as alembic.ini says, but only when run from the command line."""
+    config = context.config
+    if config.config_file_name is not None and "connection" not in config.attributes:
+        fileConfig(config.config_file_name, disable_existing_loggers=False)
 
 
 def run_migrations(connection: Connection) -> None:
@@ -54,6 +63,7 @@ def run_offline() -> None:
         context.run_migrations()
 
 
+configure_logging()
 if context.is_offline_mode():
     run_offline()
 else:

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from registry import RegistrySettings, Store
+from registry import MetricWindow, RegistrySettings, Store
 
 pytest_plugins = ["tests.registry_fixtures"]
 pytestmark = pytest.mark.postgres
@@ -26,6 +26,11 @@ def test_flow_on_postgres(pg_store: Store, make_onnx: MakeOnnx) -> None:
     move = pg_store.rollback("digits", actor="ann", reason="bad")
     assert (move.version, move.previous_version) == (1, 2)
     assert pg_store.resolve("digits").created_at.tzinfo is not None
+    window = MetricWindow(
+        "digits", 1, "w:1", T0, T0 + timedelta(seconds=10), 30, 60, {"EXPIRED": 1}
+    )
+    pg_store.record_windows([window])
+    assert pg_store.windows("digits", 1, since=T0) == [window]
     run, created = pg_store.start_run("j", "digits", trigger="manual")
     assert created and pg_store.start_run("j", "digits", trigger="manual") == (run, False)
 
@@ -73,7 +78,8 @@ def test_three_schedulers_fire_each_due_time_exactly_once(pg_url: str, tmp_path:
     processes = [context.Process(target=claimer, args=args) for _ in range(3)]
     for process in processes:
         process.start()
-    claims = [claim for _ in processes for claim in out.get(timeout=60)]
+    per_process = [out.get(timeout=60) for _ in processes]
+    claims = [claim for p in per_process for claim in p]
     for process in processes:
         process.join(timeout=30)
         assert process.exitcode == 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -241,6 +242,35 @@ def test_register_finishes_its_run_in_the_same_transaction(
     with pytest.raises(RunNotFound):  # an unknown run rolls the whole registration back
         store.register("digits", make_onnx(), actor="trainer", run_job_id="missing")
     assert [v.version for v in store.versions("digits")] == [1]
+
+
+def test_concurrent_writers_share_one_sqlite_file(
+    registry_settings: RegistrySettings, make_onnx: MakeOnnx
+) -> None:
+    artifacts = [make_onnx() for _ in range(9)]
+    barrier = threading.Barrier(3)
+    numbers: list[int] = []
+
+    def writer(mine: list[Path]) -> None:
+        with Store.open(registry_settings, migrate=False) as store:
+            barrier.wait()
+            numbers.extend(store.register("digits", a, actor="t").version for a in mine)
+
+    Store.open(registry_settings).close()
+    threads = [threading.Thread(target=writer, args=(artifacts[i::3],)) for i in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert sorted(numbers) == list(range(1, 10))
+
+
+def test_archive_hook(registry_settings: RegistrySettings, make_onnx: MakeOnnx) -> None:
+    archived: list[int] = []
+    with Store.open(registry_settings, on_archive=lambda v: archived.append(v.version)) as store:
+        store.register("digits", make_onnx(), actor="ann")
+        store.archive("digits", 1, actor="ann")
+    assert archived == [1]
 
 
 def test_settings_from_env(tmp_path: Path) -> None:
