@@ -2,7 +2,7 @@
 
 An artifact is a single model file (``model.onnx``, ``model.pt``) or a directory
 holding one (``model.onnx`` plus ``tokenizer.json`` and any sidecar files). It is
-stored under ``root/<sha256>/`` so equal content is stored once and never changes.
+stored under ``root/<sha256>/`` (a single file as ``model.<suffix>``) so equal content is stored once and never changes.
 The digest of a directory covers every file's relative path and content, in
 sorted order. Nothing is ever unpickled: TorchScript files are described by a
 sidecar ``signature.json`` instead of being loaded.
@@ -65,6 +65,11 @@ def model_file(path: Path) -> Path:
     )
 
 
+def _stored_name(file: Path) -> str:
+    # One name per content: equal bytes registered as a.onnx and b.onnx share one copy.
+    return f"model{file.suffix}"
+
+
 class ArtifactStore:
     """Artifacts under ``root/<sha256>/``; ``put`` is atomic and safe to race."""
 
@@ -78,7 +83,7 @@ class ArtifactStore:
         target = self.root / sha
         if not target.exists():
             self._copy_into(path, target)
-        stored = target / path.name if path.is_file() else target
+        stored = target / _stored_name(path) if path.is_file() else target
         return stored.resolve().as_uri(), sha
 
     def _copy_into(self, path: Path, target: Path) -> None:
@@ -86,7 +91,7 @@ class ArtifactStore:
         staging = Path(tempfile.mkdtemp(prefix=".put-", dir=self.root))
         try:
             if path.is_file():
-                shutil.copy2(path, staging / path.name)
+                shutil.copy2(path, staging / _stored_name(path))
             else:
                 shutil.copytree(path, staging, dirs_exist_ok=True)
             try:

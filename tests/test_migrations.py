@@ -12,7 +12,8 @@ from sqlalchemy import Engine, inspect
 
 from registry import db
 from registry.tables import metadata
-from tests.registry_fixtures import postgres_database
+
+pytest_plugins = ["tests.registry_fixtures"]
 
 TABLES = {
     "models",
@@ -59,10 +60,9 @@ def test_sqlite_up_down_up_matches_models(tmp_path: Path) -> None:
 
 
 @pytest.mark.postgres
-def test_postgres_up_down_up_matches_models() -> None:
-    with postgres_database() as url:
-        engine = db.make_engine(url)
-        try:
-            round_trip(engine)
-        finally:
-            engine.dispose()
+def test_postgres_up_down_up_matches_models(pg_url: str) -> None:
+    engine = db.make_engine(pg_url)
+    try:
+        round_trip(engine)
+    finally:
+        engine.dispose()

@@ -26,6 +26,10 @@ def test_put_is_content_addressed_and_verifiable(tmp_path: Path, make_onnx: Make
     stored = tmp_path / "store" / sha / "model.onnx"
     assert uri == stored.as_uri() and stored.read_bytes() == source.read_bytes()
     ArtifactStore.verify(stored, sha)
+    renamed = tmp_path / "elsewhere" / "digits-v1.onnx"
+    renamed.parent.mkdir()
+    shutil.copy(source, renamed)
+    assert store.put(renamed) == (uri, sha)  # same bytes, same stored file
     stored.write_bytes(stored.read_bytes() + b"\0")
     with pytest.raises(ArtifactError, match="is corrupt: sha256 is"):
         ArtifactStore.verify(stored, sha)
