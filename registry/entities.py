@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
+from urllib.request import url2pathname
 
 # Shapes use None (or a symbolic name) for dynamic dimensions, as ONNX does.
 Dim = int | str | None
@@ -47,3 +51,155 @@ class Signature:
             outputs=tuple(TensorSpec.from_dict(t) for t in data["outputs"]),
             text_input=data.get("text_input"),
         )
+
+
+@dataclass(frozen=True, slots=True)
+class Model:
+    """A named model; its versions are numbered 1, 2, 3, ..."""
+
+    name: str
+    created_by: str
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class ModelVersion:
+    """One immutable, content-addressed version of a model and its lineage."""
+
+    model: str
+    version: int
+    artifact_uri: str
+    sha256: str
+    format: str
+    signature: Signature
+    status: str
+    parent_version: int | None
+    dataset_hash: str | None
+    params: dict[str, Any]
+    metrics: dict[str, Any]
+    created_by: str
+    created_at: datetime
+
+    @property
+    def path(self) -> Path:
+        """Local path of the artifact: the model file, or the directory holding it."""
+        parsed = urlparse(self.artifact_uri)
+        if parsed.scheme not in ("", "file"):
+            raise ValueError(f"artifact {self.artifact_uri} is not a local file URI")
+        return Path(url2pathname(parsed.path))
+
+
+@dataclass(frozen=True, slots=True)
+class ModelSummary:
+    """One line of ``maas models list``."""
+
+    name: str
+    n_versions: int
+    latest_version: int | None
+    aliases: dict[str, int]
+
+
+@dataclass(frozen=True, slots=True)
+class AliasMove:
+    """An alias moved to ``version`` from ``previous_version`` (None: a new alias)."""
+
+    model: str
+    alias: str
+    version: int
+    previous_version: int | None
+    kind: str  # "promote" or "rollback"
+    actor: str
+    reason: str
+    automatic: bool
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class MetricWindow:
+    """Serving metrics of one model version on one worker over one time window."""
+
+    model: str
+    version: int
+    worker: str
+    start: datetime
+    end: datetime
+    jobs: int
+    rows: int
+    errors: dict[str, int] = field(default_factory=dict)
+    queue_ms_p50: float = 0.0
+    queue_ms_p95: float = 0.0
+    queue_ms_p99: float = 0.0
+    infer_ms_p50: float = 0.0
+    infer_ms_p95: float = 0.0
+    infer_ms_p99: float = 0.0
+    mean_batch_size: float = 0.0
+    rows_per_s: float = 0.0
+
+    @property
+    def n_errors(self) -> int:
+        return sum(self.errors.values())
+
+
+@dataclass(frozen=True, slots=True)
+class RollbackRecord:
+    """An alias rolled back from ``from_version`` to ``to_version``."""
+
+    model: str
+    alias: str
+    from_version: int
+    to_version: int
+    reason: str
+    automatic: bool
+    actor: str
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class RetrainRun:
+    """One retraining job, identified by its ``job_id`` (idempotent)."""
+
+    job_id: str
+    model: str
+    trigger: str
+    status: str  # "running", "ok" or "error"
+    params: dict[str, Any]
+    version: int | None
+    metrics: dict[str, Any]
+    promoted: bool
+    reason: str
+    started_at: datetime
+    finished_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class Schedule:
+    """A cron trigger that publishes retraining jobs for ``model``."""
+
+    id: int
+    model: str
+    cron: str
+    dataset: dict[str, Any] | None
+    params: dict[str, Any]
+    promote: str  # "gate", "never" or "always"
+    enabled: bool
+    next_fire_at: datetime
+    last_fired_at: datetime | None
+    created_by: str
+    created_at: datetime
+
+    def job_id(self, due: datetime) -> str:
+        """The retrain job id of the fire due at ``due``: the same for every scheduler."""
+        return f"schedule-{self.id}-{due.strftime('%Y%m%dT%H%M%SZ')}"
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEntry:
+    """Who changed what, when and why."""
+
+    id: int
+    at: datetime
+    actor: str
+    action: str
+    model: str | None
+    version: int | None
+    details: dict[str, Any]

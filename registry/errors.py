@@ -1,0 +1,59 @@
+"""The registry's errors: one root, a small tree, each message says how to fix it.
+
+RegistryError
+├── ModelNotFound
+├── VersionNotFound
+│   └── AliasNotFound
+├── ArtifactError
+├── ConflictError
+├── InvalidSchedule
+├── ScheduleNotFound
+├── RunNotFound
+└── DatabaseError        (retriable: the database was unreachable or busy)
+"""
+
+from __future__ import annotations
+
+
+class RegistryError(Exception):
+    """Root of every error the registry raises; ``retriable`` says whether to try again."""
+
+    retriable: bool = False
+
+
+class ModelNotFound(RegistryError):
+    """No model of that name is registered."""
+
+
+class VersionNotFound(RegistryError):
+    """The model exists but has no such version."""
+
+
+class AliasNotFound(VersionNotFound):
+    """The model has no such alias (so no version to resolve to)."""
+
+
+class ArtifactError(RegistryError):
+    """An artifact is missing, corrupt, unloadable or fails its checksum."""
+
+
+class ConflictError(RegistryError):
+    """The request contradicts the registry's state (e.g. archiving a promoted version)."""
+
+
+class InvalidSchedule(RegistryError):
+    """A schedule's cron expression or promote mode is invalid."""
+
+
+class DatabaseError(RegistryError):
+    """The database could not be reached or stayed busy; safe to retry."""
+
+    retriable = True
+
+
+class ScheduleNotFound(RegistryError):
+    """No schedule has that id."""
+
+
+class RunNotFound(RegistryError):
+    """No retraining run has that job id."""

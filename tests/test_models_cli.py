@@ -1,0 +1,134 @@
+"""``maas models`` end to end through ``maas.cli.main``, on a real SQLite registry."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from maas.cli import main
+from registry import MetricWindow, RegistrySettings, Store
+
+pytest_plugins = ["tests.registry_fixtures"]
+
+MakeOnnx = Callable[..., Path]
+
+
+@pytest.fixture
+def maas(
+    registry_settings: RegistrySettings, capsys: pytest.CaptureFixture[str]
+) -> Callable[..., tuple[int, str, str]]:
+    """Run ``maas models ...`` against the test registry; returns (code, stdout, stderr)."""
+    options = [
+        "--database-url",
+        registry_settings.database_url,
+        "--artifact-dir",
+        str(registry_settings.artifact_dir),
+        "--actor",
+        "tester",
+    ]
+
+    def run(*argv: str) -> tuple[int, str, str]:
+        code = main(["--log-level", "warning", "models", *argv, *options])
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return run
+
+
+def test_register_list_show_promote_rollback_history(
+    maas: Callable[..., tuple[int, str, str]], make_onnx: MakeOnnx
+) -> None:
+    code, out, _ = maas("register", "digits", str(make_onnx()), "--promote")
+    assert code == 0 and "registered digits version 1" in out and "production -> 1" in out
+    code, out, _ = maas("register", "digits", str(make_onnx().parent), "--reason", "retrained")
+    assert code == 0 and "version 2" in out
+    code, out, _ = maas("list")
+    assert code == 0 and "digits" in out and "production -> 1" in out
+    code, out, _ = maas("show", "digits")
+    assert code == 0 and "2 version(s)" in out
+    assert "x: float32[batch,4] -> probabilities: float32[batch,3]" in out
+    assert maas("promote", "digits", "2", "--reason", "better")[1].strip() == (
+        "digits production: 1 -> 2"
+    )
+    code, out, _ = maas("rollback", "digits", "--reason", "errors")
+    assert code == 0 and "rolled back digits production: 2 -> 1" in out
+    code, out, _ = maas("history", "digits")
+    lines = out.strip().splitlines()
+    assert code == 0 and len(lines) == 4  # header and three moves
+    assert "rollback" in lines[-1] and "tester" in lines[-1] and "errors" in lines[-1]
+    code, out, _ = maas("archive", "digits", "2")
+    assert code == 0 and "archived digits version 2" in out
+
+
+def test_domain_errors_are_one_line_on_stderr(
+    maas: Callable[..., tuple[int, str, str]], make_onnx: MakeOnnx, tmp_path: Path
+) -> None:
+    code, out, err = maas("show", "digits")
+    assert (code, out) == (1, "")
+    assert err == (
+        "error: no model named 'digits' is registered; "
+        "maas models list shows the registered models\n"
+    )
+    maas("register", "digits", str(make_onnx()), "--promote")
+    code, _, err = maas("promote", "digits", "9")
+    assert code == 1 and "has no version 9; versions are 1-1" in err
+    code, _, err = maas("rollback", "digits")
+    assert code == 1 and "--to VERSION" in err and "Traceback" not in err
+    broken = tmp_path / "broken.onnx"
+    broken.write_bytes(b"garbage")
+    code, _, err = maas("register", "digits", str(broken))
+    assert code == 1 and "broken.onnx is not a loadable ONNX model" in err
+
+
+def test_stats_prints_a_table_per_version(
+    maas: Callable[..., tuple[int, str, str]],
+    registry_settings: RegistrySettings,
+    make_onnx: MakeOnnx,
+) -> None:
+    maas("register", "digits", str(make_onnx()), "--promote")
+    assert "no metric windows" in maas("stats", "digits")[1]
+    start = datetime(2025, 1, 1, tzinfo=UTC)
+    with Store.open(registry_settings) as store:
+        store.record_windows(
+            [
+                MetricWindow(
+                    model="digits",
+                    version=1,
+                    worker="gpu-1:42",
+                    start=start + timedelta(seconds=10 * i),
+                    end=start + timedelta(seconds=10 * (i + 1)),
+                    jobs=50,
+                    rows=200,
+                    errors={"INVALID_INPUT": i},
+                    infer_ms_p95=3.5,
+                    mean_batch_size=16.0,
+                    rows_per_s=20.0,
+                )
+                for i in range(3)
+            ]
+        )
+    code, out, _ = maas("stats", "digits")
+    assert code == 0
+    assert "digits version 1: 3 of 3 windows, 150 jobs, error rate 2.00%" in out
+    assert "gpu-1:42" in out and "INVALID_INPUT=2" in out and "16.0" in out
+
+
+def test_settings_come_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    make_onnx: MakeOnnx,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("MAAS_DATABASE_URL", f"sqlite:///{tmp_path / 'env' / 'r.db'}")
+    monkeypatch.setenv("MAAS_ARTIFACT_DIR", str(tmp_path / "env-artifacts"))
+    monkeypatch.setenv("USER", "envuser")
+    assert main(["models", "register", "digits", str(make_onnx())]) == 0
+    assert (tmp_path / "env" / "r.db").is_file()
+    assert len(list((tmp_path / "env-artifacts").iterdir())) == 1
+    capsys.readouterr()
+    settings = RegistrySettings.from_env()
+    with Store.open(settings) as store:
+        assert store.get_version("digits", 1).created_by.startswith("envuser@")
