@@ -13,11 +13,11 @@ from pathlib import Path
 
 import numpy as np
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from workers.runtime import RuntimeSettings, load_runtime
 
 from producer.kafka import KafkaSettings, Topics
 from registry.settings import RegistrySettings
 from registry.store import Store
-from workers.runtime import RuntimeSettings, load_runtime
 
 
 async def naive(kafka: KafkaSettings, model: str, registry: RegistrySettings) -> None:
@@ -35,9 +35,14 @@ async def naive(kafka: KafkaSettings, model: str, registry: RegistrySettings) ->
         async for record in consumer:
             job = json.loads(record.value or b"{}")
             out = runtime.infer(runtime.prepare(job["inputs"]))
-            reply = {"job_id": job["job_id"], "status": "ok",
-                     "outputs": {k: np.asarray(v).tolist() for k, v in out.items()}}
-            await producer.send_and_wait(kafka.topics.results, json.dumps(reply).encode(), key=record.key)
+            reply = {
+                "job_id": job["job_id"],
+                "status": "ok",
+                "outputs": {k: np.asarray(v).tolist() for k, v in out.items()},
+            }
+            await producer.send_and_wait(
+                kafka.topics.results, json.dumps(reply).encode(), key=record.key
+            )
     finally:
         await consumer.stop()
         await producer.stop()
@@ -75,9 +80,13 @@ def main() -> None:
     parser.add_argument("--database-url", default="")
     parser.add_argument("--artifact-dir", default="")
     args = parser.parse_args()
-    kafka = KafkaSettings(bootstrap_servers=args.bootstrap_servers, topics=Topics(args.prefix), embedded=True)
+    kafka = KafkaSettings(
+        bootstrap_servers=args.bootstrap_servers, topics=Topics(args.prefix), embedded=True
+    )
     if args.model:
-        registry = RegistrySettings(database_url=args.database_url, artifact_dir=Path(args.artifact_dir))
+        registry = RegistrySettings(
+            database_url=args.database_url, artifact_dir=Path(args.artifact_dir)
+        )
         asyncio.run(naive(kafka, args.model, registry))
     else:
         asyncio.run(relay(kafka))

@@ -30,12 +30,12 @@ import numpy as np
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from rich.console import Console
 from rich.table import Table
+from workers.runtime import RuntimeSettings, load_runtime
 
 from maas.broker import EmbeddedBroker
 from producer.kafka import KafkaSettings, Topics, ensure_topics
 from registry.settings import RegistrySettings
 from registry.store import Store
-from workers.runtime import RuntimeSettings, load_runtime
 
 console = Console()
 
@@ -68,12 +68,44 @@ def digits_workload(n: int) -> Workload:
 
 
 def minilm_workload(n: int) -> Workload:
-    words = ("the service answers every job exactly once even when a worker dies mid batch "
-             "kafka keeps the queue durable while models are swapped without a restart").split()
+    words = [
+        "the",
+        "service",
+        "answers",
+        "every",
+        "job",
+        "exactly",
+        "once",
+        "even",
+        "when",
+        "a",
+        "worker",
+        "dies",
+        "mid",
+        "batch",
+        "kafka",
+        "keeps",
+        "the",
+        "queue",
+        "durable",
+        "while",
+        "models",
+        "are",
+        "swapped",
+        "without",
+        "a",
+        "restart",
+    ]
     rng = np.random.default_rng(0)
     texts = [" ".join(rng.choice(words, size=int(rng.integers(4, 40)))) for _ in range(n)]
-    return Workload("minilm", [{"text": [t]} for t in texts], n, min(n, 600), max_delay_ms=10.0,
-                    max_batch_size=32)
+    return Workload(
+        "minilm",
+        [{"text": [t]} for t in texts],
+        n,
+        min(n, 600),
+        max_delay_ms=10.0,
+        max_batch_size=32,
+    )
 
 
 def build_artifact(name: str, workdir: Path) -> Path:
@@ -107,7 +139,9 @@ def measure_raw(store: Store, model: str, workload: Workload) -> Measured:
     return best
 
 
-async def publish_backlog(kafka: KafkaSettings, jobs: list[dict[str, Any]], model: str) -> list[str]:
+async def publish_backlog(
+    kafka: KafkaSettings, jobs: list[dict[str, Any]], model: str
+) -> list[str]:
     producer = AIOKafkaProducer(**kafka.producer(linger_ms=5))
     await producer.start()
     ids = []
@@ -124,8 +158,12 @@ async def publish_backlog(kafka: KafkaSettings, jobs: list[dict[str, Any]], mode
     return ids
 
 
-async def collect(kafka: KafkaSettings, expected: int, timeout_s: float,
-                  on_record: Callable[[dict[str, Any], float], None] | None = None) -> Measured:
+async def collect(
+    kafka: KafkaSettings,
+    expected: int,
+    timeout_s: float,
+    on_record: Callable[[dict[str, Any], float], None] | None = None,
+) -> Measured:
     """Read results until ``expected`` arrive (or time out); rows/s from first to last."""
     consumer = AIOKafkaConsumer(kafka.topics.results, **kafka.consumer(None, max_poll_records=5000))
     await consumer.start()
@@ -149,31 +187,60 @@ async def collect(kafka: KafkaSettings, expected: int, timeout_s: float,
     finally:
         await consumer.stop()
     rate = (len(seen) - 1) / (last - first) if len(seen) > 1 and last > first else 0.0
-    return Measured(rate, mean_batch=float(np.mean(batches)) if batches else None,
-                    extra={"answered": len(seen), "expected": expected})
+    return Measured(
+        rate,
+        mean_batch=float(np.mean(batches)) if batches else None,
+        extra={"answered": len(seen), "expected": expected},
+    )
 
 
-def start(kind: str, kafka: KafkaSettings, registry: RegistrySettings, model: str,
-          workload: Workload) -> subprocess.Popen[bytes]:
+def start(
+    kind: str, kafka: KafkaSettings, registry: RegistrySettings, model: str, workload: Workload
+) -> subprocess.Popen[bytes]:
     env = {**os.environ, "MAAS_EMBEDDED_BROKER": "1"}
     common = ["--bootstrap-servers", kafka.bootstrap_servers]
     if kind == "maas":
-        cmd = [sys.executable, "-m", "maas.cli", "--log-level", "warning", "worker", *common,
-               "--topic-prefix", kafka.topics.prefix, "--database-url", registry.database_url,
-               "--artifact-dir", str(registry.artifact_dir), "--model", model,
-               "--max-batch-size", str(workload.max_batch_size),
-               "--max-delay-ms", str(workload.max_delay_ms)]
+        cmd = [
+            sys.executable,
+            "-m",
+            "maas.cli",
+            "--log-level",
+            "warning",
+            "worker",
+            *common,
+            "--topic-prefix",
+            kafka.topics.prefix,
+            "--database-url",
+            registry.database_url,
+            "--artifact-dir",
+            str(registry.artifact_dir),
+            "--model",
+            model,
+            "--max-batch-size",
+            str(workload.max_batch_size),
+            "--max-delay-ms",
+            str(workload.max_delay_ms),
+        ]
     else:
         cmd = [sys.executable, "-m", "bench.baselines", *common, "--prefix", kafka.topics.prefix]
         if kind == "naive":
-            cmd += ["--model", model, "--database-url", registry.database_url,
-                    "--artifact-dir", str(registry.artifact_dir)]
+            cmd += [
+                "--model",
+                model,
+                "--database-url",
+                registry.database_url,
+                "--artifact-dir",
+                str(registry.artifact_dir),
+            ]
     return subprocess.Popen(cmd, env=env)
 
 
-async def drain(kind: str, broker: EmbeddedBroker, registry: RegistrySettings, model: str,
-                workload: Workload) -> Measured:
-    kafka = KafkaSettings(broker.bootstrap_servers, Topics(f"bench{uuid.uuid4().hex[:6]}."), embedded=True)
+async def drain(
+    kind: str, broker: EmbeddedBroker, registry: RegistrySettings, model: str, workload: Workload
+) -> Measured:
+    kafka = KafkaSettings(
+        broker.bootstrap_servers, Topics(f"bench{uuid.uuid4().hex[:6]}."), embedded=True
+    )
     await ensure_topics(kafka)
     n = workload.naive_jobs if kind == "naive" else workload.saturation_jobs
     await publish_backlog(kafka, workload.jobs[:n], model)
@@ -185,10 +252,18 @@ async def drain(kind: str, broker: EmbeddedBroker, registry: RegistrySettings, m
         process.wait(30)
 
 
-async def latency_at_load(broker: EmbeddedBroker, registry: RegistrySettings, model: str,
-                          workload: Workload, rate: float, seconds: float = 8.0) -> Measured:
+async def latency_at_load(
+    broker: EmbeddedBroker,
+    registry: RegistrySettings,
+    model: str,
+    workload: Workload,
+    rate: float,
+    seconds: float = 8.0,
+) -> Measured:
     """p50/p99 from publish to result at a fixed arrival rate."""
-    kafka = KafkaSettings(broker.bootstrap_servers, Topics(f"lat{uuid.uuid4().hex[:6]}."), embedded=True)
+    kafka = KafkaSettings(
+        broker.bootstrap_servers, Topics(f"lat{uuid.uuid4().hex[:6]}."), embedded=True
+    )
     await ensure_topics(kafka)
     process = start("maas", kafka, registry, model, workload)
     sent: dict[str, float] = {}
@@ -202,7 +277,9 @@ async def latency_at_load(broker: EmbeddedBroker, registry: RegistrySettings, mo
         await publish_backlog(kafka, workload.jobs[:1], model)  # warm-up: group join, model load
         await collect(kafka, 1, timeout_s=60)
         count = max(int(rate * seconds), 20)
-        reader = asyncio.create_task(collect(kafka, count + 1, timeout_s=seconds + 30, on_record=on_record))
+        reader = asyncio.create_task(
+            collect(kafka, count + 1, timeout_s=seconds + 30, on_record=on_record)
+        )
         await asyncio.sleep(1.0)  # the reader is positioned
         producer = AIOKafkaProducer(**kafka.producer(linger_ms=0))
         await producer.start()
@@ -210,7 +287,9 @@ async def latency_at_load(broker: EmbeddedBroker, registry: RegistrySettings, mo
         for i in range(count):
             await asyncio.sleep(max(0.0, t0 + i * interval - time.perf_counter()))
             job_id = f"l{i}"
-            body = json.dumps({"job_id": job_id, "model": model, "inputs": workload.jobs[i % len(workload.jobs)]})
+            body = json.dumps(
+                {"job_id": job_id, "model": model, "inputs": workload.jobs[i % len(workload.jobs)]}
+            )
             sent[job_id] = time.perf_counter()
             await producer.send(kafka.topics.predict, body.encode(), key=job_id.encode())
         await producer.stop()
@@ -222,9 +301,12 @@ async def latency_at_load(broker: EmbeddedBroker, registry: RegistrySettings, mo
     return Measured(rate, float(p50), float(p99), extra={"jobs": len(latencies)})
 
 
-async def bench_model(name: str, workload: Workload, broker: EmbeddedBroker, workdir: Path) -> dict[str, Any]:
-    registry = RegistrySettings(database_url=f"sqlite:///{workdir / 'registry.db'}",
-                                artifact_dir=workdir / "artifacts")
+async def bench_model(
+    name: str, workload: Workload, broker: EmbeddedBroker, workdir: Path
+) -> dict[str, Any]:
+    registry = RegistrySettings(
+        database_url=f"sqlite:///{workdir / 'registry.db'}", artifact_dir=workdir / "artifacts"
+    )
     with Store.open(registry) as store:
         if not store.list_models() or name not in {m.name for m in store.list_models()}:
             store.register(name, build_artifact(name, workdir), actor="bench", promote=True)
@@ -235,15 +317,21 @@ async def bench_model(name: str, workload: Workload, broker: EmbeddedBroker, wor
         console.print(f"[bold]{name}[/bold]: {kind}")
         results[kind] = await drain(kind, broker, registry, name, workload)
     console.print(f"[bold]{name}[/bold]: latency at 10% load")
-    results["light"] = await latency_at_load(broker, registry, name, workload, 0.1 * results["maas"].rows_per_s)
+    results["light"] = await latency_at_load(
+        broker, registry, name, workload, 0.1 * results["maas"].rows_per_s
+    )
     b = results["maas"].rows_per_s
     ratios = {
         "b/a": b / raw.rows_per_s if raw.rows_per_s else 0.0,
         "b/c": b / results["naive"].rows_per_s if results["naive"].rows_per_s else 0.0,
         "b/d": b / results["relay"].rows_per_s if results["relay"].rows_per_s else 0.0,
     }
-    return {"model": name, "max_delay_ms": workload.max_delay_ms,
-            "results": {k: asdict(v) for k, v in results.items()}, "ratios": ratios}
+    return {
+        "model": name,
+        "max_delay_ms": workload.max_delay_ms,
+        "results": {k: asdict(v) for k, v in results.items()},
+        "ratios": ratios,
+    }
 
 
 def report(summary: list[dict[str, Any]]) -> None:
@@ -256,8 +344,15 @@ def report(summary: list[dict[str, Any]]) -> None:
             note = m["extra"].get("batch_size", "") if kind == "raw" else ""
             if kind == "light":
                 note = f"at {m['rows_per_s']:.0f} jobs/s; max_delay_ms={entry['max_delay_ms']}"
-            table.add_row(entry["model"], kind, f"{m['rows_per_s']:.0f}", fmt(m["p50_ms"]),
-                          fmt(m["p99_ms"]), fmt(m["mean_batch"]), str(note))
+            table.add_row(
+                entry["model"],
+                kind,
+                f"{m['rows_per_s']:.0f}",
+                fmt(m["p50_ms"]),
+                fmt(m["p99_ms"]),
+                fmt(m["mean_batch"]),
+                str(note),
+            )
     console.print(table)
     for entry in summary:
         ratios = ", ".join(f"{k} = {v:.2f}" for k, v in entry["ratios"].items())
@@ -265,8 +360,10 @@ def report(summary: list[dict[str, Any]]) -> None:
 
 
 async def main_async(args: argparse.Namespace) -> list[dict[str, Any]]:
-    workloads = {"digits": lambda: digits_workload(args.digits_jobs),
-                 "minilm": lambda: minilm_workload(args.minilm_jobs)}
+    workloads = {
+        "digits": lambda: digits_workload(args.digits_jobs),
+        "minilm": lambda: minilm_workload(args.minilm_jobs),
+    }
     summary = []
     with EmbeddedBroker() as broker, tempfile.TemporaryDirectory() as tmp:
         for name in args.models:
@@ -277,8 +374,12 @@ async def main_async(args: argparse.Namespace) -> list[dict[str, Any]]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--models", nargs="+", default=["digits", "minilm"], choices=["digits", "minilm"])
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--models", nargs="+", default=["digits", "minilm"], choices=["digits", "minilm"]
+    )
     parser.add_argument("--digits-jobs", type=int, default=20000)
     parser.add_argument("--minilm-jobs", type=int, default=3000)
     parser.add_argument("--out", type=Path, default=Path("bench/out/results.json"))

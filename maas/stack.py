@@ -16,6 +16,7 @@ from rich.console import Console
 from maas.broker import EmbeddedBroker, free_port
 from producer.aio import AsyncClient
 from producer.kafka import KafkaSettings, Topics
+from producer.messages import Result
 from registry.errors import RegistryError
 from registry.settings import RegistrySettings
 from registry.store import Store
@@ -93,14 +94,18 @@ async def score_demo(kafka: KafkaSettings, samples: int) -> DemoReport:
         async for reply in client.submit_many(jobs, DEMO_MODEL, max_in_flight=64):
             t0, label = sent[reply.job_id]
             latencies.append((time.perf_counter() - t0) * 1000)
-            if reply.status == "ok" and reply.outputs is not None:
+            if isinstance(reply, Result) and reply.ok and reply.outputs is not None:
                 correct += int(reply.outputs["label"][0] == label)
                 if reply.version is not None:
                     versions.add(reply.version)
     elapsed = time.perf_counter() - started
     p50, p99 = np.percentile(latencies, [50, 99]) if latencies else (0.0, 0.0)
     return DemoReport(
-        len(latencies), correct / max(len(latencies), 1), float(p50), float(p99), elapsed,
+        len(latencies),
+        correct / max(len(latencies), 1),
+        float(p50),
+        float(p99),
+        elapsed,
         tuple(sorted(versions)),
     )
 

@@ -74,7 +74,9 @@ class AsyncClient:
             await ensure_topics(self.settings)
         self._producer = AIOKafkaProducer(**self.settings.producer())
         await self._producer.start()
-        self._consumer = AIOKafkaConsumer(**self.settings.consumer(None, auto_offset_reset="latest"))
+        self._consumer = AIOKafkaConsumer(
+            **self.settings.consumer(None, auto_offset_reset="latest")
+        )
         await self._consumer.start()
         partitions = await self._reply_partitions(self._consumer)
         self._consumer.assign(partitions)
@@ -88,7 +90,7 @@ class AsyncClient:
             partitions = consumer.partitions_for_topic(self.reply_topic)
             if partitions:
                 return [TopicPartition(self.reply_topic, p) for p in sorted(partitions)]
-            await consumer._client.force_metadata_update()  # noqa: SLF001 - no public call
+            await consumer._client.force_metadata_update()
             await asyncio.sleep(0.05)
         raise ServiceError(
             "INTERNAL", f"reply topic {self.reply_topic!r} does not exist; create it first"
@@ -125,7 +127,9 @@ class AsyncClient:
         if future is not None and not future.done():
             future.set_result(reply)
 
-    async def _send(self, topic: str, payload: bytes, job_id: str, key: bytes) -> asyncio.Future[Reply]:
+    async def _send(
+        self, topic: str, payload: bytes, job_id: str, key: bytes
+    ) -> asyncio.Future[Reply]:
         if self._producer is None:
             raise RuntimeError("the client is not started: use `async with AsyncClient(...)`")
         future: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
@@ -166,7 +170,9 @@ class AsyncClient:
             self.settings.topics.predict, encode(job), job.job_id, key or job.job_id.encode()
         )
 
-    async def wait(self, future: asyncio.Future[Reply], *, job_id: str = "", timeout_s: float | None = None) -> Reply:
+    async def wait(
+        self, future: asyncio.Future[Reply], *, job_id: str = "", timeout_s: float | None = None
+    ) -> Reply:
         """Await a submitted job's reply, with a timeout that says what to check."""
         timeout = self.timeout_s if timeout_s is None else timeout_s
         try:
@@ -175,7 +181,12 @@ class AsyncClient:
             raise JobTimeout(job_id, timeout, self.settings.bootstrap_servers) from exc
 
     async def predict(
-        self, model: str, inputs: Mapping[str, list[Any]], *, timeout_s: float | None = None, **options: Any
+        self,
+        model: str,
+        inputs: Mapping[str, list[Any]],
+        *,
+        timeout_s: float | None = None,
+        **options: Any,
     ) -> Result:
         """Publish a job and return its Result; raises :class:`ServiceError` on an error."""
         job_id = options.pop("job_id", None) or uuid.uuid4().hex
@@ -204,7 +215,9 @@ class AsyncClient:
                 for task in done:
                     yield task.result()
             future = await self.submit(model, inputs, job_id=job_id, **options)
-            pending.add(asyncio.ensure_future(self.wait(future, job_id=job_id, timeout_s=timeout_s)))
+            pending.add(
+                asyncio.ensure_future(self.wait(future, job_id=job_id, timeout_s=timeout_s))
+            )
         while pending:
             done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
             for task in done:

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
+from typing import Protocol
 
+import msgspec
 import structlog
 
 from producer.kafka import KafkaSettings
@@ -12,23 +15,76 @@ from producer.messages import ControlEvent, encode
 log = structlog.get_logger(__name__)
 
 
-def publish_control(settings: KafkaSettings, event: ControlEvent, *, timeout_s: float = 10.0) -> None:
+class AliasMoveLike(Protocol):
+    """What the registry's ``AliasMove`` carries (the producer side does not import it)."""
+
+    @property
+    def model(self) -> str: ...
+    @property
+    def alias(self) -> str: ...
+    @property
+    def version(self) -> int: ...
+    @property
+    def previous_version(self) -> int | None: ...
+    @property
+    def kind(self) -> str: ...
+    @property
+    def actor(self) -> str: ...
+    @property
+    def reason(self) -> str: ...
+
+
+def publish_control(
+    settings: KafkaSettings, event: ControlEvent, *, timeout_s: float = 10.0
+) -> None:
     """Publish one control event and wait for the ack (kafka-python; for sync callers)."""
     from kafka import KafkaProducer
 
     if not event.at_ms:
-        event = ControlEvent(**{**_fields(event), "at_ms": int(time.time() * 1000)})
-    producer = KafkaProducer(**settings.producer(linger_ms=0))
+        event = msgspec.structs.replace(event, at_ms=int(time.time() * 1000))
+    producer = KafkaProducer(
+        **settings.producer(linger_ms=0),
+        max_block_ms=int(timeout_s * 1000),
+        api_version_auto_timeout_ms=int(timeout_s * 1000),
+    )
     try:
-        future = producer.send(
-            settings.topics.control, encode(event), key=event.model.encode()
-        )
+        future = producer.send(settings.topics.control, encode(event), key=event.model.encode())
         future.get(timeout=timeout_s)
     finally:
         producer.close(timeout=timeout_s)
-    log.info("control event published", control_event=event.event, model=event.model,
-             alias=event.alias, version=event.version)
+    log.info(
+        "control event published",
+        control_event=event.event,
+        model=event.model,
+        alias=event.alias,
+        version=event.version,
+    )
 
 
-def _fields(event: ControlEvent) -> dict[str, object]:
-    return {name: getattr(event, name) for name in event.__struct_fields__}
+def alias_move_publisher(settings: KafkaSettings) -> Callable[[AliasMoveLike], None]:
+    """A registry hook that announces alias moves on the control topic.
+
+    Best effort: the registry change is already committed, and workers also re-read
+    aliases after a few seconds, so an unreachable broker only delays the swap.
+    """
+
+    def publish(move: AliasMoveLike) -> None:
+        event = ControlEvent(
+            event="rollback" if move.kind == "rollback" else "promote",
+            model=move.model,
+            alias=move.alias,
+            version=move.version,
+            previous_version=move.previous_version,
+            actor=move.actor,
+            reason=move.reason,
+        )
+        try:
+            publish_control(settings, event, timeout_s=5.0)
+        except Exception as exc:
+            log.warning(
+                "control event not published; workers pick up the move within seconds",
+                bootstrap_servers=settings.bootstrap_servers,
+                error=str(exc),
+            )
+
+    return publish

@@ -40,6 +40,11 @@ def _dispatch(raw: bytes | None, on_event: Callable[[ControlEvent], None]) -> No
     except DecodeError as exc:
         log.warning("control event ignored", error=str(exc))
         return
-    log.info("control event", control_event=event.event, model=event.model, alias=event.alias,
-             version=event.version)
+    log.info(
+        "control event",
+        control_event=event.event,
+        model=event.model,
+        alias=event.alias,
+        version=event.version,
+    )
     on_event(event)

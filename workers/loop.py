@@ -14,13 +14,13 @@ import contextlib
 import os
 import socket
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
+from typing import Protocol
 
 import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
-from aiokafka.structs import ConsumerRecord
 
 from producer.kafka import KafkaSettings, ensure_topics
 from producer.messages import (
@@ -44,7 +44,16 @@ from workers.serving import JobHandler
 
 log = structlog.get_logger(__name__)
 
-Record = ConsumerRecord[bytes, bytes]
+
+class Record(Protocol):
+    """The fields of an aiokafka ConsumerRecord that the loop uses."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    headers: Sequence[tuple[str, bytes]]
 
 
 def default_worker_id() -> str:
@@ -103,7 +112,7 @@ class Worker:
             store, runtime=settings.runtime, batch=settings.batch, alias_ttl_s=settings.alias_ttl_s
         )
         self.handler = JobHandler(self.models, self.metrics, worker=settings.worker_id)
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks: dict[TopicPartition, set[asyncio.Task[None]]] = {}
         self._consumer: AIOKafkaConsumer | None = None
         self._publisher: Publisher | None = None
         self.ready = asyncio.Event()
@@ -112,7 +121,9 @@ class Worker:
         await ensure_topics(self.kafka)
         producer = AIOKafkaProducer(**self.kafka.producer())
         consumer = AIOKafkaConsumer(
-            **self.kafka.consumer(self.settings.group, max_poll_records=self.settings.max_poll_records)
+            **self.kafka.consumer(
+                self.settings.group, max_poll_records=self.settings.max_poll_records
+            )
         )
         consumer.subscribe([self.kafka.topics.predict], listener=_Rebalance(self))
         await producer.start()
@@ -140,8 +151,9 @@ class Worker:
                 for record in records:
                     self.tracker.track(tp, record.offset)
                     task = asyncio.create_task(self._process(tp, record, received))
-                    self._tasks.add(task)
-                    task.add_done_callback(self._tasks.discard)
+                    tasks = self._tasks.setdefault(tp, set())
+                    tasks.add(task)
+                    task.add_done_callback(tasks.discard)
             self._backpressure(consumer)
 
     def _backpressure(self, consumer: AIOKafkaConsumer) -> None:
@@ -242,9 +254,7 @@ class Worker:
 
     async def release(self, revoked: set[TopicPartition]) -> None:
         """Drain revoked partitions (bounded), commit what is answered, then let go."""
-        deadline = time.monotonic() + self.settings.drain_timeout_s
-        while self.tracker.in_flight(revoked) and time.monotonic() < deadline:
-            await asyncio.sleep(0.01)
+        await self._drain(revoked)
         abandoned = self.tracker.in_flight(revoked)
         await self.commit(revoked)
         self.tracker.forget(revoked)
@@ -253,6 +263,12 @@ class Worker:
             partitions=sorted(tp.partition for tp in revoked),
             abandoned=abandoned,
         )
+
+    async def _drain(self, tps: Iterable[TopicPartition]) -> None:
+        """Wait (bounded by drain_timeout_s) for the jobs of ``tps`` to be answered."""
+        pending = {task for tp in tps for task in self._tasks.get(tp, ())}
+        if pending:
+            await asyncio.wait(pending, timeout=self.settings.drain_timeout_s)
 
     def _on_control(self, event: ControlEvent) -> None:
         self.models.invalidate(event.model)
@@ -264,11 +280,10 @@ class Worker:
         helpers: list[asyncio.Task[None]],
     ) -> None:
         consumer.pause(*consumer.assignment())
-        deadline = time.monotonic() + self.settings.drain_timeout_s
-        while self._tasks and time.monotonic() < deadline:
-            await asyncio.wait(set(self._tasks), timeout=0.1)
+        await self._drain(list(self._tasks))
         await self.commit()
-        for task in [*helpers, *self._tasks]:
+        leftover = [task for tasks in self._tasks.values() for task in tasks]
+        for task in [*helpers, *leftover]:
             task.cancel()
         for task in helpers:
             with contextlib.suppress(asyncio.CancelledError, Exception):

@@ -61,7 +61,9 @@ class Publisher:
             except KafkaError as exc:
                 if attempt == self._retries or not getattr(exc, "retriable", True):
                     raise PublishFailed(f"{type(exc).__name__}: {exc}") from exc
-                log.warning("publish failed, retrying", topic=topic, attempt=attempt + 1, error=str(exc))
+                log.warning(
+                    "publish failed, retrying", topic=topic, attempt=attempt + 1, error=str(exc)
+                )
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self._max_backoff_s)
 

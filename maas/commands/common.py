@@ -13,7 +13,9 @@ def add_kafka_options(parser: argparse.ArgumentParser) -> None:
         "--bootstrap-servers",
         help="Kafka brokers (env MAAS_BOOTSTRAP_SERVERS, default 127.0.0.1:9092)",
     )
-    group.add_argument("--topic-prefix", help="topic prefix (env MAAS_TOPIC_PREFIX, default 'maas.')")
+    group.add_argument(
+        "--topic-prefix", help="topic prefix (env MAAS_TOPIC_PREFIX, default 'maas.')"
+    )
     group.add_argument(
         "--embedded-broker",
         action="store_true",

@@ -14,6 +14,8 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from maas.commands.common import add_kafka_options, kafka_settings
+from producer.control import alias_move_publisher
 from registry import (
     MetricWindow,
     ModelVersion,
@@ -76,6 +78,7 @@ def _registry_options() -> argparse.ArgumentParser:
         "--artifact-dir", type=Path, help="artifact store (default: $MAAS_ARTIFACT_DIR)"
     )
     common.add_argument("--actor", help="who is acting, for the audit log (default: $USER@host)")
+    add_kafka_options(common)  # alias moves are announced on the control topic
     return common
 
 
@@ -90,7 +93,8 @@ def _with_store(handler: Handler) -> Callable[[argparse.Namespace], int]:
             database_url=args.database_url, artifact_dir=args.artifact_dir
         )
         try:
-            with Store.open(settings) as store:
+            hook = alias_move_publisher(kafka_settings(args))
+            with Store.open(settings, on_alias_move=hook) as store:
                 return handler(store, args)
         except RegistryError as exc:
             print(f"error: {exc}", file=sys.stderr)

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import argparse
 
+from workers.batching import BatchConfig
+from workers.runtime import RuntimeSettings
+
 from maas.commands.common import add_kafka_options, add_registry_options, kafka_settings
 from registry.settings import RegistrySettings
-from workers.batching import BatchConfig
 from workers.loop import WorkerSettings
 from workers.pool import PoolSettings, serve
-from workers.runtime import RuntimeSettings
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -20,22 +21,60 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "run them and publish results. Without --model, every registered model is served, "
         "loaded on demand. Pools serving different models use different consumer groups.",
     )
-    parser.add_argument("--model", action="append", default=[], metavar="M",
-                        help="serve only this model (repeatable)")
-    parser.add_argument("--processes", type=int, default=1, metavar="N",
-                        help="consumer processes in the group (default 1)")
-    parser.add_argument("--max-batch-size", type=int, default=64, metavar="B",
-                        help="rows per batch at most (default 64)")
-    parser.add_argument("--max-delay-ms", type=float, default=5.0, metavar="D",
-                        help="how long the first row of a batch waits for company (default 5)")
-    parser.add_argument("--preferred-batch-size", type=int, action="append", default=[],
-                        metavar="P", help="dispatch as soon as a batch has P rows (repeatable)")
-    parser.add_argument("--max-in-flight", type=int, default=4096,
-                        help="jobs in flight before polling pauses (default 4096)")
-    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
-                        help="where models run (default: GPU if present)")
-    parser.add_argument("--threads", type=int, default=0,
-                        help="intra-op threads per model (default: runtime's choice)")
+    parser.add_argument(
+        "--model",
+        action="append",
+        default=[],
+        metavar="M",
+        help="serve only this model (repeatable)",
+    )
+    parser.add_argument(
+        "--processes",
+        type=int,
+        default=1,
+        metavar="N",
+        help="consumer processes in the group (default 1)",
+    )
+    parser.add_argument(
+        "--max-batch-size",
+        type=int,
+        default=64,
+        metavar="B",
+        help="rows per batch at most (default 64)",
+    )
+    parser.add_argument(
+        "--max-delay-ms",
+        type=float,
+        default=5.0,
+        metavar="D",
+        help="how long the first row of a batch waits for company (default 5)",
+    )
+    parser.add_argument(
+        "--preferred-batch-size",
+        type=int,
+        action="append",
+        default=[],
+        metavar="P",
+        help="dispatch as soon as a batch has P rows (repeatable)",
+    )
+    parser.add_argument(
+        "--max-in-flight",
+        type=int,
+        default=4096,
+        help="jobs in flight before polling pauses (default 4096)",
+    )
+    parser.add_argument(
+        "--device",
+        choices=("auto", "cpu", "cuda"),
+        default="auto",
+        help="where models run (default: GPU if present)",
+    )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=0,
+        help="intra-op threads per model (default: runtime's choice)",
+    )
     parser.add_argument("--group-id", default="maas-workers", help="consumer group base name")
     add_kafka_options(parser)
     add_registry_options(parser)

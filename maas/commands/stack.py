@@ -21,10 +21,17 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "print accuracy and latency, then keep serving until Ctrl-C.",
     )
     parser.add_argument("--port", type=int, default=9092, help="broker port (default 9092)")
-    parser.add_argument("--samples", type=int, default=300,
-                        help="held-out digits to score at start (default 300, 0 skips)")
-    parser.add_argument("--no-serve", action="store_true",
-                        help="stop after the demo instead of serving until Ctrl-C")
+    parser.add_argument(
+        "--samples",
+        type=int,
+        default=300,
+        help="held-out digits to score at start (default 300, 0 skips)",
+    )
+    parser.add_argument(
+        "--no-serve",
+        action="store_true",
+        help="stop after the demo instead of serving until Ctrl-C",
+    )
     add_registry_options(parser)
     parser.set_defaults(func=run)
 
