@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,7 @@ import torch
 from onnx import TensorProto, helper, numpy_helper
 
 from registry.entities import Signature, TensorSpec
+from workers.batching import BatchConfig, DynamicBatcher
 from workers.errors import InvalidInput, RuntimeLoadError
 from workers.runtime import (
     OnnxRuntime,
@@ -258,3 +260,19 @@ def test_settings_validation() -> None:
         RuntimeSettings(device="tpu")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="thread counts"):
         RuntimeSettings(intra_op_threads=-1)
+
+
+async def test_runtime_behind_the_batcher(digits: Any) -> None:
+    """Jobs prepared by the runtime, batched together, each get their own rows back."""
+    batcher = DynamicBatcher(digits.infer, BatchConfig(max_batch_size=32, max_delay_ms=20))
+    jobs = [RNG.normal(size=(n, FEATURES)).astype(np.float32) for n in (1, 4, 2, 7)]
+    try:
+        answers = await asyncio.gather(
+            *(batcher.submit(digits.prepare({"x": x.tolist()})) for x in jobs)
+        )
+    finally:
+        await batcher.aclose()
+    assert {answer.batch_size for answer in answers} == {14}
+    for answer, x in zip(answers, jobs, strict=True):
+        expected = softmax(x @ WEIGHTS + BIAS)
+        np.testing.assert_allclose(answer.outputs["probabilities"], expected, rtol=1e-5, atol=1e-6)

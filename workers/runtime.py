@@ -287,8 +287,8 @@ class OnnxRuntime:
             arg.name: np.dtype(_ONNX_DTYPES.get(arg.type, "float32")) for arg in graph_inputs
         }
         self._outputs = [arg.name for arg in self._session.get_outputs()]
-        self._text = _text_encoder(signature, list(self._dtypes), tokenizer, path)
-        if self._text is None:
+        self.text_encoder = _text_encoder(signature, list(self._dtypes), tokenizer, path)
+        if self.text_encoder is None:
             _check_signature(signature, list(self._dtypes), path)
         log.info(
             "runtime_loaded", format="onnx", path=str(path), provider=self.provider, reason=reason
@@ -298,8 +298,8 @@ class OnnxRuntime:
         return prepare_inputs(self.signature, inputs)
 
     def infer(self, batch: Mapping[str, np.ndarray]) -> Tensors:
-        if self._text is not None:
-            return self._text.infer(batch[self._text_name], self._run)
+        if self.text_encoder is not None:
+            return self.text_encoder.infer(batch[self._text_name], self._run)
         return self._run(batch)
 
     @property
@@ -376,7 +376,7 @@ class TorchRuntime:
         if signature.text_input:
             names = [name for name in names if name in TOKEN_INPUTS] or list(TOKEN_INPUTS[:2])
         self._inputs = names
-        self._text = _text_encoder(signature, names, tokenizer, path)
+        self.text_encoder = _text_encoder(signature, names, tokenizer, path)
         log.info(
             "runtime_loaded",
             format="torchscript",
@@ -389,8 +389,8 @@ class TorchRuntime:
         return prepare_inputs(self.signature, inputs)
 
     def infer(self, batch: Mapping[str, np.ndarray]) -> Tensors:
-        if self._text is not None:
-            return self._text.infer(batch[self.signature.text_input or "text"], self._run)
+        if self.text_encoder is not None:
+            return self.text_encoder.infer(batch[self.signature.text_input or "text"], self._run)
         return self._run(batch)
 
     def _run(self, feeds: Mapping[str, np.ndarray]) -> Tensors:
