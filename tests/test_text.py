@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 import onnx
 import pytest
+import torch
 from onnx import TensorProto, helper
 from tokenizers import Tokenizer, models, pre_tokenizers, processors
 
@@ -174,3 +175,21 @@ def test_text_model_without_tokenizer(text_model: Path) -> None:
     (text_model / "tokenizer.json").unlink()
     with pytest.raises(RuntimeLoadError, match=r"no tokenizer\.json"):
         load_runtime(text_model, "onnx", text_signature())
+
+
+class TokenCounter(torch.nn.Module):
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        return attention_mask.sum(dim=1, keepdim=True)
+
+
+def test_torchscript_text_model(tmp_path: Path) -> None:
+    build_tokenizer(tmp_path / "tokenizer.json")
+    torch.jit.script(TokenCounter()).save(str(tmp_path / "model.pt"))
+    signature = Signature(
+        inputs=(TensorSpec("text", "object", (None,)),),
+        outputs=(TensorSpec("tokens", "int64", (None, 1)),),
+        text_input="text",
+    )
+    runtime = load_runtime(tmp_path, "torchscript", signature)
+    outputs = runtime.infer(runtime.prepare({"text": ["the cat sat on a mat", "a"]}))
+    assert outputs["tokens"].tolist() == [[8], [3]]

@@ -332,6 +332,9 @@ class DynamicBatcher:
                 task = asyncio.get_running_loop().create_task(self._run(batch))
                 self._batches.add(task)
                 task.add_done_callback(functools.partial(self._batch_done, batch))
+        except Exception:
+            self._log.exception("batcher_scheduler_failed")  # restarted by the next submit
+            raise
         finally:
             self._fail_queued(BatcherClosed(f"batcher {self.name!r} stopped"))
 
