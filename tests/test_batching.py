@@ -337,3 +337,20 @@ async def test_drain_waits_for_everything_queued(
 def test_config_validation(config: dict[str, int], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         BatchConfig(**config)  # type: ignore[arg-type]
+
+
+async def test_preferred_size_takes_the_largest_exact_prefix(
+    batcher_factory: Callable[..., DynamicBatcher],
+) -> None:
+    model = FakeModel(gate=True)
+    batcher = batcher_factory(
+        model, max_batch_size=64, max_delay_ms=20, preferred_batch_sizes=(2, 4)
+    )
+    first = asyncio.create_task(batcher.submit(rows(0, 1)))
+    await wait_started(model)  # hold the model while five more rows queue up
+    queued = [asyncio.create_task(batcher.submit(rows(10 + i, 1))) for i in range(5)]
+    await asyncio.sleep(0)
+    model.open()
+    answers = await asyncio.gather(first, *queued)
+    assert model.sizes[1:] == [4, 1]  # 4 at once (preferred), the last one after the delay
+    assert [a.batch_size for a in answers[1:]] == [4, 4, 4, 4, 1]

@@ -389,17 +389,19 @@ class DynamicBatcher:
         return plan, wait_s <= 0, max(wait_s, 0.0)
 
     def _preferred_prefix(self, plan: list[_Job]) -> list[_Job]:
-        """The longest prefix of ``plan`` whose rows are a preferred batch size."""
+        """The longest prefix of ``plan`` whose rows are a preferred batch size.
+
+        When no prefix hits one exactly (jobs are never split) but the plan has
+        outgrown the largest preferred size, the whole plan goes.
+        """
         sizes = self.config.preferred_batch_sizes
         if not sizes:
             return []
         rows = list(itertools.accumulate(job.rows for job in plan))
-        if rows[-1] > max(sizes):
-            return plan
         for end in range(len(plan), 0, -1):
             if rows[end - 1] in sizes:
                 return plan[:end]
-        return []
+        return plan if rows[-1] > max(sizes) else []
 
     # -- running a batch ----------------------------------------------------------------
 
