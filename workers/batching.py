@@ -1,0 +1,455 @@
+"""The dynamic batcher: packs rows from many jobs into one inference call. Kafka-free.
+
+One :class:`DynamicBatcher` serves one model version. Callers ``await submit(inputs)``
+with a job's tensors (leading row dimension); a scheduler task packs queued jobs,
+highest priority first and FIFO within a priority, into batches of at most
+``max_batch_size`` rows. It waits at most ``max_delay_ms`` after the oldest queued row
+for a batch to fill, and dispatches at once when the batch is full or has reached one
+of ``preferred_batch_sizes``. A job is never split, and jobs whose inputs differ in
+names, dtypes or trailing shapes never share a batch.
+
+The synchronous ``infer`` runs in an executor so the event loop keeps polling. Every
+output must have one row per batch row; each job gets its own rows back. Every waiter
+is answered, with its outputs or an error, whatever happens: inference raising,
+malformed outputs, cancellation or :meth:`DynamicBatcher.aclose`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import concurrent.futures
+import functools
+import itertools
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+import structlog
+
+from workers.errors import (
+    BatcherClosed,
+    Expired,
+    InferenceError,
+    InvalidInput,
+    QueueFull,
+    TooLarge,
+    WorkerError,
+)
+
+__all__ = ["BatchConfig", "BatchOutput", "DynamicBatcher", "InferFn"]
+
+Tensors = dict[str, np.ndarray]
+InferFn = Callable[[Tensors], Tensors]
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class BatchConfig:
+    """How a batcher packs jobs. Sizes count rows, not jobs."""
+
+    max_batch_size: int = 64
+    max_delay_ms: float = 5.0
+    preferred_batch_sizes: tuple[int, ...] = ()
+    max_queue_rows: int = 8192
+    max_job_rows: int = 4096
+    max_concurrent_batches: int = 1
+
+    def __post_init__(self) -> None:
+        positive = {
+            "max_batch_size": self.max_batch_size,
+            "max_queue_rows": self.max_queue_rows,
+            "max_job_rows": self.max_job_rows,
+            "max_concurrent_batches": self.max_concurrent_batches,
+        }
+        for name, value in positive.items():
+            if value < 1:
+                raise ValueError(f"BatchConfig.{name} must be >= 1, got {value}")
+        if self.max_delay_ms < 0:
+            raise ValueError(f"BatchConfig.max_delay_ms must be >= 0, got {self.max_delay_ms}")
+        for size in self.preferred_batch_sizes:
+            if not 1 <= size <= self.max_batch_size:
+                raise ValueError(
+                    f"BatchConfig.preferred_batch_sizes: {size} is outside "
+                    f"1..max_batch_size ({self.max_batch_size})"
+                )
+        if self.max_job_rows > self.max_queue_rows:
+            raise ValueError(
+                f"BatchConfig.max_job_rows ({self.max_job_rows}) must not exceed "
+                f"max_queue_rows ({self.max_queue_rows})"
+            )
+
+
+@dataclass(frozen=True, slots=True)
+class BatchOutput:
+    """One job's answer: its own rows of every output, and how it was served."""
+
+    outputs: Tensors
+    batch_size: int
+    queue_ms: float
+    infer_ms: float
+
+
+# Jobs can share a batch only when they agree on input names, dtypes and trailing shapes.
+_GroupKey = tuple[tuple[str, str, tuple[int, ...]], ...]
+
+
+@dataclass(eq=False, slots=True)
+class _Job:
+    inputs: Tensors
+    rows: int
+    priority: int
+    deadline: float | None
+    seq: int
+    key: _GroupKey
+    future: asyncio.Future[BatchOutput]
+    enqueued: float = field(default_factory=time.monotonic)
+
+    @property
+    def order(self) -> tuple[int, int]:
+        return (-self.priority, self.seq)
+
+    def expired(self, now: float) -> bool:
+        return self.deadline is not None and now >= self.deadline
+
+    def answer(self, result: BatchOutput | BaseException) -> None:
+        if self.future.done():
+            return
+        if isinstance(result, BaseException):
+            self.future.set_exception(result)
+        else:
+            self.future.set_result(result)
+
+
+def _check_inputs(inputs: Mapping[str, np.ndarray]) -> int:
+    """Return the job's row count; raise InvalidInput unless every input has it."""
+    if not inputs:
+        raise InvalidInput("a job needs at least one input")
+    counts: dict[str, int] = {}
+    for name, array in inputs.items():
+        if not isinstance(array, np.ndarray) or array.ndim == 0:
+            raise InvalidInput(f"input {name!r} must be an array with a leading row dimension")
+        counts[name] = array.shape[0]
+    if len(set(counts.values())) != 1:
+        raise InvalidInput(f"inputs must have the same number of rows, got {counts}")
+    rows = next(iter(counts.values()))
+    if rows == 0:
+        raise InvalidInput("a job needs at least one row")
+    return rows
+
+
+def _group_key(inputs: Mapping[str, np.ndarray]) -> _GroupKey:
+    return tuple(sorted((name, a.dtype.str, tuple(a.shape[1:])) for name, a in inputs.items()))
+
+
+def _concat(jobs: list[_Job]) -> Tensors:
+    if len(jobs) == 1:
+        return dict(jobs[0].inputs)
+    names = jobs[0].inputs.keys()
+    return {name: np.concatenate([job.inputs[name] for job in jobs]) for name in names}
+
+
+def _check_outputs(outputs: object, rows: int) -> Tensors:
+    """Every output must be an array with exactly one row per batch row."""
+    if not isinstance(outputs, Mapping) or not outputs:
+        raise InferenceError(
+            f"the model returned {type(outputs).__name__}, expected a non-empty dict of arrays"
+        )
+    checked: Tensors = {}
+    for name, value in outputs.items():
+        array = np.asarray(value)
+        if array.ndim == 0 or array.shape[0] != rows:
+            got = "a scalar" if array.ndim == 0 else f"{array.shape[0]} rows"
+            raise InferenceError(
+                f"the model's output {name!r} has {got} for a batch of {rows} rows; "
+                "every output must have one row per input row"
+            )
+        checked[str(name)] = array
+    return checked
+
+
+class DynamicBatcher:
+    """Packs jobs into batches for one model version and runs ``infer`` off the loop.
+
+    ``infer`` takes and returns named arrays with a leading row dimension. It runs in
+    ``executor``, by default a private thread pool with ``max_concurrent_batches``
+    threads that :meth:`aclose` shuts down.
+    """
+
+    def __init__(
+        self,
+        infer: InferFn,
+        config: BatchConfig | None = None,
+        *,
+        executor: concurrent.futures.Executor | None = None,
+        name: str = "",
+    ) -> None:
+        self._infer = infer
+        self.config = config or BatchConfig()
+        self.name = name
+        self._own_executor = executor is None
+        self._executor = executor or concurrent.futures.ThreadPoolExecutor(
+            max_workers=self.config.max_concurrent_batches,
+            thread_name_prefix=f"batcher-{name}" if name else "batcher",
+        )
+        self._queue: list[_Job] = []  # sorted by (-priority, seq)
+        self._queued_rows = 0
+        self._seq = itertools.count()
+        self._wakeup = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._outstanding = 0  # jobs submitted and not yet answered
+        self._slots = asyncio.Semaphore(self.config.max_concurrent_batches)
+        self._batches: set[asyncio.Task[None]] = set()
+        self._scheduler: asyncio.Task[None] | None = None
+        self._closed = False
+        self._log = log.bind(batcher=name) if name else log
+
+    # -- public API ---------------------------------------------------------------------
+
+    @property
+    def queued_rows(self) -> int:
+        """Rows waiting to be put in a batch (not counting batches already running)."""
+        return self._queued_rows
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    async def submit(
+        self,
+        inputs: Mapping[str, np.ndarray],
+        *,
+        priority: int = 0,
+        deadline: float | None = None,
+    ) -> BatchOutput:
+        """Queue one job and wait for its rows of every output.
+
+        ``deadline`` is absolute ``time.time()`` seconds. Raises :class:`InvalidInput`,
+        :class:`TooLarge`, :class:`Expired`, :class:`QueueFull` at submit, and
+        :class:`Expired`, :class:`InferenceError` or :class:`BatcherClosed` later.
+        """
+        job = self._admit(inputs, priority, deadline)
+        self._enqueue(job)
+        try:
+            return await job.future
+        finally:
+            if not job.future.done():
+                job.future.cancel()
+            if job.future.cancelled():  # the caller was cancelled: forget the job
+                self._dequeue([job])
+
+    async def drain(self) -> None:
+        """Wait until every job submitted so far has been answered."""
+        await self._idle.wait()
+
+    async def aclose(self) -> None:
+        """Stop: queued jobs fail with BatcherClosed, running batches finish first."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._scheduler is not None:
+            self._scheduler.cancel()
+            await asyncio.gather(self._scheduler, return_exceptions=True)
+        self._fail_queued(BatcherClosed(f"batcher {self.name!r} closed before the job ran"))
+        if self._batches:
+            await asyncio.gather(*self._batches, return_exceptions=True)
+        if self._own_executor:
+            self._executor.shutdown(wait=False)
+
+    # -- admission ----------------------------------------------------------------------
+
+    def _admit(
+        self, inputs: Mapping[str, np.ndarray], priority: int, deadline: float | None
+    ) -> _Job:
+        if self._closed:
+            raise BatcherClosed(f"batcher {self.name!r} is closed")
+        rows = _check_inputs(inputs)
+        limits = self.config
+        if rows > limits.max_job_rows:
+            raise TooLarge(
+                f"the job has {rows} rows, a worker accepts at most {limits.max_job_rows} "
+                "per job; split it into smaller jobs"
+            )
+        if deadline is not None and time.time() >= deadline:
+            raise Expired("the job's deadline passed before it was queued")
+        if self._queued_rows + rows > limits.max_queue_rows:
+            raise QueueFull(
+                f"the batcher queue holds {self._queued_rows} rows; {rows} more would exceed "
+                f"max_queue_rows={limits.max_queue_rows}"
+            )
+        future: asyncio.Future[BatchOutput] = asyncio.get_running_loop().create_future()
+        return _Job(
+            inputs=dict(inputs),
+            rows=rows,
+            priority=priority,
+            deadline=deadline,
+            seq=next(self._seq),
+            key=_group_key(inputs),
+            future=future,
+        )
+
+    def _enqueue(self, job: _Job) -> None:
+        bisect.insort(self._queue, job, key=lambda j: j.order)
+        self._queued_rows += job.rows
+        self._outstanding += 1
+        self._idle.clear()
+        job.future.add_done_callback(self._job_answered)
+        self._wakeup.set()
+        if self._scheduler is None or self._scheduler.done():
+            self._scheduler = asyncio.get_running_loop().create_task(
+                self._schedule(), name=f"batcher-{self.name}"
+            )
+
+    def _dequeue(self, jobs: list[_Job]) -> None:
+        gone = {id(job) for job in jobs}
+        self._queue = [job for job in self._queue if id(job) not in gone]
+        self._queued_rows = sum(job.rows for job in self._queue)
+
+    def _job_answered(self, _: object) -> None:
+        self._outstanding -= 1
+        if self._outstanding == 0:
+            self._idle.set()
+
+    def _fail_queued(self, error: WorkerError) -> None:
+        queued, self._queue, self._queued_rows = self._queue, [], 0
+        for job in queued:
+            job.answer(error)
+
+    # -- scheduling ---------------------------------------------------------------------
+
+    async def _schedule(self) -> None:
+        try:
+            while True:
+                await self._slots.acquire()
+                try:
+                    batch = await self._next_batch()
+                except BaseException:
+                    self._slots.release()
+                    raise
+                task = asyncio.get_running_loop().create_task(self._run(batch))
+                self._batches.add(task)
+                task.add_done_callback(functools.partial(self._batch_done, batch))
+        except Exception:
+            self._log.exception("batcher_scheduler_failed")  # restarted by the next submit
+            raise
+        finally:
+            self._fail_queued(BatcherClosed(f"batcher {self.name!r} stopped"))
+
+    async def _next_batch(self) -> list[_Job]:
+        """Wait until a batch is ready (full, preferred size or delay passed); take it."""
+        while True:
+            self._wakeup.clear()
+            self._drop_expired()
+            plan, ready, wait_s = self._plan()
+            if plan and ready:
+                self._dequeue(plan)
+                return plan
+            try:
+                async with asyncio.timeout(wait_s):
+                    await self._wakeup.wait()
+            except TimeoutError:
+                pass
+
+    def _drop_expired(self) -> None:
+        now = time.time()
+        expired = [job for job in self._queue if job.expired(now) or job.future.done()]
+        if not expired:
+            return
+        self._dequeue(expired)
+        for job in expired:
+            job.answer(Expired("the job's deadline passed while it waited in the queue"))
+
+    def _plan(self) -> tuple[list[_Job], bool, float | None]:
+        """The next batch, whether to send it now, and how long to wait otherwise."""
+        if not self._queue:
+            return [], False, None
+        head = self._queue[0]
+        limit = self.config.max_batch_size
+        plan: list[_Job] = []
+        rows = 0
+        overflow = False
+        for job in self._queue:
+            if job.key != head.key:
+                continue
+            if plan and rows + job.rows > limit:
+                overflow = True  # never split a job, never jump over one
+                break
+            plan.append(job)
+            rows += job.rows
+        if rows >= limit or overflow:
+            return plan, True, None
+        preferred = self._preferred_prefix(plan)
+        if preferred:
+            return preferred, True, None
+        oldest = min(job.enqueued for job in plan)
+        wait_s = oldest + self.config.max_delay_ms / 1000 - time.monotonic()
+        return plan, wait_s <= 0, max(wait_s, 0.0)
+
+    def _preferred_prefix(self, plan: list[_Job]) -> list[_Job]:
+        """The longest prefix of ``plan`` whose rows are a preferred batch size.
+
+        When no prefix hits one exactly (jobs are never split) but the plan has
+        outgrown the largest preferred size, the whole plan goes.
+        """
+        sizes = self.config.preferred_batch_sizes
+        if not sizes:
+            return []
+        rows = list(itertools.accumulate(job.rows for job in plan))
+        for end in range(len(plan), 0, -1):
+            if rows[end - 1] in sizes:
+                return plan[:end]
+        return plan if rows[-1] > max(sizes) else []
+
+    # -- running a batch ----------------------------------------------------------------
+
+    async def _run(self, batch: list[_Job]) -> None:
+        rows = sum(job.rows for job in batch)
+        started = time.monotonic()
+        try:
+            inputs = _concat(batch)
+            loop = asyncio.get_running_loop()
+            outputs = await loop.run_in_executor(self._executor, self._infer, inputs)
+            checked = _check_outputs(outputs, rows)
+        except WorkerError as exc:
+            self._fail(batch, exc)
+            return
+        except Exception as exc:
+            error = InferenceError(f"inference failed: {type(exc).__name__}: {exc}")
+            error.__cause__ = exc
+            self._fail(batch, error)
+            return
+        self._answer(batch, checked, rows, started, (time.monotonic() - started) * 1000)
+
+    def _answer(
+        self, batch: list[_Job], outputs: Tensors, rows: int, started: float, infer_ms: float
+    ) -> None:
+        start = 0
+        for job in batch:
+            end = start + job.rows
+            job.answer(
+                BatchOutput(
+                    outputs={name: array[start:end] for name, array in outputs.items()},
+                    batch_size=rows,
+                    queue_ms=(started - job.enqueued) * 1000,
+                    infer_ms=infer_ms,
+                )
+            )
+            start = end
+
+    def _fail(self, batch: list[_Job], error: WorkerError) -> None:
+        """Answer every job of ``batch`` still waiting with ``error``."""
+        waiting = [job for job in batch if not job.future.done()]
+        for job in waiting:
+            job.answer(error)
+        if waiting and not isinstance(error, BatcherClosed):
+            rows = sum(job.rows for job in batch)
+            self._log.warning("batch_failed", jobs=len(batch), rows=rows, error=str(error))
+
+    def _batch_done(self, batch: list[_Job], task: asyncio.Task[None]) -> None:
+        """Runs however the batch task ended, even cancelled before it started."""
+        self._batches.discard(task)
+        self._slots.release()
+        self._fail(batch, BatcherClosed(f"batcher {self.name!r} stopped while the batch ran"))
