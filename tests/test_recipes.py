@@ -1,0 +1,276 @@
+"""Training recipes: digits and tabular training, ONNX parity, params, data, lookup."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+import torch
+from sklearn.datasets import load_digits
+
+from registry.entities import Signature, TensorSpec
+from workers.recipes import (
+    DatasetError,
+    DatasetRef,
+    DigitsRecipe,
+    ParamsError,
+    ParityError,
+    Recipe,
+    RecipeError,
+    RecipeNotFoundError,
+    TrainedModel,
+    TrainRequest,
+    get_recipe,
+)
+from workers.recipes.export import check_parity, export_onnx
+from workers.recipes.network import Classifier
+
+SMALL = {"epochs": 10}
+
+
+def train(recipe: Recipe, tmp_path: Path, **request: Any) -> TrainedModel:
+    return recipe.train(TrainRequest(model="m", **request), tmp_path)
+
+
+def session(model: TrainedModel) -> ort.InferenceSession:
+    return ort.InferenceSession(str(model.artifact), providers=["CPUExecutionProvider"])
+
+
+@pytest.fixture(scope="module")
+def digits(tmp_path_factory: pytest.TempPathFactory) -> TrainedModel:
+    return train(DigitsRecipe(), tmp_path_factory.mktemp("digits"), params=SMALL)
+
+
+# --- digits -------------------------------------------------------------------------
+
+
+def test_digits_trains_to_090_with_a_small_budget(digits: TrainedModel) -> None:
+    assert digits.recipe == "digits"
+    assert digits.metrics["accuracy"] >= 0.9
+    for name in ("precision_macro", "recall_macro", "f1_macro", "f1", "log_loss"):
+        assert digits.metrics[name] >= 0.0
+    assert digits.metrics["n_train"] + digits.metrics["n_test"] == 1797
+    assert len(digits.dataset_hash) == 64
+    assert digits.duration_s > 0
+
+
+def test_digits_reports_effective_params_with_defaults(digits: TrainedModel) -> None:
+    assert digits.params["epochs"] == 10
+    assert digits.params["test_size"] == 0.25
+    assert digits.params["seed"] == 0
+    assert digits.params["max_rows"] is None
+
+
+def test_digits_onnx_parity_and_signature(digits: TrainedModel) -> None:
+    assert digits.parity_max_abs_diff <= 1e-4
+    assert digits.signature == Signature(
+        inputs=(TensorSpec("x", "float32", (None, 64)),),
+        outputs=(
+            TensorSpec("probabilities", "float32", (None, 10)),
+            TensorSpec("label", "int64", (None,)),
+        ),
+    )
+    props = {p.key: p.value for p in onnx.load(str(digits.artifact)).metadata_props}
+    assert props["maas.classes"] == '["0", "1", "2", "3", "4", "5", "6", "7", "8", "9"]'
+    assert digits.classes == tuple(str(d) for d in range(10))
+
+
+def test_digits_onnx_takes_raw_pixel_rows(digits: TrainedModel) -> None:
+    data = load_digits()
+    x = data.data.astype(np.float32)  # raw 0..16 pixels, no client-side scaling
+    probabilities, label = session(digits).run(None, {"x": x})
+    assert probabilities.dtype == np.float32 and probabilities.shape == (1797, 10)
+    assert label.dtype == np.int64 and label.shape == (1797,)
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, atol=1e-5)
+    assert float(np.mean(label == data.target)) >= 0.9
+    one_row = session(digits).run(["label"], {"x": x[:1]})[0]
+    assert one_row.shape == (1,)
+
+
+def test_worse_data_gives_clearly_lower_accuracy(digits: TrainedModel, tmp_path: Path) -> None:
+    worse = train(DigitsRecipe(), tmp_path, params={**SMALL, "label_noise": 0.6})
+    assert worse.metrics["accuracy"] < digits.metrics["accuracy"] - 0.1
+    assert worse.metrics["n_test"] == digits.metrics["n_test"]  # same held-out rows
+
+
+def test_max_rows_trains_on_fewer_rows(tmp_path: Path) -> None:
+    small = train(DigitsRecipe(), tmp_path, params={**SMALL, "max_rows": 60})
+    assert small.metrics["n_train"] == 60
+    assert small.metrics["n_test"] == 450
+
+
+def test_training_is_reproducible_per_seed(digits: TrainedModel, tmp_path: Path) -> None:
+    again = train(DigitsRecipe(), tmp_path / "a", params=SMALL, seed=0)
+    assert again.metrics == pytest.approx(digits.metrics)
+    seeded = train(DigitsRecipe(), tmp_path / "b", params={**SMALL, "seed": 7})
+    assert seeded.params["seed"] == 7
+
+
+def test_progress_is_reported_up_to_done(tmp_path: Path) -> None:
+    seen: list[tuple[str, float]] = []
+    request = TrainRequest(model="digits", params={"epochs": 2})
+    DigitsRecipe().train(request, tmp_path, progress=lambda s, f: seen.append((s, f)))
+    fractions = [f for _, f in seen]
+    assert fractions == sorted(fractions)
+    assert seen[0] == ("load", 0.0) and seen[-1] == ("done", 1.0)
+    assert sum(stage == "train" for stage, _ in seen) == 2
+
+
+def test_digits_accepts_a_pixel_file(tmp_path: Path) -> None:
+    data = load_digits()
+    path = tmp_path / "digits.csv"
+    with path.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow([*(f"p{i}" for i in range(64)), "digit"])
+        writer.writerows(
+            [*map(int, row), int(t)] for row, t in zip(data.data, data.target, strict=True)
+        )
+    model = train(
+        DigitsRecipe(),
+        tmp_path / "out",
+        dataset=DatasetRef(uri=path.as_uri()),
+        params={**SMALL, "label": "digit"},
+    )
+    assert model.metrics["accuracy"] >= 0.9
+    assert model.dataset_hash != ""
+
+
+def test_digits_refuses_a_file_without_64_pixels(tmp_path: Path) -> None:
+    path = tmp_path / "bad.csv"
+    path.write_text("a,b,label\n1,2,0\n3,4,1\n")
+    with pytest.raises(DatasetError, match="64 pixel columns"):
+        train(DigitsRecipe(), tmp_path, dataset=DatasetRef(uri=str(path)))
+
+
+def test_parity_failure_raises(tmp_path: Path) -> None:
+    net = Classifier(np.zeros(4), np.ones(4), 8, 3, torch.Generator().manual_seed(0))
+    path = tmp_path / "m.onnx"
+    export_onnx(net, 4, path, {})
+    x = np.random.default_rng(0).normal(size=(16, 4)).astype(np.float32)
+    assert check_parity(net, path, x) <= 1e-4
+    with torch.no_grad():
+        net.out.bias += torch.tensor([5.0, 0.0, 0.0])  # the torch model drifts from its export
+    with pytest.raises(ParityError, match="differs from the torch model"):
+        check_parity(net, path, x)
+
+
+# --- params -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        (
+            {"epoch": 3},
+            r"unknown param\(s\) for recipe 'digits': epoch; allowed: batch_size, epochs",
+        ),
+        ({"epochs": "5"}, r"param 'epochs' must be an integer, got '5' \(str\)"),
+        ({"epochs": 2.5}, r"param 'epochs' must be an integer"),
+        ({"epochs": True}, r"param 'epochs' must be an integer"),
+        ({"epochs": 0}, r"param 'epochs' must be between 1 and 10000, got 0"),
+        ({"lr": None}, r"param 'lr' must not be null"),
+        ({"lr": float("nan")}, r"param 'lr' must be a number"),
+        ({"test_size": 1.5}, r"param 'test_size' must be between 0.05 and 0.9"),
+        ({"label": 3}, r"param 'label' must be a string"),
+    ],
+)
+def test_bad_params_are_refused_with_what_to_fix(
+    params: dict[str, Any], message: str, tmp_path: Path
+) -> None:
+    with pytest.raises(ParamsError, match=message):
+        train(DigitsRecipe(), tmp_path, params=params)
+
+
+def test_params_errors_are_recipe_errors_and_not_retriable() -> None:
+    error = ParamsError("x")
+    assert isinstance(error, RecipeError) and not error.retriable
+
+
+def test_integral_float_is_accepted_for_an_int_param(tmp_path: Path) -> None:
+    model = train(DigitsRecipe(), tmp_path, params={"epochs": 1.0, "max_rows": 40})
+    assert model.params["epochs"] == 1 and isinstance(model.params["epochs"], int)
+
+
+def test_dataset_ref_needs_exactly_one_of_uri_or_name() -> None:
+    with pytest.raises(DatasetError, match="exactly one"):
+        DatasetRef()
+    with pytest.raises(DatasetError, match="exactly one"):
+        DatasetRef(uri="a.csv", name="digits")
+
+
+# --- lookup -------------------------------------------------------------------------
+
+
+class TinyRecipe:
+    """A user recipe: anything with name, metric and train() will do."""
+
+    name = "tiny"
+    metric = "accuracy"
+
+    def train(self, request: TrainRequest, workdir: Path, progress: Any = None) -> TrainedModel:
+        raise RecipeError("tiny recipes do not train")
+
+
+TINY = TinyRecipe()
+
+
+def make_tiny() -> TinyRecipe:
+    return TinyRecipe()
+
+
+def test_builtin_recipes_are_found_by_name() -> None:
+    assert isinstance(get_recipe("digits"), DigitsRecipe)
+    tabular = get_recipe("tabular")
+    assert tabular.name == "tabular" and tabular.metric == "accuracy"
+    assert isinstance(tabular, Recipe)
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["tests.test_recipes:TinyRecipe", "tests.test_recipes:TINY", "tests.test_recipes:make_tiny"],
+)
+def test_user_recipe_by_import_path(path: str) -> None:
+    recipe = get_recipe(path)
+    assert isinstance(recipe, TinyRecipe) and recipe.name == "tiny"
+
+
+def test_user_recipe_from_a_module_on_the_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    package = tmp_path / "myrecipes"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "churn.py").write_text(
+        "class Churn:\n"
+        "    name = 'churn'\n"
+        "    metric = 'f1_macro'\n"
+        "    def train(self, request, workdir, progress=None):\n"
+        "        raise NotImplementedError\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    recipe = get_recipe("myrecipes.churn:Churn")
+    assert recipe.name == "churn" and recipe.metric == "f1_macro"
+
+
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [
+        (
+            "nope",
+            r"no recipe 'nope': built-in recipes are digits, tabular; .*'package.module:attr'",
+        ),
+        ("no_such_module_x:R", r"cannot import module 'no_such_module_x'"),
+        ("tests.test_recipes:Missing", r"'tests.test_recipes' has no attribute 'Missing'"),
+        ("tests.test_recipes:SMALL", r"is not a recipe: it needs string attributes `name`"),
+        ("tests.test_recipes:train", r"calling it with no arguments failed"),
+        (":Recipe", r"must look like 'package.module:attr'"),
+    ],
+)
+def test_unknown_recipes_say_what_was_tried(name: str, message: str) -> None:
+    with pytest.raises(RecipeNotFoundError, match=message):
+        get_recipe(name)
