@@ -14,6 +14,7 @@ import torch
 from sklearn.datasets import load_digits
 
 from registry.entities import Signature, TensorSpec
+from workers.gate import GatePolicy, decide
 from workers.recipes import (
     DatasetError,
     DatasetRef,
@@ -92,10 +93,15 @@ def test_digits_onnx_takes_raw_pixel_rows(digits: TrainedModel) -> None:
     assert one_row.shape == (1,)
 
 
-def test_worse_data_gives_clearly_lower_accuracy(digits: TrainedModel, tmp_path: Path) -> None:
+def test_worse_data_gives_clearly_lower_accuracy_and_fails_the_gate(
+    digits: TrainedModel, tmp_path: Path
+) -> None:
     worse = train(DigitsRecipe(), tmp_path, params={**SMALL, "label_noise": 0.6})
     assert worse.metrics["accuracy"] < digits.metrics["accuracy"] - 0.1
     assert worse.metrics["n_test"] == digits.metrics["n_test"]  # same held-out rows
+    decision = decide("gate", worse.metrics, digits.metrics, 1, GatePolicy(), candidate_version=2)
+    assert not decision.promote
+    assert "does not beat production 1 on accuracy" in decision.reason
 
 
 def test_max_rows_trains_on_fewer_rows(tmp_path: Path) -> None:
