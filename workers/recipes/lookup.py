@@ -47,6 +47,10 @@ def _import(path: str) -> Any:
             f"recipe {path!r}: cannot import module {module_name!r} ({exc}); "
             "is it installed or on PYTHONPATH?"
         ) from exc
+    except Exception as exc:  # user code failing at import time
+        raise RecipeNotFoundError(
+            f"recipe {path!r}: importing module {module_name!r} failed: {type(exc).__name__}: {exc}"
+        ) from exc
     for part in attr.split("."):
         if not hasattr(target, part):
             raise RecipeNotFoundError(f"recipe {path!r}: {module_name!r} has no attribute {attr!r}")
