@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import csv
+import hashlib
+import json
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +27,7 @@ from workers.recipes import (
     Recipe,
     RecipeError,
     RecipeNotFoundError,
+    TabularRecipe,
     TrainedModel,
     TrainRequest,
     get_recipe,
@@ -32,6 +36,15 @@ from workers.recipes.export import check_parity, export_onnx
 from workers.recipes.network import Classifier
 
 SMALL = {"epochs": 10}
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_torch_thread() -> Iterator[None]:
+    """Tiny MLPs train faster on one thread than on two contended ones; restored after."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 def train(recipe: Recipe, tmp_path: Path, **request: Any) -> TrainedModel:
@@ -261,6 +274,9 @@ def test_user_recipe_from_a_module_on_the_path(
     monkeypatch.syspath_prepend(str(tmp_path))
     recipe = get_recipe("myrecipes.churn:Churn")
     assert recipe.name == "churn" and recipe.metric == "f1_macro"
+    (package / "broken.py").write_text("raise RuntimeError('no config')\n")
+    with pytest.raises(RecipeNotFoundError, match=r"importing module 'myrecipes\.broken' failed"):
+        get_recipe("myrecipes.broken:Recipe")
 
 
 @pytest.mark.parametrize(
@@ -280,3 +296,174 @@ def test_user_recipe_from_a_module_on_the_path(
 def test_unknown_recipes_say_what_was_tried(name: str, message: str) -> None:
     with pytest.raises(RecipeNotFoundError, match=message):
         get_recipe(name)
+
+
+# --- tabular ------------------------------------------------------------------------
+
+CLASS_NAMES = np.array(["bronze", "gold", "silver"])
+
+
+def make_table(rows: int = 300) -> dict[str, list[Any]]:
+    from sklearn.datasets import make_classification
+
+    x, y = make_classification(
+        n_samples=rows, n_features=5, n_informative=3, n_classes=3, random_state=0
+    )
+    table: dict[str, list[Any]] = {f"f{i}": (x[:, i] * 10 + 50).tolist() for i in range(5)}
+    table["tier"] = CLASS_NAMES[y].tolist()
+    return table
+
+
+def write_csv(path: Path, table: dict[str, list[Any]]) -> Path:
+    with path.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(table)
+        writer.writerows(zip(*table.values(), strict=True))
+    return path
+
+
+def write_jsonl(path: Path, table: dict[str, list[Any]]) -> Path:
+    rows = [dict(zip(table, values, strict=True)) for values in zip(*table.values(), strict=True)]
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    return path
+
+
+def write_parquet(path: Path, table: dict[str, list[Any]]) -> Path:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.table(table), path)
+    return path
+
+
+WRITERS: dict[str, Callable[[Path, dict[str, list[Any]]], Path]] = {
+    "csv": write_csv,
+    "jsonl": write_jsonl,
+    "parquet": write_parquet,
+}
+
+
+def train_tabular(tmp_path: Path, uri: str, **params: Any) -> TrainedModel:
+    request = TrainRequest(
+        model="tiers", dataset=DatasetRef(uri=uri), params={"epochs": 20, "label": "tier", **params}
+    )
+    return TabularRecipe().train(request, tmp_path / "out")
+
+
+@pytest.mark.parametrize("fmt", ["csv", "jsonl", "parquet"])
+def test_tabular_trains_from_each_format_with_string_labels(fmt: str, tmp_path: Path) -> None:
+    path = WRITERS[fmt](tmp_path / f"tiers.{fmt}", make_table())
+    model = train_tabular(tmp_path, path.as_uri() if fmt == "csv" else str(path))
+    assert model.recipe == "tabular"
+    assert model.classes == ("bronze", "gold", "silver")
+    assert model.metrics["accuracy"] >= 0.7
+    assert model.parity_max_abs_diff <= 1e-4
+    assert [t.name for t in model.signature.inputs] == ["x"]
+    assert model.signature.inputs[0].shape == (None, 5)
+    probabilities, label = session(model).run(None, {"x": np.full((2, 5), 50.0, np.float32)})
+    assert probabilities.shape == (2, 3) and label.dtype == np.int64
+    assert set(label.tolist()) <= {0, 1, 2}
+
+
+def test_tabular_formats_hash_their_own_bytes(tmp_path: Path) -> None:
+    table = make_table(60)
+    a = write_csv(tmp_path / "a.csv", table)
+    b = write_csv(tmp_path / "b.csv", {**table, "f0": [v + 1 for v in table["f0"]]})
+    hash_a = train_tabular(tmp_path / "a", str(a), epochs=1).dataset_hash
+    hash_b = train_tabular(tmp_path / "b", str(b), epochs=1).dataset_hash
+    assert hash_a == hashlib.sha256(a.read_bytes()).hexdigest() != hash_b
+
+
+def test_tabular_standardises_inside_the_graph(tmp_path: Path) -> None:
+    table = make_table()
+    table["f0"] = [v * 1000 for v in table["f0"]]  # wildly different feature scales
+    model = train_tabular(tmp_path, str(write_csv(tmp_path / "t.csv", table)))
+    assert model.metrics["accuracy"] >= 0.7
+
+
+def test_integer_labels_keep_numeric_order(tmp_path: Path) -> None:
+    table = make_table()
+    table["tier"] = [{"bronze": 10, "gold": 2, "silver": 7}[t] for t in table["tier"]]
+    model = train_tabular(tmp_path, str(write_jsonl(tmp_path / "t.jsonl", table)), epochs=2)
+    assert model.classes == ("2", "7", "10")
+
+
+def test_tabular_on_a_builtin_dataset(tmp_path: Path) -> None:
+    request = TrainRequest(model="iris", dataset=DatasetRef(name="iris"), params={"epochs": 30})
+    model = TabularRecipe().train(request, tmp_path)
+    assert model.classes == ("setosa", "versicolor", "virginica")
+    assert model.metrics["accuracy"] >= 0.8
+
+
+def bad_file(name: str, text: str) -> Callable[[Path], str]:
+    def make(tmp_path: Path) -> str:
+        path = tmp_path / name
+        path.write_text(text)
+        return str(path)
+
+    return make
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda p: str(p / "missing.csv"), r"missing.csv' does not exist"),
+        (bad_file("empty.csv", ""), r"empty.csv' is empty"),
+        (bad_file("blank.jsonl", "\n  \n"), r"blank.jsonl' is empty"),
+        (bad_file("header.csv", "a,b,tier\n"), r"has a header but no rows"),
+        (
+            bad_file("nolabel.csv", "a,b,y\n1,2,x\n"),
+            r"no label column 'tier'; its columns are a, b, y",
+        ),
+        (bad_file("one.csv", "a,tier\n1,x\n2,x\n"), r"label column 'tier' has a single class 'x'"),
+        (
+            bad_file("text.csv", "a,city,tier\n1,Oslo,x\n2,Rome,y\n"),
+            r"feature column\(s\) city are not numeric",
+        ),
+        (
+            bad_file("gap.csv", "a,b,tier\n1,2,x\n3,,y\n"),
+            r"column 'b' has a missing or non-finite value \(first at data row 2\)",
+        ),
+        (bad_file("nolab.csv", "a,tier\n1,x\n2,\n"), r"label column 'tier' has missing values"),
+        (
+            bad_file("ragged.csv", "a,b,tier\n1,2,x\n3,y\n"),
+            r"ragged.csv line 3 has 2 fields, the header has 3",
+        ),
+        (bad_file("only.csv", "tier\nx\ny\n"), r"no feature columns besides the label 'tier'"),
+        (
+            bad_file("bad.jsonl", '{"a": 1, "tier": "x"}\n{"a": 2,\n'),
+            r"bad.jsonl line 2 is not valid JSON",
+        ),
+        (bad_file("list.jsonl", "[1, 2]\n"), r"list.jsonl line 1 must be a JSON object, got list"),
+        (
+            bad_file("keys.jsonl", '{"a": 1, "tier": "x"}\n{"b": 2, "tier": "y"}\n'),
+            r"keys.jsonl record 2 has keys \['b', 'tier'\]",
+        ),
+        (bad_file("bad.parquet", "not parquet"), r"cannot read Parquet file bad.parquet"),
+        (bad_file("data.xlsx", "x"), r"cannot tell the format of .*data.xlsx.*use one of .csv"),
+        (lambda p: "s3://bucket/data.csv", r"scheme 's3' is not supported"),
+        (lambda p: "file://host/data.csv", r"names host 'host'; use file:///path"),
+        (
+            bad_file("few.csv", "a,tier\n1,x\n2,y\n3,y\n"),
+            r"cannot make a stratified held-out split of 3 rows",
+        ),
+    ],
+)
+def test_bad_datasets_give_clear_errors(
+    make: Callable[[Path], str], message: str, tmp_path: Path
+) -> None:
+    with pytest.raises(DatasetError, match=message):
+        train_tabular(tmp_path, make(tmp_path))
+
+
+def test_tabular_needs_a_dataset(tmp_path: Path) -> None:
+    with pytest.raises(DatasetError, match="recipe 'tabular' needs a dataset"):
+        TabularRecipe().train(TrainRequest(model="m"), tmp_path)
+
+
+def test_unknown_builtin_dataset(tmp_path: Path) -> None:
+    request = TrainRequest(model="m", dataset=DatasetRef(name="mnist"))
+    with pytest.raises(
+        DatasetError, match="no built-in dataset 'mnist'; built-ins are breast_cancer"
+    ):
+        TabularRecipe().train(request, tmp_path)
