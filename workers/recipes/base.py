@@ -56,9 +56,6 @@ class DatasetRef:
         if (self.uri is None) == (self.name is None):
             raise DatasetError("a dataset needs exactly one of `uri` or `name`")
 
-    def __str__(self) -> str:
-        return self.uri if self.uri is not None else f"built-in {self.name!r}"
-
 
 @dataclass(frozen=True, slots=True)
 class TrainRequest:

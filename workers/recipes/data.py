@@ -24,8 +24,13 @@ from workers.recipes.base import DatasetError, DatasetRef
 
 Columns = dict[str, list[Any]]
 
-SUFFIXES = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet", ".jsonl": "jsonl"}
-SUFFIXES[".ndjson"] = "jsonl"
+SUFFIXES = {
+    ".csv": "csv",
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".parquet": "parquet",
+    ".pq": "parquet",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -239,29 +244,25 @@ def _integer_labels(values: list[Any]) -> list[int] | None:
     return out
 
 
-def _builtin_loaders() -> dict[str, Callable[[], Any]]:
-    from sklearn import datasets
-
-    return {
-        "digits": datasets.load_digits,
-        "iris": datasets.load_iris,
-        "wine": datasets.load_wine,
-        "breast_cancer": datasets.load_breast_cancer,
-    }
-
-
-BUILTIN_DATASETS = ("breast_cancer", "digits", "iris", "wine")
+_BUILTINS = {
+    "breast_cancer": "load_breast_cancer",
+    "digits": "load_digits",
+    "iris": "load_iris",
+    "wine": "load_wine",
+}
+BUILTIN_DATASETS = tuple(_BUILTINS)
 
 
 def load_builtin(name: str) -> LabelledData:
     """One of scikit-learn's bundled data sets (no download): see ``BUILTIN_DATASETS``."""
-    loader = _builtin_loaders().get(name)
-    if loader is None:
+    if name not in _BUILTINS:
         raise DatasetError(
             f"no built-in dataset {name!r}; built-ins are {', '.join(BUILTIN_DATASETS)} "
             "(or give a dataset uri)"
         )
-    bunch = loader()
+    from sklearn import datasets
+
+    bunch = getattr(datasets, _BUILTINS[name])()
     x = np.ascontiguousarray(bunch.data, dtype=np.float64)
     y = np.ascontiguousarray(bunch.target, dtype=np.int64)
     digest = hashlib.sha256(f"builtin:{name}:".encode() + x.tobytes() + y.tobytes())

@@ -31,7 +31,7 @@ class DigitsRecipe(MLPRecipe):
 
     name: ClassVar[str] = "digits"
     metric: ClassVar[str] = "accuracy"
-    params: ClassVar[tuple[Param, ...]] = COMMON_PARAMS
+    param_specs: ClassVar[tuple[Param, ...]] = COMMON_PARAMS
     default_dataset: ClassVar[str | None] = "digits"
 
     def check_data(self, data: LabelledData) -> None:

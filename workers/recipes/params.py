@@ -83,11 +83,6 @@ def resolve_params(recipe: str, specs: Iterable[Param], given: Mapping[str, Any]
     }
 
 
-def describe(specs: Iterable[Param]) -> str:
-    """One line per param, for help texts and error messages."""
-    return "\n".join(f"{s.name} (default {s.default!r}): {s.help}" for s in specs)
-
-
 COMMON_PARAMS: tuple[Param, ...] = (
     Param("epochs", int, 30, "passes over the training split", minimum=1, maximum=10_000),
     Param("lr", float, 3e-3, "Adam learning rate", minimum=1e-8, maximum=10.0),

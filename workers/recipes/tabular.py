@@ -23,5 +23,5 @@ class TabularRecipe(MLPRecipe):
 
     name: ClassVar[str] = "tabular"
     metric: ClassVar[str] = "accuracy"
-    params: ClassVar[tuple[Param, ...]] = COMMON_PARAMS
+    param_specs: ClassVar[tuple[Param, ...]] = COMMON_PARAMS
     default_dataset: ClassVar[str | None] = None

@@ -98,7 +98,7 @@ class MLPRecipe:
 
     name: ClassVar[str] = "mlp"
     metric: ClassVar[str] = "accuracy"
-    params: ClassVar[tuple[Param, ...]] = COMMON_PARAMS
+    param_specs: ClassVar[tuple[Param, ...]] = COMMON_PARAMS
     default_dataset: ClassVar[str | None] = None
 
     def check_data(self, data: LabelledData) -> None:
@@ -108,7 +108,7 @@ class MLPRecipe:
         return standardise(x_train)
 
     def effective_params(self, request: TrainRequest) -> dict[str, Any]:
-        params = resolve_params(self.name, self.params, request.params)
+        params = resolve_params(self.name, self.param_specs, request.params)
         if params["seed"] is None:
             params["seed"] = request.seed
         return params
