@@ -1,0 +1,75 @@
+"""The demo digits model and its held-out sample rows."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+import torch
+
+from workers.demo import build_digits_model, demo_held_out_rows, digits_samples
+from workers.recipes import TrainedModel
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_torch_thread() -> Iterator[None]:
+    """Tiny MLPs train faster on one thread than on two contended ones; restored after."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> TrainedModel:
+    return build_digits_model(tmp_path_factory.mktemp("demo"))
+
+
+def test_demo_model_reaches_095_held_out_accuracy(demo: TrainedModel) -> None:
+    assert demo.metrics["accuracy"] >= 0.95
+    assert demo.metrics["n_test"] == len(demo_held_out_rows()) == 450
+    assert demo.artifact.name == "model.onnx" and demo.artifact.is_file()
+
+
+def test_demo_onnx_scores_held_out_samples_honestly(demo: TrainedModel) -> None:
+    x, y = digits_samples(450)
+    session = ort.InferenceSession(str(demo.artifact), providers=["CPUExecutionProvider"])
+    probabilities, label = session.run(None, {"x": x})
+    assert probabilities.shape == (450, 10)
+    assert float(np.mean(label == y)) == pytest.approx(demo.metrics["accuracy"])
+
+
+def test_samples_are_raw_held_out_pixels() -> None:
+    from sklearn.datasets import load_digits
+
+    x, y = digits_samples(20, seed=3)
+    assert x.dtype == np.float32 and x.shape == (20, 64)
+    assert y.dtype == np.int64 and y.shape == (20,)
+    assert x.min() >= 0.0 and x.max() <= 16.0
+    digits = load_digits()
+    held_out = digits.data[demo_held_out_rows()].astype(np.float32)
+    for row, target in zip(x, y, strict=True):
+        matches = np.flatnonzero((held_out == row).all(axis=1))
+        assert matches.size >= 1
+        assert target in digits.target[demo_held_out_rows()[matches]]
+
+
+def test_samples_are_seeded_and_repeat_past_the_held_out_set() -> None:
+    a, _ = digits_samples(10, seed=1)
+    b, _ = digits_samples(10, seed=1)
+    c, _ = digits_samples(10, seed=2)
+    assert np.array_equal(a, b) and not np.array_equal(a, c)
+    many, labels = digits_samples(1000)
+    assert many.shape == (1000, 64) and labels.shape == (1000,)
+    assert digits_samples(0)[0].shape == (0, 64)
+    with pytest.raises(ValueError, match="n must be"):
+        digits_samples(-1)
+
+
+def test_build_is_reproducible_per_seed(demo: TrainedModel, tmp_path: Path) -> None:
+    again = build_digits_model(tmp_path, seed=0)
+    assert again.metrics == pytest.approx(demo.metrics)
+    assert again.dataset_hash == demo.dataset_hash

@@ -1,0 +1,53 @@
+"""Training recipes: turn a dataset and params into a parity-checked ONNX model.
+
+The training worker calls ``get_recipe(name).train(request, workdir, progress)`` and
+gets a :class:`TrainedModel`, or a :class:`RecipeError` whose message says what to fix.
+
+Errors::
+
+    RecipeError                 root; ``retriable`` is False
+    ├── RecipeNotFoundError     unknown name or import path
+    ├── ParamsError             unknown param, wrong type, out of range
+    ├── DatasetError            missing, empty or badly shaped data
+    └── ParityError             the ONNX export does not match the torch model
+"""
+
+from workers.recipes.base import (
+    DatasetError,
+    DatasetRef,
+    ParamsError,
+    ParityError,
+    ProgressFn,
+    Recipe,
+    RecipeError,
+    RecipeNotFoundError,
+    TrainedModel,
+    TrainRequest,
+)
+from workers.recipes.data import BUILTIN_DATASETS
+from workers.recipes.digits import DigitsRecipe
+from workers.recipes.lookup import BUILTIN_RECIPES, get_recipe
+from workers.recipes.params import Param
+from workers.recipes.tabular import TabularRecipe
+from workers.recipes.training import ARTIFACT_NAME, MLPRecipe
+
+__all__ = [
+    "ARTIFACT_NAME",
+    "BUILTIN_DATASETS",
+    "BUILTIN_RECIPES",
+    "DatasetError",
+    "DatasetRef",
+    "DigitsRecipe",
+    "MLPRecipe",
+    "Param",
+    "ParamsError",
+    "ParityError",
+    "ProgressFn",
+    "Recipe",
+    "RecipeError",
+    "RecipeNotFoundError",
+    "TabularRecipe",
+    "TrainRequest",
+    "TrainedModel",
+    "get_recipe",
+]

@@ -1,0 +1,117 @@
+"""What a training recipe is: its request, its result, its protocol and its errors.
+
+A recipe turns a :class:`TrainRequest` into a :class:`TrainedModel`: an ONNX file that
+has already passed a parity check against the framework it was trained in, with the
+held-out metrics the evaluation gate compares. Recipes know nothing about Kafka or the
+registry; the training worker calls them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+from registry.entities import Signature
+
+ProgressFn = Callable[[str, float], None]
+"""``progress(stage, fraction)``: ``fraction`` of the whole run done, from 0.0 to 1.0."""
+
+
+class RecipeError(Exception):
+    """Root of every training failure; the message says what to fix.
+
+    ``retriable`` is False for all of them: running the same job again gives the same
+    error, so the worker answers it instead of retrying.
+    """
+
+    retriable = False
+
+
+class RecipeNotFoundError(RecipeError):
+    """No built-in recipe has that name and it is not an importable ``module:attr``."""
+
+
+class ParamsError(RecipeError):
+    """A param is unknown, of the wrong type or out of range."""
+
+
+class DatasetError(RecipeError):
+    """The dataset is missing, unreadable, empty or not shaped as the recipe needs."""
+
+
+class ParityError(RecipeError):
+    """The exported ONNX model does not reproduce the trained model's outputs."""
+
+
+@dataclass(frozen=True, slots=True)
+class DatasetRef:
+    """Training data: a ``uri`` (``file://`` URI or local path) or a built-in ``name``."""
+
+    uri: str | None = None
+    name: str | None = None
+
+    def __post_init__(self) -> None:
+        if (self.uri is None) == (self.name is None):
+            raise DatasetError("a dataset needs exactly one of `uri` or `name`")
+
+
+@dataclass(frozen=True, slots=True)
+class TrainRequest:
+    """One training run. ``dataset=None`` means the recipe's own default data.
+
+    ``seed`` is used when ``params`` has no ``seed`` of its own.
+    """
+
+    model: str
+    dataset: DatasetRef | None = None
+    params: Mapping[str, Any] = field(default_factory=dict)
+    seed: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class TrainedModel:
+    """A trained, exported and parity-checked model version, ready to register.
+
+    ``artifact`` is the ONNX file. ``metrics`` are measured on the held-out split and
+    hold at least ``accuracy``, ``precision_macro``, ``recall_macro``, ``f1_macro``
+    (``f1`` is the same value), ``log_loss``, ``n_train`` and ``n_test``. ``params`` are
+    the effective params, defaults filled in. ``classes[i]`` names class index ``i``,
+    the value of the model's ``label`` output; the ONNX file carries them as well, in
+    its metadata under ``maas.classes`` (a JSON list).
+    """
+
+    recipe: str
+    artifact: Path
+    metrics: dict[str, float]
+    dataset_hash: str
+    params: dict[str, Any]
+    duration_s: float
+    parity_max_abs_diff: float
+    classes: tuple[str, ...]
+    signature: Signature
+
+
+@runtime_checkable
+class Recipe(Protocol):
+    """A way to train one kind of model.
+
+    ``metric`` names the key of :attr:`TrainedModel.metrics` that the evaluation gate
+    compares (higher is better unless the gate policy says otherwise).
+    """
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def metric(self) -> str: ...
+
+    def train(
+        self, request: TrainRequest, workdir: Path, progress: ProgressFn | None = None
+    ) -> TrainedModel:
+        """Train, evaluate, export to ONNX under ``workdir`` and check parity.
+
+        Raises :class:`RecipeError` (or a subclass) on any failure the user can fix.
+        """
+        ...

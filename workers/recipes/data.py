@@ -1,0 +1,271 @@
+"""Labelled tabular data from a file (CSV, Parquet, JSONL) or a built-in data set.
+
+Every column except the label is a numeric feature. Labels may be integers or strings;
+they become class indices ``0..k-1`` in sorted order (numeric order for integers), and
+``classes`` keeps their text so that index ``i`` can be named.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlparse
+
+import numpy as np
+import numpy.typing as npt
+
+from workers.recipes.base import DatasetError, DatasetRef
+
+Columns = dict[str, list[Any]]
+
+SUFFIXES = {
+    ".csv": "csv",
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".parquet": "parquet",
+    ".pq": "parquet",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class LabelledData:
+    """Features ``x`` (float64 [N, F]) and class indices ``y`` (int64 [N])."""
+
+    x: npt.NDArray[np.float64]
+    y: npt.NDArray[np.int64]
+    classes: tuple[str, ...]
+    feature_names: tuple[str, ...]
+    sha256: str
+    source: str
+
+    @property
+    def n_features(self) -> int:
+        return int(self.x.shape[1])
+
+
+def load_dataset(ref: DatasetRef, *, label: str) -> LabelledData:
+    """Load ``ref``: a file by URI/path (label column ``label``) or a built-in by name."""
+    if ref.uri is not None:
+        return load_file(path_from_uri(ref.uri), label=label)
+    return load_builtin(str(ref.name))
+
+
+def path_from_uri(uri: str) -> Path:
+    """A local path from a ``file://`` URI or a plain path; other schemes are refused."""
+    parsed = urlparse(uri)
+    if parsed.scheme == "file":
+        if parsed.netloc not in ("", "localhost"):
+            raise DatasetError(f"file URI {uri!r} names host {parsed.netloc!r}; use file:///path")
+        return Path(unquote(parsed.path))
+    if parsed.scheme and len(parsed.scheme) > 1:  # one letter: a Windows drive
+        raise DatasetError(
+            f"dataset URI scheme {parsed.scheme!r} is not supported ({uri!r}); "
+            "use a file:// URI or a local path"
+        )
+    return Path(uri)
+
+
+def load_file(path: Path, *, label: str) -> LabelledData:
+    kind = SUFFIXES.get(path.suffix.lower())
+    if kind is None:
+        raise DatasetError(
+            f"cannot tell the format of {str(path)!r} from its suffix; "
+            f"use one of {', '.join(sorted(SUFFIXES))}"
+        )
+    if not path.is_file():
+        raise DatasetError(f"dataset file {str(path)!r} does not exist or is not a file")
+    raw = path.read_bytes()
+    if not raw.strip():
+        raise DatasetError(f"dataset file {str(path)!r} is empty")
+    columns = _READERS[kind](path)
+    return from_columns(
+        columns, label=label, sha256=hashlib.sha256(raw).hexdigest(), source=str(path)
+    )
+
+
+def _read_csv(path: Path) -> Columns:
+    with path.open(newline="", encoding="utf-8") as handle:
+        rows = list(csv.reader(handle))
+    header, body = rows[0], [row for row in rows[1:] if row]
+    for number, row in enumerate(body, start=2):
+        if len(row) != len(header):
+            raise DatasetError(
+                f"{path.name} line {number} has {len(row)} fields, the header has {len(header)}"
+            )
+    return {name: [row[i] for row in body] for i, name in enumerate(header)}
+
+
+def _read_jsonl(path: Path) -> Columns:
+    records: list[dict[str, Any]] = []
+    with path.open(encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            if line.strip():
+                records.append(_json_record(line, f"{path.name} line {number}"))
+    names = list(records[0])
+    for number, record in enumerate(records, start=1):
+        if set(record) != set(names):
+            raise DatasetError(
+                f"{path.name} record {number} has keys {sorted(record)}, the first has {sorted(names)}"
+            )
+    return {name: [record[name] for record in records] for name in names}
+
+
+def _json_record(line: str, where: str) -> dict[str, Any]:
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise DatasetError(f"{where} is not valid JSON: {exc.msg}") from exc
+    if not isinstance(record, dict):
+        raise DatasetError(f"{where} must be a JSON object, got {type(record).__name__}")
+    return record
+
+
+def _read_parquet(path: Path) -> Columns:
+    try:
+        import pyarrow.parquet as pq
+    except ImportError as exc:
+        raise DatasetError("reading Parquet needs pyarrow: pip install 'maas[parquet]'") from exc
+    try:
+        table = pq.read_table(path)
+    except Exception as exc:  # pyarrow raises several unrelated types for bad files
+        raise DatasetError(f"cannot read Parquet file {path.name}: {exc}") from exc
+    columns: Columns = table.to_pydict()
+    return columns
+
+
+_READERS: dict[str, Callable[[Path], Columns]] = {
+    "csv": _read_csv,
+    "jsonl": _read_jsonl,
+    "parquet": _read_parquet,
+}
+
+
+def from_columns(columns: Columns, *, label: str, sha256: str, source: str) -> LabelledData:
+    """Split ``columns`` into numeric features and encoded labels, with clear errors."""
+    if label not in columns:
+        raise DatasetError(
+            f"{source} has no label column {label!r}; its columns are "
+            f"{', '.join(columns)} (set the `label` param to name the right one)"
+        )
+    if not columns[label]:
+        raise DatasetError(f"{source} has a header but no rows")
+    names = tuple(name for name in columns if name != label)
+    if not names:
+        raise DatasetError(f"{source} has no feature columns besides the label {label!r}")
+    x = _features(columns, names, source)
+    y, classes = encode_labels(columns[label], label)
+    return LabelledData(x, y, classes, names, sha256, source)
+
+
+def _features(columns: Columns, names: tuple[str, ...], source: str) -> npt.NDArray[np.float64]:
+    converted = {name: _numeric(columns[name]) for name in names}
+    numeric = [values for values in converted.values() if values is not None]
+    if len(numeric) < len(names):
+        bad = [name for name, values in converted.items() if values is None]
+        raise DatasetError(
+            f"{source}: feature column(s) {', '.join(bad)} are not numeric; "
+            "every column except the label must hold numbers (encode or drop them)"
+        )
+    x = np.column_stack(numeric).astype(np.float64)
+    missing = ~np.isfinite(x)
+    if missing.any():
+        row, col = (int(i) for i in np.argwhere(missing)[0])
+        raise DatasetError(
+            f"{source}: feature column {names[col]!r} has a missing or non-finite value "
+            f"(first at data row {row + 1}); fill or drop such rows"
+        )
+    return x
+
+
+def _numeric(values: list[Any]) -> list[float] | None:
+    out: list[float] = []
+    for value in values:
+        number = _number(value)
+        if number is None:
+            return None
+        out.append(number)
+    return out
+
+
+def _number(value: Any) -> float | None:
+    """A float for numbers and numeric text; NaN for missing; None for anything else."""
+    if value is None or value == "":
+        return math.nan
+    if isinstance(value, bool):
+        return float(value)
+    if isinstance(value, int | float):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return None
+    return None
+
+
+def encode_labels(values: list[Any], label: str) -> tuple[npt.NDArray[np.int64], tuple[str, ...]]:
+    """Class indices for ``values`` and the sorted class names they index."""
+    if any(value is None or value == "" for value in values):
+        raise DatasetError(f"label column {label!r} has missing values; fill or drop those rows")
+    integers = _integer_labels(values)
+    keys: list[int] | list[str] = (
+        integers if integers is not None else [str(value) for value in values]
+    )
+    ordered: list[Any] = sorted(set(keys))
+    if len(ordered) < 2:
+        raise DatasetError(
+            f"label column {label!r} has a single class {str(ordered[0])!r}; "
+            "a classifier needs at least two"
+        )
+    index = {key: i for i, key in enumerate(ordered)}
+    y = np.array([index[key] for key in keys], dtype=np.int64)
+    return y, tuple(str(key) for key in ordered)
+
+
+def _integer_labels(values: list[Any]) -> list[int] | None:
+    """The labels as ints when every one is an integer (or integer text), else None."""
+    out: list[int] = []
+    for value in values:
+        if isinstance(value, bool) or not isinstance(value, int | float | str):
+            return None
+        try:
+            number = float(value)
+        except ValueError:
+            return None
+        if not number.is_integer():
+            return None
+        out.append(int(number))
+    return out
+
+
+_BUILTINS = {
+    "breast_cancer": "load_breast_cancer",
+    "digits": "load_digits",
+    "iris": "load_iris",
+    "wine": "load_wine",
+}
+BUILTIN_DATASETS = tuple(_BUILTINS)
+
+
+def load_builtin(name: str) -> LabelledData:
+    """One of scikit-learn's bundled data sets (no download): see ``BUILTIN_DATASETS``."""
+    if name not in _BUILTINS:
+        raise DatasetError(
+            f"no built-in dataset {name!r}; built-ins are {', '.join(BUILTIN_DATASETS)} "
+            "(or give a dataset uri)"
+        )
+    from sklearn import datasets
+
+    bunch = getattr(datasets, _BUILTINS[name])()
+    x = np.ascontiguousarray(bunch.data, dtype=np.float64)
+    y = np.ascontiguousarray(bunch.target, dtype=np.int64)
+    digest = hashlib.sha256(f"builtin:{name}:".encode() + x.tobytes() + y.tobytes())
+    names = tuple(str(n) for n in getattr(bunch, "feature_names", range(x.shape[1])))
+    classes = tuple(str(c) for c in getattr(bunch, "target_names", np.unique(y)))
+    return LabelledData(x, y, classes, names, digest.hexdigest(), f"built-in {name!r}")

@@ -1,0 +1,100 @@
+"""ONNX export of a trained classifier and the parity check that guards it.
+
+The TorchScript-based exporter (``torch.onnx.export(..., dynamo=False)``) is used: the
+torch.export-based one needs the ``onnxscript`` package, which maas does not depend on.
+Torch marks the TorchScript exporter deprecated; its DeprecationWarning is silenced
+around the call only.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+import onnx
+import onnxruntime as ort
+import torch
+
+from registry.entities import Signature, TensorSpec
+from workers.recipes.base import ParityError
+from workers.recipes.network import Classifier
+
+INPUT = "x"
+OUTPUTS = ("probabilities", "label")
+OPSET = 17
+PARITY_ATOL = 1e-4
+_ORT_TYPES = {"tensor(float)": "float32", "tensor(int64)": "int64"}
+
+
+def export_onnx(net: Classifier, n_features: int, path: Path, metadata: Mapping[str, str]) -> None:
+    """Write ``net`` to ``path``: input ``x`` [batch, F], outputs ``probabilities``, ``label``."""
+    net.eval()
+    example = (torch.zeros(2, n_features, dtype=torch.float32),)
+    batch = {0: "batch"}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.onnx.export(
+            net,
+            example,
+            str(path),
+            input_names=[INPUT],
+            output_names=list(OUTPUTS),
+            dynamic_axes={INPUT: batch, OUTPUTS[0]: batch, OUTPUTS[1]: batch},
+            opset_version=OPSET,
+            dynamo=False,
+        )
+    model = onnx.load(str(path))
+    onnx.helper.set_model_props(model, dict(metadata))
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
+
+
+def json_list(items: tuple[str, ...]) -> str:
+    return json.dumps(list(items))
+
+
+def session(path: Path) -> ort.InferenceSession:
+    return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+
+
+def check_parity(
+    net: Classifier, path: Path, x: npt.NDArray[np.float32], atol: float = PARITY_ATOL
+) -> float:
+    """Run ``x`` through torch and onnxruntime; return the max abs diff of probabilities.
+
+    Raises :class:`ParityError` when it exceeds ``atol`` or any predicted label differs.
+    """
+    with torch.inference_mode():
+        expected, expected_label = (t.numpy() for t in net(torch.as_tensor(x)))
+    got, got_label = session(path).run(list(OUTPUTS), {INPUT: x})
+    diff = float(np.max(np.abs(np.asarray(got) - expected))) if len(x) else 0.0
+    if not diff <= atol:
+        raise ParityError(
+            f"ONNX export of {path.name} differs from the torch model: max abs diff of "
+            f"probabilities {diff:.3g} > {atol:g}; the model was not registered"
+        )
+    mismatched = int(np.sum(np.asarray(got_label) != expected_label))
+    if mismatched:
+        raise ParityError(
+            f"ONNX export of {path.name} predicts a different label than torch for "
+            f"{mismatched} of {len(x)} held-out rows; the model was not registered"
+        )
+    return diff
+
+
+def signature(path: Path) -> Signature:
+    """The ONNX file's inputs and outputs as registry entities (dynamic dims are None)."""
+    sess = session(path)
+
+    def spec(arg: ort.NodeArg) -> TensorSpec:
+        shape = tuple(d if isinstance(d, int) else None for d in arg.shape)
+        return TensorSpec(name=arg.name, dtype=_ORT_TYPES.get(arg.type, arg.type), shape=shape)
+
+    return Signature(
+        inputs=tuple(spec(a) for a in sess.get_inputs()),
+        outputs=tuple(spec(a) for a in sess.get_outputs()),
+    )
