@@ -32,7 +32,7 @@ log = structlog.get_logger(__name__)
 class ResolveError(WorkerError):
     """The job names a model, version or alias the registry does not have."""
 
-    def __init__(self, message: str, code: str) -> None:
+    def __init__(self, message: str, code: ErrorCode) -> None:
         super().__init__(message)
         self.code = code
 
