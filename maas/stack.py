@@ -143,6 +143,7 @@ async def run_stack(settings: StackSettings, console: Console | None = None) -> 
     try:
         await asyncio.to_thread(ensure_demo_model, store, console)
         worker = Worker(kafka, store, settings.worker)
+        await worker.models.get(await worker.models.resolve(DEMO_MODEL, None, "production"))
         worker_task = asyncio.create_task(worker.run(stop))
         await asyncio.wait(
             [asyncio.ensure_future(worker.ready.wait()), worker_task],

@@ -56,6 +56,7 @@ class AsyncClient:
         self._consumer: AIOKafkaConsumer | None = None
         self._reader: asyncio.Task[None] | None = None
         self._waiting: dict[str, asyncio.Future[Reply]] = {}
+        self._enqueue = asyncio.Lock()  # concurrent aiokafka send() calls thrash its accumulator
 
     async def __aenter__(self) -> AsyncClient:
         await self.start()
@@ -130,16 +131,26 @@ class AsyncClient:
     async def _send(
         self, topic: str, payload: bytes, job_id: str, key: bytes
     ) -> asyncio.Future[Reply]:
+        """Enqueue a job; its future fails if the broker does not take it, else waits for the reply."""
         if self._producer is None:
             raise RuntimeError("the client is not started: use `async with AsyncClient(...)`")
         future: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
         self._waiting[job_id] = future
         try:
-            await self._producer.send_and_wait(topic, payload, key=key)
+            async with self._enqueue:
+                ack = await self._producer.send(topic, payload, key=key)
         except BaseException:
             self._waiting.pop(job_id, None)
             raise
+        ack.add_done_callback(lambda sent: self._acked(job_id, sent))
         return future
+
+    def _acked(self, job_id: str, sent: asyncio.Future[Any]) -> None:
+        if sent.cancelled() or sent.exception() is None:
+            return
+        future = self._waiting.pop(job_id, None)
+        if future is not None and not future.done():
+            future.set_exception(sent.exception() or RuntimeError("publish failed"))
 
     async def submit(
         self,

@@ -14,6 +14,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 import numpy as np
 import structlog
@@ -66,6 +67,7 @@ class MetricsRecorder:
         self._interval_s = interval_s
         self._windows: dict[tuple[str, int], _Window] = {}
         self._started = datetime.now(UTC)
+        self._prom: dict[tuple[str, int], tuple[Any, Any, Any, Any]] = {}
 
     def record(
         self,
@@ -86,10 +88,24 @@ class MetricsRecorder:
             window.errors[error] += 1
         window.queue_ms.append(queue_ms)
         window.infer_ms.append(infer_ms)
-        labels = (model, str(version))
-        JOBS.labels(*labels, "error" if error else "ok").inc()
-        ROWS.labels(*labels).inc(rows)
-        LATENCY.labels(*labels).observe((queue_ms + infer_ms) / 1000)
+        jobs_ok, jobs_error, rows_total, latency = self._children(model, version)
+        (jobs_error if error else jobs_ok).inc()
+        rows_total.inc(rows)
+        latency.observe((queue_ms + infer_ms) / 1000)
+
+    def _children(self, model: str, version: int) -> tuple[Any, Any, Any, Any]:
+        """Prometheus children per version, looked up once (labels() is slow per call)."""
+        key = (model, version)
+        children = self._prom.get(key)
+        if children is None:
+            labels = (model, str(version))
+            children = self._prom[key] = (
+                JOBS.labels(*labels, "ok"),
+                JOBS.labels(*labels, "error"),
+                ROWS.labels(*labels),
+                LATENCY.labels(*labels),
+            )
+        return children
 
     def close_windows(self) -> list[MetricWindow]:
         """Close the current windows and return them as registry entities."""

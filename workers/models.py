@@ -72,21 +72,33 @@ class ModelCache:
         self._aliases: dict[tuple[str, str], _Cached] = {}
         self._loaded: OrderedDict[tuple[str, int], Loaded] = OrderedDict()
         self._loading: dict[tuple[str, int], asyncio.Future[Loaded]] = {}
+        self._lookups: dict[tuple[str, str, Any], asyncio.Future[ModelVersion]] = {}
         self._registry_pool = ThreadPoolExecutor(1, thread_name_prefix="maas-registry")
 
     async def resolve(self, model: str, version: int | None, alias: str) -> ModelVersion:
         """The version a job asked for, explicitly or through its alias."""
         if version is not None:
-            key = (model, version)
-            if key in self._loaded:
-                return self._loaded[key].version
-            return await self._registry(self._store.get_version, model, version)
+            loaded = self._loaded.get((model, version))
+            if loaded is not None:
+                return loaded.version
+            return await self._lookup(("version", model, version), self._store.get_version)
         cached = self._aliases.get((model, alias))
         if cached is not None and cached.expires > time.monotonic():
             return cached.version
-        found = await self._registry(self._store.resolve, model, alias)
+        found = await self._lookup(("alias", model, alias), self._store.resolve)
         self._aliases[(model, alias)] = _Cached(found, time.monotonic() + self._alias_ttl_s)
         return found
+
+    async def _lookup(
+        self, key: tuple[str, str, Any], call: Callable[[str, Any], ModelVersion]
+    ) -> ModelVersion:
+        """One registry lookup per key however many jobs ask at once (no stampede)."""
+        pending = self._lookups.get(key)
+        if pending is None:
+            pending = asyncio.ensure_future(self._registry(call, key[1], key[2]))
+            self._lookups[key] = pending
+            pending.add_done_callback(lambda _: self._lookups.pop(key, None))
+        return await asyncio.shield(pending)
 
     async def _registry(
         self, call: Callable[[str, Any], ModelVersion], model: str, which: Any
