@@ -261,7 +261,7 @@ class Trainer:
             job.model,
             trained.artifact,
             actor=self.settings.actor,
-            reason=f"retrain {job.job_id} ({job.trigger}): {decision.reason}",
+            reason=decision.reason,  # also the run's reason: redeliveries answer alike
             promote=decision.promote,
             parent_version=None if production is None else production.version,
             dataset_hash=trained.dataset_hash,
