@@ -4,7 +4,6 @@ and the retraining CLI verbs as a user runs them."""
 from __future__ import annotations
 
 import asyncio
-import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -57,8 +56,7 @@ async def test_three_schedulers_publish_exactly_one_job_per_due_time(
         for store in stores:
             store.close()
 
-    records = await read(kafka, kafka.topics.retrain, until=lambda rs: len(rs) >= 2)
-    await asyncio.sleep(1.0)  # a duplicate would have arrived by now
+    await asyncio.sleep(1.0)  # every publish was acked; a duplicate would be readable
     records = await read(kafka, kafka.topics.retrain, until=lambda rs: len(rs) >= 2)
     jobs = sorted((decode_retrain(r.value) for r in records), key=lambda j: j.job_id)
     assert [j.job_id for j in jobs] == sorted(
@@ -143,4 +141,4 @@ async def test_maas_retrain_waits_for_the_result_and_exits_by_its_status(
         stop.set()
         await asyncio.wait_for(task, 60)
     assert [v.version for v in store.versions("digits")] == [1]
-    assert json.loads(json.dumps(store.get_version("digits", 1).params))["epochs"] == 2
+    assert store.get_version("digits", 1).params["epochs"] == 2
