@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import warnings
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -24,10 +23,6 @@ from tests.kafka_helpers import publish, read_results
 from workers.demo import digits_samples
 from workers.loop import Worker, WorkerSettings
 from workers.trainer import Trainer, TrainerSettings
-
-with warnings.catch_warnings():  # kafka-python (control events) reads its specs with a
-    warnings.simplefilter("ignore", DeprecationWarning)  # deprecated importlib API
-    import kafka  # noqa: F401
 
 
 @pytest.fixture

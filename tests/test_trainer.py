@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import warnings
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -19,10 +18,6 @@ from registry.settings import RegistrySettings
 from registry.store import Store
 from tests.kafka_helpers import publish, read, read_results
 from workers.trainer import Trainer, TrainerSettings, recipe_name
-
-with warnings.catch_warnings():  # kafka-python (control events) reads its specs with a
-    warnings.simplefilter("ignore", DeprecationWarning)  # deprecated importlib API
-    import kafka  # noqa: F401
 
 WEAK = {"epochs": 1, "hidden": 8, "max_rows": 200}
 GOOD = {"epochs": 5}
@@ -158,11 +153,6 @@ async def test_a_run_left_running_by_a_crash_is_trained_again_and_a_failed_one_i
     assert [v.version for v in store.versions("digits")] == [1]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="producer/control.py passes api_version_auto_timeout_ms, which kafka-python 3.0 "
-    "rejects, so the alias_move_publisher hook never publishes (workers still swap by TTL)",
-)
 async def test_a_promotion_is_announced_on_the_control_topic(
     kafka: KafkaSettings, store: Store
 ) -> None:
