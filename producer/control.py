@@ -45,7 +45,6 @@ def publish_control(
     producer = KafkaProducer(
         **settings.producer(linger_ms=0),
         max_block_ms=int(timeout_s * 1000),
-        api_version_auto_timeout_ms=int(timeout_s * 1000),
     )
     try:
         future = producer.send(settings.topics.control, encode(event), key=event.model.encode())
