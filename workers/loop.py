@@ -39,6 +39,7 @@ from workers.metrics import MetricsRecorder
 from workers.models import ModelCache
 from workers.offsets import OffsetTracker
 from workers.replies import Publisher, PublishFailed, Source
+from workers.rollback import RollbackSettings, RollbackWatcher
 from workers.runtime import RuntimeSettings
 from workers.serving import JobHandler
 
@@ -75,6 +76,7 @@ class WorkerSettings:
     metrics_interval_s: float = 10.0
     alias_ttl_s: float = 5.0
     worker_id: str = ""  # default: host:pid of the process that serves
+    rollback: RollbackSettings = field(default_factory=RollbackSettings)
 
     @property
     def group(self) -> str:
@@ -105,8 +107,13 @@ class Worker:
         self.settings = settings
         self.store = store
         self.tracker: OffsetTracker[TopicPartition] = OffsetTracker()
+        self.rollback = RollbackWatcher(
+            store, settings.rollback, actor=f"auto-rollback@{settings.worker_id}"
+        )
         self.metrics = MetricsRecorder(
-            store.record_windows, worker=settings.worker_id, interval_s=settings.metrics_interval_s
+            self.rollback.wrap(store.record_windows),
+            worker=settings.worker_id,
+            interval_s=settings.metrics_interval_s,
         )
         self.models = ModelCache(
             store, runtime=settings.runtime, batch=settings.batch, alias_ttl_s=settings.alias_ttl_s

@@ -6,9 +6,11 @@ import asyncio
 import multiprocessing
 import signal
 from dataclasses import dataclass
+from functools import partial
 
 import structlog
 
+from producer.control import alias_move_publisher
 from producer.kafka import KafkaSettings
 from registry.settings import RegistrySettings
 from registry.store import Store
@@ -34,7 +36,9 @@ async def serve_async(settings: PoolSettings, stop: asyncio.Event | None = None)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-    store = await asyncio.to_thread(Store.open, settings.registry)
+    store = await asyncio.to_thread(
+        partial(Store.open, settings.registry, on_alias_move=alias_move_publisher(settings.kafka))
+    )
     try:
         await Worker(settings.kafka, store, settings.worker).run(stop)
     finally:

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import argparse
 
-from workers.batching import BatchConfig
-from workers.runtime import RuntimeSettings
-
 from maas.commands.common import add_kafka_options, add_registry_options, kafka_settings
+from registry.policy import RollbackPolicy
 from registry.settings import RegistrySettings
+from workers.batching import BatchConfig
 from workers.loop import WorkerSettings
 from workers.pool import PoolSettings, serve
+from workers.rollback import RollbackSettings
+from workers.runtime import RuntimeSettings
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -76,9 +77,53 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="intra-op threads per model (default: runtime's choice)",
     )
     parser.add_argument("--group-id", default="maas-workers", help="consumer group base name")
+    _add_rollback_options(parser)
     add_kafka_options(parser)
     add_registry_options(parser)
     parser.set_defaults(func=run)
+
+
+def _add_rollback_options(parser: argparse.ArgumentParser) -> None:
+    defaults = RollbackPolicy()
+    group = parser.add_argument_group("automatic rollback")
+    group.add_argument(
+        "--no-auto-rollback",
+        dest="auto_rollback",
+        action="store_false",
+        help="never roll a freshly promoted version back automatically",
+    )
+    group.add_argument(
+        "--rollback-max-error-rate",
+        type=float,
+        default=defaults.max_error_rate,
+        metavar="R",
+        help=f"roll back a new version failing more than this share of jobs "
+        f"(default {defaults.max_error_rate:g})",
+    )
+    group.add_argument(
+        "--rollback-max-p95-ratio",
+        type=float,
+        default=defaults.max_p95_ratio,
+        metavar="X",
+        help=f"roll back a new version whose p95 inference latency is X times its "
+        f"predecessor's (default {defaults.max_p95_ratio:g})",
+    )
+    group.add_argument(
+        "--rollback-min-jobs",
+        type=int,
+        default=defaults.min_jobs,
+        metavar="J",
+        help=f"jobs a new version must serve before it is judged (default {defaults.min_jobs})",
+    )
+
+
+def rollback_settings(args: argparse.Namespace) -> RollbackSettings:
+    policy = RollbackPolicy(
+        max_error_rate=args.rollback_max_error_rate,
+        max_p95_ratio=args.rollback_max_p95_ratio,
+        min_jobs=args.rollback_min_jobs,
+    )
+    return RollbackSettings(enabled=args.auto_rollback, policy=policy)
 
 
 def worker_settings(args: argparse.Namespace) -> WorkerSettings:
@@ -92,6 +137,7 @@ def worker_settings(args: argparse.Namespace) -> WorkerSettings:
         ),
         runtime=RuntimeSettings(device=args.device, intra_op_threads=args.threads),
         max_in_flight=args.max_in_flight,
+        rollback=rollback_settings(args),
     )
 
 

@@ -1,0 +1,180 @@
+"""Automatic rollback in the running system: a broken promotion is undone by the workers.
+
+A good digits version serves traffic; a deliberately broken version with the same
+signature (its outputs have one row too few, so every batch fails) is promoted; the
+worker's RollbackWatcher sees the error rate after a metrics flush, rolls back through
+the registry, and the control event swaps every worker back to the good version.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper
+
+from maas.commands.serve import register, rollback_settings
+from producer.control import alias_move_publisher
+from producer.kafka import KafkaSettings
+from registry.policy import RollbackPolicy
+from registry.settings import RegistrySettings
+from registry.store import Store
+from tests.kafka_helpers import publish, read, read_results
+from workers.demo import build_digits_model, digits_samples
+from workers.loop import Worker, WorkerSettings
+from workers.rollback import RollbackSettings
+
+# kafka-python (the control-event publisher) reads a resource through a deprecated API.
+pytestmark = pytest.mark.filterwarnings("ignore:open_text is deprecated:DeprecationWarning")
+
+
+def build_broken_digits(path: Path) -> Path:
+    """The digits signature (x [N,64] → probabilities [N,10], label [N]) with N-1 rows out."""
+    weights = helper.make_tensor(
+        "w", TensorProto.FLOAT, [64, 10], np.full(640, 0.01, np.float32).tolist()
+    )
+    starts = helper.make_tensor("starts", TensorProto.INT64, [1], [1])
+    ends = helper.make_tensor("ends", TensorProto.INT64, [1], [2**62])
+    axes = helper.make_tensor("axes", TensorProto.INT64, [1], [0])
+    nodes = [
+        helper.make_node("MatMul", ["x", "w"], ["logits"]),
+        helper.make_node("Slice", ["logits", "starts", "ends", "axes"], ["short"]),
+        helper.make_node("Softmax", ["short"], ["probabilities"], axis=1),
+        helper.make_node("ArgMax", ["probabilities"], ["label"], axis=1, keepdims=0),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "broken_digits",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 64])],
+        [
+            helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, ["batch", 10]),
+            helper.make_tensor_value_info("label", TensorProto.INT64, ["batch"]),
+        ],
+        initializer=[weights, starts, ends, axes],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
+    return path
+
+
+@pytest.fixture(scope="module")
+def artifacts(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    good = build_digits_model(tmp_path_factory.mktemp("digits")).artifact
+    broken = build_broken_digits(tmp_path_factory.mktemp("broken") / "model.onnx")
+    return good, broken
+
+
+@pytest.fixture
+def store(tmp_path: Path, kafka: KafkaSettings) -> Iterator[Store]:
+    settings = RegistrySettings(
+        database_url=f"sqlite:///{tmp_path / 'registry.db'}", artifact_dir=tmp_path / "artifacts"
+    )
+    with Store.open(settings, on_alias_move=alias_move_publisher(kafka)) as opened:
+        yield opened
+
+
+def job(job_id: str, row: list[float]) -> bytes:
+    return json.dumps({"job_id": job_id, "model": "digits", "inputs": {"x": [row]}}).encode()
+
+
+class Stream:
+    """Publishes a steady trickle of digits jobs until stopped; remembers when each went."""
+
+    def __init__(self, kafka: KafkaSettings) -> None:
+        self.kafka = kafka
+        self.sent: dict[str, float] = {}
+        self.rows = [r.tolist() for r in digits_samples(50)[0]]
+
+    async def run(self, stop: asyncio.Event) -> None:
+        n = 0
+        while not stop.is_set():
+            ids = [f"s-{n + i}" for i in range(10)]
+            raws = [job(j, self.rows[(n + i) % 50]) for i, j in enumerate(ids)]
+            await publish(self.kafka, self.kafka.topics.predict, raws)
+            now = time.time()
+            self.sent.update(dict.fromkeys(ids, now))
+            n += len(ids)
+            await asyncio.sleep(0.05)
+
+
+async def wait_for(predicate: object, timeout_s: float, what: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not await asyncio.to_thread(predicate):  # type: ignore[arg-type]
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.2)
+
+
+@pytest.mark.slow
+async def test_a_broken_promotion_is_rolled_back_and_every_job_answered(
+    kafka: KafkaSettings, store: Store, artifacts: tuple[Path, Path]
+) -> None:
+    good, broken = artifacts
+    store.register("digits", good, actor="test", promote=True)
+    policy = RollbackPolicy(min_jobs=20, min_baseline_jobs=20)
+    settings = WorkerSettings(
+        metrics_interval_s=0.5, rollback=RollbackSettings(policy=policy), alias_ttl_s=30.0
+    )
+    worker = Worker(kafka, store, settings)
+    stop_worker, stop_stream = asyncio.Event(), asyncio.Event()
+    serving = asyncio.create_task(worker.run(stop_worker))
+    stream = Stream(kafka)
+    try:
+        await asyncio.wait_for(worker.ready.wait(), 30)
+        streaming = asyncio.create_task(stream.run(stop_stream))
+        await wait_for(lambda: sum(w.jobs for w in store.windows("digits", 1)) >= 50, 30, "v1")
+
+        bad = await asyncio.to_thread(store.register, "digits", broken, actor="test", promote=True)
+        await wait_for(lambda: store.rollbacks("digits"), 30, "the automatic rollback")
+        rolled_back = time.time()
+        await asyncio.sleep(3)  # the control event reaches the worker; later jobs are v1
+        stop_stream.set()
+        await streaming
+        results = await read_results(kafka, set(stream.sent), timeout_s=60)
+    finally:
+        stop_stream.set()
+        stop_worker.set()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(serving, 60)
+
+    (record,) = store.rollbacks("digits")
+    assert record.automatic
+    assert (record.from_version, record.to_version) == (bad.version, 1)
+    assert "error rate" in record.reason
+    assert store.resolve("digits").version == 1
+
+    events = await read(kafka, kafka.topics.control, until=lambda rs: len(rs) >= 2)
+    bodies = [json.loads(r.value) for r in events if r.value]
+    assert [(b["event"], b["version"]) for b in bodies][-1] == ("rollback", 1)
+    assert bodies[-1]["reason"] == record.reason
+
+    assert set(results) == set(stream.sent)  # every job answered, none lost
+    broken_answers = [r for r in results.values() if r["version"] == bad.version]
+    assert broken_answers
+    assert all(r["status"] == "error" for r in broken_answers)
+    late = [results[j] for j, at in stream.sent.items() if at > rolled_back + 2.0]
+    assert late
+    assert all((r["status"], r["version"]) == ("ok", 1) for r in late)
+
+
+def test_worker_flags_configure_the_rollback_policy() -> None:
+    import argparse
+
+    parser = argparse.ArgumentParser()
+    register(parser.add_subparsers())
+    args = parser.parse_args(
+        ["worker", "--rollback-max-error-rate", "0.2", "--rollback-max-p95-ratio", "3"]
+    )
+    settings = rollback_settings(args)
+    assert settings.enabled
+    assert (settings.policy.max_error_rate, settings.policy.max_p95_ratio) == (0.2, 3.0)
+    assert not rollback_settings(parser.parse_args(["worker", "--no-auto-rollback"])).enabled
