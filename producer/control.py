@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import time
 from collections.abc import Callable
 from typing import Protocol
@@ -40,6 +41,7 @@ def publish_control(
     """Publish one control event and wait for the ack (kafka-python; for sync callers)."""
     from kafka import KafkaProducer
 
+    _check_reachable(settings.bootstrap_servers, timeout_s)
     if not event.at_ms:
         event = msgspec.structs.replace(event, at_ms=int(time.time() * 1000))
     producer = KafkaProducer(
@@ -58,6 +60,21 @@ def publish_control(
         alias=event.alias,
         version=event.version,
     )
+
+
+def _check_reachable(bootstrap_servers: str, timeout_s: float) -> None:
+    """Fail fast when no bootstrap server accepts a connection.
+
+    kafka-python would otherwise block for ``max_block_ms`` and leak its sockets.
+    """
+    for address in bootstrap_servers.split(","):
+        host, _, port = address.strip().rpartition(":")
+        try:
+            with socket.create_connection((host.strip("[]") or "localhost", int(port)), timeout_s):
+                return
+        except (OSError, ValueError):
+            continue
+    raise ConnectionError(f"no Kafka broker accepts connections at {bootstrap_servers}")
 
 
 def alias_move_publisher(settings: KafkaSettings) -> Callable[[AliasMoveLike], None]:

@@ -9,9 +9,19 @@ from pathlib import Path
 import pytest
 
 from maas.cli import main
+from producer.kafka import KafkaSettings
 from registry import MetricWindow, RegistrySettings, Store
 
 pytest_plugins = ["tests.registry_fixtures"]
+
+
+@pytest.fixture(autouse=True)
+def _control_topic(monkeypatch: pytest.MonkeyPatch, kafka: KafkaSettings) -> None:
+    """Alias moves are announced on the control topic of the real test broker."""
+    monkeypatch.setenv("MAAS_BOOTSTRAP_SERVERS", kafka.bootstrap_servers)
+    monkeypatch.setenv("MAAS_TOPIC_PREFIX", kafka.topics.prefix)
+    monkeypatch.setenv("MAAS_EMBEDDED_BROKER", "1")
+
 
 MakeOnnx = Callable[..., Path]
 

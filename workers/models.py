@@ -73,6 +73,7 @@ class ModelCache:
         self._loaded: OrderedDict[tuple[str, int], Loaded] = OrderedDict()
         self._loading: dict[tuple[str, int], asyncio.Future[Loaded]] = {}
         self._lookups: dict[tuple[str, str, Any], asyncio.Future[ModelVersion]] = {}
+        self._generations: dict[str, int] = {}  # bumped on every alias move of a model
         self._registry_pool = ThreadPoolExecutor(1, thread_name_prefix="maas-registry")
 
     async def resolve(self, model: str, version: int | None, alias: str) -> ModelVersion:
@@ -85,8 +86,10 @@ class ModelCache:
         cached = self._aliases.get((model, alias))
         if cached is not None and cached.expires > time.monotonic():
             return cached.version
+        generation = self._generations.get(model, 0)
         found = await self._lookup(("alias", model, alias), self._store.resolve)
-        self._aliases[(model, alias)] = _Cached(found, time.monotonic() + self._alias_ttl_s)
+        if self._generations.get(model, 0) == generation:  # no alias move meanwhile
+            self._aliases[(model, alias)] = _Cached(found, time.monotonic() + self._alias_ttl_s)
         return found
 
     async def _lookup(
@@ -97,8 +100,12 @@ class ModelCache:
         if pending is None:
             pending = asyncio.ensure_future(self._registry(call, key[1], key[2]))
             self._lookups[key] = pending
-            pending.add_done_callback(lambda _: self._lookups.pop(key, None))
+            pending.add_done_callback(lambda done: self._forget_lookup(key, done))
         return await asyncio.shield(pending)
+
+    def _forget_lookup(self, key: tuple[str, str, Any], done: asyncio.Future[ModelVersion]) -> None:
+        if self._lookups.get(key) is done:
+            del self._lookups[key]
 
     async def _registry(
         self, call: Callable[[str, Any], ModelVersion], model: str, which: Any
@@ -113,8 +120,11 @@ class ModelCache:
 
     def invalidate(self, model: str) -> None:
         """Forget cached aliases of ``model`` (a control event says one moved)."""
+        self._generations[model] = self._generations.get(model, 0) + 1
         for key in [k for k in self._aliases if k[0] == model]:
             del self._aliases[key]
+        for lookup in [k for k in self._lookups if k[0] == "alias" and k[1] == model]:
+            del self._lookups[lookup]  # jobs from now on look the alias up afresh
 
     async def get(self, version: ModelVersion) -> Loaded:
         """The loaded model for ``version``, loading it once however many jobs wait."""
