@@ -46,7 +46,7 @@ class ScoreSettings:
     version: int | None = None
     alias: str = DEFAULT_ALIAS
     rows_per_job: int = 32
-    max_in_flight: int = 16
+    max_in_flight: int = 64
     timeout_s: float = 60.0
     input_name: str = "x"
     priority: int = 0

@@ -70,7 +70,7 @@ def _register_score(subparsers: argparse._SubParsersAction[argparse.ArgumentPars
     parser.add_argument("--out", type=Path, required=True, metavar="OUT", help="JSONL output")
     _add_target(parser)
     parser.add_argument("--rows-per-job", type=int, default=32, help="rows per job (default 32)")
-    parser.add_argument("--max-in-flight", type=int, default=16, help="jobs in flight (16)")
+    parser.add_argument("--max-in-flight", type=int, default=64, help="jobs in flight (default 64)")
     parser.add_argument(
         "--input-name",
         default="x",
