@@ -61,9 +61,17 @@ def _serve(
 
 @pytest.fixture(scope="module")
 def served_digits(
+    digits_artifact: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ServedDigits]:
+    """A worker for this module's tests, on a broker of its own (starts in milliseconds),
+    so that the module's thousands of records never burden the session broker."""
+    with EmbeddedBroker() as broker:
+        yield from _served(broker, digits_artifact, tmp_path_factory)
+
+
+def _served(
     broker: EmbeddedBroker, digits_artifact: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[ServedDigits]:
-    """A worker for this module's tests, on topics of its own."""
     kafka = KafkaSettings(
         bootstrap_servers=broker.bootstrap_servers,
         topics=Topics(f"s{uuid.uuid4().hex[:8]}."),
