@@ -12,7 +12,7 @@ import asyncio
 import threading
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -39,24 +39,29 @@ def digits_artifact(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_digits_model(tmp_path_factory.mktemp("digits-served")).artifact
 
 
-def _serve(
-    kafka: KafkaSettings, registry: RegistrySettings, ready: threading.Event, box: dict[str, object]
-) -> None:
+@dataclass
+class _Box:
+    ready: threading.Event = field(default_factory=threading.Event)
+    loop: asyncio.AbstractEventLoop | None = None
+    stop: asyncio.Event | None = None
+    error: BaseException | None = None
+
+
+def _serve(kafka: KafkaSettings, registry: RegistrySettings, box: _Box) -> None:
     async def main() -> None:
         with Store.open(registry) as store:
             worker = Worker(kafka, store, WorkerSettings(metrics_interval_s=5.0))
-            stop = asyncio.Event()
-            box["stop"] = (asyncio.get_running_loop(), stop)
-            task = asyncio.create_task(worker.run(stop))
+            box.loop, box.stop = asyncio.get_running_loop(), asyncio.Event()
+            task = asyncio.create_task(worker.run(box.stop))
             await asyncio.wait_for(worker.ready.wait(), 30)
-            ready.set()
+            box.ready.set()
             await task
 
     try:
         asyncio.run(main())
     except BaseException as exc:
-        box["error"] = exc
-        ready.set()
+        box.error = exc
+        box.ready.set()
 
 
 @pytest.fixture(scope="module")
@@ -83,14 +88,13 @@ def _served(
     )
     with Store.open(registry) as store:
         version = store.register("digits", digits_artifact, actor="test", promote=True).version
-    ready = threading.Event()
-    box: dict[str, object] = {}
-    thread = threading.Thread(target=_serve, args=(kafka, registry, ready, box), daemon=True)
+    box = _Box()
+    thread = threading.Thread(target=_serve, args=(kafka, registry, box), daemon=True)
     thread.start()
-    ready.wait(60)
-    if "error" in box:
-        raise RuntimeError("the worker did not start") from box["error"]  # type: ignore[misc]
+    box.ready.wait(60)
+    if box.error is not None or box.loop is None or box.stop is None:
+        raise RuntimeError("the worker did not start") from box.error
     yield ServedDigits(kafka=kafka, artifact=digits_artifact, version=version)
-    loop, stop = box["stop"]  # type: ignore[misc]
-    loop.call_soon_threadsafe(stop.set)
+    box.loop.call_soon_threadsafe(box.stop.set)
     thread.join(60)
+    assert not thread.is_alive(), "the worker did not stop within 60 s"
