@@ -1,5 +1,14 @@
-"""The client side of maas and the public wire contract."""
+"""The client side of maas and the public wire contract.
 
+``Client`` (kafka-python) is imported on first use, so that asyncio users never load it.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from producer.aio import AsyncClient
+from producer.errors import ClientError, JobTimeout, ServiceError
 from producer.kafka import KafkaSettings, Topics, ensure_topics
 from producer.messages import (
     DecodeError,
@@ -18,14 +27,20 @@ from producer.messages import (
 )
 
 __all__ = [
+    "AsyncClient",
+    "Client",
+    "ClientError",
     "DecodeError",
     "ErrorCode",
     "ErrorInfo",
+    "Handle",
+    "JobTimeout",
     "KafkaSettings",
     "PredictJob",
     "Result",
     "RetrainJob",
     "RetrainResult",
+    "ServiceError",
     "Timing",
     "Topics",
     "decode_predict",
@@ -35,3 +50,14 @@ __all__ = [
     "encode",
     "ensure_topics",
 ]
+
+if TYPE_CHECKING:
+    from producer.client import Client, Handle
+
+
+def __getattr__(name: str) -> Any:
+    if name in {"Client", "Handle"}:
+        from producer import client
+
+        return getattr(client, name)
+    raise AttributeError(f"module 'producer' has no attribute {name!r}")

@@ -1,0 +1,100 @@
+"""A real worker serving the digits demo model, in a thread with its own event loop.
+
+Sync tests (the kafka-python client, the CLI) block the calling thread, so the worker
+cannot share the test's event loop; in a thread it also lives for a whole module,
+which saves a consumer-group join per test. Load with
+``pytest_plugins = ["tests.serving_fixtures"]``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from maas.broker import EmbeddedBroker
+from producer.kafka import KafkaSettings, Topics
+from registry.settings import RegistrySettings
+from registry.store import Store
+from workers.demo import build_digits_model
+from workers.loop import Worker, WorkerSettings
+
+
+@dataclass
+class ServedDigits:
+    """Where the module's worker listens and what it serves."""
+
+    kafka: KafkaSettings
+    artifact: Path
+    version: int
+
+
+@pytest.fixture(scope="session")
+def digits_artifact(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_digits_model(tmp_path_factory.mktemp("digits-served")).artifact
+
+
+@dataclass
+class _Box:
+    ready: threading.Event = field(default_factory=threading.Event)
+    loop: asyncio.AbstractEventLoop | None = None
+    stop: asyncio.Event | None = None
+    error: BaseException | None = None
+
+
+def _serve(kafka: KafkaSettings, registry: RegistrySettings, box: _Box) -> None:
+    async def main() -> None:
+        with Store.open(registry) as store:
+            worker = Worker(kafka, store, WorkerSettings(metrics_interval_s=5.0))
+            box.loop, box.stop = asyncio.get_running_loop(), asyncio.Event()
+            task = asyncio.create_task(worker.run(box.stop))
+            await asyncio.wait_for(worker.ready.wait(), 30)
+            box.ready.set()
+            await task
+
+    try:
+        asyncio.run(main())
+    except BaseException as exc:
+        box.error = exc
+        box.ready.set()
+
+
+@pytest.fixture(scope="module")
+def served_digits(
+    digits_artifact: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ServedDigits]:
+    """A worker for this module's tests, on a broker of its own (starts in milliseconds),
+    so that the module's thousands of records never burden the session broker."""
+    with EmbeddedBroker() as broker:
+        yield from _served(broker, digits_artifact, tmp_path_factory)
+
+
+def _served(
+    broker: EmbeddedBroker, digits_artifact: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ServedDigits]:
+    kafka = KafkaSettings(
+        bootstrap_servers=broker.bootstrap_servers,
+        topics=Topics(f"s{uuid.uuid4().hex[:8]}."),
+        embedded=True,
+    )
+    root = tmp_path_factory.mktemp("served")
+    registry = RegistrySettings(
+        database_url=f"sqlite:///{root / 'registry.db'}", artifact_dir=root / "artifacts"
+    )
+    with Store.open(registry) as store:
+        version = store.register("digits", digits_artifact, actor="test", promote=True).version
+    box = _Box()
+    thread = threading.Thread(target=_serve, args=(kafka, registry, box), daemon=True)
+    thread.start()
+    box.ready.wait(60)
+    if box.error is not None or box.loop is None or box.stop is None:
+        raise RuntimeError("the worker did not start") from box.error
+    yield ServedDigits(kafka=kafka, artifact=digits_artifact, version=version)
+    box.loop.call_soon_threadsafe(box.stop.set)
+    thread.join(60)
+    assert not thread.is_alive(), "the worker did not stop within 60 s"
