@@ -3,8 +3,21 @@
 from __future__ import annotations
 
 import argparse
+import getpass
+import os
+import socket
+import sys
+from collections.abc import Callable
 
+from rich.console import Console
+
+from producer.control import alias_move_publisher
 from producer.kafka import KafkaSettings
+from registry.errors import RegistryError
+from registry.settings import RegistrySettings
+from registry.store import Store
+
+StoreHandler = Callable[[Store, argparse.Namespace], int]
 
 
 def add_kafka_options(parser: argparse.ArgumentParser) -> None:
@@ -41,3 +54,40 @@ def kafka_settings(args: argparse.Namespace) -> KafkaSettings:
         topic_prefix=args.topic_prefix,
         embedded=args.embedded_broker,
     )
+
+
+def registry_settings(args: argparse.Namespace) -> RegistrySettings:
+    return RegistrySettings.from_env(database_url=args.database_url, artifact_dir=args.artifact_dir)
+
+
+def with_store(
+    handler: StoreHandler, *, announce: bool = False
+) -> Callable[[argparse.Namespace], int]:
+    """Run ``handler`` with an open store; domain errors become one line and exit 1.
+
+    ``announce``: alias moves are published on the control topic (needs Kafka options).
+    """
+
+    def run(args: argparse.Namespace) -> int:
+        try:
+            hook = alias_move_publisher(kafka_settings(args)) if announce else None
+            with Store.open(registry_settings(args), on_alias_move=hook) as store:
+                return handler(store, args)
+        except RegistryError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+
+    return run
+
+
+def actor(args: argparse.Namespace) -> str:
+    """Who acts, for the audit log: --actor, else $USER@host."""
+    if getattr(args, "actor", None):
+        return str(args.actor)
+    user = os.environ.get("USER") or getpass.getuser()
+    return f"{user}@{socket.gethostname()}"
+
+
+def console() -> Console:
+    # markup off: shapes such as [batch,4] and reasons are data, not rich markup
+    return Console(width=None if sys.stdout.isatty() else 160, highlight=False, markup=False)

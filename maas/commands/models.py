@@ -3,24 +3,16 @@
 from __future__ import annotations
 
 import argparse
-import getpass
-import os
-import socket
-import sys
 from collections.abc import Callable, Iterable
 from datetime import datetime
 from pathlib import Path
 
-from rich.console import Console
 from rich.table import Table
 
-from maas.commands.common import add_kafka_options, kafka_settings
-from producer.control import alias_move_publisher
+from maas.commands.common import actor, add_kafka_options, console, with_store
 from registry import (
     MetricWindow,
     ModelVersion,
-    RegistryError,
-    RegistrySettings,
     Signature,
     Store,
     TensorSpec,
@@ -40,7 +32,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
     def verb(name: str, handler: Handler, help_text: str) -> argparse.ArgumentParser:
         sub = verbs.add_parser(name, parents=[common], help=help_text, description=help_text)
-        sub.set_defaults(func=_with_store(handler))
+        sub.set_defaults(func=with_store(handler, announce=True))
         return sub
 
     sub = verb("register", _register, "register a model file or directory as the next version")
@@ -87,34 +79,6 @@ def _alias_and_reason(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--reason", default="", help="why, for the audit log")
 
 
-def _with_store(handler: Handler) -> Callable[[argparse.Namespace], int]:
-    def run(args: argparse.Namespace) -> int:
-        settings = RegistrySettings.from_env(
-            database_url=args.database_url, artifact_dir=args.artifact_dir
-        )
-        try:
-            hook = alias_move_publisher(kafka_settings(args))
-            with Store.open(settings, on_alias_move=hook) as store:
-                return handler(store, args)
-        except RegistryError as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 1
-
-    return run
-
-
-def _actor(args: argparse.Namespace) -> str:
-    if args.actor:
-        return str(args.actor)
-    user = os.environ.get("USER") or getpass.getuser()
-    return f"{user}@{socket.gethostname()}"
-
-
-def _console() -> Console:
-    # markup off: shapes such as [batch,4] and reasons are data, not rich markup
-    return Console(width=None if sys.stdout.isatty() else 160, highlight=False, markup=False)
-
-
 # -- verbs --------------------------------------------------------------------------------
 
 
@@ -122,7 +86,7 @@ def _register(store: Store, args: argparse.Namespace) -> int:
     version = store.register(
         args.name,
         args.artifact,
-        actor=_actor(args),
+        actor=actor(args),
         reason=args.reason,
         promote=args.promote,
         alias=args.alias,
@@ -146,7 +110,7 @@ def _list(store: Store, args: argparse.Namespace) -> int:
         table.add_row(
             model.name, str(model.n_versions), _opt(model.latest_version), _aliases(model.aliases)
         )
-    _console().print(table)
+    console().print(table)
     return 0
 
 
@@ -168,13 +132,13 @@ def _show(store: Store, args: argparse.Namespace) -> int:
             ", ".join(held),
             _signature(version),
         )
-    _console().print(table)
+    console().print(table)
     return 0
 
 
 def _promote(store: Store, args: argparse.Namespace) -> int:
     move = store.promote(
-        args.name, args.version, alias=args.alias, actor=_actor(args), reason=args.reason
+        args.name, args.version, alias=args.alias, actor=actor(args), reason=args.reason
     )
     print(f"{move.model} {move.alias}: {_opt(move.previous_version)} -> {move.version}")
     return 0
@@ -182,7 +146,7 @@ def _promote(store: Store, args: argparse.Namespace) -> int:
 
 def _rollback(store: Store, args: argparse.Namespace) -> int:
     move = store.rollback(
-        args.name, alias=args.alias, to=args.to, actor=_actor(args), reason=args.reason
+        args.name, alias=args.alias, to=args.to, actor=actor(args), reason=args.reason
     )
     print(f"rolled back {move.model} {move.alias}: {move.previous_version} -> {move.version}")
     return 0
@@ -205,7 +169,7 @@ def _history(store: Store, args: argparse.Namespace) -> int:
             move.actor,
             move.reason,
         )
-    _console().print(table)
+    console().print(table)
     return 0
 
 
@@ -214,10 +178,10 @@ def _stats(store: Store, args: argparse.Namespace) -> int:
     if not windows:
         print(f"no metric windows recorded for {args.name} yet; workers record them as they serve")
         return 0
-    console = _console()
+    out = console()
     for number in sorted({w.version for w in windows}):
         mine = [w for w in windows if w.version == number]
-        console.print(_stats_table(args.name, number, mine[-args.limit :], len(mine)))
+        out.print(_stats_table(args.name, number, mine[-args.limit :], len(mine)))
     return 0
 
 
@@ -248,7 +212,7 @@ def _stats_table(name: str, version: int, windows: list[MetricWindow], total: in
 
 
 def _archive(store: Store, args: argparse.Namespace) -> int:
-    version = store.archive(args.name, args.version, actor=_actor(args), reason=args.reason)
+    version = store.archive(args.name, args.version, actor=actor(args), reason=args.reason)
     print(f"archived {version.model} version {version.version}")
     return 0
 

@@ -4,11 +4,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import getpass
 import json
-import os
 import signal
-import socket
 import sys
 import time
 import uuid
@@ -19,13 +16,19 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from maas.commands.common import add_kafka_options, add_registry_options, kafka_settings
+from maas.commands.common import (
+    actor,
+    add_kafka_options,
+    add_registry_options,
+    console,
+    kafka_settings,
+    registry_settings,
+    with_store,
+)
 from producer.control import alias_move_publisher
 from producer.errors import JobTimeout
 from producer.messages import Dataset, RetrainJob, RetrainResult
 from producer.scheduler import MetricTrigger, Scheduler, SchedulerSettings
-from registry.errors import RegistryError
-from registry.settings import RegistrySettings
 from registry.store import Store
 
 PROMOTE_CHOICES = ("gate", "never", "always")
@@ -105,13 +108,13 @@ def _schedule_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentPar
     add.add_argument("name", metavar="NAME")
     add.add_argument("--cron", required=True, help='five fields, UTC, e.g. "0 3 * * *"')
     _job_options(add)
-    add.set_defaults(func=_with_store(_add))
+    add.set_defaults(func=with_store(_add))
     verbs.add_parser("list", parents=[common], help="list schedules").set_defaults(
-        func=_with_store(_list)
+        func=with_store(_list)
     )
     remove = verbs.add_parser("remove", parents=[common], help="remove a schedule by id")
     remove.add_argument("id", type=int, metavar="ID")
-    remove.set_defaults(func=_with_store(_remove))
+    remove.set_defaults(func=with_store(_remove))
 
 
 def _retrain_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -161,10 +164,6 @@ def dataset_of(text: str | None) -> dict[str, str] | None:
 # -- long-running verbs ----------------------------------------------------------------------
 
 
-def _registry(args: argparse.Namespace) -> RegistrySettings:
-    return RegistrySettings.from_env(database_url=args.database_url, artifact_dir=args.artifact_dir)
-
-
 def _until_signal(main: Callable[[asyncio.Event], Coroutine[Any, Any, None]]) -> int:
     async def runner() -> None:
         stop = asyncio.Event()
@@ -185,7 +184,7 @@ def _run_trainer(args: argparse.Namespace) -> int:
     torch.set_num_threads(1)  # one trainer, one core: predictable next to the workers
     kafka = kafka_settings(args)
     settings = TrainerSettings(group_id=args.group_id, min_improvement=args.min_improvement)
-    with Store.open(_registry(args), on_alias_move=alias_move_publisher(kafka)) as store:
+    with Store.open(registry_settings(args), on_alias_move=alias_move_publisher(kafka)) as store:
         return _until_signal(Trainer(kafka, store, settings).run)
 
 
@@ -199,34 +198,11 @@ def _run_scheduler(args: argparse.Namespace) -> int:
             cooldown_s=args.metric_cooldown,
         )
     settings = SchedulerSettings(interval_s=args.interval, metric=metric)
-    with Store.open(_registry(args)) as store:
+    with Store.open(registry_settings(args)) as store:
         return _until_signal(Scheduler(kafka_settings(args), store, settings).run)
 
 
 # -- maas schedule ----------------------------------------------------------------------------
-
-
-def _with_store(handler: Handler) -> Callable[[argparse.Namespace], int]:
-    def run(args: argparse.Namespace) -> int:
-        try:
-            with Store.open(_registry(args)) as store:
-                return handler(store, args)
-        except RegistryError as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 1
-
-    return run
-
-
-def _actor(args: argparse.Namespace) -> str:
-    if args.actor:
-        return str(args.actor)
-    user = os.environ.get("USER") or getpass.getuser()
-    return f"{user}@{socket.gethostname()}"
-
-
-def _console() -> Console:
-    return Console(width=None if sys.stdout.isatty() else 160, highlight=False, markup=False)
 
 
 def _add(store: Store, args: argparse.Namespace) -> int:
@@ -236,7 +212,7 @@ def _add(store: Store, args: argparse.Namespace) -> int:
         dataset=dataset_of(args.dataset),
         params=args.params,
         promote=args.promote,
-        actor=_actor(args),
+        actor=actor(args),
     )
     print(
         f"schedule {schedule.id}: retrain {schedule.model} at {schedule.cron!r} (UTC), "
@@ -258,12 +234,12 @@ def _list(store: Store, args: argparse.Namespace) -> int:
             f"{s.next_fire_at:%Y-%m-%d %H:%M}Z",
             f"{s.last_fired_at:%Y-%m-%d %H:%M}Z" if s.last_fired_at else "-",
         )
-    _console().print(table)
+    console().print(table)
     return 0
 
 
 def _remove(store: Store, args: argparse.Namespace) -> int:
-    store.remove_schedule(args.id, actor=_actor(args))
+    store.remove_schedule(args.id, actor=actor(args))
     print(f"schedule {args.id} removed")
     return 0
 
