@@ -13,11 +13,11 @@ from pathlib import Path
 
 import numpy as np
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from workers.runtime import RuntimeSettings, load_runtime
 
 from producer.kafka import KafkaSettings, Topics
 from registry.settings import RegistrySettings
 from registry.store import Store
+from workers.runtime import RuntimeSettings, load_runtime
 
 
 async def naive(kafka: KafkaSettings, model: str, registry: RegistrySettings) -> None:

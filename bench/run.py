@@ -30,12 +30,12 @@ import numpy as np
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from rich.console import Console
 from rich.table import Table
-from workers.runtime import RuntimeSettings, load_runtime
 
 from maas.broker import EmbeddedBroker
 from producer.kafka import KafkaSettings, Topics, ensure_topics
 from registry.settings import RegistrySettings
 from registry.store import Store
+from workers.runtime import RuntimeSettings, load_runtime
 
 console = Console()
 

@@ -10,13 +10,13 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 import pytest
-from workers.demo import build_digits_model, digits_samples
 
 from producer.kafka import KafkaSettings
 from registry.entities import ModelVersion
 from registry.settings import RegistrySettings
 from registry.store import Store
 from tests.kafka_helpers import publish, read, read_results
+from workers.demo import build_digits_model, digits_samples
 from workers.loop import Worker, WorkerSettings
 
 
