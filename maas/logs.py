@@ -37,7 +37,7 @@ def configure(fmt: str = "auto", level: str = "info") -> None:
         processors=[*shared, structlog.processors.format_exc_info, renderer],
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
         logger_factory=structlog.PrintLoggerFactory(_Stderr()),  # type: ignore[arg-type]
-        cache_logger_on_first_use=True,
+        cache_logger_on_first_use=False,  # reconfigurable (tests capture logs); not on the hot path
     )
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(
