@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator, Iterable, Mapping
 from types import TracebackType
 from typing import Any
 
+import msgspec
 import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
@@ -237,8 +238,7 @@ class AsyncClient:
     async def retrain(self, job: RetrainJob, *, timeout_s: float | None = None) -> RetrainResult:
         """Publish a retrain job and wait for its RetrainResult."""
         if job.reply_to is None:
-            fields = {name: getattr(job, name) for name in job.__struct_fields__}
-            job = RetrainJob(**{**fields, "reply_to": self.reply_topic})
+            job = msgspec.structs.replace(job, reply_to=self.reply_topic)
         future = await self._send(
             self.settings.topics.retrain, encode(job), job.job_id, job.model.encode()
         )

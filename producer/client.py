@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from types import TracebackType
 from typing import Any
 
+import msgspec
 import structlog
 
 with warnings.catch_warnings():  # kafka-python 3.0 reads its schemas with a deprecated API
@@ -289,8 +290,7 @@ class Client:
     def retrain(self, job: RetrainJob, *, timeout_s: float | None = None) -> RetrainResult:
         """Publish a retrain job and wait for its RetrainResult."""
         if job.reply_to is None:
-            fields = {name: getattr(job, name) for name in job.__struct_fields__}
-            job = RetrainJob(**{**fields, "reply_to": self.reply_topic})
+            job = msgspec.structs.replace(job, reply_to=self.reply_topic)
         handle = self._send(
             self.settings.topics.retrain, encode(job), job.job_id, job.model.encode()
         )

@@ -14,9 +14,8 @@ import contextlib
 import os
 import socket
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
-from typing import Protocol
 
 import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
@@ -27,7 +26,6 @@ from producer.messages import (
     ControlEvent,
     DecodeError,
     ErrorCode,
-    decode_envelope,
     decode_predict,
     encode,
     error_result,
@@ -38,23 +36,12 @@ from workers.control import follow_control
 from workers.metrics import MetricsRecorder
 from workers.models import ModelCache
 from workers.offsets import OffsetTracker
-from workers.replies import Publisher, PublishFailed, Source
+from workers.replies import Publisher, PublishFailed, Record, source_of
 from workers.rollback import RollbackSettings, RollbackWatcher
 from workers.runtime import RuntimeSettings
 from workers.serving import JobHandler
 
 log = structlog.get_logger(__name__)
-
-
-class Record(Protocol):
-    """The fields of an aiokafka ConsumerRecord that the loop uses."""
-
-    topic: str
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes | None
-    headers: Sequence[tuple[str, bytes]]
 
 
 def default_worker_id() -> str:
@@ -202,28 +189,20 @@ class Worker:
         )
 
     async def _reject(self, record: Record, exc: DecodeError) -> None:
-        """A job that does not decode: answer it if it has a job_id, else dead-letter it."""
         assert self._publisher is not None
-        try:
-            envelope = decode_envelope(record.value or b"")
-        except DecodeError:
-            await self._publisher.dead_letter(
-                _source(record), code=ErrorCode.INVALID_INPUT, reason=f"not a PredictJob: {exc}"
-            )
-            return
-        result = error_result(
-            envelope.job_id,
-            ErrorCode.INVALID_INPUT,
-            str(exc),
-            model=envelope.model,
-            metadata=envelope.metadata,
-            worker=self.settings.worker_id,
-        )
-        await self._publisher.send(
-            envelope.reply_to or self.kafka.topics.results,
-            encode(result),
-            key=envelope.job_id.encode(),
-            headers=record.headers,
+        await self._publisher.reject(
+            record,
+            exc,
+            expected="PredictJob",
+            answer=lambda envelope: error_result(
+                envelope.job_id,
+                ErrorCode.INVALID_INPUT,
+                str(exc),
+                model=envelope.model,
+                metadata=envelope.metadata,
+                worker=self.settings.worker_id,
+            ),
+            results_topic=self.kafka.topics.results,
         )
 
     async def _give_up(self, record: Record, exc: Exception) -> bool:
@@ -234,7 +213,7 @@ class Worker:
         code = ErrorCode.INTERNAL
         try:
             await self._publisher.dead_letter(
-                _source(record), code=code, reason=f"answer not published: {exc}"
+                source_of(record), code=code, reason=f"answer not published: {exc}"
             )
         except PublishFailed:
             log.error("record neither answered nor dead-lettered", offset=record.offset)
@@ -300,14 +279,3 @@ class Worker:
         await producer.stop()
         await self.models.aclose()
         log.info("worker stopped", worker=self.settings.worker_id)
-
-
-def _source(record: Record) -> Source:
-    return Source(
-        topic=record.topic,
-        partition=record.partition,
-        offset=record.offset,
-        key=record.key,
-        value=record.value,
-        headers=tuple(record.headers),
-    )

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
+import msgspec
 import structlog
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
+
+from producer.messages import DecodeError, ErrorCode, JobEnvelope, decode_envelope, encode
 
 log = structlog.get_logger(__name__)
 
@@ -25,6 +29,28 @@ class Source:
     key: bytes | None
     value: bytes | None
     headers: Headers
+
+
+class Record(Protocol):
+    """The fields of an aiokafka ConsumerRecord that the workers use."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    headers: Sequence[tuple[str, bytes]]
+
+
+def source_of(record: Record) -> Source:
+    return Source(
+        topic=record.topic,
+        partition=record.partition,
+        offset=record.offset,
+        key=record.key,
+        value=record.value,
+        headers=tuple(record.headers),
+    )
 
 
 class PublishFailed(Exception):
@@ -91,4 +117,29 @@ class Publisher:
             offset=source.offset,
             code=code,
             reason=reason,
+        )
+
+    async def reject(
+        self,
+        record: Record,
+        exc: DecodeError,
+        *,
+        expected: str,
+        answer: Callable[[JobEnvelope], msgspec.Struct],
+        results_topic: str,
+    ) -> None:
+        """A record that is not a valid ``expected`` job: answer it with ``answer(envelope)``
+        when it names a job_id, else dead-letter it."""
+        try:
+            envelope = decode_envelope(record.value or b"")
+        except DecodeError:
+            await self.dead_letter(
+                source_of(record), code=ErrorCode.INVALID_INPUT, reason=f"not a {expected}: {exc}"
+            )
+            return
+        await self.send(
+            envelope.reply_to or results_topic,
+            encode(answer(envelope)),
+            key=envelope.job_id.encode(),
+            headers=record.headers,
         )

@@ -31,7 +31,6 @@ from producer.messages import (
     ErrorInfo,
     RetrainJob,
     RetrainResult,
-    decode_envelope,
     decode_retrain,
     encode,
 )
@@ -39,7 +38,7 @@ from registry.entities import ModelVersion, RetrainRun
 from registry.errors import AliasNotFound, ConflictError, ModelNotFound, RegistryError
 from registry.store import Store
 from workers.gate import GateDecision, GatePolicy, decide
-from workers.loop import Record, _source, default_worker_id
+from workers.loop import default_worker_id
 from workers.recipes import (
     BUILTIN_RECIPES,
     DatasetRef,
@@ -49,7 +48,7 @@ from workers.recipes import (
     TrainRequest,
     get_recipe,
 )
-from workers.replies import Publisher, PublishFailed
+from workers.replies import Publisher, PublishFailed, Record, source_of
 
 log = structlog.get_logger(__name__)
 
@@ -142,7 +141,9 @@ class Trainer:
         except PublishFailed as exc:
             try:
                 await self._publisher.dead_letter(
-                    _source(record), code=ErrorCode.INTERNAL, reason=f"answer not published: {exc}"
+                    source_of(record),
+                    code=ErrorCode.INTERNAL,
+                    reason=f"answer not published: {exc}",
                 )
             except PublishFailed:
                 log.error("retrain job neither answered nor dead-lettered", offset=record.offset)
@@ -174,21 +175,15 @@ class Trainer:
             )
 
     async def _reject(self, record: Record, exc: DecodeError) -> None:
-        """Not a RetrainJob: answer it if it names a job_id, else dead-letter it."""
         assert self._publisher is not None
-        try:
-            envelope = decode_envelope(record.value or b"")
-        except DecodeError:
-            await self._publisher.dead_letter(
-                _source(record), code=ErrorCode.INVALID_INPUT, reason=f"not a RetrainJob: {exc}"
-            )
-            return
-        result = _error(envelope.job_id, envelope.model, ErrorCode.INVALID_INPUT, str(exc))
-        await self._publisher.send(
-            envelope.reply_to or self.kafka.topics.results,
-            encode(result),
-            key=envelope.job_id.encode(),
-            headers=record.headers,
+        await self._publisher.reject(
+            record,
+            exc,
+            expected="RetrainJob",
+            answer=lambda envelope: _error(
+                envelope.job_id, envelope.model, ErrorCode.INVALID_INPUT, str(exc)
+            ),
+            results_topic=self.kafka.topics.results,
         )
 
     # -- one job: run → train → gate → register -------------------------------------------
