@@ -354,3 +354,89 @@ async def test_preferred_size_takes_the_largest_exact_prefix(
     answers = await asyncio.gather(first, *queued)
     assert model.sizes[1:] == [4, 1]  # 4 at once (preferred), the last one after the delay
     assert [a.batch_size for a in answers[1:]] == [4, 4, 4, 4, 1]
+
+
+# -- submit_nowait: many jobs queued at once, awaited together --------------------------
+
+
+async def test_submit_nowait_queues_without_waiting_and_answers_each_job(
+    batcher_factory: Callable[..., DynamicBatcher],
+) -> None:
+    model = FakeModel()
+    batcher = batcher_factory(model, max_batch_size=64, max_delay_ms=20)
+    sizes = [2, 1, 3]
+    futures = [batcher.submit_nowait(rows(100 * i, n)) for i, n in enumerate(sizes)]
+    assert not any(future.done() for future in futures)
+    assert batcher.queued_rows == sum(sizes) and model.batches == []
+    answers = await asyncio.gather(*futures)
+    assert model.sizes == [sum(sizes)]  # queued in one go: one batch
+    for i, (answer, n) in enumerate(zip(answers, sizes, strict=True)):
+        np.testing.assert_array_equal(answer.outputs["y"], rows(100 * i, n)["x"])
+        assert answer.batch_size == sum(sizes)
+    await batcher.drain()
+
+
+async def test_submit_nowait_raises_at_admission(
+    batcher_factory: Callable[..., DynamicBatcher],
+) -> None:
+    model = FakeModel()
+    batcher = batcher_factory(model, max_job_rows=4)
+    with pytest.raises(TooLarge, match="5 rows"):
+        batcher.submit_nowait(rows(0, 5))
+    with pytest.raises(Expired):
+        batcher.submit_nowait(rows(0, 1), deadline=time.time() - 1)
+    with pytest.raises(InvalidInput):
+        batcher.submit_nowait({"x": np.zeros((0, 2))})
+    assert batcher.queued_rows == 0 and model.batches == []
+
+
+@pytest.mark.parametrize("busy", [False, True], ids=["idle-model", "busy-model"])
+async def test_cancelled_submit_nowait_future_is_withdrawn(
+    batcher_factory: Callable[..., DynamicBatcher], busy: bool
+) -> None:
+    """Cancelled before its batch ran (the model idle, or busy with an earlier batch):
+    ``infer`` never sees the job's rows and the other jobs are answered."""
+    model = FakeModel(gate=busy)
+    batcher = batcher_factory(model, max_batch_size=64, max_delay_ms=5)
+    running = batcher.submit_nowait(rows(0, 1)) if busy else None
+    if busy:
+        await wait_started(model)
+    kept = batcher.submit_nowait(rows(10, 2))
+    withdrawn = batcher.submit_nowait(rows(20, 3))
+    last = batcher.submit_nowait(rows(30, 1))
+    withdrawn.cancel()
+    model.open()
+    answers = await asyncio.gather(kept, last)
+    await batcher.drain()
+    seen = sorted(value for batch in model.batches for value in batch["x"][:, 0].tolist())
+    assert seen == [*([0.0] if busy else []), 10.0, 11.0, 30.0]
+    np.testing.assert_array_equal(answers[0].outputs["y"], rows(10, 2)["x"])
+    np.testing.assert_array_equal(answers[1].outputs["y"], rows(30, 1)["x"])
+    assert answers[0].batch_size == answers[1].batch_size == 3
+    assert withdrawn.cancelled()
+    if running is not None:
+        assert (await running).batch_size == 1
+
+
+async def test_cancelled_submit_nowait_frees_its_queue_rows(
+    batcher_factory: Callable[..., DynamicBatcher],
+) -> None:
+    """Like a cancelled ``submit``: the withdrawn job's rows stop counting against
+    max_queue_rows at once, not only when the busy model next takes a batch."""
+    model = FakeModel(gate=True)
+    batcher = batcher_factory(
+        model, max_batch_size=4, max_delay_ms=0, max_queue_rows=4, max_job_rows=4
+    )
+    running = batcher.submit_nowait(rows(0, 1))
+    await wait_started(model)
+    withdrawn = batcher.submit_nowait(rows(10, 4))
+    withdrawn.cancel()
+    await asyncio.sleep(0)
+    try:
+        assert batcher.queued_rows == 0
+        replacement = batcher.submit_nowait(rows(20, 4))  # QueueFull if still counted
+    finally:
+        model.open()
+    assert (await replacement).batch_size == 4
+    await running
+    assert [batch["x"][0, 0] for batch in model.batches] == [0.0, 20.0]

@@ -241,6 +241,24 @@ class DynamicBatcher:
             if job.future.cancelled():  # the caller was cancelled: forget the job
                 self._dequeue([job])
 
+    def submit_nowait(
+        self,
+        inputs: Mapping[str, np.ndarray],
+        *,
+        priority: int = 0,
+        deadline: float | None = None,
+    ) -> asyncio.Future[BatchOutput]:
+        """Queue one job and return the future of its answer, without awaiting it.
+
+        For callers that queue many jobs at once (a whole poll of records) and wait
+        for them together. Raises like :meth:`submit` at admission; cancelling the
+        future withdraws the job if it has not run yet.
+        """
+        job = self._admit(inputs, priority, deadline)
+        self._enqueue(job)
+        job.future.add_done_callback(functools.partial(self._withdraw_if_cancelled, job))
+        return job.future
+
     async def drain(self) -> None:
         """Wait until every job submitted so far has been answered."""
         await self._idle.wait()
@@ -292,7 +310,10 @@ class DynamicBatcher:
         )
 
     def _enqueue(self, job: _Job) -> None:
-        bisect.insort(self._queue, job, key=lambda j: j.order)
+        if not self._queue or self._queue[-1].order <= job.order:
+            self._queue.append(job)  # the usual case: same priority, arriving in order
+        else:
+            bisect.insort(self._queue, job, key=lambda j: j.order)
         self._queued_rows += job.rows
         self._outstanding += 1
         self._idle.clear()
@@ -307,6 +328,12 @@ class DynamicBatcher:
         gone = {id(job) for job in jobs}
         self._queue = [job for job in self._queue if id(job) not in gone]
         self._queued_rows = sum(job.rows for job in self._queue)
+
+    def _withdraw_if_cancelled(self, job: _Job, future: asyncio.Future[BatchOutput]) -> None:
+        """A cancelled job leaves the queue at once, freeing its rows for others."""
+        if future.cancelled():
+            self._dequeue([job])
+            self._wakeup.set()
 
     def _job_answered(self, _: object) -> None:
         self._outstanding -= 1
