@@ -14,6 +14,11 @@ from aiokafka.structs import ConsumerRecord
 from producer.kafka import KafkaSettings
 
 
+def job(job_id: str, inputs: object, **fields: object) -> bytes:
+    """A PredictJob for the digits model as a plain client would write it: JSON bytes."""
+    return json.dumps({"job_id": job_id, "model": "digits", "inputs": inputs, **fields}).encode()
+
+
 async def publish(settings: KafkaSettings, topic: str, values: list[bytes], **kwargs: Any) -> None:
     """Publish raw bytes with a plain aiokafka producer (no maas client)."""
     producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_servers)
@@ -21,6 +26,23 @@ async def publish(settings: KafkaSettings, topic: str, values: list[bytes], **kw
     try:
         for value in values:
             await producer.send_and_wait(topic, value, **kwargs)
+    finally:
+        await producer.stop()
+
+
+async def publish_batch(
+    settings: KafkaSettings, topic: str, values: list[bytes], *, partition: int, key: bytes | None
+) -> None:
+    """Publish raw bytes as ONE record batch: a consumer gets them all in one fetch."""
+    producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_servers)
+    await producer.start()
+    try:
+        batch = producer.create_batch()
+        for value in values:
+            if batch.append(key=key, value=value, timestamp=None) is None:
+                raise ValueError(f"{len(values)} records do not fit in one batch")
+        batch.close()
+        await (await producer.send_batch(batch, topic, partition=partition))
     finally:
         await producer.stop()
 

@@ -3,7 +3,8 @@
 Sync tests (the kafka-python client, the CLI) block the calling thread, so the worker
 cannot share the test's event loop; in a thread it also lives for a whole module,
 which saves a consumer-group join per test. Load with
-``pytest_plugins = ["tests.serving_fixtures"]``.
+``pytest_plugins = ["tests.serving_fixtures"]``. ``digits`` (the model registered in a
+test's own ``store``) also needs ``tests.registry_fixtures`` or a ``store`` fixture.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import pytest
 
 from maas.broker import EmbeddedBroker
 from producer.kafka import KafkaSettings, Topics
+from registry.entities import ModelVersion
 from registry.settings import RegistrySettings
 from registry.store import Store
 from workers.demo import build_digits_model
@@ -37,6 +39,13 @@ class ServedDigits:
 @pytest.fixture(scope="session")
 def digits_artifact(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_digits_model(tmp_path_factory.mktemp("digits-served")).artifact
+
+
+@pytest.fixture
+def digits(store: Store, digits_artifact: Path) -> ModelVersion:
+    """The digits model registered and promoted in the test's ``store`` (the SQLite one
+    of ``tests.registry_fixtures``, or the module's own)."""
+    return store.register("digits", digits_artifact, actor="test", promote=True)
 
 
 @dataclass

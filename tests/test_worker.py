@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import numpy as np
@@ -13,30 +13,12 @@ import pytest
 
 from producer.kafka import KafkaSettings
 from registry.entities import ModelVersion
-from registry.settings import RegistrySettings
 from registry.store import Store
-from tests.kafka_helpers import publish, read, read_results
-from workers.demo import build_digits_model, digits_samples
+from tests.kafka_helpers import job, publish, read, read_results
+from workers.demo import digits_samples
 from workers.loop import Worker, WorkerSettings
 
-
-@pytest.fixture(scope="session")
-def digits_onnx(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_digits_model(tmp_path_factory.mktemp("digits")).artifact
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    settings = RegistrySettings(
-        database_url=f"sqlite:///{tmp_path / 'registry.db'}", artifact_dir=tmp_path / "artifacts"
-    )
-    with Store.open(settings) as opened:
-        yield opened
-
-
-@pytest.fixture
-def digits(store: Store, digits_onnx: Path) -> ModelVersion:
-    return store.register("digits", digits_onnx, actor="test", promote=True)
+pytest_plugins = ["tests.registry_fixtures", "tests.serving_fixtures"]
 
 
 @pytest.fixture
@@ -50,12 +32,8 @@ async def worker(kafka: KafkaSettings, store: Store, digits: ModelVersion) -> As
     await asyncio.wait_for(task, 60)
 
 
-def job(job_id: str, inputs: object, **fields: object) -> bytes:
-    return json.dumps({"job_id": job_id, "model": "digits", "inputs": inputs, **fields}).encode()
-
-
 async def test_plain_kafka_job_is_answered_with_the_right_outputs_and_version(
-    kafka: KafkaSettings, worker: Worker, digits: ModelVersion, digits_onnx: Path
+    kafka: KafkaSettings, worker: Worker, digits: ModelVersion, digits_artifact: Path
 ) -> None:
     pixels, labels = digits_samples(5)
     raw = job("j-1", {"x": pixels.tolist()}, metadata={"trace": "abc"})
@@ -69,7 +47,7 @@ async def test_plain_kafka_job_is_answered_with_the_right_outputs_and_version(
     assert result["metadata"] == {"trace": "abc"}
     assert result["_key"] == b"j-1"
     assert result["_headers"]["traceparent"] == b"00-1"
-    direct = ort.InferenceSession(str(digits_onnx)).run(None, {"x": pixels})
+    direct = ort.InferenceSession(str(digits_artifact)).run(None, {"x": pixels})
     np.testing.assert_allclose(result["outputs"]["probabilities"], direct[0], rtol=1e-5, atol=1e-6)
     assert result["outputs"]["label"] == direct[1].tolist()
     assert np.mean(np.array(result["outputs"]["label"]) == labels) >= 0.8
@@ -77,9 +55,9 @@ async def test_plain_kafka_job_is_answered_with_the_right_outputs_and_version(
 
 
 async def test_explicit_version_and_custom_reply_topic(
-    kafka: KafkaSettings, worker: Worker, digits_onnx: Path, store: Store
+    kafka: KafkaSettings, worker: Worker, digits_artifact: Path, store: Store
 ) -> None:
-    v2 = store.register("digits", digits_onnx, actor="test")  # not promoted
+    v2 = store.register("digits", digits_artifact, actor="test")  # not promoted
     pixels, _ = digits_samples(1)
     await publish(
         kafka,

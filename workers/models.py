@@ -24,6 +24,7 @@ from registry.errors import AliasNotFound, ModelNotFound, VersionNotFound
 from registry.store import Store
 from workers.batching import BatchConfig, DynamicBatcher
 from workers.errors import WorkerError
+from workers.heap import freeze_long_lived
 from workers.runtime import Runtime, RuntimeSettings, load_runtime
 
 log = structlog.get_logger(__name__)
@@ -148,6 +149,7 @@ class ModelCache:
         )
         loaded = Loaded(version, runtime, batcher)
         self._loaded[(version.model, version.version)] = loaded
+        freeze_long_lived()  # the session and its graph live as long as the version
         log.info(
             "model loaded",
             model=version.model,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import msgspec
 import structlog
@@ -57,6 +57,16 @@ class PublishFailed(Exception):
     """A record could not be published after every retry."""
 
 
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    """A record to publish."""
+
+    topic: str
+    value: bytes
+    key: bytes | None
+    headers: Headers = ()
+
+
 class Publisher:
     """Sends records and waits for the broker's acknowledgement, retrying transient errors."""
 
@@ -99,8 +109,52 @@ class Publisher:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self._max_backoff_s)
 
+    async def send_many(self, messages: Sequence[Outgoing]) -> list[PublishFailed | None]:
+        """Publish a whole poll's answers: enqueue them in one go, then await the acks.
+
+        Returns, per message, None once the broker acknowledged it or the
+        :class:`PublishFailed` that ended its retries (failures retry one by one).
+        """
+        acks: list[asyncio.Future[Any] | BaseException] = []
+        async with self._enqueue:
+            for m in messages:
+                try:
+                    acks.append(
+                        await self._producer.send(
+                            m.topic, m.value, key=m.key, headers=list(m.headers)
+                        )
+                    )
+                except KafkaError as exc:
+                    acks.append(exc)
+        settled = await asyncio.gather(
+            *(ack for ack in acks if not isinstance(ack, BaseException)), return_exceptions=True
+        )
+        outcomes = iter(settled)
+        failed = []
+        for index, ack in enumerate(acks):
+            outcome = ack if isinstance(ack, BaseException) else next(outcomes)
+            if isinstance(outcome, BaseException):
+                failed.append(index)
+        errors: list[PublishFailed | None] = [None] * len(messages)
+        retried = await asyncio.gather(*(self._retry(messages[i]) for i in failed))
+        for index, error in zip(failed, retried, strict=True):
+            errors[index] = error
+        return errors
+
+    async def _retry(self, message: Outgoing) -> PublishFailed | None:
+        try:
+            await self.send(message.topic, message.value, key=message.key, headers=message.headers)
+        except PublishFailed as exc:
+            return exc
+        return None
+
     async def dead_letter(self, source: Source, *, code: str, reason: str) -> None:
         """Send the original bytes to the dead-letter topic with headers saying why."""
+        message = self.dead_letter_of(source, code=code, reason=reason)
+        await self.send(message.topic, message.value, key=message.key, headers=message.headers)
+
+    def dead_letter_of(self, source: Source, *, code: str, reason: str) -> Outgoing:
+        """The dead-letter record for ``source``: its original bytes, headers saying why."""
         headers = [
             *source.headers,
             ("maas.error.code", code.encode()),
@@ -109,7 +163,6 @@ class Publisher:
             ("maas.source.partition", str(source.partition).encode()),
             ("maas.source.offset", str(source.offset).encode()),
         ]
-        await self.send(self._dlq_topic, source.value or b"", key=source.key, headers=headers)
         log.warning(
             "record dead-lettered",
             topic=source.topic,
@@ -118,6 +171,7 @@ class Publisher:
             code=code,
             reason=reason,
         )
+        return Outgoing(self._dlq_topic, source.value or b"", source.key, headers)
 
     async def reject(
         self,
@@ -128,18 +182,32 @@ class Publisher:
         answer: Callable[[JobEnvelope], msgspec.Struct],
         results_topic: str,
     ) -> None:
-        """A record that is not a valid ``expected`` job: answer it with ``answer(envelope)``
-        when it names a job_id, else dead-letter it."""
+        """Publish :meth:`rejection` of ``record``; raises :class:`PublishFailed`."""
+        message = self.rejection(
+            record, exc, expected=expected, answer=answer, results_topic=results_topic
+        )
+        await self.send(message.topic, message.value, key=message.key, headers=message.headers)
+
+    def rejection(
+        self,
+        record: Record,
+        exc: DecodeError,
+        *,
+        expected: str,
+        answer: Callable[[JobEnvelope], msgspec.Struct],
+        results_topic: str,
+    ) -> Outgoing:
+        """What to publish for a record that is not a valid ``expected`` job: the answer
+        ``answer(envelope)`` when it names a job_id, else a dead letter."""
         try:
             envelope = decode_envelope(record.value or b"")
         except DecodeError:
-            await self.dead_letter(
+            return self.dead_letter_of(
                 source_of(record), code=ErrorCode.INVALID_INPUT, reason=f"not a {expected}: {exc}"
             )
-            return
-        await self.send(
+        return Outgoing(
             envelope.reply_to or results_topic,
             encode(answer(envelope)),
-            key=envelope.job_id.encode(),
-            headers=record.headers,
+            envelope.job_id.encode(),
+            tuple(record.headers),
         )

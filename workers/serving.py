@@ -1,13 +1,15 @@
 """Answering one prediction job: deadline, version, validation, batching, Result.
 
-Kafka-free: the loop decodes records and publishes what :meth:`JobHandler.answer`
-returns. Every job gets exactly one Result here, whatever goes wrong.
+Kafka-free: the loop decodes a poll's records and publishes what
+:meth:`JobHandler.answer_many` returns. Every job gets exactly one Result here,
+whatever goes wrong.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -33,8 +35,31 @@ def _plain(outputs: dict[str, np.ndarray]) -> dict[str, Any]:
     return {name: value.tolist() for name, value in outputs.items()}
 
 
+# Jobs that name the same model, version and alias resolve to the same version.
+_Target = tuple[str, int | None, str]
+
+
+def _by_target(jobs: Sequence[PredictJob], indices: list[int]) -> dict[_Target, list[int]]:
+    groups: dict[_Target, list[int]] = {}
+    for index in indices:
+        job = jobs[index]
+        groups.setdefault((job.model, job.version, job.alias), []).append(index)
+    return groups
+
+
+def _classify(exc: BaseException, job: PredictJob) -> tuple[str, str]:
+    """The error code and message a job gets for ``exc``; logs what is not a WorkerError."""
+    if isinstance(exc, WorkerError):
+        return exc.code, str(exc)
+    log.error("job failed", job_id=job.job_id, model=job.model, exc_info=exc)
+    return (
+        ErrorCode.INTERNAL,
+        f"internal error while serving the job: {type(exc).__name__}: {exc}",
+    )
+
+
 class JobHandler:
-    """Turns a decoded job into its Result (ok or error), recording metrics on the way."""
+    """Turns decoded jobs into their Results (ok or error), recording metrics on the way."""
 
     def __init__(self, models: ModelCache, metrics: MetricsRecorder, *, worker: str) -> None:
         self._models = models
@@ -43,25 +68,97 @@ class JobHandler:
 
     async def answer(self, job: PredictJob, received: float) -> Result:
         """``received``: epoch seconds when the record was polled."""
-        version: ModelVersion | None = None
+        return (await self.answer_many([job], received))[0]
+
+    async def answer_many(self, jobs: Sequence[PredictJob], received: float) -> list[Result]:
+        """One Result per job, in order. Jobs are queued together and wait together:
+        one registry lookup per (model, version, alias), one wake-up of each batcher."""
+        results: list[Result | None] = [None] * len(jobs)
+        queued: list[tuple[int, ModelVersion, asyncio.Future[BatchOutput]]] = []
+        live = []
+        for index, job in enumerate(jobs):
+            try:
+                self._check_deadline(job)
+            except Expired as exc:
+                results[index] = self._failed(job, None, exc.code, str(exc), received)
+            else:
+                live.append(index)
         try:
-            self._check_deadline(job)
-            version = await self._models.resolve(job.model, job.version, job.alias)
+            for key, indices in _by_target(jobs, live).items():
+                version = await self._target(key, jobs, indices, results, received)
+                if version is not None:
+                    await self._queue(version, jobs, indices, results, queued, received)
+            if queued:
+                await asyncio.wait([future for _, _, future in queued])
+        finally:
+            for _, _, future in queued:
+                future.cancel()  # only those not answered: withdrawn when we are cancelled
+        for index, version, future in queued:
+            results[index] = self._finished(jobs[index], version, future, received)
+        return [result for result in results if result is not None]
+
+    async def _target(
+        self,
+        key: _Target,
+        jobs: Sequence[PredictJob],
+        indices: list[int],
+        results: list[Result | None],
+        received: float,
+    ) -> ModelVersion | None:
+        """The version the jobs at ``indices`` asked for, or None after answering them."""
+        try:
+            return await self._models.resolve(*key)
+        except Exception as exc:
+            code, message = _classify(exc, jobs[indices[0]])
+            for index in indices:
+                results[index] = self._failed(jobs[index], None, code, message, received)
+            return None
+
+    async def _queue(
+        self,
+        version: ModelVersion,
+        jobs: Sequence[PredictJob],
+        indices: list[int],
+        results: list[Result | None],
+        queued: list[tuple[int, ModelVersion, asyncio.Future[BatchOutput]]],
+        received: float,
+    ) -> None:
+        """Queue each job on its version's batcher; answer at once the ones that fail."""
+        try:
             loaded = await self._models.get(version)
-            out = await self._submit(loaded, job)
-        except WorkerError as exc:
-            return self._failed(job, version, exc.code, str(exc), received)
-        except Exception as exc:  # a bug or a broken artifact: answer, never hang
-            log.exception("job failed", job_id=job.job_id, model=job.model)
-            message = f"internal error while serving the job: {type(exc).__name__}: {exc}"
-            return self._failed(job, version, ErrorCode.INTERNAL, message, received)
+        except Exception as exc:
+            code, message = _classify(exc, jobs[indices[0]])
+            for index in indices:
+                results[index] = self._failed(jobs[index], version, code, message, received)
+            return
+        for index in indices:
+            job = jobs[index]
+            try:
+                queued.append((index, version, await self._submit(loaded, job)))
+            except Exception as exc:
+                code, message = _classify(exc, job)
+                results[index] = self._failed(job, version, code, message, received)
+
+    def _finished(
+        self,
+        job: PredictJob,
+        version: ModelVersion,
+        future: asyncio.Future[BatchOutput],
+        received: float,
+    ) -> Result:
+        error = future.exception()
+        if error is not None:
+            code, message = _classify(error, job)
+            return self._failed(job, version, code, message, received)
+        out = future.result()
         total = _ms(received)
+        queue_ms = round(max(total - out.infer_ms, 0.0), 3)
         self._metrics.record(
             version.model,
             version.version,
             rows=job.rows,
             error=None,
-            queue_ms=max(total - out.infer_ms, 0.0),
+            queue_ms=queue_ms,
             infer_ms=out.infer_ms,
             batch_size=out.batch_size,
         )
@@ -71,11 +168,7 @@ class JobHandler:
             model=version.model,
             version=version.version,
             outputs=_plain(out.outputs),
-            timing=Timing(
-                queue_ms=round(max(total - out.infer_ms, 0.0), 3),
-                infer_ms=round(out.infer_ms, 3),
-                total_ms=total,
-            ),
+            timing=Timing(queue_ms=queue_ms, infer_ms=round(out.infer_ms, 3), total_ms=total),
             batch_size=out.batch_size,
             worker=self._worker,
             metadata=job.metadata,
@@ -90,12 +183,15 @@ class JobHandler:
                 "could run; send a later deadline or add workers"
             )
 
-    async def _submit(self, loaded: Loaded, job: PredictJob) -> BatchOutput:
+    @staticmethod
+    async def _submit(loaded: Loaded, job: PredictJob) -> asyncio.Future[BatchOutput]:
         inputs = loaded.runtime.prepare(job.inputs)
         deadline = job.deadline_ms / 1000 if job.deadline_ms is not None else None
         while True:
             try:
-                return await loaded.batcher.submit(inputs, priority=job.priority, deadline=deadline)
+                return loaded.batcher.submit_nowait(
+                    inputs, priority=job.priority, deadline=deadline
+                )
             except QueueFull:
                 await asyncio.sleep(_QUEUE_FULL_WAIT_S)  # the loop pauses polling meanwhile
 
