@@ -79,4 +79,6 @@ def test_bucketing_matches_one_padded_batch(runtime: Any) -> None:
         whole = runtime.infer(batch)["embedding"]
     finally:
         runtime.text_encoder.bucket = True
-    np.testing.assert_allclose(bucketed, whole, atol=1e-5)
+    # Other shapes run other kernels; on a GPU (TF32) they agree less closely.
+    atol = 1e-5 if runtime.provider == "CPUExecutionProvider" else 5e-4
+    np.testing.assert_allclose(bucketed, whole, atol=atol)

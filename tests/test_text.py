@@ -14,8 +14,8 @@ from tokenizers import Tokenizer, models, pre_tokenizers, processors
 
 from registry.entities import Signature, TensorSpec
 from workers.errors import InvalidInput, RuntimeLoadError
-from workers.runtime import load_runtime
-from workers.text import TextEncoder, length_buckets, prepare_text
+from workers.runtime import RuntimeSettings, load_runtime
+from workers.text import TextEncoder, TextShapes, length_buckets, prepare_text
 
 WORDS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "the", "cat", "sat", "on", "a", "mat", "dog"]
 
@@ -126,7 +126,8 @@ def test_length_buckets_group_similar_lengths() -> None:
 
 
 def test_text_model_restores_order_and_pads_per_bucket(text_model: Path) -> None:
-    runtime = load_runtime(text_model, "onnx", text_signature())
+    # On the CPU buckets are tight (TextShapes()); a GPU rounds shapes up, see below.
+    runtime = load_runtime(text_model, "onnx", text_signature(), RuntimeSettings(device="cpu"))
     long = " ".join(["the cat sat on a mat"] * 10)  # 60 words
     texts = [long, "dog", "the cat", long + " dog", "a"]
     outputs = runtime.infer(runtime.prepare({"text": texts}))
@@ -193,3 +194,32 @@ def test_torchscript_text_model(tmp_path: Path) -> None:
     runtime = load_runtime(tmp_path, "torchscript", signature)
     outputs = runtime.infer(runtime.prepare({"text": ["the cat sat on a mat", "a"]}))
     assert outputs["tokens"].tolist() == [[8], [3]]
+
+
+def test_gpu_shapes_are_fewer_and_rounder() -> None:
+    cpu, gpu = TextShapes.for_device(False), TextShapes.for_device(True)
+    assert [cpu.width(n, 256) for n in (3, 17, 63)] == [3, 17, 63]
+    assert [gpu.width(n, 256) for n in (3, 17, 63, 250)] == [16, 32, 64, 256]
+    assert TextShapes(multiple=16).width(250, 250) == 250  # never past max_length
+    lengths = [3, 9, 17, 30, 45, 63]
+    assert len(length_buckets(lengths, slack=cpu.slack)) > 2
+    assert len(length_buckets(lengths, slack=gpu.slack)) == 1
+
+
+def test_encoder_pads_each_bucket_to_its_shape(text_model: Path) -> None:
+    encoder = TextEncoder.from_file(
+        text_model / "tokenizer.json",
+        ["input_ids", "attention_mask"],
+        shapes=TextShapes(multiple=16),
+    )
+    widths: list[int] = []
+
+    def run(feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        widths.append(feeds["input_ids"].shape[1])
+        return {"id_sum": (feeds["input_ids"] * feeds["attention_mask"]).sum(axis=1)}
+
+    padded = encoder.infer(np.array(["the cat sat", "a"], object), run)
+    encoder.shapes = TextShapes()
+    tight = encoder.infer(np.array(["the cat sat", "a"], object), run)
+    np.testing.assert_array_equal(padded["id_sum"], tight["id_sum"])  # padding is masked
+    assert widths[0] == 16 and max(widths[1:]) < 16

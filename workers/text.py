@@ -11,6 +11,7 @@ original order. Outputs must not have a sequence axis (pool inside the model).
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,7 @@ __all__ = [
     "DEFAULT_MAX_LENGTH",
     "TOKEN_INPUTS",
     "TextEncoder",
+    "TextShapes",
     "length_buckets",
     "prepare_text",
 ]
@@ -78,6 +80,28 @@ def _bucket_limit(shortest: int, slack: int) -> int:
     return int(shortest) + max(slack, int(shortest) // 4)
 
 
+@dataclass(frozen=True, slots=True)
+class TextShapes:
+    """How finely batches of text are cut into tensor shapes.
+
+    On a CPU every token of padding costs compute and a new shape costs nothing, so
+    buckets are tight and padding stops at the longest text. A GPU pays per kernel
+    launch and per shape it has not seen (memory planning, kernel choice), and little
+    for a few more tokens: there, fewer and rounder shapes win.
+    """
+
+    slack: int = 8  # a bucket takes texts up to max(slack, 25%) tokens longer than its shortest
+    multiple: int = 1  # pad each bucket's width up to a multiple of this
+
+    @classmethod
+    def for_device(cls, gpu: bool) -> TextShapes:
+        return cls(slack=64, multiple=16) if gpu else cls()
+
+    def width(self, longest: int, max_length: int) -> int:
+        rounded = -(-longest // self.multiple) * self.multiple
+        return min(rounded, max(max_length, longest))
+
+
 class TextEncoder:
     """Tokenizes a batch of texts and runs a model over it in length buckets.
 
@@ -92,6 +116,7 @@ class TextEncoder:
         *,
         max_length: int = DEFAULT_MAX_LENGTH,
         bucket: bool = True,
+        shapes: TextShapes | None = None,
     ) -> None:
         extra = [name for name in model_inputs if name not in TOKEN_INPUTS]
         if extra or "input_ids" not in model_inputs:
@@ -107,6 +132,7 @@ class TextEncoder:
         self.model_inputs = tuple(model_inputs)
         self.max_length = max_length
         self.bucket = bucket
+        self.shapes = shapes or TextShapes()
 
     @classmethod
     def from_file(cls, path: Path, model_inputs: Sequence[str], **options: Any) -> TextEncoder:
@@ -122,7 +148,7 @@ class TextEncoder:
 
     def feeds(self, encodings: Sequence[Encoding]) -> Tensors:
         """Pad ``encodings`` to their longest and build the model's int64 inputs."""
-        width = max(len(e.ids) for e in encodings)
+        width = self.shapes.width(max(len(e.ids) for e in encodings), self.max_length)
         shape = (len(encodings), width)
         tensors = {
             "input_ids": np.full(shape, self.pad_id, dtype=np.int64),
@@ -141,7 +167,7 @@ class TextEncoder:
         encodings = self.encode([str(text) for text in texts])
         if not self.bucket:
             return run(self.feeds(encodings))
-        buckets = length_buckets([len(e.ids) for e in encodings])
+        buckets = length_buckets([len(e.ids) for e in encodings], slack=self.shapes.slack)
         parts = [run(self.feeds([encodings[i] for i in bucket])) for bucket in buckets]
         return _unsort(parts, np.concatenate(buckets))
 
