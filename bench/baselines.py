@@ -17,6 +17,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from producer.kafka import KafkaSettings, Topics
 from registry.settings import RegistrySettings
 from registry.store import Store
+from workers.loop import WorkerSettings
 from workers.runtime import RuntimeSettings, load_runtime
 
 
@@ -53,7 +54,10 @@ async def relay(kafka: KafkaSettings) -> None:
     consumer = AIOKafkaConsumer(
         kafka.topics.predict, **kafka.consumer("bench-relay", max_poll_records=2000)
     )
-    producer = AIOKafkaProducer(**kafka.producer())
+    # The same produce batching as the maas worker, so the relay is the transport's limit.
+    producer = AIOKafkaProducer(
+        **kafka.producer(max_batch_size=WorkerSettings().producer_batch_bytes)
+    )
     await consumer.start()
     await producer.start()
     try:

@@ -37,7 +37,7 @@ from registry.settings import RegistrySettings
 from registry.store import Store
 from workers.runtime import RuntimeSettings, load_runtime
 
-console = Console()
+console = Console(width=160)  # the report table is wide; keep it whole in logs
 
 
 @dataclass
@@ -380,7 +380,7 @@ def report(summary: list[dict[str, Any]]) -> None:
                 fmt(m["mean_batch"]),
                 str(note),
             )
-    console.print(table, width=max(console.width, 150))
+    console.print(table)
     for entry in summary:
         ratios = ", ".join(f"{k} = {v:.2f}" for k, v in entry["ratios"].items())
         console.print(f"{entry['model']}: {ratios}")
