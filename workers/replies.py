@@ -143,15 +143,18 @@ class Publisher:
 
     async def _retry(self, message: Outgoing) -> PublishFailed | None:
         try:
-            await self.send(message.topic, message.value, key=message.key, headers=message.headers)
+            await self.publish(message)
         except PublishFailed as exc:
             return exc
         return None
 
+    async def publish(self, message: Outgoing) -> None:
+        """:meth:`send` an :class:`Outgoing`; raises :class:`PublishFailed`."""
+        await self.send(message.topic, message.value, key=message.key, headers=message.headers)
+
     async def dead_letter(self, source: Source, *, code: str, reason: str) -> None:
         """Send the original bytes to the dead-letter topic with headers saying why."""
-        message = self.dead_letter_of(source, code=code, reason=reason)
-        await self.send(message.topic, message.value, key=message.key, headers=message.headers)
+        await self.publish(self.dead_letter_of(source, code=code, reason=reason))
 
     def dead_letter_of(self, source: Source, *, code: str, reason: str) -> Outgoing:
         """The dead-letter record for ``source``: its original bytes, headers saying why."""
@@ -164,7 +167,7 @@ class Publisher:
             ("maas.source.offset", str(source.offset).encode()),
         ]
         log.warning(
-            "record dead-lettered",
+            "dead-lettering record",
             topic=source.topic,
             partition=source.partition,
             offset=source.offset,
@@ -172,21 +175,6 @@ class Publisher:
             reason=reason,
         )
         return Outgoing(self._dlq_topic, source.value or b"", source.key, headers)
-
-    async def reject(
-        self,
-        record: Record,
-        exc: DecodeError,
-        *,
-        expected: str,
-        answer: Callable[[JobEnvelope], msgspec.Struct],
-        results_topic: str,
-    ) -> None:
-        """Publish :meth:`rejection` of ``record``; raises :class:`PublishFailed`."""
-        message = self.rejection(
-            record, exc, expected=expected, answer=answer, results_topic=results_topic
-        )
-        await self.send(message.topic, message.value, key=message.key, headers=message.headers)
 
     def rejection(
         self,

@@ -176,7 +176,7 @@ class Trainer:
 
     async def _reject(self, record: Record, exc: DecodeError) -> None:
         assert self._publisher is not None
-        await self._publisher.reject(
+        rejection = self._publisher.rejection(
             record,
             exc,
             expected="RetrainJob",
@@ -185,6 +185,7 @@ class Trainer:
             ),
             results_topic=self.kafka.topics.results,
         )
+        await self._publisher.publish(rejection)
 
     # -- one job: run → train → gate → register -------------------------------------------
 
