@@ -8,11 +8,14 @@ so that newer clients can talk to older workers.
 
 from __future__ import annotations
 
+import contextlib
 import re
 from enum import StrEnum
 from typing import Annotated, Any, Literal, TypeVar
 
 import msgspec
+import numpy as np
+import orjson
 
 PREDICT_SCHEMA = "maas.predict/v1"
 RESULT_SCHEMA = "maas.result/v1"
@@ -84,7 +87,7 @@ class Result(msgspec.Struct, frozen=True, kw_only=True):
     status: Literal["ok", "error"]
     model: str
     version: int | None = None
-    outputs: dict[str, Any] | None = None
+    outputs: dict[str, Any] | None = None  # numpy arrays in the worker, lists once decoded
     error: ErrorInfo | None = None
     timing: Timing = Timing()
     batch_size: int = 0
@@ -155,7 +158,25 @@ class JobEnvelope(msgspec.Struct, frozen=True):
     metadata: dict[str, Any] = {}
 
 
-_encoder = msgspec.json.Encoder()
+def _encode_tensor(value: Any) -> Any:
+    """numpy arrays and scalars (model outputs) as JSON numbers and nested arrays.
+
+    float32 takes its shortest form that reads back as the same float32 (``0.1``, not
+    ``0.10000000149011612``): an embedding is about half the bytes and parses several
+    times faster, and nothing is lost. NaN and infinities become null, as msgspec does.
+    """
+    if isinstance(value, np.ndarray):
+        if value.ndim and value.dtype.kind in "fiub":
+            contiguous = value if value.flags.c_contiguous else np.ascontiguousarray(value)
+            with contextlib.suppress(orjson.JSONEncodeError):  # a dtype orjson lacks
+                return msgspec.Raw(orjson.dumps(contiguous, option=orjson.OPT_SERIALIZE_NUMPY))
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError(f"cannot encode {type(value).__name__} as JSON")
+
+
+_encoder = msgspec.json.Encoder(enc_hook=_encode_tensor)
 _PATH = re.compile(r" - at `\$\.?(?P<path>[^`]*)`$")
 _MISSING = re.compile(r"missing required field `(?P<path>[^`]*)`")
 

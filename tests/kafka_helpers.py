@@ -56,7 +56,12 @@ async def read(
 ) -> list[ConsumerRecord[bytes, bytes]]:
     """Read ``topic`` from the beginning (no group) until ``until(records)`` holds."""
     consumer = AIOKafkaConsumer(
-        topic, bootstrap_servers=settings.bootstrap_servers, auto_offset_reset="earliest"
+        topic,
+        bootstrap_servers=settings.bootstrap_servers,
+        auto_offset_reset="earliest",
+        # A reply topic may not exist until the worker's first answer creates it: look
+        # again soon rather than after the default five minutes.
+        metadata_max_age_ms=500,
     )
     await consumer.start()
     records: list[ConsumerRecord[bytes, bytes]] = []

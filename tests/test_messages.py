@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import json
+
+import numpy as np
 import pytest
 
 from producer.messages import (
     DecodeError,
     ErrorCode,
+    Result,
     decode_envelope,
     decode_predict,
     decode_result,
@@ -84,3 +88,53 @@ def test_retrain_job_defaults_and_dataset_check() -> None:
     with pytest.raises(DecodeError) as info:
         decode_retrain(b'{"job_id": "r1", "model": "digits", "dataset": {}}')
     assert info.value.field == "dataset"
+
+
+def _outputs_on_the_wire(outputs: dict[str, object]) -> dict[str, object]:
+    result = Result(job_id="j", status="ok", model="m", outputs=outputs)
+    decoded = json.loads(encode(result))["outputs"]
+    assert isinstance(decoded, dict)
+    return decoded
+
+
+def test_float32_outputs_are_written_short_and_read_back_exactly() -> None:
+    embedding = np.random.default_rng(0).standard_normal((3, 384)).astype(np.float32)
+    wire = encode(Result(job_id="j", status="ok", model="m", outputs={"e": embedding}))
+    as_lists = encode(Result(job_id="j", status="ok", model="m", outputs={"e": embedding.tolist()}))
+    assert len(wire) < 0.7 * len(as_lists)  # shortest float32 form, not float64's
+    back = np.array(decode_result(wire).outputs["e"], dtype=np.float32)  # type: ignore[index]
+    np.testing.assert_array_equal(back, embedding)
+    assert b"[0.1," in encode(
+        Result(job_id="j", status="ok", model="m", outputs={"p": np.array([0.1, 0.9], np.float32)})
+    )
+
+
+def test_every_kind_of_array_is_encoded_as_plain_json() -> None:
+    square = np.arange(4, dtype=np.int64).reshape(2, 2)
+    outputs = {
+        "transposed": square.T,  # not C-contiguous
+        "scalar_array": np.array(1.5),
+        "numpy_scalar": np.float32(2.5),
+        "labels": np.array([3, 7], dtype=np.int64),
+        "flags": np.array([True, False]),
+        "names": np.array(["cat", "dog"]),
+        "missing": np.array([np.nan, np.inf], dtype=np.float32),
+        "half": np.array([0.5], dtype=np.float16),
+        "empty": np.zeros((1, 0), dtype=np.float32),
+    }
+    assert _outputs_on_the_wire(outputs) == {
+        "transposed": [[0, 2], [1, 3]],
+        "scalar_array": 1.5,
+        "numpy_scalar": 2.5,
+        "labels": [3, 7],
+        "flags": [True, False],
+        "names": ["cat", "dog"],
+        "missing": [None, None],
+        "half": [0.5],
+        "empty": [[]],
+    }
+
+
+def test_an_output_json_cannot_hold_is_refused_by_name() -> None:
+    with pytest.raises(TypeError, match="cannot encode object"):
+        encode(Result(job_id="j", status="ok", model="m", outputs={"o": object()}))

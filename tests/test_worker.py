@@ -10,11 +10,13 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 import pytest
+from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from producer.kafka import KafkaSettings
 from registry.entities import ModelVersion
 from registry.store import Store
-from tests.kafka_helpers import job, publish, read, read_results
+from tests.kafka_helpers import job, publish, read, read_results, running
+from workers.batching import BatchConfig
 from workers.demo import digits_samples
 from workers.loop import Worker, WorkerSettings
 
@@ -147,3 +149,32 @@ async def test_metric_windows_reach_the_registry(
     windows = store.windows("digits")
     assert sum(w.jobs for w in windows) >= 3
     assert all(w.version == 1 for w in windows)
+
+
+async def test_a_full_model_queue_pauses_polling_until_it_drains(
+    kafka: KafkaSettings, store: Store, digits: ModelVersion, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    paused_with: list[int] = []
+    pause = AIOKafkaConsumer.pause
+
+    def spy(consumer: AIOKafkaConsumer, *partitions: TopicPartition) -> None:
+        paused_with.append(max(b.queued_rows for b in serving.models.batchers()))
+        pause(consumer, *partitions)
+
+    monkeypatch.setattr(AIOKafkaConsumer, "pause", spy)
+    # One row per batch, at most 3 batches queued: 300 jobs in one fetch overfill it.
+    settings = WorkerSettings(
+        batch=BatchConfig(max_batch_size=1, max_delay_ms=0), max_queued_batches=3
+    )
+    serving = Worker(kafka, store, settings)
+    # Resolved and loaded already: the first poll's jobs queue at once.
+    await serving.models.get(await serving.models.resolve("digits", None, "production"))
+    pixels, _ = digits_samples(1)
+    ids = [f"q{i}" for i in range(300)]
+    # A backlog before the worker starts: its first fetch brings all of it.
+    await publish(kafka, kafka.topics.predict, [job(i, {"x": pixels.tolist()}) for i in ids])
+    async with running(serving.run):
+        results = await read_results(kafka, set(ids), timeout_s=60)
+    # Paused because the queue was full (shutdown pauses too, with an empty queue).
+    assert max(paused_with, default=0) >= 3
+    assert all(results[i]["status"] == "ok" for i in ids)  # and resumed until all were served

@@ -2,8 +2,8 @@
 
 Poll; hand each partition's share of the poll to one task that decodes the records,
 queues their jobs on the batchers together and publishes the answers together;
-pause the partitions when too many jobs are in flight; wait for the broker's acks; commit only the
-prefix of each partition whose records are all answered. On rebalance, revoked
+pause the partitions when too many jobs are in flight or a model's queue already holds
+several batches; wait for the broker's acks; commit only the prefix of each partition whose records are all answered. On rebalance, revoked
 partitions are drained (or abandoned after a timeout, uncommitted) before they are
 released; on SIGTERM the worker stops polling, drains and commits.
 """
@@ -60,6 +60,10 @@ class WorkerSettings:
     batch: BatchConfig = field(default_factory=BatchConfig)
     runtime: RuntimeSettings = field(default_factory=RuntimeSettings)
     max_in_flight: int = 4096  # jobs; polling pauses above it, resumes at half
+    # Polling also pauses while a model's queue holds this many full batches, and resumes
+    # at half: fetching further ahead only adds memory and redelivered jobs after a
+    # crash, and on the embedded broker an idle fetch loop costs CPU the model needs.
+    max_queued_batches: float = 4.0
     max_poll_records: int = 1000
     # Results can be large (an embedding is ~8 KB of JSON). At aiokafka's default 16 KB
     # a produce request per partition carried two of them and publishing, not the
@@ -148,7 +152,8 @@ class Worker:
 
     async def _poll(self, consumer: AIOKafkaConsumer, stop: asyncio.Event) -> None:
         while not stop.is_set():
-            batch = await consumer.getmany(timeout_ms=100)
+            # Paused, the poll returns nothing; come back soon to resume in time.
+            batch = await consumer.getmany(timeout_ms=10 if consumer.paused() else 100)
             if consumer.assignment():
                 self.ready.set()
             received = time.time()
@@ -161,18 +166,29 @@ class Worker:
                 tasks = self._tasks.setdefault(tp, set())
                 tasks.add(task)
                 task.add_done_callback(tasks.discard)
+            if batch:
+                await asyncio.sleep(0)  # the tasks queue their jobs: backpressure sees them
             self._backpressure(consumer)
 
     def _backpressure(self, consumer: AIOKafkaConsumer) -> None:
         in_flight = self.tracker.in_flight()
-        if in_flight >= self.settings.max_in_flight:
+        queued = max(
+            (b.queued_rows / b.config.max_batch_size for b in self.models.batchers()),
+            default=0.0,
+        )
+        limits = self.settings
+        if in_flight >= limits.max_in_flight or queued >= limits.max_queued_batches:
             unpaused = consumer.assignment() - consumer.paused()
             if unpaused:
                 consumer.pause(*unpaused)
-                log.debug("partitions paused", in_flight=in_flight)
-        elif consumer.paused() and in_flight <= self.settings.max_in_flight // 2:
+                log.debug("partitions paused", in_flight=in_flight, queued_batches=queued)
+        elif (
+            consumer.paused()
+            and in_flight <= limits.max_in_flight // 2
+            and queued <= limits.max_queued_batches / 2
+        ):
             consumer.resume(*consumer.paused())
-            log.debug("partitions resumed", in_flight=in_flight)
+            log.debug("partitions resumed", in_flight=in_flight, queued_batches=queued)
 
     async def _process(
         self, tp: TopicPartition, records: Sequence[Record], received: float

@@ -10,9 +10,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Sequence
-from typing import Any
 
-import numpy as np
 import structlog
 
 from producer.messages import ErrorCode, PredictJob, Result, Timing, error_result
@@ -29,10 +27,6 @@ _QUEUE_FULL_WAIT_S = 0.005
 
 def _ms(since: float) -> float:
     return round((time.time() - since) * 1000, 3)
-
-
-def _plain(outputs: dict[str, np.ndarray]) -> dict[str, Any]:
-    return {name: value.tolist() for name, value in outputs.items()}
 
 
 # Jobs that name the same model, version and alias resolve to the same version.
@@ -167,7 +161,7 @@ class JobHandler:
             status="ok",
             model=version.model,
             version=version.version,
-            outputs=_plain(out.outputs),
+            outputs=out.outputs,  # arrays: encode() writes them compactly
             timing=Timing(queue_ms=queue_ms, infer_ms=round(out.infer_ms, 3), total_ms=total),
             batch_size=out.batch_size,
             worker=self._worker,
