@@ -34,7 +34,13 @@ async def make_publisher(kafka: KafkaSettings) -> AsyncIterator[PublisherFactory
         producer = AIOKafkaProducer(**kafka.producer(**options))
         await producer.start()
         producers.append(producer)
-        return Publisher(producer, dlq_topic=kafka.topics.dlq, retries=3, backoff_s=0.01)
+        return Publisher(
+            producer,
+            dlq_topic=kafka.topics.dlq,
+            retries=3,
+            backoff_s=0.01,
+            batch_bytes=options.get("max_batch_size", 16384),
+        )
 
     yield make
     for producer in producers:
@@ -66,6 +72,39 @@ async def test_send_many_publishes_every_message_and_reports_none(
         assert list(record.headers) == [("h", b"%d" % n)]
     dead = await read(kafka, kafka.topics.dlq, until=lambda r: len(r) >= 1)
     assert [(r.key, r.value) for r in dead] == [(b"k-dlq", b"to the other topic")]
+
+
+async def test_send_many_partitions_by_key_as_send_does_and_splits_full_batches(
+    kafka: KafkaSettings, make_publisher: PublisherFactory
+) -> None:
+    # Small batches: each partition's share of 200 records needs several.
+    publisher = await make_publisher(max_batch_size=1024)
+    keys = [f"job-{i}".encode() for i in range(200)]
+    values = [b"v" * 100 for _ in keys]
+    batches: list[int] = []
+    real_send_batch = publisher._producer.send_batch
+
+    async def counted(batch: Any, topic: str, **kwargs: Any) -> Any:
+        batches.append(batch.record_count())
+        return await real_send_batch(batch, topic, **kwargs)
+
+    publisher._producer.send_batch = counted  # type: ignore[method-assign]
+    outgoing = [Outgoing(kafka.topics.results, v, k) for k, v in zip(keys, values, strict=True)]
+    assert await publisher.send_many(outgoing) == [None] * len(keys)
+    # The same keys through a plain producer.send, to a topic as wide as the results.
+    plain = AIOKafkaProducer(**kafka.producer())
+    await plain.start()
+    try:
+        sent = [await plain.send_and_wait(kafka.topics.predict, b"x", key=k) for k in keys]
+    finally:
+        await plain.stop()
+
+    results = await read(kafka, kafka.topics.results, until=lambda r: len(r) >= len(keys))
+    assert {r.key: r.partition for r in results} == {
+        k: meta.partition for k, meta in zip(keys, sent, strict=True)
+    }
+    assert len({r.partition for r in results}) > 1
+    assert sum(batches) == len(keys) and max(batches) < len(keys) / 8
 
 
 async def test_send_many_reports_the_message_that_failed_and_delivers_the_rest(
@@ -123,6 +162,14 @@ async def test_send_many_retries_unacknowledged_messages_one_by_one_then_gives_u
                 return await real_send(topic, value, **kwargs)
 
             producer.send = counted  # type: ignore[method-assign]
+            batches: list[int] = []
+            real_send_batch = producer.send_batch
+
+            async def counted_batch(batch: Any, topic: str, **kwargs: Any) -> Any:
+                batches.append(batch.record_count())
+                return await real_send_batch(batch, topic, **kwargs)
+
+            producer.send_batch = counted_batch  # type: ignore[method-assign]
             publisher = Publisher(producer, dlq_topic="dlq", retries=2, backoff_s=0.01)
             assert await publisher.send_many([Outgoing("t", b"warm", b"w")]) == [None]
             await asyncio.sleep(0.5)
@@ -135,8 +182,9 @@ async def test_send_many_retries_unacknowledged_messages_one_by_one_then_gives_u
             await producer.stop()
 
     assert all(isinstance(outcome, PublishFailed) for outcome in outcomes)
-    # Each: once with the poll's batch, then 1 + retries times through send.
-    assert sorted(sends) == [b"a"] * 4 + [b"b"] * 4 + [b"warm"]
+    # Each: once in a record batch of the poll's, then 1 + retries times through send.
+    assert sum(batches) == 3  # warm, a, b
+    assert sorted(sends) == [b"a"] * 3 + [b"b"] * 3
 
 
 def _decode_error(raw: bytes) -> DecodeError:

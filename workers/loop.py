@@ -137,7 +137,11 @@ class Worker:
         await producer.start()
         await consumer.start()
         self._consumer = consumer
-        self._publisher = Publisher(producer, dlq_topic=self.kafka.topics.dlq)
+        self._publisher = Publisher(
+            producer,
+            dlq_topic=self.kafka.topics.dlq,
+            batch_bytes=self.settings.producer_batch_bytes,
+        )
         helpers = [
             asyncio.create_task(self._commit_loop()),
             asyncio.create_task(self.metrics.run()),

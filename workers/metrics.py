@@ -80,7 +80,9 @@ class MetricsRecorder:
         infer_ms: float,
         batch_size: int,
     ) -> None:
-        window = self._windows.setdefault((model, version), _Window())
+        window = self._windows.get((model, version))
+        if window is None:
+            window = self._windows[(model, version)] = _Window()
         window.jobs += 1
         window.rows += rows
         window.batch_rows += batch_size

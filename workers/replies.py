@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -11,6 +11,8 @@ import msgspec
 import structlog
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
+from aiokafka.partitioner import DefaultPartitioner
+from aiokafka.producer.message_accumulator import BatchBuilder
 
 from producer.messages import DecodeError, ErrorCode, JobEnvelope, decode_envelope, encode
 
@@ -67,6 +69,21 @@ class Outgoing:
     headers: Headers = ()
 
 
+def _by_topic(messages: Sequence[Outgoing]) -> dict[str, list[int]]:
+    groups: dict[str, list[int]] = {}
+    for index, message in enumerate(messages):
+        groups.setdefault(message.topic, []).append(index)
+    return groups
+
+
+def _append(batch: BatchBuilder, message: Outgoing) -> bool:
+    headers = list(message.headers)
+    return (
+        batch.append(key=message.key, value=message.value, timestamp=None, headers=headers)
+        is not None
+    )
+
+
 class Publisher:
     """Sends records and waits for the broker's acknowledgement, retrying transient errors."""
 
@@ -78,8 +95,12 @@ class Publisher:
         retries: int = 5,
         backoff_s: float = 0.1,
         max_backoff_s: float = 5.0,
+        batch_bytes: int = 16384,
     ) -> None:
+        """``batch_bytes``: the producer's ``max_batch_size``."""
         self._producer = producer
+        self._batch_bytes = batch_bytes
+        self._partitioner = DefaultPartitioner()
         self._dlq_topic = dlq_topic
         self._retries = retries
         self._backoff_s = backoff_s
@@ -110,36 +131,77 @@ class Publisher:
                 delay = min(delay * 2, self._max_backoff_s)
 
     async def send_many(self, messages: Sequence[Outgoing]) -> list[PublishFailed | None]:
-        """Publish a whole poll's answers: enqueue them in one go, then await the acks.
+        """Publish a whole poll's answers: one record batch per partition, then the acks.
 
-        Returns, per message, None once the broker acknowledged it or the
-        :class:`PublishFailed` that ended its retries (failures retry one by one).
+        Records go to the partition aiokafka's default partitioner gives their key, as
+        :meth:`send` would. Returns, per message, None once the broker acknowledged it or
+        the :class:`PublishFailed` that ended its retries (failures retry one by one).
         """
-        acks: list[asyncio.Future[Any] | BaseException] = []
+        one_by_one: list[int] = []  # failed, or too big to share a batch: retried singly
+        acks: list[tuple[list[int], asyncio.Future[Any]]] = []
         async with self._enqueue:
-            for m in messages:
-                try:
-                    acks.append(
-                        await self._producer.send(
-                            m.topic, m.value, key=m.key, headers=list(m.headers)
-                        )
-                    )
-                except KafkaError as exc:
-                    acks.append(exc)
-        settled = await asyncio.gather(
-            *(ack for ack in acks if not isinstance(ack, BaseException)), return_exceptions=True
-        )
-        outcomes = iter(settled)
-        failed = []
-        for index, ack in enumerate(acks):
-            outcome = ack if isinstance(ack, BaseException) else next(outcomes)
+            for topic, indices in _by_topic(messages).items():
+                await self._send_batches(topic, messages, indices, acks, one_by_one)
+        settled = await asyncio.gather(*(ack for _, ack in acks), return_exceptions=True)
+        for (batched, _), outcome in zip(acks, settled, strict=True):
             if isinstance(outcome, BaseException):
-                failed.append(index)
+                one_by_one.extend(batched)
         errors: list[PublishFailed | None] = [None] * len(messages)
-        retried = await asyncio.gather(*(self._retry(messages[i]) for i in failed))
-        for index, error in zip(failed, retried, strict=True):
+        retried = await asyncio.gather(*(self._retry(messages[i]) for i in one_by_one))
+        for index, error in zip(one_by_one, retried, strict=True):
             errors[index] = error
         return errors
+
+    async def _send_batches(
+        self,
+        topic: str,
+        messages: Sequence[Outgoing],
+        indices: list[int],
+        acks: list[tuple[list[int], asyncio.Future[Any]]],
+        one_by_one: list[int],
+    ) -> None:
+        try:
+            partitions = list(await self._producer.partitions_for(topic))
+        except KafkaError:
+            one_by_one.extend(indices)
+            return
+        by_partition: dict[int, list[int]] = {}
+        for index in indices:
+            partition = self._partitioner(messages[index].key, partitions, partitions)
+            by_partition.setdefault(partition, []).append(index)
+        for partition, members in by_partition.items():
+            for batch, batched in self._batches(messages, members, one_by_one):
+                try:
+                    acks.append(
+                        (
+                            batched,
+                            await self._producer.send_batch(batch, topic, partition=partition),
+                        )
+                    )
+                except KafkaError:
+                    one_by_one.extend(batched)
+
+    def _batches(
+        self, messages: Sequence[Outgoing], indices: list[int], oversized: list[int]
+    ) -> Iterator[tuple[BatchBuilder, list[int]]]:
+        """Record batches of up to ``batch_bytes`` holding ``indices``; a record bigger
+        than that goes to ``oversized``, for :meth:`send` (a batch of its own, or the
+        producer's MessageSizeTooLargeError)."""
+        batch, batched = self._producer.create_batch(), list[int]()
+        for index in indices:
+            m = messages[index]
+            if len(m.value) + len(m.key or b"") > self._batch_bytes:
+                oversized.append(index)
+                continue
+            if not _append(batch, m):  # full: the first record always fits an empty one
+                batch.close()
+                yield batch, batched
+                batch, batched = self._producer.create_batch(), list[int]()
+                _append(batch, m)
+            batched.append(index)
+        if batched:
+            batch.close()
+            yield batch, batched
 
     async def _retry(self, message: Outgoing) -> PublishFailed | None:
         try:
