@@ -97,7 +97,7 @@ async def test_jobs_beyond_max_batch_size_go_to_the_next_batch(
     assert model.sizes == [3, 3, 3]  # never split, 3 + 3 > 4
 
 
-async def test_lone_job_is_dispatched_after_the_delay(
+async def test_lone_job_is_answered_with_its_timing(
     batcher_factory: Callable[..., DynamicBatcher],
 ) -> None:
     model = FakeModel()
@@ -106,6 +106,41 @@ async def test_lone_job_is_dispatched_after_the_delay(
     assert answer.batch_size == 1
     assert answer.queue_ms >= 0 and answer.infer_ms >= 0
     assert model.sizes == [1]
+
+
+async def test_a_lone_job_at_light_load_does_not_wait_for_company(
+    batcher_factory: Callable[..., DynamicBatcher],
+) -> None:
+    model = FakeModel()
+    batcher = batcher_factory(model, max_batch_size=64, max_delay_ms=900)
+    answer = await batcher.submit(rows(0, 1))  # nothing else has arrived for a while
+    assert answer.batch_size == 1
+    assert answer.queue_ms < 450  # it did not sit out the 900 ms
+
+
+async def test_without_adaptive_delay_a_lone_job_waits_the_whole_delay(
+    batcher_factory: Callable[..., DynamicBatcher],
+) -> None:
+    model = FakeModel()
+    batcher = batcher_factory(model, max_batch_size=64, max_delay_ms=200, adaptive_delay=False)
+    answer = await batcher.submit(rows(0, 1))
+    assert answer.queue_ms >= 190
+
+
+async def test_a_steady_stream_waits_for_company(
+    batcher_factory: Callable[..., DynamicBatcher],
+) -> None:
+    """Once rows keep arriving faster than one per delay, jobs wait and share batches."""
+    model = FakeModel()
+    batcher = batcher_factory(model, max_batch_size=64, max_delay_ms=50)
+    pending = []
+    for i in range(150):
+        pending.append(asyncio.ensure_future(batcher.submit(rows(i, 1))))
+        await asyncio.sleep(0.002)
+    await asyncio.gather(*pending)
+    assert model.sizes[0] == 1  # the first came after a quiet spell: sent at once
+    assert max(model.sizes) >= 5
+    assert sum(model.sizes) == 150
 
 
 async def test_preferred_size_dispatches_early(

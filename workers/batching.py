@@ -21,6 +21,7 @@ import bisect
 import concurrent.futures
 import functools
 import itertools
+import math
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -56,6 +57,10 @@ class BatchConfig:
     max_queue_rows: int = 8192
     max_job_rows: int = 4096
     max_concurrent_batches: int = 1
+    # Wait for the delay only while more rows are likely to arrive before it ends (from
+    # the recent arrival rate): at light load a lone job goes at once instead of
+    # waiting max_delay_ms for company that will not come. False: always wait.
+    adaptive_delay: bool = True
 
     def __post_init__(self) -> None:
         positive = {
@@ -80,6 +85,24 @@ class BatchConfig:
                 f"BatchConfig.max_job_rows ({self.max_job_rows}) must not exceed "
                 f"max_queue_rows ({self.max_queue_rows})"
             )
+
+
+class _ArrivalRate:
+    """Rows per second recently queued, exponentially weighted over ``horizon_s``."""
+
+    __slots__ = ("_at", "_horizon_s", "_rate")
+
+    def __init__(self, horizon_s: float = 1.0) -> None:
+        self._horizon_s = horizon_s
+        self._rate = 0.0
+        self._at = time.monotonic()
+
+    def add(self, rows: int, now: float) -> None:
+        self._rate = self.at(now) + rows / self._horizon_s
+        self._at = now
+
+    def at(self, now: float) -> float:
+        return self._rate * math.exp(-(now - self._at) / self._horizon_s)
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,6 +219,7 @@ class DynamicBatcher:
         )
         self._queue: list[_Job] = []  # sorted by (-priority, seq)
         self._queued_rows = 0
+        self._arrivals = _ArrivalRate()
         self._seq = itertools.count()
         self._wakeup = asyncio.Event()
         self._idle = asyncio.Event()
@@ -315,6 +339,7 @@ class DynamicBatcher:
         else:
             bisect.insort(self._queue, job, key=lambda j: j.order)
         self._queued_rows += job.rows
+        self._arrivals.add(job.rows, job.enqueued)
         self._outstanding += 1
         self._idle.clear()
         job.future.add_done_callback(self._job_answered)
@@ -411,8 +436,10 @@ class DynamicBatcher:
         preferred = self._preferred_prefix(plan)
         if preferred:
             return preferred, True, None
-        oldest = min(job.enqueued for job in plan)
-        wait_s = oldest + self.config.max_delay_ms / 1000 - time.monotonic()
+        now = time.monotonic()
+        wait_s = min(job.enqueued for job in plan) + self.config.max_delay_ms / 1000 - now
+        if wait_s > 0 and self.config.adaptive_delay and self._arrivals.at(now) * wait_s < 1:
+            return plan, True, None  # no further row is expected before the delay ends
         return plan, wait_s <= 0, max(wait_s, 0.0)
 
     def _preferred_prefix(self, plan: list[_Job]) -> list[_Job]:

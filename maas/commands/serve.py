@@ -48,7 +48,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         type=float,
         default=5.0,
         metavar="D",
-        help="how long the first row of a batch waits for company (default 5)",
+        help="the longest the first row of a batch waits for company (default 5); it "
+        "waits only while the recent arrival rate says more rows will come in time",
     )
     parser.add_argument(
         "--preferred-batch-size",
@@ -57,6 +58,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         default=[],
         metavar="P",
         help="dispatch as soon as a batch has P rows (repeatable)",
+    )
+    parser.add_argument(
+        "--fixed-delay",
+        action="store_true",
+        help="always wait the whole --max-delay-ms for a batch to fill, even at light load",
     )
     parser.add_argument(
         "--max-in-flight",
@@ -134,6 +140,7 @@ def worker_settings(args: argparse.Namespace) -> WorkerSettings:
             max_batch_size=args.max_batch_size,
             max_delay_ms=args.max_delay_ms,
             preferred_batch_sizes=tuple(args.preferred_batch_size),
+            adaptive_delay=not args.fixed_delay,
         ),
         runtime=RuntimeSettings(device=args.device, intra_op_threads=args.threads),
         max_in_flight=args.max_in_flight,
