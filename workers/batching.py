@@ -164,7 +164,10 @@ def _check_inputs(inputs: Mapping[str, np.ndarray]) -> int:
 
 
 def _group_key(inputs: Mapping[str, np.ndarray]) -> _GroupKey:
-    return tuple(sorted((name, a.dtype.str, tuple(a.shape[1:])) for name, a in inputs.items()))
+    if len(inputs) == 1:  # the usual case, without a generator and a sort
+        ((name, a),) = inputs.items()
+        return ((name, a.dtype.str, a.shape[1:]),)
+    return tuple(sorted((name, a.dtype.str, a.shape[1:]) for name, a in inputs.items()))
 
 
 def _concat(jobs: list[_Job]) -> Tensors:
@@ -280,7 +283,6 @@ class DynamicBatcher:
         """
         job = self._admit(inputs, priority, deadline)
         self._enqueue(job)
-        job.future.add_done_callback(functools.partial(self._withdraw_if_cancelled, job))
         return job.future
 
     async def drain(self) -> None:
@@ -342,7 +344,7 @@ class DynamicBatcher:
         self._arrivals.add(job.rows, job.enqueued)
         self._outstanding += 1
         self._idle.clear()
-        job.future.add_done_callback(self._job_answered)
+        job.future.add_done_callback(self._job_done)
         self._wakeup.set()
         if self._scheduler is None or self._scheduler.done():
             self._scheduler = asyncio.get_running_loop().create_task(
@@ -354,13 +356,11 @@ class DynamicBatcher:
         self._queue = [job for job in self._queue if id(job) not in gone]
         self._queued_rows = sum(job.rows for job in self._queue)
 
-    def _withdraw_if_cancelled(self, job: _Job, future: asyncio.Future[BatchOutput]) -> None:
+    def _job_done(self, future: asyncio.Future[BatchOutput]) -> None:
         """A cancelled job leaves the queue at once, freeing its rows for others."""
         if future.cancelled():
-            self._dequeue([job])
+            self._dequeue([job for job in self._queue if job.future is future])
             self._wakeup.set()
-
-    def _job_answered(self, _: object) -> None:
         self._outstanding -= 1
         if self._outstanding == 0:
             self._idle.set()

@@ -10,6 +10,7 @@ version's artifact.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -106,7 +107,19 @@ def prepare_inputs(signature: Signature, inputs: Mapping[str, Sequence[Any]]) ->
     """Validate a job's inputs against ``signature`` and convert them to arrays."""
     if signature.text_input:
         return prepare_text(inputs, signature.text_input)
-    expected = {spec.name: spec for spec in signature.inputs}
+    specs = signature.inputs
+    if len(inputs) != len(specs) or any(spec.name not in inputs for spec in specs):
+        _name_mismatch(signature, inputs)
+    arrays = {spec.name: _to_array(spec, inputs[spec.name]) for spec in specs}
+    if len(arrays) > 1:
+        counts = {name: len(array) for name, array in arrays.items()}
+        if len(set(counts.values())) > 1:
+            raise InvalidInput(f"inputs must have the same number of rows, got {counts}")
+    return arrays
+
+
+def _name_mismatch(signature: Signature, inputs: Mapping[str, Any]) -> None:
+    expected = {spec.name for spec in signature.inputs}
     for name in inputs:
         if name not in expected:
             raise InvalidInput(
@@ -117,11 +130,6 @@ def prepare_inputs(signature: Signature, inputs: Mapping[str, Sequence[Any]]) ->
             raise InvalidInput(
                 f"missing input {name!r}; the model's inputs are: {describe_inputs(signature)}"
             )
-    arrays = {spec.name: _to_array(spec, inputs[spec.name]) for spec in signature.inputs}
-    counts = {name: len(array) for name, array in arrays.items()}
-    if len(set(counts.values())) > 1:
-        raise InvalidInput(f"inputs must have the same number of rows, got {counts}")
-    return arrays
 
 
 def _to_array(spec: TensorSpec, rows: Sequence[Any]) -> np.ndarray:
@@ -147,8 +155,13 @@ def _to_array(spec: TensorSpec, rows: Sequence[Any]) -> np.ndarray:
     return array
 
 
+@functools.cache
+def _dtype(name: str) -> np.dtype[Any]:
+    return np.dtype(name)
+
+
 def _cast(spec: TensorSpec, rows: Sequence[Any], parsed: np.ndarray) -> np.ndarray:
-    target = np.dtype(spec.dtype)
+    target = _dtype(spec.dtype)
     kind = parsed.dtype.kind
     if kind not in _ACCEPTS.get(target.kind, target.kind):
         example = _first_non_number(rows)

@@ -89,6 +89,7 @@ class JobHandler:
                 future.cancel()  # only those not answered: withdrawn when we are cancelled
         for index, version, future in queued:
             results[index] = self._finished(jobs[index], version, future, received)
+        self._metrics.publish()
         return [result for result in results if result is not None]
 
     async def _target(
