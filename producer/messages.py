@@ -220,6 +220,11 @@ def decode_predict(raw: bytes | str) -> PredictJob:
 
 def validate_inputs(inputs: dict[str, list[Any]]) -> int:
     """Check that ``inputs`` is non-empty with the same row count per input; return it."""
+    if len(inputs) == 1:  # the usual case, without the dict and the set below
+        ((name, rows),) = inputs.items()
+        if not rows:
+            raise DecodeError(f"input `{name}` has no rows", field=f"inputs.{name}")
+        return len(rows)
     if not inputs:
         raise DecodeError("field `inputs` must name at least one input", field="inputs")
     counts = {name: len(rows) for name, rows in inputs.items()}
