@@ -161,6 +161,41 @@ async def test_answer_many_answers_every_job_in_order_whatever_the_mix(
     assert window.errors == {"INVALID_INPUT": 2, "TOO_LARGE": 1}
 
 
+async def test_alike_jobs_are_converted_as_one_and_split_back_row_for_row(
+    handler: JobHandler,
+    models: ModelCache,
+    digits_artifact: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    pixels, _ = digits_samples(40, seed=5)
+    jobs = [predict(f"r{i}", pixels[i : i + 1]) for i in range(30)]
+    jobs.append(predict("urgent", pixels[30:32], priority=5))  # another priority: apart
+    loaded = await models.get(await models.resolve("digits", None, "production"))
+    converted: list[int] = []
+    real_prepare = loaded.runtime.prepare
+
+    def prepare(inputs: dict[str, list[Any]]) -> dict[str, np.ndarray]:
+        converted.append(len(inputs["x"]))
+        return real_prepare(inputs)
+
+    monkeypatch.setattr(loaded.runtime, "prepare", prepare)
+
+    results = await handler.answer_many(jobs, time.time())
+
+    # The 30 alike jobs in groups of max_job_rows (4 here), then the urgent one alone.
+    assert converted == [4] * 7 + [2] + [2]
+    direct = run_directly(digits_artifact, pixels[:32])
+    for i, result in enumerate(results[:30]):
+        assert result.job_id == f"r{i}" and result.outputs is not None
+        np.testing.assert_allclose(
+            result.outputs["probabilities"], direct["probabilities"][i : i + 1], **TOLERANCE
+        )
+        assert result.batch_size >= 30
+    urgent = results[30]
+    assert urgent.outputs is not None
+    assert urgent.outputs["label"].tolist() == direct["label"][30:32].tolist()
+
+
 async def test_answer_many_with_nothing_to_answer(handler: JobHandler) -> None:
     assert await handler.answer_many([], time.time()) == []
 

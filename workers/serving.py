@@ -10,13 +10,15 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import structlog
 
 from producer.messages import ErrorCode, PredictJob, Result, Timing, error_result
 from registry.entities import ModelVersion
-from workers.batching import BatchOutput
-from workers.errors import Expired, QueueFull, WorkerError
+from workers.batching import BatchConfig, BatchOutput
+from workers.errors import Expired, InvalidInput, QueueFull, WorkerError
 from workers.metrics import MetricsRecorder
 from workers.models import Loaded, ModelCache
 
@@ -33,12 +35,47 @@ def _ms(since: float) -> float:
 _Target = tuple[str, int | None, str]
 
 
+@dataclass(frozen=True, slots=True)
+class _Queued:
+    """A job waiting for its batch: its own future, or ``rows`` of one it shares."""
+
+    index: int
+    version: ModelVersion
+    future: asyncio.Future[BatchOutput]
+    rows: slice | None = None
+
+
 def _by_target(jobs: Sequence[PredictJob], indices: list[int]) -> dict[_Target, list[int]]:
     groups: dict[_Target, list[int]] = {}
     for index in indices:
         job = jobs[index]
         groups.setdefault((job.model, job.version, job.alias), []).append(index)
     return groups
+
+
+def _groups(
+    jobs: Sequence[PredictJob], indices: list[int], config: BatchConfig, one_by_one: list[int]
+) -> list[list[int]]:
+    """Runs of jobs that can be queued as one: same input names and priority, no
+    deadline (each keeps its own expiry), at most a batch of rows together. The rest,
+    and groups of one, go to ``one_by_one``."""
+    limit = min(config.max_batch_size, config.max_job_rows)
+    groups: list[list[int]] = []
+    filling: dict[tuple[int, tuple[str, ...]], tuple[list[int], int]] = {}
+    for index in indices:
+        job = jobs[index]
+        if job.deadline_ms is not None or job.rows > limit:
+            one_by_one.append(index)
+            continue
+        key = (job.priority, tuple(job.inputs))
+        group, rows = filling.get(key, ([], limit))
+        if rows + job.rows > limit:  # full (or the first of its kind): start another
+            group, rows = [], 0
+            groups.append(group)
+        group.append(index)
+        filling[key] = (group, rows + job.rows)
+    one_by_one.extend(group[0] for group in groups if len(group) == 1)
+    return [group for group in groups if len(group) > 1]
 
 
 def _classify(exc: BaseException, job: PredictJob) -> tuple[str, str]:
@@ -68,7 +105,7 @@ class JobHandler:
         """One Result per job, in order. Jobs are queued together and wait together:
         one registry lookup per (model, version, alias), one wake-up of each batcher."""
         results: list[Result | None] = [None] * len(jobs)
-        queued: list[tuple[int, ModelVersion, asyncio.Future[BatchOutput]]] = []
+        queued: list[_Queued] = []
         live = []
         for index, job in enumerate(jobs):
             try:
@@ -83,12 +120,12 @@ class JobHandler:
                 if version is not None:
                     await self._queue(version, jobs, indices, results, queued, received)
             if queued:
-                await asyncio.wait([future for _, _, future in queued])
+                await asyncio.wait({q.future for q in queued})
         finally:
-            for _, _, future in queued:
-                future.cancel()  # only those not answered: withdrawn when we are cancelled
-        for index, version, future in queued:
-            results[index] = self._finished(jobs[index], version, future, received)
+            for q in queued:
+                q.future.cancel()  # only those not answered: withdrawn when we are cancelled
+        for q in queued:
+            results[q.index] = self._finished(jobs[q.index], q, received)
         self._metrics.publish()
         return [result for result in results if result is not None]
 
@@ -115,10 +152,17 @@ class JobHandler:
         jobs: Sequence[PredictJob],
         indices: list[int],
         results: list[Result | None],
-        queued: list[tuple[int, ModelVersion, asyncio.Future[BatchOutput]]],
+        queued: list[_Queued],
         received: float,
     ) -> None:
-        """Queue each job on its version's batcher; answer at once the ones that fail."""
+        """Queue the jobs on their version's batcher; answer at once the ones that fail.
+
+        Jobs alike (same inputs, priority, no deadline) are validated, converted and
+        queued together as one batcher job of up to a batch of rows, and split again
+        when answered: one array conversion and one future for many small jobs. When
+        such a group does not validate, its jobs go one by one, so that only the bad
+        one is refused.
+        """
         try:
             loaded = await self._models.get(version)
         except Exception as exc:
@@ -126,26 +170,64 @@ class JobHandler:
             for index in indices:
                 results[index] = self._failed(jobs[index], version, code, message, received)
             return
-        for index in indices:
+        one_by_one: list[int] = []
+        for group in _groups(jobs, indices, loaded.batcher.config, one_by_one):
+            await self._queue_group(loaded, jobs, group, results, queued, received, one_by_one)
+        for index in sorted(one_by_one):
             job = jobs[index]
+            deadline = job.deadline_ms / 1000 if job.deadline_ms is not None else None
             try:
-                queued.append((index, version, await self._submit(loaded, job)))
+                inputs = loaded.runtime.prepare(job.inputs)
+                future = await self._enqueue(loaded, inputs, job.priority, deadline)
             except Exception as exc:
                 code, message = _classify(exc, job)
                 results[index] = self._failed(job, version, code, message, received)
+            else:
+                queued.append(_Queued(index, version, future))
 
-    def _finished(
+    async def _queue_group(
         self,
-        job: PredictJob,
-        version: ModelVersion,
-        future: asyncio.Future[BatchOutput],
+        loaded: Loaded,
+        jobs: Sequence[PredictJob],
+        group: list[int],
+        results: list[Result | None],
+        queued: list[_Queued],
         received: float,
-    ) -> Result:
-        error = future.exception()
+        one_by_one: list[int],
+    ) -> None:
+        first = jobs[group[0]]
+        merged = {
+            name: [row for i in group for row in jobs[i].inputs[name]] for name in first.inputs
+        }
+        try:
+            inputs = loaded.runtime.prepare(merged)
+        except InvalidInput:
+            one_by_one.extend(group)  # find the bad job and refuse only that one
+            return
+        version = loaded.version
+        try:
+            future = await self._enqueue(loaded, inputs, first.priority, None)
+        except Exception as exc:
+            code, message = _classify(exc, first)
+            for index in group:
+                results[index] = self._failed(jobs[index], version, code, message, received)
+            return
+        start = 0
+        for index in group:
+            stop = start + jobs[index].rows
+            queued.append(_Queued(index, version, future, slice(start, stop)))
+            start = stop
+
+    def _finished(self, job: PredictJob, queued: _Queued, received: float) -> Result:
+        version = queued.version
+        error = queued.future.exception()
         if error is not None:
             code, message = _classify(error, job)
             return self._failed(job, version, code, message, received)
-        out = future.result()
+        out = queued.future.result()
+        outputs = out.outputs
+        if queued.rows is not None:
+            outputs = {name: value[queued.rows] for name, value in outputs.items()}
         total = _ms(received)
         queue_ms = round(max(total - out.infer_ms, 0.0), 3)
         self._metrics.record(
@@ -162,7 +244,7 @@ class JobHandler:
             status="ok",
             model=version.model,
             version=version.version,
-            outputs=out.outputs,  # arrays: encode() writes them compactly
+            outputs=outputs,  # arrays: encode() writes them compactly
             timing=Timing(queue_ms=queue_ms, infer_ms=round(out.infer_ms, 3), total_ms=total),
             batch_size=out.batch_size,
             worker=self._worker,
@@ -179,14 +261,12 @@ class JobHandler:
             )
 
     @staticmethod
-    async def _submit(loaded: Loaded, job: PredictJob) -> asyncio.Future[BatchOutput]:
-        inputs = loaded.runtime.prepare(job.inputs)
-        deadline = job.deadline_ms / 1000 if job.deadline_ms is not None else None
+    async def _enqueue(
+        loaded: Loaded, inputs: dict[str, Any], priority: int, deadline: float | None
+    ) -> asyncio.Future[BatchOutput]:
         while True:
             try:
-                return loaded.batcher.submit_nowait(
-                    inputs, priority=job.priority, deadline=deadline
-                )
+                return loaded.batcher.submit_nowait(inputs, priority=priority, deadline=deadline)
             except QueueFull:
                 await asyncio.sleep(_QUEUE_FULL_WAIT_S)  # the loop pauses polling meanwhile
 
