@@ -57,9 +57,10 @@ def _groups(
     jobs: Sequence[PredictJob], indices: list[int], config: BatchConfig, one_by_one: list[int]
 ) -> list[list[int]]:
     """Runs of jobs that can be queued as one: same input names and priority, no
-    deadline (each keeps its own expiry), at most a batch of rows together. The rest,
-    and groups of one, go to ``one_by_one``."""
-    limit = min(config.max_batch_size, config.max_job_rows)
+    deadline (each keeps its own expiry), at most an eighth of a batch of rows: the
+    batcher never splits a job, so bigger groups would leave batches part empty. The
+    rest, and groups of one, go to ``one_by_one``."""
+    limit = min(max(config.max_batch_size // 8, 1), config.max_job_rows)
     groups: list[list[int]] = []
     filling: dict[tuple[int, tuple[str, ...]], tuple[list[int], int]] = {}
     for index in indices:
