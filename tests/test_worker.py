@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
+import urllib.error
+import urllib.request
 from collections.abc import AsyncIterator
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -12,13 +16,16 @@ import onnxruntime as ort
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from maas.broker import free_port
 from producer.kafka import KafkaSettings
 from registry.entities import ModelVersion
+from registry.settings import RegistrySettings
 from registry.store import Store
 from tests.kafka_helpers import job, publish, read, read_results, running
 from workers.batching import BatchConfig
 from workers.demo import digits_samples
 from workers.loop import Worker, WorkerSettings
+from workers.pool import PoolSettings, serve_async
 
 pytest_plugins = ["tests.registry_fixtures", "tests.serving_fixtures"]
 
@@ -178,3 +185,34 @@ async def test_a_full_model_queue_pauses_polling_until_it_drains(
     # Paused because the queue was full (shutdown pauses too, with an empty queue).
     assert max(paused_with, default=0) >= 3
     assert all(results[i]["status"] == "ok" for i in ids)  # and resumed until all were served
+
+
+async def test_the_pool_serves_prometheus_metrics_of_the_jobs_it_answered(
+    kafka: KafkaSettings, registry_settings: RegistrySettings, digits: ModelVersion
+) -> None:
+    port = free_port()
+    settings = PoolSettings(
+        kafka=kafka,
+        registry=registry_settings,
+        worker=WorkerSettings(metrics_interval_s=0.5),
+        metrics_port=port,
+    )
+    pixels, _ = digits_samples(3)
+    await publish(
+        kafka,
+        kafka.topics.predict,
+        [job(f"prom-{i}", {"x": [r.tolist()]}) for i, r in enumerate(pixels)],
+    )
+    async with running(partial(serve_async, settings)):
+        await read_results(kafka, {"prom-0", "prom-1", "prom-2"})
+        url = f"http://127.0.0.1:{port}/metrics"
+        page = await asyncio.to_thread(lambda: urllib.request.urlopen(url, timeout=5).read())
+    text = page.decode()
+    answered = re.search(
+        r'^maas_jobs_total\{model="digits",status="ok",version="1"\} (\S+)$', text, re.M
+    )
+    assert answered is not None, text[:2000]
+    assert float(answered.group(1)) >= 3
+    assert 'maas_job_seconds_bucket{le="0.005",model="digits",version="1"}' in text
+    with pytest.raises(urllib.error.URLError):  # the server went with the worker
+        await asyncio.to_thread(lambda: urllib.request.urlopen(url, timeout=2).read())

@@ -7,8 +7,10 @@ import multiprocessing
 import signal
 from dataclasses import dataclass
 from functools import partial
+from wsgiref.simple_server import WSGIServer
 
 import structlog
+from prometheus_client import start_http_server
 
 from producer.control import alias_move_publisher
 from producer.kafka import KafkaSettings
@@ -25,12 +27,18 @@ class PoolSettings:
     registry: RegistrySettings
     worker: WorkerSettings
     processes: int = 1
+    metrics_port: int = 0  # Prometheus on this port (process i of a pool on +i); 0: off
     log_format: str = "auto"
     log_level: str = "info"
 
 
-async def serve_async(settings: PoolSettings, stop: asyncio.Event | None = None) -> None:
-    """Serve in this event loop until ``stop`` is set (or SIGTERM/SIGINT when not given)."""
+async def serve_async(
+    settings: PoolSettings, stop: asyncio.Event | None = None, *, index: int = 0
+) -> None:
+    """Serve in this event loop until ``stop`` is set (or SIGTERM/SIGINT when not given).
+
+    ``index``: this process's place in the pool (its metrics port is offset by it).
+    """
     if stop is None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
@@ -39,17 +47,31 @@ async def serve_async(settings: PoolSettings, stop: asyncio.Event | None = None)
     store = await asyncio.to_thread(
         partial(Store.open, settings.registry, on_alias_move=alias_move_publisher(settings.kafka))
     )
+    exporter = _serve_metrics(settings.metrics_port + index) if settings.metrics_port else None
     try:
         await Worker(settings.kafka, store, settings.worker).run(stop)
     finally:
+        if exporter is not None:
+            exporter.shutdown()
+            exporter.server_close()
         store.close()
 
 
-def _child(settings: PoolSettings) -> None:
+def _serve_metrics(port: int) -> WSGIServer:
+    """Prometheus's /metrics on ``port``, served from a daemon thread."""
+    try:
+        server, _ = start_http_server(port)
+    except OSError as exc:
+        raise SystemExit(f"cannot serve metrics on port {port}: {exc}") from exc
+    log.info("metrics served", url=f"http://0.0.0.0:{port}/metrics")
+    return server
+
+
+def _child(settings: PoolSettings, index: int) -> None:
     from maas import logs
 
     logs.configure(settings.log_format, settings.log_level)
-    asyncio.run(serve_async(settings))
+    asyncio.run(serve_async(settings, index=index))
 
 
 def serve(settings: PoolSettings) -> int:
@@ -59,7 +81,7 @@ def serve(settings: PoolSettings) -> int:
         return 0
     context = multiprocessing.get_context("spawn")
     children = [
-        context.Process(target=_child, args=(settings,), name=f"maas-worker-{i}")
+        context.Process(target=_child, args=(settings, i), name=f"maas-worker-{i}")
         for i in range(settings.processes)
     ]
     for child in children:

@@ -37,6 +37,14 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="consumer processes in the group (default 1)",
     )
     parser.add_argument(
+        "--metrics-port",
+        type=int,
+        default=0,
+        metavar="P",
+        help="serve Prometheus metrics on http://0.0.0.0:P/metrics (process i of a pool "
+        "on P+i); 0, the default: not served",
+    )
+    parser.add_argument(
         "--max-batch-size",
         type=int,
         default=64,
@@ -151,6 +159,8 @@ def worker_settings(args: argparse.Namespace) -> WorkerSettings:
 def run(args: argparse.Namespace) -> int:
     if args.processes < 1:
         raise SystemExit("--processes must be at least 1")
+    if not 0 <= args.metrics_port <= 65535 - args.processes:
+        raise SystemExit(f"--metrics-port must be a TCP port, got {args.metrics_port}")
     settings = PoolSettings(
         kafka=kafka_settings(args),
         registry=RegistrySettings.from_env(
@@ -158,6 +168,7 @@ def run(args: argparse.Namespace) -> int:
         ),
         worker=worker_settings(args),
         processes=args.processes,
+        metrics_port=args.metrics_port,
         log_format=args.log_format,
         log_level=args.log_level,
     )
