@@ -142,9 +142,7 @@ class JobHandler:
         try:
             return await self._models.resolve(*key)
         except Exception as exc:
-            code, message = _classify(exc, jobs[indices[0]])
-            for index in indices:
-                results[index] = self._failed(jobs[index], None, code, message, received)
+            self._fail_all(exc, jobs, indices, None, results, received)
             return None
 
     async def _queue(
@@ -159,7 +157,7 @@ class JobHandler:
         """Queue the jobs on their version's batcher; answer at once the ones that fail.
 
         Jobs alike (same inputs, priority, no deadline) are validated, converted and
-        queued together as one batcher job of up to a batch of rows, and split again
+        queued together as one batcher job (see :func:`_groups`), and split again
         when answered: one array conversion and one future for many small jobs. When
         such a group does not validate, its jobs go one by one, so that only the bad
         one is refused.
@@ -167,9 +165,7 @@ class JobHandler:
         try:
             loaded = await self._models.get(version)
         except Exception as exc:
-            code, message = _classify(exc, jobs[indices[0]])
-            for index in indices:
-                results[index] = self._failed(jobs[index], version, code, message, received)
+            self._fail_all(exc, jobs, indices, version, results, received)
             return
         one_by_one: list[int] = []
         for group in _groups(jobs, indices, loaded.batcher.config, one_by_one):
@@ -209,9 +205,7 @@ class JobHandler:
         try:
             future = await self._enqueue(loaded, inputs, first.priority, None)
         except Exception as exc:
-            code, message = _classify(exc, first)
-            for index in group:
-                results[index] = self._failed(jobs[index], version, code, message, received)
+            self._fail_all(exc, jobs, group, version, results, received)
             return
         start = 0
         for index in group:
@@ -270,6 +264,20 @@ class JobHandler:
                 return loaded.batcher.submit_nowait(inputs, priority=priority, deadline=deadline)
             except QueueFull:
                 await asyncio.sleep(_QUEUE_FULL_WAIT_S)  # the loop pauses polling meanwhile
+
+    def _fail_all(
+        self,
+        exc: BaseException,
+        jobs: Sequence[PredictJob],
+        indices: list[int],
+        version: ModelVersion | None,
+        results: list[Result | None],
+        received: float,
+    ) -> None:
+        """Answer every job at ``indices`` with the error ``exc`` (classified once)."""
+        code, message = _classify(exc, jobs[indices[0]])
+        for index in indices:
+            results[index] = self._failed(jobs[index], version, code, message, received)
 
     def _failed(
         self,
