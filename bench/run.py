@@ -383,15 +383,14 @@ async def bench_model(
                 again = measure_raw(store, name, workload, workload.max_batch_size)
             raw.extra["runs"] = [raw.rows_per_s, again.rows_per_s]
             raw.rows_per_s = (raw.rows_per_s + again.rows_per_s) / 2
+    single = replace(workload, processes=1)
     if workload.processes > 1:  # and what one process does, for comparison
         console.print(f"[bold]{name}[/bold]: maas, one process")
-        one = replace(workload, processes=1)
-        results["maas-1"] = await drain("maas", broker, registry, name, one)
+        results["maas-1"] = await drain("maas", broker, registry, name, single)
     light = 0.1 * results["maas"].rows_per_s
     console.print(f"[bold]{name}[/bold]: latency at 10% load, maas and the relay")
     # One process: 10% of the load is well within it, and a second group member joining
     # mid-measurement would time a rebalance, not the path.
-    single = replace(workload, processes=1)
     results["light"] = await latency_at_load("maas", broker, registry, name, single, light)
     results["light-relay"] = await latency_at_load("relay", broker, registry, name, single, light)
     b = results["maas"].rows_per_s

@@ -3,9 +3,10 @@
 Poll; hand each partition's share of the poll to one task that decodes the records,
 queues their jobs on the batchers together and publishes the answers together;
 pause the partitions when too many jobs are in flight or a model's queue already holds
-several batches; wait for the broker's acks; commit only the prefix of each partition whose records are all answered. On rebalance, revoked
-partitions are drained (or abandoned after a timeout, uncommitted) before they are
-released; on SIGTERM the worker stops polling, drains and commits.
+several batches; wait for the broker's acks; commit only the prefix of each partition
+whose records are all answered. On rebalance, revoked partitions are drained (or
+abandoned after a timeout, uncommitted) before they are released; on SIGTERM the
+worker stops polling, drains and commits.
 """
 
 from __future__ import annotations
