@@ -1,6 +1,6 @@
 """The public wire contract: job and result messages, one JSON object per record.
 
-This module is the single source of truth for the schema in DESIGN.md. Decoding is
+This module is the single source of truth for the schema in docs/contract.md. Decoding is
 strict and happens at the edge: it either returns a frozen, validated message or
 raises :class:`DecodeError` naming the offending field. Unknown fields are ignored
 so that newer clients can talk to older workers.
