@@ -6,6 +6,7 @@ import argparse
 import importlib
 import sys
 from collections.abc import Sequence
+from importlib.metadata import PackageNotFoundError, version
 
 from maas import logs
 
@@ -32,7 +33,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="log rendering: json in production, readable on a terminal (default: auto)",
     )
     parser.add_argument("--log-level", default="info", help="debug, info, warning or error")
-    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    parser.add_argument("--version", action="version", version=f"maas {_version()}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
         try:
             module = importlib.import_module(name)
@@ -44,9 +46,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _version() -> str:
+    try:
+        return version("maas")
+    except PackageNotFoundError:  # pragma: no cover - running from a checkout, not installed
+        return "unknown"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.command is None:  # plain `maas`: say what it can do
+        parser.print_help()
+        return 0
     logs.configure(args.log_format, args.log_level)
     try:
         code: int = args.func(args)
