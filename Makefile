@@ -1,4 +1,4 @@
-# Everything runs from a local virtualenv; torch is pinned to the CPU wheel.
+# Everything runs from a local virtualenv; constraints.txt pins torch.
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
