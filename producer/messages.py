@@ -26,7 +26,13 @@ CONTROL_SCHEMA = "maas.control/v1"
 DEFAULT_ALIAS = "production"
 
 NonEmptyStr = Annotated[str, msgspec.Meta(min_length=1, max_length=512)]
-Version = Annotated[int, msgspec.Meta(ge=1)]
+# Integers that end up in database columns or in numpy's int64 arithmetic are bounded at
+# the edge, so an extreme value is INVALID_INPUT naming the field, not an overflow later.
+INT32_MAX = 2**31 - 1
+INT64_MAX = 2**63 - 1
+Version = Annotated[int, msgspec.Meta(ge=1, le=INT32_MAX)]
+EpochMillis = Annotated[int, msgspec.Meta(ge=0, le=INT64_MAX)]
+Priority = Annotated[int, msgspec.Meta(ge=-INT32_MAX, le=INT32_MAX)]
 
 
 class ErrorCode(StrEnum):
@@ -70,8 +76,8 @@ class PredictJob(msgspec.Struct, frozen=True, kw_only=True):
     version: Version | None = None
     alias: NonEmptyStr = DEFAULT_ALIAS
     reply_to: NonEmptyStr | None = None
-    deadline_ms: int | None = None
-    priority: int = 0
+    deadline_ms: EpochMillis | None = None
+    priority: Priority = 0
     metadata: dict[str, Any] = {}
 
     @property
@@ -149,6 +155,12 @@ class ControlEvent(msgspec.Struct, frozen=True, kw_only=True):
     schema: str = CONTROL_SCHEMA
 
 
+class _Schema(msgspec.Struct, frozen=True):
+    """Just the ``schema`` field: which kind of message a record is."""
+
+    schema: str | None = None
+
+
 class JobEnvelope(msgspec.Struct, frozen=True):
     """The few fields needed to answer a job whose full decoding failed."""
 
@@ -203,8 +215,10 @@ def _decode(raw: bytes | str, kind: type[T], schema: str | None) -> T:
         detail = _PATH.sub("", text)
         where = f"field `{field}`" if field else "message"
         raise DecodeError(f"invalid {where}: {detail}", field=field) from exc
-    except msgspec.DecodeError as exc:
+    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
         raise DecodeError(f"not valid UTF-8 JSON: {exc}") from exc
+    except RecursionError as exc:
+        raise DecodeError("JSON nested too deeply") from exc
     found = getattr(message, "schema", schema)
     if schema is not None and found != schema:
         raise DecodeError(f"field `schema` must be {schema!r}, got {found!r}", field="schema")
@@ -262,10 +276,7 @@ def decode_control(raw: bytes | str) -> ControlEvent:
 
 def decode_any_reply(raw: bytes | str) -> Result | RetrainResult:
     """Decode a record from a reply topic, which carries both result kinds."""
-    try:
-        schema = msgspec.json.decode(raw, type=dict[str, Any]).get("schema")
-    except msgspec.DecodeError as exc:
-        raise DecodeError(f"not valid UTF-8 JSON: {exc}") from exc
+    schema = _decode(raw, _Schema, None).schema
     if schema == RETRAIN_RESULT_SCHEMA:
         return decode_retrain_result(raw)
     return decode_result(raw)

@@ -11,6 +11,7 @@ from producer.messages import (
     DecodeError,
     ErrorCode,
     Result,
+    decode_any_reply,
     decode_envelope,
     decode_predict,
     decode_result,
@@ -47,6 +48,23 @@ def test_valid_job_gets_contract_defaults() -> None:
         (b'{"job_id": "j", "model": "m", "inputs": {"a": [1], "b": [1, 2]}}', "inputs", "same"),
         (b'{"job_id": "j", "model": "m", "inputs": {"x": [1]}, "version": 0}', "version", ">= 1"),
         (
+            b'{"job_id": "j", "model": "m", "inputs": {"x": [1]}, "version": 1180591620717411303424}',
+            "version",
+            "<= 2147483647",
+        ),
+        (
+            b'{"job_id": "j", "model": "m", "inputs": {"x": [1]}, "deadline_ms": 1'
+            + b"0" * 400
+            + b"}",
+            "deadline_ms",
+            "Expected `int`",
+        ),
+        (
+            b'{"job_id": "j", "model": "m", "inputs": {"x": [1]}, "priority": -99999999999}',
+            "priority",
+            ">= -2147483647",
+        ),
+        (
             b'{"job_id": "j", "model": "m", "inputs": {"x": [1]}, "schema": "maas.predict/v9"}',
             "schema",
             "maas.predict/v1",
@@ -60,12 +78,27 @@ def test_invalid_job_names_the_field(raw: bytes, field: str, words: str) -> None
     assert words in str(info.value)
 
 
-@pytest.mark.parametrize("raw", [b"", b"{", b"\xff\xfe", b"[1, 2]", b"null"])
+DEEP = b"[" * 5000 + b"]" * 5000
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"",
+        b"{",
+        b"\xff\xfe",
+        b"[1, 2]",
+        b"null",
+        b'{"job_id": "j\xff", "model": "m", "inputs": {"x": [[1]]}}',  # invalid UTF-8 in a string
+        b'{"job_id": "j", "model": "m", "inputs": {"x": ' + DEEP + b"}}",  # nested too deep
+        b'{"job_id": "j", "model": "m", "inputs": {"x": [[1]]}, "metadata": {"a": ' + DEEP + b"}}",
+    ],
+)
 def test_undecodable_records_raise(raw: bytes) -> None:
-    with pytest.raises(DecodeError):
-        decode_predict(raw)
-    with pytest.raises(DecodeError):
-        decode_envelope(raw)
+    """The edge keeps its promise: a validated message or DecodeError, nothing else."""
+    for decode in (decode_predict, decode_envelope, decode_retrain, decode_any_reply):
+        with pytest.raises(DecodeError):
+            decode(raw)
 
 
 def test_envelope_survives_a_broken_body() -> None:
