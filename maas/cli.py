@@ -18,6 +18,7 @@ COMMAND_MODULES = (
     "maas.commands.models",
     "maas.commands.schedule",
     "maas.commands.client",
+    "maas.commands.db",
 )
 
 

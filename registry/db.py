@@ -7,12 +7,14 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 
 import migrations
 
 SQLITE_BUSY_TIMEOUT_MS = 15_000
+# The PostgreSQL advisory lock that migrations hold (any key no other application uses).
+MIGRATION_LOCK_KEY = 0x6D616173  # "maas"
 
 
 def make_engine(database_url: str) -> Engine:
@@ -56,8 +58,18 @@ def alembic_config(engine: Engine | None = None) -> Config:
 
 
 def upgrade(engine: Engine, revision: str = "head") -> None:
-    """Migrate the database behind ``engine`` to ``revision`` (default: head)."""
+    """Migrate the database behind ``engine`` to ``revision`` (default: head).
+
+    Processes that start together migrate one after the other, never at once: on
+    PostgreSQL under an advisory lock held until the migration commits, on SQLite under
+    the write lock that every transaction takes first. The ones that come later find
+    the schema at ``revision`` and change nothing.
+    """
     with engine.begin() as connection:
+        if connection.dialect.name == "postgresql":
+            connection.execute(
+                text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY}
+            )
         config = alembic_config(engine)
         config.attributes["connection"] = connection
         command.upgrade(config, revision)

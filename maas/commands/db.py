@@ -1,0 +1,66 @@
+"""``maas db upgrade``: migrate the registry database once, before the services start."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import Engine
+from sqlalchemy.exc import ArgumentError, OperationalError
+
+from maas.commands.common import add_registry_options, registry_settings
+from registry import db
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = subparsers.add_parser(
+        "db",
+        help="registry database: apply the migrations",
+        description="The registry's schema belongs to its Alembic migrations.",
+    )
+    verbs = parser.add_subparsers(dest="db_command", metavar="VERB", required=True)
+    upgrade = verbs.add_parser(
+        "upgrade",
+        help="migrate the registry database to the latest schema, then exit",
+        description="Apply every pending migration and exit: the one-shot job that runs "
+        "before a deployment's workers, trainer and scheduler start (compose.yaml's "
+        "`migrate`, the Kubernetes Job). Safe to run again; a database already at the "
+        "latest schema is left as it is.",
+    )
+    add_registry_options(upgrade)
+    upgrade.set_defaults(func=run_upgrade)
+
+
+def run_upgrade(args: argparse.Namespace) -> int:
+    database_url = registry_settings(args).database_url
+    try:
+        engine = db.make_engine(database_url)
+    except ArgumentError as exc:  # NoSuchModuleError too: an unknown dialect or driver
+        return _fail(f"MAAS_DATABASE_URL is not a database URL that maas can use ({exc})")
+    except OSError as exc:  # SQLite: the database's folder cannot be made
+        return _fail(f"the registry database cannot be created ({exc})")
+    url = engine.url.render_as_string(hide_password=True)
+    try:
+        db.upgrade(engine)
+        revision = _revision(engine)
+    except OperationalError as exc:
+        reason = str(exc.orig or exc).strip().splitlines()[0]
+        return _fail(
+            f"the registry database {url} is unreachable ({reason}); check "
+            "MAAS_DATABASE_URL or --database-url and that the server is running"
+        )
+    finally:
+        engine.dispose()
+    print(f"registry database {url} is at the latest schema (revision {revision})")
+    return 0
+
+
+def _revision(engine: Engine) -> str | None:
+    with engine.connect() as connection:
+        return MigrationContext.configure(connection).get_current_revision()
+
+
+def _fail(message: str) -> int:
+    print(f"error: {message}", file=sys.stderr)
+    return 1
