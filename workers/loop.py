@@ -124,6 +124,11 @@ class Worker:
         self._publisher: Publisher | None = None
         self.ready = asyncio.Event()
 
+    @property
+    def consumer(self) -> AIOKafkaConsumer | None:
+        """The group member, once :meth:`run` has started it (probes read its partitions)."""
+        return self._consumer
+
     async def run(self, stop: asyncio.Event) -> None:
         await ensure_topics(self.kafka)
         producer = AIOKafkaProducer(

@@ -172,6 +172,10 @@ class ModelCache:
             oldest.runtime.close()
             log.info("model unloaded", model=oldest.version.model, version=oldest.version.version)
 
+    def loaded(self) -> list[Loaded]:
+        """The versions loaded now, each with its batcher."""
+        return list(self._loaded.values())
+
     def batchers(self) -> list[DynamicBatcher]:
         return [loaded.batcher for loaded in self._loaded.values()]
 

@@ -7,16 +7,16 @@ import multiprocessing
 import signal
 from dataclasses import dataclass
 from functools import partial
-from wsgiref.simple_server import WSGIServer
 
 import structlog
-from prometheus_client import start_http_server
 
 from producer.control import alias_move_publisher
 from producer.kafka import KafkaSettings
 from registry.settings import RegistrySettings
 from registry.store import Store
+from workers.health import served
 from workers.loop import Worker, WorkerSettings
+from workers.probes import worker_probe
 
 log = structlog.get_logger(__name__)
 
@@ -27,7 +27,7 @@ class PoolSettings:
     registry: RegistrySettings
     worker: WorkerSettings
     processes: int = 1
-    metrics_port: int = 0  # Prometheus on this port (process i of a pool on +i); 0: off
+    metrics_port: int = 0  # /metrics, /healthz, /readyz here (process i of a pool on +i); 0: off
     log_format: str = "auto"
     log_level: str = "info"
 
@@ -38,6 +38,7 @@ async def serve_async(
     """Serve in this event loop until ``stop`` is set (or SIGTERM/SIGINT when not given).
 
     ``index``: this process's place in the pool (its metrics port is offset by it).
+    With a metrics port, /metrics, /healthz and /readyz are served while it runs.
     """
     if stop is None:
         stop = asyncio.Event()
@@ -47,24 +48,13 @@ async def serve_async(
     store = await asyncio.to_thread(
         partial(Store.open, settings.registry, on_alias_move=alias_move_publisher(settings.kafka))
     )
-    exporter = _serve_metrics(settings.metrics_port + index) if settings.metrics_port else None
+    port = settings.metrics_port + index if settings.metrics_port else 0
     try:
-        await Worker(settings.kafka, store, settings.worker).run(stop)
+        worker = Worker(settings.kafka, store, settings.worker)
+        async with served(port, worker_probe(worker)):
+            await worker.run(stop)
     finally:
-        if exporter is not None:
-            exporter.shutdown()
-            exporter.server_close()
         store.close()
-
-
-def _serve_metrics(port: int) -> WSGIServer:
-    """Prometheus's /metrics on ``port``, served from a daemon thread."""
-    try:
-        server, _ = start_http_server(port)
-    except OSError as exc:
-        raise SystemExit(f"cannot serve metrics on port {port}: {exc}") from exc
-    log.info("metrics served", url=f"http://0.0.0.0:{port}/metrics")
-    return server
 
 
 def _child(settings: PoolSettings, index: int) -> None:

@@ -41,8 +41,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         type=int,
         default=0,
         metavar="P",
-        help="serve Prometheus metrics on http://0.0.0.0:P/metrics (process i of a pool "
-        "on P+i); 0, the default: not served",
+        help="serve Prometheus /metrics and the /healthz and /readyz probes on "
+        "http://0.0.0.0:P (process i of a pool on P+i); 0, the default: not served",
     )
     parser.add_argument(
         "--max-batch-size",
