@@ -27,6 +27,13 @@ log = structlog.get_logger(__name__)
 
 JOBS = PromCounter("maas_jobs", "Jobs answered", ["model", "version", "status"])
 ROWS = PromCounter("maas_rows", "Rows answered", ["model", "version"])
+ERRORS = PromCounter("maas_job_errors", "Jobs answered with an error", ["model", "version", "code"])
+# Each job adds rows / batch size, its share of the batch it ran in: the batches' count
+# without a per-batch hook. Mean rows per batch: batched_rows / batches.
+BATCHES = PromCounter("maas_batches", "Inference batches run", ["model", "version"])
+BATCHED_ROWS = PromCounter(
+    "maas_batched_rows", "Rows run in inference batches", ["model", "version"]
+)
 LATENCY = Histogram(
     "maas_job_seconds",
     "Job latency from receipt to answer",
@@ -43,10 +50,14 @@ class _Window:
     errors: Counter[str] = field(default_factory=Counter)
     queue_ms: list[float] = field(default_factory=list)
     infer_ms: list[float] = field(default_factory=list)
+    batched_rows: int = 0
+    batches: float = 0.0
     # How much of the above publish() has added to the Prometheus metrics already.
     published_jobs: int = 0
     published_rows: int = 0
-    published_errors: int = 0
+    published_errors: Counter[str] = field(default_factory=Counter)
+    published_batched_rows: int = 0
+    published_batches: float = 0.0
 
 
 def _percentiles(values: list[float]) -> tuple[float, float, float]:
@@ -92,6 +103,9 @@ class MetricsRecorder:
         window.batch_rows += batch_size
         if error:
             window.errors[error] += 1
+        elif batch_size:
+            window.batched_rows += rows
+            window.batches += rows / batch_size
         window.queue_ms.append(queue_ms)
         window.infer_ms.append(infer_ms)
 
@@ -102,18 +116,34 @@ class MetricsRecorder:
             if w.published_jobs == w.jobs:
                 continue
             jobs_ok, jobs_error, rows_total, latency = self._children(model, version)
-            errors = w.errors.total()
-            new_errors = errors - w.published_errors
+            new_errors = w.errors.total() - w.published_errors.total()
             new_ok = w.jobs - w.published_jobs - new_errors
             if new_ok:
                 jobs_ok.inc(new_ok)
             if new_errors:
                 jobs_error.inc(new_errors)
+                self._publish_codes(model, version, w)
             rows_total.inc(w.rows - w.published_rows)
+            self._publish_batches(model, version, w)
             start = w.published_jobs
             for queue_ms, infer_ms in zip(w.queue_ms[start:], w.infer_ms[start:], strict=True):
                 latency.observe((queue_ms + infer_ms) / 1000)
-            w.published_jobs, w.published_rows, w.published_errors = w.jobs, w.rows, errors
+            w.published_jobs, w.published_rows = w.jobs, w.rows
+
+    @staticmethod
+    def _publish_codes(model: str, version: int, w: _Window) -> None:
+        for code, count in w.errors.items():
+            if count > w.published_errors[code]:
+                ERRORS.labels(model, str(version), code).inc(count - w.published_errors[code])
+                w.published_errors[code] = count
+
+    @staticmethod
+    def _publish_batches(model: str, version: int, w: _Window) -> None:
+        if w.batched_rows == w.published_batched_rows:
+            return
+        BATCHED_ROWS.labels(model, str(version)).inc(w.batched_rows - w.published_batched_rows)
+        BATCHES.labels(model, str(version)).inc(w.batches - w.published_batches)
+        w.published_batched_rows, w.published_batches = w.batched_rows, w.batches
 
     def _children(self, model: str, version: int) -> tuple[Any, Any, Any, Any]:
         """Prometheus children per version, looked up once (labels() is slow per call)."""

@@ -13,12 +13,17 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 from aiokafka.partitioner import DefaultPartitioner
 from aiokafka.producer.message_accumulator import BatchBuilder
+from prometheus_client import Counter
 
 from producer.messages import DecodeError, ErrorCode, JobEnvelope, decode_envelope, encode
 
 log = structlog.get_logger(__name__)
 
 Headers = Sequence[tuple[str, bytes]]
+
+DEAD_LETTERS = Counter("maas_dead_letters", "Records sent to the dead-letter topic", ["code"])
+for _code in ErrorCode:  # every series from the start, so that rate() sees the first one
+    DEAD_LETTERS.labels(_code.value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -228,6 +233,7 @@ class Publisher:
             ("maas.source.partition", str(source.partition).encode()),
             ("maas.source.offset", str(source.offset).encode()),
         ]
+        DEAD_LETTERS.labels(code).inc()
         log.warning(
             "dead-lettering record",
             topic=source.topic,

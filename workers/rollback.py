@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 import structlog
+from prometheus_client import Counter
 
 from registry.entities import AliasMove, MetricWindow
 from registry.errors import RegistryError
@@ -25,6 +26,8 @@ from registry.store import Store
 log = structlog.get_logger(__name__)
 
 WriteWindows = Callable[[Sequence[MetricWindow]], None]
+
+ROLLBACKS = Counter("maas_rollbacks", "Automatic rollbacks this worker made", ["model"])
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +76,7 @@ class RollbackWatcher:
             log.warning("rollback check failed", model=model, error=str(exc))
             return None
         if move is not None:
+            ROLLBACKS.labels(model).inc()
             log.warning(
                 "version rolled back automatically",
                 model=model,
