@@ -28,6 +28,7 @@ from datetime import UTC, datetime, timedelta
 import structlog
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
+from prometheus_client import Counter
 
 from producer.kafka import KafkaSettings, ensure_topics
 from producer.messages import Dataset, RetrainJob, encode
@@ -39,6 +40,12 @@ from registry.store import Store
 log = structlog.get_logger(__name__)
 
 Clock = Callable[[], datetime]
+
+FIRES = Counter(
+    "maas_scheduler_fires",
+    "Retrain jobs the scheduler published (outcome=published) or claimed and lost",
+    ["model", "trigger", "outcome"],
+)
 
 
 def utc_now() -> datetime:
@@ -95,6 +102,17 @@ class Scheduler:
         self.settings = settings
         self.clock = clock
         self._last_metric_fire: dict[str, float] = {}  # model -> monotonic time
+        self.ticked_at: float | None = None  # monotonic time of the last tick that worked
+
+    async def readiness(self) -> str | None:
+        """Why the scheduler is not ready: no tick reached the registry lately (three
+        intervals, 30 s at least). None when it is ready."""
+        if self.ticked_at is None:
+            return "no tick has reached the registry yet"
+        late = time.monotonic() - self.ticked_at
+        if late > max(3 * self.settings.interval_s, 30.0):
+            return f"no tick has reached the registry for {late:.0f} s"
+        return None
 
     async def run(self, stop: asyncio.Event) -> None:
         await ensure_topics(self.kafka)
@@ -105,6 +123,7 @@ class Scheduler:
             while not stop.is_set():
                 try:
                     await self.tick(producer)
+                    self.ticked_at = time.monotonic()
                 except RegistryError as exc:
                     log.error("scheduler tick failed; retrying next tick", error=str(exc))
                 with contextlib.suppress(TimeoutError):
@@ -171,6 +190,8 @@ class Scheduler:
                 model=job.model,
                 error=str(exc),
             )
+            FIRES.labels(job.model, job.trigger, "lost").inc()
             return False
         log.info("retrain job published", job_id=job.job_id, model=job.model, trigger=job.trigger)
+        FIRES.labels(job.model, job.trigger, "published").inc()
         return True

@@ -23,6 +23,7 @@ from pathlib import Path
 import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
+from prometheus_client import Counter, Histogram
 
 from producer.kafka import KafkaSettings, ensure_topics
 from producer.messages import (
@@ -53,6 +54,18 @@ from workers.replies import Publisher, PublishFailed, Record, source_of
 log = structlog.get_logger(__name__)
 
 DEFAULT_RECIPE = "tabular"
+
+ANSWERED = Counter(
+    "maas_retrain_jobs",
+    "Retrain jobs answered, by status and by whether the version was promoted (the gate)",
+    ["model", "status", "promoted"],
+)
+TRAINING = Histogram(
+    "maas_retrain_seconds",
+    "Time spent training a model, evaluation and export included",
+    ["model"],
+    buckets=(1, 5, 15, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200),
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +109,10 @@ class Trainer:
         self.settings = settings
         self.ready = asyncio.Event()
         self._publisher: Publisher | None = None
+
+    async def readiness(self) -> str | None:
+        """Why the trainer is not ready (None: it has joined its group and owns partitions)."""
+        return None if self.ready.is_set() else "no retrain partitions assigned yet"
 
     async def run(self, stop: asyncio.Event) -> None:
         await ensure_topics(self.kafka)
@@ -173,6 +190,7 @@ class Trainer:
                 version=result.version,
                 promoted=result.promoted,
             )
+            ANSWERED.labels(job.model, result.status, str(result.promoted).lower()).inc()
 
     async def _reject(self, record: Record, exc: DecodeError) -> None:
         assert self._publisher is not None
@@ -316,10 +334,12 @@ def _train(job: RetrainJob, workdir: Path) -> tuple[Recipe, TrainedModel]:
     except Exception as exc:
         log.exception("training crashed")
         raise _Failure(ErrorCode.INTERNAL, f"training failed: {type(exc).__name__}: {exc}") from exc
+    seconds = time.perf_counter() - started
+    TRAINING.labels(job.model).observe(seconds)
     log.info(
         "trained",
         recipe=recipe.name,
-        seconds=round(time.perf_counter() - started, 2),
+        seconds=round(seconds, 2),
         metrics={k: trained.metrics[k] for k in ("accuracy",) if k in trained.metrics},
     )
     return recipe, trained

@@ -48,6 +48,24 @@ def add_registry_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_metrics_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--metrics-port",
+        type=_port,
+        default=0,
+        metavar="P",
+        help="serve Prometheus /metrics and the /healthz and /readyz probes on "
+        "http://0.0.0.0:P; 0, the default: not served",
+    )
+
+
+def _port(text: str) -> int:
+    port = int(text)
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{port} is not a TCP port (0-65535)")
+    return port
+
+
 def kafka_settings(args: argparse.Namespace) -> KafkaSettings:
     return KafkaSettings.from_env(
         bootstrap_servers=args.bootstrap_servers,

@@ -19,6 +19,7 @@ from rich.table import Table
 from maas.commands.common import (
     actor,
     add_kafka_options,
+    add_metrics_option,
     add_registry_options,
     console,
     kafka_settings,
@@ -30,9 +31,11 @@ from producer.errors import JobTimeout
 from producer.messages import Dataset, RetrainJob, RetrainResult
 from producer.scheduler import MetricTrigger, Scheduler, SchedulerSettings
 from registry.store import Store
+from workers.health import Probe, served
 
 PROMOTE_CHOICES = ("gate", "never", "always")
 Handler = Callable[[Store, argparse.Namespace], int]
+Main = Callable[[asyncio.Event], Coroutine[Any, Any, None]]
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -59,6 +62,7 @@ def _trainer_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentPars
         default=0.0,
         help="margin on the recipe's metric a candidate needs to be promoted (default 0)",
     )
+    add_metrics_option(parser)
     add_kafka_options(parser)
     add_registry_options(parser)
     parser.set_defaults(func=_run_trainer)
@@ -88,6 +92,7 @@ def _scheduler_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentPa
         default=3600.0,
         help="at most one metric retrain per model per this many seconds (3600; in memory)",
     )
+    add_metrics_option(parser)
     add_kafka_options(parser)
     add_registry_options(parser)
     parser.set_defaults(func=_run_scheduler)
@@ -164,13 +169,16 @@ def dataset_of(text: str | None) -> dict[str, str] | None:
 # -- long-running verbs ----------------------------------------------------------------------
 
 
-def _until_signal(main: Callable[[asyncio.Event], Coroutine[Any, Any, None]]) -> int:
+def _until_signal(main: Main, *, metrics_port: int, readiness: Probe) -> int:
+    """Run ``main`` until SIGTERM/SIGINT, serving metrics and probes on ``metrics_port``."""
+
     async def runner() -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        await main(stop)
+        async with served(metrics_port, readiness):
+            await main(stop)
 
     asyncio.run(runner())
     return 0
@@ -185,7 +193,10 @@ def _run_trainer(args: argparse.Namespace) -> int:
     kafka = kafka_settings(args)
     settings = TrainerSettings(group_id=args.group_id, min_improvement=args.min_improvement)
     with Store.open(registry_settings(args), on_alias_move=alias_move_publisher(kafka)) as store:
-        return _until_signal(Trainer(kafka, store, settings).run)
+        trainer = Trainer(kafka, store, settings)
+        return _until_signal(
+            trainer.run, metrics_port=args.metrics_port, readiness=trainer.readiness
+        )
 
 
 def _run_scheduler(args: argparse.Namespace) -> int:
@@ -199,7 +210,10 @@ def _run_scheduler(args: argparse.Namespace) -> int:
         )
     settings = SchedulerSettings(interval_s=args.interval, metric=metric)
     with Store.open(registry_settings(args)) as store:
-        return _until_signal(Scheduler(kafka_settings(args), store, settings).run)
+        scheduler = Scheduler(kafka_settings(args), store, settings)
+        return _until_signal(
+            scheduler.run, metrics_port=args.metrics_port, readiness=scheduler.readiness
+        )
 
 
 # -- maas schedule ----------------------------------------------------------------------------
