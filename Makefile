@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 PIP    := $(BIN)/python -m pip --disable-pip-version-check
 
-.PHONY: setup up test check lint typecheck bench clean
+.PHONY: setup up test check lint typecheck check-deploy bench clean
 
 $(BIN)/maas: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -16,10 +16,11 @@ setup: $(BIN)/maas
 up: setup  ## the embedded stack: broker, registry, demo model, worker
 	$(BIN)/maas up
 
-test: setup  ## lint, type-check and the whole test suite (real broker, real PostgreSQL)
+test: setup  ## lint, type-check, the deployment files and the whole test suite (real broker, real PostgreSQL)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	VENV=$(VENV) bash scripts/check-deploy.sh
 	$(BIN)/python -m pytest -q
 
 check: lint typecheck
@@ -29,6 +30,9 @@ lint: setup
 
 typecheck: setup
 	$(BIN)/mypy
+
+check-deploy: setup  ## compose.yaml, Prometheus rules, Kubernetes manifests (needs scripts/deploy-tools.sh)
+	VENV=$(VENV) bash scripts/check-deploy.sh
 
 bench: setup  ## throughput/latency against the raw model, a naive worker and a relay
 	$(BIN)/python -m bench.run
