@@ -2,7 +2,7 @@
 
 A run is started once per ``job_id`` and finished once: with ``ok`` and the version it
 registered (by :meth:`registry.models.ModelStore.register`, in the same transaction
-as the version, through :func:`finish`), or with ``error``.
+as the version, through :func:`finish`), or with ``error`` and the code of its failure.
 Each due time of a schedule is claimed by exactly one caller, however many schedulers
 race: the claim is a committed row.
 """
@@ -30,13 +30,14 @@ RUN_STATUSES = ("ok", "error")
 
 @dataclass(frozen=True, slots=True)
 class RunOutcome:
-    """How a retraining run ended: ``ok`` with its version, or ``error``."""
+    """How a retraining run ended: ``ok`` with its version, or ``error`` with its code."""
 
     status: str
     version: int | None = None
     metrics: dict[str, Any] = field(default_factory=dict)
     promoted: bool = False
     reason: str = ""
+    error_code: str | None = None
 
 
 class RunStore:
@@ -86,9 +87,12 @@ class RunStore:
         metrics: dict[str, Any] | None = None,
         promoted: bool = False,
         reason: str = "",
+        error_code: str | None = None,
     ) -> RetrainRun:
-        """Record the outcome (``ok`` or ``error``) of a running retraining job."""
-        outcome = RunOutcome(status, version, dict(metrics or {}), promoted, reason=reason)
+        """Record the outcome (``ok``, or ``error`` and its ``error_code``) of a running job."""
+        outcome = RunOutcome(
+            status, version, dict(metrics or {}), promoted, reason=reason, error_code=error_code
+        )
         with self._db.session() as session:
             return convert.run(finish(session, job_id, outcome))
 
@@ -197,6 +201,8 @@ def finish(session: Session, job_id: str, outcome: RunOutcome) -> RetrainRunRow:
     """Finish the running run ``job_id`` with ``outcome``, inside the caller's session."""
     if outcome.status not in RUN_STATUSES:
         raise ConflictError(f"run status {outcome.status!r} is unknown; use 'ok' or 'error'")
+    if outcome.error_code is not None and outcome.status != "error":
+        raise ConflictError(f"an {outcome.status!r} run has no error code; only 'error' runs do")
     row = session.scalar(
         select(RetrainRunRow).where(RetrainRunRow.job_id == job_id).with_for_update()
     )
@@ -206,4 +212,5 @@ def finish(session: Session, job_id: str, outcome: RunOutcome) -> RetrainRunRow:
         raise ConflictError(f"retraining run {job_id!r} already finished with status {row.status}")
     row.status, row.version, row.metrics = outcome.status, outcome.version, dict(outcome.metrics)
     row.promoted, row.reason, row.finished_at = outcome.promoted, outcome.reason, utcnow()
+    row.error_code = outcome.error_code
     return row

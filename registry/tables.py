@@ -178,6 +178,7 @@ class RetrainRunRow(Base):
     metrics: Mapped[dict[str, Any]]
     promoted: Mapped[bool] = mapped_column(Boolean, default=False)
     reason: Mapped[str] = mapped_column(Text, default="")
+    error_code: Mapped[str | None] = mapped_column(String(32))  # of an "error" run
     started_at: Mapped[datetime] = mapped_column(default=utcnow)
     finished_at: Mapped[datetime | None]
 

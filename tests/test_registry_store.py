@@ -231,6 +231,30 @@ def test_runs_are_idempotent_by_job_id(registry: Registry) -> None:
         registry.runs.finish_run("job-2", status="ok")
 
 
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def any_registry(request: pytest.FixtureRequest) -> Registry:
+    """The SQLite registry, then (marked ``postgres``) one on PostgreSQL."""
+    registry: Registry = request.getfixturevalue(
+        "registry" if request.param == "sqlite" else "pg_registry"
+    )
+    return registry
+
+
+def test_a_failed_run_stores_and_returns_its_error_code(any_registry: Registry) -> None:
+    runs = any_registry.runs
+    runs.start_run("bad", "digits", trigger="manual")
+    failed = runs.finish_run(
+        "bad", status="error", reason="epochs must be positive", error_code="INVALID_INPUT"
+    )
+    assert (failed.status, failed.error_code, failed.metrics) == ("error", "INVALID_INPUT", {})
+    assert runs.get_run("bad") == failed
+    runs.start_run("good", "digits", trigger="manual")
+    with pytest.raises(ConflictError, match="only 'error' runs do"):
+        runs.finish_run("good", status="ok", error_code="INTERNAL")
+    done = runs.finish_run("good", status="ok", version=None)
+    assert done.error_code is None and runs.get_run("good") == done
+
+
 def test_register_finishes_its_run_in_the_same_transaction(
     registry: Registry, make_onnx: MakeOnnx
 ) -> None:

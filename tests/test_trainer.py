@@ -131,6 +131,7 @@ async def test_failed_training_registers_nothing_and_bad_records_are_dead_letter
     assert registry.models.list_models() == []
     run = registry.runs.get_run("bad-params")
     assert run is not None and run.status == "error"
+    assert run.error_code == "INVALID_INPUT" and run.metrics == {}
 
     dead = await read(kafka, kafka.topics.dlq, until=lambda records: len(records) >= 1)
     assert dead[0].value == b"\x00not json"

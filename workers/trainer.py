@@ -98,12 +98,7 @@ class RunLog(Protocol):
     ) -> tuple[RetrainRun, bool]: ...
 
     def finish_run(
-        self,
-        job_id: str,
-        *,
-        status: str,
-        reason: str = ...,
-        metrics: dict[str, Any] | None = ...,
+        self, job_id: str, *, status: str, reason: str = ..., error_code: str | None = ...
     ) -> RetrainRun: ...
 
     def get_run(self, job_id: str) -> RetrainRun | None: ...
@@ -317,7 +312,7 @@ class Trainer:
                 job.job_id,
                 status="error",
                 reason=failure.message,
-                metrics={"error_code": str(failure.code)},  # so a redelivery answers alike
+                error_code=str(failure.code),  # so a redelivery answers alike
             )
         except ConflictError:
             stored = await asyncio.to_thread(self.runs.get_run, job.job_id)
@@ -379,8 +374,7 @@ def _from_run(job: RetrainJob, run: RetrainRun) -> RetrainResult:
             promoted=run.promoted,
             reason=run.reason,
         )
-    stored = run.metrics.get("error_code")
-    code = ErrorCode(stored) if stored in set(ErrorCode) else ErrorCode.INTERNAL
+    code = ErrorCode(run.error_code) if run.error_code in set(ErrorCode) else ErrorCode.INTERNAL
     return _error(job.job_id, run.model, code, run.reason or "the run failed")
 
 
