@@ -14,8 +14,8 @@ import torch
 from producer.control import alias_move_publisher
 from producer.kafka import KafkaSettings
 from producer.messages import RetrainJob, decode_control
+from registry.bundle import Registry
 from registry.settings import RegistrySettings
-from registry.store import Store
 from tests.kafka_helpers import publish, read, read_results
 from workers.trainer import Trainer, TrainerSettings, recipe_name
 
@@ -30,17 +30,17 @@ def _one_thread() -> None:
 
 
 @pytest.fixture
-def store(tmp_path: Path, kafka: KafkaSettings) -> Iterator[Store]:
+def registry(tmp_path: Path, kafka: KafkaSettings) -> Iterator[Registry]:
     settings = RegistrySettings(
         database_url=f"sqlite:///{tmp_path / 'registry.db'}", artifact_dir=tmp_path / "artifacts"
     )
-    with Store.open(settings, on_alias_move=alias_move_publisher(kafka)) as opened:
+    with Registry.open(settings, on_alias_move=alias_move_publisher(kafka)) as opened:
         yield opened
 
 
 @pytest.fixture
-async def trainer(kafka: KafkaSettings, store: Store) -> AsyncIterator[Trainer]:
-    running = Trainer(kafka, store, TrainerSettings())
+async def trainer(kafka: KafkaSettings, registry: Registry) -> AsyncIterator[Trainer]:
+    running = Trainer(kafka, registry.models, registry.runs, TrainerSettings())
     stop = asyncio.Event()
     task = asyncio.create_task(running.run(stop))
     await asyncio.wait_for(running.ready.wait(), 30)
@@ -56,7 +56,7 @@ def job(job_id: str, **fields: Any) -> bytes:
 
 
 async def test_better_version_is_promoted_and_a_worse_one_only_registered(
-    kafka: KafkaSettings, store: Store, trainer: Trainer
+    kafka: KafkaSettings, registry: Registry, trainer: Trainer
 ) -> None:
     await publish(
         kafka,
@@ -81,17 +81,17 @@ async def test_better_version_is_promoted_and_a_worse_one_only_registered(
     assert "does not beat production 2 on accuracy" in worse["reason"]
     assert worse["error"] is None
 
-    v2, v3 = store.get_version("digits", 2), store.get_version("digits", 3)
-    assert store.resolve("digits").version == 2
+    v2, v3 = registry.models.get_version("digits", 2), registry.models.get_version("digits", 3)
+    assert registry.models.resolve("digits").version == 2
     assert (v2.parent_version, v3.parent_version) == (1, 2)
     assert v2.dataset_hash and v2.params["epochs"] == 5 and v2.params["recipe"] == "digits"
     assert v3.params["label_noise"] == 0.8
-    run = store.get_run("r2")
+    run = registry.runs.get_run("r2")
     assert run is not None and (run.status, run.version, run.promoted) == ("ok", 2, True)
 
 
 async def test_a_redelivered_job_is_answered_twice_alike_with_one_run_and_one_version(
-    kafka: KafkaSettings, store: Store, trainer: Trainer
+    kafka: KafkaSettings, registry: Registry, trainer: Trainer
 ) -> None:
     await publish(kafka, kafka.topics.retrain, [job("same", params=WEAK)] * 2, key=b"digits")
     records = await read(
@@ -104,11 +104,11 @@ async def test_a_redelivered_job_is_answered_twice_alike_with_one_run_and_one_ve
     assert len(answers) == 2
     assert answers[0] == answers[1]
     assert answers[0]["version"] == 1
-    assert [v.version for v in store.versions("digits")] == [1]
+    assert [v.version for v in registry.models.versions("digits")] == [1]
 
 
 async def test_failed_training_registers_nothing_and_bad_records_are_dead_lettered(
-    kafka: KafkaSettings, store: Store, trainer: Trainer
+    kafka: KafkaSettings, registry: Registry, trainer: Trainer
 ) -> None:
     await publish(
         kafka,
@@ -128,9 +128,10 @@ async def test_failed_training_registers_nothing_and_bad_records_are_dead_letter
         assert results[job_id]["version"] is None
     assert "epochs" in results["bad-params"]["error"]["message"]
     assert "missing.csv" in results["bad-data"]["error"]["message"]
-    assert store.list_models() == []
-    run = store.get_run("bad-params")
+    assert registry.models.list_models() == []
+    run = registry.runs.get_run("bad-params")
     assert run is not None and run.status == "error"
+    assert run.error_code == "INVALID_INPUT" and run.metrics == {}
 
     dead = await read(kafka, kafka.topics.dlq, until=lambda records: len(records) >= 1)
     assert dead[0].value == b"\x00not json"
@@ -138,10 +139,10 @@ async def test_failed_training_registers_nothing_and_bad_records_are_dead_letter
 
 
 async def test_a_run_left_running_by_a_crash_is_trained_again_and_a_failed_one_is_not(
-    kafka: KafkaSettings, store: Store
+    kafka: KafkaSettings, registry: Registry
 ) -> None:
-    trainer = Trainer(kafka, store, TrainerSettings(worker_id="t"))
-    store.start_run("crashed", "digits", trigger="manual", params=WEAK)
+    trainer = Trainer(kafka, registry.models, registry.runs, TrainerSettings(worker_id="t"))
+    registry.runs.start_run("crashed", "digits", trigger="manual", params=WEAK)
     redone = await trainer.execute(RetrainJob(job_id="crashed", model="digits", params=WEAK))
     assert (redone.status, redone.version) == ("ok", 1)
 
@@ -150,13 +151,13 @@ async def test_a_run_left_running_by_a_crash_is_trained_again_and_a_failed_one_i
     assert failed.status == again.status == "error"
     assert failed.error == again.error
     assert failed.error is not None and failed.error.code == "INVALID_INPUT"
-    assert [v.version for v in store.versions("digits")] == [1]
+    assert [v.version for v in registry.models.versions("digits")] == [1]
 
 
 async def test_a_promotion_is_announced_on_the_control_topic(
-    kafka: KafkaSettings, store: Store
+    kafka: KafkaSettings, registry: Registry
 ) -> None:
-    trainer = Trainer(kafka, store, TrainerSettings(worker_id="t"))
+    trainer = Trainer(kafka, registry.models, registry.runs, TrainerSettings(worker_id="t"))
     result = await trainer.execute(RetrainJob(job_id="c", model="digits", params=WEAK))
     assert result.promoted
     control = await read(kafka, kafka.topics.control, until=lambda rs: len(rs) >= 1, timeout_s=5)

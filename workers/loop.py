@@ -18,6 +18,7 @@ import socket
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
+from typing import Protocol
 
 import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
@@ -33,12 +34,13 @@ from producer.messages import (
     encode,
     error_result,
 )
-from registry.store import Store
+from registry.entities import MetricWindow
+from registry.policy import AliasRollbacks, WindowReader
 from workers.batching import BatchConfig
 from workers.control import follow_control
 from workers.heap import freeze_long_lived
 from workers.metrics import MetricsRecorder
-from workers.models import ModelCache
+from workers.models import ModelCache, VersionLookup
 from workers.offsets import OffsetTracker
 from workers.replies import Outgoing, Publisher, PublishFailed, Record, source_of
 from workers.rollback import RollbackSettings, RollbackWatcher
@@ -50,6 +52,16 @@ log = structlog.get_logger(__name__)
 
 def default_worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
+
+
+class ServedModels(VersionLookup, AliasRollbacks, Protocol):
+    """What a worker asks of the model store: versions to serve, rollbacks of bad ones."""
+
+
+class ServedMetrics(WindowReader, Protocol):
+    """What a worker asks of the metric store: keep its windows, read them back to judge."""
+
+    def record_windows(self, windows: Sequence[MetricWindow]) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,23 +112,28 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
 class Worker:
     """One consumer in the worker group. ``run`` returns after ``stop`` is set and drained."""
 
-    def __init__(self, kafka: KafkaSettings, store: Store, settings: WorkerSettings) -> None:
+    def __init__(
+        self,
+        kafka: KafkaSettings,
+        models: ServedModels,
+        metrics: ServedMetrics,
+        settings: WorkerSettings,
+    ) -> None:
         if not settings.worker_id:
             settings = replace(settings, worker_id=default_worker_id())
         self.kafka = kafka
         self.settings = settings
-        self.store = store
         self.tracker: OffsetTracker[TopicPartition] = OffsetTracker()
         self.rollback = RollbackWatcher(
-            store, settings.rollback, actor=f"auto-rollback@{settings.worker_id}"
+            models, metrics, settings.rollback, actor=f"auto-rollback@{settings.worker_id}"
         )
         self.metrics = MetricsRecorder(
-            self.rollback.wrap(store.record_windows),
+            self.rollback.wrap(metrics.record_windows),
             worker=settings.worker_id,
             interval_s=settings.metrics_interval_s,
         )
         self.models = ModelCache(
-            store, runtime=settings.runtime, batch=settings.batch, alias_ttl_s=settings.alias_ttl_s
+            models, runtime=settings.runtime, batch=settings.batch, alias_ttl_s=settings.alias_ttl_s
         )
         self.handler = JobHandler(self.models, self.metrics, worker=settings.worker_id)
         self._tasks: dict[TopicPartition, set[asyncio.Task[None]]] = {}

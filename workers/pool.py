@@ -14,8 +14,8 @@ from prometheus_client import start_http_server
 
 from producer.control import alias_move_publisher
 from producer.kafka import KafkaSettings
+from registry.bundle import Registry
 from registry.settings import RegistrySettings
-from registry.store import Store
 from workers.loop import Worker, WorkerSettings
 
 log = structlog.get_logger(__name__)
@@ -44,17 +44,20 @@ async def serve_async(
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-    store = await asyncio.to_thread(
-        partial(Store.open, settings.registry, on_alias_move=alias_move_publisher(settings.kafka))
+    registry = await asyncio.to_thread(
+        partial(
+            Registry.open, settings.registry, on_alias_move=alias_move_publisher(settings.kafka)
+        )
     )
     exporter = _serve_metrics(settings.metrics_port + index) if settings.metrics_port else None
     try:
-        await Worker(settings.kafka, store, settings.worker).run(stop)
+        worker = Worker(settings.kafka, registry.models, registry.metrics, settings.worker)
+        await worker.run(stop)
     finally:
         if exporter is not None:
             exporter.shutdown()
             exporter.server_close()
-        store.close()
+        registry.close()
 
 
 def _serve_metrics(port: int) -> WSGIServer:

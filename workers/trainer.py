@@ -19,6 +19,7 @@ import tempfile
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any, Protocol
 
 import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -36,7 +37,6 @@ from producer.messages import (
 )
 from registry.entities import ModelVersion, RetrainRun
 from registry.errors import AliasNotFound, ConflictError, ModelNotFound, RegistryError
-from registry.store import Store
 from workers.gate import GateDecision, GatePolicy, decide
 from workers.loop import default_worker_id
 from workers.recipes import (
@@ -69,6 +69,41 @@ class TrainerSettings:
         return f"trainer@{self.worker_id}"
 
 
+class Registrar(Protocol):
+    """What the trainer asks of the model store: production's version, and a new one."""
+
+    def resolve(self, name: str, alias: str = ...) -> ModelVersion: ...
+
+    def register(
+        self,
+        name: str,
+        artifact: Path,
+        *,
+        actor: str,
+        reason: str = ...,
+        promote: bool = ...,
+        parent_version: int | None = ...,
+        dataset_hash: str | None = ...,
+        params: dict[str, Any] | None = ...,
+        metrics: dict[str, Any] | None = ...,
+        run_job_id: str | None = ...,
+    ) -> ModelVersion: ...
+
+
+class RunLog(Protocol):
+    """What the trainer asks of the run store: start, fail and read a run by its job id."""
+
+    def start_run(
+        self, job_id: str, model: str, *, trigger: str, params: dict[str, Any] | None = ...
+    ) -> tuple[RetrainRun, bool]: ...
+
+    def finish_run(
+        self, job_id: str, *, status: str, reason: str = ..., error_code: str | None = ...
+    ) -> RetrainRun: ...
+
+    def get_run(self, job_id: str) -> RetrainRun | None: ...
+
+
 class _Failure(Exception):
     """A job that cannot produce a version: answered with ``code`` and ``message``."""
 
@@ -88,11 +123,14 @@ def recipe_name(job: RetrainJob) -> str:
 class Trainer:
     """One member of the trainer group. ``run`` returns after ``stop`` is set."""
 
-    def __init__(self, kafka: KafkaSettings, store: Store, settings: TrainerSettings) -> None:
+    def __init__(
+        self, kafka: KafkaSettings, models: Registrar, runs: RunLog, settings: TrainerSettings
+    ) -> None:
         if not settings.worker_id:
             settings = replace(settings, worker_id=default_worker_id())
         self.kafka = kafka
-        self.store = store
+        self.models = models
+        self.runs = runs
         self.settings = settings
         self.ready = asyncio.Event()
         self._publisher: Publisher | None = None
@@ -192,7 +230,7 @@ class Trainer:
     async def execute(self, job: RetrainJob) -> RetrainResult:
         """Run ``job`` once (idempotent by ``job_id``) and return its RetrainResult."""
         run, created = await asyncio.to_thread(
-            self.store.start_run,
+            self.runs.start_run,
             job.job_id,
             job.model,
             trigger=job.trigger,
@@ -223,7 +261,7 @@ class Trainer:
         try:
             version = await asyncio.to_thread(self._register, job, trained, production, decision)
         except ConflictError:  # another trainer finished this run first
-            stored = await asyncio.to_thread(self.store.get_run, job.job_id)
+            stored = await asyncio.to_thread(self.runs.get_run, job.job_id)
             assert stored is not None
             return _from_run(job, stored)
         except RegistryError as exc:
@@ -242,7 +280,7 @@ class Trainer:
 
     def _production(self, model: str) -> ModelVersion | None:
         try:
-            return self.store.resolve(model)
+            return self.models.resolve(model)
         except (ModelNotFound, AliasNotFound):
             return None
 
@@ -253,7 +291,7 @@ class Trainer:
         production: ModelVersion | None,
         decision: GateDecision,
     ) -> ModelVersion:
-        return self.store.register(
+        return self.models.register(
             job.model,
             trained.artifact,
             actor=self.settings.actor,
@@ -270,14 +308,14 @@ class Trainer:
         log.warning("retrain job failed", code=failure.code, error=failure.message)
         try:
             await asyncio.to_thread(
-                self.store.finish_run,
+                self.runs.finish_run,
                 job.job_id,
                 status="error",
                 reason=failure.message,
-                metrics={"error_code": str(failure.code)},  # so a redelivery answers alike
+                error_code=str(failure.code),  # so a redelivery answers alike
             )
         except ConflictError:
-            stored = await asyncio.to_thread(self.store.get_run, job.job_id)
+            stored = await asyncio.to_thread(self.runs.get_run, job.job_id)
             assert stored is not None
             return _from_run(job, stored)
         return _error(job.job_id, job.model, failure.code, failure.message)
@@ -336,8 +374,7 @@ def _from_run(job: RetrainJob, run: RetrainRun) -> RetrainResult:
             promoted=run.promoted,
             reason=run.reason,
         )
-    stored = run.metrics.get("error_code")
-    code = ErrorCode(stored) if stored in set(ErrorCode) else ErrorCode.INTERNAL
+    code = ErrorCode(run.error_code) if run.error_code in set(ErrorCode) else ErrorCode.INTERNAL
     return _error(job.job_id, run.model, code, run.reason or "the run failed")
 
 

@@ -13,11 +13,11 @@ from rich.console import Console
 
 from producer.control import alias_move_publisher
 from producer.kafka import KafkaSettings
+from registry.bundle import Registry
 from registry.errors import RegistryError
 from registry.settings import RegistrySettings
-from registry.store import Store
 
-StoreHandler = Callable[[Store, argparse.Namespace], int]
+RegistryHandler = Callable[[Registry, argparse.Namespace], int]
 
 
 def add_kafka_options(parser: argparse.ArgumentParser) -> None:
@@ -60,10 +60,10 @@ def registry_settings(args: argparse.Namespace) -> RegistrySettings:
     return RegistrySettings.from_env(database_url=args.database_url, artifact_dir=args.artifact_dir)
 
 
-def with_store(
-    handler: StoreHandler, *, announce: bool = False
+def with_registry(
+    handler: RegistryHandler, *, announce: bool = False
 ) -> Callable[[argparse.Namespace], int]:
-    """Run ``handler`` with an open store; domain errors become one line and exit 1.
+    """Run ``handler`` with the registry open; domain errors become one line and exit 1.
 
     ``announce``: alias moves are published on the control topic (needs Kafka options).
     """
@@ -71,8 +71,8 @@ def with_store(
     def run(args: argparse.Namespace) -> int:
         try:
             hook = alias_move_publisher(kafka_settings(args)) if announce else None
-            with Store.open(registry_settings(args), on_alias_move=hook) as store:
-                return handler(store, args)
+            with Registry.open(registry_settings(args), on_alias_move=hook) as registry:
+                return handler(registry, args)
         except RegistryError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 1

@@ -23,16 +23,16 @@ from maas.commands.common import (
     console,
     kafka_settings,
     registry_settings,
-    with_store,
+    with_registry,
 )
 from producer.control import alias_move_publisher
 from producer.errors import JobTimeout
 from producer.messages import Dataset, RetrainJob, RetrainResult
 from producer.scheduler import MetricTrigger, Scheduler, SchedulerSettings
-from registry.store import Store
+from registry.bundle import Registry
 
 PROMOTE_CHOICES = ("gate", "never", "always")
-Handler = Callable[[Store, argparse.Namespace], int]
+Handler = Callable[[Registry, argparse.Namespace], int]
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -108,13 +108,13 @@ def _schedule_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentPar
     add.add_argument("name", metavar="NAME")
     add.add_argument("--cron", required=True, help='five fields, UTC, e.g. "0 3 * * *"')
     _job_options(add)
-    add.set_defaults(func=with_store(_add))
+    add.set_defaults(func=with_registry(_add))
     verbs.add_parser("list", parents=[common], help="list schedules").set_defaults(
-        func=with_store(_list)
+        func=with_registry(_list)
     )
     remove = verbs.add_parser("remove", parents=[common], help="remove a schedule by id")
     remove.add_argument("id", type=int, metavar="ID")
-    remove.set_defaults(func=with_store(_remove))
+    remove.set_defaults(func=with_registry(_remove))
 
 
 def _retrain_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -184,8 +184,9 @@ def _run_trainer(args: argparse.Namespace) -> int:
     torch.set_num_threads(1)  # one trainer, one core: predictable next to the workers
     kafka = kafka_settings(args)
     settings = TrainerSettings(group_id=args.group_id, min_improvement=args.min_improvement)
-    with Store.open(registry_settings(args), on_alias_move=alias_move_publisher(kafka)) as store:
-        return _until_signal(Trainer(kafka, store, settings).run)
+    hook = alias_move_publisher(kafka)
+    with Registry.open(registry_settings(args), on_alias_move=hook) as registry:
+        return _until_signal(Trainer(kafka, registry.models, registry.runs, settings).run)
 
 
 def _run_scheduler(args: argparse.Namespace) -> int:
@@ -198,15 +199,16 @@ def _run_scheduler(args: argparse.Namespace) -> int:
             cooldown_s=args.metric_cooldown,
         )
     settings = SchedulerSettings(interval_s=args.interval, metric=metric)
-    with Store.open(registry_settings(args)) as store:
-        return _until_signal(Scheduler(kafka_settings(args), store, settings).run)
+    with Registry.open(registry_settings(args)) as registry:
+        scheduler = Scheduler(kafka_settings(args), registry.runs, registry.metrics, settings)
+        return _until_signal(scheduler.run)
 
 
 # -- maas schedule ----------------------------------------------------------------------------
 
 
-def _add(store: Store, args: argparse.Namespace) -> int:
-    schedule = store.add_schedule(
+def _add(registry: Registry, args: argparse.Namespace) -> int:
+    schedule = registry.runs.add_schedule(
         args.name,
         args.cron,
         dataset=dataset_of(args.dataset),
@@ -221,9 +223,9 @@ def _add(store: Store, args: argparse.Namespace) -> int:
     return 0
 
 
-def _list(store: Store, args: argparse.Namespace) -> int:
+def _list(registry: Registry, args: argparse.Namespace) -> int:
     table = Table("id", "model", "cron", "dataset", "params", "promote", "next fire", "last fire")
-    for s in store.schedules():
+    for s in registry.runs.schedules():
         table.add_row(
             str(s.id),
             s.model,
@@ -238,8 +240,8 @@ def _list(store: Store, args: argparse.Namespace) -> int:
     return 0
 
 
-def _remove(store: Store, args: argparse.Namespace) -> int:
-    store.remove_schedule(args.id, actor=actor(args))
+def _remove(registry: Registry, args: argparse.Namespace) -> int:
+    registry.runs.remove_schedule(args.id, actor=actor(args))
     print(f"schedule {args.id} removed")
     return 0
 
