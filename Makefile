@@ -19,13 +19,14 @@ up: setup  ## the embedded stack: broker, registry, demo model, worker
 test: setup  ## lint, type-check and the whole test suite (real broker, real PostgreSQL)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 	$(BIN)/mypy
 	$(BIN)/python -m pytest -q
 
 check: lint typecheck
 
 lint: setup
-	$(BIN)/ruff check . && $(BIN)/ruff format --check .
+	$(BIN)/ruff check . && $(BIN)/ruff format --check . && $(BIN)/lint-imports
 
 typecheck: setup
 	$(BIN)/mypy

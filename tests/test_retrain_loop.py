@@ -16,12 +16,12 @@ from aiokafka import AIOKafkaProducer
 from producer.control import alias_move_publisher
 from producer.kafka import KafkaSettings, ensure_topics
 from producer.messages import RetrainJob
-from producer.scheduler import Scheduler, SchedulerSettings
 from registry.bundle import Registry
 from registry.settings import RegistrySettings
 from tests.kafka_helpers import publish, read_results
 from workers.demo import digits_samples
 from workers.loop import Worker, WorkerSettings
+from workers.scheduler import Scheduler, SchedulerSettings
 from workers.trainer import Trainer, TrainerSettings
 
 

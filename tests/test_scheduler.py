@@ -14,11 +14,11 @@ from aiokafka import AIOKafkaProducer
 from maas.cli import main
 from producer.kafka import KafkaSettings, ensure_topics
 from producer.messages import decode_retrain
-from producer.scheduler import MetricTrigger, Scheduler, SchedulerSettings
 from registry.bundle import Registry
 from registry.entities import MetricWindow
 from registry.settings import RegistrySettings
 from tests.kafka_helpers import read
+from workers.scheduler import MetricTrigger, Scheduler, SchedulerSettings
 from workers.trainer import Trainer, TrainerSettings
 
 pytest_plugins = ["tests.registry_fixtures"]

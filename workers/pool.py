@@ -16,6 +16,7 @@ from producer.control import alias_move_publisher
 from producer.kafka import KafkaSettings
 from registry.bundle import Registry
 from registry.settings import RegistrySettings
+from workers import logs
 from workers.loop import Worker, WorkerSettings
 
 log = structlog.get_logger(__name__)
@@ -71,8 +72,6 @@ def _serve_metrics(port: int) -> WSGIServer:
 
 
 def _child(settings: PoolSettings, index: int) -> None:
-    from maas import logs
-
     logs.configure(settings.log_format, settings.log_level)
     asyncio.run(serve_async(settings, index=index))
 

@@ -28,8 +28,8 @@ from maas.commands.common import (
 from producer.control import alias_move_publisher
 from producer.errors import JobTimeout
 from producer.messages import Dataset, RetrainJob, RetrainResult
-from producer.scheduler import MetricTrigger, Scheduler, SchedulerSettings
 from registry.bundle import Registry
+from workers.scheduler import MetricTrigger, Scheduler, SchedulerSettings
 
 PROMOTE_CHOICES = ("gate", "never", "always")
 Handler = Callable[[Registry, argparse.Namespace], int]
