@@ -8,6 +8,7 @@ from collections.abc import Callable
 import structlog
 from aiokafka import AIOKafkaConsumer
 
+from producer.control import log_fields
 from producer.kafka import KafkaSettings
 from producer.messages import ControlEvent, DecodeError, decode_control
 from producer.tail import tail_async
@@ -46,11 +47,5 @@ def _dispatch(raw: bytes | None, on_event: Callable[[ControlEvent], None]) -> No
     except DecodeError as exc:
         log.warning("control event ignored", error=str(exc))
         return
-    log.info(
-        "control event",
-        control_event=event.event,
-        model=event.model,
-        alias=event.alias,
-        version=event.version,
-    )
+    log.info("control event", **log_fields(event))
     on_event(event)
