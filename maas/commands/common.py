@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import argparse
 import getpass
+import json
 import os
 import socket
 import sys
 from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 
@@ -18,6 +21,7 @@ from registry.errors import RegistryError
 from registry.settings import RegistrySettings
 
 RegistryHandler = Callable[[Registry, argparse.Namespace], int]
+PROMOTE_CHOICES = ("gate", "never", "always")
 
 
 def add_kafka_options(parser: argparse.ArgumentParser) -> None:
@@ -46,6 +50,34 @@ def add_registry_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--artifact-dir", help="artifact store (env MAAS_ARTIFACT_DIR, default ./.maas/artifacts)"
     )
+
+
+def add_retrain_job_options(parser: argparse.ArgumentParser) -> None:
+    """What a retrain job carries, for ``maas retrain`` and ``maas schedule add``."""
+    parser.add_argument(
+        "--dataset", metavar="URI_OR_NAME", help="a file URI/path or a built-in dataset name"
+    )
+    parser.add_argument("--params", type=_json_object, default={}, help='JSON, e.g. {"epochs": 5}')
+    parser.add_argument("--promote", choices=PROMOTE_CHOICES, default="gate", help="(gate)")
+
+
+def _json_object(text: str) -> dict[str, Any]:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise argparse.ArgumentTypeError(f"--params is not valid JSON: {exc}") from exc
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError('--params must be a JSON object, e.g. {"epochs": 5}')
+    return value
+
+
+def dataset_of(text: str | None) -> dict[str, str] | None:
+    """``--dataset``: a URI or path (has ``:`` or ``/`` or exists) or a built-in name."""
+    if not text:
+        return None
+    if "://" in text or "/" in text or Path(text).exists():
+        return {"uri": text}
+    return {"name": text}
 
 
 def kafka_settings(args: argparse.Namespace) -> KafkaSettings:
