@@ -59,8 +59,8 @@ class QueueFull(WorkerError):
 
 
 class BatcherClosed(WorkerError):
-    """The batcher was closed (the version unloaded, the worker stopping) before the
-    job ran; it is tried again, on the version loaded anew."""
+    """The batcher was closed (its version unloaded to make room for another) or its
+    scheduler stopped before the job ran; the job is tried again."""
 
     retriable = True
 

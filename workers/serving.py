@@ -126,7 +126,8 @@ async def _enqueue(
 
 
 class JobHandler:
-    """Turns decoded jobs into their Results (ok or error), recording metrics on the way."""
+    """Turns decoded jobs into their outcomes, recording metrics on the way: a Result
+    (ok or error), or a :class:`Retry` for a job that failed with a retriable error."""
 
     def __init__(self, models: ModelCache, metrics: MetricsRecorder, *, worker: str) -> None:
         self._models = models
@@ -272,7 +273,7 @@ class _Poll:
             outputs = {name: value[queued.rows] for name, value in outputs.items()}
         total = _ms(self.received)
         queue_ms = round(max(total - out.infer_ms, 0.0), 3)
-        self._record(version, job, None, queue_ms, out.infer_ms, out.batch_size)
+        self._record(version, job, None, queue_ms, out)
         self.outcomes[index] = Result(
             job_id=job.job_id,
             status="ok",
@@ -309,7 +310,7 @@ class _Poll:
         """The error Result for ``job``, recorded in its version's metrics."""
         total = _ms(self.received)
         if version is not None:
-            self._record(version, job, code, total, 0.0, 0)
+            self._record(version, job, code, total, None)
         return error_result(
             job.job_id,
             ErrorCode(code),
@@ -327,15 +328,15 @@ class _Poll:
         job: PredictJob,
         error: str | None,
         queue_ms: float,
-        infer_ms: float,
-        batch_size: int,
+        out: BatchOutput | None,
     ) -> None:
+        """Record the job in its version's metrics: served (``out``) or ``error``."""
         self.metrics.record(
             version.model,
             version.version,
             rows=job.rows,
             error=error,
             queue_ms=queue_ms,
-            infer_ms=infer_ms,
-            batch_size=batch_size,
+            infer_ms=0.0 if out is None else out.infer_ms,
+            batch_size=0 if out is None else out.batch_size,
         )
