@@ -8,7 +8,7 @@ import asyncio
 import json
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import pytest
@@ -40,19 +40,16 @@ pytest_plugins = ["tests.registry_fixtures", "tests.serving_fixtures"]
 RETRY = RetrySettings(attempts=2, backoff_s=0.05)
 
 
-def jobs_on_one_partition(flaky: str) -> tuple[list[str], list[bytes]]:
-    """Five jobs; ``flaky`` (in the middle) asks for the production alias, the others
-    for version 1 explicitly, so that only the flaky one looks the alias up."""
-    pixels, _ = digits_samples(5, seed=11)
-    ids = ["ok-0", "ok-1", flaky, "ok-2", "ok-3"]
-    raws = [
-        job(job_id, {"x": [row.tolist()]}, **({} if job_id == flaky else {"version": 1}))
-        for job_id, row in zip(ids, pixels, strict=True)
-    ]
-    return ids, raws
+@pytest.fixture
+async def worker(kafka: KafkaSettings, store: Store, digits: ModelVersion) -> AsyncIterator[Worker]:
+    """A worker (not running yet) that tries a job twice more, 50 ms apart at first."""
+    worker = Worker(kafka, store, WorkerSettings(metrics_interval_s=0.5, retry=RETRY))
+    yield worker
+    await worker.models.aclose()
 
 
-def count_polls(worker: Worker, monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
+@pytest.fixture
+def polls(worker: Worker, monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
     """The job ids of every ``answer_many`` call the worker makes."""
     calls: list[list[str]] = []
     answer_many = worker.handler.answer_many
@@ -81,46 +78,52 @@ def failing_resolve(store: Store, monkeypatch: pytest.MonkeyPatch, times: int) -
 
 
 async def serve_one_batch(
-    kafka: KafkaSettings, worker: Worker, raws: list[bytes], job_ids: set[str]
-) -> tuple[dict[str, dict[str, Any]], Counter[str]]:
-    """Publish ``raws`` as one batch on partition 0, run the worker until every job is
-    answered and the commit reached the end; the results and how often each came."""
+    kafka: KafkaSettings, worker: Worker, flaky: str
+) -> tuple[list[str], dict[str, dict[str, Any]], Counter[str]]:
+    """Five jobs in one record batch on partition 0: ``flaky``, in the middle, asks for
+    the production alias, the others for version 1, so that only ``flaky`` looks the
+    alias up. Runs the worker until every job is answered and the commit reached the
+    end; returns the job ids, their results and how often each was answered."""
+    pixels, _ = digits_samples(5, seed=11)
+    ids = ["ok-0", "ok-1", flaky, "ok-2", "ok-3"]
+    raws = [
+        job(job_id, {"x": [row.tolist()]}, **({} if job_id == flaky else {"version": 1}))
+        for job_id, row in zip(ids, pixels, strict=True)
+    ]
     await ensure_topics(kafka)
     await publish_batch(kafka, kafka.topics.predict, raws, partition=0, key=b"k")
-    tp, group, end = TopicPartition(kafka.topics.predict, 0), worker.settings.group, len(raws)
+    tp, group = TopicPartition(kafka.topics.predict, 0), worker.settings.group
     async with running(worker.run):
-        results = await read_results(kafka, job_ids)
+        results = await read_results(kafka, set(ids))
         async with asyncio.timeout(10):  # the commit passes the held records in the end
-            while (committed := await committed_offset(kafka, group, tp)) != end:
+            while (committed := await committed_offset(kafka, group, tp)) != len(raws):
                 assert committed is None or committed <= 2  # never past a held record
                 await asyncio.sleep(0.1)
-        answers = await read(kafka, kafka.topics.results, until=settled(len(job_ids)))
-    return results, Counter(json.loads(r.value)["job_id"] for r in answers)
+        answers = await read(kafka, kafka.topics.results, until=settled(len(ids)))
+    return ids, results, Counter(json.loads(r.value)["job_id"] for r in answers)
 
 
 async def test_a_job_whose_registry_lookup_fails_is_read_again_and_answered_once(
-    kafka: KafkaSettings, store: Store, digits: ModelVersion, monkeypatch: pytest.MonkeyPatch
+    kafka: KafkaSettings,
+    store: Store,
+    worker: Worker,
+    polls: list[list[str]],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    worker = Worker(kafka, store, WorkerSettings(metrics_interval_s=0.5, retry=RETRY))
-    polls = count_polls(worker, monkeypatch)
     lookups = failing_resolve(store, monkeypatch, times=2)
-    ids, raws = jobs_on_one_partition("flaky")
 
-    results, answers = await serve_one_batch(kafka, worker, raws, set(ids))
+    ids, results, answers = await serve_one_batch(kafka, worker, "flaky")
 
     assert answers == dict.fromkeys(ids, 1)  # once each: no INTERNAL, no duplicates
     assert all(results[i]["status"] == "ok" for i in ids), results["flaky"]["error"]
     assert lookups == ["production"] * 3  # failed twice, then found
     # Read again from the broker, alone: the records after it were not answered again.
-    assert polls[0] == ids
-    assert polls[1:] == [["flaky"], ["flaky"]]
+    assert polls == [ids, ["flaky"], ["flaky"]]
 
 
 async def test_a_closed_batcher_sends_the_job_round_again(
-    kafka: KafkaSettings, store: Store, digits: ModelVersion, monkeypatch: pytest.MonkeyPatch
+    kafka: KafkaSettings, worker: Worker, polls: list[list[str]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    worker = Worker(kafka, store, WorkerSettings(metrics_interval_s=0.5, retry=RETRY))
-    polls = count_polls(worker, monkeypatch)
     refused: list[int] = []
     submit = DynamicBatcher.submit_nowait
 
@@ -131,9 +134,8 @@ async def test_a_closed_batcher_sends_the_job_round_again(
         return submit(batcher, *args, **kwargs)
 
     monkeypatch.setattr(DynamicBatcher, "submit_nowait", closed_once)
-    ids, raws = jobs_on_one_partition("first-alias")
 
-    results, answers = await serve_one_batch(kafka, worker, raws, set(ids))
+    ids, results, answers = await serve_one_batch(kafka, worker, "first-alias")
 
     assert refused and answers == dict.fromkeys(ids, 1)
     assert all(results[i]["status"] == "ok" for i in ids)
@@ -141,14 +143,15 @@ async def test_a_closed_batcher_sends_the_job_round_again(
 
 
 async def test_a_failure_that_stays_is_answered_internal_after_the_bound(
-    kafka: KafkaSettings, store: Store, digits: ModelVersion, monkeypatch: pytest.MonkeyPatch
+    kafka: KafkaSettings,
+    store: Store,
+    worker: Worker,
+    polls: list[list[str]],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    worker = Worker(kafka, store, WorkerSettings(metrics_interval_s=0.5, retry=RETRY))
-    polls = count_polls(worker, monkeypatch)
     lookups = failing_resolve(store, monkeypatch, times=1_000)
-    ids, raws = jobs_on_one_partition("doomed")
 
-    results, answers = await serve_one_batch(kafka, worker, raws, set(ids))
+    ids, results, answers = await serve_one_batch(kafka, worker, "doomed")
 
     assert answers == dict.fromkeys(ids, 1)
     doomed = results["doomed"]
@@ -161,20 +164,16 @@ async def test_a_failure_that_stays_is_answered_internal_after_the_bound(
 
 
 async def test_the_handler_returns_a_retry_for_a_retriable_failure_not_a_result(
-    store: Store, digits: ModelVersion, monkeypatch: pytest.MonkeyPatch
+    store: Store, worker: Worker, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    worker = Worker(KafkaSettings(), store, WorkerSettings(worker_id="w"))
     failing_resolve(store, monkeypatch, times=1)
     pixels, _ = digits_samples(1)
     predict = decode_predict(job("j", {"x": pixels.tolist()}))
-    try:
-        [retry] = await worker.handler.answer_many([predict], time.time())
-        assert isinstance(retry, Retry) and isinstance(retry.error, DatabaseError)
-        assert retry.job is predict and retry.version is None
-        answered = worker.handler.give_up(retry, time.time(), attempts=3)
-        assert (answered.job_id, answered.status) == ("j", "error")
-        assert answered.error is not None and answered.error.code == "INTERNAL"
-        [again] = await worker.handler.answer_many([predict], time.time())  # resolves now
-        assert not isinstance(again, Retry) and again.status == "ok"
-    finally:
-        await worker.models.aclose()
+    [retry] = await worker.handler.answer_many([predict], time.time())
+    assert isinstance(retry, Retry) and isinstance(retry.error, DatabaseError)
+    assert retry.job is predict and retry.version is None
+    answered = worker.handler.give_up(retry, time.time(), attempts=3)
+    assert (answered.job_id, answered.status) == ("j", "error")
+    assert answered.error is not None and answered.error.code == "INTERNAL"
+    [again] = await worker.handler.answer_many([predict], time.time())  # resolves now
+    assert not isinstance(again, Retry) and again.status == "ok"
