@@ -47,6 +47,7 @@ def with_worker_id(settings: S) -> S:
     process that serves (a pool builds its settings once, for every process)."""
     if settings.worker_id:
         return settings
+    # mypy cannot see that a Protocol-bound S is a dataclass; both settings classes are.
     return replace(settings, worker_id=default_worker_id())  # type: ignore[type-var]
 
 
