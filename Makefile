@@ -19,6 +19,7 @@ up: setup  ## the embedded stack: broker, registry, demo model, worker
 test: setup  ## lint, type-check, the deployment files and the whole test suite (real broker, real PostgreSQL)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 	$(BIN)/mypy
 	VENV=$(VENV) bash scripts/check-deploy.sh
 	$(BIN)/python -m pytest -q
@@ -26,7 +27,7 @@ test: setup  ## lint, type-check, the deployment files and the whole test suite 
 check: lint typecheck
 
 lint: setup
-	$(BIN)/ruff check . && $(BIN)/ruff format --check .
+	$(BIN)/ruff check . && $(BIN)/ruff format --check . && $(BIN)/lint-imports
 
 typecheck: setup
 	$(BIN)/mypy

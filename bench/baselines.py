@@ -15,16 +15,16 @@ import numpy as np
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from producer.kafka import KafkaSettings, Topics
+from registry.bundle import Registry
 from registry.settings import RegistrySettings
-from registry.store import Store
 from workers.loop import WorkerSettings
 from workers.runtime import RuntimeSettings, load_runtime
 
 
 async def naive(kafka: KafkaSettings, model: str, registry: RegistrySettings) -> None:
     """Consume one, predict one, produce one and wait: what a user writes by hand."""
-    with Store.open(registry) as store:
-        version = store.resolve(model)
+    with Registry.open(registry) as opened:
+        version = opened.models.resolve(model)
     runtime = load_runtime(version.path, version.format, version.signature, RuntimeSettings())
     consumer = AIOKafkaConsumer(
         kafka.topics.predict, **kafka.consumer("bench-naive", enable_auto_commit=True)

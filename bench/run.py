@@ -35,8 +35,9 @@ from rich.table import Table
 
 from maas.broker import EmbeddedBroker
 from producer.kafka import KafkaSettings, Topics, ensure_topics
+from registry.bundle import Registry
+from registry.models import ModelStore
 from registry.settings import RegistrySettings
-from registry.store import Store
 from workers.runtime import RuntimeSettings, load_runtime
 
 console = Console(width=160)  # the report table is wide; keep it whole in logs
@@ -136,14 +137,14 @@ def build_artifact(name: str, workdir: Path) -> Path:
 
 
 def measure_raw(
-    store: Store, model: str, workload: Workload, batch_size: int | None = None
+    models: ModelStore, model: str, workload: Workload, batch_size: int | None = None
 ) -> Measured:
     """The bare runtime (the one maas uses) at its best batch size, in rows/s.
 
     The sweep picks the size (unless ``batch_size`` is given); a second, longer run at
     that size gives the figure, so that the limit is not the luckiest of seven samples.
     """
-    version = store.resolve(model)
+    version = models.resolve(model)
     runtime = load_runtime(version.path, version.format, version.signature, RuntimeSettings())
 
     def rate(size: int, seconds: float) -> float:
@@ -365,11 +366,12 @@ async def bench_model(
     registry = RegistrySettings(
         database_url=f"sqlite:///{workdir / 'registry.db'}", artifact_dir=workdir / "artifacts"
     )
-    with Store.open(registry) as store:
-        if not store.list_models() or name not in {m.name for m in store.list_models()}:
-            store.register(name, build_artifact(name, workdir), actor="bench", promote=True)
+    with Registry.open(registry) as opened:
+        models = opened.models
+        if not models.list_models() or name not in {m.name for m in models.list_models()}:
+            models.register(name, build_artifact(name, workdir), actor="bench", promote=True)
         console.print(f"[bold]{name}[/bold]: a. raw onnxruntime")
-        raw = measure_raw(store, name, workload)
+        raw = measure_raw(models, name, workload)
     # maas batches up to the size at which the bare runtime does best on this machine.
     workload = replace(workload, max_batch_size=raw.extra["batch_size"])
     results = {"raw": raw}
@@ -379,8 +381,8 @@ async def bench_model(
         if kind == "maas":
             # Once more right after: the machine is shared, and its load drifts over a
             # run; the limit is the mean of the runs that bracket maas's.
-            with Store.open(registry) as store:
-                again = measure_raw(store, name, workload, workload.max_batch_size)
+            with Registry.open(registry) as opened:
+                again = measure_raw(opened.models, name, workload, workload.max_batch_size)
             raw.extra["runs"] = [raw.rows_per_s, again.rows_per_s]
             raw.rows_per_s = (raw.rows_per_s + again.rows_per_s) / 2
     single = replace(workload, processes=1)

@@ -8,7 +8,7 @@ import sys
 from collections.abc import Sequence
 from importlib.metadata import PackageNotFoundError, version
 
-from maas import logs
+from workers import logs
 
 # Each module exposes ``register(subparsers)``; its parsers set ``func(args) -> int``.
 COMMAND_MODULES = (

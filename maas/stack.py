@@ -17,9 +17,10 @@ from maas.broker import EmbeddedBroker, free_port
 from producer.aio import AsyncClient
 from producer.kafka import KafkaSettings, Topics
 from producer.messages import Result
+from registry.bundle import Registry
 from registry.errors import RegistryError
+from registry.models import ModelStore
 from registry.settings import RegistrySettings
-from registry.store import Store
 from workers.loop import Worker, WorkerSettings
 
 log = structlog.get_logger(__name__)
@@ -47,10 +48,10 @@ class DemoReport:
     versions: tuple[int, ...]
 
 
-def ensure_demo_model(store: Store, console: Console) -> int:
+def ensure_demo_model(models: ModelStore, console: Console) -> int:
     """Register and promote the digits demo model if it has no production version."""
     try:
-        return store.resolve(DEMO_MODEL).version
+        return models.resolve(DEMO_MODEL).version
     except RegistryError:
         pass
     from workers.demo import build_digits_model
@@ -58,7 +59,7 @@ def ensure_demo_model(store: Store, console: Console) -> int:
     console.print("training the digits demo model (PyTorch, scikit-learn's bundled data)…")
     with tempfile.TemporaryDirectory() as workdir:
         trained = build_digits_model(Path(workdir))
-        version = store.register(
+        version = models.register(
             DEMO_MODEL,
             trained.artifact,
             actor="maas up",
@@ -137,12 +138,12 @@ async def run_stack(settings: StackSettings, console: Console | None = None) -> 
         embedded=True,
     )
     console.print(f"embedded broker on {broker.bootstrap_servers} (in memory)")
-    store = await asyncio.to_thread(Store.open, settings.registry)
+    registry = await asyncio.to_thread(Registry.open, settings.registry)
     stop = asyncio.Event()
     report = None
     try:
-        await asyncio.to_thread(ensure_demo_model, store, console)
-        worker = Worker(kafka, store, settings.worker)
+        await asyncio.to_thread(ensure_demo_model, registry.models, console)
+        worker = Worker(kafka, registry.models, registry.metrics, settings.worker)
         await worker.models.get(await worker.models.resolve(DEMO_MODEL, None, "production"))
         worker_task = asyncio.create_task(worker.run(stop))
         await asyncio.wait(
@@ -165,7 +166,7 @@ async def run_stack(settings: StackSettings, console: Console | None = None) -> 
             await worker_task
     finally:
         stop.set()
-        store.close()
+        registry.close()
         broker.stop()
         console.print("stopped")
     return report

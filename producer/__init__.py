@@ -7,8 +7,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from producer.aio import AsyncClient
-from producer.errors import ClientError, JobTimeout, ServiceError
+from producer.aio import AsyncClient, AsyncHandle
+from producer.core import JobOptions
+from producer.errors import ClientError, JobTimeout, ServiceError, TopicNotFound
 from producer.kafka import KafkaSettings, Topics, ensure_topics
 from producer.messages import (
     DecodeError,
@@ -28,12 +29,14 @@ from producer.messages import (
 
 __all__ = [
     "AsyncClient",
+    "AsyncHandle",
     "Client",
     "ClientError",
     "DecodeError",
     "ErrorCode",
     "ErrorInfo",
     "Handle",
+    "JobOptions",
     "JobTimeout",
     "KafkaSettings",
     "PredictJob",
@@ -42,6 +45,7 @@ __all__ = [
     "RetrainResult",
     "ServiceError",
     "Timing",
+    "TopicNotFound",
     "Topics",
     "decode_predict",
     "decode_result",

@@ -3,9 +3,10 @@
     with Client(KafkaSettings.from_env()) as client:
         result = client.predict("digits", {"x": rows})
 
-A background thread reads the reply topic without a consumer group (every
-partition assigned, positioned at its end before anything is sent) and resolves
-waiting :class:`Handle` objects by ``job_id``. Safe to share between threads.
+A background thread reads the reply topic from now on (no consumer group) and settles
+waiting :class:`Handle` objects by ``job_id``. Safe to share between threads. Jobs,
+replies, errors and the lifecycle rules come from :class:`producer.core.BaseClient`;
+this module only does kafka-python's I/O.
 """
 
 from __future__ import annotations
@@ -13,79 +14,40 @@ from __future__ import annotations
 import asyncio
 import queue
 import threading
-import time
-import uuid
 import warnings
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from types import TracebackType
-from typing import Any
-
-import msgspec
-import structlog
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any, Unpack
 
 with warnings.catch_warnings():  # kafka-python 3.0 reads its schemas with a deprecated API
     warnings.simplefilter("ignore", DeprecationWarning)
-    from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+    from kafka import KafkaConsumer, KafkaProducer
 
-from producer.errors import ClientError, JobTimeout, ServiceError
+from producer.core import POLL_MS, BaseClient, JobOptions, Outgoing, Window
+from producer.handles import BaseHandle, Reply
 from producer.kafka import KafkaSettings, ensure_topics
-from producer.messages import (
-    DEFAULT_ALIAS,
-    DecodeError,
-    PredictJob,
-    Result,
-    RetrainJob,
-    RetrainResult,
-    decode_any_reply,
-    encode,
-)
+from producer.messages import Result, RetrainJob, RetrainResult
+from producer.tail import tail
 
-log = structlog.get_logger(__name__)
-
-Reply = Result | RetrainResult
+__all__ = ["Client", "Handle", "Reply"]
 
 
-class Handle:
+class Handle(BaseHandle):
     """A submitted job. :meth:`result` blocks until its reply arrives."""
 
-    def __init__(self, job_id: str, client: Client) -> None:
-        self.job_id = job_id
-        self._client = client
+    def __init__(self, job_id: str, client: BaseClient) -> None:
+        super().__init__(job_id, client)
         self._event = threading.Event()
-        self._reply: Reply | None = None
-        self._error: BaseException | None = None
-        self._callbacks: list[Callable[[Handle], None]] = []
-        self._lock = threading.Lock()
 
-    def done(self) -> bool:
-        return self._event.is_set()
+    def _wake(self) -> None:
+        self._event.set()
 
     def result(self, timeout: float | None = None) -> Reply:
-        """The reply (error Results included); raises :class:`JobTimeout` after ``timeout``."""
-        wait = self._client.timeout_s if timeout is None else timeout
-        if not self._event.wait(wait):
-            raise JobTimeout(self.job_id, wait, self._client.settings.bootstrap_servers)
-        if self._error is not None:
-            raise self._error
-        assert self._reply is not None
-        return self._reply
-
-    def add_done_callback(self, callback: Callable[[Handle], None]) -> None:
-        with self._lock:
-            if not self._event.is_set():
-                self._callbacks.append(callback)
-                return
-        callback(self)
-
-    def _resolve(self, reply: Reply | None, error: BaseException | None = None) -> None:
-        with self._lock:
-            if self._event.is_set():
-                return
-            self._reply, self._error = reply, error
-            self._event.set()
-            callbacks, self._callbacks = self._callbacks, []
-        for callback in callbacks:
-            callback(self)
+        """The reply (error Results included); raises :class:`JobTimeout` after
+        ``timeout`` seconds (default: the client's), or the error that failed the send."""
+        wait_s = self._wait_s(timeout)
+        if not self._event.wait(wait_s):
+            raise self._timed_out(wait_s)
+        return self._outcome()
 
 
 def _ensure_topics_blocking(settings: KafkaSettings) -> None:
@@ -105,72 +67,48 @@ def _ensure_topics_blocking(settings: KafkaSettings) -> None:
         raise errors[0]
 
 
-class Client:
+class Client(BaseClient):
     """Request/reply over Kafka with blocking calls. Use as a context manager."""
 
-    def __init__(
-        self,
-        settings: KafkaSettings,
-        *,
-        reply_topic: str | None = None,
-        timeout_s: float = 30.0,
-        create_topics: bool = True,
-    ) -> None:
-        self.settings = settings
-        self.reply_topic = reply_topic or settings.topics.results
-        self.timeout_s = timeout_s
-        self._create_topics = create_topics
-        self._producer: KafkaProducer | None = None
-        self._consumer: KafkaConsumer | None = None
-        self._reader: threading.Thread | None = None
-        self._stop = threading.Event()
-        self._waiting: dict[str, Handle] = {}
-        self._lock = threading.Lock()
+    _usage = "with Client(...)"
+    _producer: KafkaProducer | None = None
+    _consumer: KafkaConsumer | None = None
+    _reader: threading.Thread | None = None
 
     def __enter__(self) -> Client:
         self.start()
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self.close()
 
     def start(self) -> None:
-        if self._create_topics:
-            _ensure_topics_blocking(self.settings)
-        self._consumer = KafkaConsumer(**self.settings.consumer(None, auto_offset_reset="latest"))
-        partitions = self._reply_partitions(self._consumer)
-        self._consumer.assign(partitions)
-        self._consumer.seek_to_end(*partitions)
-        for tp in partitions:  # fix the start position before any job is sent
-            self._consumer.position(tp)
-        self._producer = KafkaProducer(**self.settings.producer())
+        """Create the topics (unless told not to), read the reply topic from now on."""
+        self._starting()
+        try:
+            if self._create_topics:
+                _ensure_topics_blocking(self.settings)
+            consumer = KafkaConsumer(**self.settings.consumer(None, auto_offset_reset="latest"))
+            self._consumer = consumer
+            tail(consumer, self.reply_topic)
+            self._producer = KafkaProducer(**self.settings.producer())
+        except BaseException:
+            self.close()
+            raise
         self._reader = threading.Thread(target=self._read, name="maas-replies", daemon=True)
         self._reader.start()
-
-    def _reply_partitions(self, consumer: KafkaConsumer) -> list[TopicPartition]:
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            partitions = consumer.partitions_for_topic(self.reply_topic)
-            if partitions:
-                return [TopicPartition(self.reply_topic, p) for p in sorted(partitions)]
-            time.sleep(0.05)
-        raise ServiceError(
-            "INTERNAL", f"reply topic {self.reply_topic!r} does not exist; create it first"
-        )
+        self._started()
 
     def close(self) -> None:
-        self._stop.set()
+        """Wait for the jobs still being sent, stop reading, fail the handles still
+        waiting (:class:`ClientError`), close the producer and consumer. Idempotent."""
+        if not self._closing():
+            return
+        if self._producer is not None:
+            self._producer.flush()
         if self._reader is not None:
             self._reader.join()
-        with self._lock:
-            waiting, self._waiting = self._waiting, {}
-        for handle in waiting.values():
-            handle._resolve(None, ClientError(f"client closed before job {handle.job_id} ended"))
+        self._abandon_waiting()
         if self._producer is not None:
             self._producer.close()
         if self._consumer is not None:
@@ -178,36 +116,19 @@ class Client:
 
     def _read(self) -> None:
         assert self._consumer is not None
-        while not self._stop.is_set():
-            batch = self._consumer.poll(timeout_ms=100)
-            for records in batch.values():
-                for record in records:
-                    self._deliver(record.value)
+        while not self.is_closed:
+            self._deliver(self._consumer.poll(timeout_ms=POLL_MS))
 
-    def _deliver(self, raw: bytes | None) -> None:
+    def _send(self, message: Outgoing) -> Handle:
+        handle = Handle(message.job_id, self)
+        self._track(handle)
+        assert self._producer is not None
         try:
-            reply = decode_any_reply(raw or b"")
-        except DecodeError as exc:
-            log.warning("undecodable reply ignored", error=str(exc))
-            return
-        with self._lock:
-            handle = self._waiting.pop(reply.job_id, None)
-        if handle is not None:
-            handle._resolve(reply)
-
-    def _send(self, topic: str, payload: bytes, job_id: str, key: bytes) -> Handle:
-        if self._producer is None:
-            raise RuntimeError("the client is not started: use `with Client(...)`")
-        handle = Handle(job_id, self)
-        with self._lock:
-            self._waiting[job_id] = handle
-
-        def failed(exc: BaseException) -> None:
-            with self._lock:
-                self._waiting.pop(job_id, None)
-            handle._resolve(None, exc)
-
-        self._producer.send(topic, payload, key=key).add_errback(failed)
+            sent = self._producer.send(message.topic, message.value, key=message.key)
+        except BaseException as exc:
+            self._send_failed(message.job_id, exc)
+            raise
+        sent.add_errback(lambda exc: self._send_failed(message.job_id, exc))
         return handle
 
     def submit(
@@ -215,29 +136,11 @@ class Client:
         model: str,
         inputs: Mapping[str, list[Any]],
         *,
-        version: int | None = None,
-        alias: str = DEFAULT_ALIAS,
-        deadline_ms: int | None = None,
-        priority: int = 0,
-        metadata: Mapping[str, Any] | None = None,
         job_id: str | None = None,
-        key: bytes | None = None,
+        **options: Unpack[JobOptions],
     ) -> Handle:
         """Publish a job without waiting; ``handle.result(timeout)`` blocks for its Result."""
-        job = PredictJob(
-            job_id=job_id or uuid.uuid4().hex,
-            model=model,
-            inputs=dict(inputs),
-            version=version,
-            alias=alias,
-            reply_to=self.reply_topic,
-            deadline_ms=deadline_ms,
-            priority=priority,
-            metadata=dict(metadata or {}),
-        )
-        return self._send(
-            self.settings.topics.predict, encode(job), job.job_id, key or job.job_id.encode()
-        )
+        return self._send(self._predict_job(model, inputs, job_id, options))
 
     def predict(
         self,
@@ -245,14 +148,11 @@ class Client:
         inputs: Mapping[str, list[Any]],
         *,
         timeout_s: float | None = None,
-        **options: Any,
+        job_id: str | None = None,
+        **options: Unpack[JobOptions],
     ) -> Result:
         """Publish a job and return its Result; raises :class:`ServiceError` on an error."""
-        reply = self.submit(model, inputs, **options).result(timeout_s)
-        assert isinstance(reply, Result)
-        if reply.error is not None:
-            raise ServiceError(reply.error.code, reply.error.message, result=reply)
-        return reply
+        return self._result(self.submit(model, inputs, job_id=job_id, **options).result(timeout_s))
 
     def submit_many(
         self,
@@ -261,39 +161,28 @@ class Client:
         *,
         max_in_flight: int = 256,
         timeout_s: float | None = None,
-        **options: Any,
+        **options: Unpack[JobOptions],
     ) -> Iterator[Reply]:
         """Stream ``(job_id, inputs)`` jobs with at most ``max_in_flight`` outstanding;
         yields replies as they arrive (error Results included, never raised)."""
-        timeout = self.timeout_s if timeout_s is None else timeout_s
-        done: queue.SimpleQueue[Handle] = queue.SimpleQueue()
-        pending: dict[str, float] = {}  # job_id -> deadline, oldest first
+        window = self._window(max_in_flight, timeout_s)
+        done: queue.SimpleQueue[BaseHandle] = queue.SimpleQueue()
         for job_id, inputs in jobs:
-            while len(pending) >= max_in_flight:
-                yield self._next_done(done, pending, timeout)
-            pending[job_id] = time.monotonic() + timeout
-            self.submit(model, inputs, job_id=job_id, **options).add_done_callback(done.put)
-        while pending:
-            yield self._next_done(done, pending, timeout)
+            while window.full():
+                yield self._next_done(done, window)
+            window.add(self.submit(model, inputs, job_id=job_id, **options), done.put)
+        while window:
+            yield self._next_done(done, window)
 
-    def _next_done(
-        self, done: queue.SimpleQueue[Handle], pending: dict[str, float], timeout: float
-    ) -> Reply:
-        oldest, deadline = next(iter(pending.items()))
+    @staticmethod
+    def _next_done(done: queue.SimpleQueue[BaseHandle], window: Window) -> Reply:
         try:
-            handle = done.get(timeout=max(0.0, deadline - time.monotonic()))
+            handle = done.get(timeout=window.wait_s())
         except queue.Empty:
-            raise JobTimeout(oldest, timeout, self.settings.bootstrap_servers) from None
-        pending.pop(handle.job_id, None)
-        return handle.result(0)
+            raise window.expired() from None
+        return window.take(handle)
 
     def retrain(self, job: RetrainJob, *, timeout_s: float | None = None) -> RetrainResult:
-        """Publish a retrain job and wait for its RetrainResult."""
-        if job.reply_to is None:
-            job = msgspec.structs.replace(job, reply_to=self.reply_topic)
-        handle = self._send(
-            self.settings.topics.retrain, encode(job), job.job_id, job.model.encode()
-        )
-        reply = handle.result(timeout_s)
-        assert isinstance(reply, RetrainResult)
-        return reply
+        """Publish a retrain job and wait for its RetrainResult (an error one included)."""
+        reply = self._send(self._retrain_job(job)).result(timeout_s)
+        return self._expect(reply, RetrainResult)

@@ -1,4 +1,5 @@
-"""Registry events on the control topic: published on every alias move, read by workers."""
+"""Registry events on the control topic: published on every alias move, read by workers
+(``workers/control.py`` follows the topic with :func:`producer.tail.tail_async`)."""
 
 from __future__ import annotations
 
@@ -53,13 +54,17 @@ def publish_control(
         future.get(timeout=timeout_s)
     finally:
         producer.close(timeout=timeout_s)
-    log.info(
-        "control event published",
-        control_event=event.event,
-        model=event.model,
-        alias=event.alias,
-        version=event.version,
-    )
+    log.info("control event published", **log_fields(event))
+
+
+def log_fields(event: ControlEvent) -> dict[str, object]:
+    """How logs name a control event, on the publishing and the following side."""
+    return {
+        "control_event": event.event,
+        "model": event.model,
+        "alias": event.alias,
+        "version": event.version,
+    }
 
 
 def _check_reachable(bootstrap_servers: str, timeout_s: float) -> None:

@@ -34,3 +34,14 @@ class JobTimeout(ClientError, TimeoutError):
         )
         self.job_id = job_id
         self.timeout_s = timeout_s
+
+
+class TopicNotFound(ClientError):
+    """A topic to read has no partitions in the brokers' metadata."""
+
+    def __init__(self, topic: str, waited_s: float) -> None:
+        super().__init__(
+            f"topic {topic!r} has no partitions after {waited_s:g}s of waiting; create it "
+            "first (clients and workers create the service's topics when they start)"
+        )
+        self.topic = topic

@@ -1,6 +1,11 @@
-"""The model registry: versions, aliases, metrics, retraining runs, schedules, audit."""
+"""The model registry: versions, aliases, metrics, retraining runs, schedules, audit.
+
+Open it once with :meth:`Registry.open`; its three stores (:class:`ModelStore`,
+:class:`RunStore`, :class:`MetricStore`) share one database handle.
+"""
 
 from registry.artifacts import ArtifactStore, inspect, sha256_of
+from registry.bundle import Registry
 from registry.entities import (
     AliasMove,
     AuditEntry,
@@ -26,9 +31,11 @@ from registry.errors import (
     ScheduleNotFound,
     VersionNotFound,
 )
+from registry.models import AliasMoveHook, ArchiveHook, ModelStore
 from registry.policy import Decision, RollbackPolicy, check_rollback
+from registry.runs import RunStore
 from registry.settings import RegistrySettings
-from registry.store import AliasMoveHook, ArchiveHook, Store
+from registry.windows import MetricStore
 
 __all__ = [
     "AliasMove",
@@ -42,21 +49,24 @@ __all__ = [
     "DatabaseError",
     "Decision",
     "InvalidSchedule",
+    "MetricStore",
     "MetricWindow",
     "Model",
     "ModelNotFound",
+    "ModelStore",
     "ModelSummary",
     "ModelVersion",
+    "Registry",
     "RegistryError",
     "RegistrySettings",
     "RetrainRun",
     "RollbackPolicy",
     "RollbackRecord",
     "RunNotFound",
+    "RunStore",
     "Schedule",
     "ScheduleNotFound",
     "Signature",
-    "Store",
     "TensorSpec",
     "VersionNotFound",
     "check_rollback",

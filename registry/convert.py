@@ -115,6 +115,7 @@ def run(row: RetrainRunRow) -> RetrainRun:
         metrics=dict(row.metrics),
         promoted=row.promoted,
         reason=row.reason,
+        error_code=row.error_code,
         started_at=row.started_at,
         finished_at=row.finished_at,
     )

@@ -1,20 +1,96 @@
-"""Engines and migrations: SQLite tuned for sharing, Alembic run programmatically."""
+"""The database under the stores: engines, one managed session per call, migrations, time.
+
+Every store call runs in one session (one transaction) from :meth:`Database.session`,
+which turns an unreachable or busy database into a :class:`DatabaseError`. A write that
+can lose a unique-constraint race to another writer (numbering a version, creating a
+model) runs through :func:`retrying`. Timestamps are aware UTC datetimes throughout;
+:func:`as_utc` is the one place that reads a naive one as UTC.
+"""
 
 from __future__ import annotations
 
+import random
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.orm import Session, sessionmaker
 
 import migrations
+from registry.errors import ConflictError, DatabaseError
 
 SQLITE_BUSY_TIMEOUT_MS = 15_000
 # The PostgreSQL advisory lock that migrations hold (any key no other application uses).
 MIGRATION_LOCK_KEY = 0x6D616173  # "maas"
+MAX_ATTEMPTS = 20
+T = TypeVar("T")
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def as_utc(moment: datetime) -> datetime:
+    """``moment`` as an aware UTC datetime; a naive one is taken to be UTC already."""
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+class Database:
+    """One engine and its sessions, shared by every store of a registry."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._sessions = sessionmaker(engine, expire_on_commit=False)
+
+    @classmethod
+    def open(cls, database_url: str, *, migrate: bool = True) -> Database:
+        """Connect to ``database_url``, migrating it to head unless ``migrate=False``."""
+        engine = make_engine(database_url)
+        try:
+            if migrate:
+                upgrade(engine)
+        except OperationalError as exc:
+            engine.dispose()
+            raise _unavailable(engine, exc) from exc
+        return cls(engine)
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        """One transaction: committed when the block ends, rolled back if it raises."""
+        try:
+            with self._sessions.begin() as session:
+                yield session
+        except OperationalError as exc:
+            raise _unavailable(self.engine, exc) from exc
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+
+def retrying(attempt: Callable[[], T], what: str) -> T:
+    """Run ``attempt`` (one transaction) again when it loses a unique-constraint race."""
+    for n in range(MAX_ATTEMPTS):
+        try:
+            return attempt()
+        except IntegrityError:
+            time.sleep(random.uniform(0, 0.002 * (n + 1)))
+    raise ConflictError(f"{what} kept conflicting with concurrent writers; try again")
+
+
+def _unavailable(engine: Engine, exc: OperationalError) -> DatabaseError:
+    url = engine.url.render_as_string(hide_password=True)
+    return DatabaseError(
+        f"registry database {url} is unavailable ({str(exc.orig).strip().splitlines()[0]}); "
+        "check MAAS_DATABASE_URL or --database-url and that the server is running"
+    )
 
 
 def make_engine(database_url: str) -> Engine:
@@ -58,12 +134,22 @@ def alembic_config(engine: Engine | None = None) -> Config:
 
 
 def upgrade(engine: Engine, revision: str = "head") -> None:
-    """Migrate the database behind ``engine`` to ``revision`` (default: head).
+    """Migrate the database behind ``engine`` to ``revision`` (default: head)."""
+    _migrate(engine, command.upgrade, revision)
+
+
+def downgrade(engine: Engine, revision: str = "base") -> None:
+    """Migrate the database behind ``engine`` down to ``revision`` (default: base)."""
+    _migrate(engine, command.downgrade, revision)
+
+
+def _migrate(engine: Engine, step: Callable[[Config, str], None], revision: str) -> None:
+    """Run an Alembic ``step`` on one connection of ``engine``, in one transaction.
 
     Processes that start together migrate one after the other, never at once: on
-    PostgreSQL under an advisory lock held until the migration commits, on SQLite under
-    the write lock that every transaction takes first. The ones that come later find
-    the schema at ``revision`` and change nothing.
+    PostgreSQL under an advisory lock held until the step commits, on SQLite under the
+    write lock that every transaction takes first. The ones that come later find the
+    schema at ``revision`` and change nothing.
     """
     with engine.begin() as connection:
         if connection.dialect.name == "postgresql":
@@ -72,12 +158,4 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
             )
         config = alembic_config(engine)
         config.attributes["connection"] = connection
-        command.upgrade(config, revision)
-
-
-def downgrade(engine: Engine, revision: str = "base") -> None:
-    """Migrate the database behind ``engine`` down to ``revision`` (default: base)."""
-    with engine.begin() as connection:
-        config = alembic_config(engine)
-        config.attributes["connection"] = connection
-        command.downgrade(config, revision)
+        step(config, revision)

@@ -167,6 +167,7 @@ class RetrainRun:
     metrics: dict[str, Any]
     promoted: bool
     reason: str
+    error_code: str | None  # what an "error" run failed with (a Result's error.code)
     started_at: datetime
     finished_at: datetime | None
 

@@ -10,6 +10,10 @@ RegistryError
 ├── ScheduleNotFound
 ├── RunNotFound
 └── DatabaseError        (retriable: the database was unreachable or busy)
+
+``retriable`` is read by the workers: a prediction job whose version lookup fails with
+a retriable error is left unanswered and read again after a backoff (a bounded number
+of times, then answered INTERNAL); the trainer tries a retrain job again likewise.
 """
 
 from __future__ import annotations

@@ -10,9 +10,35 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
 
 from registry.entities import AliasMove, MetricWindow
-from registry.store import Store
+
+
+class AliasRollbacks(Protocol):
+    """What a rollback check asks of the model store: an alias's moves, and a rollback."""
+
+    def alias_history(self, name: str, alias: str | None = ...) -> list[AliasMove]: ...
+
+    def rollback(
+        self,
+        name: str,
+        *,
+        alias: str = ...,
+        to: int | None = ...,
+        actor: str,
+        reason: str = ...,
+        automatic: bool = ...,
+    ) -> AliasMove: ...
+
+
+class WindowReader(Protocol):
+    """What a rollback check asks of the metric store: the windows a version served."""
+
+    def windows(
+        self, name: str, version: int | None = ..., since: datetime | None = ...
+    ) -> list[MetricWindow]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,7 +119,8 @@ class RollbackPolicy:
 
 
 def check_rollback(
-    store: Store,
+    models: AliasRollbacks,
+    metrics: WindowReader,
     name: str,
     *,
     alias: str = "production",
@@ -105,16 +132,16 @@ def check_rollback(
     Only a holder that arrived by promotion is judged: one restored by a rollback is
     the known-good version and is never rolled forward again automatically.
     """
-    history = store.alias_history(name, alias)
+    history = models.alias_history(name, alias)
     if not history or history[-1].kind != "promote" or history[-1].previous_version is None:
         return None
     promoted = history[-1]
     previous = promoted.previous_version
-    new = store.windows(name, promoted.version, since=promoted.at)
-    baseline = [w for w in store.windows(name, previous) if w.start < promoted.at]
+    new = metrics.windows(name, promoted.version, since=promoted.at)
+    baseline = [w for w in metrics.windows(name, previous) if w.start < promoted.at]
     decision = policy.decide(new, baseline[-policy.baseline_windows :])
     if not decision.rollback:
         return None
-    return store.rollback(
+    return models.rollback(
         name, alias=alias, to=previous, actor=actor, reason=decision.reason, automatic=True
     )

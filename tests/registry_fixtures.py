@@ -1,4 +1,4 @@
-"""Fixtures for registry tests: ONNX models built in code, SQLite and PostgreSQL stores.
+"""Fixtures for registry tests: ONNX models built in code, SQLite and PostgreSQL registries.
 
 Test modules load them with ``pytest_plugins = ["tests.registry_fixtures"]`` (and do
 not import this module, so pytest can rewrite its asserts).
@@ -21,7 +21,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 from sqlalchemy import create_engine, text
 
-from registry import RegistrySettings, Store
+from registry import Registry, RegistrySettings
 
 PG_ADMIN_URL = os.environ.get(
     "MAAS_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -92,8 +92,9 @@ def registry_settings(tmp_path: Path) -> RegistrySettings:
 
 
 @pytest.fixture
-def store(registry_settings: RegistrySettings) -> Iterator[Store]:
-    with Store.open(registry_settings) as opened:
+def registry(registry_settings: RegistrySettings) -> Iterator[Registry]:
+    """The SQLite registry, open: its ``models``, ``runs`` and ``metrics`` stores."""
+    with Registry.open(registry_settings) as opened:
         yield opened
 
 
@@ -104,7 +105,8 @@ def pg_url() -> Iterator[str]:
 
 
 @pytest.fixture
-def pg_store(pg_url: str, tmp_path: Path) -> Iterator[Store]:
+def pg_registry(pg_url: str, tmp_path: Path) -> Iterator[Registry]:
+    """A registry on a PostgreSQL database of its own, open."""
     settings = RegistrySettings(database_url=pg_url, artifact_dir=tmp_path / "artifacts")
-    with Store.open(settings) as opened:
+    with Registry.open(settings) as opened:
         yield opened

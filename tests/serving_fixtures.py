@@ -4,7 +4,7 @@ Sync tests (the kafka-python client, the CLI) block the calling thread, so the w
 cannot share the test's event loop; in a thread it also lives for a whole module,
 which saves a consumer-group join per test. Load with
 ``pytest_plugins = ["tests.serving_fixtures"]``. ``digits`` (the model registered in a
-test's own ``store``) also needs ``tests.registry_fixtures`` or a ``store`` fixture.
+test's own ``registry``) also needs ``tests.registry_fixtures`` or a ``registry`` fixture.
 """
 
 from __future__ import annotations
@@ -20,9 +20,9 @@ import pytest
 
 from maas.broker import EmbeddedBroker
 from producer.kafka import KafkaSettings, Topics
+from registry.bundle import Registry
 from registry.entities import ModelVersion
 from registry.settings import RegistrySettings
-from registry.store import Store
 from workers.demo import build_digits_model
 from workers.loop import Worker, WorkerSettings
 
@@ -42,10 +42,10 @@ def digits_artifact(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
-def digits(store: Store, digits_artifact: Path) -> ModelVersion:
-    """The digits model registered and promoted in the test's ``store`` (the SQLite one
+def digits(registry: Registry, digits_artifact: Path) -> ModelVersion:
+    """The digits model registered and promoted in the test's ``registry`` (the SQLite one
     of ``tests.registry_fixtures``, or the module's own)."""
-    return store.register("digits", digits_artifact, actor="test", promote=True)
+    return registry.models.register("digits", digits_artifact, actor="test", promote=True)
 
 
 @dataclass
@@ -58,8 +58,9 @@ class _Box:
 
 def _serve(kafka: KafkaSettings, registry: RegistrySettings, box: _Box) -> None:
     async def main() -> None:
-        with Store.open(registry) as store:
-            worker = Worker(kafka, store, WorkerSettings(metrics_interval_s=5.0))
+        with Registry.open(registry) as opened:
+            settings = WorkerSettings(metrics_interval_s=5.0)
+            worker = Worker(kafka, opened.models, opened.metrics, settings)
             box.loop, box.stop = asyncio.get_running_loop(), asyncio.Event()
             task = asyncio.create_task(worker.run(box.stop))
             await asyncio.wait_for(worker.ready.wait(), 30)
@@ -95,8 +96,9 @@ def _served(
     registry = RegistrySettings(
         database_url=f"sqlite:///{root / 'registry.db'}", artifact_dir=root / "artifacts"
     )
-    with Store.open(registry) as store:
-        version = store.register("digits", digits_artifact, actor="test", promote=True).version
+    with Registry.open(registry) as opened:
+        served = opened.models.register("digits", digits_artifact, actor="test", promote=True)
+        version = served.version
     box = _Box()
     thread = threading.Thread(target=_serve, args=(kafka, registry, box), daemon=True)
     thread.start()

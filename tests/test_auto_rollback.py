@@ -23,9 +23,9 @@ from onnx import TensorProto, helper
 from maas.commands.serve import register, rollback_settings
 from producer.control import alias_move_publisher
 from producer.kafka import KafkaSettings
+from registry.bundle import Registry
 from registry.policy import RollbackPolicy
 from registry.settings import RegistrySettings
-from registry.store import Store
 from tests.kafka_helpers import publish, read, read_results
 from workers.demo import build_digits_model, digits_samples
 from workers.loop import Worker, WorkerSettings
@@ -74,11 +74,11 @@ def artifacts(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 
 
 @pytest.fixture
-def store(tmp_path: Path, kafka: KafkaSettings) -> Iterator[Store]:
+def registry(tmp_path: Path, kafka: KafkaSettings) -> Iterator[Registry]:
     settings = RegistrySettings(
         database_url=f"sqlite:///{tmp_path / 'registry.db'}", artifact_dir=tmp_path / "artifacts"
     )
-    with Store.open(settings, on_alias_move=alias_move_publisher(kafka)) as opened:
+    with Registry.open(settings, on_alias_move=alias_move_publisher(kafka)) as opened:
         yield opened
 
 
@@ -116,25 +116,29 @@ async def wait_for(predicate: object, timeout_s: float, what: str) -> None:
 
 @pytest.mark.slow
 async def test_a_broken_promotion_is_rolled_back_and_every_job_answered(
-    kafka: KafkaSettings, store: Store, artifacts: tuple[Path, Path]
+    kafka: KafkaSettings, registry: Registry, artifacts: tuple[Path, Path]
 ) -> None:
     good, broken = artifacts
-    store.register("digits", good, actor="test", promote=True)
+    registry.models.register("digits", good, actor="test", promote=True)
     policy = RollbackPolicy(min_jobs=20, min_baseline_jobs=20)
     settings = WorkerSettings(
         metrics_interval_s=0.5, rollback=RollbackSettings(policy=policy), alias_ttl_s=30.0
     )
-    worker = Worker(kafka, store, settings)
+    worker = Worker(kafka, registry.models, registry.metrics, settings)
     stop_worker, stop_stream = asyncio.Event(), asyncio.Event()
     serving = asyncio.create_task(worker.run(stop_worker))
     stream = Stream(kafka)
     try:
         await asyncio.wait_for(worker.ready.wait(), 30)
         streaming = asyncio.create_task(stream.run(stop_stream))
-        await wait_for(lambda: sum(w.jobs for w in store.windows("digits", 1)) >= 50, 30, "v1")
+        await wait_for(
+            lambda: sum(w.jobs for w in registry.metrics.windows("digits", 1)) >= 50, 30, "v1"
+        )
 
-        bad = await asyncio.to_thread(store.register, "digits", broken, actor="test", promote=True)
-        await wait_for(lambda: store.rollbacks("digits"), 30, "the automatic rollback")
+        bad = await asyncio.to_thread(
+            registry.models.register, "digits", broken, actor="test", promote=True
+        )
+        await wait_for(lambda: registry.models.rollbacks("digits"), 30, "the automatic rollback")
         rolled_back = time.time()
         await asyncio.sleep(3)  # the control event reaches the worker; later jobs are v1
         stop_stream.set()
@@ -146,11 +150,11 @@ async def test_a_broken_promotion_is_rolled_back_and_every_job_answered(
         with contextlib.suppress(Exception):
             await asyncio.wait_for(serving, 60)
 
-    (record,) = store.rollbacks("digits")
+    (record,) = registry.models.rollbacks("digits")
     assert record.automatic
     assert (record.from_version, record.to_version) == (bad.version, 1)
     assert "error rate" in record.reason
-    assert store.resolve("digits").version == 1
+    assert registry.models.resolve("digits").version == 1
 
     events = await read(kafka, kafka.topics.control, until=lambda rs: len(rs) >= 2)
     bodies = [json.loads(r.value) for r in events if r.value]

@@ -1,7 +1,9 @@
-"""``maas submit`` and ``maas score`` as a user runs them, against a real worker."""
+"""``maas submit``, ``maas score`` and ``maas retrain`` as a user runs them, against a real
+worker (``maas retrain`` with a trainer: ``tests/test_scheduler.py``)."""
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import json
 import uuid
@@ -16,7 +18,10 @@ import pytest
 from maas.broker import EmbeddedBroker
 from maas.cli import main
 from producer.client import Client
+from producer.kafka import KafkaSettings
+from producer.messages import Dataset, decode_retrain
 from producer.score import Scorer, ScoreSettings
+from tests.kafka_helpers import read
 from workers.demo import digits_samples
 
 if TYPE_CHECKING:
@@ -169,3 +174,24 @@ def test_a_bad_row_is_written_with_its_error_and_the_exit_code_is_1(
     assert [rows[i]["outputs"]["label"] for i in keep] == [
         direct(served_digits.artifact, pixels)[1][i] for i in keep
     ]
+
+
+# ---- maas retrain ---------------------------------------------------------------------
+
+
+async def test_retrain_publishes_the_job_its_flags_describe_and_exits_1_without_a_trainer(
+    kafka: KafkaSettings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = kafka_args(kafka.topics.prefix, kafka.bootstrap_servers)
+    flags = ["--dataset", "digits", "--params", '{"epochs": 3}', "--promote", "never"]
+    retrain = ["retrain", "digits", *flags, "--recipe", "mlp", "--job-id", "r-1", "--timeout", "1"]
+    assert await asyncio.to_thread(main, [*retrain, *args]) == 1
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert "error: no result for job 'r-1' within 1s" in captured.err
+    records = await read(kafka, kafka.topics.retrain, until=lambda rs: len(rs) >= 1)
+    job = decode_retrain(records[0].value or b"")
+    assert (job.job_id, job.model, job.recipe, job.promote) == ("r-1", "digits", "mlp", "never")
+    assert (job.dataset, job.params) == (Dataset(name="digits"), {"epochs": 3})
+    assert (job.trigger, job.reply_to) == ("manual", kafka.topics.results)
+    assert records[0].key == b"digits"

@@ -97,7 +97,6 @@ def test_every_maas_process_serves_its_probes_where_everything_looks_for_them() 
 
 def test_the_deployments_configure_maas_only_through_the_contract_variables() -> None:
     contract = set(CONTRACT_VARIABLES.findall((ROOT / "docs" / "contract.md").read_text()))
-    contract.add("MAAS_DATA_ROOTS")  # DESIGN.md's trainer setting (the trainer honours it)
     used = {key for service in maas_services().values() for key in service["environment"]}
     (config,) = k8s("config.yaml")
     (secret,) = k8s("secret.yaml")

@@ -22,8 +22,8 @@ import pytest
 from aiokafka.structs import ConsumerRecord
 
 from producer.kafka import KafkaSettings
+from registry.bundle import Registry
 from registry.settings import RegistrySettings
-from registry.store import Store
 from tests.kafka_helpers import publish, read
 from workers.demo import build_digits_model, digits_samples
 
@@ -40,8 +40,8 @@ def registry(tmp_path: Path, digits_onnx: Path) -> RegistrySettings:
     settings = RegistrySettings(
         database_url=f"sqlite:///{tmp_path / 'registry.db'}", artifact_dir=tmp_path / "artifacts"
     )
-    with Store.open(settings) as store:
-        store.register("digits", digits_onnx, actor="test", promote=True)
+    with Registry.open(settings) as opened:
+        opened.models.register("digits", digits_onnx, actor="test", promote=True)
     return settings
 
 

@@ -15,8 +15,8 @@ import pytest
 
 from producer.control import alias_move_publisher
 from producer.kafka import KafkaSettings
+from registry.bundle import Registry
 from registry.settings import RegistrySettings
-from registry.store import Store
 from tests.kafka_helpers import publish, read_results
 from workers.demo import build_digits_model, digits_samples
 from workers.loop import Worker, WorkerSettings
@@ -28,17 +28,17 @@ def artifact(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
-def store(tmp_path: Path, kafka: KafkaSettings, artifact: Path) -> Iterator[Store]:
+def registry(tmp_path: Path, kafka: KafkaSettings, artifact: Path) -> Iterator[Registry]:
     settings = RegistrySettings(f"sqlite:///{tmp_path / 'r.db'}", tmp_path / "artifacts")
-    with Store.open(settings, on_alias_move=alias_move_publisher(kafka)) as opened:
-        opened.register("digits", artifact, actor="test", promote=True)
-        opened.register("digits", artifact, actor="test")
+    with Registry.open(settings, on_alias_move=alias_move_publisher(kafka)) as opened:
+        opened.models.register("digits", artifact, actor="test", promote=True)
+        opened.models.register("digits", artifact, actor="test")
         yield opened
 
 
 @pytest.fixture
-async def worker(kafka: KafkaSettings, store: Store) -> AsyncIterator[Worker]:
-    serving = Worker(kafka, store, WorkerSettings(alias_ttl_s=60.0))
+async def worker(kafka: KafkaSettings, registry: Registry) -> AsyncIterator[Worker]:
+    serving = Worker(kafka, registry.models, registry.metrics, WorkerSettings(alias_ttl_s=60.0))
     stop = asyncio.Event()
     task = asyncio.create_task(serving.run(stop))
     await asyncio.wait_for(serving.ready.wait(), 30)
@@ -48,7 +48,7 @@ async def worker(kafka: KafkaSettings, store: Store) -> AsyncIterator[Worker]:
 
 
 async def test_promotion_swaps_a_running_worker_without_dropping_jobs(
-    kafka: KafkaSettings, store: Store, worker: Worker
+    kafka: KafkaSettings, registry: Registry, worker: Worker
 ) -> None:
     pixels, _ = digits_samples(1)
     row = pixels.tolist()
@@ -64,7 +64,9 @@ async def test_promotion_swaps_a_running_worker_without_dropping_jobs(
     sent: list[str] = []
     for wave in range(40):  # a steady stream across the move, with pinned jobs mixed in
         if wave == 5:
-            await asyncio.to_thread(store.promote, "digits", 2, actor="test", reason="swap")
+            await asyncio.to_thread(
+                registry.models.promote, "digits", 2, actor="test", reason="swap"
+            )
         await publish(
             kafka,
             kafka.topics.predict,

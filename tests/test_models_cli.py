@@ -10,7 +10,7 @@ import pytest
 
 from maas.cli import main
 from producer.kafka import KafkaSettings
-from registry import MetricWindow, RegistrySettings, Store
+from registry import MetricWindow, Registry, RegistrySettings
 
 pytest_plugins = ["tests.registry_fixtures"]
 
@@ -101,8 +101,8 @@ def test_stats_prints_a_table_per_version(
     maas("register", "digits", str(make_onnx()), "--promote")
     assert "no metric windows" in maas("stats", "digits")[1]
     start = datetime(2025, 1, 1, tzinfo=UTC)
-    with Store.open(registry_settings) as store:
-        store.record_windows(
+    with Registry.open(registry_settings) as registry:
+        registry.metrics.record_windows(
             [
                 MetricWindow(
                     model="digits",
@@ -140,5 +140,5 @@ def test_settings_come_from_the_environment(
     assert len(list((tmp_path / "env-artifacts").iterdir())) == 1
     capsys.readouterr()
     settings = RegistrySettings.from_env()
-    with Store.open(settings) as store:
-        assert store.get_version("digits", 1).created_by.startswith("envuser@")
+    with Registry.open(settings) as registry:
+        assert registry.models.get_version("digits", 1).created_by.startswith("envuser@")

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from registry import MetricWindow, RollbackPolicy, Store, check_rollback
+from registry import MetricWindow, Registry, RollbackPolicy, check_rollback
 
 pytest_plugins = ["tests.registry_fixtures"]
 
@@ -60,21 +60,27 @@ def test_healthy_version_stays() -> None:
     assert not decision.rollback
 
 
-def test_check_rollback_rolls_back_a_bad_promotion(store: Store, make_onnx: MakeOnnx) -> None:
-    store.register("digits", make_onnx(), actor="ann", promote=True)
-    store.record_windows(windows(1, jobs=200, start=datetime.now(UTC) - timedelta(hours=1)))
-    store.register("digits", make_onnx(), actor="ann", promote=True)
-    assert check_rollback(store, "digits", policy=POLICY) is None  # no traffic yet
-    store.record_windows(windows(2, jobs=50, errors=10, start=datetime.now(UTC)))
-    move = check_rollback(store, "digits", policy=POLICY)
+def test_check_rollback_rolls_back_a_bad_promotion(registry: Registry, make_onnx: MakeOnnx) -> None:
+    registry.models.register("digits", make_onnx(), actor="ann", promote=True)
+    registry.metrics.record_windows(
+        windows(1, jobs=200, start=datetime.now(UTC) - timedelta(hours=1))
+    )
+    registry.models.register("digits", make_onnx(), actor="ann", promote=True)
+    assert (
+        check_rollback(registry.models, registry.metrics, "digits", policy=POLICY) is None
+    )  # no traffic yet
+    registry.metrics.record_windows(windows(2, jobs=50, errors=10, start=datetime.now(UTC)))
+    move = check_rollback(registry.models, registry.metrics, "digits", policy=POLICY)
     assert move is not None and (move.version, move.automatic) == (1, True)
-    assert store.resolve("digits").version == 1
-    record = store.rollbacks("digits")[-1]
+    assert registry.models.resolve("digits").version == 1
+    record = registry.models.rollbacks("digits")[-1]
     assert record.automatic and record.actor == "policy" and "error rate" in record.reason
-    assert check_rollback(store, "digits", policy=POLICY) is None  # never rolls forward
+    assert (
+        check_rollback(registry.models, registry.metrics, "digits", policy=POLICY) is None
+    )  # never rolls forward
 
 
-def test_first_promotion_is_never_rolled_back(store: Store, make_onnx: MakeOnnx) -> None:
-    store.register("digits", make_onnx(), actor="ann", promote=True)
-    store.record_windows(windows(1, jobs=50, errors=50, start=datetime.now(UTC)))
-    assert check_rollback(store, "digits", policy=POLICY) is None
+def test_first_promotion_is_never_rolled_back(registry: Registry, make_onnx: MakeOnnx) -> None:
+    registry.models.register("digits", make_onnx(), actor="ann", promote=True)
+    registry.metrics.record_windows(windows(1, jobs=50, errors=50, start=datetime.now(UTC)))
+    assert check_rollback(registry.models, registry.metrics, "digits", policy=POLICY) is None

@@ -6,23 +6,23 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from registry import InvalidSchedule, ScheduleNotFound, Store
+from registry import InvalidSchedule, Registry, ScheduleNotFound
 
 pytest_plugins = ["tests.registry_fixtures"]
 
 T0 = datetime(2025, 1, 1, 0, 0, 30, tzinfo=UTC)
 
 
-def test_invalid_cron_and_promote_mode_are_refused(store: Store) -> None:
+def test_invalid_cron_and_promote_mode_are_refused(registry: Registry) -> None:
     with pytest.raises(InvalidSchedule, match=r"'61 \* \* \* \*' is not a valid cron expression"):
-        store.add_schedule("digits", "61 * * * *", actor="ann")
+        registry.runs.add_schedule("digits", "61 * * * *", actor="ann")
     with pytest.raises(InvalidSchedule, match="gate, never, always"):
-        store.add_schedule("digits", "0 3 * * *", promote="sometimes", actor="ann")
-    assert store.schedules() == []
+        registry.runs.add_schedule("digits", "0 3 * * *", promote="sometimes", actor="ann")
+    assert registry.runs.schedules() == []
 
 
-def test_add_list_remove(store: Store) -> None:
-    schedule = store.add_schedule(
+def test_add_list_remove(registry: Registry) -> None:
+    schedule = registry.runs.add_schedule(
         "digits",
         "0 3 * * *",
         dataset={"uri": "file:///d"},
@@ -32,37 +32,37 @@ def test_add_list_remove(store: Store) -> None:
     )
     assert schedule.next_fire_at == datetime(2025, 1, 1, 3, tzinfo=UTC)
     assert schedule.dataset == {"uri": "file:///d"} and schedule.promote == "gate"
-    store.add_schedule("other", "*/5 * * * *", actor="ann", now=T0)
-    assert [s.model for s in store.schedules()] == ["digits", "other"]
-    assert store.schedules("digits") == [schedule]
-    store.remove_schedule(schedule.id, actor="ann")
-    assert [s.model for s in store.schedules()] == ["other"]
+    registry.runs.add_schedule("other", "*/5 * * * *", actor="ann", now=T0)
+    assert [s.model for s in registry.runs.schedules()] == ["digits", "other"]
+    assert registry.runs.schedules("digits") == [schedule]
+    registry.runs.remove_schedule(schedule.id, actor="ann")
+    assert [s.model for s in registry.runs.schedules()] == ["other"]
     with pytest.raises(ScheduleNotFound, match="maas schedule list"):
-        store.remove_schedule(schedule.id, actor="ann")
+        registry.runs.remove_schedule(schedule.id, actor="ann")
 
 
-def test_claim_due_fires_once_per_due_time(store: Store) -> None:
-    schedule = store.add_schedule("digits", "*/5 * * * *", actor="ann", now=T0)
-    assert store.claim_due(T0) == []
+def test_claim_due_fires_once_per_due_time(registry: Registry) -> None:
+    schedule = registry.runs.add_schedule("digits", "*/5 * * * *", actor="ann", now=T0)
+    assert registry.runs.claim_due(T0) == []
     due = datetime(2025, 1, 1, 0, 5, tzinfo=UTC)
-    [(claimed, at)] = store.claim_due(due + timedelta(seconds=1))
+    [(claimed, at)] = registry.runs.claim_due(due + timedelta(seconds=1))
     assert claimed.id == schedule.id and at == due
     assert claimed.next_fire_at == datetime(2025, 1, 1, 0, 10, tzinfo=UTC)
     assert claimed.last_fired_at == due
     assert claimed.job_id(at) == f"schedule-{schedule.id}-20250101T000500Z"
-    assert store.claim_due(due + timedelta(seconds=2)) == []
+    assert registry.runs.claim_due(due + timedelta(seconds=2)) == []
 
 
-def test_missed_fires_fire_once_after_downtime(store: Store) -> None:
-    store.add_schedule("digits", "*/5 * * * *", actor="ann", now=T0)
+def test_missed_fires_fire_once_after_downtime(registry: Registry) -> None:
+    registry.runs.add_schedule("digits", "*/5 * * * *", actor="ann", now=T0)
     back = datetime(2025, 1, 1, 2, 7, tzinfo=UTC)  # 25 slots were missed
-    [(claimed, at)] = store.claim_due(back)
+    [(claimed, at)] = registry.runs.claim_due(back)
     assert at == datetime(2025, 1, 1, 2, 5, tzinfo=UTC)  # the latest missed slot stands for all
     assert claimed.next_fire_at == datetime(2025, 1, 1, 2, 10, tzinfo=UTC)
-    assert store.claim_due(back) == []
+    assert registry.runs.claim_due(back) == []
 
 
-def test_naive_now_is_taken_as_utc(store: Store) -> None:
-    store.add_schedule("digits", "*/5 * * * *", actor="ann", now=T0)
-    [(_, at)] = store.claim_due(datetime(2025, 1, 1, 0, 6))
+def test_naive_now_is_taken_as_utc(registry: Registry) -> None:
+    registry.runs.add_schedule("digits", "*/5 * * * *", actor="ann", now=T0)
+    [(_, at)] = registry.runs.claim_due(datetime(2025, 1, 1, 0, 6))
     assert at == datetime(2025, 1, 1, 0, 5, tzinfo=UTC)

@@ -16,9 +16,9 @@ from registry import (
     ConflictError,
     MetricWindow,
     ModelNotFound,
+    Registry,
     RegistrySettings,
     RunNotFound,
-    Store,
     VersionNotFound,
 )
 
@@ -28,9 +28,11 @@ MakeOnnx = Callable[..., Path]
 T0 = datetime(2025, 1, 1, tzinfo=UTC)
 
 
-def test_register_numbers_versions_and_records_lineage(store: Store, make_onnx: MakeOnnx) -> None:
-    first = store.register("digits", make_onnx(), actor="ann", reason="baseline")
-    second = store.register(
+def test_register_numbers_versions_and_records_lineage(
+    registry: Registry, make_onnx: MakeOnnx
+) -> None:
+    first = registry.models.register("digits", make_onnx(), actor="ann", reason="baseline")
+    second = registry.models.register(
         "digits",
         make_onnx(),
         actor="bob",
@@ -48,24 +50,24 @@ def test_register_numbers_versions_and_records_lineage(store: Store, make_onnx: 
     assert second.signature.inputs[0].shape == ("batch", 4)
     assert second.path.is_file() and second.sha256 in str(second.path)
     assert second.created_at.tzinfo is not None
-    assert store.get_version("digits", 2) == second
-    assert [v.version for v in store.versions("digits")] == [1, 2]
-    assert store.get_model("digits").created_by == "ann"
+    assert registry.models.get_version("digits", 2) == second
+    assert [v.version for v in registry.models.versions("digits")] == [1, 2]
+    assert registry.models.get_model("digits").created_by == "ann"
 
 
-def test_promote_resolve_rollback_and_history(store: Store, make_onnx: MakeOnnx) -> None:
+def test_promote_resolve_rollback_and_history(registry: Registry, make_onnx: MakeOnnx) -> None:
     for _ in range(3):
-        store.register("digits", make_onnx(), actor="ann", promote=True)
-    assert store.resolve("digits").version == 3
-    back = store.rollback("digits", actor="ann", reason="accuracy dropped")
+        registry.models.register("digits", make_onnx(), actor="ann", promote=True)
+    assert registry.models.resolve("digits").version == 3
+    back = registry.models.rollback("digits", actor="ann", reason="accuracy dropped")
     assert (back.version, back.previous_version, back.kind) == (2, 3, "rollback")
-    again = store.rollback("digits", actor="ann")
+    again = registry.models.rollback("digits", actor="ann")
     assert again.version == 1  # rolls back past the previous promotion, not forward to 3
     with pytest.raises(ConflictError, match="--to VERSION"):
-        store.rollback("digits", actor="ann")
-    forward = store.rollback("digits", to=3, actor="ann")
+        registry.models.rollback("digits", actor="ann")
+    forward = registry.models.rollback("digits", to=3, actor="ann")
     assert forward.version == 3
-    history = store.alias_history("digits", "production")
+    history = registry.models.alias_history("digits", "production")
     assert [(m.previous_version, m.version, m.kind) for m in history] == [
         (None, 1, "promote"),
         (1, 2, "promote"),
@@ -74,62 +76,64 @@ def test_promote_resolve_rollback_and_history(store: Store, make_onnx: MakeOnnx)
         (2, 1, "rollback"),
         (1, 3, "rollback"),
     ]
-    records = store.rollbacks("digits")
+    records = registry.models.rollbacks("digits")
     assert [(r.from_version, r.to_version) for r in records] == [(3, 2), (2, 1), (1, 3)]
     assert records[0].reason == "accuracy dropped" and not records[0].automatic
 
 
-def test_aliases_are_independent(store: Store, make_onnx: MakeOnnx) -> None:
-    store.register("digits", make_onnx(), actor="ann", promote=True)
-    store.register("digits", make_onnx(), actor="ann", promote=True, alias="staging")
-    assert store.aliases("digits") == {"production": 1, "staging": 2}
-    assert store.resolve("digits", "staging").version == 2
-    assert [m.alias for m in store.alias_history("digits")] == ["production", "staging"]
-    summary = store.list_models()
+def test_aliases_are_independent(registry: Registry, make_onnx: MakeOnnx) -> None:
+    registry.models.register("digits", make_onnx(), actor="ann", promote=True)
+    registry.models.register("digits", make_onnx(), actor="ann", promote=True, alias="staging")
+    assert registry.models.aliases("digits") == {"production": 1, "staging": 2}
+    assert registry.models.resolve("digits", "staging").version == 2
+    assert [m.alias for m in registry.models.alias_history("digits")] == ["production", "staging"]
+    summary = registry.models.list_models()
     assert [(s.name, s.n_versions, s.latest_version, s.aliases) for s in summary] == [
         ("digits", 2, 2, {"production": 1, "staging": 2})
     ]
 
 
-def test_archive_refuses_promoted_versions(store: Store, make_onnx: MakeOnnx) -> None:
-    store.register("digits", make_onnx(), actor="ann", promote=True)
-    store.register("digits", make_onnx(), actor="ann")
+def test_archive_refuses_promoted_versions(registry: Registry, make_onnx: MakeOnnx) -> None:
+    registry.models.register("digits", make_onnx(), actor="ann", promote=True)
+    registry.models.register("digits", make_onnx(), actor="ann")
     with pytest.raises(ConflictError, match="alias 'production' points to it"):
-        store.archive("digits", 1, actor="ann")
-    archived = store.archive("digits", 2, actor="ann", reason="superseded")
+        registry.models.archive("digits", 1, actor="ann")
+    archived = registry.models.archive("digits", 2, actor="ann", reason="superseded")
     assert archived.status == "archived"
     with pytest.raises(ConflictError, match="archived"):
-        store.promote("digits", 2, actor="ann")
+        registry.models.promote("digits", 2, actor="ann")
 
 
-def test_errors_say_what_is_wrong_and_how_to_fix_it(store: Store, make_onnx: MakeOnnx) -> None:
+def test_errors_say_what_is_wrong_and_how_to_fix_it(
+    registry: Registry, make_onnx: MakeOnnx
+) -> None:
     with pytest.raises(ModelNotFound, match="maas models list"):
-        store.resolve("nope")
+        registry.models.resolve("nope")
     for _ in range(3):
-        store.register("digits", make_onnx(), actor="ann")
+        registry.models.register("digits", make_onnx(), actor="ann")
     with pytest.raises(VersionNotFound) as caught:
-        store.get_version("digits", 9)
+        registry.models.get_version("digits", 9)
     assert str(caught.value) == (
         "model 'digits' has no version 9; versions are 1-3 (maas models show digits)"
     )
     with pytest.raises(AliasNotFound, match="promote a version first"):
-        store.resolve("digits")
+        registry.models.resolve("digits")
     with pytest.raises(VersionNotFound):  # AliasNotFound is a VersionNotFound
-        store.resolve("digits", "canary")
+        registry.models.resolve("digits", "canary")
     with pytest.raises(AliasNotFound):
-        store.rollback("digits", actor="ann")
+        registry.models.rollback("digits", actor="ann")
 
 
-def test_every_mutation_is_audited(store: Store, make_onnx: MakeOnnx) -> None:
-    store.register("digits", make_onnx(), actor="ann", reason="first")
-    store.register("digits", make_onnx(), actor="ann")
-    store.promote("digits", 1, actor="bob", reason="go")
-    store.promote("digits", 2, actor="bob")
-    store.rollback("digits", actor="cat", reason="bad")
-    store.archive("digits", 2, actor="dan", reason="old")
-    schedule = store.add_schedule("digits", "0 3 * * *", actor="eve")
-    store.remove_schedule(schedule.id, actor="eve")
-    entries = store.audit("digits")
+def test_every_mutation_is_audited(registry: Registry, make_onnx: MakeOnnx) -> None:
+    registry.models.register("digits", make_onnx(), actor="ann", reason="first")
+    registry.models.register("digits", make_onnx(), actor="ann")
+    registry.models.promote("digits", 1, actor="bob", reason="go")
+    registry.models.promote("digits", 2, actor="bob")
+    registry.models.rollback("digits", actor="cat", reason="bad")
+    registry.models.archive("digits", 2, actor="dan", reason="old")
+    schedule = registry.runs.add_schedule("digits", "0 3 * * *", actor="eve")
+    registry.runs.remove_schedule(schedule.id, actor="eve")
+    entries = registry.models.audit("digits")
     assert [e.action for e in reversed(entries)] == [
         "register",
         "register",
@@ -142,7 +146,7 @@ def test_every_mutation_is_audited(store: Store, make_onnx: MakeOnnx) -> None:
     ]
     assert entries[-1].details["reason"] == "first" and entries[-1].actor == "ann"
     assert entries[2].actor == "dan" and entries[2].details["reason"] == "old"
-    assert len(store.audit(limit=3)) == 3
+    assert len(registry.models.audit(limit=3)) == 3
 
 
 def test_alias_move_hook_sees_committed_moves(
@@ -151,15 +155,15 @@ def test_alias_move_hook_sees_committed_moves(
     seen: list[AliasMove] = []
 
     def hook(move: AliasMove) -> None:
-        assert probe.resolve(move.model, move.alias).version == move.version
+        assert probe.models.resolve(move.model, move.alias).version == move.version
         seen.append(move)
 
     settings = registry_settings
-    with Store.open(settings) as probe, Store.open(settings, on_alias_move=hook) as store:
-        store.register("digits", make_onnx(), actor="ann", promote=True)
-        store.register("digits", make_onnx(), actor="ann")
-        store.promote("digits", 2, actor="ann")
-        store.rollback("digits", actor="ann", automatic=True)
+    with Registry.open(settings) as probe, Registry.open(settings, on_alias_move=hook) as registry:
+        registry.models.register("digits", make_onnx(), actor="ann", promote=True)
+        registry.models.register("digits", make_onnx(), actor="ann")
+        registry.models.promote("digits", 2, actor="ann")
+        registry.models.rollback("digits", actor="ann", automatic=True)
     assert [(m.kind, m.version, m.automatic) for m in seen] == [
         ("promote", 1, False),
         ("promote", 2, False),
@@ -167,13 +171,13 @@ def test_alias_move_hook_sees_committed_moves(
     ]
 
 
-def test_corrupt_artifact_registers_nothing(store: Store, tmp_path: Path) -> None:
+def test_corrupt_artifact_registers_nothing(registry: Registry, tmp_path: Path) -> None:
     bad = tmp_path / "broken.onnx"
     bad.write_bytes(b"definitely not protobuf")
     with pytest.raises(ArtifactError, match=r"broken\.onnx is not a loadable ONNX model"):
-        store.register("digits", bad, actor="ann")
+        registry.models.register("digits", bad, actor="ann")
     with pytest.raises(ModelNotFound):
-        store.versions("digits")
+        registry.models.versions("digits")
 
 
 def window(version: int, start: datetime, *, jobs: int = 10, errors: int = 0) -> MetricWindow:
@@ -192,42 +196,70 @@ def window(version: int, start: datetime, *, jobs: int = 10, errors: int = 0) ->
     )
 
 
-def test_metric_windows_round_trip(store: Store, make_onnx: MakeOnnx) -> None:
-    store.register("digits", make_onnx(), actor="ann")
-    store.register("digits", make_onnx(), actor="ann")
+def test_metric_windows_round_trip(registry: Registry, make_onnx: MakeOnnx) -> None:
+    registry.models.register("digits", make_onnx(), actor="ann")
+    registry.models.register("digits", make_onnx(), actor="ann")
     windows = [window(1, T0), window(2, T0 + timedelta(seconds=10), errors=2), window(2, T0)]
-    store.record_windows(windows)
-    assert store.windows("digits") == [windows[0], windows[2], windows[1]]
-    assert store.windows("digits", 2, since=T0 + timedelta(seconds=5)) == [windows[1]]
-    assert store.windows("digits", 2)[1].errors == {"INTERNAL": 2}
+    registry.metrics.record_windows(windows)
+    assert registry.metrics.windows("digits") == [windows[0], windows[2], windows[1]]
+    assert registry.metrics.windows("digits", 2, since=T0 + timedelta(seconds=5)) == [windows[1]]
+    assert registry.metrics.windows("digits", 2)[1].errors == {"INTERNAL": 2}
     with pytest.raises(ModelNotFound):
-        store.record_windows([window(1, T0).__class__(**{**_fields(window(1, T0)), "model": "x"})])
+        registry.metrics.record_windows(
+            [window(1, T0).__class__(**{**_fields(window(1, T0)), "model": "x"})]
+        )
 
 
 def _fields(item: MetricWindow) -> dict[str, object]:
     return {name: getattr(item, name) for name in item.__dataclass_fields__}
 
 
-def test_runs_are_idempotent_by_job_id(store: Store) -> None:
-    run, created = store.start_run("job-1", "digits", trigger="manual", params={"epochs": 2})
+def test_runs_are_idempotent_by_job_id(registry: Registry) -> None:
+    run, created = registry.runs.start_run(
+        "job-1", "digits", trigger="manual", params={"epochs": 2}
+    )
     assert created and run.status == "running" and run.params == {"epochs": 2}
-    again, created_again = store.start_run("job-1", "digits", trigger="schedule", params={})
+    again, created_again = registry.runs.start_run("job-1", "digits", trigger="schedule", params={})
     assert not created_again and again == run
-    done = store.finish_run("job-1", status="error", reason="dataset missing")
+    done = registry.runs.finish_run("job-1", status="error", reason="dataset missing")
     assert done.status == "error" and done.finished_at is not None
-    assert store.get_run("job-1") == done
-    assert store.get_run("job-2") is None
+    assert registry.runs.get_run("job-1") == done
+    assert registry.runs.get_run("job-2") is None
     with pytest.raises(ConflictError, match="already finished"):
-        store.finish_run("job-1", status="ok")
+        registry.runs.finish_run("job-1", status="ok")
     with pytest.raises(RunNotFound):
-        store.finish_run("job-2", status="ok")
+        registry.runs.finish_run("job-2", status="ok")
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def any_registry(request: pytest.FixtureRequest) -> Registry:
+    """The SQLite registry, then (marked ``postgres``) one on PostgreSQL."""
+    registry: Registry = request.getfixturevalue(
+        "registry" if request.param == "sqlite" else "pg_registry"
+    )
+    return registry
+
+
+def test_a_failed_run_stores_and_returns_its_error_code(any_registry: Registry) -> None:
+    runs = any_registry.runs
+    runs.start_run("bad", "digits", trigger="manual")
+    failed = runs.finish_run(
+        "bad", status="error", reason="epochs must be positive", error_code="INVALID_INPUT"
+    )
+    assert (failed.status, failed.error_code, failed.metrics) == ("error", "INVALID_INPUT", {})
+    assert runs.get_run("bad") == failed
+    runs.start_run("good", "digits", trigger="manual")
+    with pytest.raises(ConflictError, match="only 'error' runs do"):
+        runs.finish_run("good", status="ok", error_code="INTERNAL")
+    done = runs.finish_run("good", status="ok", version=None)
+    assert done.error_code is None and runs.get_run("good") == done
 
 
 def test_register_finishes_its_run_in_the_same_transaction(
-    store: Store, make_onnx: MakeOnnx
+    registry: Registry, make_onnx: MakeOnnx
 ) -> None:
-    store.start_run("job-1", "digits", trigger="schedule")
-    version = store.register(
+    registry.runs.start_run("job-1", "digits", trigger="schedule")
+    version = registry.models.register(
         "digits",
         make_onnx(),
         actor="trainer",
@@ -235,13 +267,13 @@ def test_register_finishes_its_run_in_the_same_transaction(
         metrics={"f1": 0.8},
         run_job_id="job-1",
     )
-    run = store.get_run("job-1")
+    run = registry.runs.get_run("job-1")
     assert run is not None
     assert (run.status, run.version, run.promoted, run.metrics) == ("ok", 1, True, {"f1": 0.8})
     assert version.version == 1
     with pytest.raises(RunNotFound):  # an unknown run rolls the whole registration back
-        store.register("digits", make_onnx(), actor="trainer", run_job_id="missing")
-    assert [v.version for v in store.versions("digits")] == [1]
+        registry.models.register("digits", make_onnx(), actor="trainer", run_job_id="missing")
+    assert [v.version for v in registry.models.versions("digits")] == [1]
 
 
 def test_concurrent_writers_share_one_sqlite_file(
@@ -252,11 +284,11 @@ def test_concurrent_writers_share_one_sqlite_file(
     numbers: list[int] = []
 
     def writer(mine: list[Path]) -> None:
-        with Store.open(registry_settings, migrate=False) as store:
+        with Registry.open(registry_settings, migrate=False) as registry:
             barrier.wait()
-            numbers.extend(store.register("digits", a, actor="t").version for a in mine)
+            numbers.extend(registry.models.register("digits", a, actor="t").version for a in mine)
 
-    Store.open(registry_settings).close()
+    Registry.open(registry_settings).close()
     threads = [threading.Thread(target=writer, args=(artifacts[i::3],)) for i in range(3)]
     for thread in threads:
         thread.start()
@@ -267,9 +299,11 @@ def test_concurrent_writers_share_one_sqlite_file(
 
 def test_archive_hook(registry_settings: RegistrySettings, make_onnx: MakeOnnx) -> None:
     archived: list[int] = []
-    with Store.open(registry_settings, on_archive=lambda v: archived.append(v.version)) as store:
-        store.register("digits", make_onnx(), actor="ann")
-        store.archive("digits", 1, actor="ann")
+    with Registry.open(
+        registry_settings, on_archive=lambda v: archived.append(v.version)
+    ) as registry:
+        registry.models.register("digits", make_onnx(), actor="ann")
+        registry.models.archive("digits", 1, actor="ann")
     assert archived == [1]
 
 
@@ -287,6 +321,6 @@ def test_two_stores_share_one_sqlite_file(tmp_path: Path, make_onnx: MakeOnnx) -
     settings = RegistrySettings(
         f"sqlite:///{tmp_path / 'deep' / 'dir' / 'r.db'}", tmp_path / "artifacts"
     )
-    with Store.open(settings) as worker, Store.open(settings) as cli:
-        cli.register("digits", make_onnx(), actor="ann", promote=True)
-        assert worker.resolve("digits").version == 1
+    with Registry.open(settings) as worker, Registry.open(settings) as cli:
+        cli.models.register("digits", make_onnx(), actor="ann", promote=True)
+        assert worker.models.resolve("digits").version == 1

@@ -16,21 +16,21 @@ from aiokafka import AIOKafkaProducer
 from producer.control import alias_move_publisher
 from producer.kafka import KafkaSettings, ensure_topics
 from producer.messages import RetrainJob
-from producer.scheduler import Scheduler, SchedulerSettings
+from registry.bundle import Registry
 from registry.settings import RegistrySettings
-from registry.store import Store
 from tests.kafka_helpers import publish, read_results
 from workers.demo import digits_samples
 from workers.loop import Worker, WorkerSettings
+from workers.scheduler import Scheduler, SchedulerSettings
 from workers.trainer import Trainer, TrainerSettings
 
 
 @pytest.fixture
-def store(tmp_path: Path, kafka: KafkaSettings) -> Iterator[Store]:
+def registry(tmp_path: Path, kafka: KafkaSettings) -> Iterator[Registry]:
     settings = RegistrySettings(
         database_url=f"sqlite:///{tmp_path / 'registry.db'}", artifact_dir=tmp_path / "artifacts"
     )
-    with Store.open(settings, on_alias_move=alias_move_publisher(kafka)) as opened:
+    with Registry.open(settings, on_alias_move=alias_move_publisher(kafka)) as opened:
         yield opened
 
 
@@ -43,20 +43,25 @@ async def predicted_version(kafka: KafkaSettings, job_id: str) -> int:
     return int(result["version"])
 
 
-async def test_schedule_to_hot_swapped_prediction(kafka: KafkaSettings, store: Store) -> None:
+async def test_schedule_to_hot_swapped_prediction(kafka: KafkaSettings, registry: Registry) -> None:
     torch.set_num_threads(1)
-    trainer = Trainer(kafka, store, TrainerSettings())
+    trainer = Trainer(kafka, registry.models, registry.runs, TrainerSettings())
     weak = RetrainJob(job_id="bootstrap", model="digits", params={"epochs": 1, "max_rows": 200})
     assert (await trainer.execute(weak)).version == 1  # production 1, a weak model
 
-    serving = Worker(kafka, store, WorkerSettings(metrics_interval_s=0.5, alias_ttl_s=1.0))
+    serving = Worker(
+        kafka,
+        registry.models,
+        registry.metrics,
+        WorkerSettings(metrics_interval_s=0.5, alias_ttl_s=1.0),
+    )
     stop = asyncio.Event()
     tasks = [asyncio.create_task(serving.run(stop)), asyncio.create_task(trainer.run(stop))]
     await asyncio.wait_for(asyncio.gather(serving.ready.wait(), trainer.ready.wait()), 30)
     try:
         assert await predicted_version(kafka, "before") == 1
         now = datetime.now(UTC)
-        schedule = store.add_schedule(
+        schedule = registry.runs.add_schedule(
             "digits", "* * * * *", params={"epochs": 5}, actor="t", now=now - timedelta(hours=1)
         )
         await ensure_topics(kafka)
@@ -64,7 +69,11 @@ async def test_schedule_to_hot_swapped_prediction(kafka: KafkaSettings, store: S
         await producer.start()
         try:
             fired = await Scheduler(
-                kafka, store, SchedulerSettings(metric=None), clock=lambda: now
+                kafka,
+                registry.runs,
+                registry.metrics,
+                SchedulerSettings(metric=None),
+                clock=lambda: now,
             ).tick(producer)
         finally:
             await producer.stop()
@@ -73,7 +82,7 @@ async def test_schedule_to_hot_swapped_prediction(kafka: KafkaSettings, store: S
         answer = (await read_results(kafka, {fired[0].job_id}, timeout_s=60))[fired[0].job_id]
         assert (answer["status"], answer["version"], answer["promoted"]) == ("ok", 2, True)
         assert answer["reason"].startswith("beats production 1")
-        assert store.get_version("digits", 2).parent_version == 1
+        assert registry.models.get_version("digits", 2).parent_version == 1
 
         for attempt in range(40):  # the worker swaps on the control event or its alias TTL
             if await predicted_version(kafka, f"after-{attempt}") == 2:

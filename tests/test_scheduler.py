@@ -14,11 +14,11 @@ from aiokafka import AIOKafkaProducer
 from maas.cli import main
 from producer.kafka import KafkaSettings, ensure_topics
 from producer.messages import decode_retrain
-from producer.scheduler import MetricTrigger, Scheduler, SchedulerSettings
+from registry.bundle import Registry
 from registry.entities import MetricWindow
 from registry.settings import RegistrySettings
-from registry.store import Store
 from tests.kafka_helpers import read
+from workers.scheduler import MetricTrigger, Scheduler, SchedulerSettings
 from workers.trainer import Trainer, TrainerSettings
 
 pytest_plugins = ["tests.registry_fixtures"]
@@ -31,30 +31,31 @@ async def test_three_schedulers_publish_exactly_one_job_per_due_time(
     kafka: KafkaSettings, pg_url: str, tmp_path: Path
 ) -> None:
     settings = RegistrySettings(database_url=pg_url, artifact_dir=tmp_path / "artifacts")
-    stores = [Store.open(settings, migrate=(i == 0)) for i in range(3)]
+    registries = [Registry.open(settings, migrate=(i == 0)) for i in range(3)]
     await ensure_topics(kafka)
-    producers = [AIOKafkaProducer(**kafka.producer()) for _ in stores]
+    producers = [AIOKafkaProducer(**kafka.producer()) for _ in registries]
     try:
         for producer in producers:
             await producer.start()
         earlier = NOW - timedelta(hours=1)
-        every_minute = stores[0].add_schedule(
+        every_minute = registries[0].runs.add_schedule(
             "digits", "* * * * *", params={"epochs": 5}, actor="t", now=earlier
         )
-        daily = stores[0].add_schedule(
+        daily = registries[0].runs.add_schedule(
             "digits", "0 3 * * *", dataset={"name": "digits"}, actor="t", now=earlier
         )
-        stores[0].add_schedule("digits", "0 4 * * *", actor="t", now=earlier)  # not due
+        registries[0].runs.add_schedule("digits", "0 4 * * *", actor="t", now=earlier)  # not due
         schedulers = [
-            Scheduler(kafka, s, SchedulerSettings(metric=None), clock=lambda: NOW) for s in stores
+            Scheduler(kafka, r.runs, r.metrics, SchedulerSettings(metric=None), clock=lambda: NOW)
+            for r in registries
         ]
         for _ in range(3):  # every scheduler ticks three times, concurrently
             await asyncio.gather(*(s.tick(p) for s, p in zip(schedulers, producers, strict=True)))
     finally:
         for producer in producers:
             await producer.stop()
-        for store in stores:
-            store.close()
+        for registry in registries:
+            registry.close()
 
     await asyncio.sleep(1.0)  # every publish was acked; a duplicate would be readable
     records = await read(kafka, kafka.topics.retrain, until=lambda rs: len(rs) >= 2)
@@ -69,24 +70,26 @@ async def test_three_schedulers_publish_exactly_one_job_per_due_time(
 
 
 def test_metric_trigger_fires_once_per_cooldown_when_errors_cross_the_limit(
-    store: Store, make_onnx: object, kafka_free_settings: KafkaSettings
+    registry: Registry, make_onnx: object, kafka_free_settings: KafkaSettings
 ) -> None:
-    store.register("m", make_onnx(), actor="t", promote=True)  # type: ignore[operator]
+    registry.models.register("m", make_onnx(), actor="t", promote=True)  # type: ignore[operator]
     now = datetime.now(UTC)
 
     def window(errors: int) -> MetricWindow:
         start = now - timedelta(seconds=30)
         return MetricWindow("m", 1, "w", start, now, jobs=100, rows=100, errors={"X": errors})
 
-    scheduler = Scheduler(kafka_free_settings, store, SchedulerSettings())
+    scheduler = Scheduler(kafka_free_settings, registry.runs, registry.metrics, SchedulerSettings())
     trigger = MetricTrigger(max_error_rate=0.05, min_jobs=20, window_s=300, cooldown_s=3600)
-    store.record_windows([window(1)])
+    registry.metrics.record_windows([window(1)])
     assert scheduler.metric_jobs(trigger, now) == []  # 1% errors: fine
-    store.record_windows([window(30)])
+    registry.metrics.record_windows([window(30)])
     fired = scheduler.metric_jobs(trigger, now)
     assert [(j.model, j.trigger) for j in fired] == [("m", "metric")]
     assert scheduler.metric_jobs(trigger, now) == []  # cooling down
-    assert Scheduler(kafka_free_settings, store, SchedulerSettings()).metric_jobs(
+    assert Scheduler(
+        kafka_free_settings, registry.runs, registry.metrics, SchedulerSettings()
+    ).metric_jobs(
         trigger, now + timedelta(seconds=1)
     )  # in memory only: a new scheduler process fires again
 
@@ -114,10 +117,10 @@ def test_schedule_add_list_remove_through_the_cli(
 
 
 async def test_maas_retrain_waits_for_the_result_and_exits_by_its_status(
-    kafka: KafkaSettings, store: Store, capsys: pytest.CaptureFixture[str]
+    kafka: KafkaSettings, registry: Registry, capsys: pytest.CaptureFixture[str]
 ) -> None:
     torch.set_num_threads(1)
-    trainer = Trainer(kafka, store, TrainerSettings())
+    trainer = Trainer(kafka, registry.models, registry.runs, TrainerSettings())
     stop = asyncio.Event()
     task = asyncio.create_task(trainer.run(stop))
     broker = [
@@ -140,5 +143,5 @@ async def test_maas_retrain_waits_for_the_result_and_exits_by_its_status(
     finally:
         stop.set()
         await asyncio.wait_for(task, 60)
-    assert [v.version for v in store.versions("digits")] == [1]
-    assert store.get_version("digits", 1).params["epochs"] == 2
+    assert [v.version for v in registry.models.versions("digits")] == [1]
+    assert registry.models.get_version("digits", 1).params["epochs"] == 2

@@ -7,20 +7,28 @@ import asyncio
 import json
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import onnxruntime as ort
 import pytest
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import TopicPartition
 
 from producer.kafka import KafkaSettings, ensure_topics
 from producer.messages import PredictJob, Result, decode_predict
+from registry.bundle import Registry
 from registry.entities import ModelVersion
-from registry.store import Store
-from tests.kafka_helpers import job, publish_batch, read, read_results, running
+from tests.kafka_helpers import (
+    committed_offset,
+    job,
+    publish_batch,
+    read,
+    read_results,
+    running,
+    settled,
+)
 from workers.batching import BatchConfig
 from workers.demo import digits_samples
 from workers.loop import Worker, WorkerSettings
@@ -41,10 +49,10 @@ TOLERANCE = (
 
 
 @pytest.fixture
-async def models(store: Store, digits: ModelVersion) -> AsyncIterator[ModelCache]:
+async def models(registry: Registry, digits: ModelVersion) -> AsyncIterator[ModelCache]:
     # alias_ttl_s=0: no alias cache, so every lookup the handler asks for reaches the store.
     cache = ModelCache(
-        store,
+        registry.models,
         runtime=RuntimeSettings(),
         batch=BatchConfig(max_job_rows=MAX_JOB_ROWS, max_delay_ms=5),
         alias_ttl_s=0.0,
@@ -77,12 +85,12 @@ def run_directly(artifact: Path, pixels: np.ndarray) -> dict[str, np.ndarray]:
 async def test_answer_many_answers_every_job_in_order_whatever_the_mix(
     handler: JobHandler,
     metrics: MetricsRecorder,
-    store: Store,
+    registry: Registry,
     digits_artifact: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     lookups: list[tuple[str, str, object]] = []
-    real_resolve, real_get_version = store.resolve, store.get_version
+    real_resolve, real_get_version = registry.models.resolve, registry.models.get_version
 
     def resolve(name: str, alias: str = "production") -> ModelVersion:
         lookups.append(("alias", name, alias))
@@ -92,8 +100,8 @@ async def test_answer_many_answers_every_job_in_order_whatever_the_mix(
         lookups.append(("version", name, version))
         return real_get_version(name, version)
 
-    monkeypatch.setattr(store, "resolve", resolve)
-    monkeypatch.setattr(store, "get_version", get_version)
+    monkeypatch.setattr(registry.models, "resolve", resolve)
+    monkeypatch.setattr(registry.models, "get_version", get_version)
 
     pixels, _ = digits_samples(8, seed=3)
     now_ms = int(time.time() * 1000)
@@ -214,33 +222,9 @@ async def test_answer_is_answer_many_of_one(handler: JobHandler, digits_artifact
 # -- the loop: one poll, one partition, every kind of record ------------------------------
 
 
-async def committed_offset(kafka: KafkaSettings, group: str, tp: TopicPartition) -> int | None:
-    consumer = AIOKafkaConsumer(**kafka.consumer(group))
-    await consumer.start()
-    try:
-        offset: int | None = await consumer.committed(tp)
-        return offset
-    finally:
-        await consumer.stop()
-
-
-def settled(expected: int, quiet_s: float = 0.5) -> Callable[[list[Any]], bool]:
-    """For ``read``: done once ``expected`` records arrived and ``quiet_s`` more polling
-    brought nothing else to stop at (duplicates would come in that time)."""
-    reached: list[float] = []
-
-    def until(records: list[Any]) -> bool:
-        if len(records) < expected:
-            return False
-        reached.append(time.monotonic())
-        return reached[-1] - reached[0] >= quiet_s
-
-    return until
-
-
 async def test_one_poll_of_mixed_records_is_answered_once_each_and_committed(
     kafka: KafkaSettings,
-    store: Store,
+    registry: Registry,
     digits: ModelVersion,
     digits_artifact: Path,
     monkeypatch: pytest.MonkeyPatch,
@@ -266,7 +250,9 @@ async def test_one_poll_of_mixed_records_is_answered_once_each_and_committed(
     # One record batch, published before the worker starts: the worker gets it in one poll.
     await publish_batch(kafka, kafka.topics.predict, raws, partition=0, key=b"k")
 
-    serving = Worker(kafka, store, WorkerSettings(metrics_interval_s=0.5))
+    serving = Worker(
+        kafka, registry.models, registry.metrics, WorkerSettings(metrics_interval_s=0.5)
+    )
     polls: list[int] = []
     answer_many = serving.handler.answer_many
 

@@ -14,9 +14,11 @@ import torch
 from producer.control import alias_move_publisher
 from producer.kafka import KafkaSettings
 from producer.messages import RetrainJob, decode_control
+from registry.bundle import Registry
+from registry.errors import DatabaseError
 from registry.settings import RegistrySettings
-from registry.store import Store
-from tests.kafka_helpers import publish, read, read_results
+from tests.kafka_helpers import publish, read, read_results, running, settled
+from workers.consumer import RetrySettings
 from workers.trainer import Trainer, TrainerSettings, recipe_name
 
 WEAK = {"epochs": 1, "hidden": 8, "max_rows": 200}
@@ -30,17 +32,17 @@ def _one_thread() -> None:
 
 
 @pytest.fixture
-def store(tmp_path: Path, kafka: KafkaSettings) -> Iterator[Store]:
+def registry(tmp_path: Path, kafka: KafkaSettings) -> Iterator[Registry]:
     settings = RegistrySettings(
         database_url=f"sqlite:///{tmp_path / 'registry.db'}", artifact_dir=tmp_path / "artifacts"
     )
-    with Store.open(settings, on_alias_move=alias_move_publisher(kafka)) as opened:
+    with Registry.open(settings, on_alias_move=alias_move_publisher(kafka)) as opened:
         yield opened
 
 
 @pytest.fixture
-async def trainer(kafka: KafkaSettings, store: Store) -> AsyncIterator[Trainer]:
-    running = Trainer(kafka, store, TrainerSettings())
+async def trainer(kafka: KafkaSettings, registry: Registry) -> AsyncIterator[Trainer]:
+    running = Trainer(kafka, registry.models, registry.runs, TrainerSettings())
     stop = asyncio.Event()
     task = asyncio.create_task(running.run(stop))
     await asyncio.wait_for(running.ready.wait(), 30)
@@ -56,7 +58,7 @@ def job(job_id: str, **fields: Any) -> bytes:
 
 
 async def test_better_version_is_promoted_and_a_worse_one_only_registered(
-    kafka: KafkaSettings, store: Store, trainer: Trainer
+    kafka: KafkaSettings, registry: Registry, trainer: Trainer
 ) -> None:
     await publish(
         kafka,
@@ -81,17 +83,17 @@ async def test_better_version_is_promoted_and_a_worse_one_only_registered(
     assert "does not beat production 2 on accuracy" in worse["reason"]
     assert worse["error"] is None
 
-    v2, v3 = store.get_version("digits", 2), store.get_version("digits", 3)
-    assert store.resolve("digits").version == 2
+    v2, v3 = registry.models.get_version("digits", 2), registry.models.get_version("digits", 3)
+    assert registry.models.resolve("digits").version == 2
     assert (v2.parent_version, v3.parent_version) == (1, 2)
     assert v2.dataset_hash and v2.params["epochs"] == 5 and v2.params["recipe"] == "digits"
     assert v3.params["label_noise"] == 0.8
-    run = store.get_run("r2")
+    run = registry.runs.get_run("r2")
     assert run is not None and (run.status, run.version, run.promoted) == ("ok", 2, True)
 
 
 async def test_a_redelivered_job_is_answered_twice_alike_with_one_run_and_one_version(
-    kafka: KafkaSettings, store: Store, trainer: Trainer
+    kafka: KafkaSettings, registry: Registry, trainer: Trainer
 ) -> None:
     await publish(kafka, kafka.topics.retrain, [job("same", params=WEAK)] * 2, key=b"digits")
     records = await read(
@@ -104,11 +106,11 @@ async def test_a_redelivered_job_is_answered_twice_alike_with_one_run_and_one_ve
     assert len(answers) == 2
     assert answers[0] == answers[1]
     assert answers[0]["version"] == 1
-    assert [v.version for v in store.versions("digits")] == [1]
+    assert [v.version for v in registry.models.versions("digits")] == [1]
 
 
 async def test_failed_training_registers_nothing_and_bad_records_are_dead_lettered(
-    kafka: KafkaSettings, store: Store, trainer: Trainer
+    kafka: KafkaSettings, registry: Registry, trainer: Trainer
 ) -> None:
     await publish(
         kafka,
@@ -128,9 +130,10 @@ async def test_failed_training_registers_nothing_and_bad_records_are_dead_letter
         assert results[job_id]["version"] is None
     assert "epochs" in results["bad-params"]["error"]["message"]
     assert "missing.csv" in results["bad-data"]["error"]["message"]
-    assert store.list_models() == []
-    run = store.get_run("bad-params")
+    assert registry.models.list_models() == []
+    run = registry.runs.get_run("bad-params")
     assert run is not None and run.status == "error"
+    assert run.error_code == "INVALID_INPUT" and run.metrics == {}
 
     dead = await read(kafka, kafka.topics.dlq, until=lambda records: len(records) >= 1)
     assert dead[0].value == b"\x00not json"
@@ -138,10 +141,10 @@ async def test_failed_training_registers_nothing_and_bad_records_are_dead_letter
 
 
 async def test_a_run_left_running_by_a_crash_is_trained_again_and_a_failed_one_is_not(
-    kafka: KafkaSettings, store: Store
+    kafka: KafkaSettings, registry: Registry
 ) -> None:
-    trainer = Trainer(kafka, store, TrainerSettings(worker_id="t"))
-    store.start_run("crashed", "digits", trigger="manual", params=WEAK)
+    trainer = Trainer(kafka, registry.models, registry.runs, TrainerSettings(worker_id="t"))
+    registry.runs.start_run("crashed", "digits", trigger="manual", params=WEAK)
     redone = await trainer.execute(RetrainJob(job_id="crashed", model="digits", params=WEAK))
     assert (redone.status, redone.version) == ("ok", 1)
 
@@ -150,18 +153,55 @@ async def test_a_run_left_running_by_a_crash_is_trained_again_and_a_failed_one_i
     assert failed.status == again.status == "error"
     assert failed.error == again.error
     assert failed.error is not None and failed.error.code == "INVALID_INPUT"
-    assert [v.version for v in store.versions("digits")] == [1]
+    assert [v.version for v in registry.models.versions("digits")] == [1]
 
 
 async def test_a_promotion_is_announced_on_the_control_topic(
-    kafka: KafkaSettings, store: Store
+    kafka: KafkaSettings, registry: Registry
 ) -> None:
-    trainer = Trainer(kafka, store, TrainerSettings(worker_id="t"))
+    trainer = Trainer(kafka, registry.models, registry.runs, TrainerSettings(worker_id="t"))
     result = await trainer.execute(RetrainJob(job_id="c", model="digits", params=WEAK))
     assert result.promoted
     control = await read(kafka, kafka.topics.control, until=lambda rs: len(rs) >= 1, timeout_s=5)
     event = decode_control(control[0].value)
     assert (event.event, event.model, event.version) == ("promote", "digits", 1)
+
+
+async def test_a_registry_that_fails_for_a_while_delays_the_answer_but_does_not_change_it(
+    kafka: KafkaSettings, registry: Registry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    starts: list[str] = []
+    start_run = registry.runs.start_run
+
+    def flaky_start(job_id: str, *args: Any, **kwargs: Any) -> Any:
+        starts.append(job_id)
+        if len(starts) <= 2:
+            raise DatabaseError("the database is unreachable (test)")
+        return start_run(job_id, *args, **kwargs)
+
+    monkeypatch.setattr(registry.runs, "start_run", flaky_start)
+    settings = TrainerSettings(retry=RetrySettings(attempts=2, backoff_s=0.05))
+    await publish(kafka, kafka.topics.retrain, [job("late", params=WEAK)], key=b"digits")
+    async with running(Trainer(kafka, registry.models, registry.runs, settings).run):
+        results = await read_results(kafka, {"late"}, timeout_s=60)
+        answers = await read(kafka, kafka.topics.results, until=settled(1))
+    assert (results["late"]["status"], results["late"]["version"]) == ("ok", 1)
+    assert starts == ["late"] * 3 and len(answers) == 1
+
+
+async def test_a_registry_that_stays_down_is_answered_internal_after_the_bound(
+    kafka: KafkaSettings, registry: Registry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def down(*args: Any, **kwargs: Any) -> Any:
+        raise DatabaseError("the database is unreachable (test)")
+
+    monkeypatch.setattr(registry.runs, "start_run", down)
+    settings = TrainerSettings(retry=RetrySettings(attempts=1, backoff_s=0.0))
+    await publish(kafka, kafka.topics.retrain, [job("down", params=WEAK)], key=b"digits")
+    async with running(Trainer(kafka, registry.models, registry.runs, settings).run):
+        result = (await read_results(kafka, {"down"}, timeout_s=60))["down"]
+    assert (result["status"], result["error"]["code"]) == ("error", "INTERNAL")
+    assert "failed 2 times" in result["error"]["message"]
 
 
 def test_recipe_defaults_to_the_model_name_if_built_in_else_tabular() -> None:

@@ -18,9 +18,9 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from maas.broker import free_port
 from producer.kafka import KafkaSettings
+from registry.bundle import Registry
 from registry.entities import ModelVersion
 from registry.settings import RegistrySettings
-from registry.store import Store
 from tests.kafka_helpers import job, publish, read, read_results, running
 from workers.batching import BatchConfig
 from workers.demo import digits_samples
@@ -31,8 +31,12 @@ pytest_plugins = ["tests.registry_fixtures", "tests.serving_fixtures"]
 
 
 @pytest.fixture
-async def worker(kafka: KafkaSettings, store: Store, digits: ModelVersion) -> AsyncIterator[Worker]:
-    serving = Worker(kafka, store, WorkerSettings(metrics_interval_s=0.5))
+async def worker(
+    kafka: KafkaSettings, registry: Registry, digits: ModelVersion
+) -> AsyncIterator[Worker]:
+    serving = Worker(
+        kafka, registry.models, registry.metrics, WorkerSettings(metrics_interval_s=0.5)
+    )
     stop = asyncio.Event()
     task = asyncio.create_task(serving.run(stop))
     await asyncio.wait_for(serving.ready.wait(), 30)
@@ -64,9 +68,9 @@ async def test_plain_kafka_job_is_answered_with_the_right_outputs_and_version(
 
 
 async def test_explicit_version_and_custom_reply_topic(
-    kafka: KafkaSettings, worker: Worker, digits_artifact: Path, store: Store
+    kafka: KafkaSettings, worker: Worker, digits_artifact: Path, registry: Registry
 ) -> None:
-    v2 = store.register("digits", digits_artifact, actor="test")  # not promoted
+    v2 = registry.models.register("digits", digits_artifact, actor="test")  # not promoted
     pixels, _ = digits_samples(1)
     await publish(
         kafka,
@@ -143,7 +147,7 @@ async def test_many_jobs_are_batched_and_all_answered(kafka: KafkaSettings, work
 
 
 async def test_metric_windows_reach_the_registry(
-    kafka: KafkaSettings, worker: Worker, store: Store
+    kafka: KafkaSettings, worker: Worker, registry: Registry
 ) -> None:
     pixels, _ = digits_samples(3)
     await publish(
@@ -153,13 +157,13 @@ async def test_metric_windows_reach_the_registry(
     )
     await read_results(kafka, {"w-0", "w-1", "w-2"})
     await worker.metrics.flush()  # do not wait for the interval
-    windows = store.windows("digits")
+    windows = registry.metrics.windows("digits")
     assert sum(w.jobs for w in windows) >= 3
     assert all(w.version == 1 for w in windows)
 
 
 async def test_a_full_model_queue_pauses_polling_until_it_drains(
-    kafka: KafkaSettings, store: Store, digits: ModelVersion, monkeypatch: pytest.MonkeyPatch
+    kafka: KafkaSettings, registry: Registry, digits: ModelVersion, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     paused_with: list[int] = []
     pause = AIOKafkaConsumer.pause
@@ -173,7 +177,7 @@ async def test_a_full_model_queue_pauses_polling_until_it_drains(
     settings = WorkerSettings(
         batch=BatchConfig(max_batch_size=1, max_delay_ms=0), max_queued_batches=3
     )
-    serving = Worker(kafka, store, settings)
+    serving = Worker(kafka, registry.models, registry.metrics, settings)
     # Resolved and loaded already: the first poll's jobs queue at once.
     await serving.models.get(await serving.models.resolve("digits", None, "production"))
     pixels, _ = digits_samples(1)

@@ -6,10 +6,12 @@ import asyncio
 from collections.abc import Callable
 
 import structlog
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer
 
+from producer.control import log_fields
 from producer.kafka import KafkaSettings
 from producer.messages import ControlEvent, DecodeError, decode_control
+from producer.tail import tail_async
 
 log = structlog.get_logger(__name__)
 
@@ -27,9 +29,7 @@ async def follow_control(settings: KafkaSettings, on_event: Callable[[ControlEve
     )
     await consumer.start()
     try:
-        partitions = consumer.partitions_for_topic(topic) or {0}
-        consumer.assign([TopicPartition(topic, p) for p in partitions])
-        await consumer.seek_to_end()
+        await tail_async(consumer, topic)
         while True:
             batch = await consumer.getmany(timeout_ms=500)
             for records in batch.values():
@@ -47,11 +47,5 @@ def _dispatch(raw: bytes | None, on_event: Callable[[ControlEvent], None]) -> No
     except DecodeError as exc:
         log.warning("control event ignored", error=str(exc))
         return
-    log.info(
-        "control event",
-        control_event=event.event,
-        model=event.model,
-        alias=event.alias,
-        version=event.version,
-    )
+    log.info("control event", **log_fields(event))
     on_event(event)

@@ -13,7 +13,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import structlog
 
@@ -21,7 +21,6 @@ from producer.messages import ErrorCode
 from registry.artifacts import ArtifactStore
 from registry.entities import ModelVersion
 from registry.errors import AliasNotFound, ModelNotFound, VersionNotFound
-from registry.store import Store
 from workers.batching import BatchConfig, DynamicBatcher
 from workers.errors import WorkerError
 from workers.heap import freeze_long_lived
@@ -36,6 +35,14 @@ class ResolveError(WorkerError):
     def __init__(self, message: str, code: ErrorCode) -> None:
         super().__init__(message)
         self.code = code
+
+
+class VersionLookup(Protocol):
+    """What the cache asks of the model store: a version by number, or by alias."""
+
+    def get_version(self, name: str, version: int) -> ModelVersion: ...
+
+    def resolve(self, name: str, alias: str = ...) -> ModelVersion: ...
 
 
 @dataclass
@@ -58,7 +65,7 @@ class ModelCache:
 
     def __init__(
         self,
-        store: Store,
+        store: VersionLookup,
         *,
         runtime: RuntimeSettings,
         batch: BatchConfig,

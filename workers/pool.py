@@ -12,8 +12,9 @@ import structlog
 
 from producer.control import alias_move_publisher
 from producer.kafka import KafkaSettings
+from registry.bundle import Registry
 from registry.settings import RegistrySettings
-from registry.store import Store
+from workers import logs
 from workers.health import served
 from workers.loop import Worker, WorkerSettings
 from workers.probes import worker_probe
@@ -45,21 +46,21 @@ async def serve_async(
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-    store = await asyncio.to_thread(
-        partial(Store.open, settings.registry, on_alias_move=alias_move_publisher(settings.kafka))
+    registry = await asyncio.to_thread(
+        partial(
+            Registry.open, settings.registry, on_alias_move=alias_move_publisher(settings.kafka)
+        )
     )
     port = settings.metrics_port + index if settings.metrics_port else 0
     try:
-        worker = Worker(settings.kafka, store, settings.worker)
+        worker = Worker(settings.kafka, registry.models, registry.metrics, settings.worker)
         async with served(port, worker_probe(worker)):
             await worker.run(stop)
     finally:
-        store.close()
+        registry.close()
 
 
 def _child(settings: PoolSettings, index: int) -> None:
-    from maas import logs
-
     logs.configure(settings.log_format, settings.log_level)
     asyncio.run(serve_async(settings, index=index))
 

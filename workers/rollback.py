@@ -3,7 +3,7 @@
 The worker writes its metric windows to the registry every few seconds. Right after
 each write (in the same thread, off the event loop) the watcher runs
 :func:`registry.policy.check_rollback` for the models in those windows whose alias
-was promoted recently. A rollback goes through the worker's Store, whose
+was promoted recently. A rollback goes through the worker's model store, whose
 ``on_alias_move`` hook announces it on the control topic, so every worker swaps back.
 Several workers may judge the same promotion; the first rollback wins and the others
 find the alias already restored.
@@ -20,8 +20,7 @@ from prometheus_client import Counter
 
 from registry.entities import AliasMove, MetricWindow
 from registry.errors import RegistryError
-from registry.policy import RollbackPolicy, check_rollback
-from registry.store import Store
+from registry.policy import AliasRollbacks, RollbackPolicy, WindowReader, check_rollback
 
 log = structlog.get_logger(__name__)
 
@@ -43,8 +42,16 @@ class RollbackSettings:
 class RollbackWatcher:
     """Checks recently promoted models against the policy after their windows are written."""
 
-    def __init__(self, store: Store, settings: RollbackSettings, *, actor: str) -> None:
-        self._store = store
+    def __init__(
+        self,
+        models: AliasRollbacks,
+        metrics: WindowReader,
+        settings: RollbackSettings,
+        *,
+        actor: str,
+    ) -> None:
+        self._models = models
+        self._metrics = metrics
         self._settings = settings
         self._actor = actor
 
@@ -66,7 +73,8 @@ class RollbackWatcher:
             if not self._recently_promoted(model):
                 return None
             move = check_rollback(
-                self._store,
+                self._models,
+                self._metrics,
                 model,
                 alias=self._settings.alias,
                 policy=self._settings.policy,
@@ -87,12 +95,8 @@ class RollbackWatcher:
         return move
 
     def _recently_promoted(self, model: str) -> bool:
-        history = self._store.alias_history(model, self._settings.alias)
+        history = self._models.alias_history(model, self._settings.alias)
         if not history or history[-1].kind != "promote":
             return False
-        age = datetime.now(UTC) - _utc(history[-1].at)
+        age = datetime.now(UTC) - history[-1].at  # the registry's times are aware UTC
         return age <= timedelta(seconds=self._settings.watch_s)
-
-
-def _utc(moment: datetime) -> datetime:
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)

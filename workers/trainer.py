@@ -3,7 +3,9 @@
 One job at a time per trainer. While a job trains (in a thread), the consumer's
 partitions are paused and ``getmany`` keeps being called, so the member stays in
 its group however long training takes. The offset is committed only after the
-RetrainResult is acknowledged by the broker.
+RetrainResult is acknowledged by the broker. A job that fails because the registry
+is unreachable (a retriable error) is tried again after a backoff, a bounded number
+of times (``TrainerSettings.retry``), before it is answered INTERNAL.
 
 Retraining is idempotent by ``job_id``: a redelivered job whose run already finished
 is answered from the stored run without training again; a run left "running" by a
@@ -17,15 +19,15 @@ from __future__ import annotations
 import asyncio
 import tempfile
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Protocol
 
 import structlog
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from prometheus_client import Counter, Histogram
 
-from producer.kafka import KafkaSettings, ensure_topics
+from producer.kafka import KafkaSettings
 from producer.messages import (
     DecodeError,
     ErrorCode,
@@ -37,9 +39,14 @@ from producer.messages import (
 )
 from registry.entities import ModelVersion, RetrainRun
 from registry.errors import AliasNotFound, ConflictError, ModelNotFound, RegistryError
-from registry.store import Store
+from workers.consumer import (
+    RetrySettings,
+    commit,
+    connected,
+    dead_letter_unanswered,
+    with_worker_id,
+)
 from workers.gate import GateDecision, GatePolicy, decide
-from workers.loop import default_worker_id
 from workers.recipes import (
     BUILTIN_RECIPES,
     DatasetRef,
@@ -49,7 +56,7 @@ from workers.recipes import (
     TrainRequest,
     get_recipe,
 )
-from workers.replies import Publisher, PublishFailed, Record, source_of
+from workers.replies import Publisher, PublishFailed, Record
 
 log = structlog.get_logger(__name__)
 
@@ -76,10 +83,46 @@ class TrainerSettings:
     keepalive_s: float = 0.5  # how often getmany is called while a job trains
     min_improvement: float = 0.0  # the gate's required margin on the recipe's metric
     worker_id: str = ""  # default: host:pid
+    retry: RetrySettings = field(default_factory=RetrySettings)
 
     @property
     def actor(self) -> str:
         return f"trainer@{self.worker_id}"
+
+
+class Registrar(Protocol):
+    """What the trainer asks of the model store: production's version, and a new one."""
+
+    def resolve(self, name: str, alias: str = ...) -> ModelVersion: ...
+
+    def register(
+        self,
+        name: str,
+        artifact: Path,
+        *,
+        actor: str,
+        reason: str = ...,
+        promote: bool = ...,
+        parent_version: int | None = ...,
+        dataset_hash: str | None = ...,
+        params: dict[str, Any] | None = ...,
+        metrics: dict[str, Any] | None = ...,
+        run_job_id: str | None = ...,
+    ) -> ModelVersion: ...
+
+
+class RunLog(Protocol):
+    """What the trainer asks of the run store: start, fail and read a run by its job id."""
+
+    def start_run(
+        self, job_id: str, model: str, *, trigger: str, params: dict[str, Any] | None = ...
+    ) -> tuple[RetrainRun, bool]: ...
+
+    def finish_run(
+        self, job_id: str, *, status: str, reason: str = ..., error_code: str | None = ...
+    ) -> RetrainRun: ...
+
+    def get_run(self, job_id: str) -> RetrainRun | None: ...
 
 
 class _Failure(Exception):
@@ -101,11 +144,13 @@ def recipe_name(job: RetrainJob) -> str:
 class Trainer:
     """One member of the trainer group. ``run`` returns after ``stop`` is set."""
 
-    def __init__(self, kafka: KafkaSettings, store: Store, settings: TrainerSettings) -> None:
-        if not settings.worker_id:
-            settings = replace(settings, worker_id=default_worker_id())
+    def __init__(
+        self, kafka: KafkaSettings, models: Registrar, runs: RunLog, settings: TrainerSettings
+    ) -> None:
+        settings = with_worker_id(settings)
         self.kafka = kafka
-        self.store = store
+        self.models = models
+        self.runs = runs
         self.settings = settings
         self.ready = asyncio.Event()
         self._publisher: Publisher | None = None
@@ -115,26 +160,22 @@ class Trainer:
         return None if self.ready.is_set() else "no retrain partitions assigned yet"
 
     async def run(self, stop: asyncio.Event) -> None:
-        await ensure_topics(self.kafka)
-        producer = AIOKafkaProducer(**self.kafka.producer())
-        consumer = AIOKafkaConsumer(**self.kafka.consumer(self.settings.group_id))
-        consumer.subscribe([self.kafka.topics.retrain])
-        await producer.start()
-        await consumer.start()
-        self._publisher = Publisher(producer, dlq_topic=self.kafka.topics.dlq)
-        log.info("trainer started", worker=self.settings.worker_id, group=self.settings.group_id)
+        settings = self.settings
         try:
-            while not stop.is_set():
-                batch = await consumer.getmany(timeout_ms=200, max_records=1)
-                if consumer.assignment():
-                    self.ready.set()
-                for tp, records in batch.items():
-                    for record in records:
-                        await self._handle(consumer, tp, record)
+            async with connected(
+                self.kafka, self.kafka.topics.retrain, group=settings.group_id
+            ) as (consumer, publisher):
+                self._publisher = publisher
+                log.info("trainer started", worker=settings.worker_id, group=settings.group_id)
+                while not stop.is_set():
+                    batch = await consumer.getmany(timeout_ms=200, max_records=1)
+                    if consumer.assignment():
+                        self.ready.set()
+                    for tp, records in batch.items():
+                        for record in records:
+                            await self._handle(consumer, tp, record)
         finally:
-            await consumer.stop()
-            await producer.stop()
-            log.info("trainer stopped", worker=self.settings.worker_id)
+            log.info("trainer stopped", worker=settings.worker_id)
 
     async def _handle(self, consumer: AIOKafkaConsumer, tp: TopicPartition, record: Record) -> None:
         """Process one record with the partitions paused, polling on; then commit it."""
@@ -147,8 +188,10 @@ class Trainer:
                     await _keep_alive(consumer)
         finally:
             consumer.resume(*consumer.paused())
+        # A failed commit (the group moved on) leaves the job to be read again and
+        # answered from its stored run, without training again.
         if work.result():
-            await _commit(consumer, tp, record.offset + 1)
+            await commit(consumer, {tp: record.offset + 1})
 
     async def _process(self, record: Record) -> bool:
         """Answer one record (or dead-letter it). True when it may be committed."""
@@ -156,15 +199,7 @@ class Trainer:
         try:
             await self._answer(record)
         except PublishFailed as exc:
-            try:
-                await self._publisher.dead_letter(
-                    source_of(record),
-                    code=ErrorCode.INTERNAL,
-                    reason=f"answer not published: {exc}",
-                )
-            except PublishFailed:
-                log.error("retrain job neither answered nor dead-lettered", offset=record.offset)
-                return False
+            return await dead_letter_unanswered(self._publisher, record, exc)
         return True
 
     async def _answer(self, record: Record) -> None:
@@ -177,7 +212,7 @@ class Trainer:
         with structlog.contextvars.bound_contextvars(
             job_id=job.job_id, model=job.model, partition=record.partition, offset=record.offset
         ):
-            result = await self.execute(job)
+            result = await self._execute_retrying(job)
             await self._publisher.send(
                 job.reply_to or self.kafka.topics.results,
                 encode(result),
@@ -205,12 +240,31 @@ class Trainer:
         )
         await self._publisher.publish(rejection)
 
+    async def _execute_retrying(self, job: RetrainJob) -> RetrainResult:
+        """:meth:`execute`, tried again after a backoff while the registry fails with a
+        retriable error (its record stays uncommitted meanwhile: read again should the
+        trainer stop); after ``retry.attempts`` more tries, answered INTERNAL."""
+        limits = self.settings.retry
+        attempt = 0
+        while True:
+            try:
+                return await self.execute(job)
+            except RegistryError as exc:
+                if not exc.retriable:
+                    raise
+                attempt += 1
+                if attempt > limits.attempts:
+                    message = f"the registry failed {attempt} times: {exc}"
+                    return _error(job.job_id, job.model, ErrorCode.INTERNAL, message)
+                log.warning("registry unavailable; trying the job again", error=str(exc))
+                await asyncio.sleep(limits.delay_s(attempt))
+
     # -- one job: run → train → gate → register -------------------------------------------
 
     async def execute(self, job: RetrainJob) -> RetrainResult:
         """Run ``job`` once (idempotent by ``job_id``) and return its RetrainResult."""
         run, created = await asyncio.to_thread(
-            self.store.start_run,
+            self.runs.start_run,
             job.job_id,
             job.model,
             trigger=job.trigger,
@@ -241,26 +295,20 @@ class Trainer:
         try:
             version = await asyncio.to_thread(self._register, job, trained, production, decision)
         except ConflictError:  # another trainer finished this run first
-            stored = await asyncio.to_thread(self.store.get_run, job.job_id)
+            stored = await asyncio.to_thread(self.runs.get_run, job.job_id)
             assert stored is not None
             return _from_run(job, stored)
         except RegistryError as exc:
+            if exc.retriable:
+                raise  # the whole job is tried again (see _execute_retrying)
             raise _Failure(
                 ErrorCode.INTERNAL, f"registering the trained model failed: {exc}"
             ) from exc
-        return RetrainResult(
-            job_id=job.job_id,
-            status="ok",
-            model=job.model,
-            version=version.version,
-            metrics=dict(version.metrics),
-            promoted=decision.promote,
-            reason=decision.reason,
-        )
+        return _ok(job.job_id, version, promoted=decision.promote, reason=decision.reason)
 
     def _production(self, model: str) -> ModelVersion | None:
         try:
-            return self.store.resolve(model)
+            return self.models.resolve(model)
         except (ModelNotFound, AliasNotFound):
             return None
 
@@ -271,7 +319,7 @@ class Trainer:
         production: ModelVersion | None,
         decision: GateDecision,
     ) -> ModelVersion:
-        return self.store.register(
+        return self.models.register(
             job.model,
             trained.artifact,
             actor=self.settings.actor,
@@ -288,14 +336,14 @@ class Trainer:
         log.warning("retrain job failed", code=failure.code, error=failure.message)
         try:
             await asyncio.to_thread(
-                self.store.finish_run,
+                self.runs.finish_run,
                 job.job_id,
                 status="error",
                 reason=failure.message,
-                metrics={"error_code": str(failure.code)},  # so a redelivery answers alike
+                error_code=str(failure.code),  # so a redelivery answers alike
             )
         except ConflictError:
-            stored = await asyncio.to_thread(self.store.get_run, job.job_id)
+            stored = await asyncio.to_thread(self.runs.get_run, job.job_id)
             assert stored is not None
             return _from_run(job, stored)
         return _error(job.job_id, job.model, failure.code, failure.message)
@@ -308,15 +356,6 @@ async def _keep_alive(consumer: AIOKafkaConsumer) -> None:
     for tp, records in stray.items():
         if records:
             consumer.seek(tp, records[0].offset)  # read again once this job is done
-
-
-async def _commit(consumer: AIOKafkaConsumer, tp: TopicPartition, offset: int) -> None:
-    try:
-        await consumer.commit({tp: offset})
-    except (CommitFailedError, IllegalStateError, KafkaError) as exc:
-        # The partition moved on during a rebalance: the job is redelivered and answered
-        # from its stored run, without training again.
-        log.warning("commit failed; the job will be answered again", error=str(exc))
 
 
 def _train(job: RetrainJob, workdir: Path) -> tuple[Recipe, TrainedModel]:
@@ -347,18 +386,23 @@ def _train(job: RetrainJob, workdir: Path) -> tuple[Recipe, TrainedModel]:
 
 def _from_run(job: RetrainJob, run: RetrainRun) -> RetrainResult:
     if run.status == "ok":
-        return RetrainResult(
-            job_id=job.job_id,
-            status="ok",
-            model=run.model,
-            version=run.version,
-            metrics=dict(run.metrics),
-            promoted=run.promoted,
-            reason=run.reason,
-        )
-    stored = run.metrics.get("error_code")
-    code = ErrorCode(stored) if stored in set(ErrorCode) else ErrorCode.INTERNAL
+        return _ok(job.job_id, run, promoted=run.promoted, reason=run.reason)
+    code = ErrorCode(run.error_code) if run.error_code in set(ErrorCode) else ErrorCode.INTERNAL
     return _error(job.job_id, run.model, code, run.reason or "the run failed")
+
+
+def _ok(
+    job_id: str, trained: ModelVersion | RetrainRun, *, promoted: bool, reason: str
+) -> RetrainResult:
+    return RetrainResult(
+        job_id=job_id,
+        status="ok",
+        model=trained.model,
+        version=trained.version,
+        metrics=dict(trained.metrics),
+        promoted=promoted,
+        reason=reason,
+    )
 
 
 def _error(job_id: str, model: str, code: ErrorCode, message: str) -> RetrainResult:

@@ -3,18 +3,25 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import sys
+import time
 import uuid
 from pathlib import Path
-from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from maas.commands.common import add_kafka_options, kafka_settings
+from maas.commands.common import (
+    add_kafka_options,
+    add_retrain_job_options,
+    dataset_of,
+    kafka_settings,
+)
 from producer.errors import ClientError, JobTimeout
 from producer.messages import DEFAULT_ALIAS, Dataset, Result, RetrainJob, RetrainResult, encode
 
 if TYPE_CHECKING:
+    from rich.console import Console
     from rich.progress import Progress, TaskID
 
     from producer.score import ScoreStats
@@ -25,8 +32,7 @@ EXIT_OK, EXIT_FAILED, EXIT_TIMEOUT = 0, 1, 2
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     _register_submit(subparsers)
     _register_score(subparsers)
-    if "retrain" not in subparsers.choices:  # the trainer's verb group may own it
-        _register_retrain(subparsers)
+    _register_retrain(subparsers)
 
 
 def _add_target(parser: argparse.ArgumentParser) -> None:
@@ -36,6 +42,11 @@ def _add_target(parser: argparse.ArgumentParser) -> None:
         "--alias", default=DEFAULT_ALIAS, metavar="A", help="alias used without --version"
     )
     parser.add_argument("--priority", type=int, default=0, metavar="P", help="higher first")
+
+
+def _target(args: argparse.Namespace) -> dict[str, Any]:
+    """The job options that :func:`_add_target` reads, besides the model."""
+    return {"version": args.version, "alias": args.alias, "priority": args.priority}
 
 
 def _register_submit(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -90,13 +101,19 @@ def _register_score(subparsers: argparse._SubParsersAction[argparse.ArgumentPars
 
 
 def _register_retrain(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    parser = subparsers.add_parser("retrain", help="publish a retrain job and wait for its answer")
-    parser.add_argument("name", metavar="NAME", help="model name")
-    parser.add_argument("--dataset", help="dataset URI (file://...) or built-in name")
+    parser = subparsers.add_parser(
+        "retrain",
+        help="publish a retrain job and wait for the answer",
+        description="Publish a RetrainJob for NAME and wait for its RetrainResult. "
+        "Exit 0 on an ok RetrainResult, 1 on an error one or when no answer came.",
+    )
+    parser.add_argument("name", metavar="NAME")
+    add_retrain_job_options(parser)
     parser.add_argument("--recipe", help="training recipe (default: the model's own)")
-    parser.add_argument("--param", action="append", default=[], metavar="K=V", help="JSON value")
-    parser.add_argument("--promote", choices=("gate", "never", "always"), default="gate")
-    parser.add_argument("--timeout", type=float, default=600.0, metavar="S", help="seconds")
+    parser.add_argument("--job-id", help="job id (default: random); the same id trains once")
+    parser.add_argument(
+        "--timeout", type=float, default=600.0, metavar="S", help="seconds to wait (600)"
+    )
     add_kafka_options(parser)
     parser.set_defaults(func=run_retrain)
 
@@ -123,13 +140,7 @@ def run_submit(args: argparse.Namespace) -> int:
     inputs = _load_inputs(args.inputs)
     with Client(kafka_settings(args), timeout_s=args.timeout) as client:
         handle = client.submit(
-            args.model,
-            inputs,
-            version=args.version,
-            alias=args.alias,
-            deadline_ms=args.deadline_ms,
-            priority=args.priority,
-            job_id=args.job_id,
+            args.model, inputs, job_id=args.job_id, deadline_ms=args.deadline_ms, **_target(args)
         )
         try:
             reply = handle.result()
@@ -148,13 +159,11 @@ def run_score(args: argparse.Namespace) -> int:
         raise SystemExit(f"maas score: {args.input} does not exist")
     settings = ScoreSettings(
         model=args.model,
-        version=args.version,
-        alias=args.alias,
         rows_per_job=max(1, args.rows_per_job),
         max_in_flight=max(1, args.max_in_flight),
         timeout_s=args.timeout,
         input_name=args.input_name,
-        priority=args.priority,
+        **_target(args),
     )
     with ScoreProgress(args.progress) as progress, Client(kafka_settings(args)) as client:
         scorer = Scorer(client, settings, on_progress=progress.update)
@@ -221,47 +230,59 @@ class ScoreProgress:
             speed=stats.rows_per_s,
         )
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         if self._progress is not None:
             self._progress.stop()
 
 
-def _params(pairs: list[str]) -> dict[str, Any]:
-    params: dict[str, Any] = {}
-    for pair in pairs:
-        key, _, value = pair.partition("=")
-        try:
-            params[key] = json.loads(value)
-        except ValueError:
-            params[key] = value
-    return params
-
-
 def run_retrain(args: argparse.Namespace) -> int:
-    from producer.client import Client
+    from rich.console import Console
 
-    dataset = None
-    if args.dataset:
-        is_uri = "://" in args.dataset or "/" in args.dataset
-        dataset = Dataset(uri=args.dataset) if is_uri else Dataset(name=args.dataset)
+    dataset = dataset_of(args.dataset)
     job = RetrainJob(
-        job_id=uuid.uuid4().hex,
+        job_id=args.job_id or f"manual-{uuid.uuid4().hex[:12]}",
         model=args.name,
         recipe=args.recipe,
-        dataset=dataset,
-        params=_params(args.param),
+        dataset=None if dataset is None else Dataset(**dataset),
+        params=args.params,
         promote=args.promote,
     )
-    with Client(kafka_settings(args), timeout_s=args.timeout) as client:
-        try:
-            reply = client.retrain(job)
-        except JobTimeout as exc:
-            sys.stderr.write(f"maas retrain: {exc}\n(is `maas trainer` running?)\n")
-            return EXIT_TIMEOUT
-    _print(reply)
-    return EXIT_OK if reply.ok else EXIT_FAILED
+    status = Console(stderr=True, highlight=False, markup=False)
+    try:
+        result = asyncio.run(_retrain(args, job, status))
+    except JobTimeout as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    print(_describe(result))
+    return EXIT_OK if result.ok else EXIT_FAILED
+
+
+async def _retrain(args: argparse.Namespace, job: RetrainJob, console: Console) -> RetrainResult:
+    from producer.aio import AsyncClient
+
+    started = time.monotonic()
+    async with AsyncClient(kafka_settings(args), timeout_s=args.timeout) as client:
+        waiting = asyncio.ensure_future(client.retrain(job))
+        with console.status(f"retraining {job.model} (job {job.job_id})") as status:
+            while not waiting.done():
+                await asyncio.wait({waiting}, timeout=0.5)
+                status.update(
+                    f"retraining {job.model} (job {job.job_id}): "
+                    f"{time.monotonic() - started:.0f}s elapsed"
+                )
+        return await waiting
+
+
+def _describe(result: RetrainResult) -> str:
+    if not result.ok:
+        code = result.error.code if result.error else "INTERNAL"
+        message = result.error.message if result.error else result.reason
+        return f"retrain {result.job_id} failed: {code}: {message}"
+    metrics = ", ".join(
+        f"{k}={v:.4f}" for k, v in result.metrics.items() if k in ("accuracy", "f1", "duration_s")
+    )
+    verdict = "promoted to production" if result.promoted else "not promoted"
+    return (
+        f"{result.model} version {result.version} registered, {verdict}: {result.reason}\n"
+        f"metrics: {metrics}"
+    )

@@ -4,20 +4,24 @@ from __future__ import annotations
 
 import argparse
 import getpass
+import json
 import os
 import socket
 import sys
 from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 
 from producer.control import alias_move_publisher
 from producer.kafka import KafkaSettings
+from registry.bundle import Registry
 from registry.errors import RegistryError
 from registry.settings import RegistrySettings
-from registry.store import Store
 
-StoreHandler = Callable[[Store, argparse.Namespace], int]
+RegistryHandler = Callable[[Registry, argparse.Namespace], int]
+PROMOTE_CHOICES = ("gate", "never", "always")
 
 
 def add_kafka_options(parser: argparse.ArgumentParser) -> None:
@@ -66,6 +70,34 @@ def _port(text: str) -> int:
     return port
 
 
+def add_retrain_job_options(parser: argparse.ArgumentParser) -> None:
+    """What a retrain job carries, for ``maas retrain`` and ``maas schedule add``."""
+    parser.add_argument(
+        "--dataset", metavar="URI_OR_NAME", help="a file URI/path or a built-in dataset name"
+    )
+    parser.add_argument("--params", type=_json_object, default={}, help='JSON, e.g. {"epochs": 5}')
+    parser.add_argument("--promote", choices=PROMOTE_CHOICES, default="gate", help="(gate)")
+
+
+def _json_object(text: str) -> dict[str, Any]:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise argparse.ArgumentTypeError(f"--params is not valid JSON: {exc}") from exc
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError('--params must be a JSON object, e.g. {"epochs": 5}')
+    return value
+
+
+def dataset_of(text: str | None) -> dict[str, str] | None:
+    """``--dataset``: a URI or path (has ``:`` or ``/`` or exists) or a built-in name."""
+    if not text:
+        return None
+    if "://" in text or "/" in text or Path(text).exists():
+        return {"uri": text}
+    return {"name": text}
+
+
 def kafka_settings(args: argparse.Namespace) -> KafkaSettings:
     return KafkaSettings.from_env(
         bootstrap_servers=args.bootstrap_servers,
@@ -78,10 +110,10 @@ def registry_settings(args: argparse.Namespace) -> RegistrySettings:
     return RegistrySettings.from_env(database_url=args.database_url, artifact_dir=args.artifact_dir)
 
 
-def with_store(
-    handler: StoreHandler, *, announce: bool = False
+def with_registry(
+    handler: RegistryHandler, *, announce: bool = False
 ) -> Callable[[argparse.Namespace], int]:
-    """Run ``handler`` with an open store; domain errors become one line and exit 1.
+    """Run ``handler`` with the registry open; domain errors become one line and exit 1.
 
     ``announce``: alias moves are published on the control topic (needs Kafka options).
     """
@@ -89,8 +121,8 @@ def with_store(
     def run(args: argparse.Namespace) -> int:
         try:
             hook = alias_move_publisher(kafka_settings(args)) if announce else None
-            with Store.open(registry_settings(args), on_alias_move=hook) as store:
-                return handler(store, args)
+            with Registry.open(registry_settings(args), on_alias_move=hook) as registry:
+                return handler(registry, args)
         except RegistryError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 1

@@ -9,16 +9,16 @@ from pathlib import Path
 
 from rich.table import Table
 
-from maas.commands.common import actor, add_kafka_options, console, with_store
+from maas.commands.common import actor, add_kafka_options, console, with_registry
 from registry import (
     MetricWindow,
     ModelVersion,
+    Registry,
     Signature,
-    Store,
     TensorSpec,
 )
 
-Handler = Callable[[Store, argparse.Namespace], int]
+Handler = Callable[[Registry, argparse.Namespace], int]
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -32,7 +32,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
     def verb(name: str, handler: Handler, help_text: str) -> argparse.ArgumentParser:
         sub = verbs.add_parser(name, parents=[common], help=help_text, description=help_text)
-        sub.set_defaults(func=with_store(handler, announce=True))
+        sub.set_defaults(func=with_registry(handler, announce=True))
         return sub
 
     sub = verb("register", _register, "register a model file or directory as the next version")
@@ -82,8 +82,8 @@ def _alias_and_reason(parser: argparse.ArgumentParser) -> None:
 # -- verbs --------------------------------------------------------------------------------
 
 
-def _register(store: Store, args: argparse.Namespace) -> int:
-    version = store.register(
+def _register(registry: Registry, args: argparse.Namespace) -> int:
+    version = registry.models.register(
         args.name,
         args.artifact,
         actor=actor(args),
@@ -100,8 +100,8 @@ def _register(store: Store, args: argparse.Namespace) -> int:
     return 0
 
 
-def _list(store: Store, args: argparse.Namespace) -> int:
-    models = store.list_models()
+def _list(registry: Registry, args: argparse.Namespace) -> int:
+    models = registry.models.list_models()
     if not models:
         print("no models registered yet; add one with: maas models register NAME ARTIFACT")
         return 0
@@ -114,9 +114,9 @@ def _list(store: Store, args: argparse.Namespace) -> int:
     return 0
 
 
-def _show(store: Store, args: argparse.Namespace) -> int:
-    versions = store.versions(args.name)
-    aliases = store.aliases(args.name)
+def _show(registry: Registry, args: argparse.Namespace) -> int:
+    versions = registry.models.versions(args.name)
+    aliases = registry.models.aliases(args.name)
     print(f"{args.name}: {len(versions)} version(s); aliases: {_aliases(aliases) or 'none'}")
     table = Table("VERSION", "FORMAT", "SHA256", "STATUS", "CREATED", "BY", "ALIASES", box=None)
     table.add_column("SIGNATURE", overflow="fold")
@@ -136,24 +136,24 @@ def _show(store: Store, args: argparse.Namespace) -> int:
     return 0
 
 
-def _promote(store: Store, args: argparse.Namespace) -> int:
-    move = store.promote(
+def _promote(registry: Registry, args: argparse.Namespace) -> int:
+    move = registry.models.promote(
         args.name, args.version, alias=args.alias, actor=actor(args), reason=args.reason
     )
     print(f"{move.model} {move.alias}: {_opt(move.previous_version)} -> {move.version}")
     return 0
 
 
-def _rollback(store: Store, args: argparse.Namespace) -> int:
-    move = store.rollback(
+def _rollback(registry: Registry, args: argparse.Namespace) -> int:
+    move = registry.models.rollback(
         args.name, alias=args.alias, to=args.to, actor=actor(args), reason=args.reason
     )
     print(f"rolled back {move.model} {move.alias}: {move.previous_version} -> {move.version}")
     return 0
 
 
-def _history(store: Store, args: argparse.Namespace) -> int:
-    moves = store.alias_history(args.name)
+def _history(registry: Registry, args: argparse.Namespace) -> int:
+    moves = registry.models.alias_history(args.name)
     if not moves:
         print(f"no alias of {args.name} has moved yet")
         return 0
@@ -173,8 +173,8 @@ def _history(store: Store, args: argparse.Namespace) -> int:
     return 0
 
 
-def _stats(store: Store, args: argparse.Namespace) -> int:
-    windows = store.windows(args.name, args.version)
+def _stats(registry: Registry, args: argparse.Namespace) -> int:
+    windows = registry.metrics.windows(args.name, args.version)
     if not windows:
         print(f"no metric windows recorded for {args.name} yet; workers record them as they serve")
         return 0
@@ -211,8 +211,10 @@ def _stats_table(name: str, version: int, windows: list[MetricWindow], total: in
     return table
 
 
-def _archive(store: Store, args: argparse.Namespace) -> int:
-    version = store.archive(args.name, args.version, actor=actor(args), reason=args.reason)
+def _archive(registry: Registry, args: argparse.Namespace) -> int:
+    version = registry.models.archive(
+        args.name, args.version, actor=actor(args), reason=args.reason
+    )
     print(f"archived {version.model} version {version.version}")
     return 0
 

@@ -1,4 +1,7 @@
-"""Retraining verbs: ``maas trainer``, ``maas scheduler``, ``maas schedule``, ``maas retrain``."""
+"""Retraining verbs: ``maas trainer``, ``maas scheduler``, ``maas schedule``.
+
+``maas retrain`` (publish one retrain job) is a client verb: ``maas/commands/client.py``.
+"""
 
 from __future__ import annotations
 
@@ -6,14 +9,9 @@ import argparse
 import asyncio
 import json
 import signal
-import sys
-import time
-import uuid
 from collections.abc import Callable, Coroutine
-from pathlib import Path
 from typing import Any
 
-from rich.console import Console
 from rich.table import Table
 
 from maas.commands.common import (
@@ -21,20 +19,19 @@ from maas.commands.common import (
     add_kafka_options,
     add_metrics_option,
     add_registry_options,
+    add_retrain_job_options,
     console,
+    dataset_of,
     kafka_settings,
     registry_settings,
-    with_store,
+    with_registry,
 )
 from producer.control import alias_move_publisher
-from producer.errors import JobTimeout
-from producer.messages import Dataset, RetrainJob, RetrainResult
-from producer.scheduler import MetricTrigger, Scheduler, SchedulerSettings
-from registry.store import Store
+from registry.bundle import Registry
 from workers.health import Probe, served
+from workers.scheduler import MetricTrigger, Scheduler, SchedulerSettings
 
-PROMOTE_CHOICES = ("gate", "never", "always")
-Handler = Callable[[Store, argparse.Namespace], int]
+Handler = Callable[[Registry, argparse.Namespace], int]
 Main = Callable[[asyncio.Event], Coroutine[Any, Any, None]]
 
 
@@ -42,7 +39,6 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     _trainer_parser(subparsers)
     _scheduler_parser(subparsers)
     _schedule_parser(subparsers)
-    _retrain_parser(subparsers)
 
 
 # -- parsers --------------------------------------------------------------------------------
@@ -112,58 +108,14 @@ def _schedule_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentPar
     add = verbs.add_parser("add", parents=[common], help="retrain a model on a cron schedule")
     add.add_argument("name", metavar="NAME")
     add.add_argument("--cron", required=True, help='five fields, UTC, e.g. "0 3 * * *"')
-    _job_options(add)
-    add.set_defaults(func=with_store(_add))
+    add_retrain_job_options(add)
+    add.set_defaults(func=with_registry(_add))
     verbs.add_parser("list", parents=[common], help="list schedules").set_defaults(
-        func=with_store(_list)
+        func=with_registry(_list)
     )
     remove = verbs.add_parser("remove", parents=[common], help="remove a schedule by id")
     remove.add_argument("id", type=int, metavar="ID")
-    remove.set_defaults(func=with_store(_remove))
-
-
-def _retrain_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    parser = subparsers.add_parser(
-        "retrain",
-        help="publish a retrain job and wait for the answer",
-        description="Publish a RetrainJob for NAME and wait for its RetrainResult.",
-    )
-    parser.add_argument("name", metavar="NAME")
-    _job_options(parser)
-    parser.add_argument("--recipe", help="training recipe (default: the model's own)")
-    parser.add_argument("--job-id", help="job id (default: random); the same id trains once")
-    parser.add_argument(
-        "--timeout", type=float, default=600.0, metavar="S", help="seconds to wait (600)"
-    )
-    add_kafka_options(parser)
-    parser.set_defaults(func=_run_retrain)
-
-
-def _job_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--dataset", metavar="URI_OR_NAME", help="a file URI/path or a built-in dataset name"
-    )
-    parser.add_argument("--params", type=_json_object, default={}, help='JSON, e.g. {"epochs": 5}')
-    parser.add_argument("--promote", choices=PROMOTE_CHOICES, default="gate", help="(gate)")
-
-
-def _json_object(text: str) -> dict[str, Any]:
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise argparse.ArgumentTypeError(f"--params is not valid JSON: {exc}") from exc
-    if not isinstance(value, dict):
-        raise argparse.ArgumentTypeError('--params must be a JSON object, e.g. {"epochs": 5}')
-    return value
-
-
-def dataset_of(text: str | None) -> dict[str, str] | None:
-    """``--dataset``: a URI or path (has ``:`` or ``/`` or exists) or a built-in name."""
-    if not text:
-        return None
-    if "://" in text or "/" in text or Path(text).exists():
-        return {"uri": text}
-    return {"name": text}
+    remove.set_defaults(func=with_registry(_remove))
 
 
 # -- long-running verbs ----------------------------------------------------------------------
@@ -192,8 +144,9 @@ def _run_trainer(args: argparse.Namespace) -> int:
     torch.set_num_threads(1)  # one trainer, one core: predictable next to the workers
     kafka = kafka_settings(args)
     settings = TrainerSettings(group_id=args.group_id, min_improvement=args.min_improvement)
-    with Store.open(registry_settings(args), on_alias_move=alias_move_publisher(kafka)) as store:
-        trainer = Trainer(kafka, store, settings)
+    hook = alias_move_publisher(kafka)
+    with Registry.open(registry_settings(args), on_alias_move=hook) as registry:
+        trainer = Trainer(kafka, registry.models, registry.runs, settings)
         return _until_signal(
             trainer.run, metrics_port=args.metrics_port, readiness=trainer.readiness
         )
@@ -209,8 +162,8 @@ def _run_scheduler(args: argparse.Namespace) -> int:
             cooldown_s=args.metric_cooldown,
         )
     settings = SchedulerSettings(interval_s=args.interval, metric=metric)
-    with Store.open(registry_settings(args)) as store:
-        scheduler = Scheduler(kafka_settings(args), store, settings)
+    with Registry.open(registry_settings(args)) as registry:
+        scheduler = Scheduler(kafka_settings(args), registry.runs, registry.metrics, settings)
         return _until_signal(
             scheduler.run, metrics_port=args.metrics_port, readiness=scheduler.readiness
         )
@@ -219,8 +172,8 @@ def _run_scheduler(args: argparse.Namespace) -> int:
 # -- maas schedule ----------------------------------------------------------------------------
 
 
-def _add(store: Store, args: argparse.Namespace) -> int:
-    schedule = store.add_schedule(
+def _add(registry: Registry, args: argparse.Namespace) -> int:
+    schedule = registry.runs.add_schedule(
         args.name,
         args.cron,
         dataset=dataset_of(args.dataset),
@@ -235,9 +188,9 @@ def _add(store: Store, args: argparse.Namespace) -> int:
     return 0
 
 
-def _list(store: Store, args: argparse.Namespace) -> int:
+def _list(registry: Registry, args: argparse.Namespace) -> int:
     table = Table("id", "model", "cron", "dataset", "params", "promote", "next fire", "last fire")
-    for s in store.schedules():
+    for s in registry.runs.schedules():
         table.add_row(
             str(s.id),
             s.model,
@@ -252,61 +205,7 @@ def _list(store: Store, args: argparse.Namespace) -> int:
     return 0
 
 
-def _remove(store: Store, args: argparse.Namespace) -> int:
-    store.remove_schedule(args.id, actor=actor(args))
+def _remove(registry: Registry, args: argparse.Namespace) -> int:
+    registry.runs.remove_schedule(args.id, actor=actor(args))
     print(f"schedule {args.id} removed")
     return 0
-
-
-# -- maas retrain -------------------------------------------------------------------------------
-
-
-def _run_retrain(args: argparse.Namespace) -> int:
-    dataset = dataset_of(args.dataset)
-    job = RetrainJob(
-        job_id=args.job_id or f"manual-{uuid.uuid4().hex[:12]}",
-        model=args.name,
-        recipe=args.recipe,
-        dataset=None if dataset is None else Dataset(**dataset),
-        params=args.params,
-        promote=args.promote,
-    )
-    console = Console(stderr=True, highlight=False, markup=False)
-    try:
-        result = asyncio.run(_retrain(args, job, console))
-    except JobTimeout as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    print(_describe(result))
-    return 0 if result.ok else 1
-
-
-async def _retrain(args: argparse.Namespace, job: RetrainJob, console: Console) -> RetrainResult:
-    from producer.aio import AsyncClient
-
-    started = time.monotonic()
-    async with AsyncClient(kafka_settings(args), timeout_s=args.timeout) as client:
-        waiting = asyncio.ensure_future(client.retrain(job))
-        with console.status(f"retraining {job.model} (job {job.job_id})") as status:
-            while not waiting.done():
-                await asyncio.wait({waiting}, timeout=0.5)
-                status.update(
-                    f"retraining {job.model} (job {job.job_id}): "
-                    f"{time.monotonic() - started:.0f}s elapsed"
-                )
-        return await waiting
-
-
-def _describe(result: RetrainResult) -> str:
-    if not result.ok:
-        code = result.error.code if result.error else "INTERNAL"
-        message = result.error.message if result.error else result.reason
-        return f"retrain {result.job_id} failed: {code}: {message}"
-    metrics = ", ".join(
-        f"{k}={v:.4f}" for k, v in result.metrics.items() if k in ("accuracy", "f1", "duration_s")
-    )
-    verdict = "promoted to production" if result.promoted else "not promoted"
-    return (
-        f"{result.model} version {result.version} registered, {verdict}: {result.reason}\n"
-        f"metrics: {metrics}"
-    )

@@ -2,7 +2,7 @@
 
 Every ``interval_s`` a tick does two things:
 
-* **Schedules.** ``Store.claim_due(now)`` hands each due time of each schedule to
+* **Schedules.** ``RunStore.claim_due(now)`` hands each due time of each schedule to
   exactly one caller, however many schedulers race (the claim is a committed row).
   The claimer then publishes one RetrainJob with ``trigger="schedule"`` and
   ``job_id = schedule.job_id(due)``. Publishing happens after the claim commits: if
@@ -24,6 +24,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Protocol
 
 import structlog
 from aiokafka import AIOKafkaProducer
@@ -32,10 +33,9 @@ from prometheus_client import Counter
 
 from producer.kafka import KafkaSettings, ensure_topics
 from producer.messages import Dataset, RetrainJob, encode
-from registry.entities import Schedule
+from registry.entities import MetricWindow, Schedule
 from registry.errors import RegistryError
 from registry.policy import Totals
-from registry.store import Store
 
 log = structlog.get_logger(__name__)
 
@@ -46,6 +46,20 @@ FIRES = Counter(
     "Retrain jobs the scheduler published (outcome=published) or claimed and lost",
     ["model", "trigger", "outcome"],
 )
+
+
+class DueSchedules(Protocol):
+    """What the scheduler asks of the run store: claim the schedules due now."""
+
+    def claim_due(self, now: datetime) -> list[tuple[Schedule, datetime]]: ...
+
+
+class AliasWindows(Protocol):
+    """What the metric trigger asks of the metric store: what production served lately."""
+
+    def alias_windows(
+        self, alias: str, since: datetime
+    ) -> dict[tuple[str, int], list[MetricWindow]]: ...
 
 
 def utc_now() -> datetime:
@@ -92,13 +106,15 @@ class Scheduler:
     def __init__(
         self,
         kafka: KafkaSettings,
-        store: Store,
+        schedules: DueSchedules,
+        metrics: AliasWindows,
         settings: SchedulerSettings,
         *,
         clock: Clock = utc_now,
     ) -> None:
         self.kafka = kafka
-        self.store = store
+        self.schedules = schedules
+        self.metrics = metrics
         self.settings = settings
         self.clock = clock
         self._last_metric_fire: dict[str, float] = {}  # model -> monotonic time
@@ -136,7 +152,8 @@ class Scheduler:
         """One round: claim due schedules, check metrics; returns the jobs published."""
         now = self.clock()
         jobs = [
-            schedule_job(s, due) for s, due in await asyncio.to_thread(self.store.claim_due, now)
+            schedule_job(s, due)
+            for s, due in await asyncio.to_thread(self.schedules.claim_due, now)
         ]
         if self.settings.metric is not None:
             jobs += await asyncio.to_thread(self.metric_jobs, self.settings.metric, now)
@@ -150,25 +167,25 @@ class Scheduler:
         """Retrain jobs for models whose production version breaches ``trigger``."""
         jobs = []
         since = now - timedelta(seconds=trigger.window_s)
-        for summary in self.store.list_models():
-            version = summary.aliases.get("production")
-            if version is None or self._cooling_down(summary.name, trigger):
+        served = self.metrics.alias_windows("production", since)
+        for (model, version), windows in served.items():
+            if self._cooling_down(model, trigger):
                 continue
-            totals = Totals.of(self.store.windows(summary.name, version, since=since))
+            totals = Totals.of(windows)
             if totals.jobs < trigger.min_jobs or totals.error_rate <= trigger.max_error_rate:
                 continue
             log.warning(
                 "error rate over the limit; publishing a retrain job",
-                model=summary.name,
+                model=model,
                 version=version,
                 error_rate=round(totals.error_rate, 4),
                 jobs=totals.jobs,
             )
-            self._last_metric_fire[summary.name] = time.monotonic()
+            self._last_metric_fire[model] = time.monotonic()
             jobs.append(
                 RetrainJob(
-                    job_id=f"metric-{summary.name}-{now.strftime('%Y%m%dT%H%M%SZ')}",
-                    model=summary.name,
+                    job_id=f"metric-{model}-{now.strftime('%Y%m%dT%H%M%SZ')}",
+                    model=model,
                     trigger="metric",
                 )
             )
