@@ -152,8 +152,14 @@ class Process:
 
 
 def maas_command(*args: str) -> list[str]:
-    """The ``maas`` console script, run from this checkout."""
+    """The ``maas`` console script, run from this checkout (see :func:`process_env`)."""
     return [sys.executable, "-m", "maas.cli", *args]
+
+
+def process_env(env: Mapping[str, str]) -> dict[str, str]:
+    """This process's environment with ``env`` on top; this checkout's code comes first
+    wherever the process runs."""
+    return {**os.environ, "PYTHONPATH": str(ROOT), **env}
 
 
 @contextmanager
@@ -171,7 +177,7 @@ def running(
     with open(log, "wb") as out:
         popen = subprocess.Popen(
             list(command),
-            env={**os.environ, "PYTHONPATH": str(ROOT), **env},
+            env=process_env(env),
             cwd=cwd or ROOT,
             stdout=out,
             stderr=subprocess.STDOUT,
