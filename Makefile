@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 PIP    := $(BIN)/python -m pip --disable-pip-version-check
 
-.PHONY: setup up test check lint typecheck check-deploy bench clean
+.PHONY: setup services up test check lint typecheck check-deploy bench clean
 
 $(BIN)/maas: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -16,7 +16,11 @@ setup: $(BIN)/maas
 up: setup  ## the embedded stack: broker, registry, demo model, worker
 	$(BIN)/maas up
 
-test: setup  ## lint, type-check, the deployment files and the whole test suite (real broker, real PostgreSQL)
+services:  ## PostgreSQL for the registry tests, the deployment checks' tools (installed when missing)
+	bash scripts/postgres.sh
+	bash scripts/deploy-tools.sh
+
+test: setup services  ## lint, type-check, the deployment files and the whole test suite (real broker, real PostgreSQL)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports
