@@ -8,6 +8,7 @@ import sys
 from collections.abc import Sequence
 
 from maas import logs
+from producer.errors import BrokerUnavailable
 
 # Each module exposes ``register(subparsers)``; its parsers set ``func(args) -> int``.
 COMMAND_MODULES = (
@@ -52,6 +53,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         code: int = args.func(args)
     except KeyboardInterrupt:
         return 130
+    except BrokerUnavailable as exc:  # one line, no traceback: the message says what to check
+        print(f"maas {args.command}: {exc}", file=sys.stderr)
+        return 1
     return code
 
 
