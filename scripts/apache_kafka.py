@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 
-from maas.broker import free_port
+from maas.broker import accepting, free_port
 
 # aiokafka 0.14 and kafka-python 3.0 produce, consume, join groups and run transactions
 # against it (checked by the suite), so the 4.x line, without the protocol versions
@@ -195,8 +195,7 @@ class ApacheKafka:
     def _java(self, libs: Path, main: str, *args: str) -> list[str]:
         assert self._folder is not None
         return [
-            "java", f"-Xmx{self.heap}", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1",
-            "-Djava.awt.headless=true",
+            "java", f"-Xmx{self.heap}", "-XX:+UseSerialGC", "-Djava.awt.headless=true",
             f"-Dlog4j2.configurationFile={self._folder / 'log4j2.properties'}",
             "-cp", f"{libs}/*", main, *args,
         ]  # fmt: skip
@@ -213,7 +212,7 @@ class ApacheKafka:
 
     def _wait_ready(self, timeout_s: float) -> None:
         deadline = time.monotonic() + timeout_s
-        while not _serves_metadata(self.bootstrap_servers):
+        while not (accepting(self.host, self.port) and _serves_metadata(self.bootstrap_servers)):
             if self._process is None or self._process.poll() is not None:
                 self._fail("exited while starting")
             if time.monotonic() > deadline:
@@ -262,7 +261,11 @@ def _serves_metadata(bootstrap_servers: str) -> bool:
     from kafka.errors import KafkaError as ClientError
 
     try:
-        admin = KafkaAdminClient(bootstrap_servers=bootstrap_servers, request_timeout_ms=2000)
+        admin = KafkaAdminClient(
+            bootstrap_servers=bootstrap_servers,
+            request_timeout_ms=2000,
+            reconnect_backoff_max_ms=200,  # a broker still starting: ask again soon
+        )
     except ClientError:
         return False
     try:
