@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 PIP    := $(BIN)/python -m pip --disable-pip-version-check
 
-.PHONY: setup up test check lint typecheck bench clean
+.PHONY: setup up test check lint typecheck bench kafka kafka-jars clean
 
 $(BIN)/maas: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,12 @@ typecheck: setup
 
 bench: setup  ## throughput/latency against the raw model, a naive worker and a relay
 	$(BIN)/python -m bench.run
+
+kafka: setup  ## Apache Kafka (KRaft, one node) from its jars on 127.0.0.1:9092 until Ctrl-C
+	$(BIN)/python -m scripts.apache_kafka
+
+kafka-jars: setup  ## fetch Apache Kafka's jars through Maven, once, into ~/.cache/maas
+	$(BIN)/python -m scripts.apache_kafka --fetch
 
 clean:
 	rm -rf $(VENV) .maas .mypy_cache .ruff_cache .pytest_cache
