@@ -165,6 +165,11 @@ class ApacheKafka:
         return None if self._folder is None else self._folder / "server.log"
 
     def start(self, timeout_s: float = 60.0) -> ApacheKafka:
+        if self.port and accepting(self.host, self.port):
+            raise KafkaError(
+                f"port {self.port} on {self.host} is already in use; "
+                "stop what listens there or pass another --port"
+            )
         libs = fetch_jars(self.version)
         self._folder = self.workdir or Path(tempfile.mkdtemp(prefix="maas-kafka-"))
         self._folder.mkdir(parents=True, exist_ok=True)
