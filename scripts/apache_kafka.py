@@ -35,10 +35,10 @@ from types import TracebackType
 
 from maas.broker import accepting, free_port
 
-# aiokafka 0.14 and kafka-python 3.0 produce, consume, join groups and run transactions
-# against it (checked by the suite), so the 4.x line, without the protocol versions
-# that Kafka 4.0 dropped, is what the tests run.
-KAFKA_VERSION = "4.1.1"
+# The current release. Kafka 4 dropped the protocol versions older than Kafka 2.1; aiokafka
+# 0.14 and kafka-python 3.0 do not need them: both produce (idempotent, and transactional
+# for aiokafka), consume and join groups against it.
+KAFKA_VERSION = "4.4.0"
 # Kafka logs through SLF4J 1.7 but ships no binding; this one matches its log4j-core.
 _SLF4J_BINDING = "org.apache.logging.log4j:log4j-slf4j-impl:2.24.3"
 _DEPENDENCY_PLUGIN = "org.apache.maven.plugins:maven-dependency-plugin:3.8.1"
