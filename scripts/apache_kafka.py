@@ -23,6 +23,7 @@ import contextlib
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import tempfile
 import threading
@@ -33,7 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 
-from maas.broker import accepting, free_port
+from maas.broker import accepting
 
 # The current release. Kafka 4 dropped the protocol versions older than Kafka 2.1; aiokafka
 # 0.14 and kafka-python 3.0 do not need them: both produce (idempotent, and transactional
@@ -173,8 +174,9 @@ class ApacheKafka:
         libs = fetch_jars(self.version)
         self._folder = self.workdir or Path(tempfile.mkdtemp(prefix="maas-kafka-"))
         self._folder.mkdir(parents=True, exist_ok=True)
-        self.port = self.port or free_port(self.host)
-        config = self._write_config(free_port(self.host))
+        port, controller_port = _free_ports(self.host, 2)
+        self.port = self.port or port
+        config = self._write_config(controller_port)
         self._format(libs, config)
         with open(self._folder / "server.log", "ab") as log:
             self._process = subprocess.Popen(
@@ -258,6 +260,15 @@ class ApacheKafka:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
+
+
+def _free_ports(host: str, count: int) -> list[int]:
+    """Ports free now, distinct (all are held until every one is known)."""
+    with contextlib.ExitStack() as stack:
+        sockets = [stack.enter_context(socket.socket()) for _ in range(count)]
+        for sock in sockets:
+            sock.bind((host, 0))
+        return [sock.getsockname()[1] for sock in sockets]
 
 
 def _serves_metadata(bootstrap_servers: str) -> bool:
