@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 PIP    := $(BIN)/python -m pip --disable-pip-version-check
 
-.PHONY: setup services up test check lint typecheck check-deploy bench clean
+.PHONY: setup services up test check lint typecheck check-deploy bench kafka kafka-jars clean
 
 $(BIN)/maas: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -16,9 +16,10 @@ setup: $(BIN)/maas
 up: setup  ## the embedded stack: broker, registry, demo model, worker
 	$(BIN)/maas up
 
-services:  ## PostgreSQL for the registry tests, the deployment checks' tools (installed when missing)
+services: setup  ## PostgreSQL, the deployment checks' tools, Apache Kafka's jars (each when missing)
 	bash scripts/postgres.sh
 	bash scripts/deploy-tools.sh
+	$(BIN)/python -m scripts.apache_kafka --fetch
 
 test: setup services  ## lint, type-check, the deployment files and the whole test suite (real broker, real PostgreSQL)
 	$(BIN)/ruff check .
@@ -41,6 +42,12 @@ check-deploy: setup  ## compose.yaml, Prometheus rules, Kubernetes manifests (ne
 
 bench: setup  ## throughput/latency against the raw model, a naive worker and a relay
 	$(BIN)/python -m bench.run
+
+kafka: setup  ## Apache Kafka (KRaft, one node) from its jars on 127.0.0.1:9092 until Ctrl-C
+	$(BIN)/python -m scripts.apache_kafka
+
+kafka-jars: setup  ## fetch Apache Kafka's jars through Maven, once, into ~/.cache/maas
+	$(BIN)/python -m scripts.apache_kafka --fetch
 
 clean:
 	rm -rf $(VENV) .maas .mypy_cache .ruff_cache .pytest_cache

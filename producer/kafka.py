@@ -2,12 +2,13 @@
 
 Every component builds its clients from one :class:`KafkaSettings`, made once at the
 entrypoint. Security settings (SASL/SSL) pass through untouched as ``MAAS_KAFKA_*``
-environment variables, e.g. ``MAAS_KAFKA_SECURITY_PROTOCOL=SASL_SSL``.
+environment variables, e.g. ``MAAS_KAFKA_SECURITY_PROTOCOL=SASL_SSL``. What the broker
+can do (idempotence) is asked once, at start, by :func:`ensure_topics` (every component
+awaits it first) or by the first client options built, never configured by hand.
 """
 
 from __future__ import annotations
 
-import asyncio
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -15,10 +16,14 @@ from typing import Any
 
 import structlog
 
+from producer.capabilities import Capabilities, probe, run_blocking
+
 log = structlog.get_logger(__name__)
 
 DEFAULT_BOOTSTRAP = "127.0.0.1:9092"
 DEFAULT_PREFIX = "maas."
+# How long a component waits at start for its broker to answer.
+CONNECT_TIMEOUT_S = 15.0
 
 _TOPIC_ALREADY_EXISTS = 36
 
@@ -63,15 +68,28 @@ class Topics:
         }
 
 
+@dataclass(slots=True)
+class _Answer:
+    """The broker's capabilities once asked: the one mutable part of the settings, so
+    that the settings built at an entrypoint ask once however often they are used."""
+
+    capabilities: Capabilities | None = None
+
+
 @dataclass(frozen=True, slots=True)
 class KafkaSettings:
-    """How to reach the brokers. ``embedded`` turns off what Tansu lacks (idempotence)."""
+    """How to reach the brokers, and what they can do once asked.
+
+    ``embedded`` (MAAS_EMBEDDED_BROKER=1) overrides the answer: treat the broker as the
+    embedded one, without idempotence, whatever it says.
+    """
 
     bootstrap_servers: str = DEFAULT_BOOTSTRAP
     topics: Topics = field(default_factory=Topics)
     security: Mapping[str, Any] = field(default_factory=dict)
     embedded: bool = False
     client_id: str = "maas"
+    _answer: _Answer = field(default_factory=_Answer, init=False, repr=False, compare=False)
 
     @classmethod
     def from_env(
@@ -106,10 +124,35 @@ class KafkaSettings:
             **self.security,
         }
 
+    async def detect_capabilities(self, *, timeout_s: float = CONNECT_TIMEOUT_S) -> Capabilities:
+        """Ask the broker what it supports (once; later calls return the answer).
+
+        Waits up to ``timeout_s`` for a broker that is still starting; raises
+        :class:`~producer.errors.BrokerUnavailable` when none answers.
+        """
+        if self._answer.capabilities is None:
+            answer = await probe(self.common(), timeout_s=timeout_s)
+            if self.embedded:
+                answer = Capabilities(idempotence=False, refusal="MAAS_EMBEDDED_BROKER")
+            if not answer.idempotence:
+                log.info(
+                    "broker has no idempotent producer (embedded broker?): "
+                    "producing without idempotence",
+                    bootstrap_servers=self.bootstrap_servers,
+                    reason=answer.refusal,
+                )
+            self._answer.capabilities = answer
+        return self._answer.capabilities
+
+    def capabilities(self) -> Capabilities:
+        """What the broker supports; asked now, blocking, if no one asked yet."""
+        known = self._answer.capabilities
+        return known if known is not None else run_blocking(self.detect_capabilities)
+
     def producer(self, **overrides: Any) -> dict[str, Any]:
-        """Producer options: acks=all; idempotence on real Kafka only."""
+        """Producer options: acks=all; idempotence where the broker grants it."""
         options = {**self.common(), "acks": "all", "linger_ms": 2}
-        if not self.embedded:
+        if self.capabilities().idempotence:
             options["enable_idempotence"] = True
         return {**options, **overrides}
 
@@ -125,29 +168,21 @@ class KafkaSettings:
             "max_poll_interval_ms": 60000,
             # Kafka answers a fetch as soon as data arrives; the embedded broker holds it
             # for about half of this wait even when data is there, so keep it short there.
-            "fetch_max_wait_ms": 5 if self.embedded else 100,
+            "fetch_max_wait_ms": 5 if self.capabilities().holds_fetches else 100,
         }
         return {**options, **overrides}
 
 
-async def ensure_topics(settings: KafkaSettings, *, timeout_s: float = 30.0) -> None:
-    """Create the service's topics with their partition counts; existing ones are kept."""
+async def ensure_topics(settings: KafkaSettings, *, timeout_s: float = CONNECT_TIMEOUT_S) -> None:
+    """Wait for the broker (asking what it supports), then create the service's topics
+    with their partition counts; existing ones are kept."""
     from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-    from aiokafka.errors import KafkaConnectionError
 
+    await settings.detect_capabilities(timeout_s=timeout_s)
     wanted = settings.topics.partitions()
-    deadline = asyncio.get_running_loop().time() + timeout_s
-    while True:
-        admin = AIOKafkaAdminClient(**settings.common())
-        try:
-            await admin.start()
-            break
-        except KafkaConnectionError:
-            await admin.close()
-            if asyncio.get_running_loop().time() > deadline:
-                raise
-            await asyncio.sleep(0.2)
+    admin = AIOKafkaAdminClient(**settings.common())
     try:
+        await admin.start()
         existing = set(await admin.list_topics())
         missing = [NewTopic(name, n, 1) for name, n in wanted.items() if name not in existing]
         if missing:

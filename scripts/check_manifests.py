@@ -45,7 +45,7 @@ def resources(base: Path) -> Iterator[tuple[Path, dict[str, Any]]]:
 
 def problems(document: dict[str, Any]) -> list[str]:
     """What is wrong with one resource (empty when it is valid)."""
-    schema_path = CUSTOM_SCHEMAS.get((document.get("apiVersion"), document.get("kind")))
+    schema_path = CUSTOM_SCHEMAS.get((str(document.get("apiVersion")), str(document.get("kind"))))
     if schema_path is not None:
         validator = jsonschema.Draft202012Validator(json.loads(schema_path.read_text()))
         messages = (

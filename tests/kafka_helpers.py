@@ -1,4 +1,4 @@
-"""Test helpers that talk to the real embedded broker with plain Kafka clients."""
+"""Test helpers that talk to the real brokers with plain Kafka clients."""
 
 from __future__ import annotations
 
@@ -12,7 +12,12 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.structs import ConsumerRecord
 
+from maas.broker import EmbeddedBroker
 from producer.kafka import KafkaSettings
+from scripts.apache_kafka import ApacheKafka
+
+# What the ``broker`` fixture yields: the embedded broker or Apache Kafka.
+Broker = EmbeddedBroker | ApacheKafka
 
 
 def job(job_id: str, inputs: object, **fields: object) -> bytes:

@@ -18,11 +18,11 @@ from pathlib import Path
 
 import pytest
 
-from maas.broker import EmbeddedBroker
 from producer.kafka import KafkaSettings, Topics
 from registry.bundle import Registry
 from registry.entities import ModelVersion
 from registry.settings import RegistrySettings
+from tests.kafka_helpers import Broker
 from workers.demo import build_digits_model
 from workers.loop import Worker, WorkerSettings
 
@@ -76,21 +76,11 @@ def _serve(kafka: KafkaSettings, registry: RegistrySettings, box: _Box) -> None:
 
 @pytest.fixture(scope="module")
 def served_digits(
-    digits_artifact: Path, tmp_path_factory: pytest.TempPathFactory
+    broker: Broker, digits_artifact: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[ServedDigits]:
-    """A worker for this module's tests, on a broker of its own (starts in milliseconds),
-    so that the module's thousands of records never burden the session broker."""
-    with EmbeddedBroker() as broker:
-        yield from _served(broker, digits_artifact, tmp_path_factory)
-
-
-def _served(
-    broker: EmbeddedBroker, digits_artifact: Path, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[ServedDigits]:
+    """A worker for this module's tests, on the module's broker, with topics of its own."""
     kafka = KafkaSettings(
-        bootstrap_servers=broker.bootstrap_servers,
-        topics=Topics(f"s{uuid.uuid4().hex[:8]}."),
-        embedded=True,
+        bootstrap_servers=broker.bootstrap_servers, topics=Topics(f"s{uuid.uuid4().hex[:8]}.")
     )
     root = tmp_path_factory.mktemp("served")
     registry = RegistrySettings(

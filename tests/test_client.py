@@ -10,15 +10,16 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from maas.broker import EmbeddedBroker
 from producer import AsyncClient, Client, JobTimeout, Result, ServiceError
 from producer.kafka import KafkaSettings, Topics
 from workers.demo import digits_samples
 
 if TYPE_CHECKING:
+    from tests.kafka_helpers import Broker
     from tests.serving_fixtures import ServedDigits
 
 pytest_plugins = ["tests.serving_fixtures"]
+pytestmark = pytest.mark.both_brokers
 
 
 def test_predict_returns_the_models_outputs_and_version(served_digits: ServedDigits) -> None:
@@ -80,11 +81,9 @@ async def test_async_client_predicts(served_digits: ServedDigits) -> None:
     assert caught.value.code == "MODEL_NOT_FOUND"
 
 
-def test_no_worker_means_a_quick_helpful_timeout(broker: EmbeddedBroker) -> None:
+def test_no_worker_means_a_quick_helpful_timeout(broker: Broker) -> None:
     lonely = KafkaSettings(
-        bootstrap_servers=broker.bootstrap_servers,
-        topics=Topics(f"n{uuid.uuid4().hex[:8]}."),
-        embedded=True,
+        bootstrap_servers=broker.bootstrap_servers, topics=Topics(f"n{uuid.uuid4().hex[:8]}.")
     )
     with Client(lonely, timeout_s=0.5) as client:
         started = time.monotonic()

@@ -15,7 +15,6 @@ import numpy.typing as npt
 import onnxruntime as ort
 import pytest
 
-from maas.broker import EmbeddedBroker
 from maas.cli import main
 from producer.client import Client
 from producer.kafka import KafkaSettings
@@ -25,13 +24,15 @@ from tests.kafka_helpers import read
 from workers.demo import digits_samples
 
 if TYPE_CHECKING:
+    from tests.kafka_helpers import Broker
     from tests.serving_fixtures import ServedDigits
 
 pytest_plugins = ["tests.serving_fixtures"]
+pytestmark = pytest.mark.both_brokers
 
 
 def kafka_args(prefix: str, bootstrap: str) -> list[str]:
-    return ["--bootstrap-servers", bootstrap, "--topic-prefix", prefix, "--embedded-broker"]
+    return ["--bootstrap-servers", bootstrap, "--topic-prefix", prefix]
 
 
 @pytest.fixture
@@ -81,7 +82,7 @@ def test_submit_reads_inputs_from_a_file_and_exits_1_on_an_error(
 
 
 def test_submit_without_a_worker_exits_2_and_says_what_to_check(
-    broker: EmbeddedBroker, capsys: pytest.CaptureFixture[str]
+    broker: Broker, capsys: pytest.CaptureFixture[str]
 ) -> None:
     args = kafka_args(f"n{uuid.uuid4().hex[:8]}.", broker.bootstrap_servers)
     inputs = json.dumps({"x": [[0.0] * 64]})

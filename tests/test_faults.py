@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -21,13 +20,16 @@ from typing import Any
 import pytest
 from aiokafka.structs import ConsumerRecord
 
-from producer.kafka import KafkaSettings
+from producer.kafka import KafkaSettings, ensure_topics
 from registry.bundle import Registry
 from registry.settings import RegistrySettings
 from tests.kafka_helpers import publish, read
 from workers.demo import build_digits_model, digits_samples
 
-pytestmark = pytest.mark.filterwarnings("ignore:open_text is deprecated:DeprecationWarning")
+pytestmark = [
+    pytest.mark.both_brokers,
+    pytest.mark.filterwarnings("ignore:open_text is deprecated:DeprecationWarning"),
+]
 
 
 @pytest.fixture(scope="module")
@@ -55,15 +57,14 @@ class Workers:
     def start(self) -> subprocess.Popen[bytes]:
         prefix = self.kafka.topics.predict.removesuffix("predict")
         command = [
-            sys.executable, "-m", "maas.cli", "worker", "--embedded-broker",
+            sys.executable, "-m", "maas.cli", "worker",
             "--bootstrap-servers", self.kafka.bootstrap_servers, "--topic-prefix", prefix,
             "--database-url", self.registry.database_url,
             "--artifact-dir", str(self.registry.artifact_dir),
             "--max-in-flight", "500", "--no-auto-rollback",
         ]  # fmt: skip
-        env = {**os.environ, "MAAS_EMBEDDED_BROKER": "1"}
         with (self.logs / f"worker-{len(self.started)}.log").open("wb") as log:
-            process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
+            process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
         self.started.append(process)
         return process
 
@@ -95,6 +96,9 @@ def job(job_id: str, inputs: Any) -> bytes:
 
 
 async def publish_jobs(kafka: KafkaSettings, n: int, prefix: str = "j") -> set[str]:
+    # predict's partitions for the workers to share, not the one partition Apache Kafka
+    # gives a topic that a first send creates
+    await ensure_topics(kafka)
     rows = [r.tolist() for r in digits_samples(100)[0]]
     ids = [f"{prefix}-{i}" for i in range(n)]
     raws = [job(j, {"x": [rows[i % 100]]}) for i, j in enumerate(ids)]

@@ -21,6 +21,8 @@ from tests.kafka_helpers import publish, read_results
 from workers.demo import build_digits_model, digits_samples
 from workers.loop import Worker, WorkerSettings
 
+pytestmark = pytest.mark.both_brokers
+
 
 @pytest.fixture(scope="module")
 def artifact(tmp_path_factory: pytest.TempPathFactory) -> Path:

@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING
 
+import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 if TYPE_CHECKING:
     from tests.serving_fixtures import ServedDigits
 
 pytest_plugins = ["tests.serving_fixtures"]
+pytestmark = pytest.mark.both_brokers
 
 
 async def test_a_hand_written_json_job_gets_a_result(served_digits: ServedDigits) -> None:
@@ -22,7 +24,7 @@ async def test_a_hand_written_json_job_gets_a_result(served_digits: ServedDigits
     await consumer.start()
     await producer.start()
     try:
-        partitions = [TopicPartition(replies, p) for p in consumer.partitions_for_topic(replies)]
+        partitions = [TopicPartition(replies, p) for p in await producer.partitions_for(replies)]
         consumer.assign(partitions)
         await consumer.seek_to_end(*partitions)
         for tp in partitions:

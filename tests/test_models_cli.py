@@ -20,7 +20,6 @@ def _control_topic(monkeypatch: pytest.MonkeyPatch, kafka: KafkaSettings) -> Non
     """Alias moves are announced on the control topic of the real test broker."""
     monkeypatch.setenv("MAAS_BOOTSTRAP_SERVERS", kafka.bootstrap_servers)
     monkeypatch.setenv("MAAS_TOPIC_PREFIX", kafka.topics.prefix)
-    monkeypatch.setenv("MAAS_EMBEDDED_BROKER", "1")
 
 
 MakeOnnx = Callable[..., Path]

@@ -1,4 +1,4 @@
-"""The Publisher against the real embedded broker: a poll's answers sent together,
+"""The Publisher against each real broker: a poll's answers sent together,
 failures retried one by one, rejections answered or dead-lettered."""
 
 from __future__ import annotations
@@ -21,6 +21,8 @@ from workers.replies import Outgoing, Publisher, PublishFailed, Source
 MAX_REQUEST_SIZE = 16_384
 
 PublisherFactory = Callable[..., Publisher]
+
+pytestmark = pytest.mark.both_brokers
 
 
 @pytest.fixture

@@ -128,7 +128,6 @@ async def test_maas_retrain_waits_for_the_result_and_exits_by_its_status(
         kafka.bootstrap_servers,
         "--topic-prefix",
         kafka.topics.prefix,
-        "--embedded-broker",
     ]
     try:
         await asyncio.wait_for(trainer.ready.wait(), 30)

@@ -38,6 +38,7 @@ from workers.runtime import RuntimeSettings
 from workers.serving import JobHandler
 
 pytest_plugins = ["tests.registry_fixtures", "tests.serving_fixtures"]
+pytestmark = pytest.mark.both_brokers
 
 MAX_JOB_ROWS = 4
 # The worker serves on CUDA where onnxruntime has it, whose float32 products run in TF32.

@@ -1,4 +1,4 @@
-"""The serving path end to end through the real embedded broker: job in, Result out."""
+"""The serving path end to end through each real broker: job in, Result out."""
 
 from __future__ import annotations
 
@@ -28,6 +28,7 @@ from workers.loop import Worker, WorkerSettings
 from workers.pool import PoolSettings, serve_async
 
 pytest_plugins = ["tests.registry_fixtures", "tests.serving_fixtures"]
+pytestmark = pytest.mark.both_brokers
 
 
 @pytest.fixture

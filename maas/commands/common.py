@@ -37,7 +37,8 @@ def add_kafka_options(parser: argparse.ArgumentParser) -> None:
         "--embedded-broker",
         action="store_true",
         default=None,
-        help="the broker is the embedded one (env MAAS_EMBEDDED_BROKER=1): idempotence off",
+        help="treat the broker as the embedded one, without idempotence, whatever it "
+        "answers (env MAAS_EMBEDDED_BROKER=1); normally maas asks the broker at start",
     )
 
 

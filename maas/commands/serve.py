@@ -161,8 +161,10 @@ def run(args: argparse.Namespace) -> int:
         raise SystemExit("--processes must be at least 1")
     if not 0 <= args.metrics_port <= 65535 - args.processes:
         raise SystemExit(f"--metrics-port must be a TCP port, got {args.metrics_port}")
+    kafka = kafka_settings(args)
+    kafka.capabilities()  # asked once, here: the pool's processes inherit the answer
     settings = PoolSettings(
-        kafka=kafka_settings(args),
+        kafka=kafka,
         registry=RegistrySettings.from_env(
             database_url=args.database_url, artifact_dir=args.artifact_dir
         ),

@@ -1,0 +1,129 @@
+"""The pieces as a user runs them: ``maas broker``, ``maas worker`` and ``maas trainer``,
+each a process of its own, with nothing set but where the broker and the registry are.
+
+No ``MAAS_EMBEDDED_BROKER``: every process asks its broker what it can do. On Apache
+Kafka the same flow runs with the session's broker in place of ``maas broker``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from maas.broker import accepting, free_port
+from scripts.apache_kafka import ApacheKafka
+from tests.kafka_helpers import Broker
+from workers.demo import build_digits_model, digits_samples
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.both_brokers,
+    pytest.mark.filterwarnings("ignore:open_text is deprecated:DeprecationWarning"),
+]
+
+
+class Pieces:
+    """``maas`` processes with the test's environment; their output goes to ``logs``."""
+
+    def __init__(self, env: dict[str, str], logs: Path) -> None:
+        self.env, self.logs = env, logs
+        self.running: dict[str, subprocess.Popen[bytes]] = {}
+
+    def start(self, *args: str) -> None:
+        name = args[0]
+        with (self.logs / f"{name}.log").open("wb") as log:
+            self.running[name] = subprocess.Popen(
+                [sys.executable, "-m", "maas.cli", *args],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=self.env,
+            )
+
+    def run(self, *args: str, timeout_s: float) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "maas.cli", *args],
+            capture_output=True,
+            text=True,
+            env=self.env,
+            timeout=timeout_s,
+            check=False,
+        )
+
+    def log(self, name: str) -> str:
+        return (self.logs / f"{name}.log").read_text(errors="replace")
+
+    def stop(self) -> None:
+        for process in self.running.values():
+            process.terminate()
+        for process in self.running.values():
+            try:
+                process.wait(30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+@pytest.fixture
+def pieces(tmp_path: Path) -> Iterator[Pieces]:
+    """The user's environment: no MAAS_* variable but the registry's (tests add where
+    the broker is)."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith("MAAS_")}
+    env["MAAS_DATABASE_URL"] = f"sqlite:///{tmp_path / 'registry.db'}"
+    env["MAAS_ARTIFACT_DIR"] = str(tmp_path / "artifacts")
+    started = Pieces(env, tmp_path)
+    yield started
+    started.stop()
+
+
+def bootstrap_servers(broker: Broker, pieces: Pieces) -> str:
+    """Apache Kafka is the session's; the embedded broker is ``maas broker``, as a user
+    starts it."""
+    if isinstance(broker, ApacheKafka):
+        return broker.bootstrap_servers
+    port = free_port()
+    pieces.start("broker", "--port", str(port))
+    deadline = time.monotonic() + 10
+    while not accepting("127.0.0.1", port):
+        assert time.monotonic() < deadline, pieces.log("broker")
+        time.sleep(0.05)
+    return f"127.0.0.1:{port}"
+
+
+def test_broker_worker_and_trainer_answer_a_job_and_a_retrain_job(
+    broker: Broker, pieces: Pieces, tmp_path: Path
+) -> None:
+    pieces.env["MAAS_BOOTSTRAP_SERVERS"] = bootstrap_servers(broker, pieces)
+    artifact = build_digits_model(tmp_path / "digits", epochs=5).artifact
+    registered = pieces.run(
+        "models", "register", "digits", str(artifact), "--promote", timeout_s=60
+    )
+    assert registered.returncode == 0, registered.stderr
+    pieces.start("worker")
+    pieces.start("trainer")
+
+    pixels, _ = digits_samples(2)
+    inputs = json.dumps({"x": pixels.tolist()})
+    submitted = pieces.run(
+        "submit", "--model", "digits", "--inputs", inputs, "--timeout", "60", timeout_s=90
+    )
+    assert submitted.returncode == 0, submitted.stderr + pieces.log("worker")
+    result = json.loads(submitted.stdout)
+    assert (result["status"], result["version"]) == ("ok", 1)
+    assert len(result["outputs"]["label"]) == 2
+
+    retrained = pieces.run(
+        "retrain", "digits", "--params", '{"epochs": 2}', "--timeout", "120", timeout_s=150
+    )
+    assert retrained.returncode == 0, retrained.stderr + pieces.log("trainer")
+    assert "digits version 2 registered" in retrained.stdout
+
+    for name, process in pieces.running.items():
+        assert process.poll() is None, f"maas {name} exited:\n{pieces.log(name)}"
+        assert "Traceback" not in pieces.log(name)
