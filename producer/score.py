@@ -31,11 +31,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from producer import numbers
 from producer.client import Client, Handle
-from producer.errors import JobTimeout
+from producer.errors import ClientError, JobTimeout
 from producer.messages import DEFAULT_ALIAS, ErrorCode, Result, RetrainResult
 
-JSONL_SUFFIXES = frozenset({".jsonl", ".ndjson", ".json"})
+FORMATS = {
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".json": "jsonl",
+    ".csv": "csv",
+    ".parquet": "parquet",
+    ".pq": "parquet",
+}
+
+
+class UnreadableInput(ClientError):
+    """The input file is missing, or its suffix names no format that maas reads."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +62,11 @@ class ScoreSettings:
     timeout_s: float = 60.0
     input_name: str = "x"
     priority: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("rows_per_job", "max_in_flight"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"ScoreSettings.{name} must be at least 1")
 
 
 @dataclass(slots=True)
@@ -82,46 +99,56 @@ class ScoreStats:
 # ---- reading ---------------------------------------------------------------------------
 
 
+def input_format(path: Path) -> str:
+    """``jsonl``, ``csv`` or ``parquet``, from the suffix of an existing ``path``;
+    else :class:`UnreadableInput`."""
+    if not path.is_file():
+        raise UnreadableInput(f"{path} does not exist (or is not a file)")
+    kind = FORMATS.get(path.suffix.lower())
+    if kind is None:
+        raise UnreadableInput(
+            f"cannot score {path}: its suffix names no format maas reads; "
+            f"use one of {', '.join(FORMATS)}"
+        )
+    return kind
+
+
 def read_rows(path: Path, input_name: str = "x") -> Iterator[Row]:
     """Stream the rows of a JSONL, CSV or Parquet file."""
-    suffix = path.suffix.lower()
-    if suffix in JSONL_SUFFIXES:
+    kind = input_format(path)
+    if kind == "jsonl":
         return _read_jsonl(path)
-    if suffix == ".csv":
+    if kind == "csv":
         return _read_csv(path, input_name)
-    if suffix in {".parquet", ".pq"}:
-        return _read_parquet(path, input_name)
-    raise ValueError(f"cannot read {path}: use .jsonl, .csv or .parquet")
+    return _read_parquet(path, input_name)
 
 
 def count_rows(path: Path) -> int | None:
     """Rows in ``path`` (cheap: a line count or Parquet metadata), for progress."""
-    suffix = path.suffix.lower()
-    if suffix in {".parquet", ".pq"}:
+    kind = input_format(path)
+    if kind == "parquet":
         import pyarrow.parquet as pq
 
         return int(pq.ParquetFile(path).metadata.num_rows)
     with path.open("rb") as lines:
         count = sum(1 for line in lines if line.strip())
-    return count - 1 if suffix == ".csv" else count
+    return count - 1 if kind == "csv" else count
 
 
 def _read_jsonl(path: Path) -> Iterator[Row]:
     with path.open("rb") as lines:
-        index = 0
-        for line in lines:
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-                if not isinstance(record, dict):
-                    raise ValueError("a line must be a JSON object")
-            except ValueError as exc:
-                yield Row(index, None, {}, f"line {index + 1} is not a JSON object: {exc}")
-            else:
-                row_id = record.pop("id", None)
-                yield Row(index, row_id, record)
-            index += 1
+        for index, line in enumerate(line for line in lines if line.strip()):
+            yield _jsonl_row(index, line)
+
+
+def _jsonl_row(index: int, line: bytes) -> Row:
+    try:
+        record = numbers.loads(line)
+    except ValueError as exc:
+        return Row(index, None, {}, f"line {index + 1} is not valid JSON: {exc}")
+    if not isinstance(record, dict):
+        return Row(index, None, {}, f"line {index + 1} is not a JSON object")
+    return Row(index, record.pop("id", None), record)
 
 
 def _split_columns(record: dict[str, Any], input_name: str, index: int) -> Row:
@@ -130,7 +157,7 @@ def _split_columns(record: dict[str, Any], input_name: str, index: int) -> Row:
     rest = [v for k, v in record.items() if k not in inputs]
     if rest:
         try:
-            inputs[input_name] = [float(v) for v in rest]
+            inputs[input_name] = [numbers.finite(v) for v in rest]
         except (TypeError, ValueError) as exc:
             return Row(index, row_id, {}, f"row {index}: a column is not numeric: {exc}")
     return Row(index, row_id, inputs)

@@ -9,6 +9,7 @@ RegistryError
 ├── InvalidSchedule
 ├── ScheduleNotFound
 ├── RunNotFound
+├── SettingsError        (the settings cannot work, e.g. an unsupported database URL)
 └── DatabaseError        (retriable: the database was unreachable or busy)
 """
 
@@ -43,6 +44,10 @@ class ConflictError(RegistryError):
 
 class InvalidSchedule(RegistryError):
     """A schedule's cron expression or promote mode is invalid."""
+
+
+class SettingsError(RegistryError):
+    """The registry's settings cannot work, e.g. a database URL it does not support."""
 
 
 class DatabaseError(RegistryError):

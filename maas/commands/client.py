@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import sys
 import time
 import uuid
@@ -16,8 +15,11 @@ from maas.commands.common import (
     add_retrain_job_options,
     dataset_of,
     kafka_settings,
+    positive_int,
 )
-from producer.errors import ClientError, JobTimeout
+from maas.errors import EXIT_FAILED, EXIT_NO_ANSWER, EXIT_OK, CommandError, no_answer_errors, report
+from producer import numbers
+from producer.errors import JobTimeout
 from producer.messages import DEFAULT_ALIAS, Dataset, Result, RetrainJob, RetrainResult, encode
 
 if TYPE_CHECKING:
@@ -25,8 +27,6 @@ if TYPE_CHECKING:
     from rich.progress import Progress, TaskID
 
     from producer.score import ScoreStats
-
-EXIT_OK, EXIT_FAILED, EXIT_TIMEOUT = 0, 1, 2
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -80,8 +80,12 @@ def _register_score(subparsers: argparse._SubParsersAction[argparse.ArgumentPars
     parser.add_argument("input", type=Path, metavar="INPUT", help=".jsonl, .csv or .parquet")
     parser.add_argument("--out", type=Path, required=True, metavar="OUT", help="JSONL output")
     _add_target(parser)
-    parser.add_argument("--rows-per-job", type=int, default=32, help="rows per job (default 32)")
-    parser.add_argument("--max-in-flight", type=int, default=64, help="jobs in flight (default 64)")
+    parser.add_argument(
+        "--rows-per-job", type=positive_int, default=32, help="rows per job (default 32)"
+    )
+    parser.add_argument(
+        "--max-in-flight", type=positive_int, default=64, help="jobs in flight (default 64)"
+    )
     parser.add_argument(
         "--input-name",
         default="x",
@@ -119,13 +123,24 @@ def _register_retrain(subparsers: argparse._SubParsersAction[argparse.ArgumentPa
 
 
 def _load_inputs(text: str) -> dict[str, list[Any]]:
-    raw = Path(text[1:]).read_text(encoding="utf-8") if text.startswith("@") else text
+    """``--inputs``: JSON, or ``@file`` holding JSON; an object of named tensors."""
+    source = "--inputs"
+    if text.startswith("@"):
+        source = text[1:]
+        try:
+            text = Path(source).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise CommandError(f"--inputs: cannot read {source}: {exc.strerror}") from exc
+        except UnicodeDecodeError as exc:
+            raise CommandError(f"--inputs: {source} is not UTF-8 text: {exc.reason}") from exc
     try:
-        inputs = json.loads(raw)
+        inputs = numbers.loads(text)
+    except numbers.NumberOutOfRange as exc:
+        raise CommandError(f"{source}: {exc}") from exc
     except ValueError as exc:
-        raise SystemExit(f"--inputs is not valid JSON: {exc}") from exc
+        raise CommandError(f"{source} is not valid JSON: {exc}") from exc
     if not isinstance(inputs, dict) or not all(isinstance(v, list) for v in inputs.values()):
-        raise SystemExit('--inputs must be an object of named tensors: {"x": [[...], ...]}')
+        raise CommandError(f'{source} must be an object of named tensors: {{"x": [[...], ...]}}')
     return inputs
 
 
@@ -138,40 +153,43 @@ def run_submit(args: argparse.Namespace) -> int:
     from producer.client import Client
 
     inputs = _load_inputs(args.inputs)
-    with Client(kafka_settings(args), timeout_s=args.timeout) as client:
-        handle = client.submit(
-            args.model, inputs, job_id=args.job_id, deadline_ms=args.deadline_ms, **_target(args)
-        )
-        try:
+    try:
+        with Client(kafka_settings(args), timeout_s=args.timeout) as client:
+            handle = client.submit(
+                args.model,
+                inputs,
+                job_id=args.job_id,
+                deadline_ms=args.deadline_ms,
+                **_target(args),
+            )
             reply = handle.result()
-        except JobTimeout as exc:
-            sys.stderr.write(f"maas submit: {exc}\n")
-            return EXIT_TIMEOUT
+    except no_answer_errors() as exc:  # no answer: none came, or no broker
+        report(exc)
+        return EXIT_NO_ANSWER
     _print(reply)
     return EXIT_OK if reply.ok else EXIT_FAILED
 
 
 def run_score(args: argparse.Namespace) -> int:
     from producer.client import Client
-    from producer.score import Scorer, ScoreSettings
+    from producer.score import Scorer, ScoreSettings, input_format
 
-    if not args.input.exists():
-        raise SystemExit(f"maas score: {args.input} does not exist")
+    input_format(args.input)  # a missing file or an unknown format, before connecting
     settings = ScoreSettings(
         model=args.model,
-        rows_per_job=max(1, args.rows_per_job),
-        max_in_flight=max(1, args.max_in_flight),
+        rows_per_job=args.rows_per_job,
+        max_in_flight=args.max_in_flight,
         timeout_s=args.timeout,
         input_name=args.input_name,
         **_target(args),
     )
-    with ScoreProgress(args.progress) as progress, Client(kafka_settings(args)) as client:
-        scorer = Scorer(client, settings, on_progress=progress.update)
-        try:
-            stats = scorer.run(args.input, args.out)
-        except (JobTimeout, ClientError) as exc:
-            sys.stderr.write(f"maas score: {exc}\nrerun the same command to resume\n")
-            return EXIT_TIMEOUT
+    try:
+        with ScoreProgress(args.progress) as progress, Client(kafka_settings(args)) as client:
+            stats = Scorer(client, settings, on_progress=progress.update).run(args.input, args.out)
+    except no_answer_errors() as exc:  # answers stopped coming, or no broker
+        report(exc)
+        sys.stderr.write("rerun the same command to resume\n")
+        return EXIT_NO_ANSWER
     rows = stats.skipped + stats.answered
     sys.stderr.write(
         f"maas score: {rows} rows in {args.out} ({stats.skipped} from an earlier run, "

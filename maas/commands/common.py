@@ -61,6 +61,17 @@ def add_retrain_job_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--promote", choices=PROMOTE_CHOICES, default="gate", help="(gate)")
 
 
+def positive_int(text: str) -> int:
+    """An argparse type: an integer of at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
 def _json_object(text: str) -> dict[str, Any]:
     try:
         value = json.loads(text)

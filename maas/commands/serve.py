@@ -4,9 +4,16 @@ from __future__ import annotations
 
 import argparse
 
-from maas.commands.common import add_kafka_options, add_registry_options, kafka_settings
+from maas.commands.common import (
+    add_kafka_options,
+    add_registry_options,
+    kafka_settings,
+    positive_int,
+    registry_settings,
+)
+from maas.errors import CommandError
+from registry.bundle import Registry
 from registry.policy import RollbackPolicy
-from registry.settings import RegistrySettings
 from workers.batching import BatchConfig
 from workers.loop import WorkerSettings
 from workers.pool import PoolSettings, serve
@@ -31,7 +38,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     parser.add_argument(
         "--processes",
-        type=int,
+        type=positive_int,
         default=1,
         metavar="N",
         help="consumer processes in the group (default 1)",
@@ -157,15 +164,18 @@ def worker_settings(args: argparse.Namespace) -> WorkerSettings:
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.processes < 1:
-        raise SystemExit("--processes must be at least 1")
     if not 0 <= args.metrics_port <= 65535 - args.processes:
-        raise SystemExit(f"--metrics-port must be a TCP port, got {args.metrics_port}")
+        raise CommandError(
+            f"--metrics-port {args.metrics_port}: ports P to P+{args.processes - 1} "
+            "must be TCP ports (0 turns metrics off)"
+        )
+    registry = registry_settings(args)
+    # Opened once here: migrated before the pool's processes start, and a database that
+    # is down or a URL that is wrong is one message, not one traceback per process.
+    Registry.open(registry).close()
     settings = PoolSettings(
         kafka=kafka_settings(args),
-        registry=RegistrySettings.from_env(
-            database_url=args.database_url, artifact_dir=args.artifact_dir
-        ),
+        registry=registry,
         worker=worker_settings(args),
         processes=args.processes,
         metrics_port=args.metrics_port,
