@@ -6,9 +6,9 @@ import argparse
 import asyncio
 import os
 
-from maas.commands.common import add_registry_options
+from maas.commands.common import add_registry_options, registry_settings
+from maas.errors import CommandError
 from maas.stack import StackSettings, run_stack
-from registry.settings import RegistrySettings
 from workers.loop import WorkerSettings
 
 
@@ -38,9 +38,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 def run(args: argparse.Namespace) -> int:
     settings = StackSettings(
-        registry=RegistrySettings.from_env(
-            database_url=args.database_url, artifact_dir=args.artifact_dir
-        ),
+        registry=registry_settings(args),
         worker=WorkerSettings(),
         topic_prefix=os.environ.get("MAAS_TOPIC_PREFIX", "maas."),
         port=args.port,
@@ -49,6 +47,5 @@ def run(args: argparse.Namespace) -> int:
     )
     report = asyncio.run(run_stack(settings))
     if report is not None and report.jobs < args.samples:
-        print(f"only {report.jobs} of {args.samples} demo jobs were answered")
-        return 1
+        raise CommandError(f"only {report.jobs} of {args.samples} demo jobs were answered")
     return 0
