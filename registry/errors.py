@@ -6,6 +6,7 @@ RegistryError
 │   └── AliasNotFound
 ├── ArtifactError
 ├── ConflictError
+├── IncompatibleSignature (moving an alias would break its clients; force to do it anyway)
 ├── InvalidSchedule
 ├── ScheduleNotFound
 ├── RunNotFound
@@ -40,6 +41,11 @@ class ArtifactError(RegistryError):
 
 class ConflictError(RegistryError):
     """The request contradicts the registry's state (e.g. archiving a promoted version)."""
+
+
+class IncompatibleSignature(RegistryError):
+    """Moving an alias to a version would break its clients: input names, dtypes or
+    shapes, or output names, differ from what the alias serves now."""
 
 
 class InvalidSchedule(RegistryError):

@@ -35,9 +35,9 @@ from producer.messages import (
     decode_retrain,
     encode,
 )
-from registry.entities import ModelVersion, RetrainRun
+from registry.entities import ModelVersion, RetrainRun, Signature
 from registry.errors import AliasNotFound, ConflictError, ModelNotFound, RegistryError
-from workers.gate import GateDecision, GatePolicy, decide
+from workers.gate import GateDecision, GatePolicy, decide, keep_clients
 from workers.loop import default_worker_id
 from workers.recipes import (
     BUILTIN_RECIPES,
@@ -248,8 +248,9 @@ class Trainer:
                 return await self._fail(job, failure)
 
     async def _train_and_register(self, job: RetrainJob, workdir: Path) -> RetrainResult:
-        recipe, trained = await asyncio.to_thread(_train, job, workdir)
         production = await asyncio.to_thread(self._production, job.model)
+        replaces = None if production is None else production.signature
+        recipe, trained = await asyncio.to_thread(_train, job, workdir, replaces)
         policy = GatePolicy(metric=recipe.metric, min_improvement=self.settings.min_improvement)
         decision = decide(
             job.promote,
@@ -258,6 +259,8 @@ class Trainer:
             None if production is None else production.version,
             policy,
         )
+        if production is not None:
+            decision = keep_clients(decision, production, trained.signature)
         try:
             version = await asyncio.to_thread(self._register, job, trained, production, decision)
         except ConflictError:  # another trainer finished this run first
@@ -339,7 +342,9 @@ async def _commit(consumer: AIOKafkaConsumer, tp: TopicPartition, offset: int) -
         log.warning("commit failed; the job will be answered again", error=str(exc))
 
 
-def _train(job: RetrainJob, workdir: Path) -> tuple[Recipe, TrainedModel]:
+def _train(
+    job: RetrainJob, workdir: Path, replaces: Signature | None
+) -> tuple[Recipe, TrainedModel]:
     """Train in this (worker) thread; every failure becomes a :class:`_Failure`."""
     started = time.perf_counter()
     try:
@@ -347,7 +352,9 @@ def _train(job: RetrainJob, workdir: Path) -> tuple[Recipe, TrainedModel]:
         dataset = None
         if job.dataset is not None:
             dataset = DatasetRef(uri=job.dataset.uri, name=job.dataset.name)
-        request = TrainRequest(model=job.model, dataset=dataset, params=dict(job.params))
+        request = TrainRequest(
+            model=job.model, dataset=dataset, params=dict(job.params), replaces=replaces
+        )
         trained = recipe.train(request, workdir)
     except RecipeError as exc:
         raise _Failure(ErrorCode.INVALID_INPUT, str(exc)) from exc

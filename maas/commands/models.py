@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
@@ -12,10 +12,7 @@ from rich.table import Table
 from maas.commands.common import actor, add_kafka_options, console, with_registry
 from registry import (
     MetricWindow,
-    ModelVersion,
     Registry,
-    Signature,
-    TensorSpec,
 )
 
 Handler = Callable[[Registry, argparse.Namespace], int]
@@ -40,16 +37,19 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     sub.add_argument("artifact", metavar="ARTIFACT", type=Path, help="model.onnx, or a directory")
     sub.add_argument("--promote", action="store_true", help="point the alias at the new version")
     _alias_and_reason(sub)
+    _force(sub, "with --promote: promote")
     verb("list", _list, "list registered models")
     verb("show", _show, "show a model's versions, aliases and signatures").add_argument("name")
     sub = verb("promote", _promote, "point an alias (default production) at a version")
     sub.add_argument("name", metavar="NAME")
     sub.add_argument("version", metavar="VERSION", type=int)
     _alias_and_reason(sub)
+    _force(sub, "promote")
     sub = verb("rollback", _rollback, "move an alias back to the version it held before")
     sub.add_argument("name", metavar="NAME")
     sub.add_argument("--to", type=int, metavar="VERSION", help="roll back to this version")
     _alias_and_reason(sub)
+    _force(sub, "roll back")
     verb("history", _history, "every move of a model's aliases").add_argument("name")
     sub = verb("stats", _stats, "serving metrics per version, one row per window")
     sub.add_argument("name", metavar="NAME")
@@ -74,6 +74,15 @@ def _registry_options() -> argparse.ArgumentParser:
     return common
 
 
+def _force(parser: argparse.ArgumentParser, verb: str) -> None:
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help=f"{verb} even if the version's inputs (names, dtypes, shapes) or output names "
+        "differ from what the alias serves now, which breaks its clients",
+    )
+
+
 def _alias_and_reason(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--alias", default="production", help="alias to move (production)")
     parser.add_argument("--reason", default="", help="why, for the audit log")
@@ -90,6 +99,7 @@ def _register(registry: Registry, args: argparse.Namespace) -> int:
         reason=args.reason,
         promote=args.promote,
         alias=args.alias,
+        force=args.force,
     )
     print(
         f"registered {version.model} version {version.version} "
@@ -130,7 +140,7 @@ def _show(registry: Registry, args: argparse.Namespace) -> int:
             _time(version.created_at),
             version.created_by,
             ", ".join(held),
-            _signature(version),
+            version.signature.describe(),
         )
     console().print(table)
     return 0
@@ -138,7 +148,12 @@ def _show(registry: Registry, args: argparse.Namespace) -> int:
 
 def _promote(registry: Registry, args: argparse.Namespace) -> int:
     move = registry.models.promote(
-        args.name, args.version, alias=args.alias, actor=actor(args), reason=args.reason
+        args.name,
+        args.version,
+        alias=args.alias,
+        actor=actor(args),
+        reason=args.reason,
+        force=args.force,
     )
     print(f"{move.model} {move.alias}: {_opt(move.previous_version)} -> {move.version}")
     return 0
@@ -146,7 +161,12 @@ def _promote(registry: Registry, args: argparse.Namespace) -> int:
 
 def _rollback(registry: Registry, args: argparse.Namespace) -> int:
     move = registry.models.rollback(
-        args.name, alias=args.alias, to=args.to, actor=actor(args), reason=args.reason
+        args.name,
+        alias=args.alias,
+        to=args.to,
+        actor=actor(args),
+        reason=args.reason,
+        force=args.force,
     )
     print(f"rolled back {move.model} {move.alias}: {move.previous_version} -> {move.version}")
     return 0
@@ -240,16 +260,3 @@ def _errors(errors: dict[str, int]) -> str:
 
 def _triple(p50: float, p95: float, p99: float) -> str:
     return f"{p50:.1f}/{p95:.1f}/{p99:.1f}"
-
-
-def _signature(version: ModelVersion) -> str:
-    signature: Signature = version.signature
-    text = " (text)" if signature.text_input else ""
-    return f"{_tensors(signature.inputs)} -> {_tensors(signature.outputs)}{text}"
-
-
-def _tensors(specs: Iterable[TensorSpec]) -> str:
-    return ", ".join(
-        f"{t.name}: {t.dtype}[{','.join('?' if d is None else str(d) for d in t.shape)}]"
-        for t in specs
-    )
