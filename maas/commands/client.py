@@ -190,12 +190,30 @@ def run_score(args: argparse.Namespace) -> int:
         report(exc)
         sys.stderr.write("rerun the same command to resume\n")
         return EXIT_NO_ANSWER
-    rows = stats.skipped + stats.answered
-    sys.stderr.write(
-        f"maas score: {rows} rows in {args.out} ({stats.skipped} from an earlier run, "
-        f"{stats.answered} scored now at {stats.rows_per_s:.0f} rows/s), {stats.failed} failed\n"
-    )
-    return EXIT_OK if stats.failed == 0 else EXIT_FAILED
+    sys.stderr.write(_score_summary(stats, args.out))
+    return EXIT_OK if stats.failed == 0 and stats.stopped is None else EXIT_FAILED
+
+
+def _score_summary(stats: ScoreStats, out: Path) -> str:
+    """What a run did, the first distinct errors, and why it stopped early, if it did."""
+    retried = f", {stats.retried} of them failed before" if stats.retried else ""
+    lines = [
+        f"maas score: {stats.skipped + stats.answered} rows in {out} ({stats.skipped} kept "
+        f"from an earlier run, {stats.answered} scored now{retried}, at "
+        f"{stats.rows_per_s:.0f} rows/s), {stats.failed} failed"
+    ]
+    if stats.stopped is not None:
+        lines[0] = f"maas score: stopped after {stats.answered} rows"
+    for (code, message), count in stats.errors.items():
+        lines.append(f"  {count} row{'s' if count != 1 else ''}: {code}: {message}")
+    if stats.other_errors:
+        lines.append(f"  {stats.other_errors} more with other errors (see {out})")
+    if stats.stopped is not None:
+        lines.append(
+            f"error: {stats.stopped}. Fix that and run the same command again: rows already "
+            f"scored ok in {out} are kept, failed ones are scored again"
+        )
+    return "".join(f"{line}\n" for line in lines)
 
 
 class ScoreProgress:
