@@ -14,11 +14,12 @@ from typing import Any
 
 from rich.console import Console
 
+from maas.errors import CommandError
 from producer.control import alias_move_publisher
 from producer.kafka import KafkaSettings
 from registry.bundle import Registry
-from registry.errors import RegistryError
-from registry.settings import RegistrySettings
+from registry.errors import ModelNotFound
+from registry.settings import DEFAULT_DATABASE_URL, RegistrySettings, sqlite_path
 
 RegistryHandler = Callable[[Registry, argparse.Namespace], int]
 PROMOTE_CHOICES = ("gate", "never", "always")
@@ -104,23 +105,39 @@ def registry_settings(args: argparse.Namespace) -> RegistrySettings:
 
 
 def with_registry(
-    handler: RegistryHandler, *, announce: bool = False
+    handler: RegistryHandler, *, announce: bool = False, create: bool = True
 ) -> Callable[[argparse.Namespace], int]:
-    """Run ``handler`` with the registry open; domain errors become one line and exit 1.
+    """Run ``handler`` with the registry open.
 
     ``announce``: alias moves are published on the control topic (needs Kafka options).
+    ``create=False``, for the verbs that only read: a SQLite registry that does not
+    exist is reported as such, instead of being created empty. A model that is not
+    registered is reported with the registry that was asked.
     """
 
     def run(args: argparse.Namespace) -> int:
+        settings = registry_settings(args)
+        if not create:
+            _require_existing(settings)
+        hook = alias_move_publisher(kafka_settings(args)) if announce else None
         try:
-            hook = alias_move_publisher(kafka_settings(args)) if announce else None
-            with Registry.open(registry_settings(args), on_alias_move=hook) as registry:
+            with Registry.open(settings, on_alias_move=hook) as registry:
                 return handler(registry, args)
-        except RegistryError as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 1
+        except ModelNotFound as exc:
+            raise ModelNotFound(f"{exc} (registry: {settings.location})") from exc
 
     return run
+
+
+def _require_existing(settings: RegistrySettings) -> None:
+    path = sqlite_path(settings.database_url)
+    if path is not None and not path.exists():
+        raise CommandError(
+            f"there is no registry at {path.resolve()}: the SQLite registry's default "
+            f"path, {DEFAULT_DATABASE_URL}, is relative to the current directory. Run maas "
+            "where the registry is (where you ran `maas up`), or point MAAS_DATABASE_URL "
+            "or --database-url at it"
+        )
 
 
 def actor(args: argparse.Namespace) -> str:

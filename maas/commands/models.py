@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 import argparse
+from argparse import ArgumentParser
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
 from rich.table import Table
 
-from maas.commands.common import actor, add_kafka_options, console, with_registry
+from maas.commands.common import (
+    actor,
+    add_kafka_options,
+    add_registry_options,
+    console,
+    registry_settings,
+    with_registry,
+)
 from registry import (
     MetricWindow,
     Registry,
@@ -25,56 +33,69 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         description="Manage the model registry: versions, aliases and their history.",
     )
     verbs = parser.add_subparsers(dest="models_command", metavar="VERB", required=True)
-    common = _registry_options()
+    reads, changes = _options(changes=False), _options(changes=True)
 
-    def verb(name: str, handler: Handler, help_text: str) -> argparse.ArgumentParser:
-        sub = verbs.add_parser(name, parents=[common], help=help_text, description=help_text)
-        sub.set_defaults(func=with_registry(handler, announce=True))
+    def verb(
+        name: str, handler: Handler, help_text: str, *, change: bool, named: bool = True
+    ) -> ArgumentParser:
+        sub = verbs.add_parser(
+            name, parents=[changes if change else reads], help=help_text, description=help_text
+        )
+        if named:
+            sub.add_argument("name", metavar="NAME", help="the model's name")
+        sub.set_defaults(func=with_registry(handler, announce=change, create=change))
         return sub
 
-    sub = verb("register", _register, "register a model file or directory as the next version")
-    sub.add_argument("name", metavar="NAME")
+    sub = verb(
+        "register", _register, "register a model file or directory as the next version", change=True
+    )
     sub.add_argument("artifact", metavar="ARTIFACT", type=Path, help="model.onnx, or a directory")
     sub.add_argument("--promote", action="store_true", help="point the alias at the new version")
     _alias_and_reason(sub)
     _force(sub, "with --promote: promote")
-    verb("list", _list, "list registered models")
-    verb("show", _show, "show a model's versions, aliases and signatures").add_argument("name")
-    sub = verb("promote", _promote, "point an alias (default production) at a version")
-    sub.add_argument("name", metavar="NAME")
+    verb(
+        "list",
+        _list,
+        "list registered models, and where the registry is",
+        change=False,
+        named=False,
+    )
+    verb("show", _show, "show a model's versions, aliases and signatures", change=False)
+    sub = verb("promote", _promote, "point an alias (default production) at a version", change=True)
     sub.add_argument("version", metavar="VERSION", type=int)
     _alias_and_reason(sub)
     _force(sub, "promote")
-    sub = verb("rollback", _rollback, "move an alias back to the version it held before")
-    sub.add_argument("name", metavar="NAME")
+    sub = verb(
+        "rollback", _rollback, "move an alias back to the version it held before", change=True
+    )
     sub.add_argument("--to", type=int, metavar="VERSION", help="roll back to this version")
     _alias_and_reason(sub)
     _force(sub, "roll back")
-    verb("history", _history, "every move of a model's aliases").add_argument("name")
-    sub = verb("stats", _stats, "serving metrics per version, one row per window")
-    sub.add_argument("name", metavar="NAME")
-    sub.add_argument("--version", type=int, help="only this version")
-    sub.add_argument("--limit", type=int, default=20, help="latest windows per version (20)")
-    sub = verb("archive", _archive, "archive a version no alias points to")
-    sub.add_argument("name", metavar="NAME")
+    verb("history", _history, "every move of a model's aliases", change=False)
+    sub = verb("stats", _stats, "serving metrics per version, one row per window", change=False)
+    sub.add_argument("--version", type=int, metavar="VERSION", help="only this version")
+    sub.add_argument(
+        "--limit", type=int, default=20, metavar="N", help="latest windows per version (default 20)"
+    )
+    sub = verb("archive", _archive, "archive a version no alias points to", change=True)
     sub.add_argument("version", metavar="VERSION", type=int)
     sub.add_argument("--reason", default="", help="why, for the audit log")
 
 
-def _registry_options() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument(
-        "--database-url", help="registry database (default: $MAAS_DATABASE_URL or a SQLite file)"
-    )
-    common.add_argument(
-        "--artifact-dir", type=Path, help="artifact store (default: $MAAS_ARTIFACT_DIR)"
-    )
-    common.add_argument("--actor", help="who is acting, for the audit log (default: $USER@host)")
-    add_kafka_options(common)  # alias moves are announced on the control topic
-    return common
+def _options(*, changes: bool) -> ArgumentParser:
+    """The registry's options; verbs that change it also name the actor and announce
+    alias moves on the control topic (the Kafka options)."""
+    options = ArgumentParser(add_help=False)
+    add_registry_options(options)
+    if changes:
+        options.add_argument(
+            "--actor", help="who is acting, for the audit log (default: $USER@host)"
+        )
+        add_kafka_options(options)
+    return options
 
 
-def _force(parser: argparse.ArgumentParser, verb: str) -> None:
+def _force(parser: ArgumentParser, verb: str) -> None:
     parser.add_argument(
         "--force",
         action="store_true",
@@ -83,8 +104,8 @@ def _force(parser: argparse.ArgumentParser, verb: str) -> None:
     )
 
 
-def _alias_and_reason(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--alias", default="production", help="alias to move (production)")
+def _alias_and_reason(parser: ArgumentParser) -> None:
+    parser.add_argument("--alias", default="production", help="alias to move (default: production)")
     parser.add_argument("--reason", default="", help="why, for the audit log")
 
 
@@ -112,6 +133,8 @@ def _register(registry: Registry, args: argparse.Namespace) -> int:
 
 def _list(registry: Registry, args: argparse.Namespace) -> int:
     models = registry.models.list_models()
+    settings = registry_settings(args)
+    print(f"registry: {settings.location}; artifacts: {settings.artifact_dir.resolve()}")
     if not models:
         print("no models registered yet; add one with: maas models register NAME ARTIFACT")
         return 0

@@ -106,7 +106,7 @@ def _schedule_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentPar
     add_retrain_job_options(add)
     add.set_defaults(func=with_registry(_add))
     verbs.add_parser("list", parents=[common], help="list schedules").set_defaults(
-        func=with_registry(_list)
+        func=with_registry(_list, create=False)
     )
     remove = verbs.add_parser("remove", parents=[common], help="remove a schedule by id")
     remove.add_argument("id", type=int, metavar="ID")
