@@ -40,19 +40,17 @@ from registry.errors import AliasNotFound, ConflictError, ModelNotFound, Registr
 from workers.gate import GateDecision, GatePolicy, decide, keep_clients
 from workers.loop import default_worker_id
 from workers.recipes import (
-    BUILTIN_RECIPES,
     DatasetRef,
     Recipe,
     RecipeError,
     TrainedModel,
     TrainRequest,
     get_recipe,
+    recipe_for,
 )
 from workers.replies import Publisher, PublishFailed, Record, source_of
 
 log = structlog.get_logger(__name__)
-
-DEFAULT_RECIPE = "tabular"
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,9 +113,7 @@ class _Failure(Exception):
 
 def recipe_name(job: RetrainJob) -> str:
     """The job's recipe; else the model's name if it is a built-in recipe; else tabular."""
-    if job.recipe:
-        return job.recipe
-    return job.model if job.model in BUILTIN_RECIPES else DEFAULT_RECIPE
+    return recipe_for(job.model, job.recipe)
 
 
 class Trainer:

@@ -25,8 +25,11 @@ from maas.commands.common import (
     registry_settings,
     with_registry,
 )
+from maas.errors import CommandError
 from producer.control import alias_move_publisher
+from registry import cron
 from registry.bundle import Registry
+from registry.errors import ModelNotFound
 from workers.scheduler import MetricTrigger, Scheduler, SchedulerSettings
 
 Handler = Callable[[Registry, argparse.Namespace], int]
@@ -160,6 +163,8 @@ def _run_scheduler(args: argparse.Namespace) -> int:
 
 
 def _add(registry: Registry, args: argparse.Namespace) -> int:
+    cron.validate(args.cron)
+    _check_job(registry, args.name, dataset_of(args.dataset), args.params)
     schedule = registry.runs.add_schedule(
         args.name,
         args.cron,
@@ -173,6 +178,37 @@ def _add(registry: Registry, args: argparse.Namespace) -> int:
         f"next {schedule.next_fire_at:%Y-%m-%d %H:%M}Z"
     )
     return 0
+
+
+def _check_job(
+    registry: Registry, model: str, dataset: dict[str, str] | None, params: dict[str, Any]
+) -> None:
+    """Refuse now what the trainer would refuse when the schedule fires: a model that is
+    not registered, the recipe's params and dataset (the checks its ``train`` makes)."""
+    from workers.recipes import (
+        DatasetRef,
+        RecipeError,
+        TrainRequest,
+        check_request,
+        get_recipe,
+        recipe_for,
+    )
+
+    try:
+        registry.models.get_model(model)
+    except ModelNotFound as exc:
+        raise ModelNotFound(
+            f"{exc}; a schedule retrains a registered model: register it, or train its "
+            f"first version with maas retrain {model} --dataset ..., then add the schedule"
+        ) from exc
+    name = recipe_for(model)
+    try:
+        ref = None if dataset is None else DatasetRef(**dataset)
+        check_request(get_recipe(name), TrainRequest(model=model, dataset=ref, params=params))
+    except RecipeError as exc:
+        raise CommandError(
+            f"the trainer would refuse this schedule (recipe {name!r}): {exc}"
+        ) from exc
 
 
 def _list(registry: Registry, args: argparse.Namespace) -> int:

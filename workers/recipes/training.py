@@ -28,7 +28,7 @@ from workers.recipes.base import (
     TrainedModel,
     TrainRequest,
 )
-from workers.recipes.data import LabelledData, load_dataset
+from workers.recipes.data import LabelledData, check_ref, load_dataset
 from workers.recipes.network import Classifier, FitConfig, fit, predict
 from workers.recipes.params import COMMON_PARAMS, Param, resolve_params
 
@@ -113,6 +113,12 @@ class MLPRecipe:
             params["seed"] = request.seed
         return params
 
+    def check(self, request: TrainRequest) -> None:
+        """What :meth:`train` refuses before it trains: unknown or out-of-range params,
+        no dataset, an unknown built-in dataset, an unsupported dataset URI."""
+        self.effective_params(request)
+        check_ref(self.dataset(request))
+
     def dataset(self, request: TrainRequest) -> DatasetRef:
         if request.dataset is not None:
             return request.dataset
@@ -127,6 +133,7 @@ class MLPRecipe:
     ) -> TrainedModel:
         started = time.perf_counter()
         report = progress or _ignore
+        self.check(request)
         params = self.effective_params(request)
         report("load", 0.0)
         data = load_dataset(self.dataset(request), label=params["label"])
