@@ -174,3 +174,10 @@ def test_a_bug_keeps_its_traceback(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("maas.commands.broker.run", broken)
     with pytest.raises(KeyError, match="a bug"):
         main(["broker"])
+
+
+def test_params_out_of_range_are_usage_errors(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main(["retrain", "digits", "--params", '{"lr": 1e400}'])
+    assert exit_.value.code == 2
+    assert "argument --params: the number 1e400 is out of range" in capsys.readouterr().err

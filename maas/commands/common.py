@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import getpass
-import json
 import os
 import socket
 import sys
@@ -15,6 +14,7 @@ from typing import Any
 from rich.console import Console
 
 from maas.errors import CommandError
+from producer import numbers
 from producer.control import alias_move_publisher
 from producer.kafka import KafkaSettings
 from registry.bundle import Registry
@@ -75,8 +75,10 @@ def positive_int(text: str) -> int:
 
 def _json_object(text: str) -> dict[str, Any]:
     try:
-        value = json.loads(text)
-    except json.JSONDecodeError as exc:
+        value = numbers.loads(text)
+    except numbers.NumberOutOfRange as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+    except ValueError as exc:
         raise argparse.ArgumentTypeError(f"--params is not valid JSON: {exc}") from exc
     if not isinstance(value, dict):
         raise argparse.ArgumentTypeError('--params must be a JSON object, e.g. {"epochs": 5}')

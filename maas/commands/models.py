@@ -126,6 +126,17 @@ def _register(registry: Registry, args: argparse.Namespace) -> int:
         f"registered {version.model} version {version.version} "
         f"({version.format}, sha256 {version.sha256[:12]})"
     )
+    same = [
+        v.version
+        for v in registry.models.versions(version.model)
+        if v.sha256 == version.sha256 and v.version != version.version
+    ]
+    if same:
+        print(
+            f"note: the same artifact is already version {', '.join(map(str, same))} of "
+            f"{version.model}; version {version.version} is a copy of it (promote the "
+            f"existing one instead: maas models promote {version.model} {same[-1]})"
+        )
     if args.promote:
         print(f"{args.alias} -> {version.version}")
     return 0
