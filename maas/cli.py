@@ -30,6 +30,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="maas",
         description="Model-as-a-service on Apache Kafka.",
+        epilog="Exit codes: 0 done; 1 failed, one 'error:' line says why; 2 the command "
+        "line does not parse (maas submit and maas score: also no answer came); "
+        "130 interrupted. `maas COMMAND --help` describes each command.",
     )
     parser.add_argument(
         "--log-format",

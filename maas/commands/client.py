@@ -39,9 +39,14 @@ def _add_target(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", required=True, metavar="M", help="model name")
     parser.add_argument("--version", type=int, metavar="V", help="explicit version number")
     parser.add_argument(
-        "--alias", default=DEFAULT_ALIAS, metavar="A", help="alias used without --version"
+        "--alias",
+        default=DEFAULT_ALIAS,
+        metavar="A",
+        help=f"alias used without --version (default {DEFAULT_ALIAS})",
     )
-    parser.add_argument("--priority", type=int, default=0, metavar="P", help="higher first")
+    parser.add_argument(
+        "--priority", type=int, default=0, metavar="P", help="higher first (default 0)"
+    )
 
 
 def _target(args: argparse.Namespace) -> dict[str, Any]:
@@ -53,7 +58,9 @@ def _register_submit(subparsers: argparse._SubParsersAction[argparse.ArgumentPar
     parser = subparsers.add_parser(
         "submit",
         help="publish one prediction job and print its Result as JSON",
-        description="Exit 0 on an ok Result, 1 on an error Result, 2 when no answer came.",
+        description="Publish one PredictJob and print its Result as one JSON line. Exit 0 on "
+        "an ok Result, 1 on an error Result, 2 when no answer came in --timeout seconds "
+        "(or the broker cannot be reached).",
     )
     _add_target(parser)
     parser.add_argument(
@@ -63,8 +70,14 @@ def _register_submit(subparsers: argparse._SubParsersAction[argparse.ArgumentPar
         help="named tensors, e.g. '{\"x\": [[0, 1, ...]]}', or @file.json",
     )
     parser.add_argument("--deadline-ms", type=int, metavar="D", help="epoch milliseconds")
-    parser.add_argument("--job-id", help="job id (default: random)")
-    parser.add_argument("--timeout", type=float, default=30.0, metavar="S", help="seconds")
+    parser.add_argument("--job-id", metavar="ID", help="job id (default: random)")
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=30.0,
+        metavar="S",
+        help="seconds to wait for the answer (default 30)",
+    )
     add_kafka_options(parser)
     parser.set_defaults(func=run_submit)
 
@@ -75,7 +88,9 @@ def _register_score(subparsers: argparse._SubParsersAction[argparse.ArgumentPars
         help="batch-score a JSONL, CSV or Parquet file into JSONL, resumably",
         description="One output line per input row, in input order. Rerunning the same "
         "command after an interruption continues after the last whole line of OUT. "
-        "Exit 0 when every row is ok, 1 when any row failed, 2 when answers stopped coming.",
+        "Rows an earlier run wrote as failures are scored again. Exit 0 when every row is ok, "
+        "1 when any row failed, 2 when answers stopped coming (or the broker cannot be "
+        "reached).",
     )
     parser.add_argument("input", type=Path, metavar="INPUT", help=".jsonl, .csv or .parquet")
     parser.add_argument("--out", type=Path, required=True, metavar="OUT", help="JSONL output")
@@ -114,9 +129,11 @@ def _register_retrain(subparsers: argparse._SubParsersAction[argparse.ArgumentPa
     parser.add_argument("name", metavar="NAME")
     add_retrain_job_options(parser)
     parser.add_argument("--recipe", help="training recipe (default: the model's own)")
-    parser.add_argument("--job-id", help="job id (default: random); the same id trains once")
     parser.add_argument(
-        "--timeout", type=float, default=600.0, metavar="S", help="seconds to wait (600)"
+        "--job-id", metavar="ID", help="job id (default: random); the same id trains once"
+    )
+    parser.add_argument(
+        "--timeout", type=float, default=600.0, metavar="S", help="seconds to wait (default 600)"
     )
     add_kafka_options(parser)
     parser.set_defaults(func=run_retrain)

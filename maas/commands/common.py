@@ -19,7 +19,12 @@ from producer.control import alias_move_publisher
 from producer.kafka import KafkaSettings
 from registry.bundle import Registry
 from registry.errors import ModelNotFound
-from registry.settings import DEFAULT_DATABASE_URL, RegistrySettings, sqlite_path
+from registry.settings import (
+    DEFAULT_ARTIFACT_DIR,
+    DEFAULT_DATABASE_URL,
+    RegistrySettings,
+    sqlite_path,
+)
 
 RegistryHandler = Callable[[Registry, argparse.Namespace], int]
 PROMOTE_CHOICES = ("gate", "never", "always")
@@ -46,10 +51,14 @@ def add_registry_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("registry")
     group.add_argument(
         "--database-url",
-        help="registry database (env MAAS_DATABASE_URL, default sqlite:///./.maas/registry.db)",
+        metavar="URL",
+        help="registry database, SQLite or PostgreSQL (env MAAS_DATABASE_URL, default "
+        f"{DEFAULT_DATABASE_URL}: relative to the current directory)",
     )
     group.add_argument(
-        "--artifact-dir", help="artifact store (env MAAS_ARTIFACT_DIR, default ./.maas/artifacts)"
+        "--artifact-dir",
+        metavar="DIR",
+        help=f"artifact store (env MAAS_ARTIFACT_DIR, default {DEFAULT_ARTIFACT_DIR})",
     )
 
 
@@ -59,7 +68,12 @@ def add_retrain_job_options(parser: argparse.ArgumentParser) -> None:
         "--dataset", metavar="URI_OR_NAME", help="a file URI/path or a built-in dataset name"
     )
     parser.add_argument("--params", type=_json_object, default={}, help='JSON, e.g. {"epochs": 5}')
-    parser.add_argument("--promote", choices=PROMOTE_CHOICES, default="gate", help="(gate)")
+    parser.add_argument(
+        "--promote",
+        choices=PROMOTE_CHOICES,
+        default="gate",
+        help="gate: only if it beats production; never; always (default gate)",
+    )
 
 
 def positive_int(text: str) -> int:

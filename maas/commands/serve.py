@@ -97,7 +97,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         default=0,
         help="intra-op threads per model (default: runtime's choice)",
     )
-    parser.add_argument("--group-id", default="maas-workers", help="consumer group base name")
+    parser.add_argument(
+        "--group-id", default="maas-workers", help="consumer group base name (default maas-workers)"
+    )
     _add_rollback_options(parser)
     add_kafka_options(parser)
     add_registry_options(parser)
