@@ -80,6 +80,14 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="always wait the whole --max-delay-ms for a batch to fill, even at light load",
     )
     parser.add_argument(
+        "--max-job-rows",
+        type=positive_int,
+        default=BatchConfig().max_job_rows,
+        metavar="R",
+        help="rows a job may carry; a job with more is answered TOO_LARGE "
+        f"(default {BatchConfig().max_job_rows})",
+    )
+    parser.add_argument(
         "--max-in-flight",
         type=int,
         default=4096,
@@ -149,16 +157,27 @@ def rollback_settings(args: argparse.Namespace) -> RollbackSettings:
     return RollbackSettings(enabled=args.auto_rollback, policy=policy)
 
 
+def batch_config(args: argparse.Namespace) -> BatchConfig:
+    """The batching flags as a :class:`BatchConfig`; a combination it refuses is one
+    line (e.g. a preferred batch size above --max-batch-size)."""
+    try:
+        return BatchConfig(
+            max_batch_size=args.max_batch_size,
+            max_delay_ms=args.max_delay_ms,
+            preferred_batch_sizes=tuple(args.preferred_batch_size),
+            max_queue_rows=max(BatchConfig().max_queue_rows, args.max_job_rows),
+            max_job_rows=args.max_job_rows,
+            adaptive_delay=not args.fixed_delay,
+        )
+    except ValueError as exc:
+        raise CommandError(f"the batching flags do not fit together: {exc}") from exc
+
+
 def worker_settings(args: argparse.Namespace) -> WorkerSettings:
     return WorkerSettings(
         models=tuple(args.model),
         group_id=args.group_id,
-        batch=BatchConfig(
-            max_batch_size=args.max_batch_size,
-            max_delay_ms=args.max_delay_ms,
-            preferred_batch_sizes=tuple(args.preferred_batch_size),
-            adaptive_delay=not args.fixed_delay,
-        ),
+        batch=batch_config(args),
         runtime=RuntimeSettings(device=args.device, intra_op_threads=args.threads),
         max_in_flight=args.max_in_flight,
         rollback=rollback_settings(args),

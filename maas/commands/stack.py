@@ -8,7 +8,7 @@ import os
 
 from maas.commands.common import add_registry_options, registry_settings
 from maas.errors import CommandError
-from maas.stack import StackSettings, run_stack
+from maas.stack import DEMO_BATCH, StackSettings, run_stack
 from workers.loop import WorkerSettings
 
 
@@ -17,8 +17,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "up",
         help="run the embedded stack: broker, registry, demo model, worker",
         description="Start the embedded broker, migrate the registry, register the digits "
-        "demo model if absent, start a worker, score held-out digits through Kafka and "
-        "print accuracy and latency, then keep serving until Ctrl-C.",
+        "demo model if absent, start a worker (batches of up to 256 rows, 2 ms delay), "
+        "score held-out digits through Kafka and print accuracy and latency, then keep "
+        "serving until Ctrl-C.",
     )
     parser.add_argument("--port", type=int, default=9092, help="broker port (default 9092)")
     parser.add_argument(
@@ -39,7 +40,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 def run(args: argparse.Namespace) -> int:
     settings = StackSettings(
         registry=registry_settings(args),
-        worker=WorkerSettings(),
+        worker=WorkerSettings(batch=DEMO_BATCH),
         topic_prefix=os.environ.get("MAAS_TOPIC_PREFIX", "maas."),
         port=args.port,
         samples=args.samples,
