@@ -12,6 +12,10 @@ RegistryError
 ├── RunNotFound
 ├── SettingsError        (the settings cannot work, e.g. an unsupported database URL)
 └── DatabaseError        (retriable: the database was unreachable or busy)
+
+``retriable`` is read by the workers: a prediction job whose version lookup fails with
+a retriable error is left unanswered and read again after a backoff (a bounded number
+of times, then answered INTERNAL); the trainer tries a retrain job again likewise.
 """
 
 from __future__ import annotations

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.structs import ConsumerRecord
 
 from producer.kafka import KafkaSettings
@@ -92,6 +93,30 @@ async def read_results(
         body = json.loads(record.value)
         results[body["job_id"]] = {**body, "_headers": dict(record.headers), "_key": record.key}
     return results
+
+
+async def committed_offset(kafka: KafkaSettings, group: str, tp: TopicPartition) -> int | None:
+    consumer = AIOKafkaConsumer(**kafka.consumer(group))
+    await consumer.start()
+    try:
+        offset: int | None = await consumer.committed(tp)
+        return offset
+    finally:
+        await consumer.stop()
+
+
+def settled(expected: int, quiet_s: float = 0.5) -> Callable[[list[Any]], bool]:
+    """For ``read``: done once ``expected`` records arrived and ``quiet_s`` more polling
+    brought nothing else to stop at (duplicates would come in that time)."""
+    reached: list[float] = []
+
+    def until(records: list[Any]) -> bool:
+        if len(records) < expected:
+            return False
+        reached.append(time.monotonic())
+        return reached[-1] - reached[0] >= quiet_s
+
+    return until
 
 
 @asynccontextmanager

@@ -77,3 +77,53 @@ def test_random_completion_order_never_commits_past_a_gap() -> None:
             assert all(o in answered for o in range(point))
             assert point not in answered or point == 500
     assert tracker.commit_points() == {"p": 500}
+
+
+def test_a_held_record_stops_the_commit_point_and_is_read_again_once() -> None:
+    tracker: OffsetTracker[str] = OffsetTracker()
+    for offset in range(5):
+        tracker.track("p", offset)
+    for offset in (0, 1, 3):
+        tracker.done("p", offset)
+    assert tracker.hold("p", 2, limit=3) == 1
+    assert tracker.commit_points() == {"p": 2}  # not past the held record
+    assert tracker.in_flight() == 2  # 3 and 4 behind it; not the held one, to be read again
+    assert tracker.held("p") == 2  # where to seek
+
+    # Read again from 2 on: only the held record is answered again; 3 is answered and
+    # 4 in flight already; 5 is new and tracked.
+    assert tracker.seen("p", 2) and not tracker.seen("p", 5)
+    assert [tracker.reread("p", o) for o in (2, 3, 4, 5)] == [True, False, False, True]
+    assert tracker.held("p") is None and tracker.in_flight() == 4
+    for offset in (2, 4, 5):
+        tracker.done("p", offset)
+    assert tracker.commit_points() == {"p": 6}
+
+
+def test_a_record_is_held_at_most_limit_times() -> None:
+    tracker: OffsetTracker[str] = OffsetTracker()
+    tracker.track("p", 7)
+    assert [tracker.hold("p", 7, limit=2) for _ in range(2)] == [1, 2]
+    assert tracker.reread("p", 7)
+    assert tracker.hold("p", 7, limit=2) is None  # to be answered now
+    tracker.done("p", 7)
+    assert tracker.commit_points() == {"p": 8}
+    assert tracker.held("p") is None
+
+
+def test_a_held_record_answered_after_all_is_not_read_again() -> None:
+    tracker: OffsetTracker[str] = OffsetTracker()
+    tracker.track("p", 0)
+    tracker.track("p", 1)
+    tracker.hold("p", 0, limit=1)
+    tracker.hold("p", 1, limit=1)
+    tracker.done("p", 0)  # dead-lettered after all
+    assert tracker.held("p") == 1
+
+
+def test_holding_a_forgotten_partition_leaves_the_record_to_its_next_owner() -> None:
+    tracker: OffsetTracker[str] = OffsetTracker()
+    tracker.track("p", 0)
+    tracker.forget(["p"])
+    assert tracker.hold("p", 0, limit=1) == 1
+    assert tracker.held("p") is None and tracker.commit_points() == {}

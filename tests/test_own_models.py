@@ -63,7 +63,7 @@ def maas(
         argv = shlex.split(line)
         assert argv[0] == "maas"
         capsys.readouterr()
-        code = main(["--log-level", "warning", *argv[1:]])
+        code = main(argv[1:])
         out, err = capsys.readouterr()
         return code, out, err
 

@@ -7,20 +7,28 @@ import asyncio
 import json
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import onnxruntime as ort
 import pytest
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import TopicPartition
 
 from producer.kafka import KafkaSettings, ensure_topics
 from producer.messages import PredictJob, Result, decode_predict
 from registry.bundle import Registry
 from registry.entities import ModelVersion
-from tests.kafka_helpers import job, publish_batch, read, read_results, running
+from tests.kafka_helpers import (
+    committed_offset,
+    job,
+    publish_batch,
+    read,
+    read_results,
+    running,
+    settled,
+)
 from workers.batching import BatchConfig
 from workers.demo import digits_samples
 from workers.loop import Worker, WorkerSettings
@@ -212,30 +220,6 @@ async def test_answer_is_answer_many_of_one(handler: JobHandler, digits_artifact
 
 
 # -- the loop: one poll, one partition, every kind of record ------------------------------
-
-
-async def committed_offset(kafka: KafkaSettings, group: str, tp: TopicPartition) -> int | None:
-    consumer = AIOKafkaConsumer(**kafka.consumer(group))
-    await consumer.start()
-    try:
-        offset: int | None = await consumer.committed(tp)
-        return offset
-    finally:
-        await consumer.stop()
-
-
-def settled(expected: int, quiet_s: float = 0.5) -> Callable[[list[Any]], bool]:
-    """For ``read``: done once ``expected`` records arrived and ``quiet_s`` more polling
-    brought nothing else to stop at (duplicates would come in that time)."""
-    reached: list[float] = []
-
-    def until(records: list[Any]) -> bool:
-        if len(records) < expected:
-            return False
-        reached.append(time.monotonic())
-        return reached[-1] - reached[0] >= quiet_s
-
-    return until
 
 
 async def test_one_poll_of_mixed_records_is_answered_once_each_and_committed(

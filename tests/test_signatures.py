@@ -136,7 +136,7 @@ def maas_models(
     def run(*argv: str) -> tuple[int, str, str]:
         options = ["--database-url", database, "--artifact-dir", artifacts]
         capsys.readouterr()  # what came before
-        code = main(["--log-level", "warning", "models", *argv, *options])
+        code = main(["models", *argv, *options])
         out, err = capsys.readouterr()
         return code, out, err
 

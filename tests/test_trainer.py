@@ -15,8 +15,10 @@ from producer.control import alias_move_publisher
 from producer.kafka import KafkaSettings
 from producer.messages import RetrainJob, decode_control
 from registry.bundle import Registry
+from registry.errors import DatabaseError
 from registry.settings import RegistrySettings
-from tests.kafka_helpers import publish, read, read_results
+from tests.kafka_helpers import publish, read, read_results, running, settled
+from workers.consumer import RetrySettings
 from workers.trainer import Trainer, TrainerSettings, recipe_name
 
 WEAK = {"epochs": 1, "hidden": 8, "max_rows": 200}
@@ -163,6 +165,43 @@ async def test_a_promotion_is_announced_on_the_control_topic(
     control = await read(kafka, kafka.topics.control, until=lambda rs: len(rs) >= 1, timeout_s=5)
     event = decode_control(control[0].value)
     assert (event.event, event.model, event.version) == ("promote", "digits", 1)
+
+
+async def test_a_registry_that_fails_for_a_while_delays_the_answer_but_does_not_change_it(
+    kafka: KafkaSettings, registry: Registry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    starts: list[str] = []
+    start_run = registry.runs.start_run
+
+    def flaky_start(job_id: str, *args: Any, **kwargs: Any) -> Any:
+        starts.append(job_id)
+        if len(starts) <= 2:
+            raise DatabaseError("the database is unreachable (test)")
+        return start_run(job_id, *args, **kwargs)
+
+    monkeypatch.setattr(registry.runs, "start_run", flaky_start)
+    settings = TrainerSettings(retry=RetrySettings(attempts=2, backoff_s=0.05))
+    await publish(kafka, kafka.topics.retrain, [job("late", params=WEAK)], key=b"digits")
+    async with running(Trainer(kafka, registry.models, registry.runs, settings).run):
+        results = await read_results(kafka, {"late"}, timeout_s=60)
+        answers = await read(kafka, kafka.topics.results, until=settled(1))
+    assert (results["late"]["status"], results["late"]["version"]) == ("ok", 1)
+    assert starts == ["late"] * 3 and len(answers) == 1
+
+
+async def test_a_registry_that_stays_down_is_answered_internal_after_the_bound(
+    kafka: KafkaSettings, registry: Registry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def down(*args: Any, **kwargs: Any) -> Any:
+        raise DatabaseError("the database is unreachable (test)")
+
+    monkeypatch.setattr(registry.runs, "start_run", down)
+    settings = TrainerSettings(retry=RetrySettings(attempts=1, backoff_s=0.0))
+    await publish(kafka, kafka.topics.retrain, [job("down", params=WEAK)], key=b"digits")
+    async with running(Trainer(kafka, registry.models, registry.runs, settings).run):
+        result = (await read_results(kafka, {"down"}, timeout_s=60))["down"]
+    assert (result["status"], result["error"]["code"]) == ("error", "INTERNAL")
+    assert "failed 2 times" in result["error"]["message"]
 
 
 def test_recipe_defaults_to_the_model_name_if_built_in_else_tabular() -> None:

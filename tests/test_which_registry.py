@@ -26,13 +26,13 @@ def project(
     monkeypatch.chdir(root)
     for name in ("MAAS_DATABASE_URL", "MAAS_ARTIFACT_DIR"):
         monkeypatch.delenv(name, raising=False)
-    assert main(["--log-level", "error", "models", "register", "iris", str(make_onnx())]) == 0
+    assert main(["models", "register", "iris", str(make_onnx())]) == 0
     return root
 
 
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
     capsys.readouterr()
-    code = main(["--log-level", "error", *argv])
+    code = main(list(argv))
     out, err = capsys.readouterr()
     return code, out, err
 

@@ -12,6 +12,10 @@ The synchronous ``infer`` runs in an executor so the event loop keeps polling. E
 output must have one row per batch row; each job gets its own rows back. Every waiter
 is answered, with its outputs or an error, whatever happens: inference raising,
 malformed outputs, cancellation or :meth:`DynamicBatcher.aclose`.
+
+The policy (which jobs, when) is :mod:`workers.batch_policy`; a queued job and the
+checks on its rows are :mod:`workers.batch_jobs`. ``BatchConfig`` and
+``BatchOutput`` are re-exported here.
 """
 
 from __future__ import annotations
@@ -21,179 +25,28 @@ import bisect
 import concurrent.futures
 import functools
 import itertools
-import math
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping
 
 import numpy as np
 import structlog
 
-from workers.errors import (
-    BatcherClosed,
-    Expired,
-    InferenceError,
-    InvalidInput,
-    QueueFull,
-    TooLarge,
-    WorkerError,
+from workers.batch_jobs import (
+    BatchOutput,
+    InferFn,
+    QueuedJob,
+    Tensors,
+    check_inputs,
+    check_outputs,
+    concat,
+    group_key,
 )
+from workers.batch_policy import ArrivalRate, BatchConfig, plan_batch
+from workers.errors import BatcherClosed, Expired, InferenceError, QueueFull, TooLarge, WorkerError
 
 __all__ = ["BatchConfig", "BatchOutput", "DynamicBatcher", "InferFn"]
 
-Tensors = dict[str, np.ndarray]
-InferFn = Callable[[Tensors], Tensors]
-
 log = structlog.get_logger(__name__)
-
-
-@dataclass(frozen=True, slots=True)
-class BatchConfig:
-    """How a batcher packs jobs. Sizes count rows, not jobs."""
-
-    max_batch_size: int = 64
-    max_delay_ms: float = 5.0
-    preferred_batch_sizes: tuple[int, ...] = ()
-    max_queue_rows: int = 8192
-    max_job_rows: int = 4096
-    max_concurrent_batches: int = 1
-    # Wait for the delay only while more rows are likely to arrive before it ends (from
-    # the recent arrival rate): at light load a lone job goes at once instead of
-    # waiting max_delay_ms for company that will not come. False: always wait.
-    adaptive_delay: bool = True
-
-    def __post_init__(self) -> None:
-        positive = {
-            "max_batch_size": self.max_batch_size,
-            "max_queue_rows": self.max_queue_rows,
-            "max_job_rows": self.max_job_rows,
-            "max_concurrent_batches": self.max_concurrent_batches,
-        }
-        for name, value in positive.items():
-            if value < 1:
-                raise ValueError(f"BatchConfig.{name} must be >= 1, got {value}")
-        if self.max_delay_ms < 0:
-            raise ValueError(f"BatchConfig.max_delay_ms must be >= 0, got {self.max_delay_ms}")
-        for size in self.preferred_batch_sizes:
-            if not 1 <= size <= self.max_batch_size:
-                raise ValueError(
-                    f"BatchConfig.preferred_batch_sizes: {size} is outside "
-                    f"1..max_batch_size ({self.max_batch_size})"
-                )
-        if self.max_job_rows > self.max_queue_rows:
-            raise ValueError(
-                f"BatchConfig.max_job_rows ({self.max_job_rows}) must not exceed "
-                f"max_queue_rows ({self.max_queue_rows})"
-            )
-
-
-class _ArrivalRate:
-    """Rows per second recently queued, exponentially weighted over ``horizon_s``."""
-
-    __slots__ = ("_at", "_horizon_s", "_rate")
-
-    def __init__(self, horizon_s: float = 1.0) -> None:
-        self._horizon_s = horizon_s
-        self._rate = 0.0
-        self._at = time.monotonic()
-
-    def add(self, rows: int, now: float) -> None:
-        self._rate = self.at(now) + rows / self._horizon_s
-        self._at = now
-
-    def at(self, now: float) -> float:
-        return self._rate * math.exp(-(now - self._at) / self._horizon_s)
-
-
-@dataclass(frozen=True, slots=True)
-class BatchOutput:
-    """One job's answer: its own rows of every output, and how it was served."""
-
-    outputs: Tensors
-    batch_size: int
-    queue_ms: float
-    infer_ms: float
-
-
-# Jobs can share a batch only when they agree on input names, dtypes and trailing shapes.
-_GroupKey = tuple[tuple[str, str, tuple[int, ...]], ...]
-
-
-@dataclass(eq=False, slots=True)
-class _Job:
-    inputs: Tensors
-    rows: int
-    priority: int
-    deadline: float | None
-    seq: int
-    key: _GroupKey
-    future: asyncio.Future[BatchOutput]
-    enqueued: float = field(default_factory=time.monotonic)
-
-    @property
-    def order(self) -> tuple[int, int]:
-        return (-self.priority, self.seq)
-
-    def expired(self, now: float) -> bool:
-        return self.deadline is not None and now >= self.deadline
-
-    def answer(self, result: BatchOutput | BaseException) -> None:
-        if self.future.done():
-            return
-        if isinstance(result, BaseException):
-            self.future.set_exception(result)
-        else:
-            self.future.set_result(result)
-
-
-def _check_inputs(inputs: Mapping[str, np.ndarray]) -> int:
-    """Return the job's row count; raise InvalidInput unless every input has it."""
-    if not inputs:
-        raise InvalidInput("a job needs at least one input")
-    counts: dict[str, int] = {}
-    for name, array in inputs.items():
-        if not isinstance(array, np.ndarray) or array.ndim == 0:
-            raise InvalidInput(f"input {name!r} must be an array with a leading row dimension")
-        counts[name] = array.shape[0]
-    if len(set(counts.values())) != 1:
-        raise InvalidInput(f"inputs must have the same number of rows, got {counts}")
-    rows = next(iter(counts.values()))
-    if rows == 0:
-        raise InvalidInput("a job needs at least one row")
-    return rows
-
-
-def _group_key(inputs: Mapping[str, np.ndarray]) -> _GroupKey:
-    if len(inputs) == 1:  # the usual case, without a generator and a sort
-        ((name, a),) = inputs.items()
-        return ((name, a.dtype.str, a.shape[1:]),)
-    return tuple(sorted((name, a.dtype.str, a.shape[1:]) for name, a in inputs.items()))
-
-
-def _concat(jobs: list[_Job]) -> Tensors:
-    if len(jobs) == 1:
-        return dict(jobs[0].inputs)
-    names = jobs[0].inputs.keys()
-    return {name: np.concatenate([job.inputs[name] for job in jobs]) for name in names}
-
-
-def _check_outputs(outputs: object, rows: int) -> Tensors:
-    """Every output must be an array with exactly one row per batch row."""
-    if not isinstance(outputs, Mapping) or not outputs:
-        raise InferenceError(
-            f"the model returned {type(outputs).__name__}, expected a non-empty dict of arrays"
-        )
-    checked: Tensors = {}
-    for name, value in outputs.items():
-        array = np.asarray(value)
-        if array.ndim == 0 or array.shape[0] != rows:
-            got = "a scalar" if array.ndim == 0 else f"{array.shape[0]} rows"
-            raise InferenceError(
-                f"the model's output {name!r} has {got} for a batch of {rows} rows; "
-                "every output must have one row per input row"
-            )
-        checked[str(name)] = array
-    return checked
 
 
 class DynamicBatcher:
@@ -220,9 +73,9 @@ class DynamicBatcher:
             max_workers=self.config.max_concurrent_batches,
             thread_name_prefix=f"batcher-{name}" if name else "batcher",
         )
-        self._queue: list[_Job] = []  # sorted by (-priority, seq)
+        self._queue: list[QueuedJob] = []  # sorted by (-priority, seq)
         self._queued_rows = 0
-        self._arrivals = _ArrivalRate()
+        self._arrivals = ArrivalRate()
         self._seq = itertools.count()
         self._wakeup = asyncio.Event()
         self._idle = asyncio.Event()
@@ -307,10 +160,10 @@ class DynamicBatcher:
 
     def _admit(
         self, inputs: Mapping[str, np.ndarray], priority: int, deadline: float | None
-    ) -> _Job:
+    ) -> QueuedJob:
         if self._closed:
             raise BatcherClosed(f"batcher {self.name!r} is closed")
-        rows = _check_inputs(inputs)
+        rows = check_inputs(inputs)
         limits = self.config
         if rows > limits.max_job_rows:
             raise TooLarge(
@@ -325,17 +178,17 @@ class DynamicBatcher:
                 f"max_queue_rows={limits.max_queue_rows}"
             )
         future: asyncio.Future[BatchOutput] = asyncio.get_running_loop().create_future()
-        return _Job(
+        return QueuedJob(
             inputs=dict(inputs),
             rows=rows,
             priority=priority,
             deadline=deadline,
             seq=next(self._seq),
-            key=_group_key(inputs),
+            key=group_key(inputs),
             future=future,
         )
 
-    def _enqueue(self, job: _Job) -> None:
+    def _enqueue(self, job: QueuedJob) -> None:
         if not self._queue or self._queue[-1].order <= job.order:
             self._queue.append(job)  # the usual case: same priority, arriving in order
         else:
@@ -351,7 +204,7 @@ class DynamicBatcher:
                 self._schedule(), name=f"batcher-{self.name}"
             )
 
-    def _dequeue(self, jobs: list[_Job]) -> None:
+    def _dequeue(self, jobs: list[QueuedJob]) -> None:
         gone = {id(job) for job in jobs}
         self._queue = [job for job in self._queue if id(job) not in gone]
         self._queued_rows = sum(job.rows for job in self._queue)
@@ -390,12 +243,12 @@ class DynamicBatcher:
         finally:
             self._fail_queued(BatcherClosed(f"batcher {self.name!r} stopped"))
 
-    async def _next_batch(self) -> list[_Job]:
+    async def _next_batch(self) -> list[QueuedJob]:
         """Wait until a batch is ready (full, preferred size or delay passed); take it."""
         while True:
             self._wakeup.clear()
             self._drop_expired()
-            plan, ready, wait_s = self._plan()
+            plan, ready, wait_s = plan_batch(self._queue, self.config, self._arrivals)
             if plan and ready:
                 self._dequeue(plan)
                 return plan
@@ -414,59 +267,16 @@ class DynamicBatcher:
         for job in expired:
             job.answer(Expired("the job's deadline passed while it waited in the queue"))
 
-    def _plan(self) -> tuple[list[_Job], bool, float | None]:
-        """The next batch, whether to send it now, and how long to wait otherwise."""
-        if not self._queue:
-            return [], False, None
-        head = self._queue[0]
-        limit = self.config.max_batch_size
-        plan: list[_Job] = []
-        rows = 0
-        overflow = False
-        for job in self._queue:
-            if job.key != head.key:
-                continue
-            if plan and rows + job.rows > limit:
-                overflow = True  # never split a job, never jump over one
-                break
-            plan.append(job)
-            rows += job.rows
-        if rows >= limit or overflow:
-            return plan, True, None
-        preferred = self._preferred_prefix(plan)
-        if preferred:
-            return preferred, True, None
-        now = time.monotonic()
-        wait_s = min(job.enqueued for job in plan) + self.config.max_delay_ms / 1000 - now
-        if wait_s > 0 and self.config.adaptive_delay and self._arrivals.at(now) * wait_s < 1:
-            return plan, True, None  # no further row is expected before the delay ends
-        return plan, wait_s <= 0, max(wait_s, 0.0)
-
-    def _preferred_prefix(self, plan: list[_Job]) -> list[_Job]:
-        """The longest prefix of ``plan`` whose rows are a preferred batch size.
-
-        When no prefix hits one exactly (jobs are never split) but the plan has
-        outgrown the largest preferred size, the whole plan goes.
-        """
-        sizes = self.config.preferred_batch_sizes
-        if not sizes:
-            return []
-        rows = list(itertools.accumulate(job.rows for job in plan))
-        for end in range(len(plan), 0, -1):
-            if rows[end - 1] in sizes:
-                return plan[:end]
-        return plan if rows[-1] > max(sizes) else []
-
     # -- running a batch ----------------------------------------------------------------
 
-    async def _run(self, batch: list[_Job]) -> None:
+    async def _run(self, batch: list[QueuedJob]) -> None:
         rows = sum(job.rows for job in batch)
         started = time.monotonic()
         try:
-            inputs = _concat(batch)
+            inputs = concat(batch)
             loop = asyncio.get_running_loop()
             outputs = await loop.run_in_executor(self._executor, self._infer, inputs)
-            checked = _check_outputs(outputs, rows)
+            checked = check_outputs(outputs, rows)
         except WorkerError as exc:
             self._fail(batch, exc)
             return
@@ -478,7 +288,7 @@ class DynamicBatcher:
         self._answer(batch, checked, rows, started, (time.monotonic() - started) * 1000)
 
     def _answer(
-        self, batch: list[_Job], outputs: Tensors, rows: int, started: float, infer_ms: float
+        self, batch: list[QueuedJob], outputs: Tensors, rows: int, started: float, infer_ms: float
     ) -> None:
         start = 0
         for job in batch:
@@ -493,7 +303,7 @@ class DynamicBatcher:
             )
             start = end
 
-    def _fail(self, batch: list[_Job], error: WorkerError) -> None:
+    def _fail(self, batch: list[QueuedJob], error: WorkerError) -> None:
         """Answer every job of ``batch`` still waiting with ``error``."""
         waiting = [job for job in batch if not job.future.done()]
         for job in waiting:
@@ -502,7 +312,7 @@ class DynamicBatcher:
             rows = sum(job.rows for job in batch)
             self._log.warning("batch_failed", jobs=len(batch), rows=rows, error=str(error))
 
-    def _batch_done(self, batch: list[_Job], task: asyncio.Task[None]) -> None:
+    def _batch_done(self, batch: list[QueuedJob], task: asyncio.Task[None]) -> None:
         """Runs however the batch task ended, even cancelled before it started."""
         self._batches.discard(task)
         self._slots.release()

@@ -2,14 +2,18 @@
 
 Every error carries ``code``, the contract's error code (``producer.messages.ErrorCode``)
 to put in the job's Result, and ``retriable``: True when the job itself was fine and
-another attempt (another worker, a later version) may succeed, so the serving loop can
-leave its offset uncommitted rather than answer it with an error.
+another attempt may succeed. The serving loop reads it (as it reads
+``RegistryError.retriable``): a job that fails with a retriable error is not answered;
+its record stays uncommitted and is read again after a backoff (the partition is
+sought back to it), up to ``WorkerSettings.retry.attempts`` more times; then it is
+answered with the error's code. Non-retriable errors are answered at once.
 
     WorkerError
     ├── InvalidInput      INVALID_INPUT  the job's inputs do not fit the model's signature
     ├── TooLarge          TOO_LARGE      the job has more rows than a worker accepts
     ├── Expired           EXPIRED        the job's deadline passed before it ran
-    ├── QueueFull         INTERNAL       the batcher's queue is full (retriable)
+    ├── QueueFull         INTERNAL       the batcher's queue is full (retriable; the
+    │                                    serving loop waits for room rather than fail)
     ├── BatcherClosed     INTERNAL       the batcher was closed before the job ran (retriable)
     ├── InferenceError    INTERNAL       the model raised or returned malformed outputs
     └── RuntimeLoadError  INTERNAL       a model artifact could not be loaded
@@ -24,7 +28,7 @@ class WorkerError(Exception):
     """Root of the worker errors; ``code`` is the contract's error code."""
 
     code: ErrorCode = ErrorCode.INTERNAL
-    retriable: bool = False
+    retriable: bool = False  # True: the job is tried again before it is answered
 
 
 class InvalidInput(WorkerError):
@@ -46,13 +50,17 @@ class Expired(WorkerError):
 
 
 class QueueFull(WorkerError):
-    """The batcher holds ``max_queue_rows`` already; pause consuming and retry later."""
+    """The batcher holds ``max_queue_rows`` already; pause consuming and retry later.
+
+    The serving loop never lets it reach a job: it waits for room in the queue (and
+    pauses polling meanwhile)."""
 
     retriable = True
 
 
 class BatcherClosed(WorkerError):
-    """The batcher was closed while the job waited; it never ran."""
+    """The batcher was closed (its version unloaded to make room for another) or its
+    scheduler stopped before the job ran; the job is tried again."""
 
     retriable = True
 

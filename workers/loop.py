@@ -4,32 +4,34 @@ Poll; hand each partition's share of the poll to one task that decodes the recor
 queues their jobs on the batchers together and publishes the answers together;
 pause the partitions when too many jobs are in flight or a model's queue already holds
 several batches; wait for the broker's acks; commit only the prefix of each partition
-whose records are all answered. On rebalance, revoked partitions are drained (or
-abandoned after a timeout, uncommitted) before they are released; on SIGTERM the
-worker stops polling, drains and commits.
+whose records are all answered. A job that fails with a retriable error (its
+batcher closed, the registry unreachable) is not answered: its record is held back,
+so the commit point stops before it, and read again after a backoff by seeking its
+partition back to it (records already answered or in flight are passed over); after
+``retry.attempts`` tries it is answered with its error. On rebalance, revoked
+partitions are drained (or abandoned after a timeout, uncommitted) before they are
+released; on SIGTERM the worker stops polling, drains and commits.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
-import socket
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Protocol
 
 import structlog
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
-from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 
-from producer.kafka import KafkaSettings, ensure_topics
+from producer.kafka import KafkaSettings
 from producer.messages import (
     ControlEvent,
     DecodeError,
     ErrorCode,
     PredictJob,
+    Result,
     decode_predict,
     encode,
     error_result,
@@ -37,21 +39,24 @@ from producer.messages import (
 from registry.entities import MetricWindow
 from registry.policy import AliasRollbacks, WindowReader
 from workers.batching import BatchConfig
+from workers.consumer import (
+    RetrySettings,
+    commit,
+    connected,
+    dead_letter_unanswered,
+    with_worker_id,
+)
 from workers.control import follow_control
 from workers.heap import freeze_long_lived
 from workers.metrics import MetricsRecorder
 from workers.models import ModelCache, VersionLookup
 from workers.offsets import OffsetTracker
-from workers.replies import Outgoing, Publisher, PublishFailed, Record, source_of
+from workers.replies import Outgoing, Publisher, Record
 from workers.rollback import RollbackSettings, RollbackWatcher
 from workers.runtime import RuntimeSettings
-from workers.serving import JobHandler
+from workers.serving import JobHandler, Retry
 
 log = structlog.get_logger(__name__)
-
-
-def default_worker_id() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
 
 
 class ServedModels(VersionLookup, AliasRollbacks, Protocol):
@@ -89,6 +94,7 @@ class WorkerSettings:
     alias_ttl_s: float = 5.0
     worker_id: str = ""  # default: host:pid of the process that serves
     rollback: RollbackSettings = field(default_factory=RollbackSettings)
+    retry: RetrySettings = field(default_factory=RetrySettings)
 
     @property
     def group(self) -> str:
@@ -119,8 +125,7 @@ class Worker:
         metrics: ServedMetrics,
         settings: WorkerSettings,
     ) -> None:
-        if not settings.worker_id:
-            settings = replace(settings, worker_id=default_worker_id())
+        settings = with_worker_id(settings)
         self.kafka = kafka
         self.settings = settings
         self.tracker: OffsetTracker[TopicPartition] = OffsetTracker()
@@ -137,40 +142,38 @@ class Worker:
         )
         self.handler = JobHandler(self.models, self.metrics, worker=settings.worker_id)
         self._tasks: dict[TopicPartition, set[asyncio.Task[None]]] = {}
+        # Partitions with records held back, and when to read them again (monotonic s).
+        self._redeliveries: dict[TopicPartition, float] = {}
         self._consumer: AIOKafkaConsumer | None = None
         self._publisher: Publisher | None = None
         self.ready = asyncio.Event()
 
     async def run(self, stop: asyncio.Event) -> None:
-        await ensure_topics(self.kafka)
-        producer = AIOKafkaProducer(
-            **self.kafka.producer(max_batch_size=self.settings.producer_batch_bytes)
-        )
-        consumer = AIOKafkaConsumer(
-            **self.kafka.consumer(
-                self.settings.group, max_poll_records=self.settings.max_poll_records
-            )
-        )
-        consumer.subscribe([self.kafka.topics.predict], listener=_Rebalance(self))
-        await producer.start()
-        await consumer.start()
-        self._consumer = consumer
-        self._publisher = Publisher(
-            producer,
-            dlq_topic=self.kafka.topics.dlq,
-            batch_bytes=self.settings.producer_batch_bytes,
-        )
-        helpers = [
-            asyncio.create_task(self._commit_loop()),
-            asyncio.create_task(self.metrics.run()),
-            asyncio.create_task(follow_control(self.kafka, self._on_control)),
-        ]
-        freeze_long_lived()
-        log.info("worker started", worker=self.settings.worker_id, group=self.settings.group)
+        settings = self.settings
         try:
-            await self._poll(consumer, stop)
+            async with connected(
+                self.kafka,
+                self.kafka.topics.predict,
+                group=settings.group,
+                listener=_Rebalance(self),
+                batch_bytes=settings.producer_batch_bytes,
+                max_poll_records=settings.max_poll_records,
+            ) as (consumer, publisher):
+                self._consumer, self._publisher = consumer, publisher
+                helpers = [
+                    asyncio.create_task(self._commit_loop()),
+                    asyncio.create_task(self.metrics.run()),
+                    asyncio.create_task(follow_control(self.kafka, self._on_control)),
+                ]
+                freeze_long_lived()
+                log.info("worker started", worker=settings.worker_id, group=settings.group)
+                try:
+                    await self._poll(consumer, stop)
+                finally:
+                    await self._wind_down(consumer, helpers)
         finally:
-            await self._shutdown(consumer, producer, helpers)
+            await self.models.aclose()
+            log.info("worker stopped", worker=settings.worker_id)
 
     async def _poll(self, consumer: AIOKafkaConsumer, stop: asyncio.Event) -> None:
         while not stop.is_set():
@@ -180,8 +183,13 @@ class Worker:
                 self.ready.set()
             received = time.time()
             for tp, records in batch.items():
-                for record in records:
-                    self.tracker.track(tp, record.offset)
+                if self.tracker.seen(tp, records[0].offset):  # read again after a seek
+                    records = [r for r in records if self.tracker.reread(tp, r.offset)]
+                    if not records:
+                        continue
+                else:
+                    for record in records:
+                        self.tracker.track(tp, record.offset)
                 # One task per partition's share of a poll, not per record: a task, a
                 # lock and a send per job cost more than decoding and inference.
                 task = asyncio.create_task(self._process(tp, records, received))
@@ -190,7 +198,20 @@ class Worker:
                 task.add_done_callback(tasks.discard)
             if batch:
                 await asyncio.sleep(0)  # the tasks queue their jobs: backpressure sees them
+            if self._redeliveries:
+                self._redeliver(consumer)
             self._backpressure(consumer)
+
+    def _redeliver(self, consumer: AIOKafkaConsumer) -> None:
+        """Seek each partition whose held records are due back to the first of them."""
+        now = time.monotonic()
+        for tp, due in list(self._redeliveries.items()):
+            if due > now:
+                continue
+            del self._redeliveries[tp]
+            offset = self.tracker.held(tp)
+            if offset is not None and tp in consumer.assignment():
+                consumer.seek(tp, offset)
 
     def _backpressure(self, consumer: AIOKafkaConsumer) -> None:
         in_flight = self.tracker.in_flight()
@@ -218,24 +239,25 @@ class Worker:
         """Answer a partition's records from one poll; mark each done once published."""
         assert self._publisher is not None
         try:
-            replies = await self._replies(records, received)
+            replies = await self._replies(tp, records, received)
             sent = [reply for _, reply in replies if reply is not None]
             errors = iter(await self._publisher.send_many(sent))
-            failures: list[Exception | None] = [
-                None if reply is None else next(errors) for _, reply in replies
+            answered: list[tuple[Record, Exception | None]] = [
+                (record, None if reply is None else next(errors)) for record, reply in replies
             ]
         except Exception as exc:  # a bug: dead-letter rather than hang the partition
             log.exception("unexpected failure answering records", partition=tp.partition)
-            failures = [exc] * len(records)
-        for record, error in zip(records, failures, strict=True):
-            if error is None or await self._give_up(record, error):
+            answered = [(record, exc) for record in records]
+        for record, error in answered:
+            if error is None or await dead_letter_unanswered(self._publisher, record, error):
                 self.tracker.done(tp, record.offset)
             # else not answered: left uncommitted, redelivered after a restart
 
     async def _replies(
-        self, records: Sequence[Record], received: float
+        self, tp: TopicPartition, records: Sequence[Record], received: float
     ) -> list[tuple[Record, Outgoing | None]]:
-        """Each record with what answers it (None: another pool's job, nothing to send)."""
+        """Each record with what answers it (None: another pool's job, nothing to send),
+        less the records held back to be read again."""
         replies: list[tuple[Record, Outgoing | None]] = []
         jobs: list[tuple[int, Record, PredictJob]] = []
         for record in records:
@@ -251,18 +273,44 @@ class Worker:
             replies.append((record, None))
         # No per-job context binding here: it costs more than the rest of the hot path;
         # the few log lines about a job name job_id themselves.
-        results = await self.handler.answer_many([job for _, _, job in jobs], received)
-        for (index, record, job), result in zip(jobs, results, strict=True):
+        outcomes = await self.handler.answer_many([job for _, _, job in jobs], received)
+        held: set[int] = set()
+        for (index, record, job), outcome in zip(jobs, outcomes, strict=True):
+            if isinstance(outcome, Retry):
+                answer = self._retry(tp, record, outcome, received)
+                if answer is None:
+                    held.add(index)
+                    continue
+                outcome = answer
             replies[index] = (
                 record,
                 Outgoing(
                     job.reply_to or self.kafka.topics.results,
-                    encode(result),
+                    encode(outcome),
                     job.job_id.encode(),
                     record.headers,
                 ),
             )
+        if held:
+            return [reply for index, reply in enumerate(replies) if index not in held]
         return replies
+
+    def _retry(
+        self, tp: TopicPartition, record: Record, retry: Retry, received: float
+    ) -> Result | None:
+        """Hold a job that failed with a retriable error back to be read again (None),
+        or, once it has been tried ``retry.attempts`` times more, its error Result."""
+        limits = self.settings.retry
+        attempt = self.tracker.hold(tp, record.offset, limits.attempts)
+        context = {"job_id": retry.job.job_id, "partition": tp.partition, "offset": record.offset}
+        if attempt is None:
+            log.warning("job still failing; answering it", error=str(retry.error), **context)
+            return self.handler.give_up(retry, received, attempts=limits.attempts + 1)
+        log.info(
+            "job held back to be read again", attempt=attempt, error=str(retry.error), **context
+        )
+        self._redeliveries.setdefault(tp, time.monotonic() + limits.delay_s(attempt))
+        return None
 
     def _rejection(self, record: Record, exc: DecodeError) -> Outgoing:
         assert self._publisher is not None
@@ -281,35 +329,15 @@ class Worker:
             results_topic=self.kafka.topics.results,
         )
 
-    async def _give_up(self, record: Record, exc: Exception) -> bool:
-        """The answer could not be published: dead-letter the job. True if that worked."""
-        assert self._publisher is not None
-        code = ErrorCode.INTERNAL
-        try:
-            await self._publisher.dead_letter(
-                source_of(record), code=code, reason=f"answer not published: {exc}"
-            )
-        except PublishFailed:
-            log.error("record neither answered nor dead-lettered", offset=record.offset)
-            return False
-        return True
-
     async def _commit_loop(self) -> None:
         while True:
             await asyncio.sleep(self.settings.commit_interval_s)
             await self.commit()
 
     async def commit(self, tps: Iterable[TopicPartition] | None = None) -> None:
-        consumer = self._consumer
         points = self.tracker.commit_points(tps)
-        if consumer is None or not points:
-            return
-        try:
-            await consumer.commit(points)
-        except (CommitFailedError, IllegalStateError, KafkaError) as exc:
-            log.warning("commit failed; will retry", error=str(exc))
-            return
-        self.tracker.mark_committed(points)
+        if self._consumer is not None and points and await commit(self._consumer, points):
+            self.tracker.mark_committed(points)
 
     async def release(self, revoked: set[TopicPartition]) -> None:
         """Drain revoked partitions (bounded), commit what is answered, then let go."""
@@ -319,6 +347,8 @@ class Worker:
         abandoned = self.tracker.in_flight(revoked)
         await self.commit(revoked)
         self.tracker.forget(revoked)
+        for tp in revoked:
+            self._redeliveries.pop(tp, None)
         log.info(
             "partitions released",
             partitions=sorted(tp.partition for tp in revoked),
@@ -334,12 +364,10 @@ class Worker:
     def _on_control(self, event: ControlEvent) -> None:
         self.models.invalidate(event.model)
 
-    async def _shutdown(
-        self,
-        consumer: AIOKafkaConsumer,
-        producer: AIOKafkaProducer,
-        helpers: list[asyncio.Task[None]],
+    async def _wind_down(
+        self, consumer: AIOKafkaConsumer, helpers: list[asyncio.Task[None]]
     ) -> None:
+        """Stop polling, drain (bounded), commit what is answered, stop the helpers."""
         consumer.pause(*consumer.assignment())
         await self._drain(list(self._tasks))
         await self.commit()
@@ -349,7 +377,3 @@ class Worker:
         for task in helpers:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
-        await consumer.stop()
-        await producer.stop()
-        await self.models.aclose()
-        log.info("worker stopped", worker=self.settings.worker_id)

@@ -3,7 +3,9 @@
 One job at a time per trainer. While a job trains (in a thread), the consumer's
 partitions are paused and ``getmany`` keeps being called, so the member stays in
 its group however long training takes. The offset is committed only after the
-RetrainResult is acknowledged by the broker.
+RetrainResult is acknowledged by the broker. A job that fails because the registry
+is unreachable (a retriable error) is tried again after a backoff, a bounded number
+of times (``TrainerSettings.retry``), before it is answered INTERNAL.
 
 Retraining is idempotent by ``job_id``: a redelivered job whose run already finished
 is answered from the stored run without training again; a run left "running" by a
@@ -17,15 +19,14 @@ from __future__ import annotations
 import asyncio
 import tempfile
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
 import structlog
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
+from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from producer.kafka import KafkaSettings, ensure_topics
+from producer.kafka import KafkaSettings
 from producer.messages import (
     DecodeError,
     ErrorCode,
@@ -37,8 +38,14 @@ from producer.messages import (
 )
 from registry.entities import ModelVersion, RetrainRun, Signature
 from registry.errors import AliasNotFound, ConflictError, ModelNotFound, RegistryError
+from workers.consumer import (
+    RetrySettings,
+    commit,
+    connected,
+    dead_letter_unanswered,
+    with_worker_id,
+)
 from workers.gate import GateDecision, GatePolicy, decide, keep_clients
-from workers.loop import default_worker_id
 from workers.recipes import (
     DatasetRef,
     Recipe,
@@ -48,7 +55,7 @@ from workers.recipes import (
     get_recipe,
     recipe_for,
 )
-from workers.replies import Publisher, PublishFailed, Record, source_of
+from workers.replies import Publisher, PublishFailed, Record
 
 log = structlog.get_logger(__name__)
 
@@ -61,6 +68,7 @@ class TrainerSettings:
     keepalive_s: float = 0.5  # how often getmany is called while a job trains
     min_improvement: float = 0.0  # the gate's required margin on the recipe's metric
     worker_id: str = ""  # default: host:pid
+    retry: RetrySettings = field(default_factory=RetrySettings)
 
     @property
     def actor(self) -> str:
@@ -122,8 +130,7 @@ class Trainer:
     def __init__(
         self, kafka: KafkaSettings, models: Registrar, runs: RunLog, settings: TrainerSettings
     ) -> None:
-        if not settings.worker_id:
-            settings = replace(settings, worker_id=default_worker_id())
+        settings = with_worker_id(settings)
         self.kafka = kafka
         self.models = models
         self.runs = runs
@@ -132,26 +139,22 @@ class Trainer:
         self._publisher: Publisher | None = None
 
     async def run(self, stop: asyncio.Event) -> None:
-        await ensure_topics(self.kafka)
-        producer = AIOKafkaProducer(**self.kafka.producer())
-        consumer = AIOKafkaConsumer(**self.kafka.consumer(self.settings.group_id))
-        consumer.subscribe([self.kafka.topics.retrain])
-        await producer.start()
-        await consumer.start()
-        self._publisher = Publisher(producer, dlq_topic=self.kafka.topics.dlq)
-        log.info("trainer started", worker=self.settings.worker_id, group=self.settings.group_id)
+        settings = self.settings
         try:
-            while not stop.is_set():
-                batch = await consumer.getmany(timeout_ms=200, max_records=1)
-                if consumer.assignment():
-                    self.ready.set()
-                for tp, records in batch.items():
-                    for record in records:
-                        await self._handle(consumer, tp, record)
+            async with connected(
+                self.kafka, self.kafka.topics.retrain, group=settings.group_id
+            ) as (consumer, publisher):
+                self._publisher = publisher
+                log.info("trainer started", worker=settings.worker_id, group=settings.group_id)
+                while not stop.is_set():
+                    batch = await consumer.getmany(timeout_ms=200, max_records=1)
+                    if consumer.assignment():
+                        self.ready.set()
+                    for tp, records in batch.items():
+                        for record in records:
+                            await self._handle(consumer, tp, record)
         finally:
-            await consumer.stop()
-            await producer.stop()
-            log.info("trainer stopped", worker=self.settings.worker_id)
+            log.info("trainer stopped", worker=settings.worker_id)
 
     async def _handle(self, consumer: AIOKafkaConsumer, tp: TopicPartition, record: Record) -> None:
         """Process one record with the partitions paused, polling on; then commit it."""
@@ -164,8 +167,10 @@ class Trainer:
                     await _keep_alive(consumer)
         finally:
             consumer.resume(*consumer.paused())
+        # A failed commit (the group moved on) leaves the job to be read again and
+        # answered from its stored run, without training again.
         if work.result():
-            await _commit(consumer, tp, record.offset + 1)
+            await commit(consumer, {tp: record.offset + 1})
 
     async def _process(self, record: Record) -> bool:
         """Answer one record (or dead-letter it). True when it may be committed."""
@@ -173,15 +178,7 @@ class Trainer:
         try:
             await self._answer(record)
         except PublishFailed as exc:
-            try:
-                await self._publisher.dead_letter(
-                    source_of(record),
-                    code=ErrorCode.INTERNAL,
-                    reason=f"answer not published: {exc}",
-                )
-            except PublishFailed:
-                log.error("retrain job neither answered nor dead-lettered", offset=record.offset)
-                return False
+            return await dead_letter_unanswered(self._publisher, record, exc)
         return True
 
     async def _answer(self, record: Record) -> None:
@@ -194,7 +191,7 @@ class Trainer:
         with structlog.contextvars.bound_contextvars(
             job_id=job.job_id, model=job.model, partition=record.partition, offset=record.offset
         ):
-            result = await self.execute(job)
+            result = await self._execute_retrying(job)
             await self._publisher.send(
                 job.reply_to or self.kafka.topics.results,
                 encode(result),
@@ -220,6 +217,25 @@ class Trainer:
             results_topic=self.kafka.topics.results,
         )
         await self._publisher.publish(rejection)
+
+    async def _execute_retrying(self, job: RetrainJob) -> RetrainResult:
+        """:meth:`execute`, tried again after a backoff while the registry fails with a
+        retriable error (its record stays uncommitted meanwhile: read again should the
+        trainer stop); after ``retry.attempts`` more tries, answered INTERNAL."""
+        limits = self.settings.retry
+        attempt = 0
+        while True:
+            try:
+                return await self.execute(job)
+            except RegistryError as exc:
+                if not exc.retriable:
+                    raise
+                attempt += 1
+                if attempt > limits.attempts:
+                    message = f"the registry failed {attempt} times: {exc}"
+                    return _error(job.job_id, job.model, ErrorCode.INTERNAL, message)
+                log.warning("registry unavailable; trying the job again", error=str(exc))
+                await asyncio.sleep(limits.delay_s(attempt))
 
     # -- one job: run → train → gate → register -------------------------------------------
 
@@ -264,18 +280,12 @@ class Trainer:
             assert stored is not None
             return _from_run(job, stored)
         except RegistryError as exc:
+            if exc.retriable:
+                raise  # the whole job is tried again (see _execute_retrying)
             raise _Failure(
                 ErrorCode.INTERNAL, f"registering the trained model failed: {exc}"
             ) from exc
-        return RetrainResult(
-            job_id=job.job_id,
-            status="ok",
-            model=job.model,
-            version=version.version,
-            metrics=dict(version.metrics),
-            promoted=decision.promote,
-            reason=decision.reason,
-        )
+        return _ok(job.job_id, version, promoted=decision.promote, reason=decision.reason)
 
     def _production(self, model: str) -> ModelVersion | None:
         try:
@@ -329,15 +339,6 @@ async def _keep_alive(consumer: AIOKafkaConsumer) -> None:
             consumer.seek(tp, records[0].offset)  # read again once this job is done
 
 
-async def _commit(consumer: AIOKafkaConsumer, tp: TopicPartition, offset: int) -> None:
-    try:
-        await consumer.commit({tp: offset})
-    except (CommitFailedError, IllegalStateError, KafkaError) as exc:
-        # The partition moved on during a rebalance: the job is redelivered and answered
-        # from its stored run, without training again.
-        log.warning("commit failed; the job will be answered again", error=str(exc))
-
-
 def _train(
     job: RetrainJob, workdir: Path, replaces: Signature | None
 ) -> tuple[Recipe, TrainedModel]:
@@ -368,17 +369,23 @@ def _train(
 
 def _from_run(job: RetrainJob, run: RetrainRun) -> RetrainResult:
     if run.status == "ok":
-        return RetrainResult(
-            job_id=job.job_id,
-            status="ok",
-            model=run.model,
-            version=run.version,
-            metrics=dict(run.metrics),
-            promoted=run.promoted,
-            reason=run.reason,
-        )
+        return _ok(job.job_id, run, promoted=run.promoted, reason=run.reason)
     code = ErrorCode(run.error_code) if run.error_code in set(ErrorCode) else ErrorCode.INTERNAL
     return _error(job.job_id, run.model, code, run.reason or "the run failed")
+
+
+def _ok(
+    job_id: str, trained: ModelVersion | RetrainRun, *, promoted: bool, reason: str
+) -> RetrainResult:
+    return RetrainResult(
+        job_id=job_id,
+        status="ok",
+        model=trained.model,
+        version=trained.version,
+        metrics=dict(trained.metrics),
+        promoted=promoted,
+        reason=reason,
+    )
 
 
 def _error(job_id: str, model: str, code: ErrorCode, message: str) -> RetrainResult:
