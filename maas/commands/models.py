@@ -26,60 +26,77 @@ from registry import (
 Handler = Callable[[Registry, argparse.Namespace], int]
 
 
+class _Verbs:
+    """Adds the verbs of ``maas models``: those that change the registry take the actor
+    and the Kafka options (alias moves are announced); those that only read take neither
+    and never create a registry."""
+
+    def __init__(self, verbs: argparse._SubParsersAction[ArgumentParser]) -> None:
+        self._verbs = verbs
+        self._reads, self._changes = _options(changes=False), _options(changes=True)
+
+    def add(
+        self, name: str, handler: Handler, text: str, *, changes: bool, named: bool = True
+    ) -> ArgumentParser:
+        parent = self._changes if changes else self._reads
+        sub = self._verbs.add_parser(name, parents=[parent], help=text, description=text)
+        if named:
+            sub.add_argument("name", metavar="NAME", help="the model's name")
+        sub.set_defaults(func=with_registry(handler, announce=changes, create=changes))
+        return sub
+
+
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser(
         "models",
         help="register, list, promote and roll back model versions",
         description="Manage the model registry: versions, aliases and their history.",
     )
-    verbs = parser.add_subparsers(dest="models_command", metavar="VERB", required=True)
-    reads, changes = _options(changes=False), _options(changes=True)
+    verbs = _Verbs(parser.add_subparsers(dest="models_command", metavar="VERB", required=True))
+    _verbs_that_change(verbs)
+    _verbs_that_read(verbs)
 
-    def verb(
-        name: str, handler: Handler, help_text: str, *, change: bool, named: bool = True
-    ) -> ArgumentParser:
-        sub = verbs.add_parser(
-            name, parents=[changes if change else reads], help=help_text, description=help_text
-        )
-        if named:
-            sub.add_argument("name", metavar="NAME", help="the model's name")
-        sub.set_defaults(func=with_registry(handler, announce=change, create=change))
-        return sub
 
-    sub = verb(
-        "register", _register, "register a model file or directory as the next version", change=True
+def _verbs_that_change(verbs: _Verbs) -> None:
+    sub = verbs.add(
+        "register",
+        _register,
+        "register a model file or directory as the next version",
+        changes=True,
     )
     sub.add_argument("artifact", metavar="ARTIFACT", type=Path, help="model.onnx, or a directory")
     sub.add_argument("--promote", action="store_true", help="point the alias at the new version")
     _alias_and_reason(sub)
     _force(sub, "with --promote: promote")
-    verb(
-        "list",
-        _list,
-        "list registered models, and where the registry is",
-        change=False,
-        named=False,
+    sub = verbs.add(
+        "promote", _promote, "point an alias (default production) at a version", changes=True
     )
-    verb("show", _show, "show a model's versions, aliases and signatures", change=False)
-    sub = verb("promote", _promote, "point an alias (default production) at a version", change=True)
     sub.add_argument("version", metavar="VERSION", type=int)
     _alias_and_reason(sub)
     _force(sub, "promote")
-    sub = verb(
-        "rollback", _rollback, "move an alias back to the version it held before", change=True
+    sub = verbs.add(
+        "rollback", _rollback, "move an alias back to the version it held before", changes=True
     )
     sub.add_argument("--to", type=int, metavar="VERSION", help="roll back to this version")
     _alias_and_reason(sub)
     _force(sub, "roll back")
-    verb("history", _history, "every move of a model's aliases", change=False)
-    sub = verb("stats", _stats, "serving metrics per version, one row per window", change=False)
+    sub = verbs.add("archive", _archive, "archive a version no alias points to", changes=True)
+    sub.add_argument("version", metavar="VERSION", type=int)
+    sub.add_argument("--reason", default="", help="why, for the audit log")
+
+
+def _verbs_that_read(verbs: _Verbs) -> None:
+    text = "list registered models, and where the registry is"
+    verbs.add("list", _list, text, changes=False, named=False)
+    verbs.add("show", _show, "show a model's versions, aliases and signatures", changes=False)
+    verbs.add("history", _history, "every move of a model's aliases", changes=False)
+    sub = verbs.add(
+        "stats", _stats, "serving metrics per version, one row per window", changes=False
+    )
     sub.add_argument("--version", type=int, metavar="VERSION", help="only this version")
     sub.add_argument(
         "--limit", type=int, default=20, metavar="N", help="latest windows per version (default 20)"
     )
-    sub = verb("archive", _archive, "archive a version no alias points to", change=True)
-    sub.add_argument("version", metavar="VERSION", type=int)
-    sub.add_argument("--reason", default="", help="why, for the audit log")
 
 
 def _options(*, changes: bool) -> ArgumentParser:
