@@ -140,7 +140,10 @@ async def test_a_broken_promotion_is_rolled_back_and_every_job_answered(
         )
         await wait_for(lambda: registry.models.rollbacks("digits"), 30, "the automatic rollback")
         rolled_back = time.time()
-        await asyncio.sleep(3)  # the control event reaches the worker; later jobs are v1
+        # Jobs keep coming until some were sent well after the rollback: those must be v1.
+        await wait_for(
+            lambda: max(stream.sent.values()) > rolled_back + 2.5, 30, "jobs after the rollback"
+        )
         stop_stream.set()
         await streaming
         results = await read_results(kafka, set(stream.sent), timeout_s=60)

@@ -48,7 +48,6 @@ from tests.deploy_helpers import (
 from tests.kafka_helpers import read
 from workers.demo import digits_samples
 
-pytest_plugins = ["tests.registry_fixtures"]
 # It runs on the session's broker. Apache Kafka 4.1.1 (branch kafka's broker from its
 # jars) passed it too, by hand; with that fixture in the suite, mark it both_brokers.
 pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.timeout(300)]

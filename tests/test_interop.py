@@ -11,7 +11,6 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 if TYPE_CHECKING:
     from tests.serving_fixtures import ServedDigits
 
-pytest_plugins = ["tests.serving_fixtures"]
 pytestmark = pytest.mark.both_brokers
 
 

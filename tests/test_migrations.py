@@ -15,8 +15,6 @@ from sqlalchemy import Engine, inspect
 from registry import db
 from registry.tables import metadata
 
-pytest_plugins = ["tests.registry_fixtures"]
-
 TABLES = {
     "models",
     "model_versions",

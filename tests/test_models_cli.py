@@ -12,8 +12,6 @@ from maas.cli import main
 from producer.kafka import KafkaSettings
 from registry import MetricWindow, Registry, RegistrySettings
 
-pytest_plugins = ["tests.registry_fixtures"]
-
 
 @pytest.fixture(autouse=True)
 def _control_topic(monkeypatch: pytest.MonkeyPatch, kafka: KafkaSettings) -> None:

@@ -12,8 +12,6 @@ import pytest
 
 from registry import ArtifactError, ArtifactStore, Signature, inspect, sha256_of
 
-pytest_plugins = ["tests.registry_fixtures"]
-
 MakeOnnx = Callable[..., Path]
 
 

@@ -8,8 +8,6 @@ from pathlib import Path
 
 from registry import MetricWindow, Registry, RollbackPolicy, check_rollback
 
-pytest_plugins = ["tests.registry_fixtures"]
-
 MakeOnnx = Callable[..., Path]
 T0 = datetime(2025, 1, 1, tzinfo=UTC)
 POLICY = RollbackPolicy(

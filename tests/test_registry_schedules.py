@@ -8,8 +8,6 @@ import pytest
 
 from registry import InvalidSchedule, Registry, ScheduleNotFound
 
-pytest_plugins = ["tests.registry_fixtures"]
-
 T0 = datetime(2025, 1, 1, 0, 0, 30, tzinfo=UTC)
 
 

@@ -22,8 +22,6 @@ from registry import (
     VersionNotFound,
 )
 
-pytest_plugins = ["tests.registry_fixtures"]
-
 MakeOnnx = Callable[..., Path]
 T0 = datetime(2025, 1, 1, tzinfo=UTC)
 

@@ -11,8 +11,6 @@ from maas.cli import main
 from registry import InvalidSchedule, Registry, RegistrySettings
 from tests.cli_helpers import one_error_line
 
-pytest_plugins = ["tests.registry_fixtures"]
-
 
 @pytest.fixture
 def add(

@@ -16,7 +16,6 @@ from workers.demo import digits_samples
 if TYPE_CHECKING:
     from tests.serving_fixtures import ServedDigits
 
-pytest_plugins = ["tests.serving_fixtures"]
 
 ROWS = 200
 

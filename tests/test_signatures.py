@@ -21,8 +21,6 @@ from tests.cli_helpers import one_error_line
 from workers.recipes import DatasetRef, TabularRecipe, TrainRequest
 from workers.trainer import Trainer, TrainerSettings
 
-pytest_plugins = ["tests.registry_fixtures"]
-
 MakeModel = Callable[..., Path]
 
 

@@ -13,8 +13,6 @@ from maas.cli import main
 from registry import RegistrySettings
 from tests.cli_helpers import one_error_line
 
-pytest_plugins = ["tests.registry_fixtures"]
-
 
 @pytest.fixture
 def project(

@@ -27,7 +27,6 @@ from workers.demo import digits_samples
 from workers.loop import Worker, WorkerSettings
 from workers.pool import PoolSettings, serve_async
 
-pytest_plugins = ["tests.registry_fixtures", "tests.serving_fixtures"]
 pytestmark = pytest.mark.both_brokers
 
 
