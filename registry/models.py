@@ -31,6 +31,7 @@ from registry.entities import (
     RollbackRecord,
 )
 from registry.errors import ConflictError, VersionNotFound
+from registry.limits import VERSION_MAX, check_alias, check_model_name
 from registry.rows import audit, find_model, model_row
 from registry.runs import RunOutcome, finish
 from registry.tables import AliasEventRow, AuditRow, ModelRow, RollbackRow, VersionRow
@@ -97,6 +98,9 @@ class ModelStore:
         With ``run_job_id`` the retraining run is finished (status ok) in the same
         transaction, so a crash never leaves a version without its run or vice versa.
         """
+        check_model_name(name)
+        if promote:
+            check_alias(alias)
         fmt, signature = inspect(Path(artifact))
         uri, sha = self.artifacts.put(Path(artifact))
         new = _NewVersion(
@@ -206,6 +210,7 @@ class ModelStore:
         self, name: str, version: int, *, alias: str = "production", actor: str, reason: str = ""
     ) -> AliasMove:
         """Point ``alias`` of ``name`` at ``version``."""
+        check_alias(alias)
         with self._db.session() as session:
             model = model_row(session, name, lock=True)
             _require_ready(_version_row(session, model, version), name)
@@ -336,9 +341,11 @@ def _add_version(session: Session, model: ModelRow, new: _NewVersion) -> Version
 
 
 def _version_row(session: Session, model: ModelRow, version: int) -> VersionRow:
-    row = session.scalar(
-        select(VersionRow).where(VersionRow.model_id == model.id, VersionRow.version == version)
-    )
+    row = None
+    if 1 <= version <= VERSION_MAX:  # beyond it, a query would overflow SQLite's integers
+        row = session.scalar(
+            select(VersionRow).where(VersionRow.model_id == model.id, VersionRow.version == version)
+        )
     if row is not None:
         return row
     first, last = session.execute(
