@@ -247,3 +247,24 @@ async def test_the_trainer_survives_every_malformed_or_refused_record(
     assert sorted(r.value for r in dead) == sorted(undecodable)
     assert "antigravity" not in sys.modules
     assert [v.version for v in registry.models.versions("digits")] == [1]
+
+
+async def test_a_job_that_fails_unexpectedly_is_answered_and_the_trainer_goes_on(
+    kafka: KafkaSettings, registry: Registry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    start_run = registry.runs.start_run
+
+    def buggy(job_id: str, *args: Any, **kwargs: Any) -> Any:
+        if job_id == "bug":
+            raise RuntimeError("a bug in the trainer")
+        return start_run(job_id, *args, **kwargs)
+
+    monkeypatch.setattr(registry.runs, "start_run", buggy)
+    trainer = Trainer(kafka, registry.models, registry.runs, TrainerSettings())
+    await publish(kafka, kafka.topics.retrain, [raw_job("bug"), raw_job("next", params=WEAK)])
+    async with running(trainer.run):
+        answers = await read(kafka, kafka.topics.results, until=settled(2))
+    results = {body["job_id"]: body for body in (json.loads(r.value) for r in answers)}
+    assert results["bug"]["error"]["code"] == "INTERNAL"
+    assert "a bug" not in results["bug"]["error"]["message"]  # the log has it, not the sender
+    assert (results["next"]["status"], results["next"]["version"]) == ("ok", 1)
