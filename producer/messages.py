@@ -26,6 +26,18 @@ CONTROL_SCHEMA = "maas.control/v1"
 DEFAULT_ALIAS = "production"
 
 NonEmptyStr = Annotated[str, msgspec.Meta(min_length=1, max_length=512)]
+# Names and job ids are stored by the registry in columns of NAME_MAX_LENGTH characters:
+# the same limits and patterns as ``registry.limits`` (tests/test_names.py holds them
+# equal; the client package does not import the registry).
+NAME_MAX_LENGTH = 200
+MODEL_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]*\Z"
+JOB_ID_PATTERN = r"^[^\x00-\x1f\x7f-\x9f]+\Z"
+ModelName = Annotated[
+    str, msgspec.Meta(min_length=1, max_length=NAME_MAX_LENGTH, pattern=MODEL_NAME_PATTERN)
+]
+JobId = Annotated[
+    str, msgspec.Meta(min_length=1, max_length=NAME_MAX_LENGTH, pattern=JOB_ID_PATTERN)
+]
 # Integers that end up in database columns or in numpy's int64 arithmetic are bounded at
 # the edge, so an extreme value is INVALID_INPUT naming the field, not an overflow later.
 INT32_MAX = 2**31 - 1
@@ -69,8 +81,8 @@ class Timing(msgspec.Struct, frozen=True, kw_only=True):
 class PredictJob(msgspec.Struct, frozen=True, kw_only=True):
     """A prediction request. ``inputs`` maps input names to rows (leading batch dim)."""
 
-    job_id: NonEmptyStr
-    model: NonEmptyStr
+    job_id: JobId
+    model: ModelName
     inputs: dict[str, list[Any]]
     schema: str = PREDICT_SCHEMA
     version: Version | None = None
@@ -114,8 +126,8 @@ class Dataset(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class RetrainJob(msgspec.Struct, frozen=True, kw_only=True):
-    job_id: NonEmptyStr
-    model: NonEmptyStr
+    job_id: JobId
+    model: ModelName
     schema: str = RETRAIN_SCHEMA
     recipe: NonEmptyStr | None = None
     dataset: Dataset | None = None
@@ -164,7 +176,7 @@ class _Schema(msgspec.Struct, frozen=True):
 class JobEnvelope(msgspec.Struct, frozen=True):
     """The few fields needed to answer a job whose full decoding failed."""
 
-    job_id: NonEmptyStr
+    job_id: JobId
     model: str = ""
     reply_to: NonEmptyStr | None = None
     metadata: dict[str, Any] = {}

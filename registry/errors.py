@@ -5,6 +5,7 @@ RegistryError
 ├── VersionNotFound
 │   └── AliasNotFound
 ├── ArtifactError
+├── InvalidName
 ├── ConflictError
 ├── IncompatibleSignature (moving an alias would break its clients; force to do it anyway)
 ├── InvalidSchedule
@@ -41,6 +42,10 @@ class AliasNotFound(VersionNotFound):
 
 class ArtifactError(RegistryError):
     """An artifact is missing, corrupt, unloadable or fails its checksum."""
+
+
+class InvalidName(RegistryError):
+    """A model name, alias, job id or tenant name breaks the rules of ``registry.limits``."""
 
 
 class ConflictError(RegistryError):

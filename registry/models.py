@@ -38,6 +38,7 @@ from registry.entities import (
     RollbackRecord,
 )
 from registry.errors import ConflictError
+from registry.limits import check_alias, check_model_name
 from registry.rows import audit, find_model, model_row, version_row
 from registry.runs import RunOutcome, finish
 from registry.tables import AliasEventRow, AuditRow, ModelRow, RollbackRow, VersionRow
@@ -108,6 +109,9 @@ class ModelStore:
         (status ok) in the same transaction, so a crash never leaves a version without
         its run or vice versa.
         """
+        check_model_name(name)
+        if promote:
+            check_alias(alias)
         fmt, signature = inspect(Path(artifact))
         uri, sha = self.artifacts.put(Path(artifact))
         new = _NewVersion(
@@ -230,6 +234,7 @@ class ModelStore:
         """Point ``alias`` of ``name`` at ``version``; refused with
         :class:`~registry.errors.IncompatibleSignature` when that would break the alias's
         clients, unless ``force``."""
+        check_alias(alias)
         with self._db.session() as session:
             model = model_row(session, name, lock=True)
             row = version_row(session, model, version)

@@ -13,6 +13,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from registry.errors import ModelNotFound, VersionNotFound
+from registry.limits import VERSION_MAX
 from registry.tables import AuditRow, ModelRow, VersionRow
 
 
@@ -49,9 +50,11 @@ def audit(
 
 def version_row(session: Session, model: ModelRow, version: int) -> VersionRow:
     """The row of ``version`` of ``model``; :class:`VersionNotFound` if it has none."""
-    row = session.scalar(
-        select(VersionRow).where(VersionRow.model_id == model.id, VersionRow.version == version)
-    )
+    row = None
+    if 1 <= version <= VERSION_MAX:  # beyond it, a query would overflow SQLite's integers
+        row = session.scalar(
+            select(VersionRow).where(VersionRow.model_id == model.id, VersionRow.version == version)
+        )
     if row is not None:
         return row
     first, last = session.execute(

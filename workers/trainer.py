@@ -19,9 +19,8 @@ from __future__ import annotations
 import asyncio
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Protocol
 
 import structlog
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -37,8 +36,9 @@ from producer.messages import (
     decode_retrain,
     encode,
 )
-from registry.entities import ModelVersion, RetrainRun, Signature
+from registry.entities import ModelVersion, RetrainRun
 from registry.errors import AliasNotFound, ConflictError, ModelNotFound, RegistryError
+from workers.allowed import Allowed, Refused
 from workers.consumer import (
     RetrySettings,
     commit,
@@ -46,17 +46,17 @@ from workers.consumer import (
     dead_letter_unanswered,
     with_worker_id,
 )
-from workers.gate import GateDecision, GatePolicy, decide, keep_clients
+from workers.evidence import check_split, judge
+from workers.gate import GateDecision, GatePolicy, keep_clients
 from workers.recipes import (
-    DatasetRef,
     Recipe,
     RecipeError,
     TrainedModel,
     TrainRequest,
-    get_recipe,
     recipe_for,
 )
 from workers.replies import Publisher, PublishFailed, Record
+from workers.training_registry import Registrar, RunLog
 
 log = structlog.get_logger(__name__)
 
@@ -83,45 +83,11 @@ class TrainerSettings:
     min_improvement: float = 0.0  # the gate's required margin on the recipe's metric
     worker_id: str = ""  # default: host:pid
     retry: RetrySettings = field(default_factory=RetrySettings)
+    allowed: Allowed = field(default_factory=Allowed)  # what jobs may ask for
 
     @property
     def actor(self) -> str:
         return f"trainer@{self.worker_id}"
-
-
-class Registrar(Protocol):
-    """What the trainer asks of the model store: production's version, and a new one."""
-
-    def resolve(self, name: str, alias: str = ...) -> ModelVersion: ...
-
-    def register(
-        self,
-        name: str,
-        artifact: Path,
-        *,
-        actor: str,
-        reason: str = ...,
-        promote: bool = ...,
-        parent_version: int | None = ...,
-        dataset_hash: str | None = ...,
-        params: dict[str, Any] | None = ...,
-        metrics: dict[str, Any] | None = ...,
-        run_job_id: str | None = ...,
-    ) -> ModelVersion: ...
-
-
-class RunLog(Protocol):
-    """What the trainer asks of the run store: start, fail and read a run by its job id."""
-
-    def start_run(
-        self, job_id: str, model: str, *, trigger: str, params: dict[str, Any] | None = ...
-    ) -> tuple[RetrainRun, bool]: ...
-
-    def finish_run(
-        self, job_id: str, *, status: str, reason: str = ..., error_code: str | None = ...
-    ) -> RetrainRun: ...
-
-    def get_run(self, job_id: str) -> RetrainRun | None: ...
 
 
 class _Failure(Exception):
@@ -145,6 +111,7 @@ class Trainer:
         self, kafka: KafkaSettings, models: Registrar, runs: RunLog, settings: TrainerSettings
     ) -> None:
         settings = with_worker_id(settings)
+        settings.allowed.load_recipes()
         self.kafka = kafka
         self.models = models
         self.runs = runs
@@ -210,7 +177,12 @@ class Trainer:
         with structlog.contextvars.bound_contextvars(
             job_id=job.job_id, model=job.model, partition=record.partition, offset=record.offset
         ):
-            result = await self._execute_retrying(job)
+            try:
+                result = await self._execute_retrying(job)
+            except Exception:  # this job's failure (a bug, a refusing database), not the trainer's
+                log.exception("retrain job failed unexpectedly")
+                message = "the trainer failed on this job; its log says why"
+                result = _error(job.job_id, job.model, ErrorCode.INTERNAL, message)
             await self._publisher.send(
                 job.reply_to or self.kafka.topics.results,
                 encode(result),
@@ -260,7 +232,15 @@ class Trainer:
     # -- one job: run → train → gate → register -------------------------------------------
 
     async def execute(self, job: RetrainJob) -> RetrainResult:
-        """Run ``job`` once (idempotent by ``job_id``) and return its RetrainResult."""
+        """Run ``job`` once (idempotent by ``job_id``) and return its RetrainResult.
+
+        A job asking for what the operator did not allow is answered with the refusal,
+        before anything is imported, read or recorded."""
+        try:
+            recipe, request = await asyncio.to_thread(self._admit, job)
+        except Refused as refusal:
+            log.warning("retrain job refused", code=str(refusal.code), reason=refusal.message)
+            return _error(job.job_id, job.model, refusal.code, refusal.message)
         run, created = await asyncio.to_thread(
             self.runs.start_run,
             job.job_id,
@@ -275,21 +255,30 @@ class Trainer:
             log.warning("run left running by a stopped trainer; training it again")
         with tempfile.TemporaryDirectory(prefix="maas-train-") as workdir:
             try:
-                return await self._train_and_register(job, Path(workdir))
+                return await self._train_and_register(job, recipe, request, Path(workdir))
             except _Failure as failure:
                 return await self._fail(job, failure)
 
-    async def _train_and_register(self, job: RetrainJob, workdir: Path) -> RetrainResult:
+    def _admit(self, job: RetrainJob) -> tuple[Recipe, TrainRequest]:
+        """The job's recipe and training request, if it asks only for what is allowed;
+        else :class:`Refused`."""
+        allowed = self.settings.allowed
+        allowed.check_promote(job.promote)
+        recipe = allowed.recipe(recipe_name(job))
+        check_split(job, recipe)
+        dataset = allowed.dataset(job.dataset)
+        return recipe, TrainRequest(model=job.model, dataset=dataset, params=dict(job.params))
+
+    async def _train_and_register(
+        self, job: RetrainJob, recipe: Recipe, request: TrainRequest, workdir: Path
+    ) -> RetrainResult:
         production = await asyncio.to_thread(self._production, job.model)
-        replaces = None if production is None else production.signature
-        recipe, trained = await asyncio.to_thread(_train, job, workdir, replaces)
+        if production is not None:  # the new version keeps the names its clients use
+            request = replace(request, replaces=production.signature)
+        trained = await asyncio.to_thread(_train, recipe, request, workdir)
         policy = GatePolicy(metric=recipe.metric, min_improvement=self.settings.min_improvement)
-        decision = decide(
-            job.promote,
-            trained.metrics,
-            None if production is None else production.metrics,
-            None if production is None else production.version,
-            policy,
+        decision = await asyncio.to_thread(
+            judge, job.promote, recipe, request, trained, production, policy
         )
         if production is not None:
             decision = keep_clients(decision, production, trained.signature)
@@ -359,34 +348,28 @@ async def _keep_alive(consumer: AIOKafkaConsumer) -> None:
             consumer.seek(tp, records[0].offset)  # read again once this job is done
 
 
-def _train(
-    job: RetrainJob, workdir: Path, replaces: Signature | None
-) -> tuple[Recipe, TrainedModel]:
-    """Train in this (worker) thread; every failure becomes a :class:`_Failure`."""
+def _train(recipe: Recipe, request: TrainRequest, workdir: Path) -> TrainedModel:
+    """Train in this (worker) thread; every failure becomes a :class:`_Failure`, whose
+    message carries nothing read from the data (the log has the whole story)."""
     started = time.perf_counter()
     try:
-        recipe = get_recipe(recipe_name(job))
-        dataset = None
-        if job.dataset is not None:
-            dataset = DatasetRef(uri=job.dataset.uri, name=job.dataset.name)
-        request = TrainRequest(
-            model=job.model, dataset=dataset, params=dict(job.params), replaces=replaces
-        )
         trained = recipe.train(request, workdir)
     except RecipeError as exc:
-        raise _Failure(ErrorCode.INVALID_INPUT, str(exc)) from exc
+        log.warning("training failed", error=str(exc))
+        raise _Failure(ErrorCode.INVALID_INPUT, exc.public) from exc
     except Exception as exc:
         log.exception("training crashed")
-        raise _Failure(ErrorCode.INTERNAL, f"training failed: {type(exc).__name__}: {exc}") from exc
+        message = f"training failed ({type(exc).__name__}); the trainer's log says why"
+        raise _Failure(ErrorCode.INTERNAL, message) from exc
     seconds = time.perf_counter() - started
-    TRAINING.labels(job.model).observe(seconds)
+    TRAINING.labels(request.model).observe(seconds)
     log.info(
         "trained",
         recipe=recipe.name,
         seconds=round(seconds, 2),
         metrics={k: trained.metrics[k] for k in ("accuracy",) if k in trained.metrics},
     )
-    return recipe, trained
+    return trained
 
 
 def _from_run(job: RetrainJob, run: RetrainRun) -> RetrainResult:

@@ -9,8 +9,9 @@ import argparse
 import asyncio
 import json
 import signal
+import sys
 from collections.abc import Callable, Coroutine
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.table import Table
 
@@ -33,6 +34,9 @@ from registry.bundle import Registry
 from registry.errors import ModelNotFound
 from workers.health import Probe, served
 from workers.scheduler import MetricTrigger, Scheduler, SchedulerSettings
+
+if TYPE_CHECKING:  # the trainer's modules import torch: only when it runs
+    from workers.trainer import TrainerSettings
 
 Handler = Callable[[Registry, argparse.Namespace], int]
 Main = Callable[[asyncio.Event], Coroutine[Any, Any, None]]
@@ -64,6 +68,23 @@ def _trainer_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentPars
         help="margin on the recipe's metric a candidate needs to be promoted (default 0)",
     )
     add_metrics_option(parser)
+    parser.add_argument(
+        "--recipes",
+        type=lambda text: text.split(","),
+        help="import paths of user recipes jobs may name, comma-separated "
+        "(env MAAS_RECIPES; the built-in recipes are always allowed)",
+    )
+    parser.add_argument(
+        "--data-root",
+        action="append",
+        help="a folder dataset files must lie in; repeat for several "
+        "(env MAAS_DATA_ROOTS, ':'-separated; default ./.maas/data)",
+    )
+    parser.add_argument(
+        "--allow-promote-always",
+        action="store_true",
+        help='let jobs ask for promote "always", skipping the evaluation gate (default: refused)',
+    )
     add_kafka_options(parser)
     add_registry_options(parser)
     parser.set_defaults(func=_run_trainer)
@@ -156,17 +177,37 @@ def _until_signal(main: Main, *, metrics_port: int, readiness: Probe) -> int:
     return 0
 
 
+def trainer_settings(args: argparse.Namespace) -> TrainerSettings:
+    """The trainer's settings from its flags, and the environment where a flag is absent."""
+    from workers.allowed import Allowed
+    from workers.trainer import TrainerSettings
+
+    allowed = Allowed.from_env(
+        recipes=args.recipes,
+        data_roots=args.data_root,
+        promote_always=args.allow_promote_always,
+    )
+    return TrainerSettings(
+        group_id=args.group_id, min_improvement=args.min_improvement, allowed=allowed
+    )
+
+
 def _run_trainer(args: argparse.Namespace) -> int:
     import torch
 
-    from workers.trainer import Trainer, TrainerSettings
+    from workers.recipes import RecipeError
+    from workers.trainer import Trainer
 
     torch.set_num_threads(1)  # one trainer, one core: predictable next to the workers
     kafka = kafka_settings(args)
-    settings = TrainerSettings(group_id=args.group_id, min_improvement=args.min_improvement)
+    settings = trainer_settings(args)
     hook = alias_move_publisher(kafka)
     with Registry.open(registry_settings(args), on_alias_move=hook) as registry:
-        trainer = Trainer(kafka, registry.models, registry.runs, settings)
+        try:
+            trainer = Trainer(kafka, registry.models, registry.runs, settings)
+        except RecipeError as exc:  # a recipe the operator listed cannot be loaded
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
         return _until_signal(
             trainer.run, metrics_port=args.metrics_port, readiness=trainer.readiness
         )
@@ -233,7 +274,11 @@ def _check_job(
         ) from exc
     name = recipe_for(model)
     try:
-        ref = None if dataset is None else DatasetRef(**dataset)
+        ref = (
+            None
+            if dataset is None
+            else DatasetRef(uri=dataset.get("uri"), name=dataset.get("name"))
+        )
         check_request(get_recipe(name), TrainRequest(model=model, dataset=ref, params=params))
     except RecipeError as exc:
         raise CommandError(

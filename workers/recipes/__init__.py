@@ -15,6 +15,7 @@ Errors::
 from workers.recipes.base import (
     DatasetError,
     DatasetRef,
+    Measures,
     ParamsError,
     ParityError,
     ProgressFn,
@@ -46,6 +47,7 @@ __all__ = [
     "DatasetRef",
     "DigitsRecipe",
     "MLPRecipe",
+    "Measures",
     "Param",
     "ParamsError",
     "ParityError",

@@ -24,7 +24,7 @@ import onnxruntime as ort
 import torch
 
 from registry.entities import Signature, TensorSpec
-from workers.recipes.base import ParityError
+from workers.recipes.base import DatasetError, ParityError
 from workers.recipes.network import Classifier
 
 OPSET = 17
@@ -136,6 +136,32 @@ def check_parity(
             f"{mismatched} of {len(x)} held-out rows; the model was not registered"
         )
     return diff
+
+
+def probabilities_of(
+    path: Path, x: npt.NDArray[np.float32], classes: tuple[str, ...]
+) -> npt.NDArray[np.float32]:
+    """The ``probabilities`` of the exported classifier at ``path`` for ``x``.
+
+    Raises :class:`DatasetError` unless it was exported for these ``classes`` (its
+    ``maas.classes`` metadata) and runs on rows of this width.
+    """
+    try:
+        sess = session(path)
+        own = json.loads(sess.get_modelmeta().custom_metadata_map.get("maas.classes", "null"))
+        if own != list(classes):
+            raise DatasetError(f"{path.name} was not trained for this dataset's classes")
+        # By role, not by name: a retrained model keeps the names its clients use.
+        floats = [o.name for o in sess.get_outputs() if o.type == "tensor(float)"]
+        (probabilities,) = sess.run(floats[:1], {sess.get_inputs()[0].name: x})
+    except DatasetError:
+        raise
+    except Exception as exc:  # onnxruntime raises its own unrelated types
+        raise DatasetError(
+            f"{path.name} does not run on this dataset's rows ({type(exc).__name__}: {exc})",
+            public=f"{path.name} does not run on this dataset's rows",
+        ) from exc
+    return np.asarray(probabilities, dtype=np.float32)
 
 
 def signature(path: Path) -> Signature:

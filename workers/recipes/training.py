@@ -100,6 +100,7 @@ class MLPRecipe:
     metric: ClassVar[str] = "accuracy"
     param_specs: ClassVar[tuple[Param, ...]] = COMMON_PARAMS
     default_dataset: ClassVar[str | None] = None
+    held_out_params: ClassVar[tuple[str, ...]] = ("test_size", "split_seed")
 
     def check_data(self, data: LabelledData) -> None:
         """Reject data the recipe cannot use (raise DatasetError)."""
@@ -140,6 +141,16 @@ class MLPRecipe:
         self.check_data(data)
         run = _Run(self, data, params, report, export.Names.like(request.replaces))
         return run.execute(workdir, started)
+
+    def measure(self, artifact: Path, request: TrainRequest) -> dict[str, float]:
+        """Held-out metrics of the ONNX classifier at ``artifact`` (e.g. production) on
+        the rows :meth:`train` holds out for ``request``."""
+        params = self.effective_params(request)
+        data = load_dataset(self.dataset(request), label=params["label"])
+        self.check_data(data)
+        _, test = held_out_split(data.y, params["test_size"], params["split_seed"])
+        x = data.x[test].astype(np.float32)
+        return evaluate(export.probabilities_of(artifact, x, data.classes), data.y[test])
 
 
 def _ignore(stage: str, fraction: float) -> None:
