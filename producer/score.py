@@ -9,6 +9,9 @@ Input formats (chosen by suffix):
   Parquet, any list column) is an input of that name; all remaining columns form one
   input, ``input_name`` (default ``x``), row-wise as floats.
 
+``read_rows(..., label="label")`` also takes that key or column out of the inputs into
+``Row.label`` (for measuring a model against known answers; scoring passes none).
+
 Output: one JSON line per input row, in input order::
 
     {"row": 0, "id": "a1", "version": 3, "status": "ok",
@@ -60,6 +63,7 @@ class Row:
     id: Any
     inputs: dict[str, Any]
     error: str | None = None
+    label: Any = None
 
 
 @dataclass(slots=True)
@@ -82,15 +86,15 @@ class ScoreStats:
 # ---- reading ---------------------------------------------------------------------------
 
 
-def read_rows(path: Path, input_name: str = "x") -> Iterator[Row]:
-    """Stream the rows of a JSONL, CSV or Parquet file."""
+def read_rows(path: Path, input_name: str = "x", label: str | None = None) -> Iterator[Row]:
+    """Stream the rows of a JSONL, CSV or Parquet file (``label``: see the module doc)."""
     suffix = path.suffix.lower()
     if suffix in JSONL_SUFFIXES:
-        return _read_jsonl(path)
+        return _read_jsonl(path, label)
     if suffix == ".csv":
-        return _read_csv(path, input_name)
+        return _read_csv(path, input_name, label)
     if suffix in {".parquet", ".pq"}:
-        return _read_parquet(path, input_name)
+        return _read_parquet(path, input_name, label)
     raise ValueError(f"cannot read {path}: use .jsonl, .csv or .parquet")
 
 
@@ -106,7 +110,7 @@ def count_rows(path: Path) -> int | None:
     return count - 1 if suffix == ".csv" else count
 
 
-def _read_jsonl(path: Path) -> Iterator[Row]:
+def _read_jsonl(path: Path, label: str | None) -> Iterator[Row]:
     with path.open("rb") as lines:
         index = 0
         for line in lines:
@@ -120,12 +124,16 @@ def _read_jsonl(path: Path) -> Iterator[Row]:
                 yield Row(index, None, {}, f"line {index + 1} is not a JSON object: {exc}")
             else:
                 row_id = record.pop("id", None)
-                yield Row(index, row_id, record)
+                answer = record.pop(label, None) if label else None
+                yield Row(index, row_id, record, label=answer)
             index += 1
 
 
-def _split_columns(record: dict[str, Any], input_name: str, index: int) -> Row:
+def _split_columns(
+    record: dict[str, Any], input_name: str, index: int, label: str | None = None
+) -> Row:
     row_id = record.pop("id", None)
+    answer = record.pop(label, None) if label else None
     inputs = {k: v for k, v in record.items() if k == "text" or isinstance(v, list)}
     rest = [v for k, v in record.items() if k not in inputs]
     if rest:
@@ -133,22 +141,22 @@ def _split_columns(record: dict[str, Any], input_name: str, index: int) -> Row:
             inputs[input_name] = [float(v) for v in rest]
         except (TypeError, ValueError) as exc:
             return Row(index, row_id, {}, f"row {index}: a column is not numeric: {exc}")
-    return Row(index, row_id, inputs)
+    return Row(index, row_id, inputs, label=answer)
 
 
-def _read_csv(path: Path, input_name: str) -> Iterator[Row]:
+def _read_csv(path: Path, input_name: str, label: str | None) -> Iterator[Row]:
     with path.open(newline="", encoding="utf-8") as text:
         for index, record in enumerate(csv.DictReader(text)):
-            yield _split_columns(dict(record), input_name, index)
+            yield _split_columns(dict(record), input_name, index, label)
 
 
-def _read_parquet(path: Path, input_name: str) -> Iterator[Row]:
+def _read_parquet(path: Path, input_name: str, label: str | None) -> Iterator[Row]:
     import pyarrow.parquet as pq
 
     index = 0
     for batch in pq.ParquetFile(path).iter_batches(batch_size=1024):
         for record in batch.to_pylist():
-            yield _split_columns(record, input_name, index)
+            yield _split_columns(record, input_name, index, label)
             index += 1
 
 
