@@ -28,7 +28,7 @@ from registry.errors import (
 )
 from registry.policy import Decision, RollbackPolicy, check_rollback
 from registry.settings import RegistrySettings
-from registry.store import AliasMoveHook, ArchiveHook, Store
+from registry.store import AliasMoveHook, ArchiveHook, Draft, Store
 
 __all__ = [
     "AliasMove",
@@ -41,6 +41,7 @@ __all__ = [
     "ConflictError",
     "DatabaseError",
     "Decision",
+    "Draft",
     "InvalidSchedule",
     "MetricWindow",
     "Model",

@@ -13,7 +13,7 @@ import random
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
@@ -73,6 +73,21 @@ T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
+class Draft:
+    """A version to register with :meth:`Store.register_derived`: its artifact and what
+    to record with it (see :class:`~registry.entities.ModelVersion`)."""
+
+    artifact: Path
+    reason: str = ""
+    promote: bool = False
+    parent_version: int | None = None
+    dataset_hash: str | None = None
+    params: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)
+    method: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class _NewVersion:
     """Everything ``register`` writes, gathered before the transaction starts."""
 
@@ -87,6 +102,9 @@ class _NewVersion:
     dataset_hash: str | None
     params: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
+    promote: bool = False
+    derived_from: int | None = None
+    method: str | None = None
 
 
 class Store:
@@ -177,84 +195,122 @@ class Store:
         params: dict[str, Any] | None = None,
         metrics: dict[str, Any] | None = None,
         run_job_id: str | None = None,
+        derived_from: int | None = None,
+        method: str | None = None,
     ) -> ModelVersion:
         """Register ``artifact`` as the next version of ``name`` (creating the model).
 
         With ``run_job_id`` the retraining run is finished (status ok) in the same
         transaction, so a crash never leaves a version without its run or vice versa.
+        ``derived_from`` (a version of ``name``, which must exist) and ``method`` record
+        that the artifact was made from that version's, e.g. by quantisation.
         """
-        fmt, signature = inspect(Path(artifact))
-        uri, sha = self.artifacts.put(Path(artifact))
-        new = _NewVersion(
+        if (derived_from is None) != (method is None):
+            raise ValueError("derived_from and method go together: give both or neither")
+        draft = Draft(
+            Path(artifact),
+            reason,
+            promote,
+            parent_version,
+            dataset_hash,
+            dict(params or {}),
+            dict(metrics or {}),
+            method,
+        )
+        new = replace(self._stage(name, draft, actor), derived_from=derived_from)
+        versions, move = self._retrying(
+            lambda: self._register_once([new], alias, run_job_id), f"registering {name!r}"
+        )
+        return self._registered(versions, move)[0]
+
+    def register_derived(
+        self,
+        name: str,
+        base: Draft,
+        derived: Draft,
+        *,
+        actor: str,
+        alias: str = "production",
+        run_job_id: str | None = None,
+    ) -> tuple[ModelVersion, ModelVersion]:
+        """Register ``base`` and ``derived``, made from it by ``derived.method``, as two
+        consecutive versions of ``name`` in one transaction: both or neither.
+
+        At most one of them is promoted (to ``alias``). With ``run_job_id`` the run is
+        finished in the same transaction, recording the promoted version, else ``base``.
+        """
+        if derived.method is None:
+            raise ValueError("the derived draft needs the method it was made by")
+        if base.promote and derived.promote:
+            raise ValueError("promote base or derived, not both")
+        news = [self._stage(name, base, actor), self._stage(name, derived, actor)]
+        versions, move = self._retrying(
+            lambda: self._register_once(news, alias, run_job_id), f"registering {name!r}"
+        )
+        first, second = self._registered(versions, move)
+        return first, second
+
+    def _stage(self, name: str, draft: Draft, actor: str) -> _NewVersion:
+        """Inspect and store the artifact: the work done before the transaction."""
+        fmt, signature = inspect(draft.artifact)
+        uri, sha = self.artifacts.put(draft.artifact)
+        return _NewVersion(
             name=name,
             artifact_uri=uri,
             sha256=sha,
             format=fmt,
             signature=signature.to_dict(),
             actor=actor,
-            reason=reason,
-            parent_version=parent_version,
-            dataset_hash=dataset_hash,
-            params=dict(params or {}),
-            metrics=dict(metrics or {}),
+            reason=draft.reason,
+            parent_version=draft.parent_version,
+            dataset_hash=draft.dataset_hash,
+            params=dict(draft.params),
+            metrics=dict(draft.metrics),
+            promote=draft.promote,
+            method=draft.method,
         )
-        promote_to = alias if promote else None
-        version, move = self._retrying(
-            lambda: self._register_once(new, promote_to, run_job_id), f"registering {name!r}"
-        )
+
+    def _registered(
+        self, versions: list[ModelVersion], move: AliasMove | None
+    ) -> list[ModelVersion]:
         if move is not None:
             self._notify(move)
-        log.info("model registered", model=name, version=version.version, sha256=sha[:12])
-        return version
+        for version in versions:
+            log.info(
+                "model registered",
+                model=version.model,
+                version=version.version,
+                sha256=version.sha256[:12],
+            )
+        return versions
 
     def _register_once(
-        self, new: _NewVersion, alias: str | None, run_job_id: str | None
-    ) -> tuple[ModelVersion, AliasMove | None]:
+        self, news: list[_NewVersion], alias: str, run_job_id: str | None
+    ) -> tuple[list[ModelVersion], AliasMove | None]:
+        """One transaction: each of ``news`` after the first is derived from the one before."""
         with self._session() as session:
-            model = _lock_or_create_model(session, new.name, new.actor)
-            latest = session.scalar(
-                select(func.max(VersionRow.version)).where(VersionRow.model_id == model.id)
-            )
-            row = VersionRow(
-                model_id=model.id,
-                version=(latest or 0) + 1,
-                artifact_uri=new.artifact_uri,
-                sha256=new.sha256,
-                format=new.format,
-                signature=new.signature,
-                status="ready",
-                parent_version=new.parent_version,
-                dataset_hash=new.dataset_hash,
-                params=new.params,
-                metrics=new.metrics,
-                created_by=new.actor,
-            )
-            session.add(row)
-            session.flush()
-            _audit(
-                session,
-                new.actor,
-                "register",
-                new.name,
-                row.version,
-                reason=new.reason,
-                sha256=new.sha256,
-                format=new.format,
-            )
+            model = _lock_or_create_model(session, news[0].name, news[0].actor)
+            rows: list[VersionRow] = []
+            for new in news:
+                source = rows[-1].version if rows else new.derived_from
+                rows.append(_add_version(session, model, replace(new, derived_from=source)))
+            chosen = next((i for i, new in enumerate(news) if new.promote), None)
             move = None
-            if alias is not None:
-                move = _move_alias(session, model, alias, row.version, new.actor, new.reason)
+            if chosen is not None:
+                new, number = news[chosen], rows[chosen].version
+                move = _move_alias(session, model, alias, number, new.actor, new.reason)
             if run_job_id is not None:
+                recorded, row = news[chosen or 0], rows[chosen or 0]
                 _finish_run(
                     session,
                     run_job_id,
                     "ok",
                     row.version,
-                    new.metrics,
+                    recorded.metrics,
                     move is not None,
-                    new.reason,
+                    recorded.reason,
                 )
-            return convert.version(row, new.name), move
+            return [convert.version(row, model.name) for row in rows], move
 
     def get_model(self, name: str) -> Model:
         with self._session() as session:
@@ -642,6 +698,45 @@ def _version_row(session: Session, model: ModelRow, version: int) -> VersionRow:
     raise VersionNotFound(
         f"model {model.name!r} has no version {version}; {known} (maas models show {model.name})"
     )
+
+
+def _add_version(session: Session, model: ModelRow, new: _NewVersion) -> VersionRow:
+    if new.derived_from is not None:
+        _version_row(session, model, new.derived_from)  # VersionNotFound: no such source
+    latest = session.scalar(
+        select(func.max(VersionRow.version)).where(VersionRow.model_id == model.id)
+    )
+    row = VersionRow(
+        model_id=model.id,
+        version=(latest or 0) + 1,
+        artifact_uri=new.artifact_uri,
+        sha256=new.sha256,
+        format=new.format,
+        signature=new.signature,
+        status="ready",
+        parent_version=new.parent_version,
+        dataset_hash=new.dataset_hash,
+        params=new.params,
+        metrics=new.metrics,
+        created_by=new.actor,
+        derived_from=new.derived_from,
+        method=new.method,
+    )
+    session.add(row)
+    session.flush()
+    lineage = {} if new.method is None else {"derived_from": new.derived_from, "method": new.method}
+    _audit(
+        session,
+        new.actor,
+        "register",
+        model.name,
+        row.version,
+        reason=new.reason,
+        sha256=new.sha256,
+        format=new.format,
+        **lineage,
+    )
+    return row
 
 
 def _require_ready(row: VersionRow, name: str) -> None:
