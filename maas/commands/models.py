@@ -9,6 +9,7 @@ from pathlib import Path
 
 from rich.table import Table
 
+from maas.commands import optimize
 from maas.commands.common import actor, add_kafka_options, console, with_store
 from registry import (
     MetricWindow,
@@ -59,6 +60,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     sub.add_argument("name", metavar="NAME")
     sub.add_argument("version", metavar="VERSION", type=int)
     sub.add_argument("--reason", default="", help="why, for the audit log")
+    optimize.add_verb(verb)
 
 
 def _registry_options() -> argparse.ArgumentParser:
@@ -119,6 +121,7 @@ def _show(store: Store, args: argparse.Namespace) -> int:
     aliases = store.aliases(args.name)
     print(f"{args.name}: {len(versions)} version(s); aliases: {_aliases(aliases) or 'none'}")
     table = Table("VERSION", "FORMAT", "SHA256", "STATUS", "CREATED", "BY", "ALIASES", box=None)
+    table.add_column("LINEAGE")
     table.add_column("SIGNATURE", overflow="fold")
     for version in versions:
         held = sorted(alias for alias, number in aliases.items() if number == version.version)
@@ -130,9 +133,13 @@ def _show(store: Store, args: argparse.Namespace) -> int:
             _time(version.created_at),
             version.created_by,
             ", ".join(held),
+            _lineage(version),
             _signature(version),
         )
-    console().print(table)
+    out = console()
+    out.print(table)
+    for line in optimize.measured(versions):
+        out.print(line)
     return 0
 
 
@@ -157,6 +164,7 @@ def _history(store: Store, args: argparse.Namespace) -> int:
     if not moves:
         print(f"no alias of {args.name} has moved yet")
         return 0
+    lineage = {v.version: _lineage(v) for v in store.versions(args.name)}
     table = Table("AT", "ALIAS", "KIND", "FROM", "TO", "ACTOR", "REASON", box=None)
     for move in moves:
         kind = f"{move.kind} (automatic)" if move.automatic else move.kind
@@ -165,7 +173,7 @@ def _history(store: Store, args: argparse.Namespace) -> int:
             move.alias,
             kind,
             _opt(move.previous_version),
-            str(move.version),
+            " ".join(filter(None, (str(move.version), lineage.get(move.version)))),
             move.actor,
             move.reason,
         )
@@ -238,6 +246,11 @@ def _errors(errors: dict[str, int]) -> str:
 
 def _triple(p50: float, p95: float, p99: float) -> str:
     return f"{p50:.1f}/{p95:.1f}/{p99:.1f}"
+
+
+def _lineage(version: ModelVersion) -> str:
+    """``int8-dynamic of 3`` for a version derived from version 3, else empty."""
+    return f"{version.method} of {version.derived_from}" if version.method else ""
 
 
 def _signature(version: ModelVersion) -> str:
