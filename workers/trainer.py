@@ -9,7 +9,8 @@ Retraining is idempotent by ``job_id``: a redelivered job whose run already fini
 is answered from the stored run without training again; a run left "running" by a
 crashed trainer is trained again, and the registry finishes a run at most once (in
 the same transaction that registers its version), so a race never makes two
-versions.
+versions. A job whose ``params.quantize`` asks for an int8 version too registers both
+in that one transaction (see :mod:`workers.optimize.retrain`).
 """
 
 from __future__ import annotations
@@ -34,11 +35,14 @@ from producer.messages import (
     decode_retrain,
     encode,
 )
+from registry import Draft
 from registry.entities import ModelVersion, RetrainRun
 from registry.errors import AliasNotFound, ConflictError, ModelNotFound, RegistryError
 from registry.store import Store
-from workers.gate import GateDecision, GatePolicy, decide
+from workers.gate import GatePolicy, decide
 from workers.loop import default_worker_id
+from workers.optimize import OptimizeError
+from workers.optimize.retrain import Plan, Quantize, plan, split_params
 from workers.recipes import (
     BUILTIN_RECIPES,
     DatasetRef,
@@ -210,18 +214,33 @@ class Trainer:
                 return await self._fail(job, failure)
 
     async def _train_and_register(self, job: RetrainJob, workdir: Path) -> RetrainResult:
-        recipe, trained = await asyncio.to_thread(_train, job, workdir)
+        recipe, trained, quantize = await asyncio.to_thread(_train, job, workdir)
+        int8 = (
+            None
+            if quantize is None
+            else await asyncio.to_thread(_plan, job, trained, quantize, workdir)
+        )
         production = await asyncio.to_thread(self._production, job.model)
         policy = GatePolicy(metric=recipe.metric, min_improvement=self.settings.min_improvement)
         decision = decide(
             job.promote,
-            trained.metrics,
+            int8.metrics if int8 is not None and int8.judged else trained.metrics,
             None if production is None else production.metrics,
             None if production is None else production.version,
             policy,
         )
+        reason = decision.reason if int8 is None else f"{int8.note}: {decision.reason}"
+        draft = Draft(
+            trained.artifact,
+            reason,  # also the run's reason: redeliveries answer alike
+            promote=decision.promote,
+            parent_version=None if production is None else production.version,
+            dataset_hash=trained.dataset_hash,
+            params={"recipe": trained.recipe, **trained.params},
+            metrics={**trained.metrics, "duration_s": round(trained.duration_s, 3)},
+        )
         try:
-            version = await asyncio.to_thread(self._register, job, trained, production, decision)
+            version = await asyncio.to_thread(self._register, job, draft, int8)
         except ConflictError:  # another trainer finished this run first
             stored = await asyncio.to_thread(self.store.get_run, job.job_id)
             assert stored is not None
@@ -237,7 +256,7 @@ class Trainer:
             version=version.version,
             metrics=dict(version.metrics),
             promoted=decision.promote,
-            reason=decision.reason,
+            reason=reason,
         )
 
     def _production(self, model: str) -> ModelVersion | None:
@@ -246,25 +265,28 @@ class Trainer:
         except (ModelNotFound, AliasNotFound):
             return None
 
-    def _register(
-        self,
-        job: RetrainJob,
-        trained: TrainedModel,
-        production: ModelVersion | None,
-        decision: GateDecision,
-    ) -> ModelVersion:
-        return self.store.register(
-            job.model,
-            trained.artifact,
-            actor=self.settings.actor,
-            reason=decision.reason,  # also the run's reason: redeliveries answer alike
-            promote=decision.promote,
-            parent_version=None if production is None else production.version,
-            dataset_hash=trained.dataset_hash,
-            params={"recipe": trained.recipe, **trained.params},
-            metrics={**trained.metrics, "duration_s": round(trained.duration_s, 3)},
-            run_job_id=job.job_id,
+    def _register(self, job: RetrainJob, draft: Draft, int8: Plan | None) -> ModelVersion:
+        """Register the trained version (and its int8 one); the version the run records:
+        the promoted one, else the trained one."""
+        actor = self.settings.actor
+        if int8 is None:
+            return self.store.register(
+                job.model,
+                draft.artifact,
+                actor=actor,
+                reason=draft.reason,
+                promote=draft.promote,
+                parent_version=draft.parent_version,
+                dataset_hash=draft.dataset_hash,
+                params=draft.params,
+                metrics=draft.metrics,
+                run_job_id=job.job_id,
+            )
+        base, derived = int8.drafts(draft)
+        trained, quantized = self.store.register_derived(
+            job.model, base, derived, actor=actor, run_job_id=job.job_id
         )
+        return quantized if derived.promote else trained
 
     async def _fail(self, job: RetrainJob, failure: _Failure) -> RetrainResult:
         log.warning("retrain job failed", code=failure.code, error=failure.message)
@@ -301,7 +323,7 @@ async def _commit(consumer: AIOKafkaConsumer, tp: TopicPartition, offset: int) -
         log.warning("commit failed; the job will be answered again", error=str(exc))
 
 
-def _train(job: RetrainJob, workdir: Path) -> tuple[Recipe, TrainedModel]:
+def _train(job: RetrainJob, workdir: Path) -> tuple[Recipe, TrainedModel, Quantize | None]:
     """Train in this (worker) thread; every failure becomes a :class:`_Failure`."""
     started = time.perf_counter()
     try:
@@ -309,7 +331,8 @@ def _train(job: RetrainJob, workdir: Path) -> tuple[Recipe, TrainedModel]:
         dataset = None
         if job.dataset is not None:
             dataset = DatasetRef(uri=job.dataset.uri, name=job.dataset.name)
-        request = TrainRequest(model=job.model, dataset=dataset, params=dict(job.params))
+        params, quantize = split_params(job.params)
+        request = TrainRequest(model=job.model, dataset=dataset, params=params)
         trained = recipe.train(request, workdir)
     except RecipeError as exc:
         raise _Failure(ErrorCode.INVALID_INPUT, str(exc)) from exc
@@ -322,7 +345,22 @@ def _train(job: RetrainJob, workdir: Path) -> tuple[Recipe, TrainedModel]:
         seconds=round(time.perf_counter() - started, 2),
         metrics={k: trained.metrics[k] for k in ("accuracy",) if k in trained.metrics},
     )
-    return recipe, trained
+    return recipe, trained, quantize
+
+
+def _plan(job: RetrainJob, trained: TrainedModel, quantize: Quantize, workdir: Path) -> Plan:
+    """Quantise and measure the trained model; a failure is the job's, as in training."""
+    try:
+        return plan(trained, quantize, None if job.dataset is None else job.dataset.uri, workdir)
+    except (OptimizeError, RecipeError) as exc:
+        raise _Failure(
+            ErrorCode.INVALID_INPUT, f"quantising the trained model failed: {exc}"
+        ) from exc
+    except Exception as exc:
+        log.exception("quantisation crashed")
+        raise _Failure(
+            ErrorCode.INTERNAL, f"quantisation failed: {type(exc).__name__}: {exc}"
+        ) from exc
 
 
 def _from_run(job: RetrainJob, run: RetrainRun) -> RetrainResult:
