@@ -86,14 +86,19 @@ def _optimize(store: Store, args: argparse.Namespace) -> int:
 
 @contextmanager
 def _bar() -> Iterator[Callable[[str, float], None]]:
-    """A progress bar on stderr, gone when done; yields the ``progress`` callback."""
+    """A progress bar on stderr when it is a terminal, gone when done; yields the
+    ``progress`` callback."""
+    terminal = Console(stderr=True)
+    if not terminal.is_terminal:
+        yield lambda stage, fraction: None
+        return
     columns = (
         TextColumn("{task.description:<10}"),
         BarColumn(),
         TaskProgressColumn(),
         TimeElapsedColumn(),
     )
-    with Progress(*columns, console=Console(stderr=True), transient=True) as progress:
+    with Progress(*columns, console=terminal, transient=True) as progress:
         task = progress.add_task("check", total=1.0)
 
         def update(stage: str, fraction: float) -> None:

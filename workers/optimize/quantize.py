@@ -153,8 +153,8 @@ def _require_change(before: Path, after: Path, method: Method) -> None:
     if ops_before == ops_after:
         raise NothingToQuantize(
             f"the model has no operator that {method} quantisation quantises (its operators: "
-            f"{', '.join(sorted(ops_before))}); int8 would change nothing, so nothing was "
-            "registered: serve the version as it is"
+            f"{', '.join(sorted(ops_before))}): int8 would change nothing; serve the version "
+            "as it is"
         )
 
 
