@@ -104,7 +104,8 @@ def test_dynamic_int8_is_registered_with_lineage_and_measured_figures(
     assert metrics["eval_rows"] == 200
     assert metrics["size_bytes"] < metrics["parent_size_bytes"]
     assert metrics["rows_per_s"] > 0 and metrics["parent_rows_per_s"] > 0
-    assert version.params["optimization"] == {"method": "int8-dynamic", "evaluated_on": str(rows)}
+    made = {"method": "int8-dynamic", "evaluated_on": f"rows of {rows}"}
+    assert version.params["optimization"] == made
     assert from_metrics(metrics) == done.candidate.comparison
     assert store.aliases("clf") == {"production": 1}  # not asked to promote
     assert not done.verdict.promote
@@ -122,7 +123,7 @@ def test_static_int8_calibrates_on_rows_it_is_not_measured_on(
     assert {"QuantizeLinear", "DequantizeLinear"} <= ops(version.path)
     assert version.metrics["eval_rows"] == 100  # half calibrate, half measure
     assert "accuracy" not in version.metrics and version.metrics["agreement"] >= 0.8
-    assert version.params["optimization"]["calibrated_on"] == str(rows)
+    assert version.params["optimization"]["calibrated_on"] == f"rows of {rows}"
 
 
 def test_a_text_model_keeps_its_tokenizer(store: Store, run: Run, tmp_path: Path) -> None:

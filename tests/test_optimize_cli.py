@@ -165,7 +165,7 @@ def test_static_with_a_calibration_file_and_the_gate_on_promotion(
         "--promote",
     )
     assert code == 0, err
-    assert "int8-static-qdq of version 1 (sha256 " in out and f"100 {rows}" in out
+    assert "int8-static-qdq of version 1 (sha256 " in out and f"on 100 rows of {rows}" in out
     metrics = store.get_version("clf", 2).metrics
     promoted = metrics["quality_drop"] <= 0.05 and metrics["speedup"] >= 1.0
     assert store.aliases("clf") == {"production": 2 if promoted else 1}

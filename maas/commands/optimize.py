@@ -113,6 +113,7 @@ def _print(done: Optimized, alias: str) -> None:
         f"registered {version.model} version {version.version}: {candidate.method} of "
         f"version {version.derived_from} (sha256 {version.sha256[:12]}), measured on "
         f"{candidate.comparison.rows} {candidate.evaluated_on}"
+        + (f", calibrated on {candidate.calibrated_on}" if candidate.calibrated_on else "")
     )
     console().print(figures(version, candidate.comparison))
     if done.verdict.promote:

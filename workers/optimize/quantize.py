@@ -6,10 +6,9 @@
   (MinMax) on rows of real inputs. Only the weight-bearing operators (MatMul, Gemm,
   Conv) are quantised, so softmax outputs and the like stay float.
 
-The graph is pre-processed first with ONNX Runtime's ``quant_pre_process`` (symbolic
-shape inference and graph optimisation); a transformer whose shapes cannot be inferred
-symbolically is pre-processed without that step, and a graph that cannot be
-pre-processed at all is quantised as it is. The other files of a directory artifact
+The graph is pre-processed first with ONNX Runtime's ``quant_pre_process`` (shape
+inference and graph optimisation); a graph that cannot be pre-processed is quantised
+as it is. The other files of a directory artifact
 (``tokenizer.json``, ``signature.json``) are copied unchanged: a text model keeps its
 tokenizer.
 """
@@ -109,16 +108,15 @@ def _copy_sidecars(source: Path, artifact: Path) -> None:
 
 
 def _pre_process(model: Path, out: Path) -> Path:
-    for skip_symbolic_shape in (False, True):
-        try:
-            quant_pre_process(str(model), str(out), skip_symbolic_shape=skip_symbolic_shape)
-        except Exception as exc:  # symbolic shape inference gives up on some transformers
-            log.info(
-                "quant_pre_process_failed", skip_symbolic_shape=skip_symbolic_shape, error=str(exc)
-            )
-        else:
-            return out
-    return model
+    """ONNX Runtime's pre-processing (ONNX shape inference, graph optimisation); the
+    model itself when that fails. Its symbolic shape inference is skipped: where it
+    gives up (on MiniLM, say) it saves the model into the working directory."""
+    try:
+        quant_pre_process(str(model), str(out), skip_symbolic_shape=True)
+    except Exception as exc:  # onnx and onnxruntime raise many unrelated types
+        log.warning("quant_pre_process_failed", model=str(model), error=_first_line(exc))
+        return model
+    return out
 
 
 def _run(method: Method, model: Path, target: Path, calibration: Sequence[Tensors]) -> None:

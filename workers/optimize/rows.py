@@ -113,7 +113,7 @@ def from_file(path: Path, signature: Signature, *, limit: int) -> Rows:
     for row in rows:
         if row.error is not None:
             raise DataError(f"calibration data {path}: {row.error}")
-    return Rows(_prepare(path, signature, rows), _labels(path, rows), str(path))
+    return Rows(_prepare(path, signature, rows), _labels(path, rows), f"rows of {path}")
 
 
 def _input_name(signature: Signature) -> str:
