@@ -28,7 +28,7 @@ from workers.optimize.optimizer import (
 )
 from workers.optimize.quantize import METHOD_NAMES, METHODS, Method, quantize
 from workers.optimize.report import from_metrics, summary
-from workers.optimize.rows import Rows, held_out
+from workers.optimize.rows import Rows
 
 __all__ = [
     "METHODS",
@@ -51,7 +51,6 @@ __all__ = [
     "VersionStore",
     "build",
     "from_metrics",
-    "held_out",
     "judge",
     "optimize",
     "quantize",

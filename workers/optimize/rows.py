@@ -149,10 +149,10 @@ def _labels(path: Path, rows: list[Row]) -> tuple[str, ...] | None:
             f"calibration data {path}: row {rows[missing].index} has no {LABEL!r} while "
             "others do; give every row its label, or none"
         )
-    return tuple(label_text(row.label) for row in rows)
+    return tuple(_label_text(row.label) for row in rows)
 
 
-def label_text(value: Any) -> str:
+def _label_text(value: Any) -> str:
     """A label as text, so ``3``, ``3.0`` and ``"3"`` name the same class."""
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
