@@ -5,11 +5,12 @@ what the command reported; it promotes, hot-swaps and rolls back like any versio
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
+import structlog
 
 from maas.cli import main
 from producer.control import alias_move_publisher
@@ -34,6 +35,15 @@ Maas = Callable[..., tuple[int, str, str]]
 
 
 @pytest.fixture(autouse=True)
+def _restore_logging() -> Iterator[None]:
+    """``main`` configures structlog for the whole process (here at warning level):
+    put it back, so that later tests capture the info events they look for."""
+    saved = structlog.get_config()
+    yield
+    structlog.configure(**saved)
+
+
+@pytest.fixture(autouse=True)
 def _control_topic(monkeypatch: pytest.MonkeyPatch, kafka: KafkaSettings) -> None:
     """Alias moves are announced on the control topic of the real test broker."""
     monkeypatch.setenv("MAAS_BOOTSTRAP_SERVERS", kafka.bootstrap_servers)
@@ -48,6 +58,7 @@ def maas(registry_settings: RegistrySettings, capsys: pytest.CaptureFixture[str]
     options += ["--artifact-dir", str(registry_settings.artifact_dir), "--actor", "tester"]
 
     def run(*argv: str) -> tuple[int, str, str]:
+        capsys.readouterr()  # what the test printed before, e.g. its own registrations
         code = main(["--log-level", "warning", "models", *argv, *options])
         out, err = capsys.readouterr()
         return code, out, err
