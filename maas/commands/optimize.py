@@ -52,14 +52,14 @@ def add_verb(verb: Verb) -> None:
         "--max-drop",
         type=float,
         default=0.01,
-        help="the most quality may drop for the version to be promoted (0.01)",
+        help="the most quality may drop for the version to be promoted (default 0.01)",
     )
     sub.add_argument(
         "--promote",
         action="store_true",
         help="promote it if its quality drop is within --max-drop and it is faster",
     )
-    sub.add_argument("--alias", default="production", help="alias to promote (production)")
+    sub.add_argument("--alias", default="production", help="alias to promote (default: production)")
 
 
 def _optimize(registry: Registry, args: argparse.Namespace) -> int:
