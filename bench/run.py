@@ -6,9 +6,10 @@ For each model (the digits classifier and the MiniLM sentence encoder):
                one process per core, and one process for comparison; MiniLM: one)
   c. naive   — consume one, predict one, produce one (what a user writes by hand)
   d. relay   — consume and re-produce without a model: the transport limit
-and maas's latency at 10% of its saturated throughput. Prints rows/s, p50/p99,
-mean batch size and the ratios b/a, b/c, b/d; the machine is shared and noisy, so
-only ratios measured in the same run mean anything.
+and maas's latency at 10% of its saturated throughput; then a and b again for the
+model's int8 version (`maas models optimize`'s own code and figures). Prints rows/s,
+p50/p99, mean batch size and the ratios b/a, b/c, b/d; the machine is shared and
+noisy, so only ratios measured in the same run mean anything.
 """
 
 from __future__ import annotations
@@ -262,6 +263,13 @@ def start(
             str(workload.max_delay_ms),
             "--processes",
             str(workload.processes),
+            # A run measures one version: no automatic rollback may switch it mid-run
+            # (one rolled digits' int8 version back to fp32 in a run on a loaded machine).
+            "--no-auto-rollback",
+            # A consumer group per run, so that none meets the group state of the one
+            # before (a one-process run right after two pools once answered nothing).
+            "--group-id",
+            f"bench-{kafka.topics.prefix}",
         ]
     else:
         cmd = [sys.executable, "-m", "bench.baselines", *common, "--prefix", kafka.topics.prefix]
@@ -375,6 +383,7 @@ async def bench_model(
     # maas batches up to the size at which the bare runtime does best on this machine.
     workload = replace(workload, max_batch_size=raw.extra["batch_size"])
     results = {"raw": raw}
+    figures: dict[str, float] = {}  # the int8 version's, measured against the model
     for kind in ("maas", "naive", "relay"):
         console.print(f"[bold]{name}[/bold]: {kind}")
         results[kind] = await drain(kind, broker, registry, name, workload)
@@ -385,6 +394,10 @@ async def bench_model(
                 again = measure_raw(opened.models, name, workload, workload.max_batch_size)
             raw.extra["runs"] = [raw.rows_per_s, again.rows_per_s]
             raw.rows_per_s = (raw.rows_per_s + again.rows_per_s) / 2
+            # The int8 version right after, so that both meet the same load.
+            console.print(f"[bold]{name}[/bold]: int8, raw and maas")
+            int8, figures = await bench_int8(name, workload, broker, registry, workdir)
+            results.update(int8)
     single = replace(workload, processes=1)
     if workload.processes > 1:  # and what one process does, for comparison
         console.print(f"[bold]{name}[/bold]: maas, one process")
@@ -404,6 +417,8 @@ async def bench_model(
     # What maas adds to the latency of the transport itself (two broker hops that the
     # relay pays too); the target is max_delay_ms + 15 ms.
     ratios["added p50 ms"] = results["light"].p50_ms - results["light-relay"].p50_ms  # type: ignore[operator]
+    ratios["int8/fp32 raw"] = results["raw-int8"].rows_per_s / raw.rows_per_s
+    ratios["int8/fp32 maas"] = results["maas-int8"].rows_per_s / b if b else 0.0
     return {
         "model": name,
         "max_delay_ms": workload.max_delay_ms,
@@ -411,7 +426,43 @@ async def bench_model(
         "processes": workload.processes,
         "results": {k: asdict(v) for k, v in results.items()},
         "ratios": ratios,
+        "int8": figures,
     }
+
+
+def int8_rows(name: str, workload: Workload, path: Path) -> Path:
+    """Rows to measure the int8 version on: held-out digits with their labels, or the
+    workload's texts."""
+    if name == "digits":
+        from workers.demo import digits_samples
+
+        pixels, labels = digits_samples(450)  # the demo model's held-out rows, once each
+        records = [{"x": p.tolist(), "label": int(y)} for p, y in zip(pixels, labels, strict=True)]
+    else:
+        records = [{"text": job["text"][0]} for job in workload.jobs[:500]]
+    path.write_text("".join(json.dumps(record) + "\n" for record in records))
+    return path
+
+
+async def bench_int8(
+    name: str, workload: Workload, broker: EmbeddedBroker, registry: RegistrySettings, workdir: Path
+) -> tuple[dict[str, Measured], dict[str, float]]:
+    """Optimise version 1 to int8 (dynamic) and serve it as production, raw and through
+    maas; then production is version 1 again."""
+    from workers.optimize import Request, optimize
+
+    with Registry.open(registry) as opened:
+        models = opened.models
+        rows = int8_rows(name, workload, workdir / "int8-rows.jsonl")
+        (workdir / "int8").mkdir()
+        done = optimize(models, Request(name, 1, calibration=rows), workdir / "int8", actor="bench")
+        models.promote(name, done.version.version, actor="bench", reason="bench: int8")
+        raw = measure_raw(models, name, workload)
+    # Served with the fp32 run's settings (``workload``): only the version differs.
+    maas = await drain("maas", broker, registry, name, workload)
+    with Registry.open(registry) as opened:
+        opened.models.promote(name, 1, actor="bench", reason="bench: back to fp32")
+    return {"raw-int8": raw, "maas-int8": maas}, done.version.metrics
 
 
 def report(summary: list[dict[str, Any]]) -> None:
@@ -421,21 +472,6 @@ def report(summary: list[dict[str, Any]]) -> None:
     for entry in summary:
         for kind, m in entry["results"].items():
             fmt = lambda v: "" if v is None else f"{v:.1f}"  # noqa: E731
-            note = ""
-            if kind == "raw":
-                runs = " and ".join(f"{r:.0f}" for r in m["extra"].get("runs", []))
-                note = f"batch {m['extra']['batch_size']}, {m['extra']['provider']}; mean of {runs}"
-            if kind == "light":
-                note = (
-                    f"at {m['rows_per_s']:.0f} jobs/s; max_delay_ms={entry['max_delay_ms']}; "
-                    f"in worker p50 {m['extra'].get('worker_p50_ms', float('nan')):.1f}"
-                )
-            elif kind == "maas":
-                note = f"max_batch_size {entry['max_batch_size']}, {entry['processes']} process(es)"
-            elif kind == "maas-1":
-                note = "the same, one process"
-            elif kind == "light-relay":
-                note = f"relay at {m['rows_per_s']:.0f} jobs/s"
             table.add_row(
                 entry["model"],
                 kind,
@@ -443,12 +479,41 @@ def report(summary: list[dict[str, Any]]) -> None:
                 fmt(m["p50_ms"]),
                 fmt(m["p99_ms"]),
                 fmt(m["mean_batch"]),
-                str(note),
+                _note(kind, m, entry),
             )
     console.print(table)
     for entry in summary:
         ratios = ", ".join(f"{k} = {v:.2f}" for k, v in entry["ratios"].items())
         console.print(f"{entry['model']}: {ratios}")
+
+
+def _note(kind: str, m: dict[str, Any], entry: dict[str, Any]) -> str:
+    if kind == "raw":
+        runs = " and ".join(f"{r:.0f}" for r in m["extra"].get("runs", []))
+        return f"batch {m['extra']['batch_size']}, {m['extra']['provider']}; mean of {runs}"
+    if kind == "light":
+        return (
+            f"at {m['rows_per_s']:.0f} jobs/s; max_delay_ms={entry['max_delay_ms']}; "
+            f"in worker p50 {m['extra'].get('worker_p50_ms', float('nan')):.1f}"
+        )
+    notes = {
+        "maas": f"max_batch_size {entry['max_batch_size']}, {entry['processes']} process(es)",
+        "maas-1": "the same, one process",
+        "light-relay": f"relay at {m['rows_per_s']:.0f} jobs/s",
+        "maas-int8": "the int8 version as production, served as maas was",
+    }
+    if kind == "raw-int8":
+        return _int8_note(entry["int8"], m["extra"]["batch_size"])
+    return notes.get(kind, "")
+
+
+def _int8_note(metrics: dict[str, float], batch_size: int) -> str:
+    from workers.optimize import from_metrics
+    from workers.optimize.report import quality
+
+    comparison = from_metrics(metrics)
+    assert comparison is not None
+    return f"batch {batch_size}; {quality(comparison.quality)}; size {comparison.size_ratio:.2f}x"
 
 
 async def main_async(args: argparse.Namespace) -> list[dict[str, Any]]:

@@ -9,6 +9,9 @@ Formats (chosen by suffix):
   Parquet, any list column) is an input of that name; all remaining columns form one
   input, ``input_name`` (default ``x``), row-wise as floats.
 
+``read_rows(..., label="label")`` also takes that key or column out of the inputs into
+``Row.label`` (for measuring a model against known answers; scoring passes none).
+
 A row that cannot be read (bad JSON, a non-numeric cell, a number out of float64's
 range) is still a row: it carries its ``error`` and is written as one, never sent.
 """
@@ -46,6 +49,7 @@ class Row:
     id: Any
     inputs: dict[str, Any]
     error: str | None = None
+    label: Any = None
 
 
 def input_format(path: Path) -> str:
@@ -62,14 +66,14 @@ def input_format(path: Path) -> str:
     return kind
 
 
-def read_rows(path: Path, input_name: str = "x") -> Iterator[Row]:
-    """Stream the rows of a JSONL, CSV or Parquet file."""
+def read_rows(path: Path, input_name: str = "x", label: str | None = None) -> Iterator[Row]:
+    """Stream the rows of a JSONL, CSV or Parquet file (``label``: see the module doc)."""
     kind = input_format(path)
     if kind == "jsonl":
-        return _read_jsonl(path)
+        return _read_jsonl(path, label)
     if kind == "csv":
-        return _read_csv(path, input_name)
-    return _read_parquet(path, input_name)
+        return _read_csv(path, input_name, label)
+    return _read_parquet(path, input_name, label)
 
 
 def count_rows(path: Path) -> int | None:
@@ -84,24 +88,33 @@ def count_rows(path: Path) -> int | None:
     return count - 1 if kind == "csv" else count
 
 
-def _read_jsonl(path: Path) -> Iterator[Row]:
+def _read_jsonl(path: Path, label: str | None) -> Iterator[Row]:
     with path.open("rb") as lines:
         for index, line in enumerate(line for line in lines if line.strip()):
-            yield _jsonl_row(index, line)
+            yield _jsonl_row(index, line, label)
 
 
-def _jsonl_row(index: int, line: bytes) -> Row:
+def _jsonl_row(index: int, line: bytes, label: str | None) -> Row:
     try:
         record = numbers.loads(line)
     except ValueError as exc:
         return Row(index, None, {}, f"line {index + 1} is not valid JSON: {exc}")
     if not isinstance(record, dict):
         return Row(index, None, {}, f"line {index + 1} is not a JSON object")
-    return Row(index, record.pop("id", None), record)
-
-
-def _split_columns(record: dict[str, Any], input_name: str, index: int) -> Row:
     row_id = record.pop("id", None)
+    return Row(index, row_id, record, label=_take_label(record, label))
+
+
+def _take_label(record: dict[str, Any], label: str | None) -> Any:
+    """The value of ``label`` taken out of ``record`` (None without a ``label``)."""
+    return record.pop(label, None) if label else None
+
+
+def _split_columns(
+    record: dict[str, Any], input_name: str, index: int, label: str | None = None
+) -> Row:
+    row_id = record.pop("id", None)
+    answer = _take_label(record, label)
     inputs = {k: v for k, v in record.items() if k == "text" or isinstance(v, list)}
     rest = [v for k, v in record.items() if k not in inputs]
     if rest:
@@ -109,20 +122,20 @@ def _split_columns(record: dict[str, Any], input_name: str, index: int) -> Row:
             inputs[input_name] = [numbers.finite(v) for v in rest]
         except (TypeError, ValueError) as exc:
             return Row(index, row_id, {}, f"row {index}: a column is not numeric: {exc}")
-    return Row(index, row_id, inputs)
+    return Row(index, row_id, inputs, label=answer)
 
 
-def _read_csv(path: Path, input_name: str) -> Iterator[Row]:
+def _read_csv(path: Path, input_name: str, label: str | None) -> Iterator[Row]:
     with path.open(newline="", encoding="utf-8") as text:
         for index, record in enumerate(csv.DictReader(text)):
-            yield _split_columns(dict(record), input_name, index)
+            yield _split_columns(dict(record), input_name, index, label)
 
 
-def _read_parquet(path: Path, input_name: str) -> Iterator[Row]:
+def _read_parquet(path: Path, input_name: str, label: str | None) -> Iterator[Row]:
     import pyarrow.parquet as pq
 
     index = 0
     for batch in pq.ParquetFile(path).iter_batches(batch_size=1024):
         for record in batch.to_pylist():
-            yield _split_columns(record, input_name, index)
+            yield _split_columns(record, input_name, index, label)
             index += 1

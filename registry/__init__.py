@@ -6,6 +6,7 @@ Open it once with :meth:`Registry.open`; its three stores (:class:`ModelStore`,
 
 from registry.artifacts import ArtifactStore, inspect, sha256_of
 from registry.bundle import Registry
+from registry.drafts import Draft
 from registry.entities import (
     AliasMove,
     AuditEntry,
@@ -51,6 +52,7 @@ __all__ = [
     "ConflictError",
     "DatabaseError",
     "Decision",
+    "Draft",
     "IncompatibleSignature",
     "InvalidName",
     "InvalidSchedule",

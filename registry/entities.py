@@ -79,7 +79,12 @@ class Model:
 
 @dataclass(frozen=True, slots=True)
 class ModelVersion:
-    """One immutable, content-addressed version of a model and its lineage."""
+    """One immutable, content-addressed version of a model and its lineage.
+
+    ``parent_version`` is the version that was in production when this one was trained;
+    ``derived_from`` the version whose artifact this one was made from, by ``method``
+    (e.g. ``int8-dynamic``), without training.
+    """
 
     model: str
     version: int
@@ -94,6 +99,8 @@ class ModelVersion:
     metrics: dict[str, Any]
     created_by: str
     created_at: datetime
+    derived_from: int | None = None
+    method: str | None = None
 
     @property
     def path(self) -> Path:

@@ -10,13 +10,12 @@ nothing of Kafka.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, TypeVar
 
 import structlog
 from sqlalchemy import func, select
-from sqlalchemy.orm import Session
 
 from registry import convert
 from registry.aliases import (
@@ -27,8 +26,9 @@ from registry.aliases import (
     previous_holder,
     require_fit,
 )
-from registry.artifacts import ArtifactStore, inspect
+from registry.artifacts import ArtifactStore
 from registry.db import Database, retrying
+from registry.drafts import Draft, NewVersion, add_version, lock_or_create_model, stage
 from registry.entities import (
     AliasMove,
     AuditEntry,
@@ -39,7 +39,7 @@ from registry.entities import (
 )
 from registry.errors import ConflictError
 from registry.limits import check_alias, check_model_name
-from registry.rows import audit, find_model, model_row, version_row
+from registry.rows import audit, model_row, version_row
 from registry.runs import RunOutcome, finish
 from registry.tables import AliasEventRow, AuditRow, ModelRow, RollbackRow, VersionRow
 
@@ -48,23 +48,6 @@ log = structlog.get_logger(__name__)
 AliasMoveHook = Callable[[AliasMove], None]
 ArchiveHook = Callable[[ModelVersion], None]
 T = TypeVar("T")
-
-
-@dataclass(frozen=True, slots=True)
-class _NewVersion:
-    """Everything ``register`` writes, gathered before the transaction starts."""
-
-    name: str
-    artifact_uri: str
-    sha256: str
-    format: str
-    signature: dict[str, Any]
-    actor: str
-    reason: str
-    parent_version: int | None
-    dataset_hash: str | None
-    params: dict[str, Any] = field(default_factory=dict)
-    metrics: dict[str, Any] = field(default_factory=dict)
 
 
 class ModelStore:
@@ -100,6 +83,8 @@ class ModelStore:
         metrics: dict[str, Any] | None = None,
         run_job_id: str | None = None,
         force: bool = False,
+        derived_from: int | None = None,
+        method: str | None = None,
     ) -> ModelVersion:
         """Register ``artifact`` as the next version of ``name`` (creating the model).
 
@@ -107,55 +92,106 @@ class ModelStore:
         clients (:class:`~registry.errors.IncompatibleSignature`, nothing registered) and
         ``force`` is not given. With ``run_job_id`` the retraining run is finished
         (status ok) in the same transaction, so a crash never leaves a version without
-        its run or vice versa.
+        its run or vice versa. ``derived_from`` (a version of ``name``, which must exist)
+        and ``method`` record that the artifact was made from that version's, e.g. by
+        quantisation.
         """
-        check_model_name(name)
-        if promote:
-            check_alias(alias)
-        fmt, signature = inspect(Path(artifact))
-        uri, sha = self.artifacts.put(Path(artifact))
-        new = _NewVersion(
-            name=name,
-            artifact_uri=uri,
-            sha256=sha,
-            format=fmt,
-            signature=signature.to_dict(),
-            actor=actor,
-            reason=reason,
-            parent_version=parent_version,
-            dataset_hash=dataset_hash,
-            params=dict(params or {}),
-            metrics=dict(metrics or {}),
+        if (derived_from is None) != (method is None):
+            raise ValueError("derived_from and method go together: give both or neither")
+        draft = Draft(
+            Path(artifact),
+            reason,
+            promote,
+            parent_version,
+            dataset_hash,
+            dict(params or {}),
+            dict(metrics or {}),
+            method,
         )
-        promote_to = alias if promote else None
-        version, move = retrying(
-            lambda: self._register_once(new, promote_to, run_job_id, force),
-            f"registering {name!r}",
+        news = self._stage(name, [draft], actor, alias)
+        news[0] = replace(news[0], derived_from=derived_from)
+        return self._register(news, alias, run_job_id, force)[0]
+
+    def register_derived(
+        self,
+        name: str,
+        base: Draft,
+        derived: Draft,
+        *,
+        actor: str,
+        alias: str = "production",
+        run_job_id: str | None = None,
+    ) -> tuple[ModelVersion, ModelVersion]:
+        """Register ``base`` and ``derived``, made from it by ``derived.method``, as two
+        consecutive versions of ``name`` in one transaction: both or neither.
+
+        At most one of them is promoted (to ``alias``), and only where it keeps the
+        alias's clients working. With ``run_job_id`` the run is finished in the same
+        transaction, recording the promoted version, else ``base``.
+        """
+        if derived.method is None:
+            raise ValueError("the derived draft needs the method it was made by")
+        if base.promote and derived.promote:
+            raise ValueError("promote base or derived, not both")
+        news = self._stage(name, [base, derived], actor, alias)
+        first, second = self._register(news, alias, run_job_id, force=False)
+        return first, second
+
+    def _stage(self, name: str, drafts: list[Draft], actor: str, alias: str) -> list[NewVersion]:
+        """Check the names and store the artifacts: the work done before the transaction."""
+        check_model_name(name)
+        if any(draft.promote for draft in drafts):
+            check_alias(alias)
+        return [stage(self.artifacts, name, draft, actor) for draft in drafts]
+
+    def _register(
+        self, news: list[NewVersion], alias: str, run_job_id: str | None, force: bool
+    ) -> list[ModelVersion]:
+        versions, move = retrying(
+            lambda: self._register_once(news, alias, run_job_id, force),
+            f"registering {news[0].name!r}",
         )
         if move is not None:
             self._notify(move)
-        log.info("model registered", model=name, version=version.version, sha256=sha[:12])
-        return version
+        for version in versions:
+            log.info(
+                "model registered",
+                model=version.model,
+                version=version.version,
+                sha256=version.sha256[:12],
+            )
+        return versions
 
     def _register_once(
-        self, new: _NewVersion, alias: str | None, run_job_id: str | None, force: bool
-    ) -> tuple[ModelVersion, AliasMove | None]:
+        self, news: list[NewVersion], alias: str, run_job_id: str | None, force: bool
+    ) -> tuple[list[ModelVersion], AliasMove | None]:
+        """One transaction: each of ``news`` after the first is derived from the one before."""
         with self._db.session() as session:
-            model = _lock_or_create_model(session, new.name, new.actor)
-            row = _add_version(session, model, new)
+            model = lock_or_create_model(session, news[0].name, news[0].actor)
+            rows: list[VersionRow] = []
+            for new in news:
+                source = rows[-1].version if rows else new.derived_from
+                rows.append(add_version(session, model, replace(new, derived_from=source)))
+            chosen = next((i for i, new in enumerate(news) if new.promote), None)
             move = None
-            if alias is not None:
+            if chosen is not None:
+                new, row = news[chosen], rows[chosen]
                 if not force:
                     hint = "Register it without --promote, or with --force to promote it anyway."
                     require_fit(session, model, alias, row, hint)
                 change = AliasChange(alias, row.version, new.actor, new.reason, forced=force)
                 move = move_alias(session, model, change)
             if run_job_id is not None:
+                recorded, row = news[chosen or 0], rows[chosen or 0]
                 outcome = RunOutcome(
-                    "ok", row.version, new.metrics, promoted=move is not None, reason=new.reason
+                    "ok",
+                    row.version,
+                    recorded.metrics,
+                    promoted=move is not None,
+                    reason=recorded.reason,
                 )
                 finish(session, run_job_id, outcome)
-            return convert.version(row, new.name), move
+            return [convert.version(row, model.name) for row in rows], move
 
     def get_model(self, name: str) -> Model:
         with self._db.session() as session:
@@ -336,49 +372,6 @@ def _call_hook(hook: Callable[[T], None], value: T) -> None:
         hook(value)
     except Exception:  # the change is committed; a failing listener must not undo it
         log.exception("registry hook failed", hook=getattr(hook, "__name__", repr(hook)))
-
-
-def _lock_or_create_model(session: Session, name: str, actor: str) -> ModelRow:
-    row = find_model(session, name, lock=True)
-    if row is None:
-        row = ModelRow(name=name, created_by=actor)
-        session.add(row)
-        session.flush()  # IntegrityError if another writer created it first: retried
-    return row
-
-
-def _add_version(session: Session, model: ModelRow, new: _NewVersion) -> VersionRow:
-    """The next version of ``model``, numbered after the latest and audited."""
-    latest = session.scalar(
-        select(func.max(VersionRow.version)).where(VersionRow.model_id == model.id)
-    )
-    row = VersionRow(
-        model_id=model.id,
-        version=(latest or 0) + 1,
-        artifact_uri=new.artifact_uri,
-        sha256=new.sha256,
-        format=new.format,
-        signature=new.signature,
-        status="ready",
-        parent_version=new.parent_version,
-        dataset_hash=new.dataset_hash,
-        params=new.params,
-        metrics=new.metrics,
-        created_by=new.actor,
-    )
-    session.add(row)
-    session.flush()
-    audit(
-        session,
-        new.actor,
-        "register",
-        new.name,
-        row.version,
-        reason=new.reason,
-        sha256=new.sha256,
-        format=new.format,
-    )
-    return row
 
 
 def _require_ready(row: VersionRow, name: str) -> None:

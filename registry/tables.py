@@ -89,6 +89,8 @@ class VersionRow(Base):
     metrics: Mapped[dict[str, Any]]
     created_by: Mapped[str] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    derived_from: Mapped[int | None] = mapped_column(Integer)
+    method: Mapped[str | None] = mapped_column(String(64))
 
 
 class AliasRow(Base):

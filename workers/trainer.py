@@ -19,6 +19,8 @@ from __future__ import annotations
 import asyncio
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -30,13 +32,13 @@ from producer.kafka import KafkaSettings
 from producer.messages import (
     DecodeError,
     ErrorCode,
-    ErrorInfo,
     RetrainJob,
     RetrainResult,
     decode_retrain,
     encode,
 )
-from registry.entities import ModelVersion, RetrainRun
+from registry import Draft
+from registry.entities import ModelVersion
 from registry.errors import AliasNotFound, ConflictError, ModelNotFound, RegistryError
 from workers.allowed import Allowed, Refused
 from workers.consumer import (
@@ -47,8 +49,11 @@ from workers.consumer import (
     with_worker_id,
 )
 from workers.evidence import check_split, judge
-from workers.gate import GateDecision, GatePolicy, keep_clients
+from workers.gate import GatePolicy, keep_clients
+from workers.optimize import OptimizeError
+from workers.optimize.retrain import Plan, Quantize, plan, split_params
 from workers.recipes import (
+    ParamsError,
     Recipe,
     RecipeError,
     TrainedModel,
@@ -56,6 +61,7 @@ from workers.recipes import (
     recipe_for,
 )
 from workers.replies import Publisher, PublishFailed, Record
+from workers.retrain_answers import error_result, from_run, ok_result
 from workers.training_registry import Registrar, RunLog
 
 log = structlog.get_logger(__name__)
@@ -182,7 +188,7 @@ class Trainer:
             except Exception:  # this job's failure (a bug, a refusing database), not the trainer's
                 log.exception("retrain job failed unexpectedly")
                 message = "the trainer failed on this job; its log says why"
-                result = _error(job.job_id, job.model, ErrorCode.INTERNAL, message)
+                result = error_result(job.job_id, job.model, ErrorCode.INTERNAL, message)
             await self._publisher.send(
                 job.reply_to or self.kafka.topics.results,
                 encode(result),
@@ -203,7 +209,7 @@ class Trainer:
             record,
             exc,
             expected="RetrainJob",
-            answer=lambda envelope: _error(
+            answer=lambda envelope: error_result(
                 envelope.job_id, envelope.model, ErrorCode.INVALID_INPUT, str(exc)
             ),
             results_topic=self.kafka.topics.results,
@@ -225,7 +231,7 @@ class Trainer:
                 attempt += 1
                 if attempt > limits.attempts:
                     message = f"the registry failed {attempt} times: {exc}"
-                    return _error(job.job_id, job.model, ErrorCode.INTERNAL, message)
+                    return error_result(job.job_id, job.model, ErrorCode.INTERNAL, message)
                 log.warning("registry unavailable; trying the job again", error=str(exc))
                 await asyncio.sleep(limits.delay_s(attempt))
 
@@ -237,10 +243,10 @@ class Trainer:
         A job asking for what the operator did not allow is answered with the refusal,
         before anything is imported, read or recorded."""
         try:
-            recipe, request = await asyncio.to_thread(self._admit, job)
+            recipe, request, quantize = await asyncio.to_thread(self._admit, job)
         except Refused as refusal:
             log.warning("retrain job refused", code=str(refusal.code), reason=refusal.message)
-            return _error(job.job_id, job.model, refusal.code, refusal.message)
+            return error_result(job.job_id, job.model, refusal.code, refusal.message)
         run, created = await asyncio.to_thread(
             self.runs.start_run,
             job.job_id,
@@ -250,51 +256,75 @@ class Trainer:
         )
         if run.status != "running":
             log.info("retrain job already ran; answering from the stored run", status=run.status)
-            return _from_run(job, run)
+            return from_run(job, run)
         if not created:
             log.warning("run left running by a stopped trainer; training it again")
         with tempfile.TemporaryDirectory(prefix="maas-train-") as workdir:
             try:
-                return await self._train_and_register(job, recipe, request, Path(workdir))
+                work = self._train_and_register(job, recipe, request, quantize, Path(workdir))
+                return await work
             except _Failure as failure:
                 return await self._fail(job, failure)
 
-    def _admit(self, job: RetrainJob) -> tuple[Recipe, TrainRequest]:
-        """The job's recipe and training request, if it asks only for what is allowed;
-        else :class:`Refused`."""
+    def _admit(self, job: RetrainJob) -> tuple[Recipe, TrainRequest, Quantize | None]:
+        """The job's recipe, training request and quantisation (``params.quantize``), if
+        it asks only for what is allowed; else :class:`Refused`."""
         allowed = self.settings.allowed
         allowed.check_promote(job.promote)
         recipe = allowed.recipe(recipe_name(job))
         check_split(job, recipe)
         dataset = allowed.dataset(job.dataset)
-        return recipe, TrainRequest(model=job.model, dataset=dataset, params=dict(job.params))
+        try:
+            params, quantize = split_params(job.params)
+        except ParamsError as exc:
+            raise Refused(ErrorCode.INVALID_INPUT, exc.public) from exc
+        return recipe, TrainRequest(model=job.model, dataset=dataset, params=params), quantize
 
     async def _train_and_register(
-        self, job: RetrainJob, recipe: Recipe, request: TrainRequest, workdir: Path
+        self,
+        job: RetrainJob,
+        recipe: Recipe,
+        request: TrainRequest,
+        quantize: Quantize | None,
+        workdir: Path,
     ) -> RetrainResult:
         production = await asyncio.to_thread(self._production, job.model)
         if production is not None:  # the new version keeps the names its clients use
             request = replace(request, replaces=production.signature)
         trained = await asyncio.to_thread(_train, recipe, request, workdir)
+        int8 = None
+        if quantize is not None:
+            int8 = await asyncio.to_thread(_plan, request, trained, quantize, workdir)
+        judged = replace(trained, metrics=int8.metrics) if int8 and int8.judged else trained
         policy = GatePolicy(metric=recipe.metric, min_improvement=self.settings.min_improvement)
         decision = await asyncio.to_thread(
-            judge, job.promote, recipe, request, trained, production, policy
+            judge, job.promote, recipe, request, judged, production, policy
         )
         if production is not None:
             decision = keep_clients(decision, production, trained.signature)
+        reason = decision.reason if int8 is None else f"{int8.note}: {decision.reason}"
+        draft = Draft(
+            trained.artifact,
+            reason,  # also the run's reason: redeliveries answer alike
+            promote=decision.promote,
+            parent_version=None if production is None else production.version,
+            dataset_hash=trained.dataset_hash,
+            params={"recipe": trained.recipe, **trained.params},
+            metrics={**trained.metrics, "duration_s": round(trained.duration_s, 3)},
+        )
         try:
-            version = await asyncio.to_thread(self._register, job, trained, production, decision)
+            version = await asyncio.to_thread(self._register, job, draft, int8)
         except ConflictError:  # another trainer finished this run first
             stored = await asyncio.to_thread(self.runs.get_run, job.job_id)
             assert stored is not None
-            return _from_run(job, stored)
+            return from_run(job, stored)
         except RegistryError as exc:
             if exc.retriable:
                 raise  # the whole job is tried again (see _execute_retrying)
             raise _Failure(
                 ErrorCode.INTERNAL, f"registering the trained model failed: {exc}"
             ) from exc
-        return _ok(job.job_id, version, promoted=decision.promote, reason=decision.reason)
+        return ok_result(job.job_id, version, promoted=decision.promote, reason=reason)
 
     def _production(self, model: str) -> ModelVersion | None:
         try:
@@ -302,25 +332,28 @@ class Trainer:
         except (ModelNotFound, AliasNotFound):
             return None
 
-    def _register(
-        self,
-        job: RetrainJob,
-        trained: TrainedModel,
-        production: ModelVersion | None,
-        decision: GateDecision,
-    ) -> ModelVersion:
-        return self.models.register(
-            job.model,
-            trained.artifact,
-            actor=self.settings.actor,
-            reason=decision.reason,  # also the run's reason: redeliveries answer alike
-            promote=decision.promote,
-            parent_version=None if production is None else production.version,
-            dataset_hash=trained.dataset_hash,
-            params={"recipe": trained.recipe, **trained.params},
-            metrics={**trained.metrics, "duration_s": round(trained.duration_s, 3)},
-            run_job_id=job.job_id,
+    def _register(self, job: RetrainJob, draft: Draft, int8: Plan | None) -> ModelVersion:
+        """Register the trained version (and its int8 one); the version the run records:
+        the promoted one, else the trained one."""
+        actor = self.settings.actor
+        if int8 is None:
+            return self.models.register(
+                job.model,
+                draft.artifact,
+                actor=actor,
+                reason=draft.reason,
+                promote=draft.promote,
+                parent_version=draft.parent_version,
+                dataset_hash=draft.dataset_hash,
+                params=draft.params,
+                metrics=draft.metrics,
+                run_job_id=job.job_id,
+            )
+        base, derived = int8.drafts(draft)
+        trained, quantized = self.models.register_derived(
+            job.model, base, derived, actor=actor, run_job_id=job.job_id
         )
+        return quantized if derived.promote else trained
 
     async def _fail(self, job: RetrainJob, failure: _Failure) -> RetrainResult:
         log.warning("retrain job failed", code=failure.code, error=failure.message)
@@ -335,8 +368,8 @@ class Trainer:
         except ConflictError:
             stored = await asyncio.to_thread(self.runs.get_run, job.job_id)
             assert stored is not None
-            return _from_run(job, stored)
-        return _error(job.job_id, job.model, failure.code, failure.message)
+            return from_run(job, stored)
+        return error_result(job.job_id, job.model, failure.code, failure.message)
 
 
 async def _keep_alive(consumer: AIOKafkaConsumer) -> None:
@@ -348,19 +381,27 @@ async def _keep_alive(consumer: AIOKafkaConsumer) -> None:
             consumer.seek(tp, records[0].offset)  # read again once this job is done
 
 
-def _train(recipe: Recipe, request: TrainRequest, workdir: Path) -> TrainedModel:
-    """Train in this (worker) thread; every failure becomes a :class:`_Failure`, whose
-    message carries nothing read from the data (the log has the whole story)."""
-    started = time.perf_counter()
+@contextmanager
+def _job_step(step: str, prefix: str = "") -> Iterator[None]:
+    """Make a failure of ``step`` (training, quantisation) the job's :class:`_Failure`,
+    whose message carries nothing read from the data (the log has the whole story)."""
     try:
-        trained = recipe.train(request, workdir)
-    except RecipeError as exc:
-        log.warning("training failed", error=str(exc))
-        raise _Failure(ErrorCode.INVALID_INPUT, exc.public) from exc
+        yield
+    except (RecipeError, OptimizeError) as exc:
+        log.warning(f"{step} failed", error=str(exc))
+        public = exc.public if isinstance(exc, RecipeError) else str(exc)
+        raise _Failure(ErrorCode.INVALID_INPUT, prefix + public) from exc
     except Exception as exc:
-        log.exception("training crashed")
-        message = f"training failed ({type(exc).__name__}); the trainer's log says why"
+        log.exception(f"{step} crashed")
+        message = f"{step} failed ({type(exc).__name__}); the trainer's log says why"
         raise _Failure(ErrorCode.INTERNAL, message) from exc
+
+
+def _train(recipe: Recipe, request: TrainRequest, workdir: Path) -> TrainedModel:
+    """Train in this (worker) thread."""
+    started = time.perf_counter()
+    with _job_step("training"):
+        trained = recipe.train(request, workdir)
     seconds = time.perf_counter() - started
     TRAINING.labels(request.model).observe(seconds)
     log.info(
@@ -372,32 +413,8 @@ def _train(recipe: Recipe, request: TrainRequest, workdir: Path) -> TrainedModel
     return trained
 
 
-def _from_run(job: RetrainJob, run: RetrainRun) -> RetrainResult:
-    if run.status == "ok":
-        return _ok(job.job_id, run, promoted=run.promoted, reason=run.reason)
-    code = ErrorCode(run.error_code) if run.error_code in set(ErrorCode) else ErrorCode.INTERNAL
-    return _error(job.job_id, run.model, code, run.reason or "the run failed")
-
-
-def _ok(
-    job_id: str, trained: ModelVersion | RetrainRun, *, promoted: bool, reason: str
-) -> RetrainResult:
-    return RetrainResult(
-        job_id=job_id,
-        status="ok",
-        model=trained.model,
-        version=trained.version,
-        metrics=dict(trained.metrics),
-        promoted=promoted,
-        reason=reason,
-    )
-
-
-def _error(job_id: str, model: str, code: ErrorCode, message: str) -> RetrainResult:
-    return RetrainResult(
-        job_id=job_id,
-        status="error",
-        model=model,
-        error=ErrorInfo(code=code, message=message),
-        reason=message,
-    )
+def _plan(request: TrainRequest, trained: TrainedModel, quantize: Quantize, workdir: Path) -> Plan:
+    """Quantise and measure the trained model on the rows the recipe held out of the
+    request's (confined) dataset."""
+    with _job_step("quantisation", "quantising the trained model failed: "):
+        return plan(trained, quantize, request.dataset, workdir)

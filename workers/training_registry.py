@@ -1,16 +1,18 @@
 """What the trainer asks of the registry, as narrow Protocols: the model store's
-production version and a new version, and the run store's runs by job id."""
+production version and a new version (or two: a trained one and one derived from it),
+and the run store's runs by job id."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any, Protocol
 
+from registry.drafts import Draft
 from registry.entities import ModelVersion, RetrainRun
 
 
 class Registrar(Protocol):
-    """What the trainer asks of the model store: production's version, and a new one."""
+    """What the trainer asks of the model store: production's version, and new ones."""
 
     def resolve(self, name: str, alias: str = ...) -> ModelVersion: ...
 
@@ -28,6 +30,17 @@ class Registrar(Protocol):
         metrics: dict[str, Any] | None = ...,
         run_job_id: str | None = ...,
     ) -> ModelVersion: ...
+
+    def register_derived(
+        self,
+        name: str,
+        base: Draft,
+        derived: Draft,
+        *,
+        actor: str,
+        alias: str = ...,
+        run_job_id: str | None = ...,
+    ) -> tuple[ModelVersion, ModelVersion]: ...
 
 
 class RunLog(Protocol):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 from argparse import ArgumentParser
 from collections.abc import Callable
 from datetime import datetime
@@ -10,6 +11,7 @@ from pathlib import Path
 
 from rich.table import Table
 
+from maas.commands import optimize
 from maas.commands.common import (
     actor,
     add_kafka_options,
@@ -20,6 +22,7 @@ from maas.commands.common import (
 )
 from registry import (
     MetricWindow,
+    ModelVersion,
     Registry,
 )
 
@@ -83,6 +86,7 @@ def _verbs_that_change(verbs: _Verbs) -> None:
     sub = verbs.add("archive", _archive, "archive a version no alias points to", changes=True)
     sub.add_argument("version", metavar="VERSION", type=int)
     sub.add_argument("--reason", default="", help="why, for the audit log")
+    optimize.add_verb(functools.partial(verbs.add, changes=True))
 
 
 def _verbs_that_read(verbs: _Verbs) -> None:
@@ -180,6 +184,7 @@ def _show(registry: Registry, args: argparse.Namespace) -> int:
     aliases = registry.models.aliases(args.name)
     print(f"{args.name}: {len(versions)} version(s); aliases: {_aliases(aliases) or 'none'}")
     table = Table("VERSION", "FORMAT", "SHA256", "STATUS", "CREATED", "BY", "ALIASES", box=None)
+    table.add_column("LINEAGE")
     table.add_column("SIGNATURE", overflow="fold")
     for version in versions:
         held = sorted(alias for alias, number in aliases.items() if number == version.version)
@@ -191,9 +196,13 @@ def _show(registry: Registry, args: argparse.Namespace) -> int:
             _time(version.created_at),
             version.created_by,
             ", ".join(held),
+            _lineage(version),
             version.signature.describe(),
         )
-    console().print(table)
+    out = console()
+    out.print(table)
+    for line in optimize.measured(versions):
+        out.print(line)
     return 0
 
 
@@ -228,6 +237,7 @@ def _history(registry: Registry, args: argparse.Namespace) -> int:
     if not moves:
         print(f"no alias of {args.name} has moved yet")
         return 0
+    lineage = {v.version: _lineage(v) for v in registry.models.versions(args.name)}
     table = Table("AT", "ALIAS", "KIND", "FROM", "TO", "ACTOR", "REASON", box=None)
     for move in moves:
         kind = f"{move.kind} (automatic)" if move.automatic else move.kind
@@ -236,7 +246,7 @@ def _history(registry: Registry, args: argparse.Namespace) -> int:
             move.alias,
             kind,
             _opt(move.previous_version),
-            str(move.version),
+            " ".join(filter(None, (str(move.version), lineage.get(move.version)))),
             move.actor,
             move.reason,
         )
@@ -311,3 +321,8 @@ def _errors(errors: dict[str, int]) -> str:
 
 def _triple(p50: float, p95: float, p99: float) -> str:
     return f"{p50:.1f}/{p95:.1f}/{p99:.1f}"
+
+
+def _lineage(version: ModelVersion) -> str:
+    """``int8-dynamic of 3`` for a version derived from version 3, else empty."""
+    return f"{version.method} of {version.derived_from}" if version.method else ""
