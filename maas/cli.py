@@ -8,7 +8,7 @@ import sys
 from collections.abc import Sequence
 from importlib.metadata import PackageNotFoundError, version
 
-from producer.errors import BrokerUnavailable
+from producer.errors import BrokerUnavailable, KafkaSettingsError
 from workers import logs
 
 # Each module exposes ``register(subparsers)``; its parsers set ``func(args) -> int``.
@@ -66,7 +66,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         code: int = args.func(args)
     except KeyboardInterrupt:
         return 130
-    except BrokerUnavailable as exc:  # one line, no traceback: the message says what to check
+    except (BrokerUnavailable, KafkaSettingsError) as exc:  # one line: it says what to check
         print(f"maas {args.command}: {exc}", file=sys.stderr)
         return 1
     return code
