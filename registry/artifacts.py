@@ -57,6 +57,8 @@ def model_file(path: Path) -> Path:
     """The model file of an artifact: the path itself, or the model file in a directory."""
     if path.is_file():
         return path
+    if not path.exists():
+        raise ArtifactError(f"artifact {path} does not exist; pass a model file or directory")
     for name in MODEL_FILES:
         if (path / name).is_file():
             return path / name
@@ -143,7 +145,9 @@ def _onnx_signature(file: Path) -> Signature:
     except Exception as exc:  # onnx and onnxruntime raise many unrelated types
         raise ArtifactError(
             f"{file} is not a loadable ONNX model ({type(exc).__name__}: {_first_line(exc)}); "
-            "re-export it, e.g. with torch.onnx.export, and register it again"
+            "re-export it, e.g. with torch.onnx.export(model, example, path, "
+            "input_names=[...], dynamic_axes=..., dynamo=False) (docs/models.md), and "
+            "register it again"
         ) from exc
     initializers = {init.name for init in model.graph.initializer}
     inputs = [value for value in model.graph.input if value.name not in initializers]

@@ -6,9 +6,11 @@ RegistryError
 │   └── AliasNotFound
 ├── ArtifactError
 ├── ConflictError
+├── IncompatibleSignature (moving an alias would break its clients; force to do it anyway)
 ├── InvalidSchedule
 ├── ScheduleNotFound
 ├── RunNotFound
+├── SettingsError        (the settings cannot work, e.g. an unsupported database URL)
 └── DatabaseError        (retriable: the database was unreachable or busy)
 
 ``retriable`` is read by the workers: a prediction job whose version lookup fails with
@@ -45,8 +47,17 @@ class ConflictError(RegistryError):
     """The request contradicts the registry's state (e.g. archiving a promoted version)."""
 
 
+class IncompatibleSignature(RegistryError):
+    """Moving an alias to a version would break its clients: input names, dtypes or
+    shapes, or output names, differ from what the alias serves now."""
+
+
 class InvalidSchedule(RegistryError):
     """A schedule's cron expression or promote mode is invalid."""
+
+
+class SettingsError(RegistryError):
+    """The registry's settings cannot work, e.g. a database URL it does not support."""
 
 
 class DatabaseError(RegistryError):

@@ -19,7 +19,14 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from registry import convert
-from registry.aliases import AliasChange, alias_holder, alias_map, move_alias, previous_holder
+from registry.aliases import (
+    AliasChange,
+    alias_holder,
+    alias_map,
+    move_alias,
+    previous_holder,
+    require_fit,
+)
 from registry.artifacts import ArtifactStore, inspect
 from registry.db import Database, retrying
 from registry.entities import (
@@ -30,8 +37,8 @@ from registry.entities import (
     ModelVersion,
     RollbackRecord,
 )
-from registry.errors import ConflictError, VersionNotFound
-from registry.rows import audit, find_model, model_row
+from registry.errors import ConflictError
+from registry.rows import audit, find_model, model_row, version_row
 from registry.runs import RunOutcome, finish
 from registry.tables import AliasEventRow, AuditRow, ModelRow, RollbackRow, VersionRow
 
@@ -91,11 +98,15 @@ class ModelStore:
         params: dict[str, Any] | None = None,
         metrics: dict[str, Any] | None = None,
         run_job_id: str | None = None,
+        force: bool = False,
     ) -> ModelVersion:
         """Register ``artifact`` as the next version of ``name`` (creating the model).
 
-        With ``run_job_id`` the retraining run is finished (status ok) in the same
-        transaction, so a crash never leaves a version without its run or vice versa.
+        With ``promote``, ``alias`` moves to the new version, unless that would break its
+        clients (:class:`~registry.errors.IncompatibleSignature`, nothing registered) and
+        ``force`` is not given. With ``run_job_id`` the retraining run is finished
+        (status ok) in the same transaction, so a crash never leaves a version without
+        its run or vice versa.
         """
         fmt, signature = inspect(Path(artifact))
         uri, sha = self.artifacts.put(Path(artifact))
@@ -114,7 +125,8 @@ class ModelStore:
         )
         promote_to = alias if promote else None
         version, move = retrying(
-            lambda: self._register_once(new, promote_to, run_job_id), f"registering {name!r}"
+            lambda: self._register_once(new, promote_to, run_job_id, force),
+            f"registering {name!r}",
         )
         if move is not None:
             self._notify(move)
@@ -122,14 +134,17 @@ class ModelStore:
         return version
 
     def _register_once(
-        self, new: _NewVersion, alias: str | None, run_job_id: str | None
+        self, new: _NewVersion, alias: str | None, run_job_id: str | None, force: bool
     ) -> tuple[ModelVersion, AliasMove | None]:
         with self._db.session() as session:
             model = _lock_or_create_model(session, new.name, new.actor)
             row = _add_version(session, model, new)
             move = None
             if alias is not None:
-                change = AliasChange(alias, row.version, new.actor, new.reason)
+                if not force:
+                    hint = "Register it without --promote, or with --force to promote it anyway."
+                    require_fit(session, model, alias, row, hint)
+                change = AliasChange(alias, row.version, new.actor, new.reason, forced=force)
                 move = move_alias(session, model, change)
             if run_job_id is not None:
                 outcome = RunOutcome(
@@ -146,14 +161,14 @@ class ModelStore:
     def get_version(self, name: str, version: int) -> ModelVersion:
         with self._db.session() as session:
             model = model_row(session, name)
-            return convert.version(_version_row(session, model, version), name)
+            return convert.version(version_row(session, model, version), name)
 
     def resolve(self, name: str, alias: str = "production") -> ModelVersion:
         """The version that ``alias`` of ``name`` points to."""
         with self._db.session() as session:
             model = model_row(session, name)
             target = alias_holder(session, model, alias)
-            return convert.version(_version_row(session, model, target), name)
+            return convert.version(version_row(session, model, target), name)
 
     def versions(self, name: str) -> list[ModelVersion]:
         with self._db.session() as session:
@@ -186,7 +201,7 @@ class ModelStore:
         """Mark ``version`` archived: it stays inspectable but can no longer be promoted."""
         with self._db.session() as session:
             model = model_row(session, name, lock=True)
-            row = _version_row(session, model, version)
+            row = version_row(session, model, version)
             holders = sorted(a for a, v in alias_map(session, model).items() if v == version)
             if holders:
                 raise ConflictError(
@@ -203,13 +218,27 @@ class ModelStore:
     # -- aliases and rollbacks ------------------------------------------------------------
 
     def promote(
-        self, name: str, version: int, *, alias: str = "production", actor: str, reason: str = ""
+        self,
+        name: str,
+        version: int,
+        *,
+        alias: str = "production",
+        actor: str,
+        reason: str = "",
+        force: bool = False,
     ) -> AliasMove:
-        """Point ``alias`` of ``name`` at ``version``."""
+        """Point ``alias`` of ``name`` at ``version``; refused with
+        :class:`~registry.errors.IncompatibleSignature` when that would break the alias's
+        clients, unless ``force``."""
         with self._db.session() as session:
             model = model_row(session, name, lock=True)
-            _require_ready(_version_row(session, model, version), name)
-            move = move_alias(session, model, AliasChange(alias, version, actor, reason))
+            row = version_row(session, model, version)
+            _require_ready(row, name)
+            if not force:
+                hint = f"To promote it anyway: maas models promote {name} {version} --force"
+                require_fit(session, model, alias, row, hint)
+            change = AliasChange(alias, version, actor, reason, forced=force)
+            move = move_alias(session, model, change)
         self._notify(move)
         return move
 
@@ -222,8 +251,14 @@ class ModelStore:
         actor: str,
         reason: str = "",
         automatic: bool = False,
+        force: bool = False,
     ) -> AliasMove:
-        """Move ``alias`` back to ``to`` or, by default, to the version it held before."""
+        """Move ``alias`` back to ``to`` or, by default, to the version it held before.
+
+        Refused with :class:`~registry.errors.IncompatibleSignature` when the target would
+        break the alias's clients, unless ``force``; an ``automatic`` rollback returns to
+        what served before the promotion it undoes and is never refused for that.
+        """
         with self._db.session() as session:
             model = model_row(session, name, lock=True)
             current = alias_holder(session, model, alias)
@@ -232,8 +267,14 @@ class ModelStore:
                 raise ConflictError(
                     f"alias {alias!r} of {name!r} already points to version {current}"
                 )
-            _require_ready(_version_row(session, model, target), name)
-            change = AliasChange(alias, target, actor, reason, kind="rollback", automatic=automatic)
+            row = version_row(session, model, target)
+            _require_ready(row, name)
+            if not (force or automatic):
+                hint = f"To roll back anyway: maas models rollback {name} --to {target} --force"
+                require_fit(session, model, alias, row, hint)
+            change = AliasChange(
+                alias, target, actor, reason, kind="rollback", automatic=automatic, forced=force
+            )
             move = move_alias(session, model, change)
             session.add(
                 RollbackRow(
@@ -333,23 +374,6 @@ def _add_version(session: Session, model: ModelRow, new: _NewVersion) -> Version
         format=new.format,
     )
     return row
-
-
-def _version_row(session: Session, model: ModelRow, version: int) -> VersionRow:
-    row = session.scalar(
-        select(VersionRow).where(VersionRow.model_id == model.id, VersionRow.version == version)
-    )
-    if row is not None:
-        return row
-    first, last = session.execute(
-        select(func.min(VersionRow.version), func.max(VersionRow.version)).where(
-            VersionRow.model_id == model.id
-        )
-    ).one()
-    known = "it has no versions yet" if first is None else f"versions are {first}-{last}"
-    raise VersionNotFound(
-        f"model {model.name!r} has no version {version}; {known} (maas models show {model.name})"
-    )
 
 
 def _require_ready(row: VersionRow, name: str) -> None:

@@ -4,6 +4,7 @@ and the retraining CLI verbs as a user runs them."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -100,9 +101,10 @@ def kafka_free_settings() -> KafkaSettings:
 
 
 def test_schedule_add_list_remove_through_the_cli(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], make_onnx: Callable[..., Path]
 ) -> None:
     db = ["--database-url", f"sqlite:///{tmp_path / 'r.db'}", "--artifact-dir", str(tmp_path)]
+    assert main(["models", "register", "digits", str(make_onnx()), *db]) == 0  # schedules retrain
     add = ["schedule", "add", "digits", "--cron", "0 3 * * *", "--dataset", "digits"]
     assert main([*add, "--params", '{"epochs": 5}', "--promote", "never", *db]) == 0
     assert "schedule 1: retrain digits at '0 3 * * *'" in capsys.readouterr().out

@@ -1,4 +1,12 @@
-"""structlog configuration, done once at the entrypoint."""
+"""structlog configuration, done once at the entrypoint of every maas process.
+
+The Kafka client libraries (kafka-python, aiokafka) log at warning and error level
+what maas reports itself, once and in its own words (an unreachable broker, a
+connection reset), and some noise of their own that is no fault of the user's
+(kafka-python's "Unhandled exception in task ... Invalid file descriptor" as a client
+closes, its "Task ... ran for 0.178s ... blocking the event loop"). Their records
+reach the terminal only at ``--log-level debug``, from warning level up.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +14,8 @@ import logging
 import sys
 
 import structlog
+
+KAFKA_LIBRARIES = ("kafka", "aiokafka")
 
 
 class _Stderr:
@@ -49,3 +59,7 @@ def configure(fmt: str = "auto", level: str = "info") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(max(numeric, logging.WARNING))
+    for library in KAFKA_LIBRARIES:
+        logging.getLogger(library).setLevel(
+            logging.WARNING if numeric <= logging.DEBUG else logging.CRITICAL
+        )

@@ -37,7 +37,7 @@ from producer.messages import (
     decode_retrain,
     encode,
 )
-from registry.entities import ModelVersion, RetrainRun
+from registry.entities import ModelVersion, RetrainRun, Signature
 from registry.errors import AliasNotFound, ConflictError, ModelNotFound, RegistryError
 from workers.consumer import (
     RetrySettings,
@@ -46,21 +46,20 @@ from workers.consumer import (
     dead_letter_unanswered,
     with_worker_id,
 )
-from workers.gate import GateDecision, GatePolicy, decide
+from workers.gate import GateDecision, GatePolicy, decide, keep_clients
 from workers.recipes import (
-    BUILTIN_RECIPES,
     DatasetRef,
     Recipe,
     RecipeError,
     TrainedModel,
     TrainRequest,
     get_recipe,
+    recipe_for,
 )
 from workers.replies import Publisher, PublishFailed, Record
 
 log = structlog.get_logger(__name__)
 
-DEFAULT_RECIPE = "tabular"
 
 ANSWERED = Counter(
     "maas_retrain_jobs",
@@ -136,9 +135,7 @@ class _Failure(Exception):
 
 def recipe_name(job: RetrainJob) -> str:
     """The job's recipe; else the model's name if it is a built-in recipe; else tabular."""
-    if job.recipe:
-        return job.recipe
-    return job.model if job.model in BUILTIN_RECIPES else DEFAULT_RECIPE
+    return recipe_for(job.model, job.recipe)
 
 
 class Trainer:
@@ -161,12 +158,13 @@ class Trainer:
 
     async def run(self, stop: asyncio.Event) -> None:
         settings = self.settings
-        try:
-            async with connected(
-                self.kafka, self.kafka.topics.retrain, group=settings.group_id
-            ) as (consumer, publisher):
-                self._publisher = publisher
-                log.info("trainer started", worker=settings.worker_id, group=settings.group_id)
+        async with connected(self.kafka, self.kafka.topics.retrain, group=settings.group_id) as (
+            consumer,
+            publisher,
+        ):
+            self._publisher = publisher
+            log.info("trainer started", worker=settings.worker_id, group=settings.group_id)
+            try:
                 while not stop.is_set():
                     batch = await consumer.getmany(timeout_ms=200, max_records=1)
                     if consumer.assignment():
@@ -174,8 +172,8 @@ class Trainer:
                     for tp, records in batch.items():
                         for record in records:
                             await self._handle(consumer, tp, record)
-        finally:
-            log.info("trainer stopped", worker=settings.worker_id)
+            finally:  # said only of a trainer that started: one that never did says why
+                log.info("trainer stopped", worker=settings.worker_id)
 
     async def _handle(self, consumer: AIOKafkaConsumer, tp: TopicPartition, record: Record) -> None:
         """Process one record with the partitions paused, polling on; then commit it."""
@@ -282,8 +280,9 @@ class Trainer:
                 return await self._fail(job, failure)
 
     async def _train_and_register(self, job: RetrainJob, workdir: Path) -> RetrainResult:
-        recipe, trained = await asyncio.to_thread(_train, job, workdir)
         production = await asyncio.to_thread(self._production, job.model)
+        replaces = None if production is None else production.signature
+        recipe, trained = await asyncio.to_thread(_train, job, workdir, replaces)
         policy = GatePolicy(metric=recipe.metric, min_improvement=self.settings.min_improvement)
         decision = decide(
             job.promote,
@@ -292,6 +291,8 @@ class Trainer:
             None if production is None else production.version,
             policy,
         )
+        if production is not None:
+            decision = keep_clients(decision, production, trained.signature)
         try:
             version = await asyncio.to_thread(self._register, job, trained, production, decision)
         except ConflictError:  # another trainer finished this run first
@@ -358,7 +359,9 @@ async def _keep_alive(consumer: AIOKafkaConsumer) -> None:
             consumer.seek(tp, records[0].offset)  # read again once this job is done
 
 
-def _train(job: RetrainJob, workdir: Path) -> tuple[Recipe, TrainedModel]:
+def _train(
+    job: RetrainJob, workdir: Path, replaces: Signature | None
+) -> tuple[Recipe, TrainedModel]:
     """Train in this (worker) thread; every failure becomes a :class:`_Failure`."""
     started = time.perf_counter()
     try:
@@ -366,7 +369,9 @@ def _train(job: RetrainJob, workdir: Path) -> tuple[Recipe, TrainedModel]:
         dataset = None
         if job.dataset is not None:
             dataset = DatasetRef(uri=job.dataset.uri, name=job.dataset.name)
-        request = TrainRequest(model=job.model, dataset=dataset, params=dict(job.params))
+        request = TrainRequest(
+            model=job.model, dataset=dataset, params=dict(job.params), replaces=replaces
+        )
         trained = recipe.train(request, workdir)
     except RecipeError as exc:
         raise _Failure(ErrorCode.INVALID_INPUT, str(exc)) from exc

@@ -26,8 +26,11 @@ from maas.commands.common import (
     registry_settings,
     with_registry,
 )
+from maas.errors import CommandError
 from producer.control import alias_move_publisher
+from registry import cron
 from registry.bundle import Registry
+from registry.errors import ModelNotFound
 from workers.health import Probe, served
 from workers.scheduler import MetricTrigger, Scheduler, SchedulerSettings
 
@@ -51,7 +54,9 @@ def _trainer_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentPars
         description="Consume retrain jobs, train with the job's recipe, evaluate through the "
         "gate, register the new version (promoting it only if the gate says so) and answer.",
     )
-    parser.add_argument("--group-id", default="maas-trainers", help="consumer group")
+    parser.add_argument(
+        "--group-id", default="maas-trainers", help="consumer group (default maas-trainers)"
+    )
     parser.add_argument(
         "--min-improvement",
         type=float,
@@ -71,22 +76,28 @@ def _scheduler_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentPa
         description="Publish a retrain job per due schedule (once per due time, however many "
         "schedulers run) and when a production version's error rate crosses the limit.",
     )
-    parser.add_argument("--interval", type=float, default=5.0, help="seconds between ticks (5)")
+    parser.add_argument(
+        "--interval", type=float, default=5.0, help="seconds between ticks (default 5)"
+    )
     parser.add_argument("--no-metric-trigger", action="store_true", help="only fire cron schedules")
     parser.add_argument(
-        "--max-error-rate", type=float, default=0.05, help="metric trigger limit (0.05)"
+        "--max-error-rate", type=float, default=0.05, help="metric trigger limit (default 0.05)"
     )
     parser.add_argument(
-        "--min-jobs", type=int, default=20, help="jobs needed in the window to judge (20)"
+        "--min-jobs", type=int, default=20, help="jobs needed in the window to judge (default 20)"
     )
     parser.add_argument(
-        "--metric-window", type=float, default=300.0, help="seconds of windows summed (300)"
+        "--metric-window",
+        type=float,
+        default=300.0,
+        help="seconds of windows summed (default 300)",
     )
     parser.add_argument(
         "--metric-cooldown",
         type=float,
         default=3600.0,
-        help="at most one metric retrain per model per this many seconds (3600; in memory)",
+        help="at most one metric retrain per model per this many seconds (default 3600; "
+        "kept in memory)",
     )
     add_metrics_option(parser)
     add_kafka_options(parser)
@@ -101,20 +112,29 @@ def _schedule_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentPar
         description="Cron schedules (UTC) that the scheduler turns into retrain jobs.",
     )
     verbs = parser.add_subparsers(dest="schedule_command", metavar="VERB", required=True)
-    common = argparse.ArgumentParser(add_help=False)
-    add_registry_options(common)
-    common.add_argument("--actor", help="who is acting, for the audit log (default: $USER@host)")
+    reads = argparse.ArgumentParser(add_help=False)
+    add_registry_options(reads)
+    changes = argparse.ArgumentParser(add_help=False, parents=[reads])
+    changes.add_argument("--actor", help="who is acting, for the audit log (default: $USER@host)")
 
-    add = verbs.add_parser("add", parents=[common], help="retrain a model on a cron schedule")
-    add.add_argument("name", metavar="NAME")
+    def verb(name: str, parent: argparse.ArgumentParser, text: str) -> argparse.ArgumentParser:
+        return verbs.add_parser(name, parents=[parent], help=text, description=text)
+
+    add = verb(
+        "add",
+        changes,
+        "retrain a model on a cron schedule; what the trainer would refuse when it fires "
+        "(an unknown model, params or dataset) is refused now",
+    )
+    add.add_argument("name", metavar="NAME", help="the registered model to retrain")
     add.add_argument("--cron", required=True, help='five fields, UTC, e.g. "0 3 * * *"')
     add_retrain_job_options(add)
     add.set_defaults(func=with_registry(_add))
-    verbs.add_parser("list", parents=[common], help="list schedules").set_defaults(
-        func=with_registry(_list)
+    verb("list", reads, "list the schedules and when each fires next").set_defaults(
+        func=with_registry(_list, create=False)
     )
-    remove = verbs.add_parser("remove", parents=[common], help="remove a schedule by id")
-    remove.add_argument("id", type=int, metavar="ID")
+    remove = verb("remove", changes, "remove a schedule by the id that list shows")
+    remove.add_argument("id", type=int, metavar="ID", help="the schedule's id")
     remove.set_defaults(func=with_registry(_remove))
 
 
@@ -173,6 +193,8 @@ def _run_scheduler(args: argparse.Namespace) -> int:
 
 
 def _add(registry: Registry, args: argparse.Namespace) -> int:
+    cron.validate(args.cron)
+    _check_job(registry, args.name, dataset_of(args.dataset), args.params)
     schedule = registry.runs.add_schedule(
         args.name,
         args.cron,
@@ -186,6 +208,37 @@ def _add(registry: Registry, args: argparse.Namespace) -> int:
         f"next {schedule.next_fire_at:%Y-%m-%d %H:%M}Z"
     )
     return 0
+
+
+def _check_job(
+    registry: Registry, model: str, dataset: dict[str, str] | None, params: dict[str, Any]
+) -> None:
+    """Refuse now what the trainer would refuse when the schedule fires: a model that is
+    not registered, the recipe's params and dataset (the checks its ``train`` makes)."""
+    from workers.recipes import (
+        DatasetRef,
+        RecipeError,
+        TrainRequest,
+        check_request,
+        get_recipe,
+        recipe_for,
+    )
+
+    try:
+        registry.models.get_model(model)
+    except ModelNotFound as exc:
+        raise ModelNotFound(
+            f"{exc}; a schedule retrains a registered model: register it, or train its "
+            f"first version with maas retrain {model} --dataset ..., then add the schedule"
+        ) from exc
+    name = recipe_for(model)
+    try:
+        ref = None if dataset is None else DatasetRef(**dataset)
+        check_request(get_recipe(name), TrainRequest(model=model, dataset=ref, params=params))
+    except RecipeError as exc:
+        raise CommandError(
+            f"the trainer would refuse this schedule (recipe {name!r}): {exc}"
+        ) from exc
 
 
 def _list(registry: Registry, args: argparse.Namespace) -> int:

@@ -4,9 +4,16 @@ from __future__ import annotations
 
 import argparse
 
-from maas.commands.common import add_kafka_options, add_registry_options, kafka_settings
+from maas.commands.common import (
+    add_kafka_options,
+    add_registry_options,
+    kafka_settings,
+    positive_int,
+    registry_settings,
+)
+from maas.errors import CommandError
+from registry.bundle import Registry
 from registry.policy import RollbackPolicy
-from registry.settings import RegistrySettings
 from workers.batching import BatchConfig
 from workers.loop import WorkerSettings
 from workers.pool import PoolSettings, serve
@@ -31,7 +38,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     parser.add_argument(
         "--processes",
-        type=int,
+        type=positive_int,
         default=1,
         metavar="N",
         help="consumer processes in the group (default 1)",
@@ -73,6 +80,14 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="always wait the whole --max-delay-ms for a batch to fill, even at light load",
     )
     parser.add_argument(
+        "--max-job-rows",
+        type=positive_int,
+        default=BatchConfig().max_job_rows,
+        metavar="R",
+        help="rows a job may carry; a job with more is answered TOO_LARGE "
+        f"(default {BatchConfig().max_job_rows})",
+    )
+    parser.add_argument(
         "--max-in-flight",
         type=int,
         default=4096,
@@ -90,7 +105,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         default=0,
         help="intra-op threads per model (default: runtime's choice)",
     )
-    parser.add_argument("--group-id", default="maas-workers", help="consumer group base name")
+    parser.add_argument(
+        "--group-id", default="maas-workers", help="consumer group base name (default maas-workers)"
+    )
     _add_rollback_options(parser)
     add_kafka_options(parser)
     add_registry_options(parser)
@@ -140,16 +157,27 @@ def rollback_settings(args: argparse.Namespace) -> RollbackSettings:
     return RollbackSettings(enabled=args.auto_rollback, policy=policy)
 
 
+def batch_config(args: argparse.Namespace) -> BatchConfig:
+    """The batching flags as a :class:`BatchConfig`; a combination it refuses is one
+    line (e.g. a preferred batch size above --max-batch-size)."""
+    try:
+        return BatchConfig(
+            max_batch_size=args.max_batch_size,
+            max_delay_ms=args.max_delay_ms,
+            preferred_batch_sizes=tuple(args.preferred_batch_size),
+            max_queue_rows=max(BatchConfig().max_queue_rows, args.max_job_rows),
+            max_job_rows=args.max_job_rows,
+            adaptive_delay=not args.fixed_delay,
+        )
+    except ValueError as exc:
+        raise CommandError(f"the batching flags do not fit together: {exc}") from exc
+
+
 def worker_settings(args: argparse.Namespace) -> WorkerSettings:
     return WorkerSettings(
         models=tuple(args.model),
         group_id=args.group_id,
-        batch=BatchConfig(
-            max_batch_size=args.max_batch_size,
-            max_delay_ms=args.max_delay_ms,
-            preferred_batch_sizes=tuple(args.preferred_batch_size),
-            adaptive_delay=not args.fixed_delay,
-        ),
+        batch=batch_config(args),
         runtime=RuntimeSettings(device=args.device, intra_op_threads=args.threads),
         max_in_flight=args.max_in_flight,
         rollback=rollback_settings(args),
@@ -157,17 +185,20 @@ def worker_settings(args: argparse.Namespace) -> WorkerSettings:
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.processes < 1:
-        raise SystemExit("--processes must be at least 1")
     if not 0 <= args.metrics_port <= 65535 - args.processes:
-        raise SystemExit(f"--metrics-port must be a TCP port, got {args.metrics_port}")
+        raise CommandError(
+            f"--metrics-port {args.metrics_port}: ports P to P+{args.processes - 1} "
+            "must be TCP ports (0 turns metrics off)"
+        )
+    registry = registry_settings(args)
+    # Opened once here: migrated before the pool's processes start, and a database that
+    # is down or a URL that is wrong is one message, not one traceback per process.
+    Registry.open(registry).close()
     kafka = kafka_settings(args)
     kafka.capabilities()  # asked once, here: the pool's processes inherit the answer
     settings = PoolSettings(
         kafka=kafka,
-        registry=RegistrySettings.from_env(
-            database_url=args.database_url, artifact_dir=args.artifact_dir
-        ),
+        registry=registry,
         worker=worker_settings(args),
         processes=args.processes,
         metrics_port=args.metrics_port,

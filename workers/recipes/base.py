@@ -61,13 +61,17 @@ class DatasetRef:
 class TrainRequest:
     """One training run. ``dataset=None`` means the recipe's own default data.
 
-    ``seed`` is used when ``params`` has no ``seed`` of its own.
+    ``seed`` is used when ``params`` has no ``seed`` of its own. ``replaces`` is the
+    signature of the version the new one may replace (production's, when there is one):
+    a recipe keeps its input and output names where it can, so that clients keep
+    working after a promotion (the registry refuses one that would break them).
     """
 
     model: str
     dataset: DatasetRef | None = None
     params: Mapping[str, Any] = field(default_factory=dict)
     seed: int = 0
+    replaces: Signature | None = None
 
 
 @dataclass(frozen=True, slots=True)

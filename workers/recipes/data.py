@@ -56,6 +56,16 @@ def load_dataset(ref: DatasetRef, *, label: str) -> LabelledData:
     return load_builtin(str(ref.name))
 
 
+def check_ref(ref: DatasetRef) -> None:
+    """What can be told of ``ref`` without reading it (the file may be on another
+    machine): a built-in's name is known; a URI's scheme and suffix are supported.
+    Raises :class:`DatasetError` as :func:`load_dataset` would."""
+    if ref.uri is not None:
+        _file_format(path_from_uri(ref.uri))
+    else:
+        _builtin(str(ref.name))
+
+
 def path_from_uri(uri: str) -> Path:
     """A local path from a ``file://`` URI or a plain path; other schemes are refused."""
     parsed = urlparse(uri)
@@ -71,13 +81,18 @@ def path_from_uri(uri: str) -> Path:
     return Path(uri)
 
 
-def load_file(path: Path, *, label: str) -> LabelledData:
+def _file_format(path: Path) -> str:
     kind = SUFFIXES.get(path.suffix.lower())
     if kind is None:
         raise DatasetError(
             f"cannot tell the format of {str(path)!r} from its suffix; "
             f"use one of {', '.join(sorted(SUFFIXES))}"
         )
+    return kind
+
+
+def load_file(path: Path, *, label: str) -> LabelledData:
+    kind = _file_format(path)
     if not path.is_file():
         raise DatasetError(f"dataset file {str(path)!r} does not exist or is not a file")
     raw = path.read_bytes()
@@ -253,16 +268,22 @@ _BUILTINS = {
 BUILTIN_DATASETS = tuple(_BUILTINS)
 
 
-def load_builtin(name: str) -> LabelledData:
-    """One of scikit-learn's bundled data sets (no download): see ``BUILTIN_DATASETS``."""
+def _builtin(name: str) -> str:
+    """The scikit-learn loader of built-in dataset ``name``."""
     if name not in _BUILTINS:
         raise DatasetError(
             f"no built-in dataset {name!r}; built-ins are {', '.join(BUILTIN_DATASETS)} "
             "(or give a dataset uri)"
         )
+    return _BUILTINS[name]
+
+
+def load_builtin(name: str) -> LabelledData:
+    """One of scikit-learn's bundled data sets (no download): see ``BUILTIN_DATASETS``."""
+    loader = _builtin(name)
     from sklearn import datasets
 
-    bunch = getattr(datasets, _BUILTINS[name])()
+    bunch = getattr(datasets, loader)()
     x = np.ascontiguousarray(bunch.data, dtype=np.float64)
     y = np.ascontiguousarray(bunch.target, dtype=np.int64)
     digest = hashlib.sha256(f"builtin:{name}:".encode() + x.tobytes() + y.tobytes())
