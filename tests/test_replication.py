@@ -43,7 +43,9 @@ AFTER_KILL_S = 4.0
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaCluster]:
-    with KafkaCluster(size=3, workdir=tmp_path_factory.mktemp("cluster")) as running:
+    with KafkaCluster(
+        size=3, workdir=tmp_path_factory.mktemp("cluster"), quick_start=True
+    ) as running:
         yield running
 
 
