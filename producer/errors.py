@@ -26,6 +26,10 @@ class BrokerUnavailable(ClientError, ConnectionError):
     """No Kafka broker could be reached (or it refused us); the message says what to check."""
 
 
+class KafkaSettingsError(ClientError, ValueError):
+    """A ``MAAS_KAFKA_*`` setting no Kafka client could honour; the message names it."""
+
+
 class JobTimeout(ClientError, TimeoutError):
     """No answer arrived in time."""
 

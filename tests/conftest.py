@@ -58,7 +58,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 @pytest.fixture(scope="session")
 def apache_kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ApacheKafka]:
-    with ApacheKafka(workdir=tmp_path_factory.mktemp("apache-kafka")) as running:
+    with ApacheKafka(workdir=tmp_path_factory.mktemp("apache-kafka"), quick_start=True) as running:
         yield running
 
 
