@@ -30,6 +30,23 @@ RegistryHandler = Callable[[Registry, argparse.Namespace], int]
 PROMOTE_CHOICES = ("gate", "never", "always")
 
 
+def add_setting(
+    parser: argparse.ArgumentParser | argparse._ArgumentGroup,
+    flag: str,
+    settings: object,
+    name: str,
+    text: str,
+    **options: Any,
+) -> None:
+    """Add ``flag`` for the field ``name`` of a settings dataclass instance: its default
+    (and, unless ``type`` is given, its type) is that field's, and the help ends with
+    it, so the dataclass stays the one place a default is written."""
+    default = getattr(settings, name)
+    shown = f"{default:g}" if isinstance(default, float) else str(default)
+    options.setdefault("type", type(default))
+    parser.add_argument(flag, default=default, help=f"{text} (default {shown})", **options)
+
+
 def add_kafka_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("kafka")
     group.add_argument(
