@@ -30,14 +30,14 @@ from producer.kafka import KafkaSettings
 from producer.messages import (
     DecodeError,
     ErrorCode,
-    ErrorInfo,
     RetrainJob,
     RetrainResult,
     decode_retrain,
     encode,
 )
-from registry.entities import ModelVersion, RetrainRun
+from registry.entities import ModelVersion
 from registry.errors import AliasNotFound, ConflictError, ModelNotFound, RegistryError
+from workers import retrain_results as results
 from workers.allowed import Allowed, Refused
 from workers.consumer import (
     RetrySettings,
@@ -182,7 +182,7 @@ class Trainer:
             except Exception:  # this job's failure (a bug, a refusing database), not the trainer's
                 log.exception("retrain job failed unexpectedly")
                 message = "the trainer failed on this job; its log says why"
-                result = _error(job.job_id, job.model, ErrorCode.INTERNAL, message)
+                result = results.error(job.job_id, job.model, ErrorCode.INTERNAL, message)
             await self._publisher.send(
                 job.reply_to or self.kafka.topics.results,
                 encode(result),
@@ -203,7 +203,7 @@ class Trainer:
             record,
             exc,
             expected="RetrainJob",
-            answer=lambda envelope: _error(
+            answer=lambda envelope: results.error(
                 envelope.job_id, envelope.model, ErrorCode.INVALID_INPUT, str(exc)
             ),
             results_topic=self.kafka.topics.results,
@@ -225,7 +225,7 @@ class Trainer:
                 attempt += 1
                 if attempt > limits.attempts:
                     message = f"the registry failed {attempt} times: {exc}"
-                    return _error(job.job_id, job.model, ErrorCode.INTERNAL, message)
+                    return results.error(job.job_id, job.model, ErrorCode.INTERNAL, message)
                 log.warning("registry unavailable; trying the job again", error=str(exc))
                 await asyncio.sleep(limits.delay_s(attempt))
 
@@ -240,7 +240,7 @@ class Trainer:
             recipe, request = await asyncio.to_thread(self._admit, job)
         except Refused as refusal:
             log.warning("retrain job refused", code=str(refusal.code), reason=refusal.message)
-            return _error(job.job_id, job.model, refusal.code, refusal.message)
+            return results.error(job.job_id, job.model, refusal.code, refusal.message)
         run, created = await asyncio.to_thread(
             self.runs.start_run,
             job.job_id,
@@ -250,7 +250,7 @@ class Trainer:
         )
         if run.status != "running":
             log.info("retrain job already ran; answering from the stored run", status=run.status)
-            return _from_run(job, run)
+            return results.from_run(job, run)
         if not created:
             log.warning("run left running by a stopped trainer; training it again")
         with tempfile.TemporaryDirectory(prefix="maas-train-") as workdir:
@@ -287,14 +287,14 @@ class Trainer:
         except ConflictError:  # another trainer finished this run first
             stored = await asyncio.to_thread(self.runs.get_run, job.job_id)
             assert stored is not None
-            return _from_run(job, stored)
+            return results.from_run(job, stored)
         except RegistryError as exc:
             if exc.retriable:
                 raise  # the whole job is tried again (see _execute_retrying)
             raise _Failure(
                 ErrorCode.INTERNAL, f"registering the trained model failed: {exc}"
             ) from exc
-        return _ok(job.job_id, version, promoted=decision.promote, reason=decision.reason)
+        return results.ok(job.job_id, version, promoted=decision.promote, reason=decision.reason)
 
     def _production(self, model: str) -> ModelVersion | None:
         try:
@@ -335,8 +335,8 @@ class Trainer:
         except ConflictError:
             stored = await asyncio.to_thread(self.runs.get_run, job.job_id)
             assert stored is not None
-            return _from_run(job, stored)
-        return _error(job.job_id, job.model, failure.code, failure.message)
+            return results.from_run(job, stored)
+        return results.error(job.job_id, job.model, failure.code, failure.message)
 
 
 async def _keep_alive(consumer: AIOKafkaConsumer) -> None:
@@ -370,34 +370,3 @@ def _train(recipe: Recipe, request: TrainRequest, workdir: Path) -> TrainedModel
         metrics={k: trained.metrics[k] for k in ("accuracy",) if k in trained.metrics},
     )
     return trained
-
-
-def _from_run(job: RetrainJob, run: RetrainRun) -> RetrainResult:
-    if run.status == "ok":
-        return _ok(job.job_id, run, promoted=run.promoted, reason=run.reason)
-    code = ErrorCode(run.error_code) if run.error_code in set(ErrorCode) else ErrorCode.INTERNAL
-    return _error(job.job_id, run.model, code, run.reason or "the run failed")
-
-
-def _ok(
-    job_id: str, trained: ModelVersion | RetrainRun, *, promoted: bool, reason: str
-) -> RetrainResult:
-    return RetrainResult(
-        job_id=job_id,
-        status="ok",
-        model=trained.model,
-        version=trained.version,
-        metrics=dict(trained.metrics),
-        promoted=promoted,
-        reason=reason,
-    )
-
-
-def _error(job_id: str, model: str, code: ErrorCode, message: str) -> RetrainResult:
-    return RetrainResult(
-        job_id=job_id,
-        status="error",
-        model=model,
-        error=ErrorInfo(code=code, message=message),
-        reason=message,
-    )
