@@ -37,6 +37,7 @@ from producer.messages import (
 )
 from registry.entities import ModelVersion
 from registry.errors import AliasNotFound, ConflictError, ModelNotFound, RegistryError
+from registry.runs import RunOutcome
 from workers import retrain_results as results
 from workers.allowed import Allowed, Refused
 from workers.consumer import (
@@ -328,9 +329,8 @@ class Trainer:
             await asyncio.to_thread(
                 self.runs.finish_run,
                 job.job_id,
-                status="error",
-                reason=failure.message,
-                error_code=str(failure.code),  # so a redelivery answers alike
+                # the code is kept so that a redelivery answers alike
+                RunOutcome("error", reason=failure.message, error_code=str(failure.code)),
             )
         except ConflictError:
             stored = await asyncio.to_thread(self.runs.get_run, job.job_id)
