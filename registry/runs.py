@@ -93,7 +93,7 @@ class RunStore:
 
     # -- schedules ---------------------------------------------------------------------------
 
-    def add_schedule(
+    def add_schedule(  # noqa: PLR0913 -- keyword-only: callers name each part of the job
         self,
         model: str,
         cron_expression: str,
