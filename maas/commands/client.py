@@ -97,11 +97,10 @@ def _register_score(subparsers: argparse._SubParsersAction[argparse.ArgumentPars
     parser.add_argument("input", type=Path, metavar="INPUT", help=".jsonl, .csv or .parquet")
     parser.add_argument("--out", type=Path, required=True, metavar="OUT", help="JSONL output")
     _add_target(parser)
-    score = ScoreSettings(model="")
     add_setting(
         parser,
         "--rows-per-job",
-        score,
+        ScoreSettings,
         "rows_per_job",
         "rows per job",
         type=positive_int,
@@ -110,7 +109,7 @@ def _register_score(subparsers: argparse._SubParsersAction[argparse.ArgumentPars
     add_setting(
         parser,
         "--max-in-flight",
-        score,
+        ScoreSettings,
         "max_in_flight",
         "jobs in flight",
         type=positive_int,
@@ -119,12 +118,12 @@ def _register_score(subparsers: argparse._SubParsersAction[argparse.ArgumentPars
     add_setting(
         parser,
         "--input-name",
-        score,
+        ScoreSettings,
         "input_name",
         "CSV/Parquet: input that the plain columns form row-wise",
         metavar="NAME",
     )
-    add_setting(parser, "--timeout", score, "timeout_s", "seconds per job", metavar="S")
+    add_setting(parser, "--timeout", ScoreSettings, "timeout_s", "seconds per job", metavar="S")
     parser.add_argument(
         "--progress",
         choices=("auto", "always", "never"),

@@ -98,16 +98,17 @@ def _scheduler_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentPa
         description="Publish a retrain job per due schedule (once per due time, however many "
         "schedulers run) and when a production version's error rate crosses the limit.",
     )
-    add_setting(parser, "--interval", SchedulerSettings(), "interval_s", "seconds between ticks")
+    add_setting(parser, "--interval", SchedulerSettings, "interval_s", "seconds between ticks")
     parser.add_argument("--no-metric-trigger", action="store_true", help="only fire cron schedules")
-    trigger = MetricTrigger()
-    add_setting(parser, "--max-error-rate", trigger, "max_error_rate", "metric trigger limit")
-    add_setting(parser, "--min-jobs", trigger, "min_jobs", "jobs needed in the window to judge")
-    add_setting(parser, "--metric-window", trigger, "window_s", "seconds of windows summed")
+    add_setting(parser, "--max-error-rate", MetricTrigger, "max_error_rate", "metric trigger limit")
+    add_setting(
+        parser, "--min-jobs", MetricTrigger, "min_jobs", "jobs needed in the window to judge"
+    )
+    add_setting(parser, "--metric-window", MetricTrigger, "window_s", "seconds of windows summed")
     add_setting(
         parser,
         "--metric-cooldown",
-        trigger,
+        MetricTrigger,
         "cooldown_s",
         "at most one metric retrain per model per this many seconds, kept in memory",
     )

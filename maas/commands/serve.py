@@ -37,12 +37,14 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         metavar="M",
         help="serve only this model (repeatable)",
     )
-    parser.add_argument(
+    add_setting(
+        parser,
         "--processes",
+        PoolSettings,
+        "processes",
+        "consumer processes in the group",
         type=positive_int,
-        default=1,
         metavar="N",
-        help="consumer processes in the group (default 1)",
     )
     parser.add_argument(
         "--metrics-port",
@@ -53,11 +55,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "http://0.0.0.0:P (process i of a pool on P+i); 0, the default: not served",
     )
     _add_batch_options(parser)
-    worker, runtime = WorkerSettings(), RuntimeSettings()
     add_setting(
         parser,
         "--max-in-flight",
-        worker,
+        WorkerSettings,
         "max_in_flight",
         "jobs in flight before polling pauses",
         metavar="J",
@@ -65,7 +66,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     add_setting(
         parser,
         "--device",
-        runtime,
+        RuntimeSettings,
         "device",
         "where models run; auto: the GPU if present",
         choices=("auto", "cpu", "cuda"),
@@ -73,12 +74,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     add_setting(
         parser,
         "--threads",
-        runtime,
+        RuntimeSettings,
         "intra_op_threads",
         "intra-op threads per model; 0: the runtime's choice",
         metavar="T",
     )
-    add_setting(parser, "--group-id", worker, "group_id", "consumer group base name")
+    add_setting(parser, "--group-id", WorkerSettings, "group_id", "consumer group base name")
     _add_rollback_options(parser)
     add_kafka_options(parser)
     add_registry_options(parser)
@@ -86,14 +87,18 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def _add_batch_options(parser: argparse.ArgumentParser) -> None:
-    batch = BatchConfig()
     add_setting(
-        parser, "--max-batch-size", batch, "max_batch_size", "rows per batch at most", metavar="B"
+        parser,
+        "--max-batch-size",
+        BatchConfig,
+        "max_batch_size",
+        "rows per batch at most",
+        metavar="B",
     )
     add_setting(
         parser,
         "--max-delay-ms",
-        batch,
+        BatchConfig,
         "max_delay_ms",
         "the longest the first row of a batch waits for company; it waits only while "
         "the recent arrival rate says more rows will come in time",
@@ -115,7 +120,7 @@ def _add_batch_options(parser: argparse.ArgumentParser) -> None:
     add_setting(
         parser,
         "--max-job-rows",
-        batch,
+        BatchConfig,
         "max_job_rows",
         "rows a job may carry; a job with more is answered TOO_LARGE",
         type=positive_int,
@@ -124,7 +129,6 @@ def _add_batch_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_rollback_options(parser: argparse.ArgumentParser) -> None:
-    policy = RollbackPolicy()
     group = parser.add_argument_group("automatic rollback")
     group.add_argument(
         "--no-auto-rollback",
@@ -135,7 +139,7 @@ def _add_rollback_options(parser: argparse.ArgumentParser) -> None:
     add_setting(
         group,
         "--rollback-max-error-rate",
-        policy,
+        RollbackPolicy,
         "max_error_rate",
         "roll back a new version failing more than this share of jobs",
         metavar="R",
@@ -143,7 +147,7 @@ def _add_rollback_options(parser: argparse.ArgumentParser) -> None:
     add_setting(
         group,
         "--rollback-max-p95-ratio",
-        policy,
+        RollbackPolicy,
         "max_p95_ratio",
         "roll back a new version whose p95 inference latency is X times its predecessor's",
         metavar="X",
@@ -151,7 +155,7 @@ def _add_rollback_options(parser: argparse.ArgumentParser) -> None:
     add_setting(
         group,
         "--rollback-min-jobs",
-        policy,
+        RollbackPolicy,
         "min_jobs",
         "jobs a new version must serve before it is judged",
         metavar="J",
