@@ -28,7 +28,7 @@ from typing import IO, Any
 
 from producer.client import Client, Handle
 from producer.errors import JobTimeout
-from producer.messages import DEFAULT_ALIAS, ErrorCode, Result, RetrainResult
+from producer.messages import ErrorCode, Result, RetrainResult
 from producer.score_input import Row, UnreadableInput, count_rows, input_format, read_rows
 from producer.score_output import (
     earlier_lines,
@@ -36,6 +36,7 @@ from producer.score_output import (
     resume_point,
     unreadable_line,
 )
+from producer.score_settings import ScoreSettings
 
 __all__ = [
     "Row",
@@ -52,25 +53,6 @@ __all__ = [
 Error = tuple[str, str]  # (code, message) of a failed row
 DISTINCT_ERRORS = 5  # distinct errors counted by name; the rest as "other"
 EARLY_STOP_JOBS = 3  # the first jobs that, failing alike on every row, stop a run
-
-
-@dataclass(frozen=True, slots=True)
-class ScoreSettings:
-    """What to score with and how hard to push."""
-
-    model: str
-    version: int | None = None
-    alias: str = DEFAULT_ALIAS
-    rows_per_job: int = 32
-    max_in_flight: int = 64
-    timeout_s: float = 60.0
-    input_name: str = "x"
-    priority: int = 0
-
-    def __post_init__(self) -> None:
-        for name in ("rows_per_job", "max_in_flight"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"ScoreSettings.{name} must be at least 1")
 
 
 @dataclass(slots=True)

@@ -81,21 +81,8 @@ class RunStore:
             session.flush()
             return convert.run(row), True
 
-    def finish_run(
-        self,
-        job_id: str,
-        *,
-        status: str,
-        version: int | None = None,
-        metrics: dict[str, Any] | None = None,
-        promoted: bool = False,
-        reason: str = "",
-        error_code: str | None = None,
-    ) -> RetrainRun:
+    def finish_run(self, job_id: str, outcome: RunOutcome) -> RetrainRun:
         """Record the outcome (``ok``, or ``error`` and its ``error_code``) of a running job."""
-        outcome = RunOutcome(
-            status, version, dict(metrics or {}), promoted, reason=reason, error_code=error_code
-        )
         with self._db.session() as session:
             return convert.run(finish(session, job_id, outcome))
 
@@ -106,7 +93,7 @@ class RunStore:
 
     # -- schedules ---------------------------------------------------------------------------
 
-    def add_schedule(
+    def add_schedule(  # noqa: PLR0913 -- keyword-only: callers name each part of the job
         self,
         model: str,
         cron_expression: str,

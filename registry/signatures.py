@@ -50,33 +50,38 @@ def _text_input(serving: str | None, candidate: str | None) -> list[str]:
 
 
 def _inputs(serving: tuple[TensorSpec, ...], candidate: tuple[TensorSpec, ...]) -> list[str]:
-    theirs = {spec.name: spec for spec in candidate}
-    problems = []
-    for spec in serving:
-        new = theirs.get(spec.name)
-        if new is None:
-            problems.append(f"it has no input {spec.name!r}")
-        elif new.dtype != spec.dtype:
-            problems.append(f"input {spec.name!r} is {new.dtype}, not {spec.dtype}")
-        elif not _shapes_fit(spec.shape, new.shape):
-            problems.append(
-                f"input {spec.name!r} has shape {shape_text(new.shape)}, "
-                f"not {shape_text(spec.shape)}"
-            )
+    problems = _tensors("input", serving, candidate, shapes=True)
     known = {spec.name for spec in serving}
     extra = [spec.name for spec in candidate if spec.name not in known]
     return problems + [f"it needs input {name!r}, which clients do not send" for name in extra]
 
 
 def _outputs(serving: tuple[TensorSpec, ...], candidate: tuple[TensorSpec, ...]) -> list[str]:
+    return _tensors("output", serving, candidate, shapes=False)
+
+
+def _tensors(
+    kind: str,
+    serving: tuple[TensorSpec, ...],
+    candidate: tuple[TensorSpec, ...],
+    *,
+    shapes: bool,
+) -> list[str]:
+    """How the candidate's ``kind`` tensors fall short of the serving version's: one
+    missing, of another dtype or (when ``shapes``) of a shape that does not fit."""
     theirs = {spec.name: spec for spec in candidate}
     problems = []
     for spec in serving:
         new = theirs.get(spec.name)
         if new is None:
-            problems.append(f"it has no output {spec.name!r}")
+            problems.append(f"it has no {kind} {spec.name!r}")
         elif new.dtype != spec.dtype:
-            problems.append(f"output {spec.name!r} is {new.dtype}, not {spec.dtype}")
+            problems.append(f"{kind} {spec.name!r} is {new.dtype}, not {spec.dtype}")
+        elif shapes and not _shapes_fit(spec.shape, new.shape):
+            problems.append(
+                f"{kind} {spec.name!r} has shape {shape_text(new.shape)}, "
+                f"not {shape_text(spec.shape)}"
+            )
     return problems
 
 

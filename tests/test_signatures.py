@@ -18,6 +18,7 @@ from producer.messages import Dataset, RetrainJob
 from registry import IncompatibleSignature, Registry, Signature, TensorSpec
 from registry.signatures import differences
 from tests.cli_helpers import one_error_line
+from workers.allowed import Allowed
 from workers.recipes import DatasetRef, TabularRecipe, TrainRequest
 from workers.trainer import Trainer, TrainerSettings
 
@@ -188,7 +189,10 @@ async def test_retraining_a_users_model_keeps_its_clients_working(
     recipe with ``promote=always`` used to go live as ``x -> probabilities, label``."""
     users = make_model(input="features", output="logits", features=IRIS_FEATURES)
     registry.models.register("flowers", users, actor="user", promote=True)
-    trainer = Trainer(KafkaSettings(), registry.models, registry.runs, TrainerSettings())
+    # The operator grants promote always here: what is tested is that even a skipped
+    # gate cannot put clients' names out of service.
+    settings = TrainerSettings(allowed=Allowed(promote_always=True))
+    trainer = Trainer(KafkaSettings(), registry.models, registry.runs, settings)
 
     def retrain(job_id: str, dataset: str) -> RetrainJob:
         return RetrainJob(

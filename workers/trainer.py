@@ -18,15 +18,12 @@ from __future__ import annotations
 
 import asyncio
 import tempfile
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import structlog
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter
 
 from producer.kafka import KafkaSettings
 from producer.messages import (
@@ -40,6 +37,7 @@ from producer.messages import (
 from registry import Draft
 from registry.entities import ModelVersion
 from registry.errors import AliasNotFound, ConflictError, ModelNotFound, RegistryError
+from registry.runs import RunOutcome
 from workers.allowed import Allowed, Refused
 from workers.consumer import (
     RetrySettings,
@@ -50,19 +48,17 @@ from workers.consumer import (
 )
 from workers.evidence import check_split, judge
 from workers.gate import GatePolicy, keep_clients
-from workers.optimize import OptimizeError
-from workers.optimize.retrain import Plan, Quantize, plan, split_params
+from workers.optimize.retrain import Plan, Quantize, split_params
 from workers.recipes import (
     ParamsError,
     Recipe,
-    RecipeError,
-    TrainedModel,
     TrainRequest,
     recipe_for,
 )
 from workers.replies import Publisher, PublishFailed, Record
 from workers.retrain_answers import error_result, from_run, ok_result
 from workers.training_registry import Registrar, RunLog
+from workers.training_steps import Failure, plan_int8, train
 
 log = structlog.get_logger(__name__)
 
@@ -71,12 +67,6 @@ ANSWERED = Counter(
     "maas_retrain_jobs",
     "Retrain jobs answered, by status and by whether the version was promoted (the gate)",
     ["model", "status", "promoted"],
-)
-TRAINING = Histogram(
-    "maas_retrain_seconds",
-    "Time spent training a model, evaluation and export included",
-    ["model"],
-    buckets=(1, 5, 15, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200),
 )
 
 
@@ -94,15 +84,6 @@ class TrainerSettings:
     @property
     def actor(self) -> str:
         return f"trainer@{self.worker_id}"
-
-
-class _Failure(Exception):
-    """A job that cannot produce a version: answered with ``code`` and ``message``."""
-
-    def __init__(self, code: ErrorCode, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
 
 
 def recipe_name(job: RetrainJob) -> str:
@@ -263,7 +244,7 @@ class Trainer:
             try:
                 work = self._train_and_register(job, recipe, request, quantize, Path(workdir))
                 return await work
-            except _Failure as failure:
+            except Failure as failure:
                 return await self._fail(job, failure)
 
     def _admit(self, job: RetrainJob) -> tuple[Recipe, TrainRequest, Quantize | None]:
@@ -291,10 +272,10 @@ class Trainer:
         production = await asyncio.to_thread(self._production, job.model)
         if production is not None:  # the new version keeps the names its clients use
             request = replace(request, replaces=production.signature)
-        trained = await asyncio.to_thread(_train, recipe, request, workdir)
+        trained = await asyncio.to_thread(train, recipe, request, workdir)
         int8 = None
         if quantize is not None:
-            int8 = await asyncio.to_thread(_plan, request, trained, quantize, workdir)
+            int8 = await asyncio.to_thread(plan_int8, request, trained, quantize, workdir)
         judged = replace(trained, metrics=int8.metrics) if int8 and int8.judged else trained
         policy = GatePolicy(metric=recipe.metric, min_improvement=self.settings.min_improvement)
         decision = await asyncio.to_thread(
@@ -321,7 +302,7 @@ class Trainer:
         except RegistryError as exc:
             if exc.retriable:
                 raise  # the whole job is tried again (see _execute_retrying)
-            raise _Failure(
+            raise Failure(
                 ErrorCode.INTERNAL, f"registering the trained model failed: {exc}"
             ) from exc
         return ok_result(job.job_id, version, promoted=decision.promote, reason=reason)
@@ -355,15 +336,14 @@ class Trainer:
         )
         return quantized if derived.promote else trained
 
-    async def _fail(self, job: RetrainJob, failure: _Failure) -> RetrainResult:
+    async def _fail(self, job: RetrainJob, failure: Failure) -> RetrainResult:
         log.warning("retrain job failed", code=failure.code, error=failure.message)
         try:
             await asyncio.to_thread(
                 self.runs.finish_run,
                 job.job_id,
-                status="error",
-                reason=failure.message,
-                error_code=str(failure.code),  # so a redelivery answers alike
+                # the code is kept so that a redelivery answers alike
+                RunOutcome("error", reason=failure.message, error_code=str(failure.code)),
             )
         except ConflictError:
             stored = await asyncio.to_thread(self.runs.get_run, job.job_id)
@@ -379,42 +359,3 @@ async def _keep_alive(consumer: AIOKafkaConsumer) -> None:
     for tp, records in stray.items():
         if records:
             consumer.seek(tp, records[0].offset)  # read again once this job is done
-
-
-@contextmanager
-def _job_step(step: str, prefix: str = "") -> Iterator[None]:
-    """Make a failure of ``step`` (training, quantisation) the job's :class:`_Failure`,
-    whose message carries nothing read from the data (the log has the whole story)."""
-    try:
-        yield
-    except (RecipeError, OptimizeError) as exc:
-        log.warning(f"{step} failed", error=str(exc))
-        public = exc.public if isinstance(exc, RecipeError) else str(exc)
-        raise _Failure(ErrorCode.INVALID_INPUT, prefix + public) from exc
-    except Exception as exc:
-        log.exception(f"{step} crashed")
-        message = f"{step} failed ({type(exc).__name__}); the trainer's log says why"
-        raise _Failure(ErrorCode.INTERNAL, message) from exc
-
-
-def _train(recipe: Recipe, request: TrainRequest, workdir: Path) -> TrainedModel:
-    """Train in this (worker) thread."""
-    started = time.perf_counter()
-    with _job_step("training"):
-        trained = recipe.train(request, workdir)
-    seconds = time.perf_counter() - started
-    TRAINING.labels(request.model).observe(seconds)
-    log.info(
-        "trained",
-        recipe=recipe.name,
-        seconds=round(seconds, 2),
-        metrics={k: trained.metrics[k] for k in ("accuracy",) if k in trained.metrics},
-    )
-    return trained
-
-
-def _plan(request: TrainRequest, trained: TrainedModel, quantize: Quantize, workdir: Path) -> Plan:
-    """Quantise and measure the trained model on the rows the recipe held out of the
-    request's (confined) dataset."""
-    with _job_step("quantisation", "quantising the trained model failed: "):
-        return plan(trained, quantize, request.dataset, workdir)

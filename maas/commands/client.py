@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from maas.commands.common import (
     add_kafka_options,
     add_retrain_job_options,
+    add_setting,
     dataset_of,
     kafka_settings,
     positive_int,
@@ -21,6 +22,7 @@ from maas.errors import EXIT_FAILED, EXIT_NO_ANSWER, EXIT_OK, CommandError, no_a
 from producer import numbers
 from producer.errors import JobTimeout
 from producer.messages import DEFAULT_ALIAS, Dataset, Result, RetrainJob, RetrainResult, encode
+from producer.score_settings import ScoreSettings
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -95,20 +97,33 @@ def _register_score(subparsers: argparse._SubParsersAction[argparse.ArgumentPars
     parser.add_argument("input", type=Path, metavar="INPUT", help=".jsonl, .csv or .parquet")
     parser.add_argument("--out", type=Path, required=True, metavar="OUT", help="JSONL output")
     _add_target(parser)
-    parser.add_argument(
-        "--rows-per-job", type=positive_int, default=32, help="rows per job (default 32)"
+    add_setting(
+        parser,
+        "--rows-per-job",
+        ScoreSettings,
+        "rows_per_job",
+        "rows per job",
+        type=positive_int,
+        metavar="N",
     )
-    parser.add_argument(
-        "--max-in-flight", type=positive_int, default=64, help="jobs in flight (default 64)"
+    add_setting(
+        parser,
+        "--max-in-flight",
+        ScoreSettings,
+        "max_in_flight",
+        "jobs in flight",
+        type=positive_int,
+        metavar="N",
     )
-    parser.add_argument(
+    add_setting(
+        parser,
         "--input-name",
-        default="x",
-        help="CSV/Parquet: input that the plain columns form row-wise (default x)",
+        ScoreSettings,
+        "input_name",
+        "CSV/Parquet: input that the plain columns form row-wise",
+        metavar="NAME",
     )
-    parser.add_argument(
-        "--timeout", type=float, default=60.0, metavar="S", help="seconds per job (default 60)"
-    )
+    add_setting(parser, "--timeout", ScoreSettings, "timeout_s", "seconds per job", metavar="S")
     parser.add_argument(
         "--progress",
         choices=("auto", "always", "never"),
@@ -189,7 +204,7 @@ def run_submit(args: argparse.Namespace) -> int:
 
 def run_score(args: argparse.Namespace) -> int:
     from producer.client import Client
-    from producer.score import Scorer, ScoreSettings, input_format
+    from producer.score import Scorer, input_format
 
     input_format(args.input)  # a missing file or an unknown format, before connecting
     settings = ScoreSettings(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import getpass
 import os
 import socket
@@ -28,6 +29,23 @@ from registry.settings import (
 
 RegistryHandler = Callable[[Registry, argparse.Namespace], int]
 PROMOTE_CHOICES = ("gate", "never", "always")
+
+
+def add_setting(
+    parser: argparse.ArgumentParser | argparse._ArgumentGroup,
+    flag: str,
+    settings: type[Any],
+    name: str,
+    text: str,
+    **options: Any,
+) -> None:
+    """Add ``flag`` for the field ``name`` of the settings dataclass ``settings``: its
+    default (and, unless ``type`` is given, its type) is the field's, and the help ends
+    with it, so the dataclass stays the one place a default is written."""
+    default = next(f.default for f in dataclasses.fields(settings) if f.name == name)
+    shown = f"{default:g}" if isinstance(default, float) else str(default)
+    options.setdefault("type", type(default))
+    parser.add_argument(flag, default=default, help=f"{text} (default {shown})", **options)
 
 
 def add_kafka_options(parser: argparse.ArgumentParser) -> None:

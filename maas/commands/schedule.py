@@ -21,6 +21,7 @@ from maas.commands.common import (
     add_metrics_option,
     add_registry_options,
     add_retrain_job_options,
+    add_setting,
     console,
     dataset_of,
     kafka_settings,
@@ -97,28 +98,19 @@ def _scheduler_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentPa
         description="Publish a retrain job per due schedule (once per due time, however many "
         "schedulers run) and when a production version's error rate crosses the limit.",
     )
-    parser.add_argument(
-        "--interval", type=float, default=5.0, help="seconds between ticks (default 5)"
-    )
+    add_setting(parser, "--interval", SchedulerSettings, "interval_s", "seconds between ticks")
     parser.add_argument("--no-metric-trigger", action="store_true", help="only fire cron schedules")
-    parser.add_argument(
-        "--max-error-rate", type=float, default=0.05, help="metric trigger limit (default 0.05)"
+    add_setting(parser, "--max-error-rate", MetricTrigger, "max_error_rate", "metric trigger limit")
+    add_setting(
+        parser, "--min-jobs", MetricTrigger, "min_jobs", "jobs needed in the window to judge"
     )
-    parser.add_argument(
-        "--min-jobs", type=int, default=20, help="jobs needed in the window to judge (default 20)"
-    )
-    parser.add_argument(
-        "--metric-window",
-        type=float,
-        default=300.0,
-        help="seconds of windows summed (default 300)",
-    )
-    parser.add_argument(
+    add_setting(parser, "--metric-window", MetricTrigger, "window_s", "seconds of windows summed")
+    add_setting(
+        parser,
         "--metric-cooldown",
-        type=float,
-        default=3600.0,
-        help="at most one metric retrain per model per this many seconds (default 3600; "
-        "kept in memory)",
+        MetricTrigger,
+        "cooldown_s",
+        "at most one metric retrain per model per this many seconds, kept in memory",
     )
     add_metrics_option(parser)
     add_kafka_options(parser)

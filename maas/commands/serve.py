@@ -7,6 +7,7 @@ import argparse
 from maas.commands.common import (
     add_kafka_options,
     add_registry_options,
+    add_setting,
     kafka_settings,
     positive_int,
     registry_settings,
@@ -36,12 +37,14 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         metavar="M",
         help="serve only this model (repeatable)",
     )
-    parser.add_argument(
+    add_setting(
+        parser,
         "--processes",
+        PoolSettings,
+        "processes",
+        "consumer processes in the group",
         type=positive_int,
-        default=1,
         metavar="N",
-        help="consumer processes in the group (default 1)",
     )
     parser.add_argument(
         "--metrics-port",
@@ -51,20 +54,55 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="serve Prometheus /metrics and the /healthz and /readyz probes on "
         "http://0.0.0.0:P (process i of a pool on P+i); 0, the default: not served",
     )
-    parser.add_argument(
-        "--max-batch-size",
-        type=int,
-        default=64,
-        metavar="B",
-        help="rows per batch at most (default 64)",
+    _add_batch_options(parser)
+    add_setting(
+        parser,
+        "--max-in-flight",
+        WorkerSettings,
+        "max_in_flight",
+        "jobs in flight before polling pauses",
+        metavar="J",
     )
-    parser.add_argument(
+    add_setting(
+        parser,
+        "--device",
+        RuntimeSettings,
+        "device",
+        "where models run; auto: the GPU if present",
+        choices=("auto", "cpu", "cuda"),
+    )
+    add_setting(
+        parser,
+        "--threads",
+        RuntimeSettings,
+        "intra_op_threads",
+        "intra-op threads per model; 0: the runtime's choice",
+        metavar="T",
+    )
+    add_setting(parser, "--group-id", WorkerSettings, "group_id", "consumer group base name")
+    _add_rollback_options(parser)
+    add_kafka_options(parser)
+    add_registry_options(parser)
+    parser.set_defaults(func=run)
+
+
+def _add_batch_options(parser: argparse.ArgumentParser) -> None:
+    add_setting(
+        parser,
+        "--max-batch-size",
+        BatchConfig,
+        "max_batch_size",
+        "rows per batch at most",
+        metavar="B",
+    )
+    add_setting(
+        parser,
         "--max-delay-ms",
-        type=float,
-        default=5.0,
+        BatchConfig,
+        "max_delay_ms",
+        "the longest the first row of a batch waits for company; it waits only while "
+        "the recent arrival rate says more rows will come in time",
         metavar="D",
-        help="the longest the first row of a batch waits for company (default 5); it "
-        "waits only while the recent arrival rate says more rows will come in time",
     )
     parser.add_argument(
         "--preferred-batch-size",
@@ -79,43 +117,18 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         action="store_true",
         help="always wait the whole --max-delay-ms for a batch to fill, even at light load",
     )
-    parser.add_argument(
+    add_setting(
+        parser,
         "--max-job-rows",
+        BatchConfig,
+        "max_job_rows",
+        "rows a job may carry; a job with more is answered TOO_LARGE",
         type=positive_int,
-        default=BatchConfig().max_job_rows,
         metavar="R",
-        help="rows a job may carry; a job with more is answered TOO_LARGE "
-        f"(default {BatchConfig().max_job_rows})",
     )
-    parser.add_argument(
-        "--max-in-flight",
-        type=int,
-        default=4096,
-        help="jobs in flight before polling pauses (default 4096)",
-    )
-    parser.add_argument(
-        "--device",
-        choices=("auto", "cpu", "cuda"),
-        default="auto",
-        help="where models run (default: GPU if present)",
-    )
-    parser.add_argument(
-        "--threads",
-        type=int,
-        default=0,
-        help="intra-op threads per model (default: runtime's choice)",
-    )
-    parser.add_argument(
-        "--group-id", default="maas-workers", help="consumer group base name (default maas-workers)"
-    )
-    _add_rollback_options(parser)
-    add_kafka_options(parser)
-    add_registry_options(parser)
-    parser.set_defaults(func=run)
 
 
 def _add_rollback_options(parser: argparse.ArgumentParser) -> None:
-    defaults = RollbackPolicy()
     group = parser.add_argument_group("automatic rollback")
     group.add_argument(
         "--no-auto-rollback",
@@ -123,28 +136,29 @@ def _add_rollback_options(parser: argparse.ArgumentParser) -> None:
         action="store_false",
         help="never roll a freshly promoted version back automatically",
     )
-    group.add_argument(
+    add_setting(
+        group,
         "--rollback-max-error-rate",
-        type=float,
-        default=defaults.max_error_rate,
+        RollbackPolicy,
+        "max_error_rate",
+        "roll back a new version failing more than this share of jobs",
         metavar="R",
-        help=f"roll back a new version failing more than this share of jobs "
-        f"(default {defaults.max_error_rate:g})",
     )
-    group.add_argument(
+    add_setting(
+        group,
         "--rollback-max-p95-ratio",
-        type=float,
-        default=defaults.max_p95_ratio,
+        RollbackPolicy,
+        "max_p95_ratio",
+        "roll back a new version whose p95 inference latency is X times its predecessor's",
         metavar="X",
-        help=f"roll back a new version whose p95 inference latency is X times its "
-        f"predecessor's (default {defaults.max_p95_ratio:g})",
     )
-    group.add_argument(
+    add_setting(
+        group,
         "--rollback-min-jobs",
-        type=int,
-        default=defaults.min_jobs,
+        RollbackPolicy,
+        "min_jobs",
+        "jobs a new version must serve before it is judged",
         metavar="J",
-        help=f"jobs a new version must serve before it is judged (default {defaults.min_jobs})",
     )
 
 
