@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from registry import ArtifactError, ConflictError, Draft, ModelNotFound, Registry, VersionNotFound
+from registry.runs import RunOutcome
 
 MakeOnnx = Callable[..., Path]
 
@@ -82,7 +83,7 @@ def test_register_derived_registers_neither_when_one_fails(
     with pytest.raises(ModelNotFound):
         registry.models.versions("m")
     registry.runs.start_run("done", "m", trigger="manual")
-    registry.runs.finish_run("done", status="error")
+    registry.runs.finish_run("done", RunOutcome(status="error"))
     with pytest.raises(ConflictError, match=r"already finished"):
         registry.models.register_derived(
             "m",
