@@ -17,7 +17,7 @@ from maas.commands.common import (
     dataset_of,
     kafka_settings,
 )
-from producer.errors import ClientError, JobTimeout
+from producer.errors import ClientError, JobTimeout, JobTooLarge
 from producer.messages import DEFAULT_ALIAS, Dataset, Result, RetrainJob, RetrainResult, encode
 
 if TYPE_CHECKING:
@@ -139,9 +139,17 @@ def run_submit(args: argparse.Namespace) -> int:
 
     inputs = _load_inputs(args.inputs)
     with Client(kafka_settings(args), timeout_s=args.timeout) as client:
-        handle = client.submit(
-            args.model, inputs, job_id=args.job_id, deadline_ms=args.deadline_ms, **_target(args)
-        )
+        try:
+            handle = client.submit(
+                args.model,
+                inputs,
+                job_id=args.job_id,
+                deadline_ms=args.deadline_ms,
+                **_target(args),
+            )
+        except JobTooLarge as exc:
+            sys.stderr.write(f"maas submit: {exc}\n")
+            return EXIT_FAILED
         try:
             reply = handle.result()
         except JobTimeout as exc:
@@ -169,6 +177,9 @@ def run_score(args: argparse.Namespace) -> int:
         scorer = Scorer(client, settings, on_progress=progress.update)
         try:
             stats = scorer.run(args.input, args.out)
+        except JobTooLarge as exc:
+            sys.stderr.write(f"maas score: {exc}\n")
+            return EXIT_FAILED
         except (JobTimeout, ClientError) as exc:
             sys.stderr.write(f"maas score: {exc}\nrerun the same command to resume\n")
             return EXIT_TIMEOUT

@@ -10,8 +10,11 @@ from registry.settings import RegistrySettings
 from workers.batching import BatchConfig
 from workers.loop import WorkerSettings
 from workers.pool import PoolSettings, serve
+from workers.replies import DEFAULT_MAX_RECORD_BYTES
 from workers.rollback import RollbackSettings
 from workers.runtime import RuntimeSettings
+
+BATCH_DEFAULTS = BatchConfig()
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -71,6 +74,22 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--fixed-delay",
         action="store_true",
         help="always wait the whole --max-delay-ms for a batch to fill, even at light load",
+    )
+    parser.add_argument(
+        "--max-job-bytes",
+        type=int,
+        default=DEFAULT_MAX_RECORD_BYTES,
+        metavar="N",
+        help=f"answer a job record over N bytes TOO_LARGE without decoding it (default "
+        f"{DEFAULT_MAX_RECORD_BYTES}, Kafka's default record limit); above it, raise the "
+        "broker's message.max.bytes too (docs/serving.md)",
+    )
+    parser.add_argument(
+        "--max-job-rows",
+        type=int,
+        default=BATCH_DEFAULTS.max_job_rows,
+        metavar="R",
+        help=f"answer a job of more than R rows TOO_LARGE (default {BATCH_DEFAULTS.max_job_rows})",
     )
     parser.add_argument(
         "--max-in-flight",
@@ -149,9 +168,12 @@ def worker_settings(args: argparse.Namespace) -> WorkerSettings:
             max_delay_ms=args.max_delay_ms,
             preferred_batch_sizes=tuple(args.preferred_batch_size),
             adaptive_delay=not args.fixed_delay,
+            max_job_rows=args.max_job_rows,
+            max_queue_rows=max(BATCH_DEFAULTS.max_queue_rows, args.max_job_rows),
         ),
         runtime=RuntimeSettings(device=args.device, intra_op_threads=args.threads),
         max_in_flight=args.max_in_flight,
+        max_job_bytes=args.max_job_bytes,
         rollback=rollback_settings(args),
     )
 
