@@ -39,6 +39,7 @@ log = structlog.get_logger(__name__)
 
 _PRODUCER_BATCH_BYTES = 16384  # aiokafka's default max_batch_size
 JOIN_REPORT_S = 10.0  # a group join taking longer is logged, with why, this often
+LEAVE_TIMEOUT_S = 5.0  # the longest a consumer takes to stop before its connections close
 # A dead letter the broker refused as too large is sent again cut to this size.
 _BARE_DEAD_LETTER_BYTES = 64 * 1024
 T = TypeVar("T")
@@ -167,8 +168,45 @@ async def connected(
         )
         yield consumer, publisher
     finally:  # both, started or not (a client never stopped warns when collected)
-        await consumer.stop()
+        await _stop(consumer)
         await producer.stop()
+
+
+async def _stop(consumer: AIOKafkaConsumer) -> None:
+    """Stop ``consumer``, leaving its group. A join still in flight (the broker holds it
+    until the group's other members rejoin or time out: minutes) is cut short after
+    ``LEAVE_TIMEOUT_S`` by closing the consumer's connections."""
+    stopping = asyncio.ensure_future(consumer.stop())
+    if not (await asyncio.wait({stopping}, timeout=LEAVE_TIMEOUT_S))[0]:
+        log.warning("still joining the consumer group; closing the connections to stop")
+        # aiokafka has no public way to end a JoinGroup in flight; failing it lets
+        # stop() go on (the coordinator exits on the error, as it is closing).
+        await consumer._client.close()
+    await stopping
+
+
+async def poll(
+    consumer: AIOKafkaConsumer, stopping: asyncio.Future[Any], *, timeout_ms: int
+) -> dict[TopicPartition, list[Any]]:
+    """``consumer.getmany(timeout_ms=...)``, or nothing as soon as ``stopping`` is done:
+    during a rebalance getmany waits for the new assignment without a timeout, as long
+    as the group's other members take to rejoin."""
+    polling = asyncio.ensure_future(consumer.getmany(timeout_ms=timeout_ms))
+
+    def interrupt(_: asyncio.Future[Any]) -> None:
+        polling.cancel()
+
+    stopping.add_done_callback(interrupt)
+    try:
+        batch: dict[TopicPartition, list[Any]] = await polling
+    except asyncio.CancelledError:
+        task = asyncio.current_task()
+        if stopping.done() and task is not None and not task.cancelling():
+            return {}
+        raise
+    finally:
+        stopping.remove_done_callback(interrupt)
+    return batch
 
 
 class Standby:

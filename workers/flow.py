@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable
+from typing import Protocol
 
 import structlog
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -21,15 +22,21 @@ from workers.offsets import OffsetTracker
 log = structlog.get_logger(__name__)
 
 
+class Limits(Protocol):
+    """How far ahead to read: jobs in flight, and full batches queued per model."""
+
+    @property
+    def max_in_flight(self) -> int: ...
+
+    @property
+    def max_queued_batches(self) -> float: ...
+
+
 def pace(
-    consumer: AIOKafkaConsumer,
-    *,
-    in_flight: int,
-    batchers: Iterable[DynamicBatcher],
-    max_in_flight: int,
-    max_queued_batches: float,
+    consumer: AIOKafkaConsumer, in_flight: int, batchers: Iterable[DynamicBatcher], limits: Limits
 ) -> None:
     """Pause every partition above either limit; resume them all at half of both."""
+    max_in_flight, max_queued_batches = limits.max_in_flight, limits.max_queued_batches
     queued = max((b.queued_rows / b.config.max_batch_size for b in batchers), default=0.0)
     if in_flight >= max_in_flight or queued >= max_queued_batches:
         unpaused = consumer.assignment() - consumer.paused()

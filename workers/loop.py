@@ -37,6 +37,7 @@ from workers.consumer import (
     commit,
     connected,
     dead_letter_unanswered,
+    poll,
     with_worker_id,
 )
 from workers.control import follow_control
@@ -210,31 +211,30 @@ class Worker:
         standby = Standby(
             consumer, self.kafka.topics.predict, settings.group, settings.standby_report_s
         )
-        while not stop.is_set():
-            # Paused, the poll returns nothing; come back soon to resume in time.
-            try:
-                batch = await consumer.getmany(timeout_ms=10 if consumer.paused() else 100)
-            except UnicodeDecodeError:  # a header key aiokafka cannot decode
-                await self._salvage(consumer)
-                continue
-            if consumer.assignment():
-                self.ready.set()
-            standby.check()
-            received = time.time()
-            for tp, records in batch.items():
-                if kept := self._admitted(tp, records):
-                    self._spawn(tp, self._process(tp, kept, received))
-            if batch:
-                await asyncio.sleep(0)  # the tasks queue their jobs: backpressure sees them
-            if self._redeliveries:
-                redeliver_due(consumer, self._redeliveries, self.tracker)
-            pace(
-                consumer,
-                in_flight=self.tracker.in_flight(),
-                batchers=self.models.batchers(),
-                max_in_flight=settings.max_in_flight,
-                max_queued_batches=settings.max_queued_batches,
-            )
+        stopping = asyncio.ensure_future(stop.wait())  # also ends a poll that waits
+        try:
+            while not stop.is_set():
+                # Paused, the poll returns nothing; come back soon to resume in time.
+                timeout_ms = 10 if consumer.paused() else 100
+                try:
+                    batch = await poll(consumer, stopping, timeout_ms=timeout_ms)
+                except UnicodeDecodeError:  # a header key aiokafka cannot decode
+                    await self._salvage(consumer)
+                    continue
+                if consumer.assignment():
+                    self.ready.set()
+                standby.check()
+                received = time.time()
+                for tp, records in batch.items():
+                    if kept := self._admitted(tp, records):
+                        self._spawn(tp, self._process(tp, kept, received))
+                if batch:
+                    await asyncio.sleep(0)  # the tasks queue their jobs: pace sees them
+                if self._redeliveries:
+                    redeliver_due(consumer, self._redeliveries, self.tracker)
+                pace(consumer, self.tracker.in_flight(), self.models.batchers(), settings)
+        finally:
+            stopping.cancel()
 
     def _admitted(self, tp: TopicPartition, records: Sequence[R]) -> list[R]:
         """``records`` tracked in flight, less those read again after a seek that are
