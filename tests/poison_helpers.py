@@ -35,19 +35,19 @@ def _placeholder(key: bytes) -> str:
 async def send_raw(
     kafka: KafkaSettings, topic: str, partition: int, records: list[Raw]
 ) -> list[int]:
-    """Write ``records`` in order to one partition, as few record batches as fit in
-    1 MiB each; returns the base offset of each batch."""
+    """Write ``records`` in order to one partition, in as few record batches as fit in
+    1 MiB each; returns the offset of each record."""
     producer = AIOKafkaProducer(
         bootstrap_servers=kafka.bootstrap_servers,
         max_batch_size=1024 * 1024,
         max_request_size=64 * 1024 * 1024,
     )
     await producer.start()
-    offsets = []
+    offsets: list[int] = []
     try:
         pending = list(records)
         while pending:
-            batch, patches = producer.create_batch(), list[bytes]()
+            batch, patches, count = producer.create_batch(), list[bytes](), 0
             while pending:
                 record = pending[0]
                 headers = [(_placeholder(k), v) for k, v in record.headers]
@@ -58,9 +58,11 @@ async def send_raw(
                     break
                 patches += [k for k, _ in record.headers if not _valid(k)]
                 pending.pop(0)
+                count += 1
             _patch(batch, patches)
             sent = await producer.send_batch(batch, topic, partition=partition)
-            offsets.append((await sent).offset)
+            base = (await sent).offset
+            offsets += range(base, base + count)
     finally:
         await producer.stop()
     return offsets

@@ -83,7 +83,7 @@ async def test_a_header_key_that_is_not_utf8_is_dead_lettered_and_the_worker_goe
             strict=False,
         )
     ]
-    [base] = await send_raw(kafka, kafka.topics.predict, 3, records)  # one batch
+    base, *_ = await send_raw(kafka, kafka.topics.predict, 3, records)  # one batch
 
     results = await read_results(kafka, {"h-before", "h-after"})
     assert results["h-before"]["status"] == results["h-after"]["status"] == "ok"
