@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import onnxruntime as ort
+import pytest
 from aiokafka.structs import ConsumerRecord
 
 from producer.messages import DecodeError, decode_address, decode_envelope
@@ -283,6 +284,7 @@ async def read_all(
     return await read(served.kafka, topic, until=done, timeout_s=timeout_s)
 
 
+@pytest.mark.slow  # about 20 s of fuzzing, on two busy cores
 async def test_ten_thousand_fuzzed_records_cost_one_answer_each(
     served_digits: ServedDigits,
 ) -> None:
@@ -358,7 +360,8 @@ async def test_ten_thousand_fuzzed_records_cost_one_answer_each(
 def check_answers(
     cases: list[Case], answerable: dict[str, int], results: dict[str, Any], session: Any
 ) -> None:
-    """Valid jobs got the model's answer; known failures their code; headers passed on."""
+    """Valid jobs got the model's answer, with their headers less maas's own; the cases
+    whose failure is known got its code (the others: answered once, as checked above)."""
     for job_id, i in answerable.items():
         case, record = cases[i], results[job_id]
         body = json.loads(record.value)
@@ -373,5 +376,3 @@ def check_answers(
             assert list(record.headers) == sent
         elif case.code is not None:
             assert (body["status"], body["error"]["code"]) == ("error", case.code), case.kind
-        else:
-            assert body["status"] == "error", case.kind

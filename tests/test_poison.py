@@ -5,6 +5,8 @@ worker goes on."""
 
 from __future__ import annotations
 
+import asyncio
+import itertools
 import json
 import time
 import uuid
@@ -14,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import onnxruntime as ort
 import pytest
-from aiokafka import TopicPartition
+from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.structs import ConsumerRecord
 
@@ -23,6 +25,7 @@ from producer.kafka import KafkaSettings
 from tests.kafka_helpers import committed_offset, job, publish, read, read_results
 from tests.poison_helpers import Raw, send_raw
 from workers.demo import digits_samples
+from workers.topics import ClusterTopics
 
 if TYPE_CHECKING:
     from tests.serving_fixtures import ServedDigits
@@ -277,3 +280,36 @@ def test_submit_of_a_job_over_the_producers_limit_says_what_to_do(
     assert code == 1
     assert "more than the producer sends in one record" in captured.err
     assert "--rows-per-job" in captured.err and "Traceback" not in captured.err
+
+
+async def test_reads_of_the_topic_list_are_shared_rate_limited_and_never_spin(
+    served_digits: ServedDigits,
+) -> None:
+    """Jobs that need a fresh topic list share one read; they never busy-wait on one
+    that finished (a read done, and another job asking in the same loop iteration)."""
+    kafka = served_digits.kafka
+    producer = AIOKafkaProducer(bootstrap_servers=kafka.bootstrap_servers)
+    await producer.start()
+    try:
+        reads = []
+        fetch = producer.client.fetch_all_metadata
+
+        async def counted() -> Any:
+            reads.append(time.monotonic())
+            return await fetch()
+
+        producer.client.fetch_all_metadata = counted
+        topics = ClusterTopics(producer.client, min_refresh_s=0.01)
+
+        async def asks(delay: float) -> None:
+            await asyncio.sleep(delay)
+            await topics.refresh(time.monotonic())
+
+        started = time.monotonic()
+        async with asyncio.timeout(20):
+            await asyncio.gather(*(asks(i * 0.0002) for i in range(3000)))
+    finally:
+        await producer.stop()
+    assert kafka.topics.predict in topics.known and "nowhere" not in topics.known
+    assert len(reads) <= (time.monotonic() - started) / 0.01 + 2  # one per interval at most
+    assert all(b - a >= 0.01 for a, b in itertools.pairwise(reads))

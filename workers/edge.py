@@ -21,9 +21,9 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import Any, TypeVar
+from typing import Any
 
 import msgspec
 import structlog
@@ -57,7 +57,6 @@ log = structlog.get_logger(__name__)
 
 OFF_LOOP_BYTES = 256 * 1024  # records bigger than this are decoded in a thread
 MAX_METADATA_BYTES = 64 * 1024  # the most metadata a Result echoes
-T = TypeVar("T")
 
 
 @dataclass(slots=True)
@@ -117,12 +116,16 @@ class Edge:
         for record in records:
             index = len(intake.replies)
             intake.replies.append((record, None))
-            item = await self._read(record)
+            raw = record.value or b""
+            if len(raw) > OFF_LOOP_BYTES:  # a big one is decoded off the event loop
+                item = await asyncio.to_thread(self._read, record, raw)
+            else:
+                item = self._read(record, raw)
             if item is None:
                 continue
             if isinstance(item, Outgoing):
                 intake.replies[index] = (record, item)
-            elif (item.reply_to or self._results) in self._topics:
+            elif (item.reply_to or self._results) in self._topics.known:
                 self._place(intake, index, record, item)
             elif problem := topic_name_problem(item.reply_to or ""):
                 intake.replies[index] = (record, self._misdirected(record, item, problem))
@@ -142,11 +145,12 @@ class Edge:
         except Exception as exc:  # outputs JSON cannot hold: the model's fault, not the job's
             log.error("result not encodable", job_id=job.job_id, error=repr(exc))
             value = encode(self._error(job, ErrorCode.INTERNAL, _UNENCODABLE, result))
+        headers = record.headers
         outgoing = Outgoing(
             topic or job.reply_to or self._results,
             value,
             job.job_id.encode(),
-            without_own_headers(record.headers),
+            without_own_headers(headers) if headers else (),
         )
         if self._publisher.fits(outgoing):
             return outgoing
@@ -169,15 +173,14 @@ class Edge:
             "record cannot be read as a job",
         )
 
-    async def _read(self, record: Record) -> _Item | Outgoing | None:
+    def _read(self, record: Record, raw: bytes) -> _Item | Outgoing | None:
         """The record's job; or its refusal, or dead letter; None: another pool's job."""
-        raw = record.value or b""
         if len(raw) > self._max_job_bytes:
-            return await self._too_large(record, raw)
+            return self._too_large(record, raw)
         try:
-            job = await _decoded(decode_predict, raw)
+            job = decode_predict(raw)
         except DecodeError as exc:
-            return await self._rejected(record, raw, exc)
+            return self._rejected(record, raw, exc)
         if self._models and job.model not in self._models:
             return None
         if len(raw) > MAX_METADATA_BYTES and _too_much(job.metadata):
@@ -185,12 +188,12 @@ class Edge:
             return _Refusal(envelope, ErrorCode.TOO_LARGE, _METADATA_TOO_LARGE)
         return job
 
-    async def _too_large(self, record: Record, raw: bytes) -> _Refusal | Outgoing | None:
+    def _too_large(self, record: Record, raw: bytes) -> _Refusal | Outgoing | None:
         limit = (
             f"over this worker's limit of {self._max_job_bytes} bytes (maas worker --max-job-bytes)"
         )
         try:
-            envelope = await asyncio.to_thread(decode_address, raw)
+            envelope = decode_address(raw)
         except DecodeError:
             return self._dead_letter(
                 record, ErrorCode.TOO_LARGE, f"a record of {len(raw)} bytes, {limit}, not a job"
@@ -198,11 +201,9 @@ class Edge:
         message = f"the job is {len(raw)} bytes, {limit}; send fewer rows per job"
         return self._refusal(envelope, ErrorCode.TOO_LARGE, message)
 
-    async def _rejected(
-        self, record: Record, raw: bytes, exc: DecodeError
-    ) -> _Refusal | Outgoing | None:
+    def _rejected(self, record: Record, raw: bytes, exc: DecodeError) -> _Refusal | Outgoing | None:
         try:
-            envelope = await _decoded(decode_envelope, raw)
+            envelope = decode_envelope(raw)
         except DecodeError:
             return self._dead_letter(record, ErrorCode.INVALID_INPUT, f"not a PredictJob: {exc}")
         if len(raw) > MAX_METADATA_BYTES and _too_much(envelope.metadata):
@@ -245,7 +246,7 @@ class Edge:
             unreadable = f" (the broker's topic list could not be read: {type(exc).__name__})"
         for index, record, item in unverified:
             topic = item.reply_to or self._results
-            if topic in self._topics:
+            if topic in self._topics.known:
                 self._place(intake, index, record, item)
                 continue
             problem = (
@@ -278,13 +279,6 @@ _METADATA_TOO_LARGE = (
     f"the job's metadata is over {MAX_METADATA_BYTES} bytes, the most a Result echoes; "
     "keep bulky data out of metadata"
 )
-
-
-async def _decoded(decode: Callable[[bytes], T], raw: bytes) -> T:
-    """``decode(raw)``, in a thread for a record over ``OFF_LOOP_BYTES``."""
-    if len(raw) > OFF_LOOP_BYTES:
-        return await asyncio.to_thread(decode, raw)
-    return decode(raw)
 
 
 def _too_much(metadata: dict[str, Any]) -> bool:

@@ -200,7 +200,9 @@ class Publisher:
 
     def fits(self, message: Outgoing) -> bool:
         """Whether ``message`` is small enough for the producer to send."""
-        return record_bytes(message) <= self._room
+        if message.headers:
+            return record_bytes(message) <= self._room
+        return len(message.value) + len(message.key or b"") <= self._room  # the usual case
 
     async def _partitions(self, topic: str) -> list[int]:
         """``topic``'s partitions, waiting at most ``metadata_timeout_s`` to learn them."""

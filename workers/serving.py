@@ -21,7 +21,7 @@ from producer.messages import ErrorCode, PredictJob, Result, Timing, error_resul
 from registry.entities import ModelVersion
 from registry.errors import RegistryError
 from workers.batching import BatchConfig, BatchOutput
-from workers.errors import Expired, InferenceError, QueueFull, WorkerError
+from workers.errors import Expired, InferenceError, QueueFull, TooLarge, WorkerError
 from workers.metrics import MetricsRecorder
 from workers.models import Loaded, ModelCache
 
@@ -127,6 +127,14 @@ def _check_deadline(job: PredictJob) -> None:
         raise Expired(
             f"the job's deadline_ms {job.deadline_ms} passed {late:.0f} ms before it "
             "could run; send a later deadline or add workers"
+        )
+
+
+def _check_rows(job: PredictJob, config: BatchConfig) -> None:
+    if job.rows > config.max_job_rows:
+        raise TooLarge(
+            f"the job has {job.rows} rows, more than this worker's limit of "
+            f"{config.max_job_rows} (maas worker --max-job-rows); send fewer rows per job"
         )
 
 
@@ -245,6 +253,7 @@ class _Poll:
             job = self.jobs[index]
             deadline = job.deadline_ms / 1000 if job.deadline_ms is not None else None
             try:
+                _check_rows(job, loaded.batcher.config)  # before converting them all
                 inputs = loaded.runtime.prepare(job.inputs)
                 future = await _enqueue(loaded, inputs, job.priority, deadline)
             except Exception as exc:

@@ -43,8 +43,8 @@ def topic_name_problem(name: str) -> str | None:
 
 
 class ClusterTopics:
-    """The cluster's topic names as last read, plus ``always`` (topics maas answers on
-    whatever the list says): ``topic in cluster`` is a set lookup."""
+    """The cluster's topic names as last read (``listed``), and those plus ``always``
+    (topics maas answers on whatever the list says): ``known``, a frozenset."""
 
     def __init__(
         self,
@@ -59,25 +59,18 @@ class ClusterTopics:
         self._min_refresh_s = min_refresh_s
         self._timeout_s = timeout_s
         self.listed: frozenset[str] = frozenset()  # what the cluster said, last time
-        self._known = self._always
+        self.known = self._always
         self._read_at = -math.inf  # when the list was asked for (monotonic s)
         self._reading: asyncio.Future[None] | None = None
-
-    def __contains__(self, topic: str) -> bool:
-        return topic in self._known
 
     async def refresh(self, since: float) -> None:
         """Make the list one asked for at ``since`` (monotonic s) or later, reading it
         again if it is older: one request at a time, at most one per
         ``min_refresh_s``. Raises KafkaError when the broker does not answer."""
         while self._read_at < since:
-            if self._reading is None:
+            if self._reading is None or self._reading.done():  # none, or one asked too early
                 self._reading = asyncio.ensure_future(self._read())
-                self._reading.add_done_callback(self._read_done)
             await asyncio.shield(self._reading)
-
-    def _read_done(self, _: asyncio.Future[None]) -> None:
-        self._reading = None
 
     async def _read(self) -> None:
         await asyncio.sleep(self._read_at + self._min_refresh_s - time.monotonic())
@@ -88,7 +81,7 @@ class ClusterTopics:
         except TimeoutError as exc:
             raise KafkaTimeoutError("the broker did not send its topic list in time") from exc
         self.listed = frozenset(metadata.topics())
-        self._known = self._always | self.listed
+        self.known = self._always | self.listed
         self._read_at = asked
 
 

@@ -126,7 +126,7 @@ def parse_batches(data: bytes, tp: TopicPartition) -> Iterator[RawBatch]:
             _BATCH.unpack_from(data, pos)
         )
         end = pos + _LENGTH_PREFIX + length
-        if end > len(data):
+        if length <= 0 or end > len(data):  # corrupt, or the rest is in the next fetch
             return
         if magic == 2 and not attributes & _CONTROL:
             body = data[pos + _BATCH.size : end]

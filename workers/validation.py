@@ -125,6 +125,16 @@ def _cast(spec: TensorSpec, rows: Sequence[Any], parsed: np.ndarray) -> np.ndarr
                 f"input {spec.name!r} holds values outside the range of {spec.dtype} "
                 f"({info.min}..{info.max})"
             )
+    if target.kind == "f" and parsed.dtype.itemsize > target.itemsize:  # e.g. 1e308 to float32
+        try:
+            with np.errstate(over="raise"):
+                return parsed.astype(target)
+        except FloatingPointError:
+            limit = np.finfo(target).max
+            raise InvalidInput(
+                f"input {spec.name!r} holds values outside the range of {spec.dtype} "
+                f"(-{limit:.4g}..{limit:.4g})"
+            ) from None
     return parsed.astype(target, copy=False)
 
 
