@@ -1,17 +1,17 @@
 """The consume → batch → infer → reply loop, honest about offsets.
 
-Poll; hand each partition's share of the poll to one task that decodes the records,
-queues their jobs on the batchers together and publishes the answers together;
-pause the partitions when too many jobs are in flight or a model's queue already holds
-several batches; wait for the broker's acks; commit only the prefix of each partition
-whose records are all answered. A job that fails with a retriable error (its
-batcher closed, the registry unreachable) is not answered: its record is held back,
-so the commit point stops before it, and read again after a backoff by seeking its
-partition back to it (records already answered or in flight are passed over); after
-``retry.attempts`` tries it is answered with its error. On rebalance, revoked
-partitions are drained (or abandoned after a timeout, uncommitted) before they are
-released; on SIGTERM the worker stops polling, drains and commits.
-"""
+Poll; hand each partition's share of the poll to one task that checks and decodes the
+records (:mod:`workers.edge`: one bad record costs one answer), queues their jobs on
+the batchers together and publishes the answers together; pause the partitions when
+too many jobs are in flight or a model's queue holds several batches; commit only the
+prefix of each partition whose records are all answered. A job that fails with a
+retriable error (its batcher closed, the registry unreachable) is held back: the
+commit point stops before it, and it is read again after a backoff by seeking its
+partition back to it (records answered or in flight are passed over); after
+``retry.attempts`` tries it is answered with its error. Records aiokafka cannot
+decode are read raw (:mod:`workers.unreadable`). Revoked partitions are drained (or
+abandoned after a timeout, uncommitted) before they are released; the stop event
+(SIGTERM, SIGINT) ends start-up and polls waiting on a rebalance at once."""
 
 from __future__ import annotations
 
