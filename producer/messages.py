@@ -263,8 +263,107 @@ def validate_inputs(inputs: dict[str, list[Any]]) -> int:
 
 
 def decode_envelope(raw: bytes | str) -> JobEnvelope:
-    """Decode just enough of a broken job to answer it; raises :class:`DecodeError`."""
-    return _decode(raw, JobEnvelope, None)
+    """Decode just enough of a broken job to answer it; raises :class:`DecodeError`.
+
+    A well-formed JSON object whose other fields are of the wrong type, or nested too
+    deeply for the decoder, still yields its ``job_id`` (and ``model``, ``reply_to``
+    and ``metadata`` where those decode on their own), so that such a job is answered
+    rather than dead-lettered.
+    """
+    try:
+        return _decode(raw, JobEnvelope, None)
+    except DecodeError as exc:
+        if not isinstance(exc.__cause__, msgspec.ValidationError | RecursionError):
+            raise  # not JSON at all: nothing to salvage
+        salvaged = _salvage_envelope(raw.encode() if isinstance(raw, str) else raw)
+        if salvaged is None:
+            raise
+        return salvaged
+
+
+class _Address(msgspec.Struct, frozen=True):
+    job_id: NonEmptyStr
+    model: str = ""
+    reply_to: NonEmptyStr | None = None
+
+
+def decode_address(raw: bytes | str) -> JobEnvelope:
+    """Decode only where a job's answer goes (``job_id``, ``model``, ``reply_to``), for a
+    record too large to echo: its metadata is left out. Raises :class:`DecodeError`."""
+    address = _decode(raw, _Address, None)
+    return JobEnvelope(address.job_id, address.model, address.reply_to)
+
+
+# A JSON string token, or one structural character; anything else (numbers, literals,
+# white space) lies between the matches.
+_TOKEN = re.compile(rb'"(?:[^"\\]|\\.)*"|[{}\[\],:]')
+
+
+def _outline(raw: bytes) -> list[re.Match[bytes]] | None:
+    """The tokens directly inside the top-level object of ``raw``, its closing brace
+    last, found by counting brackets outside strings: no recursion, so any depth. None
+    unless ``raw`` is one object whose brackets balance."""
+    if not raw.lstrip().startswith(b"{"):
+        return None
+    depth, outline = 0, list[re.Match[bytes]]()
+    for match in _TOKEN.finditer(raw):
+        token = match.group()
+        if token in (b"{", b"["):
+            depth += 1
+        elif token in (b"}", b"]"):
+            depth -= 1
+            if depth == 0:
+                closed = token == b"}" and not raw[match.end() :].strip()
+                return [*outline, match] if closed else None
+        elif depth == 1:
+            outline.append(match)
+    return None
+
+
+def _top_level_members(raw: bytes) -> dict[bytes, bytes] | None:
+    """The raw JSON text of each member of the top-level object, by quoted name."""
+    outline = _outline(raw)
+    if outline is None:
+        return None
+    members: dict[bytes, bytes] = {}
+    name, start = b"", 0
+    for match in outline:
+        token = match.group()
+        if token == b":":
+            start = match.end()
+        elif token in (b",", b"}"):
+            if name:
+                members[name] = raw[start : match.start()]
+            name = b""
+        elif not name:
+            name = token
+    return members
+
+
+def _salvage_envelope(raw: bytes) -> JobEnvelope | None:
+    """The envelope's fields decoded one by one (see :func:`decode_envelope`)."""
+    members = _top_level_members(raw)
+    if members is None:
+        return None
+
+    def field(name: bytes, kind: Any, default: Any) -> Any:
+        text = members.get(b'"' + name + b'"')
+        if text is None:
+            return default
+        try:
+            return msgspec.json.decode(text, type=kind)
+        except (msgspec.DecodeError, RecursionError):  # ValidationError is a DecodeError
+            return default
+
+    job_id = field(b"job_id", NonEmptyStr, None)
+    if job_id is None:
+        return None
+    return JobEnvelope(
+        job_id,
+        field(b"model", str, ""),
+        field(b"reply_to", NonEmptyStr | None, None),
+        field(b"metadata", dict[str, Any], {}),
+    )
 
 
 def decode_result(raw: bytes | str) -> Result:

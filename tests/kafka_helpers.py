@@ -10,6 +10,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.structs import ConsumerRecord
 
 from maas.broker import EmbeddedBroker
@@ -160,3 +161,13 @@ async def running(coro_factory: Callable[[asyncio.Event], Any]) -> AsyncIterator
     finally:
         stop.set()
         await asyncio.wait_for(task, 60)
+
+
+async def create_topic(settings: KafkaSettings, name: str, partitions: int = 1) -> None:
+    """Create a topic, as a client must before naming it as a job's ``reply_to``."""
+    admin = AIOKafkaAdminClient(**settings.common())
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(name, partitions, 1)])
+    finally:
+        await admin.close()

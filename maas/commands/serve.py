@@ -21,6 +21,8 @@ from workers.pool import PoolSettings, serve
 from workers.rollback import RollbackSettings
 from workers.runtime import RuntimeSettings
 
+BATCH_DEFAULTS = BatchConfig()
+
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser(
@@ -119,6 +121,17 @@ def _add_batch_options(parser: argparse.ArgumentParser) -> None:
     )
     add_setting(
         parser,
+        "--max-job-bytes",
+        WorkerSettings,
+        "max_job_bytes",
+        "answer a job record over N bytes TOO_LARGE without decoding it (Kafka's default "
+        "record limit); above it, raise the broker's message.max.bytes too "
+        "(docs/serving.md)",
+        type=positive_int,
+        metavar="N",
+    )
+    add_setting(
+        parser,
         "--max-job-rows",
         BatchConfig,
         "max_job_rows",
@@ -194,6 +207,7 @@ def worker_settings(args: argparse.Namespace) -> WorkerSettings:
         batch=batch_config(args),
         runtime=RuntimeSettings(device=args.device, intra_op_threads=args.threads),
         max_in_flight=args.max_in_flight,
+        max_job_bytes=args.max_job_bytes,
         rollback=rollback_settings(args),
     )
 
