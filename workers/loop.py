@@ -44,6 +44,7 @@ from workers.control import follow_control
 from workers.edge import Edge
 from workers.flow import pace, redeliver_due
 from workers.heap import freeze_long_lived
+from workers.idle import IdleBackoff
 from workers.metrics import MetricsRecorder
 from workers.models import ModelCache, VersionLookup
 from workers.offsets import OffsetTracker
@@ -217,6 +218,7 @@ class Worker:
             consumer, self.kafka.topics.predict, settings.group, settings.standby_report_s
         )
         stopping = asyncio.ensure_future(stop.wait())  # also ends a poll that waits
+        idle = IdleBackoff(consumer)  # cheap empty fetches while no jobs come
         try:
             while not stop.is_set():
                 # Paused, the poll returns nothing; come back soon to resume in time.
@@ -226,6 +228,7 @@ class Worker:
                 except UnicodeDecodeError:  # a header key aiokafka cannot decode
                     await self._salvage(consumer)
                     continue
+                idle.polled(bool(batch))
                 if consumer.assignment():
                     self.ready.set()
                 standby.check()
