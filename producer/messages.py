@@ -17,6 +17,8 @@ import msgspec
 import numpy as np
 import orjson
 
+from producer.json_outline import top_level_members
+
 PREDICT_SCHEMA = "maas.predict/v1"
 RESULT_SCHEMA = "maas.result/v1"
 RETRAIN_SCHEMA = "maas.retrain/v1"
@@ -294,55 +296,9 @@ def decode_address(raw: bytes | str) -> JobEnvelope:
     return JobEnvelope(address.job_id, address.model, address.reply_to)
 
 
-# A JSON string token, or one structural character; anything else (numbers, literals,
-# white space) lies between the matches.
-_TOKEN = re.compile(rb'"(?:[^"\\]|\\.)*"|[{}\[\],:]')
-
-
-def _outline(raw: bytes) -> list[re.Match[bytes]] | None:
-    """The tokens directly inside the top-level object of ``raw``, its closing brace
-    last, found by counting brackets outside strings: no recursion, so any depth. None
-    unless ``raw`` is one object whose brackets balance."""
-    if not raw.lstrip().startswith(b"{"):
-        return None
-    depth, outline = 0, list[re.Match[bytes]]()
-    for match in _TOKEN.finditer(raw):
-        token = match.group()
-        if token in (b"{", b"["):
-            depth += 1
-        elif token in (b"}", b"]"):
-            depth -= 1
-            if depth == 0:
-                closed = token == b"}" and not raw[match.end() :].strip()
-                return [*outline, match] if closed else None
-        elif depth == 1:
-            outline.append(match)
-    return None
-
-
-def _top_level_members(raw: bytes) -> dict[bytes, bytes] | None:
-    """The raw JSON text of each member of the top-level object, by quoted name."""
-    outline = _outline(raw)
-    if outline is None:
-        return None
-    members: dict[bytes, bytes] = {}
-    name, start = b"", 0
-    for match in outline:
-        token = match.group()
-        if token == b":":
-            start = match.end()
-        elif token in (b",", b"}"):
-            if name:
-                members[name] = raw[start : match.start()]
-            name = b""
-        elif not name:
-            name = token
-    return members
-
-
 def _salvage_envelope(raw: bytes) -> JobEnvelope | None:
     """The envelope's fields decoded one by one (see :func:`decode_envelope`)."""
-    members = _top_level_members(raw)
+    members = top_level_members(raw)
     if members is None:
         return None
 

@@ -20,15 +20,13 @@ import contextlib
 import time
 from collections.abc import Coroutine, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol, TypeVar
+from typing import Any, TypeVar
 
 import structlog
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 
 from producer.kafka import KafkaSettings
 from producer.messages import ControlEvent, Result
-from registry.entities import MetricWindow
-from registry.policy import AliasRollbacks, WindowReader
 from workers.batching import BatchConfig
 from workers.consumer import (
     RetrySettings,
@@ -46,28 +44,19 @@ from workers.flow import pace, redeliver_due
 from workers.heap import freeze_long_lived
 from workers.idle import IdleBackoff
 from workers.metrics import MetricsRecorder
-from workers.models import ModelCache, VersionLookup
+from workers.models import ModelCache
 from workers.offsets import OffsetTracker
 from workers.replies import DEFAULT_MAX_RECORD_BYTES, Outgoing, Publisher, Record
 from workers.rollback import RollbackSettings, RollbackWatcher
 from workers.runtime import RuntimeSettings
 from workers.serving import JobHandler, Retry
+from workers.serving_registry import ServedMetrics, ServedModels
 from workers.topics import ClusterTopics, keep_service_topics
 from workers.unreadable import RawRecord, salvage
 
 log = structlog.get_logger(__name__)
 
 R = TypeVar("R", bound=Record)
-
-
-class ServedModels(VersionLookup, AliasRollbacks, Protocol):
-    """What a worker asks of the model store: versions to serve, rollbacks of bad ones."""
-
-
-class ServedMetrics(WindowReader, Protocol):
-    """What a worker asks of the metric store: keep its windows, read them back to judge."""
-
-    def record_windows(self, windows: Sequence[MetricWindow]) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
