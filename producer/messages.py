@@ -284,7 +284,7 @@ def decode_envelope(raw: bytes | str) -> JobEnvelope:
 
 
 class _Address(msgspec.Struct, frozen=True):
-    job_id: NonEmptyStr
+    job_id: JobId
     model: str = ""
     reply_to: NonEmptyStr | None = None
 
@@ -311,7 +311,7 @@ def _salvage_envelope(raw: bytes) -> JobEnvelope | None:
         except (msgspec.DecodeError, RecursionError):  # ValidationError is a DecodeError
             return default
 
-    job_id = field(b"job_id", NonEmptyStr, None)
+    job_id = field(b"job_id", JobId, None)
     if job_id is None:
         return None
     return JobEnvelope(
