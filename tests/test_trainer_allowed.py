@@ -223,9 +223,11 @@ async def test_the_trainer_survives_every_malformed_or_refused_record(
     }
     invalid_utf8 = b'{"job_id": "utf8", "model": "digits", "recipe": "\xff"}'  # job_id decodes
     deep = b"[" * 100_000 + b"]" * 100_000
-    undecodable = [b'{"job_id": "deep", "params": ' + deep + b"}", b"\x00\xff not json"]
+    too_deep = b'{"job_id": "deep", "params": ' + deep + b"}"  # its job_id is salvaged
+    undecodable = [b"\x00\xff not json"]
     records = [
         invalid_utf8,
+        too_deep,
         *undecodable,
         *(raw_job(job_id, **fields) for job_id, fields in refused.items()),
         raw_job("valid", params=WEAK, promote="never"),
@@ -235,12 +237,12 @@ async def test_the_trainer_survives_every_malformed_or_refused_record(
     trainer = Trainer(kafka, registry.models, registry.runs, settings)
     await publish(kafka, kafka.topics.retrain, records, key=b"digits")
     async with running(trainer.run):
-        answers = await read(kafka, kafka.topics.results, until=settled(len(refused) + 2))
+        answers = await read(kafka, kafka.topics.results, until=settled(len(refused) + 3))
         dead = await read(kafka, kafka.topics.dlq, until=settled(len(undecodable)))
     results = {body["job_id"]: body for body in (json.loads(r.value) for r in answers)}
-    assert len(answers) == len(results) == len(refused) + 2  # each answered exactly once
+    assert len(answers) == len(results) == len(refused) + 3  # each answered exactly once
     assert results["valid"]["status"] == "ok" and results["valid"]["version"] == 1
-    invalid = [*refused, "utf8"]
+    invalid = [*refused, "utf8", "deep"]
     codes = {job_id: results[job_id]["error"]["code"] for job_id in invalid}
     assert codes == {**dict.fromkeys(invalid, "INVALID_INPUT"), "always": "UNAUTHORIZED"}
     assert "sk-live" not in json.dumps(results)
