@@ -287,6 +287,7 @@ class Serving:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(300)  # 8,000 jobs and their windows: past 120 s on a loaded machine
 async def test_the_same_version_under_a_load_change_is_not_rolled_back(
     kafka: KafkaSettings, registry: Registry, artifacts: tuple[Path, Path]
 ) -> None:
