@@ -1,14 +1,21 @@
-"""The contract is enough: plain aiokafka, no maas client code, gets a Result."""
+"""The contract is enough: plain aiokafka, and a plain Java client, get a Result."""
 
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
+from maas.broker import EmbeddedBroker
+from scripts.apache_kafka import fetch_jars
+
 if TYPE_CHECKING:
+    from tests.kafka_helpers import Broker
     from tests.serving_fixtures import ServedDigits
 
 pytest_plugins = ["tests.serving_fixtures"]
@@ -56,4 +63,50 @@ async def test_a_hand_written_json_job_gets_a_result(served_digits: ServedDigits
     assert (result["job_id"], result["status"], result["error"]) == ("interop-1", "ok", None)
     assert result["version"] == served_digits.version
     assert result["metadata"] == {"caller": "plain-aiokafka"}
+    assert len(result["outputs"]["probabilities"]) == len(result["outputs"]["label"]) == 2
+
+
+# What the JVM client needs of Kafka's jars (no compression codecs: the job is tiny).
+_JVM_JARS = (
+    "kafka-clients",
+    "slf4j-api",
+    "jackson-databind",
+    "jackson-core",
+    "jackson-annotations",
+)
+_JVM_CLIENT = Path(__file__).parent / "interop" / "PredictClient.java"
+
+
+@pytest.fixture(scope="module")
+def java_client(broker: Broker, tmp_path_factory: pytest.TempPathFactory) -> list[str]:
+    """The command that runs PredictClient.java, compiled against Apache's kafka-clients
+    and Jackson from the jars of the session's Apache Kafka, in a small JVM."""
+    if isinstance(broker, EmbeddedBroker):
+        pytest.skip(
+            "kafka-clients 4.4 cannot talk to the embedded broker: Tansu drops a connection "
+            "whose ApiVersions request (v5) carries a cluster id; kafka-clients 4.3 works"
+        )
+    libs = fetch_jars()
+    classpath = [str(next(libs.glob(f"{name}-[0-9]*.jar"))) for name in _JVM_JARS]
+    classes = tmp_path_factory.mktemp("jvm-client")
+    javac = ["javac", "-d", str(classes), "-cp", os.pathsep.join(classpath), str(_JVM_CLIENT)]
+    subprocess.run(javac, check=True, timeout=120)
+    return [
+        "java", "-Xmx64m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1",
+        "-cp", os.pathsep.join([str(classes), *classpath]), "PredictClient",
+    ]  # fmt: skip
+
+
+def test_a_plain_java_client_gets_a_result(
+    served_digits: ServedDigits, java_client: list[str]
+) -> None:
+    kafka = served_digits.kafka
+    command = [*java_client, kafka.bootstrap_servers, kafka.topics.prefix, "interop-java-1"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=90, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout)
+    assert result["schema"] == "maas.result/v1"
+    assert (result["job_id"], result["status"], result["error"]) == ("interop-java-1", "ok", None)
+    assert result["version"] == served_digits.version
+    assert result["metadata"] == {"caller": "java-kafka-clients"}
     assert len(result["outputs"]["probabilities"]) == len(result["outputs"]["label"]) == 2
