@@ -166,9 +166,10 @@ class KafkaSettings:
             "session_timeout_ms": 6000,
             "heartbeat_interval_ms": 1000,
             "max_poll_interval_ms": 60000,
-            # Kafka answers a fetch as soon as data arrives; the embedded broker holds it
-            # for about half of this wait even when data is there, so keep it short there.
-            "fetch_max_wait_ms": 5 if self.capabilities().holds_fetches else 100,
+            # Kafka answers a fetch as soon as data arrives, so its default wait costs no
+            # latency; the embedded broker holds it for about half of this wait even when
+            # data is there, so keep it short there (workers.idle lengthens it when idle).
+            "fetch_max_wait_ms": 5 if self.capabilities().holds_fetches else 500,
         }
         return {**options, **overrides}
 

@@ -48,6 +48,7 @@ from workers.consumer import (
 )
 from workers.control import follow_control
 from workers.heap import freeze_long_lived
+from workers.idle import IdleBackoff
 from workers.metrics import MetricsRecorder
 from workers.models import ModelCache, VersionLookup
 from workers.offsets import OffsetTracker
@@ -181,9 +182,11 @@ class Worker:
             log.info("worker stopped", worker=settings.worker_id)
 
     async def _poll(self, consumer: AIOKafkaConsumer, stop: asyncio.Event) -> None:
+        idle = IdleBackoff(consumer)  # cheap empty fetches while no jobs come
         while not stop.is_set():
             # Paused, the poll returns nothing; come back soon to resume in time.
             batch = await consumer.getmany(timeout_ms=10 if consumer.paused() else 100)
+            idle.polled(bool(batch))
             if consumer.assignment():
                 self.ready.set()
             received = time.time()
