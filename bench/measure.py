@@ -41,6 +41,12 @@ class _Seen(msgspec.Struct):
 _read_result = msgspec.json.Decoder(_Seen).decode
 
 
+def job_key(i: int, kind: str = "b") -> str:
+    """Job ids as long as the SDK's (``uuid4().hex``): the results' partition is the
+    murmur2 hash of the id, which aiokafka computes in Python, byte by byte."""
+    return f"{kind}{i:031x}"
+
+
 @dataclass
 class Measured:
     rows_per_s: float
@@ -88,7 +94,7 @@ async def publish_backlog(
     try:
         sends = []
         for i, inputs in enumerate(jobs):
-            job_id = f"b{i}"
+            job_id = job_key(i)
             ids.append(job_id)
             body = json.dumps({"job_id": job_id, "model": model, "inputs": inputs}).encode()
             sends.append(await producer.send(kafka.topics.predict, body, key=job_id.encode()))
@@ -271,7 +277,7 @@ async def latency_at_load(
         interval, t0 = 1.0 / rate, time.perf_counter()
         for i in range(count):
             await asyncio.sleep(max(0.0, t0 + i * interval - time.perf_counter()))
-            job_id = f"l{i}"
+            job_id = job_key(i, "l")
             body = json.dumps(
                 {"job_id": job_id, "model": model, "inputs": workload.jobs[i % len(workload.jobs)]}
             )
