@@ -67,7 +67,8 @@ COPY --from=build /opt/maas /opt/maas
 ENV PATH=/opt/maas/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
-    MAAS_ARTIFACT_DIR=/var/lib/maas/artifacts
+    MAAS_ARTIFACT_DIR=/var/lib/maas/artifacts \
+    MAAS_DATA_ROOTS=/var/lib/maas/data
 WORKDIR /var/lib/maas
 USER maas:maas
 

@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 BROKER ?= embedded
 PIP    := $(BIN)/python -m pip --disable-pip-version-check
 
-.PHONY: setup services up test check lint typecheck check-deploy bench kafka kafka-jars clean
+.PHONY: setup services up test test-unit check lint typecheck check-deploy bench kafka kafka-jars clean
 
 $(BIN)/maas: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,9 @@ test: setup services  ## lint, type-check, the deployment files and the whole te
 	$(BIN)/mypy
 	VENV=$(VENV) bash scripts/check-deploy.sh
 	$(BIN)/python -m pytest -q
+
+test-unit: setup  ## the fast tier: no broker, no PostgreSQL, nothing slow (well under a minute)
+	$(BIN)/python -m pytest -q -m "not broker and not postgres and not slow"
 
 check: lint typecheck
 

@@ -47,6 +47,15 @@ def job_key(i: int, kind: str = "b") -> str:
     return f"{kind}{i:031x}"
 
 
+@dataclass(frozen=True)
+class Setup:
+    """What every measured path shares: the broker, the registry and the model."""
+
+    bootstrap: str
+    registry: RegistrySettings
+    model: str
+
+
 @dataclass
 class Measured:
     rows_per_s: float
@@ -157,8 +166,7 @@ async def collect(
 def start(
     kind: str,
     kafka: KafkaSettings,
-    registry: RegistrySettings,
-    model: str,
+    setup: Setup,
     workload: Workload,
     flags: Sequence[str] = (),
     runner: Sequence[str] = (),
@@ -166,6 +174,7 @@ def start(
     """The process that serves: ``kind`` maas (``flags`` added to ``maas worker``'s,
     ``runner`` options to Python's, e.g. ``-m cProfile``), naive or relay."""
     common = ["--bootstrap-servers", kafka.bootstrap_servers]
+    registry, model = setup.registry, setup.model
     store = ["--database-url", registry.database_url, "--artifact-dir", str(registry.artifact_dir)]
     if kind == "maas":
         cmd = [
@@ -205,21 +214,20 @@ async def fresh_topics(bootstrap: str, stem: str) -> KafkaSettings:
 
 async def drain(
     kind: str,
-    bootstrap: str,
-    registry: RegistrySettings,
-    model: str,
+    setup: Setup,
     workload: Workload,
     flags: Sequence[str] = (),
     runner: Sequence[str] = (),
 ) -> Measured:
     """Rows/s of ``kind`` (see :func:`start`) draining a backlog, and the CPU it spent per job meanwhile
     (``extra["cpu_us_per_job"]``, its processes' CPU from the first answer to the last)."""
-    kafka = await fresh_topics(bootstrap, "bench")
+    kafka = await fresh_topics(setup.bootstrap, "bench")
     n = workload.naive_jobs if kind == "naive" else workload.saturation_jobs
     if kind == "relay":  # so fast that a backlog of a model's size drains in a poll or two
         n = max(n, 40000)
-    await publish_backlog(kafka, [workload.jobs[i % len(workload.jobs)] for i in range(n)], model)
-    process = start(kind, kafka, registry, model, workload, flags, runner)
+    jobs = [workload.jobs[i % len(workload.jobs)] for i in range(n)]
+    await publish_backlog(kafka, jobs, setup.model)
+    process = start(kind, kafka, setup, workload, flags, runner)
     cpu_at_first: list[float] = []
 
     def on_record(_: _Seen, __: float) -> None:
@@ -239,21 +247,16 @@ async def drain(
 
 
 async def latency_at_load(
-    kind: str,
-    bootstrap: str,
-    registry: RegistrySettings,
-    model: str,
-    workload: Workload,
-    rate: float,
-    seconds: float = 8.0,
+    kind: str, setup: Setup, workload: Workload, rate: float, seconds: float = 8.0
 ) -> Measured:
     """p50/p99 from publish to result at a fixed arrival rate (``kind`` maas or relay).
 
     For maas, ``extra`` also holds the p50/p99 of the Results' own ``timing.total_ms``:
     the time a job spent in the worker, from poll to answer, without the broker hops.
     """
-    kafka = await fresh_topics(bootstrap, "lat")
-    process = start(kind, kafka, registry, model, workload)
+    kafka = await fresh_topics(setup.bootstrap, "lat")
+    model = setup.model
+    process = start(kind, kafka, setup, workload)
     sent: dict[str, float] = {}
     latencies: list[float] = []
     in_worker: list[float] = []

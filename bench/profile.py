@@ -101,9 +101,10 @@ async def drain_twice(
         artifact = build_artifact("digits", workdir)
         opened.models.register("digits", artifact, actor="bench", promote=True)
     workload = replace(digits_workload(jobs), processes=1, max_batch_size=256)
-    plain = await measure.drain("maas", bootstrap, registry, "digits", workload)
+    setup = measure.Setup(bootstrap, registry, "digits")
+    plain = await measure.drain("maas", setup, workload)
     profiler = ("-m", "cProfile", "-o", str(stats))
-    profiled = await measure.drain("maas", bootstrap, registry, "digits", workload, runner=profiler)
+    profiled = await measure.drain("maas", setup, workload, runner=profiler)
     return plain, profiled
 
 

@@ -9,8 +9,9 @@ broker that ``--broker`` names (the embedded one, or Apache Kafka from its jars)
                (confluent-kafka) consumes one, the model predicts one, librdkafka
                produces one without waiting (bench/baselines.py)
   d. relay   — consume and re-produce without a model: the transport limit
-and maas's latency at 10% of its saturated throughput; with a maas that has
-``maas worker --exactly-once`` and on Apache Kafka, also maas in exactly-once mode.
+and maas's latency at 10% of its saturated throughput; a and b again for the model's
+int8 version (bench/int8.py); with a maas that has ``maas worker --exactly-once`` and
+on Apache Kafka, also maas in exactly-once mode.
 Prints rows/s, p50/p99, mean batch size, CPU per job, the ratios b/a, b/c, b/d and
 the targets met; the machine is shared and noisy, so only ratios measured in the same
 run mean anything.
@@ -36,7 +37,8 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from bench.measure import Measured, drain, latency_at_load, measure_raw
+from bench.int8 import bench_int8, int8_note
+from bench.measure import Measured, Setup, drain, latency_at_load, measure_raw
 from bench.workloads import WORKLOADS, Workload, build_artifact
 from maas.broker import EmbeddedBroker
 from registry.bundle import Registry
@@ -69,6 +71,7 @@ async def bench_model(
     registry = RegistrySettings(
         database_url=f"sqlite:///{workdir / 'registry.db'}", artifact_dir=workdir / "artifacts"
     )
+    setup = Setup(bootstrap, registry, name)
     with Registry.open(registry) as opened:
         models = opened.models
         if name not in {m.name for m in models.list_models()}:
@@ -79,32 +82,34 @@ async def bench_model(
     workload = replace(workload, max_batch_size=raw.extra["batch_size"])
     results = {"raw": raw}
     console.print(f"[bold]{name}[/bold]: maas")
-    results["maas"] = await drain("maas", bootstrap, registry, name, workload)
+    results["maas"] = await drain("maas", setup, workload)
     eos = exactly_once_flags() if exactly_once else None
     if eos is not None:  # right after at-least-once, to meet the same load
         console.print(f"[bold]{name}[/bold]: maas, exactly-once")
-        results["maas-eos"] = await drain("maas", bootstrap, registry, name, workload, eos)
+        results["maas-eos"] = await drain("maas", setup, workload, eos)
     # The limit once more right after: the machine is shared, and its load drifts over
     # a run; the limit is the mean of the runs that bracket maas's.
     with Registry.open(registry) as opened:
         again = measure_raw(opened.models, name, workload, workload.max_batch_size)
     raw.extra["runs"] = [raw.rows_per_s, again.rows_per_s]
     raw.rows_per_s = (raw.rows_per_s + again.rows_per_s) / 2
+    # The int8 version right after, so that both meet the same load.
+    console.print(f"[bold]{name}[/bold]: int8, raw and maas")
+    int8, figures = await bench_int8(setup, workload, workdir)
+    results.update(int8)
     single = replace(workload, processes=1)
     if workload.processes > 1:  # one process too, right before the one-process loop
         console.print(f"[bold]{name}[/bold]: maas, one process")
-        results["maas-1"] = await drain("maas", bootstrap, registry, name, single)
+        results["maas-1"] = await drain("maas", setup, single)
     for kind in ("naive", "relay"):
         console.print(f"[bold]{name}[/bold]: {kind}")
-        results[kind] = await drain(kind, bootstrap, registry, name, workload)
+        results[kind] = await drain(kind, setup, workload)
     light = 0.1 * results["maas"].rows_per_s
     console.print(f"[bold]{name}[/bold]: latency at 10% load, maas and the relay")
     # One process: 10% of the load is well within it, and a second group member joining
     # mid-measurement would time a rebalance, not the path.
-    results["light"] = await latency_at_load("maas", bootstrap, registry, name, single, light)
-    results["light-relay"] = await latency_at_load(
-        "relay", bootstrap, registry, name, single, light
-    )
+    results["light"] = await latency_at_load("maas", setup, single, light)
+    results["light-relay"] = await latency_at_load("relay", setup, single, light)
     return {
         "model": name,
         "max_delay_ms": workload.max_delay_ms,
@@ -112,6 +117,7 @@ async def bench_model(
         "processes": workload.processes,
         "results": {k: asdict(v) for k, v in results.items()},
         "ratios": ratios(results),
+        "int8": figures,
     }
 
 
@@ -127,6 +133,8 @@ def ratios(results: dict[str, Measured]) -> dict[str, float]:
     found["added p50 ms"] = results["light"].p50_ms - results["light-relay"].p50_ms  # type: ignore[operator]
     if "maas-eos" in results:
         found["eos/alo"] = over("maas-eos", "maas")
+    found["int8/fp32 raw"] = over("raw-int8", "raw")
+    found["int8/fp32 maas"] = over("maas-int8", "maas")
     return found
 
 
@@ -162,9 +170,12 @@ def _note(kind: str, m: dict[str, Any], entry: dict[str, Any]) -> str:
             f"at {m['rows_per_s']:.0f} jobs/s; max_delay_ms={entry['max_delay_ms']}; "
             f"in worker p50 {extra.get('worker_p50_ms', float('nan')):.1f}"
         )
+    if kind == "raw-int8":
+        return int8_note(entry["int8"], extra["batch_size"])
     notes = {
         "maas": f"max_batch_size {entry['max_batch_size']}, {entry['processes']} process(es)",
         "maas-1": "the same, one process",
+        "maas-int8": "the int8 version as production, served as maas was",
         "maas-eos": "exactly-once, as many processes as maas",
         "naive": "librdkafka, one process",
         "light-relay": f"relay at {m['rows_per_s']:.0f} jobs/s",

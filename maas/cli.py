@@ -1,4 +1,8 @@
-"""The one console script, ``maas``. Each verb group lives in ``maas/commands/``."""
+"""The one console script, ``maas``. Each verb group lives in ``maas/commands/``.
+
+:func:`main` is the error boundary: a user's mistake or a missing service becomes one
+``error: ...`` line and a documented exit code (``maas/errors.py``), never a traceback.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +12,7 @@ import sys
 from collections.abc import Sequence
 from importlib.metadata import PackageNotFoundError, version
 
-from producer.errors import BrokerUnavailable
+from maas import errors
 from workers import logs
 
 # Each module exposes ``register(subparsers)``; its parsers set ``func(args) -> int``.
@@ -27,6 +31,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="maas",
         description="Model-as-a-service on Apache Kafka.",
+        epilog="Exit codes: 0 done; 1 failed, one 'error:' line says why; 2 the command "
+        "line does not parse (maas submit and maas score: also no answer came); "
+        "130 interrupted. `maas COMMAND --help` describes each command.",
     )
     parser.add_argument(
         "--log-format",
@@ -34,7 +41,13 @@ def build_parser() -> argparse.ArgumentParser:
         default="auto",
         help="log rendering: json in production, readable on a terminal (default: auto)",
     )
-    parser.add_argument("--log-level", default="info", help="debug, info, warning or error")
+    parser.add_argument(
+        "--log-level",
+        type=str.lower,
+        choices=("debug", "info", "warning", "error"),
+        default="info",
+        help="(default: info)",
+    )
     parser.add_argument("--version", action="version", version=f"maas {_version()}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
@@ -65,10 +78,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         code: int = args.func(args)
     except KeyboardInterrupt:
-        return 130
-    except BrokerUnavailable as exc:  # one line, no traceback: the message says what to check
-        print(f"maas {args.command}: {exc}", file=sys.stderr)
-        return 1
+        return errors.EXIT_INTERRUPTED
+    except Exception as exc:
+        if not isinstance(exc, errors.user_errors()):
+            raise  # a bug: its traceback is what a bug report needs
+        errors.report(exc)
+        return errors.EXIT_FAILED
     return code
 
 

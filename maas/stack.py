@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 import tempfile
 import time
@@ -13,7 +14,7 @@ import numpy as np
 import structlog
 from rich.console import Console
 
-from maas.broker import EmbeddedBroker, free_port
+from maas.broker import BrokerError, EmbeddedBroker, free_port
 from producer.aio import AsyncClient
 from producer.kafka import KafkaSettings, Topics
 from producer.messages import Result
@@ -21,11 +22,15 @@ from registry.bundle import Registry
 from registry.errors import RegistryError
 from registry.models import ModelStore
 from registry.settings import RegistrySettings
+from workers.batching import BatchConfig
 from workers.loop import Worker, WorkerSettings
 
 log = structlog.get_logger(__name__)
 
 DEMO_MODEL = "digits"
+# The batching docs/serving.md recommends for the demo models: where the bare model did
+# best on 2 CPU cores and on an H200, and a delay that suits a sub-millisecond model.
+DEMO_BATCH = BatchConfig(max_batch_size=256, max_delay_ms=2.0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,7 +120,7 @@ def _start_broker(port: int, console: Console) -> EmbeddedBroker:
     broker = EmbeddedBroker(port=port)
     try:
         return broker.start()
-    except Exception as exc:  # the port is taken: take any free one and say so
+    except BrokerError as exc:  # the port is taken: take any free one and say so
         fallback = free_port()
         console.print(f"[yellow]{exc}[/yellow]; using port {fallback} instead")
         return EmbeddedBroker(port=fallback).start()
@@ -130,30 +135,40 @@ async def _serve_until_stopped(worker_task: asyncio.Task[None], stop: asyncio.Ev
 
 
 async def run_stack(settings: StackSettings, console: Console | None = None) -> DemoReport | None:
+    """Run the stack; on every way out (done, Ctrl-C, an error) the worker is stopped,
+    the broker process ended and the registry closed, in that order."""
     console = console or Console(stderr=False)
-    broker = _start_broker(settings.port, console)
+    # The registry first: a database that is down fails before anything is started.
+    registry = await asyncio.to_thread(Registry.open, settings.registry)
+    try:
+        broker = _start_broker(settings.port, console)
+        try:
+            return await _run(settings, registry, broker, console)
+        finally:
+            broker.stop()
+            console.print("stopped")
+    finally:
+        registry.close()
+
+
+async def _run(
+    settings: StackSettings, registry: Registry, broker: EmbeddedBroker, console: Console
+) -> DemoReport | None:
     kafka = KafkaSettings(
         bootstrap_servers=broker.bootstrap_servers,
         topics=Topics(settings.topic_prefix),
         embedded=True,
     )
     console.print(f"embedded broker on {broker.bootstrap_servers} (in memory)")
-    registry = await asyncio.to_thread(Registry.open, settings.registry)
+    await asyncio.to_thread(ensure_demo_model, registry.models, console)
+    worker = Worker(kafka, registry.models, registry.metrics, settings.worker)
+    await worker.models.get(await worker.models.resolve(DEMO_MODEL, None, "production"))
     stop = asyncio.Event()
-    report = None
+    worker_task = asyncio.create_task(worker.run(stop))
     try:
-        await asyncio.to_thread(ensure_demo_model, registry.models, console)
-        worker = Worker(kafka, registry.models, registry.metrics, settings.worker)
-        await worker.models.get(await worker.models.resolve(DEMO_MODEL, None, "production"))
-        worker_task = asyncio.create_task(worker.run(stop))
-        await asyncio.wait(
-            [asyncio.ensure_future(worker.ready.wait()), worker_task],
-            return_when=asyncio.FIRST_COMPLETED,
-        )
-        if worker_task.done():
-            await worker_task  # it failed to start: raise why
-        if settings.samples:
-            report = await score_demo(kafka, settings.samples)
+        await _started(worker, worker_task)
+        report = await score_demo(kafka, settings.samples) if settings.samples else None
+        if report is not None:
             _print_report(console, report)
         if settings.serve:
             console.print(
@@ -161,15 +176,22 @@ async def run_stack(settings: StackSettings, console: Console | None = None) -> 
                 f"{kafka.topics.predict}, read results from {kafka.topics.results}. Ctrl-C stops."
             )
             await _serve_until_stopped(worker_task, stop)
-        else:
-            stop.set()
-            await worker_task
+        return report
     finally:
         stop.set()
-        registry.close()
-        broker.stop()
-        console.print("stopped")
-    return report
+        with contextlib.suppress(Exception):  # a failure of the worker was raised above
+            await worker_task
+
+
+async def _started(worker: Worker, worker_task: asyncio.Task[None]) -> None:
+    """Wait until the worker serves; if it fails to start, raise why."""
+    ready = asyncio.ensure_future(worker.ready.wait())
+    try:
+        await asyncio.wait([ready, worker_task], return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        ready.cancel()
+    if worker_task.done():
+        await worker_task
 
 
 def _print_report(console: Console, report: DemoReport) -> None:

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from producer.aio import AsyncClient, AsyncHandle
 from producer.core import JobOptions
-from producer.errors import ClientError, JobTimeout, ServiceError, TopicNotFound
+from producer.errors import ClientError, JobTimeout, JobTooLarge, ServiceError, TopicNotFound
 from producer.kafka import KafkaSettings, Topics, ensure_topics
 from producer.messages import (
     DecodeError,
@@ -38,6 +38,7 @@ __all__ = [
     "Handle",
     "JobOptions",
     "JobTimeout",
+    "JobTooLarge",
     "KafkaSettings",
     "PredictJob",
     "Result",

@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator, Iterable, Mapping
 from typing import Any, Unpack
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.errors import MessageSizeTooLargeError
 
 from producer.core import POLL_MS, BaseClient, JobOptions, Outgoing, Window
 from producer.handles import BaseHandle, Reply
@@ -114,6 +115,8 @@ class AsyncClient(BaseClient):
         try:
             async with self._enqueue:
                 sent = await self._producer.send(message.topic, message.value, key=message.key)
+        except MessageSizeTooLargeError as exc:
+            raise self._too_large(message, exc) from exc
         except BaseException as exc:
             self._send_failed(message.job_id, exc)
             raise

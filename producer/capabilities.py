@@ -4,13 +4,15 @@ Apache Kafka grants an idempotent producer; the embedded broker (Tansu) answers
 ``InitProducerId`` with an error, and a producer started with idempotence against it
 dies in its first send. :func:`probe` asks that one question over one connection; it
 also is how every component waits for its broker at start: a broker that does not
-answer within the time given, or that refuses the connection, is one
-:class:`~producer.errors.BrokerUnavailable` naming the bootstrap servers.
+answer within the time given, that refuses maas's credentials or whose TLS certificate
+does not verify is one :class:`~producer.errors.BrokerUnavailable` naming the bootstrap
+servers and what to check (at once for the last two: waiting would not help).
 """
 
 from __future__ import annotations
 
 import asyncio
+import ssl
 import threading
 from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass
@@ -66,12 +68,11 @@ async def probe(options: Mapping[str, Any], *, timeout_s: float) -> Capabilities
         try:
             async with asyncio.timeout(max(deadline - loop.time(), 0.1)):
                 return await _ask(servers, options)
+        except ssl.SSLError as exc:
+            raise BrokerUnavailable(_tls_failure(servers, exc)) from None
         except (OSError, TimeoutError, errors.KafkaError) as exc:
             if isinstance(exc, errors.KafkaError) and not exc.retriable:
-                raise BrokerUnavailable(
-                    f"the Kafka broker at {servers} refused maas's connection "
-                    f"({type(exc).__name__}); check the MAAS_KAFKA_* security settings"
-                ) from None
+                raise BrokerUnavailable(_refusal(servers, exc)) from None
             failure = exc
         if loop.time() + pause > deadline:
             raise BrokerUnavailable(
@@ -82,6 +83,31 @@ async def probe(options: Mapping[str, Any], *, timeout_s: float) -> Capabilities
             ) from None
         await asyncio.sleep(pause)
         pause = min(pause * 2, 1.0)
+
+
+def _refusal(servers: str, exc: errors.KafkaError) -> str:
+    check = "the MAAS_KAFKA_* security settings"
+    if isinstance(exc, errors.SaslAuthenticationFailed | errors.AuthenticationFailedError):
+        check = "MAAS_KAFKA_SASL_PLAIN_USERNAME and MAAS_KAFKA_SASL_PLAIN_PASSWORD"
+    elif isinstance(exc, errors.UnsupportedSaslMechanismError):
+        check = "MAAS_KAFKA_SASL_MECHANISM against the broker's sasl.enabled.mechanisms"
+    return (
+        f"the Kafka broker at {servers} refused maas's connection ({type(exc).__name__}); "
+        f"check {check}"
+    )
+
+
+def _tls_failure(servers: str, exc: ssl.SSLError) -> str:
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return (
+            f"the TLS certificate of the Kafka broker at {servers} did not verify "
+            f"({exc.verify_message}); check MAAS_KAFKA_SSL_CAFILE (the CA that signed it) "
+            "and that the broker's certificate names the host maas connects to"
+        )
+    return (
+        f"the TLS handshake with the Kafka broker at {servers} failed ({exc.reason}); check "
+        "that MAAS_KAFKA_SECURITY_PROTOCOL matches the broker's listener"
+    )
 
 
 async def _ask(servers: str, options: Mapping[str, Any]) -> Capabilities:

@@ -21,6 +21,7 @@ from typing import Any, Unpack
 with warnings.catch_warnings():  # kafka-python 3.0 reads its schemas with a deprecated API
     warnings.simplefilter("ignore", DeprecationWarning)
     from kafka import KafkaConsumer, KafkaProducer
+    from kafka.errors import MessageSizeTooLargeError
 
 from producer.core import POLL_MS, BaseClient, JobOptions, Outgoing, Window
 from producer.handles import BaseHandle, Reply
@@ -125,6 +126,8 @@ class Client(BaseClient):
         assert self._producer is not None
         try:
             sent = self._producer.send(message.topic, message.value, key=message.key)
+        except MessageSizeTooLargeError as exc:
+            raise self._too_large(message, exc) from exc
         except BaseException as exc:
             self._send_failed(message.job_id, exc)
             raise

@@ -20,7 +20,7 @@ from typing import Any, ClassVar, TypedDict, TypeVar
 import msgspec
 import structlog
 
-from producer.errors import ClientError, JobTimeout, ServiceError
+from producer.errors import ClientError, JobTimeout, JobTooLarge, ServiceError
 from producer.handles import BaseHandle, Reply
 from producer.kafka import KafkaSettings
 from producer.messages import (
@@ -161,6 +161,13 @@ class BaseClient:
             if self._state is not _State.OPEN:
                 raise RuntimeError(f"the client is {self._state.value}: use `{self._usage}`")
             self._waiting[handle.job_id] = handle
+
+    def _too_large(self, message: Outgoing, error: BaseException) -> JobTooLarge:
+        """The producer refused ``message`` as bigger than one record may be: its handle
+        fails with the :class:`JobTooLarge` returned, which the caller raises."""
+        too_large = JobTooLarge(message.job_id, len(message.value), str(error))
+        self._send_failed(message.job_id, too_large)
+        return too_large
 
     def _send_failed(self, job_id: str, error: BaseException) -> None:
         """The broker did not take the job: its handle raises ``error``."""

@@ -26,6 +26,10 @@ class BrokerUnavailable(ClientError, ConnectionError):
     """No Kafka broker could be reached (or it refused us); the message says what to check."""
 
 
+class KafkaSettingsError(ClientError, ValueError):
+    """A ``MAAS_KAFKA_*`` setting no Kafka client could honour; the message names it."""
+
+
 class JobTimeout(ClientError, TimeoutError):
     """No answer arrived in time."""
 
@@ -49,3 +53,18 @@ class TopicNotFound(ClientError):
             "first (clients and workers create the service's topics when they start)"
         )
         self.topic = topic
+
+
+class JobTooLarge(ClientError, ValueError):
+    """A job is bigger than the producer sends in one record (its max_request_size)."""
+
+    def __init__(self, job_id: str, size: int, detail: str) -> None:
+        super().__init__(
+            f"job {job_id!r} is {size} bytes, more than the producer sends in one record "
+            f"({detail}); send fewer rows per job (maas score: --rows-per-job), or raise "
+            "the limits together: the producer's max_request_size "
+            "(MAAS_KAFKA_MAX_REQUEST_SIZE), the broker's message.max.bytes and `maas worker "
+            "--max-job-bytes` (see docs/serving.md)"
+        )
+        self.job_id = job_id
+        self.size = size

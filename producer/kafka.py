@@ -1,10 +1,12 @@
 """Kafka connection settings, topic names and topic creation.
 
 Every component builds its clients from one :class:`KafkaSettings`, made once at the
-entrypoint. Security settings (SASL/SSL) pass through untouched as ``MAAS_KAFKA_*``
-environment variables, e.g. ``MAAS_KAFKA_SECURITY_PROTOCOL=SASL_SSL``. What the broker
-can do (idempotence) is asked once, at start, by :func:`ensure_topics` (every component
-awaits it first) or by the first client options built, never configured by hand.
+entrypoint. Security settings (SASL/SSL) come from ``MAAS_KAFKA_*`` environment
+variables, e.g. ``MAAS_KAFKA_SECURITY_PROTOCOL=SASL_SSL`` (:mod:`producer.kafka_options`
+makes them into options both client libraries take). What the broker can do
+(idempotence) is asked once, at start, by :func:`ensure_topics` (every component awaits
+it first) or by the first client options built, never configured by hand; so is the
+cluster's size, from which :func:`ensure_topics` chooses how many replicas topics get.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from typing import Any
 import structlog
 
 from producer.capabilities import Capabilities, probe, run_blocking
+from producer.kafka_options import KafkaOptions
 
 log = structlog.get_logger(__name__)
 
@@ -26,9 +29,6 @@ DEFAULT_PREFIX = "maas."
 CONNECT_TIMEOUT_S = 15.0
 
 _TOPIC_ALREADY_EXISTS = 36
-
-# Options that take integers when passed through from the environment.
-_INT_OPTIONS = frozenset({"request_timeout_ms", "metadata_max_age_ms", "connections_max_idle_ms"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +68,27 @@ class Topics:
         }
 
 
+@dataclass(frozen=True, slots=True)
+class Replication:
+    """How many copies each partition has, and how many must hold a record before the
+    broker acknowledges it to an ``acks=all`` producer (``min.insync.replicas``)."""
+
+    factor: int
+    min_insync: int
+
+    @classmethod
+    def for_cluster(cls, brokers: int) -> Replication:
+        """Three copies where three brokers or more serve, two in sync for a write: one
+        broker may die without losing an acknowledged record or refusing writes. A
+        smaller cluster: a copy on each broker (one on a single broker)."""
+        factor = min(max(brokers, 1), 3)
+        return cls(factor=factor, min_insync=max(factor - 1, 1))
+
+    def topic_configs(self) -> dict[str, str]:
+        """The topic's settings (none for one copy: the embedded broker takes no others)."""
+        return {"min.insync.replicas": str(self.min_insync)} if self.factor > 1 else {}
+
+
 @dataclass(slots=True)
 class _Answer:
     """The broker's capabilities once asked: the one mutable part of the settings, so
@@ -86,7 +107,7 @@ class KafkaSettings:
 
     bootstrap_servers: str = DEFAULT_BOOTSTRAP
     topics: Topics = field(default_factory=Topics)
-    security: Mapping[str, Any] = field(default_factory=dict)
+    options: KafkaOptions = field(default_factory=KafkaOptions)
     embedded: bool = False
     client_id: str = "maas"
     _answer: _Answer = field(default_factory=_Answer, init=False, repr=False, compare=False)
@@ -101,16 +122,11 @@ class KafkaSettings:
         embedded: bool | None = None,
     ) -> KafkaSettings:
         env = os.environ if env is None else env
-        security: dict[str, Any] = {}
-        for key, value in env.items():
-            if key.startswith("MAAS_KAFKA_"):
-                option = key.removeprefix("MAAS_KAFKA_").lower()
-                security[option] = int(value) if option in _INT_OPTIONS else value
         return cls(
             bootstrap_servers=bootstrap_servers
             or env.get("MAAS_BOOTSTRAP_SERVERS", DEFAULT_BOOTSTRAP),
             topics=Topics(topic_prefix or env.get("MAAS_TOPIC_PREFIX", DEFAULT_PREFIX)),
-            security=security,
+            options=KafkaOptions.from_env(env),
             embedded=embedded
             if embedded is not None
             else env.get("MAAS_EMBEDDED_BROKER", "") in {"1", "true"},
@@ -121,7 +137,7 @@ class KafkaSettings:
         return {
             "bootstrap_servers": self.bootstrap_servers,
             "client_id": self.client_id,
-            **self.security,
+            **self.options.common(),
         }
 
     async def detect_capabilities(self, *, timeout_s: float = CONNECT_TIMEOUT_S) -> Capabilities:
@@ -151,7 +167,7 @@ class KafkaSettings:
 
     def producer(self, **overrides: Any) -> dict[str, Any]:
         """Producer options: acks=all; idempotence where the broker grants it."""
-        options = {**self.common(), "acks": "all", "linger_ms": 2}
+        options = {**self.common(), "acks": "all", "linger_ms": 2, **self.options.producer()}
         if self.capabilities().idempotence:
             options["enable_idempotence"] = True
         return {**options, **overrides}
@@ -176,7 +192,8 @@ class KafkaSettings:
 
 async def ensure_topics(settings: KafkaSettings, *, timeout_s: float = CONNECT_TIMEOUT_S) -> None:
     """Wait for the broker (asking what it supports), then create the service's topics
-    with their partition counts; existing ones are kept."""
+    with their partition counts, replicated as the cluster's size allows
+    (:meth:`Replication.for_cluster`); existing ones are kept."""
     from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
     await settings.detect_capabilities(timeout_s=timeout_s)
@@ -185,12 +202,23 @@ async def ensure_topics(settings: KafkaSettings, *, timeout_s: float = CONNECT_T
     try:
         await admin.start()
         existing = set(await admin.list_topics())
-        missing = [NewTopic(name, n, 1) for name, n in wanted.items() if name not in existing]
-        if missing:
-            response = await admin.create_topics(missing)
-            for name, code, message in (e[:3] for e in response.topic_errors):
-                if code not in (0, _TOPIC_ALREADY_EXISTS):  # another process may win the race
-                    raise RuntimeError(f"could not create topic {name}: {message} (code {code})")
-            log.info("topics created", topics=sorted(t.name for t in missing))
+        if not wanted.keys() - existing:
+            return
+        replication = Replication.for_cluster(len((await admin.describe_cluster())["brokers"]))
+        missing = [
+            NewTopic(name, n, replication.factor, topic_configs=replication.topic_configs())
+            for name, n in wanted.items()
+            if name not in existing
+        ]
+        response = await admin.create_topics(missing)
+        for name, code, message in (e[:3] for e in response.topic_errors):
+            if code not in (0, _TOPIC_ALREADY_EXISTS):  # another process may win the race
+                raise RuntimeError(f"could not create topic {name}: {message} (code {code})")
+        log.info(
+            "topics created",
+            topics=sorted(t.name for t in missing),
+            replicas=replication.factor,
+            min_insync_replicas=replication.min_insync,
+        )
     finally:
         await admin.close()

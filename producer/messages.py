@@ -17,6 +17,8 @@ import msgspec
 import numpy as np
 import orjson
 
+from producer.json_outline import top_level_members
+
 PREDICT_SCHEMA = "maas.predict/v1"
 RESULT_SCHEMA = "maas.result/v1"
 RETRAIN_SCHEMA = "maas.retrain/v1"
@@ -26,6 +28,18 @@ CONTROL_SCHEMA = "maas.control/v1"
 DEFAULT_ALIAS = "production"
 
 NonEmptyStr = Annotated[str, msgspec.Meta(min_length=1, max_length=512)]
+# Names and job ids are stored by the registry in columns of NAME_MAX_LENGTH characters:
+# the same limits and patterns as ``registry.limits`` (tests/test_names.py holds them
+# equal; the client package does not import the registry).
+NAME_MAX_LENGTH = 200
+MODEL_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]*\Z"
+JOB_ID_PATTERN = r"^[^\x00-\x1f\x7f-\x9f]+\Z"
+ModelName = Annotated[
+    str, msgspec.Meta(min_length=1, max_length=NAME_MAX_LENGTH, pattern=MODEL_NAME_PATTERN)
+]
+JobId = Annotated[
+    str, msgspec.Meta(min_length=1, max_length=NAME_MAX_LENGTH, pattern=JOB_ID_PATTERN)
+]
 # Integers that end up in database columns or in numpy's int64 arithmetic are bounded at
 # the edge, so an extreme value is INVALID_INPUT naming the field, not an overflow later.
 INT32_MAX = 2**31 - 1
@@ -69,8 +83,8 @@ class Timing(msgspec.Struct, frozen=True, kw_only=True):
 class PredictJob(msgspec.Struct, frozen=True, kw_only=True):
     """A prediction request. ``inputs`` maps input names to rows (leading batch dim)."""
 
-    job_id: NonEmptyStr
-    model: NonEmptyStr
+    job_id: JobId
+    model: ModelName
     inputs: dict[str, list[Any]]
     schema: str = PREDICT_SCHEMA
     version: Version | None = None
@@ -114,8 +128,8 @@ class Dataset(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class RetrainJob(msgspec.Struct, frozen=True, kw_only=True):
-    job_id: NonEmptyStr
-    model: NonEmptyStr
+    job_id: JobId
+    model: ModelName
     schema: str = RETRAIN_SCHEMA
     recipe: NonEmptyStr | None = None
     dataset: Dataset | None = None
@@ -164,7 +178,7 @@ class _Schema(msgspec.Struct, frozen=True):
 class JobEnvelope(msgspec.Struct, frozen=True):
     """The few fields needed to answer a job whose full decoding failed."""
 
-    job_id: NonEmptyStr
+    job_id: JobId
     model: str = ""
     reply_to: NonEmptyStr | None = None
     metadata: dict[str, Any] = {}
@@ -251,8 +265,61 @@ def validate_inputs(inputs: dict[str, list[Any]]) -> int:
 
 
 def decode_envelope(raw: bytes | str) -> JobEnvelope:
-    """Decode just enough of a broken job to answer it; raises :class:`DecodeError`."""
-    return _decode(raw, JobEnvelope, None)
+    """Decode just enough of a broken job to answer it; raises :class:`DecodeError`.
+
+    A well-formed JSON object whose other fields are of the wrong type, or nested too
+    deeply for the decoder, still yields its ``job_id`` (and ``model``, ``reply_to``
+    and ``metadata`` where those decode on their own), so that such a job is answered
+    rather than dead-lettered.
+    """
+    try:
+        return _decode(raw, JobEnvelope, None)
+    except DecodeError as exc:
+        if not isinstance(exc.__cause__, msgspec.ValidationError | RecursionError):
+            raise  # not JSON at all: nothing to salvage
+        salvaged = _salvage_envelope(raw.encode() if isinstance(raw, str) else raw)
+        if salvaged is None:
+            raise
+        return salvaged
+
+
+class _Address(msgspec.Struct, frozen=True):
+    job_id: JobId
+    model: str = ""
+    reply_to: NonEmptyStr | None = None
+
+
+def decode_address(raw: bytes | str) -> JobEnvelope:
+    """Decode only where a job's answer goes (``job_id``, ``model``, ``reply_to``), for a
+    record too large to echo: its metadata is left out. Raises :class:`DecodeError`."""
+    address = _decode(raw, _Address, None)
+    return JobEnvelope(address.job_id, address.model, address.reply_to)
+
+
+def _salvage_envelope(raw: bytes) -> JobEnvelope | None:
+    """The envelope's fields decoded one by one (see :func:`decode_envelope`)."""
+    members = top_level_members(raw)
+    if members is None:
+        return None
+
+    def field(name: bytes, kind: Any, default: Any) -> Any:
+        text = members.get(b'"' + name + b'"')
+        if text is None:
+            return default
+        try:
+            return msgspec.json.decode(text, type=kind)
+        except (msgspec.DecodeError, RecursionError):  # ValidationError is a DecodeError
+            return default
+
+    job_id = field(b"job_id", JobId, None)
+    if job_id is None:
+        return None
+    return JobEnvelope(
+        job_id,
+        field(b"model", str, ""),
+        field(b"reply_to", NonEmptyStr | None, None),
+        field(b"metadata", dict[str, Any], {}),
+    )
 
 
 def decode_result(raw: bytes | str) -> Result:

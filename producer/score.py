@@ -1,200 +1,140 @@
 """Batch scoring: stream rows from a file through the service into JSONL, in order.
 
-Input formats (chosen by suffix):
+What it reads is in :mod:`producer.score_input`, what it writes in
+:mod:`producer.score_output`. Rows travel in jobs of ``rows_per_job`` with at most
+``max_in_flight`` jobs outstanding; only those jobs are held in memory. Job ids are
+deterministic per (file, model, row range).
 
-- ``.jsonl``/``.ndjson``: one object per line; ``id`` is optional, every other key is an
-  input name holding this row's value, e.g. ``{"id": "a1", "x": [0.0, ...]}`` or
-  ``{"text": "a review"}``.
-- ``.csv`` and ``.parquet``: an optional ``id`` column; a ``text`` column (and, in
-  Parquet, any list column) is an input of that name; all remaining columns form one
-  input, ``input_name`` (default ``x``), row-wise as floats.
-
-Output: one JSON line per input row, in input order::
-
-    {"row": 0, "id": "a1", "version": 3, "status": "ok",
-     "outputs": {"probabilities": [...], "label": 7}, "error": null}
-
-Rows travel in jobs of ``rows_per_job`` with at most ``max_in_flight`` jobs
-outstanding; only those jobs are held in memory. Job ids are deterministic per
-(file, model, row range). A rerun resumes after the last whole line of ``out``.
+A rerun of an interrupted or partly failed run resumes: rows an earlier run wrote ok
+are kept, the ones it wrote as failures are scored again (in a pass over the earlier
+lines that replaces the output file only once it is complete), and scoring continues
+after the last whole line. A run whose first jobs all fail on every row with one and
+the same error (an unknown model, a wrong input name: nothing the next rows will
+escape) stops early and says why (:attr:`ScoreStats.stopped`).
 """
 
 from __future__ import annotations
 
-import csv
+import contextlib
 import hashlib
-import json
+import itertools
+import os
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from producer.client import Client, Handle
 from producer.errors import JobTimeout
-from producer.messages import DEFAULT_ALIAS, ErrorCode, Result, RetrainResult
+from producer.messages import ErrorCode, Result, RetrainResult
+from producer.score_input import Row, UnreadableInput, count_rows, input_format, read_rows
+from producer.score_output import (
+    earlier_lines,
+    result_lines,
+    resume_point,
+    unreadable_line,
+)
+from producer.score_settings import ScoreSettings
 
-JSONL_SUFFIXES = frozenset({".jsonl", ".ndjson", ".json"})
+__all__ = [
+    "Row",
+    "ScoreSettings",
+    "ScoreStats",
+    "Scorer",
+    "UnreadableInput",
+    "count_rows",
+    "input_format",
+    "read_rows",
+    "resume_point",
+]
 
-
-@dataclass(frozen=True, slots=True)
-class ScoreSettings:
-    """What to score with and how hard to push."""
-
-    model: str
-    version: int | None = None
-    alias: str = DEFAULT_ALIAS
-    rows_per_job: int = 32
-    max_in_flight: int = 64
-    timeout_s: float = 60.0
-    input_name: str = "x"
-    priority: int = 0
-
-
-@dataclass(slots=True)
-class Row:
-    """One input row; ``error`` is set when the row could not even be read."""
-
-    index: int
-    id: Any
-    inputs: dict[str, Any]
-    error: str | None = None
+Error = tuple[str, str]  # (code, message) of a failed row
+DISTINCT_ERRORS = 5  # distinct errors counted by name; the rest as "other"
+EARLY_STOP_JOBS = 3  # the first jobs that, failing alike on every row, stop a run
 
 
 @dataclass(slots=True)
 class ScoreStats:
-    """Counters for progress and the final summary."""
+    """Counters for progress and the final summary.
+
+    ``skipped``: ok rows an earlier run wrote, kept; ``retried``: rows it wrote as
+    failures, scored again now; ``answered``: rows written now (retried included),
+    ``failed`` of them. ``errors``: the first distinct errors of this run and how many
+    rows had each (``other_errors``: the rest). ``stopped``: why the run stopped early.
+    """
 
     total: int | None = None
     skipped: int = 0
+    retried: int = 0
     sent: int = 0
     answered: int = 0
     failed: int = 0
     jobs: int = 0
+    errors: dict[Error, int] = field(default_factory=dict)
+    other_errors: int = 0
+    stopped: str | None = None
     started: float = field(default_factory=time.monotonic)
 
     @property
     def rows_per_s(self) -> float:
         return self.answered / max(time.monotonic() - self.started, 1e-9)
 
-
-# ---- reading ---------------------------------------------------------------------------
-
-
-def read_rows(path: Path, input_name: str = "x") -> Iterator[Row]:
-    """Stream the rows of a JSONL, CSV or Parquet file."""
-    suffix = path.suffix.lower()
-    if suffix in JSONL_SUFFIXES:
-        return _read_jsonl(path)
-    if suffix == ".csv":
-        return _read_csv(path, input_name)
-    if suffix in {".parquet", ".pq"}:
-        return _read_parquet(path, input_name)
-    raise ValueError(f"cannot read {path}: use .jsonl, .csv or .parquet")
-
-
-def count_rows(path: Path) -> int | None:
-    """Rows in ``path`` (cheap: a line count or Parquet metadata), for progress."""
-    suffix = path.suffix.lower()
-    if suffix in {".parquet", ".pq"}:
-        import pyarrow.parquet as pq
-
-        return int(pq.ParquetFile(path).metadata.num_rows)
-    with path.open("rb") as lines:
-        count = sum(1 for line in lines if line.strip())
-    return count - 1 if suffix == ".csv" else count
-
-
-def _read_jsonl(path: Path) -> Iterator[Row]:
-    with path.open("rb") as lines:
-        index = 0
-        for line in lines:
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-                if not isinstance(record, dict):
-                    raise ValueError("a line must be a JSON object")
-            except ValueError as exc:
-                yield Row(index, None, {}, f"line {index + 1} is not a JSON object: {exc}")
-            else:
-                row_id = record.pop("id", None)
-                yield Row(index, row_id, record)
-            index += 1
-
-
-def _split_columns(record: dict[str, Any], input_name: str, index: int) -> Row:
-    row_id = record.pop("id", None)
-    inputs = {k: v for k, v in record.items() if k == "text" or isinstance(v, list)}
-    rest = [v for k, v in record.items() if k not in inputs]
-    if rest:
-        try:
-            inputs[input_name] = [float(v) for v in rest]
-        except (TypeError, ValueError) as exc:
-            return Row(index, row_id, {}, f"row {index}: a column is not numeric: {exc}")
-    return Row(index, row_id, inputs)
-
-
-def _read_csv(path: Path, input_name: str) -> Iterator[Row]:
-    with path.open(newline="", encoding="utf-8") as text:
-        for index, record in enumerate(csv.DictReader(text)):
-            yield _split_columns(dict(record), input_name, index)
-
-
-def _read_parquet(path: Path, input_name: str) -> Iterator[Row]:
-    import pyarrow.parquet as pq
-
-    index = 0
-    for batch in pq.ParquetFile(path).iter_batches(batch_size=1024):
-        for record in batch.to_pylist():
-            yield _split_columns(record, input_name, index)
-            index += 1
-
-
-# ---- resuming --------------------------------------------------------------------------
-
-
-def resume_point(out: Path) -> tuple[int, int]:
-    """Rows already written to ``out`` and how many of them failed.
-
-    Keeps the longest prefix of whole, valid lines numbered 0, 1, 2, ... and truncates
-    anything after it (a half-written line from a crash).
-    """
-    if not out.exists():
-        return 0, 0
-    done = failed = good_bytes = 0
-    with out.open("rb") as lines:
-        for line in lines:
-            if not line.endswith(b"\n"):
-                break
-            try:
-                record = json.loads(line)
-            except ValueError:
-                break
-            if not isinstance(record, dict) or record.get("row") != done:
-                break
-            done += 1
-            failed += record.get("status") != "ok"
-            good_bytes += len(line)
-    if good_bytes != out.stat().st_size:
-        with out.open("r+b") as handle:
-            handle.truncate(good_bytes)
-    return done, failed
-
-
-# ---- scoring ---------------------------------------------------------------------------
+    def count(self, error: Error | None) -> None:
+        """One row written now, ``error`` if it failed."""
+        self.answered += 1
+        if error is None:
+            return
+        self.failed += 1
+        if error in self.errors or len(self.errors) < DISTINCT_ERRORS:
+            self.errors[error] = self.errors.get(error, 0) + 1
+        else:
+            self.other_errors += 1
 
 
 @dataclass(slots=True)
 class _Chunk:
+    """One job's rows, with the lines of the rows that are not sent: kept from an
+    earlier run (``kept``) or unreadable (``Row.error``)."""
+
     job_id: str
     rows: list[Row]
+    kept: dict[int, str]
     handle: Handle | None = None
 
     @property
     def sendable(self) -> list[Row]:
-        return [row for row in self.rows if row.error is None]
+        return [row for row in self.rows if row.error is None and row.index not in self.kept]
+
+
+@dataclass(slots=True)
+class _FirstJobs:
+    """Watches a run's first jobs: when each of the first ``limit`` failed on every row
+    with one and the same error, every row will, and :meth:`judge` says so."""
+
+    limit: int = EARLY_STOP_JOBS
+    error: Error | None = None
+    seen: int = 0
+    watching: bool = True
+
+    def judge(self, errors: list[Error | None]) -> str | None:
+        """The errors of one job's sent rows; a reason to stop, or None."""
+        if not (self.watching and errors):
+            return None
+        first = errors[0]
+        if first is None or any(e != first for e in errors) or self.error not in (None, first):
+            self.watching = False
+            return None
+        self.error, self.seen = first, self.seen + 1
+        if self.seen < self.limit:
+            return None
+        self.watching = False
+        code, message = first
+        return (
+            f"the first {self.limit} jobs failed on every row with {code}: {message}; "
+            "every row would, so scoring stopped"
+        )
 
 
 def _job_prefix(path: Path, settings: ScoreSettings) -> str:
@@ -202,15 +142,12 @@ def _job_prefix(path: Path, settings: ScoreSettings) -> str:
     return "score-" + hashlib.sha1(where.encode()).hexdigest()[:12]
 
 
-def _chunks(rows: Iterator[Row], prefix: str, size: int) -> Iterator[_Chunk]:
-    batch: list[Row] = []
-    for row in rows:
-        batch.append(row)
-        if len(batch) == size:
-            yield _Chunk(f"{prefix}-{batch[0].index}-{batch[-1].index}", batch)
-            batch = []
-    if batch:
-        yield _Chunk(f"{prefix}-{batch[0].index}-{batch[-1].index}", batch)
+def _chunks(rows: Iterable[tuple[Row, str | None]], prefix: str, size: int) -> Iterator[_Chunk]:
+    iterator = iter(rows)
+    while batch := list(itertools.islice(iterator, size)):
+        first, last = batch[0][0].index, batch[-1][0].index
+        kept = {row.index: line for row, line in batch if line is not None}
+        yield _Chunk(f"{prefix}-{first}-{last}", [row for row, _ in batch], kept)
 
 
 def _stack(rows: list[Row]) -> dict[str, list[Any]]:
@@ -221,32 +158,8 @@ def _stack(rows: list[Row]) -> dict[str, list[Any]]:
     return inputs
 
 
-def _line(row: Row, status: str, version: int | None, outputs: Any, error: Any) -> str:
-    record = {
-        "row": row.index,
-        "id": row.id,
-        "version": version,
-        "status": status,
-        "outputs": outputs,
-        "error": error,
-    }
-    return json.dumps(record, separators=(",", ":")) + "\n"
-
-
-def _result_lines(rows: list[Row], result: Result) -> list[str]:
-    if result.error is not None:
-        error = {"code": str(result.error.code), "message": result.error.message}
-        return [_line(row, "error", result.version, None, error) for row in rows]
-    outputs = result.outputs or {}
-    return [
-        _line(row, "ok", result.version, {k: v[i] for k, v in outputs.items()}, None)
-        for i, row in enumerate(rows)
-    ]
-
-
-def _unreadable(row: Row) -> str:
-    error = {"code": ErrorCode.INVALID_INPUT.value, "message": row.error}
-    return _line(row, "error", None, None, error)
+def _error_of(result: Result) -> Error | None:
+    return None if result.error is None else (str(result.error.code), result.error.message)
 
 
 class Scorer:
@@ -262,23 +175,52 @@ class Scorer:
         self.settings = settings
         self.on_progress = on_progress or (lambda stats: None)
         self.stats = ScoreStats()
+        self._first_jobs = _FirstJobs()
 
     def run(self, source: Path, out: Path) -> ScoreStats:
-        done, failed = resume_point(out)
-        self.stats = ScoreStats(total=count_rows(source), skipped=done, failed=failed)
-        rows = (r for r in read_rows(source, self.settings.input_name) if r.index >= done)
-        pending: deque[_Chunk] = deque()
-        with out.open("a", encoding="utf-8") as sink:
-            for chunk in _chunks(
-                rows, _job_prefix(source, self.settings), self.settings.rows_per_job
-            ):
-                if len(pending) >= self.settings.max_in_flight:
-                    self._write(sink, pending.popleft())
-                chunk.handle = self._submit(chunk.job_id, chunk.sendable)
-                pending.append(chunk)
-            while pending:
-                self._write(sink, pending.popleft())
+        """Score ``source`` into ``out``, resuming what an earlier run left there."""
+        earlier = resume_point(out)
+        self.stats = ScoreStats(
+            total=count_rows(source), skipped=earlier.done - earlier.failed, retried=earlier.failed
+        )
+        self._first_jobs = _FirstJobs()
+        prefix = _job_prefix(source, self.settings)
+        rows = read_rows(source, self.settings.input_name)
+        done = itertools.islice(rows, earlier.done)
+        if earlier.failed:
+            with contextlib.closing(earlier_lines(out)) as lines:
+                self._retry(zip(done, lines, strict=False), out, f"{prefix}.retry")
+        else:
+            deque(done, maxlen=0)  # skip what is written
+        if self.stats.stopped is None:
+            with out.open("a", encoding="utf-8") as sink:
+                self._pass(((row, None) for row in rows), sink, prefix)
         return self.stats
+
+    def _retry(self, rows: Iterable[tuple[Row, str | None]], out: Path, prefix: str) -> None:
+        """Rewrite the earlier lines, scoring the failed ones again; ``out`` is replaced
+        only by a complete rewrite (a stopped or interrupted one leaves it as it was)."""
+        partial = out.with_name(f"{out.name}.retry")
+        try:
+            with partial.open("w", encoding="utf-8") as sink:
+                self._pass(rows, sink, prefix)
+            if self.stats.stopped is None:
+                os.replace(partial, out)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                partial.unlink()
+
+    def _pass(self, rows: Iterable[tuple[Row, str | None]], sink: IO[str], prefix: str) -> None:
+        pending: deque[_Chunk] = deque()
+        for chunk in _chunks(rows, prefix, self.settings.rows_per_job):
+            if len(pending) >= self.settings.max_in_flight:
+                self._write(sink, pending.popleft())
+            chunk.handle = self._submit(chunk.job_id, chunk.sendable)
+            pending.append(chunk)
+            if self.stats.stopped is not None:
+                return
+        while pending and self.stats.stopped is None:
+            self._write(sink, pending.popleft())
 
     def _submit(self, job_id: str, rows: list[Row]) -> Handle | None:
         if not rows:
@@ -299,33 +241,44 @@ class Scorer:
         assert isinstance(reply, Result)
         return reply
 
-    def _answer(self, chunk: _Chunk) -> dict[int, str]:
+    def _answer(self, chunk: _Chunk) -> dict[int, tuple[str, Error | None]]:
+        """The line and the error (None when ok) of every row the chunk sent."""
         rows = chunk.sendable
         if chunk.handle is None:
             return {}
         result = self._wait(chunk.handle)
-        bad_input = result.error is not None and result.error.code == ErrorCode.INVALID_INPUT
-        if not (bad_input and len(rows) > 1):
-            return {
-                row.index: line for row, line in zip(rows, _result_lines(rows, result), strict=True)
-            }
+        error = _error_of(result)
+        if not (error is not None and error[0] == ErrorCode.INVALID_INPUT and len(rows) > 1):
+            lines = result_lines(rows, result)
+            return {row.index: (line, error) for row, line in zip(rows, lines, strict=True)}
         # One bad row spoils its job: ask again row by row so only that row fails.
         handles = [(row, self._submit(f"{chunk.job_id}.{row.index}", [row])) for row in rows]
-        lines: dict[int, str] = {}
+        answered = {}
         for row, handle in handles:
             assert handle is not None
-            lines[row.index] = _result_lines([row], self._wait(handle))[0]
-        return lines
+            result = self._wait(handle)
+            answered[row.index] = (result_lines([row], result)[0], _error_of(result))
+        return answered
 
-    def _write(self, sink: Any, chunk: _Chunk) -> None:
+    def _write(self, sink: IO[str], chunk: _Chunk) -> None:
         try:
             answered = self._answer(chunk)
         except JobTimeout:
             sink.flush()
             raise
-        lines = [answered.get(row.index) or _unreadable(row) for row in chunk.rows]
+        lines = []
+        for row in chunk.rows:
+            kept = chunk.kept.get(row.index)
+            if kept is not None:
+                lines.append(kept)
+            elif row.index in answered:
+                line, error = answered[row.index]
+                lines.append(line)
+                self.stats.count(error)
+            else:
+                lines.append(unreadable_line(row))
+                self.stats.count((ErrorCode.INVALID_INPUT.value, str(row.error)))
         sink.write("".join(lines))
         sink.flush()
-        self.stats.answered += len(lines)
-        self.stats.failed += sum('"status":"ok"' not in line for line in lines)
+        self.stats.stopped = self._first_jobs.judge([error for _, error in answered.values()])
         self.on_progress(self.stats)

@@ -6,6 +6,7 @@ Open it once with :meth:`Registry.open`; its three stores (:class:`ModelStore`,
 
 from registry.artifacts import ArtifactStore, inspect, sha256_of
 from registry.bundle import Registry
+from registry.drafts import Draft
 from registry.entities import (
     AliasMove,
     AuditEntry,
@@ -24,11 +25,14 @@ from registry.errors import (
     ArtifactError,
     ConflictError,
     DatabaseError,
+    IncompatibleSignature,
+    InvalidName,
     InvalidSchedule,
     ModelNotFound,
     RegistryError,
     RunNotFound,
     ScheduleNotFound,
+    SettingsError,
     VersionNotFound,
 )
 from registry.models import AliasMoveHook, ArchiveHook, ModelStore
@@ -48,6 +52,9 @@ __all__ = [
     "ConflictError",
     "DatabaseError",
     "Decision",
+    "Draft",
+    "IncompatibleSignature",
+    "InvalidName",
     "InvalidSchedule",
     "MetricStore",
     "MetricWindow",
@@ -66,6 +73,7 @@ __all__ = [
     "RunStore",
     "Schedule",
     "ScheduleNotFound",
+    "SettingsError",
     "Signature",
     "TensorSpec",
     "VersionNotFound",

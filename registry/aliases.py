@@ -1,4 +1,5 @@
-"""Aliases inside the caller's session: read them, find the previous holder, move one.
+"""Aliases inside the caller's session: read them, find the previous holder, check that a
+version fits the alias's clients, move one.
 
 A move updates the alias, appends to its history and writes the audit row, all in the
 transaction of the store method that makes it (promote, rollback, register).
@@ -13,10 +14,11 @@ from sqlalchemy.orm import Session
 
 from registry import convert
 from registry.db import utcnow
-from registry.entities import AliasMove
+from registry.entities import AliasMove, Signature
 from registry.errors import AliasNotFound, ConflictError
-from registry.rows import audit
-from registry.tables import AliasEventRow, AliasRow, ModelRow
+from registry.rows import audit, version_row
+from registry.signatures import check_replaces
+from registry.tables import AliasEventRow, AliasRow, ModelRow, VersionRow
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,6 +31,7 @@ class AliasChange:
     reason: str
     kind: str = "promote"  # or "rollback"
     automatic: bool = False
+    forced: bool = False  # moved despite an incompatible signature
 
 
 def alias_holder(session: Session, model: ModelRow, alias: str) -> int:
@@ -107,6 +110,24 @@ def move_alias(session: Session, model: ModelRow, change: AliasChange) -> AliasM
         previous=previous,
         reason=change.reason,
         automatic=change.automatic,
+        forced=change.forced,
     )
     session.flush()
     return convert.alias_move(event, model.name)
+
+
+def require_fit(
+    session: Session, model: ModelRow, alias: str, row: VersionRow, force_hint: str
+) -> None:
+    """Refuse to move ``alias`` to ``row`` if that breaks what the alias serves now."""
+    holder = alias_map(session, model).get(alias)
+    if holder is None or holder == row.version:
+        return
+    serving = version_row(session, model, holder)
+    check_replaces(
+        Signature.from_dict(serving.signature),
+        Signature.from_dict(row.signature),
+        what=f"version {row.version} of {model.name!r}",
+        instead_of=f"{alias} (version {holder})",
+        force_hint=force_hint,
+    )

@@ -42,6 +42,8 @@ def version(row: VersionRow, model: str) -> ModelVersion:
         metrics=dict(row.metrics),
         created_by=row.created_by,
         created_at=row.created_at,
+        derived_from=row.derived_from,
+        method=row.method,
     )
 
 

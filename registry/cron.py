@@ -8,13 +8,18 @@ from croniter import croniter
 
 from registry.errors import InvalidSchedule
 
+FIELDS = "minute hour day-of-month month day-of-week"
+
 
 def validate(expression: str) -> None:
-    """Raise :class:`InvalidSchedule` unless ``expression`` is a valid cron expression."""
-    if not croniter.is_valid(expression):
+    """Raise :class:`InvalidSchedule` unless ``expression`` is a valid cron expression of
+    five fields (croniter also takes a sixth, seconds, which schedules do not use)."""
+    fields = len(expression.split())
+    if fields != len(FIELDS.split()) or not croniter.is_valid(expression):
+        count = "" if fields == len(FIELDS.split()) else f" (it has {fields} fields)"
         raise InvalidSchedule(
-            f"{expression!r} is not a valid cron expression; use five fields "
-            '"minute hour day-of-month month day-of-week", e.g. "0 3 * * *" for 03:00 UTC daily'
+            f"{expression!r} is not a valid cron expression{count}; use five fields "
+            f'"{FIELDS}", e.g. "0 3 * * *" for 03:00 UTC daily'
         )
 
 

@@ -20,12 +20,12 @@ from typing import Any, TypeVar
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import Engine, create_engine, event, text
-from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 import migrations
 from registry.errors import ConflictError, DatabaseError
+from registry.settings import database_url as parse_url
 
 SQLITE_BUSY_TIMEOUT_MS = 15_000
 # The PostgreSQL advisory lock that migrations hold (any key no other application uses).
@@ -94,16 +94,27 @@ def _unavailable(engine: Engine, exc: OperationalError) -> DatabaseError:
 
 
 def make_engine(database_url: str) -> Engine:
-    """An engine for ``database_url``; SQLite gets WAL, a busy timeout and foreign keys."""
-    url = make_url(database_url)
+    """An engine for ``database_url`` (one the registry supports, else
+    :class:`~registry.errors.SettingsError`); SQLite gets WAL, a busy timeout and
+    foreign keys, and the directory of its file is created."""
+    url = parse_url(database_url)
     if url.get_backend_name() != "sqlite":
         return create_engine(url, pool_pre_ping=True)
     if url.database and url.database != ":memory:":
-        Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+        _make_parent(Path(url.database))
     engine = create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
     event.listen(engine, "connect", _sqlite_on_connect)
     event.listen(engine, "begin", _sqlite_on_begin)
     return engine
+
+
+def _make_parent(file: Path) -> None:
+    try:
+        file.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise DatabaseError(
+            f"cannot create {file.parent} for the registry database {file}: {exc.strerror}"
+        ) from exc
 
 
 def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:

@@ -13,6 +13,11 @@ from urllib.request import url2pathname
 Dim = int | str | None
 
 
+def shape_text(shape: tuple[Dim, ...]) -> str:
+    """``[?,64]``: a shape as the CLI and error messages write it."""
+    return f"[{','.join('?' if d is None else str(d) for d in shape)}]"
+
+
 @dataclass(frozen=True, slots=True)
 class TensorSpec:
     """One named input or output of a model: numpy dtype name and shape."""
@@ -23,6 +28,10 @@ class TensorSpec:
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "dtype": self.dtype, "shape": list(self.shape)}
+
+    def describe(self) -> str:
+        """``x: float32[?,64]``: name, dtype and shape, ``?`` for an open dimension."""
+        return f"{self.name}: {self.dtype}{shape_text(self.shape)}"
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TensorSpec:
@@ -36,6 +45,12 @@ class Signature:
     inputs: tuple[TensorSpec, ...]
     outputs: tuple[TensorSpec, ...]
     text_input: str | None = None
+
+    def describe(self) -> str:
+        """``x: float32[?,64] -> probabilities: float32[?,10], label: int64[?]``."""
+        text = " (text)" if self.text_input else ""
+        inputs = ", ".join(t.describe() for t in self.inputs)
+        return f"{inputs} -> {', '.join(t.describe() for t in self.outputs)}{text}"
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -64,7 +79,12 @@ class Model:
 
 @dataclass(frozen=True, slots=True)
 class ModelVersion:
-    """One immutable, content-addressed version of a model and its lineage."""
+    """One immutable, content-addressed version of a model and its lineage.
+
+    ``parent_version`` is the version that was in production when this one was trained;
+    ``derived_from`` the version whose artifact this one was made from, by ``method``
+    (e.g. ``int8-dynamic``), without training.
+    """
 
     model: str
     version: int
@@ -79,6 +99,8 @@ class ModelVersion:
     metrics: dict[str, Any]
     created_by: str
     created_at: datetime
+    derived_from: int | None = None
+    method: str | None = None
 
     @property
     def path(self) -> Path:

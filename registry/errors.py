@@ -5,10 +5,13 @@ RegistryError
 ├── VersionNotFound
 │   └── AliasNotFound
 ├── ArtifactError
+├── InvalidName
 ├── ConflictError
+├── IncompatibleSignature (moving an alias would break its clients; force to do it anyway)
 ├── InvalidSchedule
 ├── ScheduleNotFound
 ├── RunNotFound
+├── SettingsError        (the settings cannot work, e.g. an unsupported database URL)
 └── DatabaseError        (retriable: the database was unreachable or busy)
 
 ``retriable`` is read by the workers: a prediction job whose version lookup fails with
@@ -41,12 +44,25 @@ class ArtifactError(RegistryError):
     """An artifact is missing, corrupt, unloadable or fails its checksum."""
 
 
+class InvalidName(RegistryError):
+    """A model name, alias, job id or tenant name breaks the rules of ``registry.limits``."""
+
+
 class ConflictError(RegistryError):
     """The request contradicts the registry's state (e.g. archiving a promoted version)."""
 
 
+class IncompatibleSignature(RegistryError):
+    """Moving an alias to a version would break its clients: input names, dtypes or
+    shapes, or output names, differ from what the alias serves now."""
+
+
 class InvalidSchedule(RegistryError):
     """A schedule's cron expression or promote mode is invalid."""
+
+
+class SettingsError(RegistryError):
+    """The registry's settings cannot work, e.g. a database URL it does not support."""
 
 
 class DatabaseError(RegistryError):

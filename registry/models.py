@@ -10,18 +10,25 @@ nothing of Kafka.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, TypeVar
 
 import structlog
 from sqlalchemy import func, select
-from sqlalchemy.orm import Session
 
 from registry import convert
-from registry.aliases import AliasChange, alias_holder, alias_map, move_alias, previous_holder
-from registry.artifacts import ArtifactStore, inspect
+from registry.aliases import (
+    AliasChange,
+    alias_holder,
+    alias_map,
+    move_alias,
+    previous_holder,
+    require_fit,
+)
+from registry.artifacts import ArtifactStore
 from registry.db import Database, retrying
+from registry.drafts import Draft, NewVersion, add_version, lock_or_create_model, stage
 from registry.entities import (
     AliasMove,
     AuditEntry,
@@ -30,8 +37,9 @@ from registry.entities import (
     ModelVersion,
     RollbackRecord,
 )
-from registry.errors import ConflictError, VersionNotFound
-from registry.rows import audit, find_model, model_row
+from registry.errors import ConflictError
+from registry.limits import check_alias, check_model_name
+from registry.rows import audit, model_row, version_row
 from registry.runs import RunOutcome, finish
 from registry.tables import AliasEventRow, AuditRow, ModelRow, RollbackRow, VersionRow
 
@@ -40,23 +48,6 @@ log = structlog.get_logger(__name__)
 AliasMoveHook = Callable[[AliasMove], None]
 ArchiveHook = Callable[[ModelVersion], None]
 T = TypeVar("T")
-
-
-@dataclass(frozen=True, slots=True)
-class _NewVersion:
-    """Everything ``register`` writes, gathered before the transaction starts."""
-
-    name: str
-    artifact_uri: str
-    sha256: str
-    format: str
-    signature: dict[str, Any]
-    actor: str
-    reason: str
-    parent_version: int | None
-    dataset_hash: str | None
-    params: dict[str, Any] = field(default_factory=dict)
-    metrics: dict[str, Any] = field(default_factory=dict)
 
 
 class ModelStore:
@@ -91,52 +82,116 @@ class ModelStore:
         params: dict[str, Any] | None = None,
         metrics: dict[str, Any] | None = None,
         run_job_id: str | None = None,
+        force: bool = False,
+        derived_from: int | None = None,
+        method: str | None = None,
     ) -> ModelVersion:
         """Register ``artifact`` as the next version of ``name`` (creating the model).
 
-        With ``run_job_id`` the retraining run is finished (status ok) in the same
-        transaction, so a crash never leaves a version without its run or vice versa.
+        With ``promote``, ``alias`` moves to the new version, unless that would break its
+        clients (:class:`~registry.errors.IncompatibleSignature`, nothing registered) and
+        ``force`` is not given. With ``run_job_id`` the retraining run is finished
+        (status ok) in the same transaction, so a crash never leaves a version without
+        its run or vice versa. ``derived_from`` (a version of ``name``, which must exist)
+        and ``method`` record that the artifact was made from that version's, e.g. by
+        quantisation.
         """
-        fmt, signature = inspect(Path(artifact))
-        uri, sha = self.artifacts.put(Path(artifact))
-        new = _NewVersion(
-            name=name,
-            artifact_uri=uri,
-            sha256=sha,
-            format=fmt,
-            signature=signature.to_dict(),
-            actor=actor,
-            reason=reason,
-            parent_version=parent_version,
-            dataset_hash=dataset_hash,
-            params=dict(params or {}),
-            metrics=dict(metrics or {}),
+        if (derived_from is None) != (method is None):
+            raise ValueError("derived_from and method go together: give both or neither")
+        draft = Draft(
+            Path(artifact),
+            reason,
+            promote,
+            parent_version,
+            dataset_hash,
+            dict(params or {}),
+            dict(metrics or {}),
+            method,
         )
-        promote_to = alias if promote else None
-        version, move = retrying(
-            lambda: self._register_once(new, promote_to, run_job_id), f"registering {name!r}"
+        news = self._stage(name, [draft], actor, alias)
+        news[0] = replace(news[0], derived_from=derived_from)
+        return self._register(news, alias, run_job_id, force)[0]
+
+    def register_derived(
+        self,
+        name: str,
+        base: Draft,
+        derived: Draft,
+        *,
+        actor: str,
+        alias: str = "production",
+        run_job_id: str | None = None,
+    ) -> tuple[ModelVersion, ModelVersion]:
+        """Register ``base`` and ``derived``, made from it by ``derived.method``, as two
+        consecutive versions of ``name`` in one transaction: both or neither.
+
+        At most one of them is promoted (to ``alias``), and only where it keeps the
+        alias's clients working. With ``run_job_id`` the run is finished in the same
+        transaction, recording the promoted version, else ``base``.
+        """
+        if derived.method is None:
+            raise ValueError("the derived draft needs the method it was made by")
+        if base.promote and derived.promote:
+            raise ValueError("promote base or derived, not both")
+        news = self._stage(name, [base, derived], actor, alias)
+        first, second = self._register(news, alias, run_job_id, force=False)
+        return first, second
+
+    def _stage(self, name: str, drafts: list[Draft], actor: str, alias: str) -> list[NewVersion]:
+        """Check the names and store the artifacts: the work done before the transaction."""
+        check_model_name(name)
+        if any(draft.promote for draft in drafts):
+            check_alias(alias)
+        return [stage(self.artifacts, name, draft, actor) for draft in drafts]
+
+    def _register(
+        self, news: list[NewVersion], alias: str, run_job_id: str | None, force: bool
+    ) -> list[ModelVersion]:
+        versions, move = retrying(
+            lambda: self._register_once(news, alias, run_job_id, force),
+            f"registering {news[0].name!r}",
         )
         if move is not None:
             self._notify(move)
-        log.info("model registered", model=name, version=version.version, sha256=sha[:12])
-        return version
+        for version in versions:
+            log.info(
+                "model registered",
+                model=version.model,
+                version=version.version,
+                sha256=version.sha256[:12],
+            )
+        return versions
 
     def _register_once(
-        self, new: _NewVersion, alias: str | None, run_job_id: str | None
-    ) -> tuple[ModelVersion, AliasMove | None]:
+        self, news: list[NewVersion], alias: str, run_job_id: str | None, force: bool
+    ) -> tuple[list[ModelVersion], AliasMove | None]:
+        """One transaction: each of ``news`` after the first is derived from the one before."""
         with self._db.session() as session:
-            model = _lock_or_create_model(session, new.name, new.actor)
-            row = _add_version(session, model, new)
+            model = lock_or_create_model(session, news[0].name, news[0].actor)
+            rows: list[VersionRow] = []
+            for new in news:
+                source = rows[-1].version if rows else new.derived_from
+                rows.append(add_version(session, model, replace(new, derived_from=source)))
+            chosen = next((i for i, new in enumerate(news) if new.promote), None)
             move = None
-            if alias is not None:
-                change = AliasChange(alias, row.version, new.actor, new.reason)
+            if chosen is not None:
+                new, row = news[chosen], rows[chosen]
+                if not force:
+                    hint = "Register it without --promote, or with --force to promote it anyway."
+                    require_fit(session, model, alias, row, hint)
+                change = AliasChange(alias, row.version, new.actor, new.reason, forced=force)
                 move = move_alias(session, model, change)
             if run_job_id is not None:
+                recorded, row = news[chosen or 0], rows[chosen or 0]
                 outcome = RunOutcome(
-                    "ok", row.version, new.metrics, promoted=move is not None, reason=new.reason
+                    "ok",
+                    row.version,
+                    recorded.metrics,
+                    promoted=move is not None,
+                    reason=recorded.reason,
                 )
                 finish(session, run_job_id, outcome)
-            return convert.version(row, new.name), move
+            return [convert.version(row, model.name) for row in rows], move
 
     def get_model(self, name: str) -> Model:
         with self._db.session() as session:
@@ -146,14 +201,14 @@ class ModelStore:
     def get_version(self, name: str, version: int) -> ModelVersion:
         with self._db.session() as session:
             model = model_row(session, name)
-            return convert.version(_version_row(session, model, version), name)
+            return convert.version(version_row(session, model, version), name)
 
     def resolve(self, name: str, alias: str = "production") -> ModelVersion:
         """The version that ``alias`` of ``name`` points to."""
         with self._db.session() as session:
             model = model_row(session, name)
             target = alias_holder(session, model, alias)
-            return convert.version(_version_row(session, model, target), name)
+            return convert.version(version_row(session, model, target), name)
 
     def versions(self, name: str) -> list[ModelVersion]:
         with self._db.session() as session:
@@ -186,7 +241,7 @@ class ModelStore:
         """Mark ``version`` archived: it stays inspectable but can no longer be promoted."""
         with self._db.session() as session:
             model = model_row(session, name, lock=True)
-            row = _version_row(session, model, version)
+            row = version_row(session, model, version)
             holders = sorted(a for a, v in alias_map(session, model).items() if v == version)
             if holders:
                 raise ConflictError(
@@ -203,13 +258,28 @@ class ModelStore:
     # -- aliases and rollbacks ------------------------------------------------------------
 
     def promote(
-        self, name: str, version: int, *, alias: str = "production", actor: str, reason: str = ""
+        self,
+        name: str,
+        version: int,
+        *,
+        alias: str = "production",
+        actor: str,
+        reason: str = "",
+        force: bool = False,
     ) -> AliasMove:
-        """Point ``alias`` of ``name`` at ``version``."""
+        """Point ``alias`` of ``name`` at ``version``; refused with
+        :class:`~registry.errors.IncompatibleSignature` when that would break the alias's
+        clients, unless ``force``."""
+        check_alias(alias)
         with self._db.session() as session:
             model = model_row(session, name, lock=True)
-            _require_ready(_version_row(session, model, version), name)
-            move = move_alias(session, model, AliasChange(alias, version, actor, reason))
+            row = version_row(session, model, version)
+            _require_ready(row, name)
+            if not force:
+                hint = f"To promote it anyway: maas models promote {name} {version} --force"
+                require_fit(session, model, alias, row, hint)
+            change = AliasChange(alias, version, actor, reason, forced=force)
+            move = move_alias(session, model, change)
         self._notify(move)
         return move
 
@@ -222,8 +292,14 @@ class ModelStore:
         actor: str,
         reason: str = "",
         automatic: bool = False,
+        force: bool = False,
     ) -> AliasMove:
-        """Move ``alias`` back to ``to`` or, by default, to the version it held before."""
+        """Move ``alias`` back to ``to`` or, by default, to the version it held before.
+
+        Refused with :class:`~registry.errors.IncompatibleSignature` when the target would
+        break the alias's clients, unless ``force``; an ``automatic`` rollback returns to
+        what served before the promotion it undoes and is never refused for that.
+        """
         with self._db.session() as session:
             model = model_row(session, name, lock=True)
             current = alias_holder(session, model, alias)
@@ -232,8 +308,14 @@ class ModelStore:
                 raise ConflictError(
                     f"alias {alias!r} of {name!r} already points to version {current}"
                 )
-            _require_ready(_version_row(session, model, target), name)
-            change = AliasChange(alias, target, actor, reason, kind="rollback", automatic=automatic)
+            row = version_row(session, model, target)
+            _require_ready(row, name)
+            if not (force or automatic):
+                hint = f"To roll back anyway: maas models rollback {name} --to {target} --force"
+                require_fit(session, model, alias, row, hint)
+            change = AliasChange(
+                alias, target, actor, reason, kind="rollback", automatic=automatic, forced=force
+            )
             move = move_alias(session, model, change)
             session.add(
                 RollbackRow(
@@ -290,66 +372,6 @@ def _call_hook(hook: Callable[[T], None], value: T) -> None:
         hook(value)
     except Exception:  # the change is committed; a failing listener must not undo it
         log.exception("registry hook failed", hook=getattr(hook, "__name__", repr(hook)))
-
-
-def _lock_or_create_model(session: Session, name: str, actor: str) -> ModelRow:
-    row = find_model(session, name, lock=True)
-    if row is None:
-        row = ModelRow(name=name, created_by=actor)
-        session.add(row)
-        session.flush()  # IntegrityError if another writer created it first: retried
-    return row
-
-
-def _add_version(session: Session, model: ModelRow, new: _NewVersion) -> VersionRow:
-    """The next version of ``model``, numbered after the latest and audited."""
-    latest = session.scalar(
-        select(func.max(VersionRow.version)).where(VersionRow.model_id == model.id)
-    )
-    row = VersionRow(
-        model_id=model.id,
-        version=(latest or 0) + 1,
-        artifact_uri=new.artifact_uri,
-        sha256=new.sha256,
-        format=new.format,
-        signature=new.signature,
-        status="ready",
-        parent_version=new.parent_version,
-        dataset_hash=new.dataset_hash,
-        params=new.params,
-        metrics=new.metrics,
-        created_by=new.actor,
-    )
-    session.add(row)
-    session.flush()
-    audit(
-        session,
-        new.actor,
-        "register",
-        new.name,
-        row.version,
-        reason=new.reason,
-        sha256=new.sha256,
-        format=new.format,
-    )
-    return row
-
-
-def _version_row(session: Session, model: ModelRow, version: int) -> VersionRow:
-    row = session.scalar(
-        select(VersionRow).where(VersionRow.model_id == model.id, VersionRow.version == version)
-    )
-    if row is not None:
-        return row
-    first, last = session.execute(
-        select(func.min(VersionRow.version), func.max(VersionRow.version)).where(
-            VersionRow.model_id == model.id
-        )
-    ).one()
-    known = "it has no versions yet" if first is None else f"versions are {first}-{last}"
-    raise VersionNotFound(
-        f"model {model.name!r} has no version {version}; {known} (maas models show {model.name})"
-    )
 
 
 def _require_ready(row: VersionRow, name: str) -> None:

@@ -2,8 +2,17 @@
 
 The policy compares the windows a newly promoted version served since its promotion
 with the windows its predecessor served before. It rolls back when the new version
-has enough traffic to judge and its error rate, error-rate increase or p95 inference
-latency breach the limits.
+has enough traffic to judge and its error rate or error-rate increase breach the
+limits, or when it is slower than its predecessor was under the same load.
+
+Latency is compared at the same load. A window's p95 inference time is that of the
+batches its jobs rode in, and under a heavier load batches grow and take longer, so
+the same model looks slower. The new version's p95 is therefore compared only with
+the previous version's windows that served at least ``load_tolerance`` of the new
+version's rows per second (per worker), and only when both served enough jobs. Under
+no more load, the same model is no slower: a version that is slower there is truly
+slower. A version promoted into a load its predecessor was never measured at is not
+judged on latency until there is a baseline at that load.
 """
 
 from __future__ import annotations
@@ -49,25 +58,30 @@ class Decision:
 
 @dataclass(frozen=True, slots=True)
 class Totals:
-    """Windows summed: jobs, failed jobs, and a jobs-weighted p95 inference latency."""
+    """Windows summed: jobs and failed jobs."""
 
     jobs: int
     errors: int
-    infer_ms_p95: float
 
     @classmethod
     def of(cls, windows: Sequence[MetricWindow]) -> Totals:
-        jobs = sum(w.jobs for w in windows)
-        weighted = sum(w.infer_ms_p95 * w.jobs for w in windows)
-        return cls(
-            jobs=jobs,
-            errors=sum(w.n_errors for w in windows),
-            infer_ms_p95=weighted / jobs if jobs else 0.0,
-        )
+        return cls(jobs=sum(w.jobs for w in windows), errors=sum(w.n_errors for w in windows))
 
     @property
     def error_rate(self) -> float:
         return self.errors / self.jobs if self.jobs else 0.0
+
+
+def p95(windows: Sequence[MetricWindow]) -> float:
+    """The windows' p95 inference latency, weighted by their jobs."""
+    jobs = sum(w.jobs for w in windows)
+    return sum(w.infer_ms_p95 * w.jobs for w in windows) / jobs if jobs else 0.0
+
+
+def load(windows: Sequence[MetricWindow]) -> float:
+    """The rows per second (per worker) the windows served, weighted by their jobs."""
+    jobs = sum(w.jobs for w in windows)
+    return sum(w.rows_per_s * w.jobs for w in windows) / jobs if jobs else 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +94,9 @@ class RollbackPolicy:
     min_jobs: int = 20
     min_baseline_jobs: int = 20
     baseline_windows: int = 60
+    # A baseline window is at the same load when it served at least this fraction of
+    # the new version's rows per second.
+    load_tolerance: float = 0.8
 
     def decide(self, new: Sequence[MetricWindow], baseline: Sequence[MetricWindow]) -> Decision:
         current, before = Totals.of(new), Totals.of(baseline)
@@ -97,9 +114,6 @@ class RollbackPolicy:
             return Decision(
                 False, f"error rate {current.error_rate:.1%} is within limits; no baseline"
             )
-        return self._compare(current, before)
-
-    def _compare(self, current: Totals, before: Totals) -> Decision:
         increase = current.error_rate - before.error_rate
         if increase > self.max_error_rate_increase:
             return Decision(
@@ -107,14 +121,28 @@ class RollbackPolicy:
                 f"error rate rose from {before.error_rate:.1%} to {current.error_rate:.1%} "
                 f"(limit +{self.max_error_rate_increase:.1%})",
             )
-        if before.infer_ms_p95 > 0:
-            ratio = current.infer_ms_p95 / before.infer_ms_p95
-            if ratio > self.max_p95_ratio:
-                return Decision(
-                    True,
-                    f"p95 inference latency {current.infer_ms_p95:.1f} ms is {ratio:.1f}x the "
-                    f"previous version's {before.infer_ms_p95:.1f} ms (limit {self.max_p95_ratio:g}x)",
-                )
+        return self._compare_latency(new, baseline)
+
+    def _compare_latency(
+        self, new: Sequence[MetricWindow], baseline: Sequence[MetricWindow]
+    ) -> Decision:
+        """The new version's p95 against the previous version's at no less load."""
+        floor = self.load_tolerance * load(new)
+        comparable = [w for w in baseline if w.rows_per_s >= floor]
+        if sum(w.jobs for w in comparable) < self.min_baseline_jobs:
+            return Decision(
+                False,
+                f"error rate within limits; latency not judged: the previous version served "
+                f"too few jobs at {floor:.0f} rows/s or more",
+            )
+        ours, theirs = p95(new), p95(comparable)
+        if theirs > 0 and ours / theirs > self.max_p95_ratio:
+            return Decision(
+                True,
+                f"p95 inference latency {ours:.1f} ms is {ours / theirs:.1f}x the previous "
+                f"version's {theirs:.1f} ms at the same load ({floor:.0f} rows/s or more; "
+                f"limit {self.max_p95_ratio:g}x)",
+            )
         return Decision(False, "within limits of error rate and latency")
 
 

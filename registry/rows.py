@@ -1,4 +1,5 @@
-"""What several stores do inside their own session: find a model by name, write an audit row.
+"""What several stores do inside their own session: find a model by name or a version by
+number, write an audit row.
 
 Every mutation writes its audit row in the transaction that makes it, so the log and
 the state it describes never disagree.
@@ -8,11 +9,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from registry.errors import ModelNotFound
-from registry.tables import AuditRow, ModelRow
+from registry.errors import ModelNotFound, VersionNotFound
+from registry.limits import VERSION_MAX
+from registry.tables import AuditRow, ModelRow, VersionRow
 
 
 def no_model(name: str) -> str:
@@ -44,3 +46,23 @@ def audit(
 ) -> None:
     """Record that ``actor`` did ``action`` (to ``model``/``version``, if any) and why."""
     session.add(AuditRow(actor=actor, action=action, model=model, version=version, details=details))
+
+
+def version_row(session: Session, model: ModelRow, version: int) -> VersionRow:
+    """The row of ``version`` of ``model``; :class:`VersionNotFound` if it has none."""
+    row = None
+    if 1 <= version <= VERSION_MAX:  # beyond it, a query would overflow SQLite's integers
+        row = session.scalar(
+            select(VersionRow).where(VersionRow.model_id == model.id, VersionRow.version == version)
+        )
+    if row is not None:
+        return row
+    first, last = session.execute(
+        select(func.min(VersionRow.version), func.max(VersionRow.version)).where(
+            VersionRow.model_id == model.id
+        )
+    ).one()
+    known = "it has no versions yet" if first is None else f"versions are {first}-{last}"
+    raise VersionNotFound(
+        f"model {model.name!r} has no version {version}; {known} (maas models show {model.name})"
+    )

@@ -21,6 +21,7 @@ from registry import convert, cron
 from registry.db import Database, as_utc, retrying, utcnow
 from registry.entities import RetrainRun, Schedule
 from registry.errors import ConflictError, InvalidSchedule, RunNotFound, ScheduleNotFound
+from registry.limits import check_job_id, check_model_name
 from registry.rows import audit
 from registry.tables import RetrainRunRow, ScheduleFireRow, ScheduleRow
 
@@ -52,6 +53,8 @@ class RunStore:
         self, job_id: str, model: str, *, trigger: str, params: dict[str, Any] | None = None
     ) -> tuple[RetrainRun, bool]:
         """Record that retraining job ``job_id`` started; ``False`` if it already existed."""
+        check_job_id(job_id)
+        check_model_name(model)
         return retrying(
             lambda: self._start_run_once(job_id, model, trigger, params or {}),
             f"starting run {job_id!r}",
@@ -78,21 +81,8 @@ class RunStore:
             session.flush()
             return convert.run(row), True
 
-    def finish_run(
-        self,
-        job_id: str,
-        *,
-        status: str,
-        version: int | None = None,
-        metrics: dict[str, Any] | None = None,
-        promoted: bool = False,
-        reason: str = "",
-        error_code: str | None = None,
-    ) -> RetrainRun:
+    def finish_run(self, job_id: str, outcome: RunOutcome) -> RetrainRun:
         """Record the outcome (``ok``, or ``error`` and its ``error_code``) of a running job."""
-        outcome = RunOutcome(
-            status, version, dict(metrics or {}), promoted, reason=reason, error_code=error_code
-        )
         with self._db.session() as session:
             return convert.run(finish(session, job_id, outcome))
 
@@ -103,7 +93,7 @@ class RunStore:
 
     # -- schedules ---------------------------------------------------------------------------
 
-    def add_schedule(
+    def add_schedule(  # noqa: PLR0913 -- keyword-only: callers name each part of the job
         self,
         model: str,
         cron_expression: str,
@@ -115,6 +105,7 @@ class RunStore:
         now: datetime | None = None,
     ) -> Schedule:
         """Retrain ``model`` at every slot of ``cron_expression`` (UTC)."""
+        check_model_name(model)
         cron.validate(cron_expression)
         if promote not in PROMOTE_MODES:
             raise InvalidSchedule(

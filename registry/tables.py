@@ -26,6 +26,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from registry.db import as_utc, utcnow
+from registry.limits import ALIAS_MAX_LENGTH, NAME_MAX_LENGTH
 
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -62,7 +63,7 @@ class ModelRow(Base):
     __tablename__ = "models"
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    name: Mapped[str] = mapped_column(String(200), unique=True)
+    name: Mapped[str] = mapped_column(String(NAME_MAX_LENGTH), unique=True)
     created_by: Mapped[str] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
@@ -88,6 +89,8 @@ class VersionRow(Base):
     metrics: Mapped[dict[str, Any]]
     created_by: Mapped[str] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    derived_from: Mapped[int | None] = mapped_column(Integer)
+    method: Mapped[str | None] = mapped_column(String(64))
 
 
 class AliasRow(Base):
@@ -103,7 +106,7 @@ class AliasRow(Base):
     model_id: Mapped[int] = mapped_column(
         ForeignKey("models.id", ondelete="CASCADE"), primary_key=True
     )
-    alias: Mapped[str] = mapped_column(String(100), primary_key=True)
+    alias: Mapped[str] = mapped_column(String(ALIAS_MAX_LENGTH), primary_key=True)
     version: Mapped[int] = mapped_column(Integer)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
 
@@ -117,7 +120,7 @@ class AliasEventRow(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     model_id: Mapped[int] = mapped_column(ForeignKey("models.id", ondelete="CASCADE"))
-    alias: Mapped[str] = mapped_column(String(100))
+    alias: Mapped[str] = mapped_column(String(ALIAS_MAX_LENGTH))
     from_version: Mapped[int | None] = mapped_column(Integer)
     to_version: Mapped[int] = mapped_column(Integer)
     kind: Mapped[str] = mapped_column(String(16))
@@ -155,7 +158,7 @@ class RollbackRow(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     model_id: Mapped[int] = mapped_column(ForeignKey("models.id", ondelete="CASCADE"))
-    alias: Mapped[str] = mapped_column(String(100))
+    alias: Mapped[str] = mapped_column(String(ALIAS_MAX_LENGTH))
     from_version: Mapped[int] = mapped_column(Integer)
     to_version: Mapped[int] = mapped_column(Integer)
     reason: Mapped[str] = mapped_column(Text, default="")
@@ -169,8 +172,8 @@ class RetrainRunRow(Base):
     __table_args__ = (CheckConstraint("status IN ('running', 'ok', 'error')", name="status"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    job_id: Mapped[str] = mapped_column(String(200), unique=True)
-    model: Mapped[str] = mapped_column(String(200), index=True)
+    job_id: Mapped[str] = mapped_column(String(NAME_MAX_LENGTH), unique=True)
+    model: Mapped[str] = mapped_column(String(NAME_MAX_LENGTH), index=True)
     trigger: Mapped[str] = mapped_column(String(32))
     status: Mapped[str] = mapped_column(String(16), default="running")
     params: Mapped[dict[str, Any]]
@@ -191,7 +194,7 @@ class ScheduleRow(Base):
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    model: Mapped[str] = mapped_column(String(200))
+    model: Mapped[str] = mapped_column(String(NAME_MAX_LENGTH))
     cron: Mapped[str] = mapped_column(String(200))
     dataset: Mapped[dict[str, Any] | None]
     params: Mapped[dict[str, Any]]
@@ -210,7 +213,7 @@ class ScheduleFireRow(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     schedule_id: Mapped[int] = mapped_column(ForeignKey("schedules.id", ondelete="CASCADE"))
     due_at: Mapped[datetime]
-    job_id: Mapped[str] = mapped_column(String(200))
+    job_id: Mapped[str] = mapped_column(String(NAME_MAX_LENGTH))
     fired_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
@@ -222,7 +225,7 @@ class AuditRow(Base):
     at: Mapped[datetime] = mapped_column(default=utcnow)
     actor: Mapped[str] = mapped_column(String(200))
     action: Mapped[str] = mapped_column(String(64))
-    model: Mapped[str | None] = mapped_column(String(200))
+    model: Mapped[str | None] = mapped_column(String(NAME_MAX_LENGTH))
     version: Mapped[int | None] = mapped_column(Integer)
     details: Mapped[dict[str, Any]]
 

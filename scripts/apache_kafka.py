@@ -1,26 +1,23 @@
-"""Apache Kafka from its jars: a KRaft broker for the tests, the benchmark and by hand.
+"""Apache Kafka from its jars: KRaft nodes for the tests, the benchmark and by hand.
 
-The jars of ``org.apache.kafka:kafka_2.13`` and its runtime dependencies are fetched
-once through Maven into a cache folder outside the repository,
-``~/.cache/maas/kafka-<version>/libs`` (or ``$MAAS_APACHE_KAFKA_JARS``; a Kafka
-distribution's ``libs/`` folder serves as well). A broker is one JVM in combined mode
-(broker and KRaft controller) on free ports, with its storage formatted afresh in a
-folder of its own. Java 17 and Maven must be on the PATH.
+A node is one JVM in combined mode (broker and KRaft controller) on free ports, with
+its storage formatted afresh in a folder of its own; :class:`KafkaCluster` starts
+several as one cluster. The jars are fetched once through Maven
+(:mod:`scripts.kafka_jars`). Java 17 must be on the PATH.
 
 By hand, from the project's root::
 
-    python -m scripts.apache_kafka            # 127.0.0.1:9092 until Ctrl-C
-    python -m scripts.apache_kafka --fetch    # only fetch the jars (CI warms its cache)
-
-(Not ``MAAS_KAFKA_JARS``: every ``MAAS_KAFKA_*`` variable is a Kafka client option.)
+    python -m scripts.apache_kafka               # one node on 127.0.0.1:9092 until Ctrl-C
+    python -m scripts.apache_kafka --brokers 3   # three, on 9092, 9093 and 9094
+    python -m scripts.apache_kafka --sasl-ssl    # SASL_SSL (SCRAM); prints the MAAS_KAFKA_*
+    python -m scripts.apache_kafka --fetch       # only fetch the jars (CI warms its cache)
 """
 
 from __future__ import annotations
 
 import argparse
-import base64
 import contextlib
-import os
+import shlex
 import shutil
 import signal
 import socket
@@ -28,124 +25,33 @@ import subprocess
 import tempfile
 import threading
 import time
-import uuid
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 from maas.broker import accepting
+from producer.kafka_options import KafkaOptions
+from scripts.kafka_config import LOG_CONFIG, Membership, new_cluster_id, server_properties
+from scripts.kafka_jars import KAFKA_VERSION, KafkaError, fetch_jars
+from scripts.kafka_security import SaslSsl
 
-# The current release. Kafka 4 dropped the protocol versions older than Kafka 2.1; aiokafka
-# 0.14 and kafka-python 3.0 do not need them: both produce (idempotent, and transactional
-# for aiokafka), consume and join groups against it.
-KAFKA_VERSION = "4.4.0"
-# Kafka logs through SLF4J 1.7 but ships no binding; this one matches its log4j-core.
-_SLF4J_BINDING = "org.apache.logging.log4j:log4j-slf4j-impl:2.24.3"
-_DEPENDENCY_PLUGIN = "org.apache.maven.plugins:maven-dependency-plugin:3.8.1"
-
-_LOG_CONFIG = """\
-appender.out.type = Console
-appender.out.name = out
-appender.out.layout.type = PatternLayout
-appender.out.layout.pattern = [%d] %p %m (%c)%n
-rootLogger.level = info
-rootLogger.appenderRef.out.ref = out
-"""
-
-
-class KafkaError(RuntimeError):
-    """Apache Kafka could not be fetched or started; the message says why."""
-
-
-def jars_folder(version: str = KAFKA_VERSION) -> Path:
-    """Where the jars live: ``$MAAS_APACHE_KAFKA_JARS``, else the user's cache folder."""
-    if override := os.environ.get("MAAS_APACHE_KAFKA_JARS"):
-        return Path(override)
-    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    return cache / "maas" / f"kafka-{version}" / "libs"
-
-
-def fetch_jars(version: str = KAFKA_VERSION) -> Path:
-    """The folder with Kafka's jars, fetched through Maven the first time (about a minute)."""
-    libs = jars_folder(version)
-    if any(libs.glob("kafka_2.13-*.jar")):
-        return libs
-    if shutil.which("mvn") is None:
-        raise KafkaError(
-            "Apache Kafka's jars are fetched with Maven: install it (apt-get install maven) "
-            "or set MAAS_APACHE_KAFKA_JARS to a folder that holds them"
-        )
-    libs.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=libs.parent, prefix="fetch-") as scratch:
-        partial = Path(scratch) / "libs"
-        _copy_dependencies(version, Path(scratch) / "pom.xml", partial)
-        with contextlib.suppress(FileExistsError, OSError):  # another process was first
-            partial.rename(libs)
-    if not any(libs.glob("kafka_2.13-*.jar")):
-        raise KafkaError(f"Maven ran, but {libs} holds no kafka_2.13 jar")
-    return libs
-
-
-def _copy_dependencies(version: str, pom: Path, into: Path) -> None:
-    dependencies = [f"org.apache.kafka:kafka_2.13:{version}", _SLF4J_BINDING]
-    pom.write_text(_pom(dependencies))
-    command = [
-        "mvn", "-q", "-B", "-f", str(pom), f"{_DEPENDENCY_PLUGIN}:copy-dependencies",
-        f"-DoutputDirectory={into}", "-DincludeScope=runtime",
-    ]  # fmt: skip
-    done = subprocess.run(command, capture_output=True, text=True, timeout=900, check=False)
-    if done.returncode != 0:
-        tail = "\n".join((done.stdout + done.stderr).splitlines()[-15:])
-        raise KafkaError(f"Maven could not fetch Apache Kafka {version}:\n{tail}")
-
-
-def _pom(coordinates: Sequence[str]) -> str:
-    dependencies = "".join(
-        f"<dependency><groupId>{group}</groupId><artifactId>{artifact}</artifactId>"
-        f"<version>{version}</version></dependency>"
-        for group, artifact, version in (c.split(":") for c in coordinates)
-    )
-    return (
-        '<project xmlns="http://maven.apache.org/POM/4.0.0"><modelVersion>4.0.0</modelVersion>'
-        "<groupId>maas</groupId><artifactId>kafka-jars</artifactId><version>1</version>"
-        f"<packaging>pom</packaging><dependencies>{dependencies}</dependencies></project>"
-    )
-
-
-def server_properties(host: str, port: int, controller_port: int, data: Path) -> dict[str, str]:
-    """One node that is broker and controller, tuned to start fast on a small machine."""
-    return {
-        "process.roles": "broker,controller",
-        "node.id": "1",
-        "controller.quorum.voters": f"1@{host}:{controller_port}",
-        "listeners": f"PLAINTEXT://{host}:{port},CONTROLLER://{host}:{controller_port}",
-        "advertised.listeners": f"PLAINTEXT://{host}:{port}",
-        "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
-        "controller.listener.names": "CONTROLLER",
-        "inter.broker.listener.name": "PLAINTEXT",
-        "log.dirs": str(data),
-        # One broker: internal topics with one replica and few partitions (quick to create).
-        "offsets.topic.replication.factor": "1",
-        "offsets.topic.num.partitions": "4",
-        "transaction.state.log.replication.factor": "1",
-        "transaction.state.log.min.isr": "1",
-        "transaction.state.log.num.partitions": "4",
-        "share.coordinator.state.topic.replication.factor": "1",
-        "share.coordinator.state.topic.min.isr": "1",
-        "group.initial.rebalance.delay.ms": "0",
-        "num.network.threads": "2",
-        "num.io.threads": "4",
-    }
+__all__ = ["KAFKA_VERSION", "ApacheKafka", "KafkaCluster", "KafkaError", "fetch_jars"]
 
 
 @dataclass
 class ApacheKafka:
-    """An Apache Kafka broker (KRaft, combined mode) on ``host:port`` (free when 0).
+    """An Apache Kafka node (KRaft, broker and controller) on ``host:port`` (free when 0).
 
-    ``properties`` override or add server properties (listeners for SASL_SSL, ACLs, ...).
-    ``workdir`` keeps the storage and ``server.log`` (default: a temporary folder that
-    :meth:`stop` removes).
+    ``properties`` override or add server properties (ACLs, ...). ``sasl_ssl``: the
+    listener takes SASL_SSL with those users and certificates instead of PLAINTEXT.
+    ``member``: its place in a cluster (:class:`KafkaCluster` sets it; default, a
+    cluster of its own). ``workdir`` keeps the storage and ``server.log`` (default: a
+    temporary folder that :meth:`stop` removes). ``quick_start``: compile with the JIT's
+    first tier only, which starts the JVM in about half the time on a small machine and
+    serves slower: for tests, not for measurements.
     """
 
     port: int = 0
@@ -154,6 +60,10 @@ class ApacheKafka:
     properties: Mapping[str, str] = field(default_factory=dict)
     workdir: Path | None = None
     heap: str = "512m"
+    sasl_ssl: SaslSsl | None = None
+    member: Membership | None = None
+    controller_port: int = 0
+    quick_start: bool = False
     _process: subprocess.Popen[bytes] | None = field(default=None, init=False, repr=False)
     _folder: Path | None = field(default=None, init=False, repr=False)
 
@@ -165,66 +75,75 @@ class ApacheKafka:
     def log_path(self) -> Path | None:
         return None if self._folder is None else self._folder / "server.log"
 
+    def client_options(self) -> dict[str, Any]:
+        """Security options for a Kafka client (either library) of this node."""
+        env = self.sasl_ssl.client_env() if self.sasl_ssl else {}
+        return KafkaOptions.from_env(env).common()
+
     def start(self, timeout_s: float = 60.0) -> ApacheKafka:
+        self.launch()
+        self.wait_ready(time.monotonic() + timeout_s)
+        return self
+
+    def launch(self) -> None:
+        """Format the storage and start the JVM, without waiting for it to serve."""
         if self.port and accepting(self.host, self.port):
             raise KafkaError(
                 f"port {self.port} on {self.host} is already in use; "
                 "stop what listens there or pass another --port"
             )
         libs = fetch_jars(self.version)
-        self._folder = self.workdir or Path(tempfile.mkdtemp(prefix="maas-kafka-"))
-        self._folder.mkdir(parents=True, exist_ok=True)
+        folder = self._folder = self.workdir or Path(tempfile.mkdtemp(prefix="maas-kafka-"))
+        folder.mkdir(parents=True, exist_ok=True)
         port, controller_port = _free_ports(self.host, 2)
         self.port = self.port or port
-        config = self._write_config(controller_port)
-        self._format(libs, config)
-        with open(self._folder / "server.log", "ab") as log:
+        self.controller_port = self.controller_port or controller_port
+        member = self.member = self.member or Membership.alone(self.host, self.controller_port)
+        config = self._write_config(folder, member)
+        users = self.sasl_ssl.format_arguments() if self.sasl_ssl else []
+        _format_storage(self._java(libs, folder, "kafka.tools.StorageTool", "format", "-t",
+                        member.cluster_id, "-c", str(config), *users))  # fmt: skip
+        with open(folder / "server.log", "ab") as log:
             self._process = subprocess.Popen(
-                self._java(libs, "kafka.Kafka", str(config)),
+                self._java(libs, folder, "kafka.Kafka", str(config)),
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
-        self._wait_ready(timeout_s)
-        return self
 
-    def _write_config(self, controller_port: int) -> Path:
-        assert self._folder is not None
+    def _write_config(self, folder: Path, member: Membership) -> Path:
+        protocol = "SASL_SSL" if self.sasl_ssl else "PLAINTEXT"
+        data = folder / "data"
         settings = {
-            **server_properties(self.host, self.port, controller_port, self._folder / "data"),
+            **server_properties(self.host, self.port, self.controller_port, data, member, protocol),
+            **(self.sasl_ssl.server_properties() if self.sasl_ssl else {}),
             **self.properties,
         }
-        config = self._folder / "server.properties"
+        config = folder / "server.properties"
         config.write_text("".join(f"{key}={value}\n" for key, value in settings.items()))
-        (self._folder / "log4j2.properties").write_text(_LOG_CONFIG)
+        (folder / "log4j2.properties").write_text(LOG_CONFIG)
         return config
 
-    def _java(self, libs: Path, main: str, *args: str) -> list[str]:
-        assert self._folder is not None
+    def _java(self, libs: Path, folder: Path, main: str, *args: str) -> list[str]:
+        jit = ["-XX:TieredStopAtLevel=1"] if self.quick_start else []
         return [
-            "java", f"-Xmx{self.heap}", "-XX:+UseSerialGC", "-Djava.awt.headless=true",
-            f"-Dlog4j2.configurationFile={self._folder / 'log4j2.properties'}",
+            "java", f"-Xmx{self.heap}", "-XX:+UseSerialGC", *jit, "-Djava.awt.headless=true",
+            f"-Dlog4j2.configurationFile={folder / 'log4j2.properties'}",
             "-cp", f"{libs}/*", main, *args,
         ]  # fmt: skip
 
-    def _format(self, libs: Path, config: Path) -> None:
-        """``kafka-storage format``: a fresh cluster id, storage for this run only."""
-        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
-        command = self._java(libs, "kafka.tools.StorageTool", "format", "-t", cluster_id)
-        done = subprocess.run(
-            [*command, "-c", str(config)], capture_output=True, text=True, timeout=120, check=False
-        )
-        if done.returncode != 0:
-            raise KafkaError(f"formatting Kafka's storage failed:\n{done.stdout}{done.stderr}")
-
-    def _wait_ready(self, timeout_s: float) -> None:
-        deadline = time.monotonic() + timeout_s
-        while not (accepting(self.host, self.port) and _serves_metadata(self.bootstrap_servers)):
+    def wait_ready(self, deadline: float) -> None:
+        """Wait until the node serves metadata (in a cluster: once a quorum formed)."""
+        while not (accepting(self.host, self.port) and self.brokers_seen() > 0):
             if self._process is None or self._process.poll() is not None:
                 self._fail("exited while starting")
             if time.monotonic() > deadline:
-                self._fail(f"did not answer on {self.bootstrap_servers} within {timeout_s:g}s")
+                self._fail(f"did not answer on {self.bootstrap_servers} in time")
             time.sleep(0.2)
+
+    def brokers_seen(self) -> int:
+        """How many brokers this node's metadata lists (0: it does not answer yet)."""
+        return _brokers_listed(self.bootstrap_servers, self.client_options())
 
     def _fail(self, what: str) -> None:
         tail = ""
@@ -233,10 +152,17 @@ class ApacheKafka:
         self.stop()
         raise KafkaError(f"Apache Kafka {self.version} {what}:\n{tail}")
 
+    def kill(self) -> None:
+        """SIGKILL, as a crash would: no controlled shutdown, leaders move only once the
+        controllers miss its heartbeats. Its folder stays until :meth:`stop`."""
+        if self._process is not None:
+            self._process.kill()
+            self._process.wait()
+
     def stop(self) -> None:
         """SIGTERM (a clean shutdown), SIGKILL after 20 s; the temporary folder goes."""
         process, self._process = self._process, None
-        if process is not None:
+        if process is not None and process.poll() is None:
             process.terminate()
             try:
                 process.wait(timeout=20)
@@ -262,6 +188,98 @@ class ApacheKafka:
         self.stop()
 
 
+@dataclass
+class KafkaCluster:
+    """``size`` Apache Kafka nodes, each broker and controller, in one KRaft cluster: a
+    majority of them keeps the quorum, so one may die (:meth:`ApacheKafka.kill`)."""
+
+    size: int = 3
+    host: str = "127.0.0.1"
+    version: str = KAFKA_VERSION
+    properties: Mapping[str, str] = field(default_factory=dict)
+    workdir: Path | None = None
+    heap: str = "384m"
+    sasl_ssl: SaslSsl | None = None
+    first_port: int = 0  # nodes on first_port, first_port + 1, ...; 0: free ports
+    quick_start: bool = False
+    nodes: list[ApacheKafka] = field(default_factory=list, init=False)
+
+    @property
+    def bootstrap_servers(self) -> str:
+        return ",".join(node.bootstrap_servers for node in self.nodes)
+
+    def start(self, timeout_s: float = 90.0) -> KafkaCluster:
+        """Start every node at once; ready when each serves and lists all the brokers."""
+        free = _free_ports(self.host, 2 * self.size)
+        ports = [self.first_port + i for i in range(self.size)] if self.first_port else free
+        controllers = free[self.size :]
+        voters = ",".join(f"{i + 1}@{self.host}:{p}" for i, p in enumerate(controllers))
+        cluster_id = new_cluster_id()
+        self.nodes = [
+            ApacheKafka(
+                port=ports[i],
+                host=self.host,
+                version=self.version,
+                properties=self.properties,
+                workdir=self.workdir / f"node-{i + 1}" if self.workdir else None,
+                heap=self.heap,
+                sasl_ssl=self.sasl_ssl,
+                member=Membership(i + 1, cluster_id, voters, self.size),
+                controller_port=controllers[i],
+                quick_start=self.quick_start,
+            )
+            for i in range(self.size)
+        ]
+        try:
+            with ThreadPoolExecutor(self.size) as pool:  # the formats run in parallel
+                list(pool.map(ApacheKafka.launch, self.nodes))
+            self._wait_ready(time.monotonic() + timeout_s)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _wait_ready(self, deadline: float) -> None:
+        for node in self.nodes:
+            node.wait_ready(deadline)
+        while any(node.brokers_seen() < self.size for node in self.nodes):
+            if time.monotonic() > deadline:
+                raise KafkaError(f"the {self.size} brokers did not all register in time")
+            time.sleep(0.2)
+
+    def node(self, node_id: int) -> ApacheKafka:
+        return self.nodes[node_id - 1]
+
+    def running(self) -> bool:
+        """Every node still runs."""
+        return all(node.running() for node in self.nodes)
+
+    def stop(self) -> None:
+        """Kill every node (its storage is thrown away: a clean shutdown, one node after
+        another, would only wait for a quorum that is going too), then tidy up."""
+        for node in self.nodes:
+            node.kill()
+            node.stop()
+
+    def __enter__(self) -> KafkaCluster:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+def _format_storage(command: list[str]) -> None:
+    """``kafka-storage format``: storage for this run only (SCRAM users included)."""
+    done = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
+    if done.returncode != 0:
+        raise KafkaError(f"formatting Kafka's storage failed:\n{done.stdout}{done.stderr}")
+
+
 def _free_ports(host: str, count: int) -> list[int]:
     """Ports free now, distinct (all are held until every one is known)."""
     with contextlib.ExitStack() as stack:
@@ -271,8 +289,8 @@ def _free_ports(host: str, count: int) -> list[int]:
         return [sock.getsockname()[1] for sock in sockets]
 
 
-def _serves_metadata(bootstrap_servers: str) -> bool:
-    """The broker answers a metadata request that lists it (it is unfenced and serving)."""
+def _brokers_listed(bootstrap_servers: str, options: Mapping[str, Any]) -> int:
+    """How many brokers a metadata answer lists (unfenced and serving); 0: no answer."""
     from kafka import KafkaAdminClient
     from kafka.errors import KafkaError as ClientError
 
@@ -281,23 +299,64 @@ def _serves_metadata(bootstrap_servers: str) -> bool:
             bootstrap_servers=bootstrap_servers,
             request_timeout_ms=2000,
             reconnect_backoff_max_ms=200,  # a broker still starting: ask again soon
+            **options,
         )
     except ClientError:
-        return False
+        return 0
     try:
-        return bool(admin.describe_cluster()["brokers"])
+        return len(admin.describe_cluster()["brokers"])
     except ClientError:
-        return False
+        return 0
     finally:
         admin.close()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.fetch:
+        print(fetch_jars(args.version))
+        return 0
+    workdir = Path(tempfile.mkdtemp(prefix="maas-kafka-"))
+    sasl_ssl = SaslSsl.create(workdir / "tls") if args.sasl_ssl else None
+    cluster = KafkaCluster(
+        size=args.brokers,
+        version=args.version,
+        properties=dict(item.split("=", 1) for item in args.property),
+        workdir=workdir,
+        sasl_ssl=sasl_ssl,
+        first_port=args.port,
+    )
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        with cluster:
+            _announce(cluster, workdir)
+            with contextlib.suppress(KeyboardInterrupt):
+                while not stop.wait(0.5):
+                    if not cluster.running():
+                        print("an Apache Kafka node exited", flush=True)
+                        return 1
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m scripts.apache_kafka",
-        description="Run Apache Kafka (KRaft, one node) from its jars until Ctrl-C.",
+        description="Run Apache Kafka (KRaft) from its jars until Ctrl-C.",
     )
-    parser.add_argument("--port", type=int, default=9092, help="port to listen on (default 9092)")
+    parser.add_argument(
+        "--port", type=int, default=9092, help="the first node's port (default 9092; 0: free)"
+    )
+    parser.add_argument(
+        "--brokers", type=int, default=1, help="nodes, each on the next port (default 1)"
+    )
+    parser.add_argument(
+        "--sasl-ssl",
+        action="store_true",
+        help="listen with SASL_SSL (SCRAM-SHA-512, a throwaway CA) instead of PLAINTEXT",
+    )
     parser.add_argument("--version", default=KAFKA_VERSION, help=f"default {KAFKA_VERSION}")
     parser.add_argument(
         "--property",
@@ -307,25 +366,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="a server property to set or override (repeatable)",
     )
     parser.add_argument("--fetch", action="store_true", help="only fetch the jars, then exit")
-    args = parser.parse_args(argv)
-    if args.fetch:
-        print(fetch_jars(args.version))
-        return 0
-    properties = dict(item.split("=", 1) for item in args.property)
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    with ApacheKafka(port=args.port, version=args.version, properties=properties) as kafka:
-        print(
-            f"Apache Kafka {kafka.version} listening on {kafka.bootstrap_servers} "
-            f"(log: {kafka.log_path}); Ctrl-C stops it",
-            flush=True,
-        )
-        with contextlib.suppress(KeyboardInterrupt):
-            while not stop.wait(0.5):
-                if not kafka.running():
-                    print("Apache Kafka exited", flush=True)
-                    return 1
-    return 0
+    return parser
+
+
+def _announce(cluster: KafkaCluster, workdir: Path) -> None:
+    print(
+        f"Apache Kafka {cluster.version}: {cluster.size} node(s) on {cluster.bootstrap_servers} "
+        f"(logs: {workdir}/node-*/server.log); Ctrl-C stops it",
+        flush=True,
+    )
+    if cluster.sasl_ssl is not None:
+        env = {"MAAS_BOOTSTRAP_SERVERS": cluster.bootstrap_servers, **cluster.sasl_ssl.client_env()}
+        print("connect with:", flush=True)
+        for name, value in env.items():
+            print(f"  export {name}={shlex.quote(value)}", flush=True)
 
 
 if __name__ == "__main__":

@@ -18,7 +18,13 @@ from producer.kafka import KafkaSettings, Topics
 from scripts.apache_kafka import ApacheKafka
 from tests.kafka_helpers import Broker
 
+# The fixture modules, for every test module: factories of small ONNX models and registries
+# (SQLite, PostgreSQL), and the digits model served by a worker.
+pytest_plugins = ["tests.registry_fixtures", "tests.serving_fixtures"]
+
 BROKERS = ("embedded", "kafka")
+# Fixtures that start or reach a broker: a test that uses one is an integration test.
+BROKER_FIXTURES = frozenset({"broker", "kafka", "apache_kafka"})
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -39,9 +45,20 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         metafunc.parametrize("broker", chosen, indirect=True, scope="module")
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark the tests that need a broker or PostgreSQL, so that the fast tier
+    (`make test-unit`) can leave them out without a list kept by hand."""
+    for item in items:
+        fixtures = set(getattr(item, "fixturenames", ()))
+        if fixtures & BROKER_FIXTURES:
+            item.add_marker(pytest.mark.broker)
+        if fixtures & {"pg_url", "pg_registry"}:
+            item.add_marker(pytest.mark.postgres)
+
+
 @pytest.fixture(scope="session")
 def apache_kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ApacheKafka]:
-    with ApacheKafka(workdir=tmp_path_factory.mktemp("apache-kafka")) as running:
+    with ApacheKafka(workdir=tmp_path_factory.mktemp("apache-kafka"), quick_start=True) as running:
         yield running
 
 

@@ -10,6 +10,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.structs import ConsumerRecord
 
 from maas.broker import EmbeddedBroker
@@ -82,6 +83,32 @@ async def read(
     return records
 
 
+async def read_all(
+    settings: KafkaSettings, topic: str, *, timeout_s: float = 30.0
+) -> list[ConsumerRecord[bytes, bytes]]:
+    """Every record of ``topic`` up to its end offsets as of this call: all that the
+    broker acknowledged before it, and so every duplicate there is to see."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.bootstrap_servers, auto_offset_reset="earliest"
+    )
+    await consumer.start()
+    records: list[ConsumerRecord[bytes, bytes]] = []
+    try:
+        async with asyncio.timeout(timeout_s):
+            await consumer.topics()  # fetches the cluster's metadata
+            partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic)]
+            consumer.assign(partitions)
+            ends = await consumer.end_offsets(partitions)
+            await consumer.seek_to_beginning(*partitions)
+            while any([await consumer.position(tp) < end for tp, end in ends.items()]):
+                batch = await consumer.getmany(timeout_ms=200)
+                for part in batch.values():
+                    records.extend(part)
+    finally:
+        await consumer.stop()
+    return records
+
+
 async def read_results(
     settings: KafkaSettings, job_ids: set[str], *, topic: str | None = None, timeout_s: float = 30.0
 ) -> dict[str, dict[str, Any]]:
@@ -134,3 +161,13 @@ async def running(coro_factory: Callable[[asyncio.Event], Any]) -> AsyncIterator
     finally:
         stop.set()
         await asyncio.wait_for(task, 60)
+
+
+async def create_topic(settings: KafkaSettings, name: str, partitions: int = 1) -> None:
+    """Create a topic, as a client must before naming it as a job's ``reply_to``."""
+    admin = AIOKafkaAdminClient(**settings.common())
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(name, partitions, 1)])
+    finally:
+        await admin.close()

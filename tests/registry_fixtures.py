@@ -1,6 +1,6 @@
 """Fixtures for registry tests: ONNX models built in code, SQLite and PostgreSQL registries.
 
-Test modules load them with ``pytest_plugins = ["tests.registry_fixtures"]`` (and do
+tests/conftest.py loads them for every test module (through ``pytest_plugins``; tests do
 not import this module, so pytest can rewrite its asserts).
 
 PostgreSQL tests get a database of their own (random name, dropped afterwards), so

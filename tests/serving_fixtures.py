@@ -2,9 +2,8 @@
 
 Sync tests (the kafka-python client, the CLI) block the calling thread, so the worker
 cannot share the test's event loop; in a thread it also lives for a whole module,
-which saves a consumer-group join per test. Load with
-``pytest_plugins = ["tests.serving_fixtures"]``. ``digits`` (the model registered in a
-test's own ``registry``) also needs ``tests.registry_fixtures`` or a ``registry`` fixture.
+which saves a consumer-group join per test. tests/conftest.py loads these fixtures for
+every test module; ``digits`` is the model registered in a test's own ``registry``.
 """
 
 from __future__ import annotations

@@ -4,6 +4,10 @@ A good digits version serves traffic; a deliberately broken version with the sam
 signature (its outputs have one row too few, so every batch fails) is promoted; the
 worker's RollbackWatcher sees the error rate after a metrics flush, rolls back through
 the registry, and the control event swaps every worker back to the good version.
+
+Latency is judged at the same load: the very same version promoted into a load run
+stays, and a version tens of milliseconds slower per batch under the same trickle is
+rolled back.
 """
 
 from __future__ import annotations
@@ -12,19 +16,21 @@ import asyncio
 import contextlib
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import numpy as np
 import onnx
 import pytest
-from onnx import TensorProto, helper
+from aiokafka import AIOKafkaProducer
+from onnx import TensorProto, helper, numpy_helper
 
 from maas.commands.serve import register, rollback_settings
 from producer.control import alias_move_publisher
 from producer.kafka import KafkaSettings
 from registry.bundle import Registry
-from registry.policy import RollbackPolicy
+from registry.entities import MetricWindow
+from registry.policy import RollbackPolicy, load
 from registry.settings import RegistrySettings
 from tests.kafka_helpers import publish, read, read_results
 from workers.demo import build_digits_model, digits_samples
@@ -140,7 +146,10 @@ async def test_a_broken_promotion_is_rolled_back_and_every_job_answered(
         )
         await wait_for(lambda: registry.models.rollbacks("digits"), 30, "the automatic rollback")
         rolled_back = time.time()
-        await asyncio.sleep(3)  # the control event reaches the worker; later jobs are v1
+        # Jobs keep coming until some were sent well after the rollback: those must be v1.
+        await wait_for(
+            lambda: max(stream.sent.values()) > rolled_back + 2.5, 30, "jobs after the rollback"
+        )
         stop_stream.set()
         await streaming
         results = await read_results(kafka, set(stream.sent), timeout_s=60)
@@ -182,3 +191,139 @@ def test_worker_flags_configure_the_rollback_policy() -> None:
     assert settings.enabled
     assert (settings.policy.max_error_rate, settings.policy.max_p95_ratio) == (0.2, 3.0)
     assert not rollback_settings(parser.parse_args(["worker", "--no-auto-rollback"])).enabled
+
+
+def build_slow_digits(path: Path, *, layers: int = 16, width: int = 2048) -> Path:
+    """The digits signature, tens of milliseconds slower per batch: a chain of matrix
+    products on the batch's first row, multiplied by zero before it joins the logits."""
+    rng = np.random.default_rng(0)
+    tensors = {
+        "w": rng.normal(size=(64, 10)).astype(np.float32) * 0.01,
+        "a": rng.normal(size=(64, width)).astype(np.float32) * 0.01,
+        "b": rng.normal(size=(width, width)).astype(np.float32) * 0.01,
+        "zero": np.zeros((1, 1), np.float32),
+        "starts": np.array([0], np.int64),
+        "ends": np.array([1], np.int64),
+        "axes": np.array([0], np.int64),
+    }
+    nodes = [
+        helper.make_node("MatMul", ["x", "w"], ["logits"]),
+        helper.make_node("Slice", ["x", "starts", "ends", "axes"], ["first"]),
+        helper.make_node("MatMul", ["first", "a"], ["h0"]),
+    ]
+    for i in range(layers):
+        nodes += [
+            helper.make_node("MatMul", [f"h{i}", "b"], [f"m{i}"]),
+            helper.make_node("Tanh", [f"m{i}"], [f"h{i + 1}"]),
+        ]
+    nodes += [
+        helper.make_node("ReduceSum", [f"h{layers}"], ["total"], keepdims=1),
+        helper.make_node("Mul", ["total", "zero"], ["nothing"]),
+        helper.make_node("Add", ["logits", "nothing"], ["same"]),
+        helper.make_node("Softmax", ["same"], ["probabilities"], axis=1),
+        helper.make_node("ArgMax", ["probabilities"], ["label"], axis=1, keepdims=0),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "slow_digits",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 64])],
+        [
+            helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, ["batch", 10]),
+            helper.make_tensor_value_info("label", TensorProto.INT64, ["batch"]),
+        ],
+        initializer=[numpy_helper.from_array(value, name) for name, value in tensors.items()],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
+    return path
+
+
+async def burst(kafka: KafkaSettings, ids: list[str], rows: list[list[float]]) -> None:
+    """Publish ``ids`` as fast as the producer can: a load the trickle never makes."""
+    producer = AIOKafkaProducer(bootstrap_servers=kafka.bootstrap_servers)
+    await producer.start()
+    try:
+        for n, job_id in enumerate(ids):
+            await producer.send(kafka.topics.predict, job(job_id, rows[n % len(rows)]))
+        await producer.flush()
+    finally:
+        await producer.stop()
+
+
+class Serving:
+    """A worker whose rollback policy judges promotions, and a trickle of digits jobs."""
+
+    def __init__(self, kafka: KafkaSettings, registry: Registry) -> None:
+        policy = RollbackPolicy(min_jobs=20, min_baseline_jobs=20)
+        settings = WorkerSettings(
+            metrics_interval_s=0.5, rollback=RollbackSettings(policy=policy), alias_ttl_s=30.0
+        )
+        self.registry = registry
+        self.worker = Worker(kafka, registry.models, registry.metrics, settings)
+        self.stream = Stream(kafka)
+
+    def served(self, version: int) -> list[MetricWindow]:
+        return self.registry.metrics.windows("digits", version)
+
+    @contextlib.asynccontextmanager
+    async def running(self) -> AsyncIterator[asyncio.Event]:
+        """Serving, with the trickle on until the returned event is set."""
+        stop_worker, stop_stream = asyncio.Event(), asyncio.Event()
+        serving = asyncio.create_task(self.worker.run(stop_worker))
+        try:
+            await asyncio.wait_for(self.worker.ready.wait(), 30)
+            streaming = asyncio.create_task(self.stream.run(stop_stream))
+            await wait_for(lambda: sum(w.jobs for w in self.served(1)) >= 200, 60, "v1 traffic")
+            yield stop_stream
+            stop_stream.set()
+            await streaming
+        finally:
+            stop_stream.set()
+            stop_worker.set()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(serving, 60)
+
+
+@pytest.mark.slow
+async def test_the_same_version_under_a_load_change_is_not_rolled_back(
+    kafka: KafkaSettings, registry: Registry, artifacts: tuple[Path, Path]
+) -> None:
+    good, _ = artifacts
+    registry.models.register("digits", good, actor="test", promote=True)
+    serving = Serving(kafka, registry)
+    async with serving.running() as stop_trickle:
+        same = await asyncio.to_thread(
+            registry.models.register, "digits", good, actor="test", promote=True
+        )
+        stop_trickle.set()
+        rows = serving.stream.rows
+        for wave in range(4):  # a load run: every wave far beyond the trickle's rate
+            await burst(kafka, [f"load-{wave}-{i}" for i in range(2000)], rows)
+        await wait_for(lambda: sum(w.jobs for w in serving.served(2)) >= 8000, 120, "the load")
+        await asyncio.sleep(1.5)  # the last windows are written and judged
+    assert same.sha256 == registry.models.get_version("digits", 1).sha256
+    assert registry.models.rollbacks("digits") == []
+    assert registry.models.resolve("digits").version == 2
+    before, after = serving.served(1), serving.served(2)
+    assert load(after) >= 4 * load(before)  # the load really changed
+
+
+@pytest.mark.slow
+async def test_a_truly_slower_version_is_rolled_back_for_its_latency(
+    kafka: KafkaSettings, registry: Registry, artifacts: tuple[Path, Path], tmp_path: Path
+) -> None:
+    good, _ = artifacts
+    slow = build_slow_digits(tmp_path / "slow.onnx")
+    registry.models.register("digits", good, actor="test", promote=True)
+    serving = Serving(kafka, registry)
+    async with serving.running():
+        bad = await asyncio.to_thread(
+            registry.models.register, "digits", slow, actor="test", promote=True
+        )
+        await wait_for(lambda: registry.models.rollbacks("digits"), 60, "the automatic rollback")
+    (record,) = registry.models.rollbacks("digits")
+    assert record.automatic and (record.from_version, record.to_version) == (bad.version, 1)
+    assert "p95 inference latency" in record.reason and "at the same load" in record.reason
+    assert registry.models.resolve("digits").version == 1

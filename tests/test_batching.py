@@ -193,9 +193,10 @@ async def test_expired_while_queued(batcher_factory: Callable[..., DynamicBatche
     batcher = batcher_factory(model, max_batch_size=1, max_delay_ms=0)
     first = asyncio.create_task(batcher.submit(rows(0, 1)))
     await wait_started(model)
-    doomed = asyncio.create_task(batcher.submit(rows(1, 1), deadline=time.time() + 0.02))
+    deadline = time.time() + 0.02
+    doomed = asyncio.create_task(batcher.submit(rows(1, 1), deadline=deadline))
     survivor = asyncio.create_task(batcher.submit(rows(2, 1)))
-    await asyncio.sleep(0.05)  # the deadline passes while the model is busy
+    await asyncio.sleep(deadline - time.time() + 0.005)  # it passes while the model is busy
     model.open()
     with pytest.raises(Expired, match="while it waited"):
         await doomed
@@ -320,7 +321,8 @@ async def test_aclose_answers_pending_jobs(batcher_factory: Callable[..., Dynami
     queued = [asyncio.create_task(batcher.submit(rows(i, 1))) for i in range(1, 4)]
     await asyncio.sleep(0)
     closing = asyncio.create_task(batcher.aclose())
-    await asyncio.sleep(0.01)
+    await asyncio.sleep(0)  # aclose runs up to its first wait: closed to new jobs
+    assert batcher.closed
     model.open()  # the running batch finishes and is answered normally
     await closing
     assert (await running).batch_size == 1

@@ -28,7 +28,7 @@ from typing import Any
 
 import pytest
 
-from maas.broker import EmbeddedBroker, free_port
+from maas.broker import free_port
 from producer.kafka import KafkaSettings, Topics
 from registry.bundle import Registry
 from registry.settings import RegistrySettings
@@ -45,13 +45,17 @@ from tests.deploy_helpers import (
     process_env,
     running,
 )
-from tests.kafka_helpers import read
+from tests.kafka_helpers import Broker, read
 from workers.demo import digits_samples
 
-pytest_plugins = ["tests.registry_fixtures"]
-# It runs on the session's broker. Apache Kafka 4.1.1 (branch kafka's broker from its
-# jars) passed it too, by hand; with that fixture in the suite, mark it both_brokers.
-pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.timeout(300)]
+# On the embedded broker and on Apache Kafka (the compose stack's own broker), with the
+# compose services' environment as it is: each process asks the broker what it can do.
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.postgres,
+    pytest.mark.both_brokers,
+    pytest.mark.timeout(300),
+]
 
 DOCKERFILE = (ROOT / "Dockerfile").read_text()
 IMAGE_HOME = re.findall(r"^WORKDIR (\S+)$", DOCKERFILE, re.M)[-1]  # the runtime stage's
@@ -67,7 +71,6 @@ class Here:
     kafka: KafkaSettings
     database_url: str
     home: Path  # stands for the image's home and volumes, /var/lib/maas
-    embedded_broker: bool
 
     def environment(self, service: dict[str, Any]) -> dict[str, str]:
         compose_env = {key: str(value) for key, value in service.get("environment", {}).items()}
@@ -76,8 +79,6 @@ class Here:
         }
         left = {k: v for k, v in env.items() if re.search(r"\bkafka:|@postgres:|/var/lib/", v)}
         assert not left, f"the smoke does not know where these point: {left}"
-        if self.embedded_broker:
-            env["MAAS_EMBEDDED_BROKER"] = "1"  # what Apache Kafka has and Tansu lacks
         return env
 
     def _rewrite(self, key: str, value: str) -> str:
@@ -100,14 +101,13 @@ class Here:
 
 
 @pytest.fixture
-def here(broker: EmbeddedBroker, pg_url: str, tmp_path: Path) -> Here:
+def here(broker: Broker, pg_url: str, tmp_path: Path) -> Here:
     home = tmp_path / "var-lib-maas"
     (home / "artifacts").mkdir(parents=True)
     return Here(
         KafkaSettings(broker.bootstrap_servers, Topics(f"smoke{uuid.uuid4().hex[:6]}.")),
         pg_url,
         home,
-        embedded_broker=isinstance(broker, EmbeddedBroker),
     )
 
 

@@ -36,8 +36,6 @@ from tests.kafka_helpers import job, publish, read_results
 from workers.demo import digits_samples
 from workers.loop import WorkerSettings
 
-pytest_plugins = ["tests.registry_fixtures", "tests.serving_fixtures"]
-
 K8S = DEPLOY / "kubernetes"
 METRICS_PORT = 9464
 CONTRACT_VARIABLES = re.compile(r"MAAS_[A-Z_]+")

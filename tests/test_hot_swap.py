@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -60,28 +62,26 @@ async def test_promotion_swaps_a_running_worker_without_dropping_jobs(
             {"job_id": job_id, "model": "digits", "inputs": {"x": row}, **fields}
         ).encode()
 
-    await publish(kafka, kafka.topics.predict, [job("before")])
-    assert (await read_results(kafka, {"before"}))["before"]["version"] == 1
+    answers: dict[str, dict[str, Any]] = {}
 
-    sent: list[str] = []
-    for wave in range(40):  # a steady stream across the move, with pinned jobs mixed in
-        if wave == 5:
-            await asyncio.to_thread(
-                registry.models.promote, "digits", 2, actor="test", reason="swap"
-            )
-        await publish(
-            kafka,
-            kafka.topics.predict,
-            [job(f"a{wave}"), job(f"p1-{wave}", version=1), job(f"p2-{wave}", version=2)],
-        )
-        sent += [f"a{wave}", f"p1-{wave}", f"p2-{wave}"]
-        await asyncio.sleep(0.1)
+    async def wave(n: int) -> dict[str, Any]:
+        """One alias job and two pinned ones; waits for their answers, returns the alias's."""
+        ids = (f"a{n}", f"p1-{n}", f"p2-{n}")
+        raws = [job(ids[0]), job(ids[1], version=1), job(ids[2], version=2)]
+        await publish(kafka, kafka.topics.predict, raws)
+        answers.update(await read_results(kafka, set(ids)))
+        return answers[ids[0]]
 
-    results = await read_results(kafka, set(sent))
-    assert all(results[j]["status"] == "ok" for j in sent), "a job was not answered ok"
-    assert all(results[f"p1-{w}"]["version"] == 1 for w in range(40))
-    assert all(results[f"p2-{w}"]["version"] == 2 for w in range(40))
-    assert {results[f"a{w}"]["version"] for w in range(5)} == {1}
-    assert {results[f"a{w}"]["version"] for w in range(30, 40)} == {2}, (
-        "the alias move did not reach the worker within 2.5 s"
-    )
+    before = [await wave(n) for n in range(5)]  # a steady stream across the move
+    await asyncio.to_thread(registry.models.promote, "digits", 2, actor="test", reason="swap")
+    promoted, n = time.monotonic(), 5
+    while (await wave(n))["version"] != 2:
+        assert time.monotonic() - promoted < 5.0, "the alias move did not reach the worker"
+        n += 1
+    after = [await wave(m) for m in range(n + 1, n + 6)]  # once moved, it stays moved
+
+    assert all(a["status"] == "ok" for a in answers.values()), "a job was not answered ok"
+    assert {a["version"] for a in before} == {1}
+    assert {a["version"] for a in after} == {2}
+    pinned = [(a["job_id"][:2], a["version"]) for a in answers.values() if a["job_id"][0] == "p"]
+    assert pinned and all(version == int(kind[1]) for kind, version in pinned)

@@ -18,7 +18,6 @@ if TYPE_CHECKING:
     from tests.kafka_helpers import Broker
     from tests.serving_fixtures import ServedDigits
 
-pytest_plugins = ["tests.serving_fixtures"]
 pytestmark = pytest.mark.both_brokers
 
 

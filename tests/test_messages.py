@@ -10,7 +10,9 @@ import pytest
 from producer.messages import (
     DecodeError,
     ErrorCode,
+    JobEnvelope,
     Result,
+    decode_address,
     decode_any_reply,
     decode_envelope,
     decode_predict,
@@ -97,6 +99,8 @@ DEEP = b"[" * 5000 + b"]" * 5000
 def test_undecodable_records_raise(raw: bytes) -> None:
     """The edge keeps its promise: a validated message or DecodeError, nothing else."""
     for decode in (decode_predict, decode_envelope, decode_retrain, decode_any_reply):
+        if decode is decode_envelope and raw.startswith(b'{"job_id": "j", "model": "m"'):
+            continue  # well-formed objects with a job_id: the envelope is salvaged (below)
         with pytest.raises(DecodeError):
             decode(raw)
 
@@ -106,6 +110,48 @@ def test_envelope_survives_a_broken_body() -> None:
         b'{"job_id": "j9", "reply_to": "r", "inputs": 5, "metadata": {"a": 1}}'
     )
     assert (envelope.job_id, envelope.reply_to, envelope.metadata) == ("j9", "r", {"a": 1})
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        (  # nested too deeply for the decoder, beside the envelope's fields
+            b'{"job_id": "j", "model": "m", "inputs": {"x": ' + DEEP + b'}, "reply_to": "r"}',
+            JobEnvelope("j", "m", "r", {}),
+        ),
+        (  # the metadata itself too deep: answered without it
+            b'{"job_id": "j", "model": "m", "metadata": {"a": ' + DEEP + b"}}",
+            JobEnvelope("j", "m", None, {}),
+        ),
+        (  # fields of the wrong type are left out, brackets inside strings are text
+            b'{"job_id": "j", "model": 5, "reply_to": [], "metadata": {"k": "}]"}}',
+            JobEnvelope("j", "", None, {"k": "}]"}),
+        ),
+    ],
+)
+def test_envelope_salvages_the_job_id_of_a_well_formed_object(
+    raw: bytes, expected: JobEnvelope
+) -> None:
+    assert decode_envelope(raw) == expected
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b'{"job_id": 5, "inputs": ' + DEEP + b"}",  # no job_id to answer
+        b'{"job_id": "j", "inputs": ' + DEEP[:-1] + b"}",  # brackets do not balance
+        b'{"job_id": "j", "inputs": [1]} trailing',
+        b'{"job_id": "' + b"j" * 513 + b'", "inputs": ' + DEEP + b"}",  # job_id too long
+    ],
+)
+def test_envelope_salvage_needs_a_balanced_object_with_a_valid_job_id(raw: bytes) -> None:
+    with pytest.raises(DecodeError):
+        decode_envelope(raw)
+
+
+def test_decode_address_leaves_the_metadata_out() -> None:
+    raw = b'{"job_id": "big", "model": "m", "reply_to": "r", "metadata": {"a": 1}}'
+    assert decode_address(raw) == JobEnvelope("big", "m", "r", {})
 
 
 def test_result_round_trips() -> None:

@@ -15,8 +15,6 @@ from sqlalchemy import Engine, inspect
 from registry import db
 from registry.tables import metadata
 
-pytest_plugins = ["tests.registry_fixtures"]
-
 TABLES = {
     "models",
     "model_versions",
@@ -50,7 +48,7 @@ def head() -> str:
 
 
 def test_one_head_located_through_the_package() -> None:
-    assert head() == "0002"
+    assert head() == "0003"
 
 
 def test_sqlite_up_down_up_matches_models(tmp_path: Path) -> None:

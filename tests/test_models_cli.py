@@ -12,8 +12,6 @@ from maas.cli import main
 from producer.kafka import KafkaSettings
 from registry import MetricWindow, Registry, RegistrySettings
 
-pytest_plugins = ["tests.registry_fixtures"]
-
 
 @pytest.fixture(autouse=True)
 def _control_topic(monkeypatch: pytest.MonkeyPatch, kafka: KafkaSettings) -> None:
@@ -25,22 +23,26 @@ def _control_topic(monkeypatch: pytest.MonkeyPatch, kafka: KafkaSettings) -> Non
 MakeOnnx = Callable[..., Path]
 
 
+READ_ONLY = frozenset({"list", "show", "history", "stats"})  # no --actor, no Kafka flags
+
+
 @pytest.fixture
 def maas(
     registry_settings: RegistrySettings, capsys: pytest.CaptureFixture[str]
 ) -> Callable[..., tuple[int, str, str]]:
-    """Run ``maas models ...`` against the test registry; returns (code, stdout, stderr)."""
+    """Run ``maas models ...`` against the test registry (created empty, as ``maas up``
+    leaves one); returns (code, stdout, stderr)."""
+    Registry.open(registry_settings).close()
     options = [
         "--database-url",
         registry_settings.database_url,
         "--artifact-dir",
         str(registry_settings.artifact_dir),
-        "--actor",
-        "tester",
     ]
 
     def run(*argv: str) -> tuple[int, str, str]:
-        code = main(["--log-level", "warning", "models", *argv, *options])
+        actor = [] if argv[0] in READ_ONLY else ["--actor", "tester"]
+        code = main(["--log-level", "warning", "models", *argv, *options, *actor])
         out, err = capsys.readouterr()
         return code, out, err
 
@@ -73,13 +75,17 @@ def test_register_list_show_promote_rollback_history(
 
 
 def test_domain_errors_are_one_line_on_stderr(
-    maas: Callable[..., tuple[int, str, str]], make_onnx: MakeOnnx, tmp_path: Path
+    maas: Callable[..., tuple[int, str, str]],
+    make_onnx: MakeOnnx,
+    tmp_path: Path,
+    registry_settings: RegistrySettings,
 ) -> None:
     code, out, err = maas("show", "digits")
     assert (code, out) == (1, "")
     assert err == (
         "error: no model named 'digits' is registered; "
-        "maas models list shows the registered models\n"
+        "maas models list shows the registered models "
+        f"(registry: {registry_settings.location})\n"
     )
     maas("register", "digits", str(make_onnx()), "--promote")
     code, _, err = maas("promote", "digits", "9")

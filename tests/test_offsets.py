@@ -127,3 +127,18 @@ def test_holding_a_forgotten_partition_leaves_the_record_to_its_next_owner() -> 
     tracker.forget(["p"])
     assert tracker.hold("p", 0, limit=1) == 1
     assert tracker.held("p") is None and tracker.commit_points() == {}
+
+
+def test_resume_at_is_the_first_held_record_else_after_the_last_received() -> None:
+    tracker: OffsetTracker[str] = OffsetTracker()
+    assert tracker.resume_at("p") is None  # nothing received: the caller asks the group
+    for offset in range(4):
+        tracker.track("p", offset)
+    assert tracker.resume_at("p") == 4  # in flight or not, they were received
+    for offset in range(4):
+        tracker.done("p", offset)
+    assert tracker.resume_at("p") == 4
+    tracker.track("p", 4)
+    tracker.track("p", 5)
+    tracker.hold("p", 4, limit=3)
+    assert tracker.resume_at("p") == 4  # read the held record again

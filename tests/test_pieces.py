@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,6 +18,7 @@ import pytest
 from maas.broker import accepting, free_port
 from scripts.apache_kafka import ApacheKafka
 from tests.kafka_helpers import Broker
+from tests.process_helpers import Pieces
 from workers.demo import build_digits_model, digits_samples
 
 pytestmark = [
@@ -27,47 +26,6 @@ pytestmark = [
     pytest.mark.both_brokers,
     pytest.mark.filterwarnings("ignore:open_text is deprecated:DeprecationWarning"),
 ]
-
-
-class Pieces:
-    """``maas`` processes with the test's environment; their output goes to ``logs``."""
-
-    def __init__(self, env: dict[str, str], logs: Path) -> None:
-        self.env, self.logs = env, logs
-        self.running: dict[str, subprocess.Popen[bytes]] = {}
-
-    def start(self, *args: str) -> None:
-        name = args[0]
-        with (self.logs / f"{name}.log").open("wb") as log:
-            self.running[name] = subprocess.Popen(
-                [sys.executable, "-m", "maas.cli", *args],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                env=self.env,
-            )
-
-    def run(self, *args: str, timeout_s: float) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "maas.cli", *args],
-            capture_output=True,
-            text=True,
-            env=self.env,
-            timeout=timeout_s,
-            check=False,
-        )
-
-    def log(self, name: str) -> str:
-        return (self.logs / f"{name}.log").read_text(errors="replace")
-
-    def stop(self) -> None:
-        for process in self.running.values():
-            process.terminate()
-        for process in self.running.values():
-            try:
-                process.wait(30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
 
 
 @pytest.fixture

@@ -36,8 +36,6 @@ from workers.errors import BatcherClosed
 from workers.loop import Worker, WorkerSettings
 from workers.serving import Retry
 
-pytest_plugins = ["tests.registry_fixtures", "tests.serving_fixtures"]
-
 RETRY = RetrySettings(attempts=2, backoff_s=0.05)
 
 

@@ -10,9 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from registry import ArtifactError, ArtifactStore, Signature, inspect, sha256_of
-
-pytest_plugins = ["tests.registry_fixtures"]
+from registry import ArtifactError, ArtifactStore, Registry, Signature, inspect, sha256_of
 
 MakeOnnx = Callable[..., Path]
 
@@ -110,3 +108,55 @@ def test_pickle_is_not_torchscript(tmp_path: Path) -> None:
     with pytest.raises(ArtifactError, match=r"torch\.jit\.save"):
         inspect(bundle)
     shutil.rmtree(bundle)
+
+
+def test_a_tampered_copy_is_repaired_by_registering_the_original_again(
+    registry: Registry, make_onnx: MakeOnnx
+) -> None:
+    original = make_onnx()
+    first = registry.models.register("digits", original, actor="t", promote=True)
+    first.path.write_bytes(b"tampered")
+    with pytest.raises(ArtifactError, match="register the model again from its original file"):
+        ArtifactStore.verify(first.path, first.sha256)
+    again = registry.models.register("digits", original, actor="t", promote=True)
+    assert (again.sha256, again.path) == (first.sha256, first.path)
+    ArtifactStore.verify(first.path, first.sha256)  # both versions serve again
+    assert first.path.read_bytes() == original.read_bytes()
+
+
+def test_a_tampered_directory_is_repaired_by_putting_it_again(
+    tmp_path: Path, make_onnx: MakeOnnx
+) -> None:
+    bundle = make_onnx().parent
+    (bundle / "tokenizer.json").write_text("{}")
+    store = ArtifactStore(tmp_path / "store")
+    _, sha = store.put(bundle)
+    stored = tmp_path / "store" / sha
+    (stored / "tokenizer.json").unlink()
+    (stored / "planted.txt").write_text("x")
+    assert store.put(bundle)[1] == sha
+    ArtifactStore.verify(stored, sha)
+    assert sorted(p.name for p in stored.iterdir()) == ["model.onnx", "tokenizer.json"]
+    assert [p.name for p in (tmp_path / "store").iterdir()] == [sha]  # nothing left behind
+
+
+@pytest.mark.parametrize("link", ["file", "folder"])
+def test_a_directory_holding_a_symlink_is_refused_not_copied_through(
+    tmp_path: Path, make_onnx: MakeOnnx, link: str
+) -> None:
+    secret = tmp_path / "secret"
+    secret.mkdir()
+    (secret / "key.txt").write_text("sk-live-123")
+    bundle = make_onnx().parent
+    if link == "file":
+        (bundle / "tokenizer.json").symlink_to(secret / "key.txt")
+    else:
+        (bundle / "extra").symlink_to(secret, target_is_directory=True)
+    store = ArtifactStore(tmp_path / "store")
+    with pytest.raises(ArtifactError, match="holds a symbolic link"):
+        store.put(bundle)
+    with pytest.raises(ArtifactError, match="holds a symbolic link"):
+        inspect(bundle)
+    with pytest.raises(ArtifactError, match="holds a symbolic link"):
+        sha256_of(bundle)
+    assert list((tmp_path / "store").iterdir()) == []

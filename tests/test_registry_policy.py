@@ -6,9 +6,9 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from registry import MetricWindow, Registry, RollbackPolicy, check_rollback
+import pytest
 
-pytest_plugins = ["tests.registry_fixtures"]
+from registry import MetricWindow, Registry, RollbackPolicy, check_rollback
 
 MakeOnnx = Callable[..., Path]
 T0 = datetime(2025, 1, 1, tzinfo=UTC)
@@ -18,7 +18,13 @@ POLICY = RollbackPolicy(
 
 
 def windows(
-    version: int, *, jobs: int, errors: int = 0, p95: float = 5.0, start: datetime = T0
+    version: int,
+    *,
+    jobs: int,
+    errors: int = 0,
+    p95: float = 5.0,
+    start: datetime = T0,
+    load: float = 0.0,
 ) -> list[MetricWindow]:
     return [
         MetricWindow(
@@ -31,6 +37,7 @@ def windows(
             rows=jobs,
             errors={"INTERNAL": errors} if errors else {},
             infer_ms_p95=p95,
+            rows_per_s=load,
         )
     ]
 
@@ -58,6 +65,55 @@ def test_latency_breach() -> None:
 def test_healthy_version_stays() -> None:
     decision = POLICY.decide(windows(2, jobs=100, errors=1, p95=6.0), windows(1, jobs=100))
     assert not decision.rollback
+
+
+def test_the_same_version_under_a_heavier_load_is_not_rolled_back() -> None:
+    """The issue's case: p95 45.6 ms during a load run after the promotion, 6.6 ms at a
+    trickle before it: 6.9x, and nothing but the load changed."""
+    idle = windows(1, jobs=500, p95=6.6, load=20.0)
+    loaded = windows(2, jobs=50_000, p95=45.6, load=5000.0)
+    decision = POLICY.decide(loaded, idle)
+    assert not decision.rollback
+    assert "latency not judged: the previous version served too few jobs at 4000 rows/s" in (
+        decision.reason
+    )
+    earlier_load = windows(1, jobs=20_000, p95=44.0, load=4800.0)
+    decision = POLICY.decide(loaded, idle + earlier_load)
+    assert not decision.rollback and decision.reason == "within limits of error rate and latency"
+
+
+def test_the_same_version_under_a_lighter_load_is_judged_and_kept() -> None:
+    decision = POLICY.decide(
+        windows(2, jobs=500, p95=6.6, load=20.0), windows(1, jobs=500, p95=45.6, load=5000.0)
+    )
+    assert not decision.rollback and decision.reason == "within limits of error rate and latency"
+
+
+def test_a_truly_slower_version_is_rolled_back_at_the_same_load() -> None:
+    before = windows(1, jobs=300, p95=8.0, load=100.0) + windows(1, jobs=300, p95=2.0, load=20.0)
+    slower = windows(2, jobs=300, p95=35.0, load=110.0)
+    decision = POLICY.decide(slower, before)
+    assert decision.rollback
+    assert decision.reason == (
+        "p95 inference latency 35.0 ms is 4.4x the previous version's 8.0 ms at the same "
+        "load (88 rows/s or more; limit 2x)"
+    )
+
+
+@pytest.mark.parametrize(("fraction", "judged"), [(0.8, True), (0.79, False)])
+def test_the_same_load_is_within_the_tolerance(fraction: float, judged: bool) -> None:
+    decision = POLICY.decide(
+        windows(2, jobs=100, p95=50.0, load=1000.0),
+        windows(1, jobs=100, p95=5.0, load=1000.0 * fraction),
+    )
+    assert decision.rollback == judged
+
+
+def test_latency_needs_enough_jobs_on_both_sides_at_that_load() -> None:
+    slow = windows(2, jobs=100, p95=50.0, load=100.0)
+    thin = windows(1, jobs=19, p95=5.0, load=100.0) + windows(1, jobs=500, p95=5.0, load=10.0)
+    assert not POLICY.decide(slow, thin).rollback
+    assert POLICY.decide(slow, windows(1, jobs=20, p95=5.0, load=100.0)).rollback
 
 
 def test_check_rollback_rolls_back_a_bad_promotion(registry: Registry, make_onnx: MakeOnnx) -> None:

@@ -13,7 +13,6 @@ import pytest
 
 from registry import MetricWindow, Registry, RegistrySettings
 
-pytest_plugins = ["tests.registry_fixtures"]
 pytestmark = pytest.mark.postgres
 
 MakeOnnx = Callable[..., Path]

@@ -8,8 +8,6 @@ import pytest
 
 from registry import InvalidSchedule, Registry, ScheduleNotFound
 
-pytest_plugins = ["tests.registry_fixtures"]
-
 T0 = datetime(2025, 1, 1, 0, 0, 30, tzinfo=UTC)
 
 
@@ -64,5 +62,6 @@ def test_missed_fires_fire_once_after_downtime(registry: Registry) -> None:
 
 def test_naive_now_is_taken_as_utc(registry: Registry) -> None:
     registry.runs.add_schedule("digits", "*/5 * * * *", actor="ann", now=T0)
-    [(_, at)] = registry.runs.claim_due(datetime(2025, 1, 1, 0, 6))
+    naive = datetime(2025, 1, 1, 0, 6, tzinfo=UTC).replace(tzinfo=None)
+    [(_, at)] = registry.runs.claim_due(naive)
     assert at == datetime(2025, 1, 1, 0, 5, tzinfo=UTC)

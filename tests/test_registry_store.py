@@ -21,8 +21,7 @@ from registry import (
     RunNotFound,
     VersionNotFound,
 )
-
-pytest_plugins = ["tests.registry_fixtures"]
+from registry.runs import RunOutcome
 
 MakeOnnx = Callable[..., Path]
 T0 = datetime(2025, 1, 1, tzinfo=UTC)
@@ -221,14 +220,14 @@ def test_runs_are_idempotent_by_job_id(registry: Registry) -> None:
     assert created and run.status == "running" and run.params == {"epochs": 2}
     again, created_again = registry.runs.start_run("job-1", "digits", trigger="schedule", params={})
     assert not created_again and again == run
-    done = registry.runs.finish_run("job-1", status="error", reason="dataset missing")
+    done = registry.runs.finish_run("job-1", RunOutcome("error", reason="dataset missing"))
     assert done.status == "error" and done.finished_at is not None
     assert registry.runs.get_run("job-1") == done
     assert registry.runs.get_run("job-2") is None
     with pytest.raises(ConflictError, match="already finished"):
-        registry.runs.finish_run("job-1", status="ok")
+        registry.runs.finish_run("job-1", RunOutcome("ok"))
     with pytest.raises(RunNotFound):
-        registry.runs.finish_run("job-2", status="ok")
+        registry.runs.finish_run("job-2", RunOutcome("ok"))
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
@@ -244,14 +243,14 @@ def test_a_failed_run_stores_and_returns_its_error_code(any_registry: Registry) 
     runs = any_registry.runs
     runs.start_run("bad", "digits", trigger="manual")
     failed = runs.finish_run(
-        "bad", status="error", reason="epochs must be positive", error_code="INVALID_INPUT"
+        "bad", RunOutcome("error", reason="epochs must be positive", error_code="INVALID_INPUT")
     )
     assert (failed.status, failed.error_code, failed.metrics) == ("error", "INVALID_INPUT", {})
     assert runs.get_run("bad") == failed
     runs.start_run("good", "digits", trigger="manual")
     with pytest.raises(ConflictError, match="only 'error' runs do"):
-        runs.finish_run("good", status="ok", error_code="INTERNAL")
-    done = runs.finish_run("good", status="ok", version=None)
+        runs.finish_run("good", RunOutcome("ok", error_code="INTERNAL"))
+    done = runs.finish_run("good", RunOutcome("ok", version=None))
     assert done.error_code is None and runs.get_run("good") == done
 
 

@@ -4,6 +4,7 @@ and the retraining CLI verbs as a user runs them."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -17,11 +18,9 @@ from producer.messages import decode_retrain
 from registry.bundle import Registry
 from registry.entities import MetricWindow
 from registry.settings import RegistrySettings
-from tests.kafka_helpers import read
+from tests.kafka_helpers import read_all
 from workers.scheduler import MetricTrigger, Scheduler, SchedulerSettings
 from workers.trainer import Trainer, TrainerSettings
-
-pytest_plugins = ["tests.registry_fixtures"]
 
 NOW = datetime(2026, 1, 5, 3, 0, 30, tzinfo=UTC)
 
@@ -57,8 +56,9 @@ async def test_three_schedulers_publish_exactly_one_job_per_due_time(
         for registry in registries:
             registry.close()
 
-    await asyncio.sleep(1.0)  # every publish was acked; a duplicate would be readable
-    records = await read(kafka, kafka.topics.retrain, until=lambda rs: len(rs) >= 2)
+    # Every publish was acked: reading to the end offsets sees each job and any duplicate.
+    records = await read_all(kafka, kafka.topics.retrain)
+    assert len(records) == 2, [r.value for r in records]
     jobs = sorted((decode_retrain(r.value) for r in records), key=lambda j: j.job_id)
     assert [j.job_id for j in jobs] == sorted(
         [every_minute.job_id(NOW.replace(second=0)), daily.job_id(NOW.replace(second=0))]
@@ -100,9 +100,10 @@ def kafka_free_settings() -> KafkaSettings:
 
 
 def test_schedule_add_list_remove_through_the_cli(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], make_onnx: Callable[..., Path]
 ) -> None:
     db = ["--database-url", f"sqlite:///{tmp_path / 'r.db'}", "--artifact-dir", str(tmp_path)]
+    assert main(["models", "register", "digits", str(make_onnx()), *db]) == 0  # schedules retrain
     add = ["schedule", "add", "digits", "--cron", "0 3 * * *", "--dataset", "digits"]
     assert main([*add, "--params", '{"epochs": 5}', "--promote", "never", *db]) == 0
     assert "schedule 1: retrain digits at '0 3 * * *'" in capsys.readouterr().out

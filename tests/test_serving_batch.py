@@ -37,7 +37,6 @@ from workers.models import ModelCache
 from workers.runtime import RuntimeSettings
 from workers.serving import JobHandler
 
-pytest_plugins = ["tests.registry_fixtures", "tests.serving_fixtures"]
 pytestmark = pytest.mark.both_brokers
 
 MAX_JOB_ROWS = 4

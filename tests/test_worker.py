@@ -21,13 +21,12 @@ from producer.kafka import KafkaSettings
 from registry.bundle import Registry
 from registry.entities import ModelVersion
 from registry.settings import RegistrySettings
-from tests.kafka_helpers import job, publish, read, read_results, running
+from tests.kafka_helpers import create_topic, job, publish, read, read_results, running
 from workers.batching import BatchConfig
 from workers.demo import digits_samples
 from workers.loop import Worker, WorkerSettings
 from workers.pool import PoolSettings, serve_async
 
-pytest_plugins = ["tests.registry_fixtures", "tests.serving_fixtures"]
 pytestmark = pytest.mark.both_brokers
 
 
@@ -73,6 +72,7 @@ async def test_explicit_version_and_custom_reply_topic(
 ) -> None:
     v2 = registry.models.register("digits", digits_artifact, actor="test")  # not promoted
     pixels, _ = digits_samples(1)
+    await create_topic(kafka, kafka.topics.dlq + "x")
     await publish(
         kafka,
         kafka.topics.predict,

@@ -7,15 +7,21 @@ decision's ``reason`` into the RetrainResult.
 Under ``gate`` a candidate is promoted only when it beats production on the policy's
 metric by at least ``min_improvement`` (and by more than zero: a tie keeps the version
 in production). A candidate or production without that metric is never promoted by
-the gate; ``promote=always`` is the explicit override.
+the gate; ``promote=always`` is the explicit override. Neither promotes a candidate
+whose signature would break production's clients (:func:`keep_clients`): the registry
+would refuse that promotion, so the candidate is kept and the reason says why.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal, get_args
+
+from registry.entities import ModelVersion, Signature
+from registry.errors import IncompatibleSignature
+from registry.signatures import check_replaces
 
 PromoteMode = Literal["gate", "never", "always"]
 PROMOTE_MODES: tuple[str, ...] = get_args(PromoteMode)
@@ -115,6 +121,27 @@ def _compare(
         return GateDecision(True, f"beats {prod_name} on {metric} {numbers}", metric, ours, theirs)
     reason = f"does not beat {prod_name} on {metric} {numbers}; {kept}"
     return GateDecision(False, reason, metric, ours, theirs)
+
+
+def keep_clients(
+    decision: GateDecision, production: ModelVersion, candidate: Signature
+) -> GateDecision:
+    """``decision``, unless it promotes a candidate whose signature would break the
+    clients of ``production``: then the candidate is kept, not promoted, and the reason
+    shows both signatures."""
+    if not decision.promote:
+        return decision
+    try:
+        check_replaces(
+            production.signature,
+            candidate,
+            what="the trained model",
+            instead_of=f"production (version {production.version})",
+            force_hint="It is kept, not promoted; promote it by hand with --force if you must.",
+        )
+    except IncompatibleSignature as exc:
+        return replace(decision, promote=False, reason=str(exc))
+    return decision
 
 
 def _value(metrics: Mapping[str, float], name: str) -> float | None:

@@ -1,73 +1,62 @@
 """The consume → batch → infer → reply loop, honest about offsets.
 
-Poll; hand each partition's share of the poll to one task that decodes the records,
-queues their jobs on the batchers together and publishes the answers together;
-pause the partitions when too many jobs are in flight or a model's queue already holds
-several batches; wait for the broker's acks; commit only the prefix of each partition
-whose records are all answered. A job that fails with a retriable error (its
-batcher closed, the registry unreachable) is not answered: its record is held back,
-so the commit point stops before it, and read again after a backoff by seeking its
-partition back to it (records already answered or in flight are passed over); after
-``retry.attempts`` tries it is answered with its error. On rebalance, revoked
-partitions are drained (or abandoned after a timeout, uncommitted) before they are
-released; on SIGTERM the worker stops polling, drains and commits.
-"""
+Poll; hand each partition's share of the poll to one task that checks and decodes the
+records (:mod:`workers.edge`: one bad record costs one answer), queues their jobs on
+the batchers together and publishes the answers together; pause the partitions when
+too many jobs are in flight or a model's queue holds several batches; commit only the
+prefix of each partition whose records are all answered. A job that fails with a
+retriable error (its batcher closed, the registry unreachable) is held back: the
+commit point stops before it, and it is read again after a backoff by seeking its
+partition back to it (records answered or in flight are passed over); after
+``retry.attempts`` tries it is answered with its error. Records aiokafka cannot
+decode are read raw (:mod:`workers.unreadable`). Revoked partitions are drained (or
+abandoned after a timeout, uncommitted) before they are released; the stop event
+(SIGTERM, SIGINT) ends start-up and polls waiting on a rebalance at once."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Coroutine, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, TypeVar
 
 import structlog
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 
 from producer.kafka import KafkaSettings
-from producer.messages import (
-    ControlEvent,
-    DecodeError,
-    ErrorCode,
-    PredictJob,
-    Result,
-    decode_predict,
-    encode,
-    error_result,
-)
-from registry.entities import MetricWindow
-from registry.policy import AliasRollbacks, WindowReader
+from producer.messages import ControlEvent, Result
 from workers.batching import BatchConfig
 from workers.consumer import (
     RetrySettings,
+    Standby,
+    Stopped,
     commit,
     connected,
     dead_letter_unanswered,
+    poll,
     with_worker_id,
 )
 from workers.control import follow_control
+from workers.edge import Edge
+from workers.flow import pace, redeliver_due
 from workers.heap import freeze_long_lived
 from workers.idle import IdleBackoff
 from workers.metrics import MetricsRecorder
-from workers.models import ModelCache, VersionLookup
+from workers.models import ModelCache
 from workers.offsets import OffsetTracker
-from workers.replies import Outgoing, Publisher, Record
+from workers.replies import DEFAULT_MAX_RECORD_BYTES, Outgoing, Publisher, Record
 from workers.rollback import RollbackSettings, RollbackWatcher
 from workers.runtime import RuntimeSettings
 from workers.serving import JobHandler, Retry
+from workers.serving_registry import ServedMetrics, ServedModels
+from workers.topics import ClusterTopics, keep_service_topics
+from workers.unreadable import RawRecord, salvage
 
 log = structlog.get_logger(__name__)
 
-
-class ServedModels(VersionLookup, AliasRollbacks, Protocol):
-    """What a worker asks of the model store: versions to serve, rollbacks of bad ones."""
-
-
-class ServedMetrics(WindowReader, Protocol):
-    """What a worker asks of the metric store: keep its windows, read them back to judge."""
-
-    def record_windows(self, windows: Sequence[MetricWindow]) -> None: ...
+R = TypeVar("R", bound=Record)
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +73,10 @@ class WorkerSettings:
     # crash, and on the embedded broker an idle fetch loop costs CPU the model needs.
     max_queued_batches: float = 4.0
     max_poll_records: int = 1000
+    # A job record over this many bytes is answered TOO_LARGE before it is decoded.
+    # Above Kafka's default of 1 MiB, the broker's message.max.bytes must be raised
+    # too: the worker's producer then sends records this large (results, dead letters).
+    max_job_bytes: int = DEFAULT_MAX_RECORD_BYTES
     # Results can be large (an embedding is ~8 KB of JSON). At aiokafka's default 16 KB
     # a produce request per partition carried two of them and publishing, not the
     # model, set the pace (MiniLM on an H200: 1.3k rows/s with inference idle 95%).
@@ -93,6 +86,8 @@ class WorkerSettings:
     drain_timeout_s: float = 30.0
     metrics_interval_s: float = 10.0
     alias_ttl_s: float = 5.0
+    topic_check_interval_s: float = 10.0  # how often missing service topics are looked for
+    standby_report_s: float = 15.0  # a worker without partitions this long says why
     worker_id: str = ""  # default: host:pid of the process that serves
     rollback: RollbackSettings = field(default_factory=RollbackSettings)
     retry: RetrySettings = field(default_factory=RetrySettings)
@@ -103,6 +98,12 @@ class WorkerSettings:
         if not self.models:
             return self.group_id
         return f"{self.group_id}.{'+'.join(sorted(self.models))}"
+
+    @property
+    def max_record_bytes(self) -> int:
+        """The largest record the worker publishes: as large as the jobs it takes, and
+        Kafka's default at least."""
+        return max(self.max_job_bytes, DEFAULT_MAX_RECORD_BYTES)
 
 
 class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -147,6 +148,7 @@ class Worker:
         self._redeliveries: dict[TopicPartition, float] = {}
         self._consumer: AIOKafkaConsumer | None = None
         self._publisher: Publisher | None = None
+        self._edge: Edge | None = None
         self.ready = asyncio.Event()
 
     @property
@@ -155,6 +157,7 @@ class Worker:
         return self._consumer
 
     async def run(self, stop: asyncio.Event) -> None:
+        """Serve until ``stop`` is set, then drain; ``stop`` also ends start-up early."""
         settings = self.settings
         try:
             async with connected(
@@ -163,13 +166,28 @@ class Worker:
                 group=settings.group,
                 listener=_Rebalance(self),
                 batch_bytes=settings.producer_batch_bytes,
+                max_record_bytes=settings.max_record_bytes,
+                stop=stop,
                 max_poll_records=settings.max_poll_records,
             ) as (consumer, publisher):
                 self._consumer, self._publisher = consumer, publisher
+                topics = ClusterTopics(publisher.client, always=[self.kafka.topics.results])
+                self._edge = Edge(
+                    publisher,
+                    topics,
+                    results_topic=self.kafka.topics.results,
+                    models=settings.models,
+                    max_job_bytes=settings.max_job_bytes,
+                    worker=settings.worker_id,
+                )
+                interval = settings.topic_check_interval_s
                 helpers = [
                     asyncio.create_task(self._commit_loop()),
                     asyncio.create_task(self.metrics.run()),
                     asyncio.create_task(follow_control(self.kafka, self._on_control)),
+                    asyncio.create_task(
+                        keep_service_topics(self.kafka, topics, interval_s=interval)
+                    ),
                 ]
                 freeze_long_lived()
                 log.info("worker started", worker=settings.worker_id, group=settings.group)
@@ -177,75 +195,80 @@ class Worker:
                     await self._poll(consumer, stop)
                 finally:
                     await self._wind_down(consumer, helpers)
+        except Stopped:
+            log.info("stopped while starting", worker=settings.worker_id)
         finally:
             await self.models.aclose()
             log.info("worker stopped", worker=settings.worker_id)
 
     async def _poll(self, consumer: AIOKafkaConsumer, stop: asyncio.Event) -> None:
-        idle = IdleBackoff(consumer)  # cheap empty fetches while no jobs come
-        while not stop.is_set():
-            # Paused, the poll returns nothing; come back soon to resume in time.
-            batch = await consumer.getmany(timeout_ms=10 if consumer.paused() else 100)
-            idle.polled(bool(batch))
-            if consumer.assignment():
-                self.ready.set()
-            received = time.time()
-            for tp, records in batch.items():
-                if self.tracker.seen(tp, records[0].offset):  # read again after a seek
-                    records = [r for r in records if self.tracker.reread(tp, r.offset)]
-                    if not records:
-                        continue
-                else:
-                    for record in records:
-                        self.tracker.track(tp, record.offset)
-                # One task per partition's share of a poll, not per record: a task, a
-                # lock and a send per job cost more than decoding and inference.
-                task = asyncio.create_task(self._process(tp, records, received))
-                tasks = self._tasks.setdefault(tp, set())
-                tasks.add(task)
-                task.add_done_callback(tasks.discard)
-            if batch:
-                await asyncio.sleep(0)  # the tasks queue their jobs: backpressure sees them
-            if self._redeliveries:
-                self._redeliver(consumer)
-            self._backpressure(consumer)
-
-    def _redeliver(self, consumer: AIOKafkaConsumer) -> None:
-        """Seek each partition whose held records are due back to the first of them."""
-        now = time.monotonic()
-        for tp, due in list(self._redeliveries.items()):
-            if due > now:
-                continue
-            del self._redeliveries[tp]
-            offset = self.tracker.held(tp)
-            if offset is not None and tp in consumer.assignment():
-                consumer.seek(tp, offset)
-
-    def _backpressure(self, consumer: AIOKafkaConsumer) -> None:
-        in_flight = self.tracker.in_flight()
-        queued = max(
-            (b.queued_rows / b.config.max_batch_size for b in self.models.batchers()),
-            default=0.0,
+        settings = self.settings
+        standby = Standby(
+            consumer, self.kafka.topics.predict, settings.group, settings.standby_report_s
         )
-        limits = self.settings
-        if in_flight >= limits.max_in_flight or queued >= limits.max_queued_batches:
-            unpaused = consumer.assignment() - consumer.paused()
-            if unpaused:
-                consumer.pause(*unpaused)
-                log.debug("partitions paused", in_flight=in_flight, queued_batches=queued)
-        elif (
-            consumer.paused()
-            and in_flight <= limits.max_in_flight // 2
-            and queued <= limits.max_queued_batches / 2
-        ):
-            consumer.resume(*consumer.paused())
-            log.debug("partitions resumed", in_flight=in_flight, queued_batches=queued)
+        stopping = asyncio.ensure_future(stop.wait())  # also ends a poll that waits
+        idle = IdleBackoff(consumer)  # cheap empty fetches while no jobs come
+        try:
+            while not stop.is_set():
+                # Paused, the poll returns nothing; come back soon to resume in time.
+                timeout_ms = 10 if consumer.paused() else 100
+                try:
+                    batch = await poll(consumer, stopping, timeout_ms=timeout_ms)
+                except UnicodeDecodeError:  # a header key aiokafka cannot decode
+                    await self._salvage(consumer)
+                    continue
+                idle.polled(bool(batch))
+                if consumer.assignment():
+                    self.ready.set()
+                standby.check()
+                received = time.time()
+                for tp, records in batch.items():
+                    if kept := self._admitted(tp, records):
+                        self._spawn(tp, self._process(tp, kept, received))
+                if batch:
+                    await asyncio.sleep(0)  # the tasks queue their jobs: pace sees them
+                if self._redeliveries:
+                    redeliver_due(consumer, self._redeliveries, self.tracker)
+                pace(consumer, self.tracker.in_flight(), self.models.batchers(), settings)
+        finally:
+            stopping.cancel()
+
+    def _admitted(self, tp: TopicPartition, records: Sequence[R]) -> list[R]:
+        """``records`` tracked in flight, less those read again after a seek that are
+        answered or in flight already."""
+        if self.tracker.seen(tp, records[0].offset):  # read again after a seek
+            return [r for r in records if self.tracker.reread(tp, r.offset)]
+        for record in records:
+            self.tracker.track(tp, record.offset)
+        return list(records)
+
+    def _spawn(self, tp: TopicPartition, work: Coroutine[Any, Any, None]) -> None:
+        """Run ``work`` on records of ``tp`` in a task: one per partition's share of a
+        poll, not per record (a task, a lock and a send per job cost more than
+        decoding and inference)."""
+        task = asyncio.create_task(work)
+        tasks = self._tasks.setdefault(tp, set())
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+
+    async def _salvage(self, consumer: AIOKafkaConsumer) -> None:
+        """Get past records whose header keys aiokafka cannot decode: read the
+        partitions raw, answer the readable records, dead-letter the others."""
+        assert self._publisher is not None
+        client, max_bytes = self._publisher.client, self.settings.max_record_bytes
+        found = await salvage(consumer, client, self.tracker.resume_at, max_bytes=max_bytes)
+        received = time.time()
+        for tp, records in found.items():
+            kept: list[RawRecord] = self._admitted(tp, records)
+            self._spawn(tp, self._process(tp, [r for r in kept if not r.unreadable], received))
+            self._spawn(tp, self._dead_letter(tp, [r for r in kept if r.unreadable]))
 
     async def _process(
         self, tp: TopicPartition, records: Sequence[Record], received: float
     ) -> None:
         """Answer a partition's records from one poll; mark each done once published."""
         assert self._publisher is not None
+        reason = None
         try:
             replies = await self._replies(tp, records, received)
             sent = [reply for _, reply in replies if reply is not None]
@@ -256,8 +279,29 @@ class Worker:
         except Exception as exc:  # a bug: dead-letter rather than hang the partition
             log.exception("unexpected failure answering records", partition=tp.partition)
             answered = [(record, exc) for record in records]
+            reason = f"unexpected failure while answering the record: {type(exc).__name__}"
+        await self._settle(tp, answered, reason)
+
+    async def _dead_letter(self, tp: TopicPartition, records: Sequence[Record]) -> None:
+        assert self._publisher is not None
+        assert self._edge is not None
+        letters = [self._edge.unreadable(record) for record in records]
+        errors = await self._publisher.send_many(letters)
+        await self._settle(tp, list(zip(records, errors, strict=True)))
+
+    async def _settle(
+        self,
+        tp: TopicPartition,
+        answered: Sequence[tuple[Record, Exception | None]],
+        reason: str | None = None,
+    ) -> None:
+        """Mark each record done, dead-lettering those whose answer failed (``reason``:
+        why, when it is not that the answer could not be published)."""
+        assert self._publisher is not None
         for record, error in answered:
-            if error is None or await dead_letter_unanswered(self._publisher, record, error):
+            if error is None or await dead_letter_unanswered(
+                self._publisher, record, error, reason=reason
+            ):
                 self.tracker.done(tp, record.offset)
             # else not answered: left uncommitted, redelivered after a restart
 
@@ -266,39 +310,21 @@ class Worker:
     ) -> list[tuple[Record, Outgoing | None]]:
         """Each record with what answers it (None: another pool's job, nothing to send),
         less the records held back to be read again."""
-        replies: list[tuple[Record, Outgoing | None]] = []
-        jobs: list[tuple[int, Record, PredictJob]] = []
-        for record in records:
-            try:
-                job = decode_predict(record.value or b"")
-            except DecodeError as exc:
-                replies.append((record, self._rejection(record, exc)))
-                continue
-            if self.settings.models and job.model not in self.settings.models:
-                replies.append((record, None))  # another pool's job
-                continue
-            jobs.append((len(replies), record, job))
-            replies.append((record, None))
+        assert self._edge is not None
+        intake = await self._edge.admit(records)
+        replies = intake.replies
         # No per-job context binding here: it costs more than the rest of the hot path;
         # the few log lines about a job name job_id themselves.
-        outcomes = await self.handler.answer_many([job for _, _, job in jobs], received)
+        outcomes = await self.handler.answer_many([job for _, _, job in intake.jobs], received)
         held: set[int] = set()
-        for (index, record, job), outcome in zip(jobs, outcomes, strict=True):
+        for (index, record, job), outcome in zip(intake.jobs, outcomes, strict=True):
             if isinstance(outcome, Retry):
                 answer = self._retry(tp, record, outcome, received)
                 if answer is None:
                     held.add(index)
                     continue
                 outcome = answer
-            replies[index] = (
-                record,
-                Outgoing(
-                    job.reply_to or self.kafka.topics.results,
-                    encode(outcome),
-                    job.job_id.encode(),
-                    record.headers,
-                ),
-            )
+            replies[index] = (record, self._edge.answer(record, job, outcome))
         if held:
             return [reply for index, reply in enumerate(replies) if index not in held]
         return replies
@@ -319,23 +345,6 @@ class Worker:
         )
         self._redeliveries.setdefault(tp, time.monotonic() + limits.delay_s(attempt))
         return None
-
-    def _rejection(self, record: Record, exc: DecodeError) -> Outgoing:
-        assert self._publisher is not None
-        return self._publisher.rejection(
-            record,
-            exc,
-            expected="PredictJob",
-            answer=lambda envelope: error_result(
-                envelope.job_id,
-                ErrorCode.INVALID_INPUT,
-                str(exc),
-                model=envelope.model,
-                metadata=envelope.metadata,
-                worker=self.settings.worker_id,
-            ),
-            results_topic=self.kafka.topics.results,
-        )
 
     async def _commit_loop(self) -> None:
         while True:

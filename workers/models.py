@@ -2,7 +2,9 @@
 
 Alias lookups are cached for a short time and invalidated by control events, so an
 alias move reaches every worker within seconds (hot swap) while a job always runs
-on the version it resolved to, which its Result names.
+on the version it resolved to, which its Result names. While the registry is
+unreachable, an alias whose lookup fails is served at the version it last resolved
+to (logged once per outage), and looked up again every ``alias_ttl_s``.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import structlog
 from producer.messages import ErrorCode
 from registry.artifacts import ArtifactStore
 from registry.entities import ModelVersion
-from registry.errors import AliasNotFound, ModelNotFound, VersionNotFound
+from registry.errors import AliasNotFound, ModelNotFound, RegistryError, VersionNotFound
 from workers.batching import BatchConfig, DynamicBatcher
 from workers.errors import WorkerError
 from workers.heap import freeze_long_lived
@@ -82,6 +84,7 @@ class ModelCache:
         self._loading: dict[tuple[str, int], asyncio.Future[Loaded]] = {}
         self._lookups: dict[tuple[str, str, Any], asyncio.Future[ModelVersion]] = {}
         self._generations: dict[str, int] = {}  # bumped on every alias move of a model
+        self._stale: set[tuple[str, str]] = set()  # aliases served while the registry is down
         self._registry_pool = ThreadPoolExecutor(1, thread_name_prefix="maas-registry")
 
     async def resolve(self, model: str, version: int | None, alias: str) -> ModelVersion:
@@ -95,10 +98,34 @@ class ModelCache:
         if cached is not None and cached.expires > time.monotonic():
             return cached.version
         generation = self._generations.get(model, 0)
-        found = await self._lookup(("alias", model, alias), self._store.resolve)
+        try:
+            found = await self._lookup(("alias", model, alias), self._store.resolve)
+        except RegistryError as exc:
+            if cached is None or not exc.retriable:
+                raise
+            return self._last_known(model, alias, cached.version, exc)
+        if (model, alias) in self._stale:
+            self._stale.discard((model, alias))
+            log.info("registry reachable again; alias resolved", model=model, alias=alias)
         if self._generations.get(model, 0) == generation:  # no alias move meanwhile
             self._aliases[(model, alias)] = _Cached(found, time.monotonic() + self._alias_ttl_s)
         return found
+
+    def _last_known(
+        self, model: str, alias: str, version: ModelVersion, error: RegistryError
+    ) -> ModelVersion:
+        """Serve ``alias`` at ``version`` for another ``alias_ttl_s``: the registry is down."""
+        if (model, alias) not in self._stale:
+            self._stale.add((model, alias))
+            log.warning(
+                "registry unavailable; serving the last known version of the alias",
+                model=model,
+                alias=alias,
+                version=version.version,
+                error=str(error),
+            )
+        self._aliases[(model, alias)] = _Cached(version, time.monotonic() + self._alias_ttl_s)
+        return version
 
     async def _lookup(
         self, key: tuple[str, str, Any], call: Callable[[str, Any], ModelVersion]

@@ -101,6 +101,17 @@ class OffsetTracker(Generic[TP]):
         part.held = {o for o in part.held if o >= first and o not in part.done}
         return min(part.held, default=None)
 
+    def resume_at(self, tp: TP) -> int | None:
+        """Where reading ``tp`` goes on: its first record held back to be read again,
+        else the one after the last received; None when nothing was received."""
+        held = self.held(tp)
+        if held is not None:
+            return held
+        part = self._partitions.get(tp)
+        if part is None:
+            return None
+        return part.pending[-1] + 1 if part.pending else part.commit_point
+
     def in_flight(self, tps: Iterable[TP] | None = None) -> int:
         """Records received and not answered, for the given partitions (default: all),
         not counting those held back to be read again."""

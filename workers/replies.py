@@ -1,4 +1,13 @@
-"""Publishing answers: results with retries and backoff, dead letters with error headers."""
+"""Publishing answers: results with retries and backoff, dead letters with error headers.
+
+A record maas publishes always fits: :meth:`Publisher.fits` tells whether an answer is
+within the producer's ``max_request_size`` (``max_record_bytes``) so that the caller
+can answer ``TOO_LARGE`` instead, and a dead letter is cut to fit, saying so in its
+``maas.error.truncated`` header. The ``maas.error.*`` and ``maas.source.*`` headers
+are maas's own: a client's are removed from whatever maas publishes, so a dead
+letter's reason and origin cannot be forged. Waiting for a topic's metadata never
+holds the lock that orders enqueueing, and is bounded (``metadata_timeout_s``).
+"""
 
 from __future__ import annotations
 
@@ -9,8 +18,8 @@ from typing import Any, Protocol
 
 import msgspec
 import structlog
-from aiokafka import AIOKafkaProducer
-from aiokafka.errors import KafkaError
+from aiokafka import AIOKafkaClient, AIOKafkaProducer
+from aiokafka.errors import KafkaError, KafkaTimeoutError
 from aiokafka.partitioner import DefaultPartitioner
 from aiokafka.producer.message_accumulator import BatchBuilder
 from prometheus_client import Counter
@@ -24,6 +33,31 @@ Headers = Sequence[tuple[str, bytes]]
 DEAD_LETTERS = Counter("maas_dead_letters", "Records sent to the dead-letter topic", ["code"])
 for _code in ErrorCode:  # every series from the start, so that rate() sees the first one
     DEAD_LETTERS.labels(_code.value)
+# aiokafka's (and Kafka's) default max.request.size, and so the largest record the
+# default broker (message.max.bytes 1048588) takes.
+DEFAULT_MAX_RECORD_BYTES = 1024 * 1024
+# Room left in a record for the record batch's own header and the length fields.
+RECORD_OVERHEAD = 1024
+_MAX_REASON_BYTES = 4096
+_OWN_HEADERS = ("maas.error.", "maas.source.")
+
+
+def without_own_headers(headers: Headers) -> Headers:
+    """``headers`` less the ``maas.error.*`` / ``maas.source.*`` ones, which only maas sets."""
+    if not headers:
+        return ()
+    return tuple(h for h in headers if not h[0].startswith(_OWN_HEADERS))
+
+
+def _headers_bytes(headers: Headers) -> int:
+    return sum(len(key.encode()) + len(value or b"") for key, value in headers)
+
+
+def record_bytes(message: Outgoing) -> int:
+    """What ``message`` weighs against a producer's ``max_request_size``, less the
+    record batch's overhead."""
+    size = len(message.value) + len(message.key or b"")
+    return size + _headers_bytes(message.headers) if message.headers else size
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,14 +73,25 @@ class Source:
 
 
 class Record(Protocol):
-    """The fields of an aiokafka ConsumerRecord that the workers use."""
+    """The fields of an aiokafka ConsumerRecord that the workers use (read-only)."""
 
-    topic: str
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes | None
-    headers: Sequence[tuple[str, bytes]]
+    @property
+    def topic(self) -> str: ...
+
+    @property
+    def partition(self) -> int: ...
+
+    @property
+    def offset(self) -> int: ...
+
+    @property
+    def key(self) -> bytes | None: ...
+
+    @property
+    def value(self) -> bytes | None: ...
+
+    @property
+    def headers(self) -> Sequence[tuple[str, bytes]]: ...
 
 
 def source_of(record: Record) -> Source:
@@ -72,6 +117,35 @@ class Outgoing:
     value: bytes
     key: bytes | None
     headers: Headers = ()
+
+
+@dataclass(frozen=True, slots=True)
+class _Cut:
+    """A dead letter's parts, cut to fit; ``truncated`` says what was cut, and from what."""
+
+    key: bytes | None
+    value: bytes
+    headers: Headers
+    truncated: str
+
+
+def _cut(source: Source, room: int) -> _Cut:
+    """Keep ``source``'s key, headers and value in that order of priority, within
+    ``room`` bytes; what does not fit is cut (key, value) or dropped (headers)."""
+    key, value, headers = source.key, source.value or b"", without_own_headers(source.headers)
+    cuts = []
+    if key is not None and len(key) > room // 4:
+        cuts.append(f"key={len(key)}")
+        key = key[: room // 4]
+    room -= len(key or b"")
+    if headers and _headers_bytes(headers) > room // 2:
+        cuts.append(f"headers={len(headers)}")
+        headers = ()
+    room -= _headers_bytes(headers)
+    if len(value) > room:
+        cuts.append(f"value={len(value)}")
+        value = value[: max(room, 0)]
+    return _Cut(key, value, headers, ",".join(cuts))
 
 
 def _by_topic(messages: Sequence[Outgoing]) -> dict[str, list[int]]:
@@ -101,10 +175,17 @@ class Publisher:
         backoff_s: float = 0.1,
         max_backoff_s: float = 5.0,
         batch_bytes: int = 16384,
+        max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES,
+        metadata_timeout_s: float = 10.0,
     ) -> None:
-        """``batch_bytes``: the producer's ``max_batch_size``."""
+        """``batch_bytes``: the producer's ``max_batch_size``; ``max_record_bytes``: its
+        ``max_request_size``; ``metadata_timeout_s``: the longest a send waits to learn
+        a topic's partitions."""
         self._producer = producer
         self._batch_bytes = batch_bytes
+        self.max_record_bytes = max_record_bytes
+        self._room = max_record_bytes - RECORD_OVERHEAD
+        self._metadata_timeout_s = metadata_timeout_s
         self._partitioner = DefaultPartitioner()
         self._dlq_topic = dlq_topic
         self._retries = retries
@@ -115,6 +196,26 @@ class Publisher:
         # records/s on the embedded broker. Enqueue one at a time; acks are awaited freely.
         self._enqueue = asyncio.Lock()
 
+    @property
+    def client(self) -> AIOKafkaClient:
+        """The producer's client: cluster metadata, requests of one's own."""
+        client: AIOKafkaClient = self._producer.client
+        return client
+
+    def fits(self, message: Outgoing) -> bool:
+        """Whether ``message`` is small enough for the producer to send."""
+        if message.headers:
+            return record_bytes(message) <= self._room
+        return len(message.value) + len(message.key or b"") <= self._room  # the usual case
+
+    async def _partitions(self, topic: str) -> list[int]:
+        """``topic``'s partitions, waiting at most ``metadata_timeout_s`` to learn them."""
+        try:
+            async with asyncio.timeout(self._metadata_timeout_s):
+                return sorted(await self._producer.partitions_for(topic))
+        except TimeoutError as exc:
+            raise KafkaTimeoutError(f"no metadata for topic {topic!r}") from exc
+
     async def send(
         self, topic: str, value: bytes, *, key: bytes | None, headers: Headers = ()
     ) -> None:
@@ -122,6 +223,7 @@ class Publisher:
         delay = self._backoff_s
         for attempt in range(self._retries + 1):
             try:
+                await self._partitions(topic)  # not under the lock: it may wait
                 async with self._enqueue:
                     ack = await self._producer.send(topic, value, key=key, headers=list(headers))
                 await ack
@@ -144,9 +246,16 @@ class Publisher:
         """
         one_by_one: list[int] = []  # failed, or too big to share a batch: retried singly
         acks: list[tuple[list[int], asyncio.Future[Any]]] = []
+        by_topic = _by_topic(messages)
+        known = await asyncio.gather(
+            *(self._partitions(topic) for topic in by_topic), return_exceptions=True
+        )
         async with self._enqueue:
-            for topic, indices in _by_topic(messages).items():
-                await self._send_batches(topic, messages, indices, acks, one_by_one)
+            for (topic, indices), partitions in zip(by_topic.items(), known, strict=True):
+                if isinstance(partitions, BaseException):
+                    one_by_one.extend(indices)
+                    continue
+                await self._send_batches(topic, partitions, messages, indices, acks, one_by_one)
         settled = await asyncio.gather(*(ack for _, ack in acks), return_exceptions=True)
         for (batched, _), outcome in zip(acks, settled, strict=True):
             if isinstance(outcome, BaseException):
@@ -160,16 +269,12 @@ class Publisher:
     async def _send_batches(
         self,
         topic: str,
+        partitions: list[int],
         messages: Sequence[Outgoing],
         indices: list[int],
         acks: list[tuple[list[int], asyncio.Future[Any]]],
         one_by_one: list[int],
     ) -> None:
-        try:
-            partitions = list(await self._producer.partitions_for(topic))
-        except KafkaError:
-            one_by_one.extend(indices)
-            return
         by_partition: dict[int, list[int]] = {}
         for index in indices:
             partition = self._partitioner(messages[index].key, partitions, partitions)
@@ -223,17 +328,25 @@ class Publisher:
         """Send the original bytes to the dead-letter topic with headers saying why."""
         await self.publish(self.dead_letter_of(source, code=code, reason=reason))
 
-    def dead_letter_of(self, source: Source, *, code: str, reason: str) -> Outgoing:
-        """The dead-letter record for ``source``: its original bytes, headers saying why."""
-        headers = [
-            *source.headers,
+    def dead_letter_of(
+        self, source: Source, *, code: str, reason: str, max_bytes: int | None = None
+    ) -> Outgoing:
+        """The dead-letter record for ``source``: its original key, headers and bytes,
+        and headers saying why and whence. What would not fit in ``max_bytes`` (default:
+        the largest record the producer sends) is cut, and ``maas.error.truncated``
+        lists the parts cut with their original sizes (``value=105000000``)."""
+        own = [
             ("maas.error.code", code.encode()),
-            ("maas.error.message", reason.encode()),
+            ("maas.error.message", reason.encode()[:_MAX_REASON_BYTES]),
             ("maas.source.topic", source.topic.encode()),
             ("maas.source.partition", str(source.partition).encode()),
             ("maas.source.offset", str(source.offset).encode()),
         ]
         DEAD_LETTERS.labels(code).inc()
+        room = (max_bytes or self.max_record_bytes) - RECORD_OVERHEAD - _headers_bytes(own)
+        cut = _cut(source, room - 64)  # 64: the truncated header, if any
+        if cut.truncated:
+            own.append(("maas.error.truncated", cut.truncated.encode()))
         log.warning(
             "dead-lettering record",
             topic=source.topic,
@@ -241,8 +354,9 @@ class Publisher:
             offset=source.offset,
             code=code,
             reason=reason,
+            truncated=cut.truncated or None,
         )
-        return Outgoing(self._dlq_topic, source.value or b"", source.key, headers)
+        return Outgoing(self._dlq_topic, cut.value, cut.key, (*cut.headers, *own))
 
     def rejection(
         self,
@@ -265,5 +379,5 @@ class Publisher:
             envelope.reply_to or results_topic,
             encode(answer(envelope)),
             envelope.job_id.encode(),
-            tuple(record.headers),
+            without_own_headers(record.headers),
         )

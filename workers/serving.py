@@ -21,7 +21,7 @@ from producer.messages import ErrorCode, PredictJob, Result, Timing, error_resul
 from registry.entities import ModelVersion
 from registry.errors import RegistryError
 from workers.batching import BatchConfig, BatchOutput
-from workers.errors import Expired, InvalidInput, QueueFull, WorkerError
+from workers.errors import Expired, InferenceError, QueueFull, TooLarge, WorkerError
 from workers.metrics import MetricsRecorder
 from workers.models import Loaded, ModelCache
 
@@ -96,13 +96,28 @@ def _retriable(exc: BaseException) -> bool:
 
 
 def _classify(exc: BaseException, job: PredictJob) -> tuple[str, str]:
-    """The error code and message a job gets for ``exc``; logs what is not a WorkerError."""
-    if isinstance(exc, WorkerError):
+    """The error code and message a job gets for ``exc``.
+
+    An error that is the job's own (invalid input, unknown model, ...) is told as it
+    is. Any other is ``INTERNAL`` with a message that names only its kind: the
+    details (SQL, database hosts, file paths) are for the worker's log, never for
+    the client; they are logged here unless the batcher logged them already.
+    """
+    if isinstance(exc, WorkerError) and exc.code != ErrorCode.INTERNAL:
         return exc.code, str(exc)
-    log.error("job failed", job_id=job.job_id, model=job.model, exc_info=exc)
+    if not isinstance(exc, InferenceError):  # the batcher logs a failed batch once
+        expected = isinstance(exc, WorkerError | RegistryError)  # no traceback needed
+        log.error(
+            "job failed",
+            job_id=job.job_id,
+            model=job.model,
+            error=f"{type(exc).__name__}: {exc}",
+            exc_info=None if expected else exc,
+        )
     return (
         ErrorCode.INTERNAL,
-        f"internal error while serving the job: {type(exc).__name__}: {exc}",
+        f"internal error while serving the job ({type(exc).__name__}); the worker's log "
+        "has the details",
     )
 
 
@@ -112,6 +127,14 @@ def _check_deadline(job: PredictJob) -> None:
         raise Expired(
             f"the job's deadline_ms {job.deadline_ms} passed {late:.0f} ms before it "
             "could run; send a later deadline or add workers"
+        )
+
+
+def _check_rows(job: PredictJob, config: BatchConfig) -> None:
+    if job.rows > config.max_job_rows:
+        raise TooLarge(
+            f"the job has {job.rows} rows, more than this worker's limit of "
+            f"{config.max_job_rows} (maas worker --max-job-rows); send fewer rows per job"
         )
 
 
@@ -230,6 +253,7 @@ class _Poll:
             job = self.jobs[index]
             deadline = job.deadline_ms / 1000 if job.deadline_ms is not None else None
             try:
+                _check_rows(job, loaded.batcher.config)  # before converting them all
                 inputs = loaded.runtime.prepare(job.inputs)
                 future = await _enqueue(loaded, inputs, job.priority, deadline)
             except Exception as exc:
@@ -245,8 +269,8 @@ class _Poll:
         }
         try:
             inputs = loaded.runtime.prepare(merged)
-        except InvalidInput:
-            one_by_one.extend(group)  # find the bad job and refuse only that one
+        except Exception:
+            one_by_one.extend(group)  # find the bad job and answer only that one
             return
         version = loaded.version
         try:

@@ -18,27 +18,27 @@ from __future__ import annotations
 
 import asyncio
 import tempfile
-import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Protocol
 
 import structlog
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter
 
 from producer.kafka import KafkaSettings
 from producer.messages import (
     DecodeError,
     ErrorCode,
-    ErrorInfo,
     RetrainJob,
     RetrainResult,
     decode_retrain,
     encode,
 )
-from registry.entities import ModelVersion, RetrainRun
+from registry import Draft
+from registry.entities import ModelVersion
 from registry.errors import AliasNotFound, ConflictError, ModelNotFound, RegistryError
+from registry.runs import RunOutcome
+from workers.allowed import Allowed, Refused
 from workers.consumer import (
     RetrySettings,
     commit,
@@ -46,32 +46,27 @@ from workers.consumer import (
     dead_letter_unanswered,
     with_worker_id,
 )
-from workers.gate import GateDecision, GatePolicy, decide
+from workers.evidence import check_split, judge
+from workers.gate import GatePolicy, keep_clients
+from workers.optimize.retrain import Plan, Quantize, split_params
 from workers.recipes import (
-    BUILTIN_RECIPES,
-    DatasetRef,
+    ParamsError,
     Recipe,
-    RecipeError,
-    TrainedModel,
     TrainRequest,
-    get_recipe,
+    recipe_for,
 )
 from workers.replies import Publisher, PublishFailed, Record
+from workers.retrain_answers import error_result, from_run, ok_result
+from workers.training_registry import Registrar, RunLog
+from workers.training_steps import Failure, plan_int8, train
 
 log = structlog.get_logger(__name__)
 
-DEFAULT_RECIPE = "tabular"
 
 ANSWERED = Counter(
     "maas_retrain_jobs",
     "Retrain jobs answered, by status and by whether the version was promoted (the gate)",
     ["model", "status", "promoted"],
-)
-TRAINING = Histogram(
-    "maas_retrain_seconds",
-    "Time spent training a model, evaluation and export included",
-    ["model"],
-    buckets=(1, 5, 15, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200),
 )
 
 
@@ -84,61 +79,16 @@ class TrainerSettings:
     min_improvement: float = 0.0  # the gate's required margin on the recipe's metric
     worker_id: str = ""  # default: host:pid
     retry: RetrySettings = field(default_factory=RetrySettings)
+    allowed: Allowed = field(default_factory=Allowed)  # what jobs may ask for
 
     @property
     def actor(self) -> str:
         return f"trainer@{self.worker_id}"
 
 
-class Registrar(Protocol):
-    """What the trainer asks of the model store: production's version, and a new one."""
-
-    def resolve(self, name: str, alias: str = ...) -> ModelVersion: ...
-
-    def register(
-        self,
-        name: str,
-        artifact: Path,
-        *,
-        actor: str,
-        reason: str = ...,
-        promote: bool = ...,
-        parent_version: int | None = ...,
-        dataset_hash: str | None = ...,
-        params: dict[str, Any] | None = ...,
-        metrics: dict[str, Any] | None = ...,
-        run_job_id: str | None = ...,
-    ) -> ModelVersion: ...
-
-
-class RunLog(Protocol):
-    """What the trainer asks of the run store: start, fail and read a run by its job id."""
-
-    def start_run(
-        self, job_id: str, model: str, *, trigger: str, params: dict[str, Any] | None = ...
-    ) -> tuple[RetrainRun, bool]: ...
-
-    def finish_run(
-        self, job_id: str, *, status: str, reason: str = ..., error_code: str | None = ...
-    ) -> RetrainRun: ...
-
-    def get_run(self, job_id: str) -> RetrainRun | None: ...
-
-
-class _Failure(Exception):
-    """A job that cannot produce a version: answered with ``code`` and ``message``."""
-
-    def __init__(self, code: ErrorCode, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-
-
 def recipe_name(job: RetrainJob) -> str:
     """The job's recipe; else the model's name if it is a built-in recipe; else tabular."""
-    if job.recipe:
-        return job.recipe
-    return job.model if job.model in BUILTIN_RECIPES else DEFAULT_RECIPE
+    return recipe_for(job.model, job.recipe)
 
 
 class Trainer:
@@ -148,6 +98,7 @@ class Trainer:
         self, kafka: KafkaSettings, models: Registrar, runs: RunLog, settings: TrainerSettings
     ) -> None:
         settings = with_worker_id(settings)
+        settings.allowed.load_recipes()
         self.kafka = kafka
         self.models = models
         self.runs = runs
@@ -161,12 +112,13 @@ class Trainer:
 
     async def run(self, stop: asyncio.Event) -> None:
         settings = self.settings
-        try:
-            async with connected(
-                self.kafka, self.kafka.topics.retrain, group=settings.group_id
-            ) as (consumer, publisher):
-                self._publisher = publisher
-                log.info("trainer started", worker=settings.worker_id, group=settings.group_id)
+        async with connected(self.kafka, self.kafka.topics.retrain, group=settings.group_id) as (
+            consumer,
+            publisher,
+        ):
+            self._publisher = publisher
+            log.info("trainer started", worker=settings.worker_id, group=settings.group_id)
+            try:
                 while not stop.is_set():
                     batch = await consumer.getmany(timeout_ms=200, max_records=1)
                     if consumer.assignment():
@@ -174,8 +126,8 @@ class Trainer:
                     for tp, records in batch.items():
                         for record in records:
                             await self._handle(consumer, tp, record)
-        finally:
-            log.info("trainer stopped", worker=settings.worker_id)
+            finally:  # said only of a trainer that started: one that never did says why
+                log.info("trainer stopped", worker=settings.worker_id)
 
     async def _handle(self, consumer: AIOKafkaConsumer, tp: TopicPartition, record: Record) -> None:
         """Process one record with the partitions paused, polling on; then commit it."""
@@ -212,7 +164,12 @@ class Trainer:
         with structlog.contextvars.bound_contextvars(
             job_id=job.job_id, model=job.model, partition=record.partition, offset=record.offset
         ):
-            result = await self._execute_retrying(job)
+            try:
+                result = await self._execute_retrying(job)
+            except Exception:  # this job's failure (a bug, a refusing database), not the trainer's
+                log.exception("retrain job failed unexpectedly")
+                message = "the trainer failed on this job; its log says why"
+                result = error_result(job.job_id, job.model, ErrorCode.INTERNAL, message)
             await self._publisher.send(
                 job.reply_to or self.kafka.topics.results,
                 encode(result),
@@ -233,7 +190,7 @@ class Trainer:
             record,
             exc,
             expected="RetrainJob",
-            answer=lambda envelope: _error(
+            answer=lambda envelope: error_result(
                 envelope.job_id, envelope.model, ErrorCode.INVALID_INPUT, str(exc)
             ),
             results_topic=self.kafka.topics.results,
@@ -255,14 +212,22 @@ class Trainer:
                 attempt += 1
                 if attempt > limits.attempts:
                     message = f"the registry failed {attempt} times: {exc}"
-                    return _error(job.job_id, job.model, ErrorCode.INTERNAL, message)
+                    return error_result(job.job_id, job.model, ErrorCode.INTERNAL, message)
                 log.warning("registry unavailable; trying the job again", error=str(exc))
                 await asyncio.sleep(limits.delay_s(attempt))
 
     # -- one job: run → train → gate → register -------------------------------------------
 
     async def execute(self, job: RetrainJob) -> RetrainResult:
-        """Run ``job`` once (idempotent by ``job_id``) and return its RetrainResult."""
+        """Run ``job`` once (idempotent by ``job_id``) and return its RetrainResult.
+
+        A job asking for what the operator did not allow is answered with the refusal,
+        before anything is imported, read or recorded."""
+        try:
+            recipe, request, quantize = await asyncio.to_thread(self._admit, job)
+        except Refused as refusal:
+            log.warning("retrain job refused", code=str(refusal.code), reason=refusal.message)
+            return error_result(job.job_id, job.model, refusal.code, refusal.message)
         run, created = await asyncio.to_thread(
             self.runs.start_run,
             job.job_id,
@@ -272,39 +237,75 @@ class Trainer:
         )
         if run.status != "running":
             log.info("retrain job already ran; answering from the stored run", status=run.status)
-            return _from_run(job, run)
+            return from_run(job, run)
         if not created:
             log.warning("run left running by a stopped trainer; training it again")
         with tempfile.TemporaryDirectory(prefix="maas-train-") as workdir:
             try:
-                return await self._train_and_register(job, Path(workdir))
-            except _Failure as failure:
+                work = self._train_and_register(job, recipe, request, quantize, Path(workdir))
+                return await work
+            except Failure as failure:
                 return await self._fail(job, failure)
 
-    async def _train_and_register(self, job: RetrainJob, workdir: Path) -> RetrainResult:
-        recipe, trained = await asyncio.to_thread(_train, job, workdir)
+    def _admit(self, job: RetrainJob) -> tuple[Recipe, TrainRequest, Quantize | None]:
+        """The job's recipe, training request and quantisation (``params.quantize``), if
+        it asks only for what is allowed; else :class:`Refused`."""
+        allowed = self.settings.allowed
+        allowed.check_promote(job.promote)
+        recipe = allowed.recipe(recipe_name(job))
+        check_split(job, recipe)
+        dataset = allowed.dataset(job.dataset)
+        try:
+            params, quantize = split_params(job.params)
+        except ParamsError as exc:
+            raise Refused(ErrorCode.INVALID_INPUT, exc.public) from exc
+        return recipe, TrainRequest(model=job.model, dataset=dataset, params=params), quantize
+
+    async def _train_and_register(
+        self,
+        job: RetrainJob,
+        recipe: Recipe,
+        request: TrainRequest,
+        quantize: Quantize | None,
+        workdir: Path,
+    ) -> RetrainResult:
         production = await asyncio.to_thread(self._production, job.model)
+        if production is not None:  # the new version keeps the names its clients use
+            request = replace(request, replaces=production.signature)
+        trained = await asyncio.to_thread(train, recipe, request, workdir)
+        int8 = None
+        if quantize is not None:
+            int8 = await asyncio.to_thread(plan_int8, request, trained, quantize, workdir)
+        judged = replace(trained, metrics=int8.metrics) if int8 and int8.judged else trained
         policy = GatePolicy(metric=recipe.metric, min_improvement=self.settings.min_improvement)
-        decision = decide(
-            job.promote,
-            trained.metrics,
-            None if production is None else production.metrics,
-            None if production is None else production.version,
-            policy,
+        decision = await asyncio.to_thread(
+            judge, job.promote, recipe, request, judged, production, policy
+        )
+        if production is not None:
+            decision = keep_clients(decision, production, trained.signature)
+        reason = decision.reason if int8 is None else f"{int8.note}: {decision.reason}"
+        draft = Draft(
+            trained.artifact,
+            reason,  # also the run's reason: redeliveries answer alike
+            promote=decision.promote,
+            parent_version=None if production is None else production.version,
+            dataset_hash=trained.dataset_hash,
+            params={"recipe": trained.recipe, **trained.params},
+            metrics={**trained.metrics, "duration_s": round(trained.duration_s, 3)},
         )
         try:
-            version = await asyncio.to_thread(self._register, job, trained, production, decision)
+            version = await asyncio.to_thread(self._register, job, draft, int8)
         except ConflictError:  # another trainer finished this run first
             stored = await asyncio.to_thread(self.runs.get_run, job.job_id)
             assert stored is not None
-            return _from_run(job, stored)
+            return from_run(job, stored)
         except RegistryError as exc:
             if exc.retriable:
                 raise  # the whole job is tried again (see _execute_retrying)
-            raise _Failure(
+            raise Failure(
                 ErrorCode.INTERNAL, f"registering the trained model failed: {exc}"
             ) from exc
-        return _ok(job.job_id, version, promoted=decision.promote, reason=decision.reason)
+        return ok_result(job.job_id, version, promoted=decision.promote, reason=reason)
 
     def _production(self, model: str) -> ModelVersion | None:
         try:
@@ -312,41 +313,43 @@ class Trainer:
         except (ModelNotFound, AliasNotFound):
             return None
 
-    def _register(
-        self,
-        job: RetrainJob,
-        trained: TrainedModel,
-        production: ModelVersion | None,
-        decision: GateDecision,
-    ) -> ModelVersion:
-        return self.models.register(
-            job.model,
-            trained.artifact,
-            actor=self.settings.actor,
-            reason=decision.reason,  # also the run's reason: redeliveries answer alike
-            promote=decision.promote,
-            parent_version=None if production is None else production.version,
-            dataset_hash=trained.dataset_hash,
-            params={"recipe": trained.recipe, **trained.params},
-            metrics={**trained.metrics, "duration_s": round(trained.duration_s, 3)},
-            run_job_id=job.job_id,
+    def _register(self, job: RetrainJob, draft: Draft, int8: Plan | None) -> ModelVersion:
+        """Register the trained version (and its int8 one); the version the run records:
+        the promoted one, else the trained one."""
+        actor = self.settings.actor
+        if int8 is None:
+            return self.models.register(
+                job.model,
+                draft.artifact,
+                actor=actor,
+                reason=draft.reason,
+                promote=draft.promote,
+                parent_version=draft.parent_version,
+                dataset_hash=draft.dataset_hash,
+                params=draft.params,
+                metrics=draft.metrics,
+                run_job_id=job.job_id,
+            )
+        base, derived = int8.drafts(draft)
+        trained, quantized = self.models.register_derived(
+            job.model, base, derived, actor=actor, run_job_id=job.job_id
         )
+        return quantized if derived.promote else trained
 
-    async def _fail(self, job: RetrainJob, failure: _Failure) -> RetrainResult:
+    async def _fail(self, job: RetrainJob, failure: Failure) -> RetrainResult:
         log.warning("retrain job failed", code=failure.code, error=failure.message)
         try:
             await asyncio.to_thread(
                 self.runs.finish_run,
                 job.job_id,
-                status="error",
-                reason=failure.message,
-                error_code=str(failure.code),  # so a redelivery answers alike
+                # the code is kept so that a redelivery answers alike
+                RunOutcome("error", reason=failure.message, error_code=str(failure.code)),
             )
         except ConflictError:
             stored = await asyncio.to_thread(self.runs.get_run, job.job_id)
             assert stored is not None
-            return _from_run(job, stored)
-        return _error(job.job_id, job.model, failure.code, failure.message)
+            return from_run(job, stored)
+        return error_result(job.job_id, job.model, failure.code, failure.message)
 
 
 async def _keep_alive(consumer: AIOKafkaConsumer) -> None:
@@ -356,60 +359,3 @@ async def _keep_alive(consumer: AIOKafkaConsumer) -> None:
     for tp, records in stray.items():
         if records:
             consumer.seek(tp, records[0].offset)  # read again once this job is done
-
-
-def _train(job: RetrainJob, workdir: Path) -> tuple[Recipe, TrainedModel]:
-    """Train in this (worker) thread; every failure becomes a :class:`_Failure`."""
-    started = time.perf_counter()
-    try:
-        recipe = get_recipe(recipe_name(job))
-        dataset = None
-        if job.dataset is not None:
-            dataset = DatasetRef(uri=job.dataset.uri, name=job.dataset.name)
-        request = TrainRequest(model=job.model, dataset=dataset, params=dict(job.params))
-        trained = recipe.train(request, workdir)
-    except RecipeError as exc:
-        raise _Failure(ErrorCode.INVALID_INPUT, str(exc)) from exc
-    except Exception as exc:
-        log.exception("training crashed")
-        raise _Failure(ErrorCode.INTERNAL, f"training failed: {type(exc).__name__}: {exc}") from exc
-    seconds = time.perf_counter() - started
-    TRAINING.labels(job.model).observe(seconds)
-    log.info(
-        "trained",
-        recipe=recipe.name,
-        seconds=round(seconds, 2),
-        metrics={k: trained.metrics[k] for k in ("accuracy",) if k in trained.metrics},
-    )
-    return recipe, trained
-
-
-def _from_run(job: RetrainJob, run: RetrainRun) -> RetrainResult:
-    if run.status == "ok":
-        return _ok(job.job_id, run, promoted=run.promoted, reason=run.reason)
-    code = ErrorCode(run.error_code) if run.error_code in set(ErrorCode) else ErrorCode.INTERNAL
-    return _error(job.job_id, run.model, code, run.reason or "the run failed")
-
-
-def _ok(
-    job_id: str, trained: ModelVersion | RetrainRun, *, promoted: bool, reason: str
-) -> RetrainResult:
-    return RetrainResult(
-        job_id=job_id,
-        status="ok",
-        model=trained.model,
-        version=trained.version,
-        metrics=dict(trained.metrics),
-        promoted=promoted,
-        reason=reason,
-    )
-
-
-def _error(job_id: str, model: str, code: ErrorCode, message: str) -> RetrainResult:
-    return RetrainResult(
-        job_id=job_id,
-        status="error",
-        model=model,
-        error=ErrorInfo(code=code, message=message),
-        reason=message,
-    )

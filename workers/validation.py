@@ -76,8 +76,8 @@ def _to_array(spec: TensorSpec, rows: Sequence[Any]) -> np.ndarray:
         parsed = np.asarray(rows)
     except ValueError as exc:
         raise InvalidInput(
-            f"input {spec.name!r} is ragged: {_ragged(rows)}; every row must have the shape "
-            f"{_render_shape(spec.shape)} without the N"
+            f"input {spec.name!r} is ragged: {_ragged_or_deep(rows)}; every row must have "
+            f"the shape {_render_shape(spec.shape)} without the N"
         ) from exc
     array = _cast(spec, rows, parsed)
     expected = spec.shape
@@ -102,6 +102,11 @@ def _cast(spec: TensorSpec, rows: Sequence[Any], parsed: np.ndarray) -> np.ndarr
     kind = parsed.dtype.kind
     if kind not in _ACCEPTS.get(target.kind, target.kind):
         example = _first_non_number(rows)
+        if example is _NUMBER and kind == "O":  # numbers, some beyond every numpy integer
+            raise InvalidInput(
+                f"input {spec.name!r} holds integers too large for {spec.dtype} "
+                f"(e.g. {max(parsed.ravel().tolist(), key=abs)})"
+            )
         if example is _NUMBER:
             example = parsed.ravel()[0].item()
         raise InvalidInput(
@@ -120,6 +125,16 @@ def _cast(spec: TensorSpec, rows: Sequence[Any], parsed: np.ndarray) -> np.ndarr
                 f"input {spec.name!r} holds values outside the range of {spec.dtype} "
                 f"({info.min}..{info.max})"
             )
+    if target.kind == "f" and parsed.dtype.itemsize > target.itemsize:  # e.g. 1e308 to float32
+        try:
+            with np.errstate(over="raise"):
+                return parsed.astype(target)
+        except FloatingPointError:
+            limit = np.finfo(target).max
+            raise InvalidInput(
+                f"input {spec.name!r} holds values outside the range of {spec.dtype} "
+                f"(-{limit:.4g}..{limit:.4g})"
+            ) from None
     return parsed.astype(target, copy=False)
 
 
@@ -147,6 +162,14 @@ def _first_fraction(parsed: np.ndarray) -> Any:
 
 
 _NUMBER = object()
+
+
+def _ragged_or_deep(rows: Sequence[Any]) -> str:
+    try:
+        found = _ragged(rows)
+    except RecursionError:
+        found = ""
+    return found or "its rows are nested more deeply than an array can be"
 
 
 def _ragged(rows: Sequence[Any], path: str = "") -> str:

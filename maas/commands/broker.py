@@ -17,7 +17,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "storage is in memory and is lost when it stops.",
     )
     parser.add_argument("--port", type=int, default=9092, help="port to listen on (default 9092)")
-    parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    parser.add_argument(
+        "--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)"
+    )
     parser.set_defaults(func=run)
 
 

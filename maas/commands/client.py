@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import sys
 import time
 import uuid
@@ -14,19 +13,22 @@ from typing import TYPE_CHECKING, Any
 from maas.commands.common import (
     add_kafka_options,
     add_retrain_job_options,
+    add_setting,
     dataset_of,
     kafka_settings,
+    positive_int,
 )
-from producer.errors import ClientError, JobTimeout
+from maas.errors import EXIT_FAILED, EXIT_NO_ANSWER, EXIT_OK, CommandError, no_answer_errors, report
+from producer import numbers
+from producer.errors import JobTimeout, JobTooLarge
 from producer.messages import DEFAULT_ALIAS, Dataset, Result, RetrainJob, RetrainResult, encode
+from producer.score_settings import ScoreSettings
 
 if TYPE_CHECKING:
     from rich.console import Console
     from rich.progress import Progress, TaskID
 
     from producer.score import ScoreStats
-
-EXIT_OK, EXIT_FAILED, EXIT_TIMEOUT = 0, 1, 2
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -39,9 +41,14 @@ def _add_target(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", required=True, metavar="M", help="model name")
     parser.add_argument("--version", type=int, metavar="V", help="explicit version number")
     parser.add_argument(
-        "--alias", default=DEFAULT_ALIAS, metavar="A", help="alias used without --version"
+        "--alias",
+        default=DEFAULT_ALIAS,
+        metavar="A",
+        help=f"alias used without --version (default {DEFAULT_ALIAS})",
     )
-    parser.add_argument("--priority", type=int, default=0, metavar="P", help="higher first")
+    parser.add_argument(
+        "--priority", type=int, default=0, metavar="P", help="higher first (default 0)"
+    )
 
 
 def _target(args: argparse.Namespace) -> dict[str, Any]:
@@ -53,7 +60,9 @@ def _register_submit(subparsers: argparse._SubParsersAction[argparse.ArgumentPar
     parser = subparsers.add_parser(
         "submit",
         help="publish one prediction job and print its Result as JSON",
-        description="Exit 0 on an ok Result, 1 on an error Result, 2 when no answer came.",
+        description="Publish one PredictJob and print its Result as one JSON line. Exit 0 on "
+        "an ok Result, 1 on an error Result, 2 when no answer came in --timeout seconds "
+        "(or the broker cannot be reached).",
     )
     _add_target(parser)
     parser.add_argument(
@@ -63,8 +72,14 @@ def _register_submit(subparsers: argparse._SubParsersAction[argparse.ArgumentPar
         help="named tensors, e.g. '{\"x\": [[0, 1, ...]]}', or @file.json",
     )
     parser.add_argument("--deadline-ms", type=int, metavar="D", help="epoch milliseconds")
-    parser.add_argument("--job-id", help="job id (default: random)")
-    parser.add_argument("--timeout", type=float, default=30.0, metavar="S", help="seconds")
+    parser.add_argument("--job-id", metavar="ID", help="job id (default: random)")
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=30.0,
+        metavar="S",
+        help="seconds to wait for the answer (default 30)",
+    )
     add_kafka_options(parser)
     parser.set_defaults(func=run_submit)
 
@@ -75,21 +90,40 @@ def _register_score(subparsers: argparse._SubParsersAction[argparse.ArgumentPars
         help="batch-score a JSONL, CSV or Parquet file into JSONL, resumably",
         description="One output line per input row, in input order. Rerunning the same "
         "command after an interruption continues after the last whole line of OUT. "
-        "Exit 0 when every row is ok, 1 when any row failed, 2 when answers stopped coming.",
+        "Rows an earlier run wrote as failures are scored again. Exit 0 when every row is ok, "
+        "1 when any row failed, 2 when answers stopped coming (or the broker cannot be "
+        "reached).",
     )
     parser.add_argument("input", type=Path, metavar="INPUT", help=".jsonl, .csv or .parquet")
     parser.add_argument("--out", type=Path, required=True, metavar="OUT", help="JSONL output")
     _add_target(parser)
-    parser.add_argument("--rows-per-job", type=int, default=32, help="rows per job (default 32)")
-    parser.add_argument("--max-in-flight", type=int, default=64, help="jobs in flight (default 64)")
-    parser.add_argument(
+    add_setting(
+        parser,
+        "--rows-per-job",
+        ScoreSettings,
+        "rows_per_job",
+        "rows per job",
+        type=positive_int,
+        metavar="N",
+    )
+    add_setting(
+        parser,
+        "--max-in-flight",
+        ScoreSettings,
+        "max_in_flight",
+        "jobs in flight",
+        type=positive_int,
+        metavar="N",
+    )
+    add_setting(
+        parser,
         "--input-name",
-        default="x",
-        help="CSV/Parquet: input that the plain columns form row-wise (default x)",
+        ScoreSettings,
+        "input_name",
+        "CSV/Parquet: input that the plain columns form row-wise",
+        metavar="NAME",
     )
-    parser.add_argument(
-        "--timeout", type=float, default=60.0, metavar="S", help="seconds per job (default 60)"
-    )
+    add_setting(parser, "--timeout", ScoreSettings, "timeout_s", "seconds per job", metavar="S")
     parser.add_argument(
         "--progress",
         choices=("auto", "always", "never"),
@@ -110,22 +144,35 @@ def _register_retrain(subparsers: argparse._SubParsersAction[argparse.ArgumentPa
     parser.add_argument("name", metavar="NAME")
     add_retrain_job_options(parser)
     parser.add_argument("--recipe", help="training recipe (default: the model's own)")
-    parser.add_argument("--job-id", help="job id (default: random); the same id trains once")
     parser.add_argument(
-        "--timeout", type=float, default=600.0, metavar="S", help="seconds to wait (600)"
+        "--job-id", metavar="ID", help="job id (default: random); the same id trains once"
+    )
+    parser.add_argument(
+        "--timeout", type=float, default=600.0, metavar="S", help="seconds to wait (default 600)"
     )
     add_kafka_options(parser)
     parser.set_defaults(func=run_retrain)
 
 
 def _load_inputs(text: str) -> dict[str, list[Any]]:
-    raw = Path(text[1:]).read_text(encoding="utf-8") if text.startswith("@") else text
+    """``--inputs``: JSON, or ``@file`` holding JSON; an object of named tensors."""
+    source = "--inputs"
+    if text.startswith("@"):
+        source = text[1:]
+        try:
+            text = Path(source).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise CommandError(f"--inputs: cannot read {source}: {exc.strerror}") from exc
+        except UnicodeDecodeError as exc:
+            raise CommandError(f"--inputs: {source} is not UTF-8 text: {exc.reason}") from exc
     try:
-        inputs = json.loads(raw)
+        inputs = numbers.loads(text)
+    except numbers.NumberOutOfRange as exc:
+        raise CommandError(f"{source}: {exc}") from exc
     except ValueError as exc:
-        raise SystemExit(f"--inputs is not valid JSON: {exc}") from exc
+        raise CommandError(f"{source} is not valid JSON: {exc}") from exc
     if not isinstance(inputs, dict) or not all(isinstance(v, list) for v in inputs.values()):
-        raise SystemExit('--inputs must be an object of named tensors: {"x": [[...], ...]}')
+        raise CommandError(f'{source} must be an object of named tensors: {{"x": [[...], ...]}}')
     return inputs
 
 
@@ -138,46 +185,73 @@ def run_submit(args: argparse.Namespace) -> int:
     from producer.client import Client
 
     inputs = _load_inputs(args.inputs)
-    with Client(kafka_settings(args), timeout_s=args.timeout) as client:
-        handle = client.submit(
-            args.model, inputs, job_id=args.job_id, deadline_ms=args.deadline_ms, **_target(args)
-        )
-        try:
+    try:
+        with Client(kafka_settings(args), timeout_s=args.timeout) as client:
+            handle = client.submit(
+                args.model,
+                inputs,
+                job_id=args.job_id,
+                deadline_ms=args.deadline_ms,
+                **_target(args),
+            )
             reply = handle.result()
-        except JobTimeout as exc:
-            sys.stderr.write(f"maas submit: {exc}\n")
-            return EXIT_TIMEOUT
+    except JobTooLarge as exc:  # the job itself is too big: sending it again cannot help
+        report(exc)
+        return EXIT_FAILED
+    except no_answer_errors() as exc:  # no answer: none came, or no broker
+        report(exc)
+        return EXIT_NO_ANSWER
     _print(reply)
     return EXIT_OK if reply.ok else EXIT_FAILED
 
 
 def run_score(args: argparse.Namespace) -> int:
     from producer.client import Client
-    from producer.score import Scorer, ScoreSettings
+    from producer.score import Scorer, input_format
 
-    if not args.input.exists():
-        raise SystemExit(f"maas score: {args.input} does not exist")
+    input_format(args.input)  # a missing file or an unknown format, before connecting
     settings = ScoreSettings(
         model=args.model,
-        rows_per_job=max(1, args.rows_per_job),
-        max_in_flight=max(1, args.max_in_flight),
+        rows_per_job=args.rows_per_job,
+        max_in_flight=args.max_in_flight,
         timeout_s=args.timeout,
         input_name=args.input_name,
         **_target(args),
     )
-    with ScoreProgress(args.progress) as progress, Client(kafka_settings(args)) as client:
-        scorer = Scorer(client, settings, on_progress=progress.update)
-        try:
-            stats = scorer.run(args.input, args.out)
-        except (JobTimeout, ClientError) as exc:
-            sys.stderr.write(f"maas score: {exc}\nrerun the same command to resume\n")
-            return EXIT_TIMEOUT
-    rows = stats.skipped + stats.answered
-    sys.stderr.write(
-        f"maas score: {rows} rows in {args.out} ({stats.skipped} from an earlier run, "
-        f"{stats.answered} scored now at {stats.rows_per_s:.0f} rows/s), {stats.failed} failed\n"
-    )
-    return EXIT_OK if stats.failed == 0 else EXIT_FAILED
+    try:
+        with ScoreProgress(args.progress) as progress, Client(kafka_settings(args)) as client:
+            stats = Scorer(client, settings, on_progress=progress.update).run(args.input, args.out)
+    except JobTooLarge as exc:  # a row too big for one record: no rerun helps
+        report(exc)
+        return EXIT_FAILED
+    except no_answer_errors() as exc:  # answers stopped coming, or no broker
+        report(exc)
+        sys.stderr.write("rerun the same command to resume\n")
+        return EXIT_NO_ANSWER
+    sys.stderr.write(_score_summary(stats, args.out))
+    return EXIT_OK if stats.failed == 0 and stats.stopped is None else EXIT_FAILED
+
+
+def _score_summary(stats: ScoreStats, out: Path) -> str:
+    """What a run did, the first distinct errors, and why it stopped early, if it did."""
+    retried = f", {stats.retried} of them failed before" if stats.retried else ""
+    lines = [
+        f"maas score: {stats.skipped + stats.answered} rows in {out} ({stats.skipped} kept "
+        f"from an earlier run, {stats.answered} scored now{retried}, at "
+        f"{stats.rows_per_s:.0f} rows/s), {stats.failed} failed"
+    ]
+    if stats.stopped is not None:
+        lines[0] = f"maas score: stopped after {stats.answered} rows"
+    for (code, message), count in stats.errors.items():
+        lines.append(f"  {count} row{'s' if count != 1 else ''}: {code}: {message}")
+    if stats.other_errors:
+        lines.append(f"  {stats.other_errors} more with other errors (see {out})")
+    if stats.stopped is not None:
+        lines.append(
+            f"error: {stats.stopped}. Fix that and run the same command again: rows already "
+            f"scored ok in {out} are kept, failed ones are scored again"
+        )
+    return "".join(f"{line}\n" for line in lines)
 
 
 class ScoreProgress:

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import getpass
-import json
 import os
 import socket
 import sys
@@ -14,14 +14,38 @@ from typing import Any
 
 from rich.console import Console
 
+from maas.errors import CommandError
+from producer import numbers
 from producer.control import alias_move_publisher
 from producer.kafka import KafkaSettings
 from registry.bundle import Registry
-from registry.errors import RegistryError
-from registry.settings import RegistrySettings
+from registry.errors import ModelNotFound
+from registry.settings import (
+    DEFAULT_ARTIFACT_DIR,
+    DEFAULT_DATABASE_URL,
+    RegistrySettings,
+    sqlite_path,
+)
 
 RegistryHandler = Callable[[Registry, argparse.Namespace], int]
 PROMOTE_CHOICES = ("gate", "never", "always")
+
+
+def add_setting(
+    parser: argparse.ArgumentParser | argparse._ArgumentGroup,
+    flag: str,
+    settings: type[Any],
+    name: str,
+    text: str,
+    **options: Any,
+) -> None:
+    """Add ``flag`` for the field ``name`` of the settings dataclass ``settings``: its
+    default (and, unless ``type`` is given, its type) is the field's, and the help ends
+    with it, so the dataclass stays the one place a default is written."""
+    default = next(f.default for f in dataclasses.fields(settings) if f.name == name)
+    shown = f"{default:g}" if isinstance(default, float) else str(default)
+    options.setdefault("type", type(default))
+    parser.add_argument(flag, default=default, help=f"{text} (default {shown})", **options)
 
 
 def add_kafka_options(parser: argparse.ArgumentParser) -> None:
@@ -46,10 +70,14 @@ def add_registry_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("registry")
     group.add_argument(
         "--database-url",
-        help="registry database (env MAAS_DATABASE_URL, default sqlite:///./.maas/registry.db)",
+        metavar="URL",
+        help="registry database, SQLite or PostgreSQL (env MAAS_DATABASE_URL, default "
+        f"{DEFAULT_DATABASE_URL}: relative to the current directory)",
     )
     group.add_argument(
-        "--artifact-dir", help="artifact store (env MAAS_ARTIFACT_DIR, default ./.maas/artifacts)"
+        "--artifact-dir",
+        metavar="DIR",
+        help=f"artifact store (env MAAS_ARTIFACT_DIR, default {DEFAULT_ARTIFACT_DIR})",
     )
 
 
@@ -77,13 +105,31 @@ def add_retrain_job_options(parser: argparse.ArgumentParser) -> None:
         "--dataset", metavar="URI_OR_NAME", help="a file URI/path or a built-in dataset name"
     )
     parser.add_argument("--params", type=_json_object, default={}, help='JSON, e.g. {"epochs": 5}')
-    parser.add_argument("--promote", choices=PROMOTE_CHOICES, default="gate", help="(gate)")
+    parser.add_argument(
+        "--promote",
+        choices=PROMOTE_CHOICES,
+        default="gate",
+        help="gate: only if it beats production; never; always (default gate)",
+    )
+
+
+def positive_int(text: str) -> int:
+    """An argparse type: an integer of at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
 
 
 def _json_object(text: str) -> dict[str, Any]:
     try:
-        value = json.loads(text)
-    except json.JSONDecodeError as exc:
+        value = numbers.loads(text)
+    except numbers.NumberOutOfRange as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+    except ValueError as exc:
         raise argparse.ArgumentTypeError(f"--params is not valid JSON: {exc}") from exc
     if not isinstance(value, dict):
         raise argparse.ArgumentTypeError('--params must be a JSON object, e.g. {"epochs": 5}')
@@ -112,23 +158,39 @@ def registry_settings(args: argparse.Namespace) -> RegistrySettings:
 
 
 def with_registry(
-    handler: RegistryHandler, *, announce: bool = False
+    handler: RegistryHandler, *, announce: bool = False, create: bool = True
 ) -> Callable[[argparse.Namespace], int]:
-    """Run ``handler`` with the registry open; domain errors become one line and exit 1.
+    """Run ``handler`` with the registry open.
 
     ``announce``: alias moves are published on the control topic (needs Kafka options).
+    ``create=False``, for the verbs that only read: a SQLite registry that does not
+    exist is reported as such, instead of being created empty. A model that is not
+    registered is reported with the registry that was asked.
     """
 
     def run(args: argparse.Namespace) -> int:
+        settings = registry_settings(args)
+        if not create:
+            _require_existing(settings)
+        hook = alias_move_publisher(kafka_settings(args)) if announce else None
         try:
-            hook = alias_move_publisher(kafka_settings(args)) if announce else None
-            with Registry.open(registry_settings(args), on_alias_move=hook) as registry:
+            with Registry.open(settings, on_alias_move=hook) as registry:
                 return handler(registry, args)
-        except RegistryError as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 1
+        except ModelNotFound as exc:
+            raise ModelNotFound(f"{exc} (registry: {settings.location})") from exc
 
     return run
+
+
+def _require_existing(settings: RegistrySettings) -> None:
+    path = sqlite_path(settings.database_url)
+    if path is not None and not path.exists():
+        raise CommandError(
+            f"there is no registry at {path.resolve()}: the SQLite registry's default "
+            f"path, {DEFAULT_DATABASE_URL}, is relative to the current directory. Run maas "
+            "where the registry is (where you ran `maas up`), or point MAAS_DATABASE_URL "
+            "or --database-url at it"
+        )
 
 
 def actor(args: argparse.Namespace) -> str:

@@ -3,22 +3,50 @@
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable, Iterable
+import functools
+from argparse import ArgumentParser
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
 from rich.table import Table
 
-from maas.commands.common import actor, add_kafka_options, console, with_registry
+from maas.commands import optimize
+from maas.commands.common import (
+    actor,
+    add_kafka_options,
+    add_registry_options,
+    console,
+    registry_settings,
+    with_registry,
+)
 from registry import (
     MetricWindow,
     ModelVersion,
     Registry,
-    Signature,
-    TensorSpec,
 )
 
 Handler = Callable[[Registry, argparse.Namespace], int]
+
+
+class _Verbs:
+    """Adds the verbs of ``maas models``: those that change the registry take the actor
+    and the Kafka options (alias moves are announced); those that only read take neither
+    and never create a registry."""
+
+    def __init__(self, verbs: argparse._SubParsersAction[ArgumentParser]) -> None:
+        self._verbs = verbs
+        self._reads, self._changes = _options(changes=False), _options(changes=True)
+
+    def add(
+        self, name: str, handler: Handler, text: str, *, changes: bool, named: bool = True
+    ) -> ArgumentParser:
+        parent = self._changes if changes else self._reads
+        sub = self._verbs.add_parser(name, parents=[parent], help=text, description=text)
+        if named:
+            sub.add_argument("name", metavar="NAME", help="the model's name")
+        sub.set_defaults(func=with_registry(handler, announce=changes, create=changes))
+        return sub
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -27,55 +55,78 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="register, list, promote and roll back model versions",
         description="Manage the model registry: versions, aliases and their history.",
     )
-    verbs = parser.add_subparsers(dest="models_command", metavar="VERB", required=True)
-    common = _registry_options()
+    verbs = _Verbs(parser.add_subparsers(dest="models_command", metavar="VERB", required=True))
+    _verbs_that_change(verbs)
+    _verbs_that_read(verbs)
 
-    def verb(name: str, handler: Handler, help_text: str) -> argparse.ArgumentParser:
-        sub = verbs.add_parser(name, parents=[common], help=help_text, description=help_text)
-        sub.set_defaults(func=with_registry(handler, announce=True))
-        return sub
 
-    sub = verb("register", _register, "register a model file or directory as the next version")
-    sub.add_argument("name", metavar="NAME")
+def _verbs_that_change(verbs: _Verbs) -> None:
+    sub = verbs.add(
+        "register",
+        _register,
+        "register a model file or directory as the next version",
+        changes=True,
+    )
     sub.add_argument("artifact", metavar="ARTIFACT", type=Path, help="model.onnx, or a directory")
     sub.add_argument("--promote", action="store_true", help="point the alias at the new version")
     _alias_and_reason(sub)
-    verb("list", _list, "list registered models")
-    verb("show", _show, "show a model's versions, aliases and signatures").add_argument("name")
-    sub = verb("promote", _promote, "point an alias (default production) at a version")
-    sub.add_argument("name", metavar="NAME")
+    _force(sub, "with --promote: promote")
+    sub = verbs.add(
+        "promote", _promote, "point an alias (default production) at a version", changes=True
+    )
     sub.add_argument("version", metavar="VERSION", type=int)
     _alias_and_reason(sub)
-    sub = verb("rollback", _rollback, "move an alias back to the version it held before")
-    sub.add_argument("name", metavar="NAME")
+    _force(sub, "promote")
+    sub = verbs.add(
+        "rollback", _rollback, "move an alias back to the version it held before", changes=True
+    )
     sub.add_argument("--to", type=int, metavar="VERSION", help="roll back to this version")
     _alias_and_reason(sub)
-    verb("history", _history, "every move of a model's aliases").add_argument("name")
-    sub = verb("stats", _stats, "serving metrics per version, one row per window")
-    sub.add_argument("name", metavar="NAME")
-    sub.add_argument("--version", type=int, help="only this version")
-    sub.add_argument("--limit", type=int, default=20, help="latest windows per version (20)")
-    sub = verb("archive", _archive, "archive a version no alias points to")
-    sub.add_argument("name", metavar="NAME")
+    _force(sub, "roll back")
+    sub = verbs.add("archive", _archive, "archive a version no alias points to", changes=True)
     sub.add_argument("version", metavar="VERSION", type=int)
     sub.add_argument("--reason", default="", help="why, for the audit log")
+    optimize.add_verb(functools.partial(verbs.add, changes=True))
 
 
-def _registry_options() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument(
-        "--database-url", help="registry database (default: $MAAS_DATABASE_URL or a SQLite file)"
+def _verbs_that_read(verbs: _Verbs) -> None:
+    text = "list registered models, and where the registry is"
+    verbs.add("list", _list, text, changes=False, named=False)
+    verbs.add("show", _show, "show a model's versions, aliases and signatures", changes=False)
+    verbs.add("history", _history, "every move of a model's aliases", changes=False)
+    sub = verbs.add(
+        "stats", _stats, "serving metrics per version, one row per window", changes=False
     )
-    common.add_argument(
-        "--artifact-dir", type=Path, help="artifact store (default: $MAAS_ARTIFACT_DIR)"
+    sub.add_argument("--version", type=int, metavar="VERSION", help="only this version")
+    sub.add_argument(
+        "--limit", type=int, default=20, metavar="N", help="latest windows per version (default 20)"
     )
-    common.add_argument("--actor", help="who is acting, for the audit log (default: $USER@host)")
-    add_kafka_options(common)  # alias moves are announced on the control topic
-    return common
 
 
-def _alias_and_reason(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--alias", default="production", help="alias to move (production)")
+def _options(*, changes: bool) -> ArgumentParser:
+    """The registry's options; verbs that change it also name the actor and announce
+    alias moves on the control topic (the Kafka options)."""
+    options = ArgumentParser(add_help=False)
+    add_registry_options(options)
+    if changes:
+        options.add_argument(
+            "--actor", help="who is acting, for the audit log (default: $USER@host)"
+        )
+        add_kafka_options(options)
+    return options
+
+
+def _force(parser: ArgumentParser, verb: str) -> None:
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help=f"{verb} even if the version's inputs (names, dtypes, shapes) or output names "
+        "differ from what the alias serves now, which breaks its clients",
+    )
+
+
+def _alias_and_reason(parser: ArgumentParser) -> None:
+    parser.add_argument("--alias", default="production", help="alias to move (default: production)")
     parser.add_argument("--reason", default="", help="why, for the audit log")
 
 
@@ -90,11 +141,23 @@ def _register(registry: Registry, args: argparse.Namespace) -> int:
         reason=args.reason,
         promote=args.promote,
         alias=args.alias,
+        force=args.force,
     )
     print(
         f"registered {version.model} version {version.version} "
         f"({version.format}, sha256 {version.sha256[:12]})"
     )
+    same = [
+        v.version
+        for v in registry.models.versions(version.model)
+        if v.sha256 == version.sha256 and v.version != version.version
+    ]
+    if same:
+        print(
+            f"note: the same artifact is already version {', '.join(map(str, same))} of "
+            f"{version.model}; version {version.version} is a copy of it (promote the "
+            f"existing one instead: maas models promote {version.model} {same[-1]})"
+        )
     if args.promote:
         print(f"{args.alias} -> {version.version}")
     return 0
@@ -102,6 +165,8 @@ def _register(registry: Registry, args: argparse.Namespace) -> int:
 
 def _list(registry: Registry, args: argparse.Namespace) -> int:
     models = registry.models.list_models()
+    settings = registry_settings(args)
+    print(f"registry: {settings.location}; artifacts: {settings.artifact_dir.resolve()}")
     if not models:
         print("no models registered yet; add one with: maas models register NAME ARTIFACT")
         return 0
@@ -119,6 +184,7 @@ def _show(registry: Registry, args: argparse.Namespace) -> int:
     aliases = registry.models.aliases(args.name)
     print(f"{args.name}: {len(versions)} version(s); aliases: {_aliases(aliases) or 'none'}")
     table = Table("VERSION", "FORMAT", "SHA256", "STATUS", "CREATED", "BY", "ALIASES", box=None)
+    table.add_column("LINEAGE")
     table.add_column("SIGNATURE", overflow="fold")
     for version in versions:
         held = sorted(alias for alias, number in aliases.items() if number == version.version)
@@ -130,15 +196,24 @@ def _show(registry: Registry, args: argparse.Namespace) -> int:
             _time(version.created_at),
             version.created_by,
             ", ".join(held),
-            _signature(version),
+            _lineage(version),
+            version.signature.describe(),
         )
-    console().print(table)
+    out = console()
+    out.print(table)
+    for line in optimize.measured(versions):
+        out.print(line)
     return 0
 
 
 def _promote(registry: Registry, args: argparse.Namespace) -> int:
     move = registry.models.promote(
-        args.name, args.version, alias=args.alias, actor=actor(args), reason=args.reason
+        args.name,
+        args.version,
+        alias=args.alias,
+        actor=actor(args),
+        reason=args.reason,
+        force=args.force,
     )
     print(f"{move.model} {move.alias}: {_opt(move.previous_version)} -> {move.version}")
     return 0
@@ -146,7 +221,12 @@ def _promote(registry: Registry, args: argparse.Namespace) -> int:
 
 def _rollback(registry: Registry, args: argparse.Namespace) -> int:
     move = registry.models.rollback(
-        args.name, alias=args.alias, to=args.to, actor=actor(args), reason=args.reason
+        args.name,
+        alias=args.alias,
+        to=args.to,
+        actor=actor(args),
+        reason=args.reason,
+        force=args.force,
     )
     print(f"rolled back {move.model} {move.alias}: {move.previous_version} -> {move.version}")
     return 0
@@ -157,6 +237,7 @@ def _history(registry: Registry, args: argparse.Namespace) -> int:
     if not moves:
         print(f"no alias of {args.name} has moved yet")
         return 0
+    lineage = {v.version: _lineage(v) for v in registry.models.versions(args.name)}
     table = Table("AT", "ALIAS", "KIND", "FROM", "TO", "ACTOR", "REASON", box=None)
     for move in moves:
         kind = f"{move.kind} (automatic)" if move.automatic else move.kind
@@ -165,7 +246,7 @@ def _history(registry: Registry, args: argparse.Namespace) -> int:
             move.alias,
             kind,
             _opt(move.previous_version),
-            str(move.version),
+            " ".join(filter(None, (str(move.version), lineage.get(move.version)))),
             move.actor,
             move.reason,
         )
@@ -242,14 +323,6 @@ def _triple(p50: float, p95: float, p99: float) -> str:
     return f"{p50:.1f}/{p95:.1f}/{p99:.1f}"
 
 
-def _signature(version: ModelVersion) -> str:
-    signature: Signature = version.signature
-    text = " (text)" if signature.text_input else ""
-    return f"{_tensors(signature.inputs)} -> {_tensors(signature.outputs)}{text}"
-
-
-def _tensors(specs: Iterable[TensorSpec]) -> str:
-    return ", ".join(
-        f"{t.name}: {t.dtype}[{','.join('?' if d is None else str(d) for d in t.shape)}]"
-        for t in specs
-    )
+def _lineage(version: ModelVersion) -> str:
+    """``int8-dynamic of 3`` for a version derived from version 3, else empty."""
+    return f"{version.method} of {version.derived_from}" if version.method else ""

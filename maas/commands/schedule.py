@@ -9,8 +9,9 @@ import argparse
 import asyncio
 import json
 import signal
+import sys
 from collections.abc import Callable, Coroutine
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.table import Table
 
@@ -20,16 +21,23 @@ from maas.commands.common import (
     add_metrics_option,
     add_registry_options,
     add_retrain_job_options,
+    add_setting,
     console,
     dataset_of,
     kafka_settings,
     registry_settings,
     with_registry,
 )
+from maas.errors import CommandError
 from producer.control import alias_move_publisher
+from registry import cron
 from registry.bundle import Registry
+from registry.errors import ModelNotFound
 from workers.health import Probe, served
 from workers.scheduler import MetricTrigger, Scheduler, SchedulerSettings
+
+if TYPE_CHECKING:  # the trainer's modules import torch: only when it runs
+    from workers.trainer import TrainerSettings
 
 Handler = Callable[[Registry, argparse.Namespace], int]
 Main = Callable[[asyncio.Event], Coroutine[Any, Any, None]]
@@ -51,7 +59,9 @@ def _trainer_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentPars
         description="Consume retrain jobs, train with the job's recipe, evaluate through the "
         "gate, register the new version (promoting it only if the gate says so) and answer.",
     )
-    parser.add_argument("--group-id", default="maas-trainers", help="consumer group")
+    parser.add_argument(
+        "--group-id", default="maas-trainers", help="consumer group (default maas-trainers)"
+    )
     parser.add_argument(
         "--min-improvement",
         type=float,
@@ -59,6 +69,23 @@ def _trainer_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentPars
         help="margin on the recipe's metric a candidate needs to be promoted (default 0)",
     )
     add_metrics_option(parser)
+    parser.add_argument(
+        "--recipes",
+        type=lambda text: text.split(","),
+        help="import paths of user recipes jobs may name, comma-separated "
+        "(env MAAS_RECIPES; the built-in recipes are always allowed)",
+    )
+    parser.add_argument(
+        "--data-root",
+        action="append",
+        help="a folder dataset files must lie in; repeat for several "
+        "(env MAAS_DATA_ROOTS, ':'-separated; default ./.maas/data)",
+    )
+    parser.add_argument(
+        "--allow-promote-always",
+        action="store_true",
+        help='let jobs ask for promote "always", skipping the evaluation gate (default: refused)',
+    )
     add_kafka_options(parser)
     add_registry_options(parser)
     parser.set_defaults(func=_run_trainer)
@@ -71,22 +98,19 @@ def _scheduler_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentPa
         description="Publish a retrain job per due schedule (once per due time, however many "
         "schedulers run) and when a production version's error rate crosses the limit.",
     )
-    parser.add_argument("--interval", type=float, default=5.0, help="seconds between ticks (5)")
+    add_setting(parser, "--interval", SchedulerSettings, "interval_s", "seconds between ticks")
     parser.add_argument("--no-metric-trigger", action="store_true", help="only fire cron schedules")
-    parser.add_argument(
-        "--max-error-rate", type=float, default=0.05, help="metric trigger limit (0.05)"
+    add_setting(parser, "--max-error-rate", MetricTrigger, "max_error_rate", "metric trigger limit")
+    add_setting(
+        parser, "--min-jobs", MetricTrigger, "min_jobs", "jobs needed in the window to judge"
     )
-    parser.add_argument(
-        "--min-jobs", type=int, default=20, help="jobs needed in the window to judge (20)"
-    )
-    parser.add_argument(
-        "--metric-window", type=float, default=300.0, help="seconds of windows summed (300)"
-    )
-    parser.add_argument(
+    add_setting(parser, "--metric-window", MetricTrigger, "window_s", "seconds of windows summed")
+    add_setting(
+        parser,
         "--metric-cooldown",
-        type=float,
-        default=3600.0,
-        help="at most one metric retrain per model per this many seconds (3600; in memory)",
+        MetricTrigger,
+        "cooldown_s",
+        "at most one metric retrain per model per this many seconds, kept in memory",
     )
     add_metrics_option(parser)
     add_kafka_options(parser)
@@ -101,20 +125,29 @@ def _schedule_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentPar
         description="Cron schedules (UTC) that the scheduler turns into retrain jobs.",
     )
     verbs = parser.add_subparsers(dest="schedule_command", metavar="VERB", required=True)
-    common = argparse.ArgumentParser(add_help=False)
-    add_registry_options(common)
-    common.add_argument("--actor", help="who is acting, for the audit log (default: $USER@host)")
+    reads = argparse.ArgumentParser(add_help=False)
+    add_registry_options(reads)
+    changes = argparse.ArgumentParser(add_help=False, parents=[reads])
+    changes.add_argument("--actor", help="who is acting, for the audit log (default: $USER@host)")
 
-    add = verbs.add_parser("add", parents=[common], help="retrain a model on a cron schedule")
-    add.add_argument("name", metavar="NAME")
+    def verb(name: str, parent: argparse.ArgumentParser, text: str) -> argparse.ArgumentParser:
+        return verbs.add_parser(name, parents=[parent], help=text, description=text)
+
+    add = verb(
+        "add",
+        changes,
+        "retrain a model on a cron schedule; what the trainer would refuse when it fires "
+        "(an unknown model, params or dataset) is refused now",
+    )
+    add.add_argument("name", metavar="NAME", help="the registered model to retrain")
     add.add_argument("--cron", required=True, help='five fields, UTC, e.g. "0 3 * * *"')
     add_retrain_job_options(add)
     add.set_defaults(func=with_registry(_add))
-    verbs.add_parser("list", parents=[common], help="list schedules").set_defaults(
-        func=with_registry(_list)
+    verb("list", reads, "list the schedules and when each fires next").set_defaults(
+        func=with_registry(_list, create=False)
     )
-    remove = verbs.add_parser("remove", parents=[common], help="remove a schedule by id")
-    remove.add_argument("id", type=int, metavar="ID")
+    remove = verb("remove", changes, "remove a schedule by the id that list shows")
+    remove.add_argument("id", type=int, metavar="ID", help="the schedule's id")
     remove.set_defaults(func=with_registry(_remove))
 
 
@@ -136,17 +169,37 @@ def _until_signal(main: Main, *, metrics_port: int, readiness: Probe) -> int:
     return 0
 
 
+def trainer_settings(args: argparse.Namespace) -> TrainerSettings:
+    """The trainer's settings from its flags, and the environment where a flag is absent."""
+    from workers.allowed import Allowed
+    from workers.trainer import TrainerSettings
+
+    allowed = Allowed.from_env(
+        recipes=args.recipes,
+        data_roots=args.data_root,
+        promote_always=args.allow_promote_always,
+    )
+    return TrainerSettings(
+        group_id=args.group_id, min_improvement=args.min_improvement, allowed=allowed
+    )
+
+
 def _run_trainer(args: argparse.Namespace) -> int:
     import torch
 
-    from workers.trainer import Trainer, TrainerSettings
+    from workers.recipes import RecipeError
+    from workers.trainer import Trainer
 
     torch.set_num_threads(1)  # one trainer, one core: predictable next to the workers
     kafka = kafka_settings(args)
-    settings = TrainerSettings(group_id=args.group_id, min_improvement=args.min_improvement)
+    settings = trainer_settings(args)
     hook = alias_move_publisher(kafka)
     with Registry.open(registry_settings(args), on_alias_move=hook) as registry:
-        trainer = Trainer(kafka, registry.models, registry.runs, settings)
+        try:
+            trainer = Trainer(kafka, registry.models, registry.runs, settings)
+        except RecipeError as exc:  # a recipe the operator listed cannot be loaded
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
         return _until_signal(
             trainer.run, metrics_port=args.metrics_port, readiness=trainer.readiness
         )
@@ -173,6 +226,8 @@ def _run_scheduler(args: argparse.Namespace) -> int:
 
 
 def _add(registry: Registry, args: argparse.Namespace) -> int:
+    cron.validate(args.cron)
+    _check_job(registry, args.name, dataset_of(args.dataset), args.params)
     schedule = registry.runs.add_schedule(
         args.name,
         args.cron,
@@ -186,6 +241,41 @@ def _add(registry: Registry, args: argparse.Namespace) -> int:
         f"next {schedule.next_fire_at:%Y-%m-%d %H:%M}Z"
     )
     return 0
+
+
+def _check_job(
+    registry: Registry, model: str, dataset: dict[str, str] | None, params: dict[str, Any]
+) -> None:
+    """Refuse now what the trainer would refuse when the schedule fires: a model that is
+    not registered, the recipe's params and dataset (the checks its ``train`` makes)."""
+    from workers.recipes import (
+        DatasetRef,
+        RecipeError,
+        TrainRequest,
+        check_request,
+        get_recipe,
+        recipe_for,
+    )
+
+    try:
+        registry.models.get_model(model)
+    except ModelNotFound as exc:
+        raise ModelNotFound(
+            f"{exc}; a schedule retrains a registered model: register it, or train its "
+            f"first version with maas retrain {model} --dataset ..., then add the schedule"
+        ) from exc
+    name = recipe_for(model)
+    try:
+        ref = (
+            None
+            if dataset is None
+            else DatasetRef(uri=dataset.get("uri"), name=dataset.get("name"))
+        )
+        check_request(get_recipe(name), TrainRequest(model=model, dataset=ref, params=params))
+    except RecipeError as exc:
+        raise CommandError(
+            f"the trainer would refuse this schedule (recipe {name!r}): {exc}"
+        ) from exc
 
 
 def _list(registry: Registry, args: argparse.Namespace) -> int:

@@ -4,14 +4,24 @@ from __future__ import annotations
 
 import argparse
 
-from maas.commands.common import add_kafka_options, add_registry_options, kafka_settings
+from maas.commands.common import (
+    add_kafka_options,
+    add_registry_options,
+    add_setting,
+    kafka_settings,
+    positive_int,
+    registry_settings,
+)
+from maas.errors import CommandError
+from registry.bundle import Registry
 from registry.policy import RollbackPolicy
-from registry.settings import RegistrySettings
 from workers.batching import BatchConfig
 from workers.loop import WorkerSettings
 from workers.pool import PoolSettings, serve
 from workers.rollback import RollbackSettings
 from workers.runtime import RuntimeSettings
+
+BATCH_DEFAULTS = BatchConfig()
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -29,12 +39,14 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         metavar="M",
         help="serve only this model (repeatable)",
     )
-    parser.add_argument(
+    add_setting(
+        parser,
         "--processes",
-        type=int,
-        default=1,
+        PoolSettings,
+        "processes",
+        "consumer processes in the group",
+        type=positive_int,
         metavar="N",
-        help="consumer processes in the group (default 1)",
     )
     parser.add_argument(
         "--metrics-port",
@@ -44,20 +56,55 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="serve Prometheus /metrics and the /healthz and /readyz probes on "
         "http://0.0.0.0:P (process i of a pool on P+i); 0, the default: not served",
     )
-    parser.add_argument(
-        "--max-batch-size",
-        type=int,
-        default=64,
-        metavar="B",
-        help="rows per batch at most (default 64)",
+    _add_batch_options(parser)
+    add_setting(
+        parser,
+        "--max-in-flight",
+        WorkerSettings,
+        "max_in_flight",
+        "jobs in flight before polling pauses",
+        metavar="J",
     )
-    parser.add_argument(
+    add_setting(
+        parser,
+        "--device",
+        RuntimeSettings,
+        "device",
+        "where models run; auto: the GPU if present",
+        choices=("auto", "cpu", "cuda"),
+    )
+    add_setting(
+        parser,
+        "--threads",
+        RuntimeSettings,
+        "intra_op_threads",
+        "intra-op threads per model; 0: the runtime's choice",
+        metavar="T",
+    )
+    add_setting(parser, "--group-id", WorkerSettings, "group_id", "consumer group base name")
+    _add_rollback_options(parser)
+    add_kafka_options(parser)
+    add_registry_options(parser)
+    parser.set_defaults(func=run)
+
+
+def _add_batch_options(parser: argparse.ArgumentParser) -> None:
+    add_setting(
+        parser,
+        "--max-batch-size",
+        BatchConfig,
+        "max_batch_size",
+        "rows per batch at most",
+        metavar="B",
+    )
+    add_setting(
+        parser,
         "--max-delay-ms",
-        type=float,
-        default=5.0,
+        BatchConfig,
+        "max_delay_ms",
+        "the longest the first row of a batch waits for company; it waits only while "
+        "the recent arrival rate says more rows will come in time",
         metavar="D",
-        help="the longest the first row of a batch waits for company (default 5); it "
-        "waits only while the recent arrival rate says more rows will come in time",
     )
     parser.add_argument(
         "--preferred-batch-size",
@@ -72,33 +119,29 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         action="store_true",
         help="always wait the whole --max-delay-ms for a batch to fill, even at light load",
     )
-    parser.add_argument(
-        "--max-in-flight",
-        type=int,
-        default=4096,
-        help="jobs in flight before polling pauses (default 4096)",
+    add_setting(
+        parser,
+        "--max-job-bytes",
+        WorkerSettings,
+        "max_job_bytes",
+        "answer a job record over N bytes TOO_LARGE without decoding it (Kafka's default "
+        "record limit); above it, raise the broker's message.max.bytes too "
+        "(docs/serving.md)",
+        type=positive_int,
+        metavar="N",
     )
-    parser.add_argument(
-        "--device",
-        choices=("auto", "cpu", "cuda"),
-        default="auto",
-        help="where models run (default: GPU if present)",
+    add_setting(
+        parser,
+        "--max-job-rows",
+        BatchConfig,
+        "max_job_rows",
+        "rows a job may carry; a job with more is answered TOO_LARGE",
+        type=positive_int,
+        metavar="R",
     )
-    parser.add_argument(
-        "--threads",
-        type=int,
-        default=0,
-        help="intra-op threads per model (default: runtime's choice)",
-    )
-    parser.add_argument("--group-id", default="maas-workers", help="consumer group base name")
-    _add_rollback_options(parser)
-    add_kafka_options(parser)
-    add_registry_options(parser)
-    parser.set_defaults(func=run)
 
 
 def _add_rollback_options(parser: argparse.ArgumentParser) -> None:
-    defaults = RollbackPolicy()
     group = parser.add_argument_group("automatic rollback")
     group.add_argument(
         "--no-auto-rollback",
@@ -106,28 +149,29 @@ def _add_rollback_options(parser: argparse.ArgumentParser) -> None:
         action="store_false",
         help="never roll a freshly promoted version back automatically",
     )
-    group.add_argument(
+    add_setting(
+        group,
         "--rollback-max-error-rate",
-        type=float,
-        default=defaults.max_error_rate,
+        RollbackPolicy,
+        "max_error_rate",
+        "roll back a new version failing more than this share of jobs",
         metavar="R",
-        help=f"roll back a new version failing more than this share of jobs "
-        f"(default {defaults.max_error_rate:g})",
     )
-    group.add_argument(
+    add_setting(
+        group,
         "--rollback-max-p95-ratio",
-        type=float,
-        default=defaults.max_p95_ratio,
+        RollbackPolicy,
+        "max_p95_ratio",
+        "roll back a new version whose p95 inference latency is X times its predecessor's",
         metavar="X",
-        help=f"roll back a new version whose p95 inference latency is X times its "
-        f"predecessor's (default {defaults.max_p95_ratio:g})",
     )
-    group.add_argument(
+    add_setting(
+        group,
         "--rollback-min-jobs",
-        type=int,
-        default=defaults.min_jobs,
+        RollbackPolicy,
+        "min_jobs",
+        "jobs a new version must serve before it is judged",
         metavar="J",
-        help=f"jobs a new version must serve before it is judged (default {defaults.min_jobs})",
     )
 
 
@@ -140,34 +184,49 @@ def rollback_settings(args: argparse.Namespace) -> RollbackSettings:
     return RollbackSettings(enabled=args.auto_rollback, policy=policy)
 
 
+def batch_config(args: argparse.Namespace) -> BatchConfig:
+    """The batching flags as a :class:`BatchConfig`; a combination it refuses is one
+    line (e.g. a preferred batch size above --max-batch-size)."""
+    try:
+        return BatchConfig(
+            max_batch_size=args.max_batch_size,
+            max_delay_ms=args.max_delay_ms,
+            preferred_batch_sizes=tuple(args.preferred_batch_size),
+            max_queue_rows=max(BatchConfig().max_queue_rows, args.max_job_rows),
+            max_job_rows=args.max_job_rows,
+            adaptive_delay=not args.fixed_delay,
+        )
+    except ValueError as exc:
+        raise CommandError(f"the batching flags do not fit together: {exc}") from exc
+
+
 def worker_settings(args: argparse.Namespace) -> WorkerSettings:
     return WorkerSettings(
         models=tuple(args.model),
         group_id=args.group_id,
-        batch=BatchConfig(
-            max_batch_size=args.max_batch_size,
-            max_delay_ms=args.max_delay_ms,
-            preferred_batch_sizes=tuple(args.preferred_batch_size),
-            adaptive_delay=not args.fixed_delay,
-        ),
+        batch=batch_config(args),
         runtime=RuntimeSettings(device=args.device, intra_op_threads=args.threads),
         max_in_flight=args.max_in_flight,
+        max_job_bytes=args.max_job_bytes,
         rollback=rollback_settings(args),
     )
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.processes < 1:
-        raise SystemExit("--processes must be at least 1")
     if not 0 <= args.metrics_port <= 65535 - args.processes:
-        raise SystemExit(f"--metrics-port must be a TCP port, got {args.metrics_port}")
+        raise CommandError(
+            f"--metrics-port {args.metrics_port}: ports P to P+{args.processes - 1} "
+            "must be TCP ports (0 turns metrics off)"
+        )
+    registry = registry_settings(args)
+    # Opened once here: migrated before the pool's processes start, and a database that
+    # is down or a URL that is wrong is one message, not one traceback per process.
+    Registry.open(registry).close()
     kafka = kafka_settings(args)
     kafka.capabilities()  # asked once, here: the pool's processes inherit the answer
     settings = PoolSettings(
         kafka=kafka,
-        registry=RegistrySettings.from_env(
-            database_url=args.database_url, artifact_dir=args.artifact_dir
-        ),
+        registry=registry,
         worker=worker_settings(args),
         processes=args.processes,
         metrics_port=args.metrics_port,

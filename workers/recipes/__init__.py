@@ -15,6 +15,7 @@ Errors::
 from workers.recipes.base import (
     DatasetError,
     DatasetRef,
+    Measures,
     ParamsError,
     ParityError,
     ProgressFn,
@@ -26,7 +27,13 @@ from workers.recipes.base import (
 )
 from workers.recipes.data import BUILTIN_DATASETS
 from workers.recipes.digits import DigitsRecipe
-from workers.recipes.lookup import BUILTIN_RECIPES, get_recipe
+from workers.recipes.lookup import (
+    BUILTIN_RECIPES,
+    DEFAULT_RECIPE,
+    check_request,
+    get_recipe,
+    recipe_for,
+)
 from workers.recipes.params import Param
 from workers.recipes.tabular import TabularRecipe
 from workers.recipes.training import ARTIFACT_NAME, MLPRecipe
@@ -35,10 +42,12 @@ __all__ = [
     "ARTIFACT_NAME",
     "BUILTIN_DATASETS",
     "BUILTIN_RECIPES",
+    "DEFAULT_RECIPE",
     "DatasetError",
     "DatasetRef",
     "DigitsRecipe",
     "MLPRecipe",
+    "Measures",
     "Param",
     "ParamsError",
     "ParityError",
@@ -49,5 +58,7 @@ __all__ = [
     "TabularRecipe",
     "TrainRequest",
     "TrainedModel",
+    "check_request",
     "get_recipe",
+    "recipe_for",
 ]

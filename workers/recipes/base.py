@@ -23,10 +23,16 @@ class RecipeError(Exception):
     """Root of every training failure; the message says what to fix.
 
     ``retriable`` is False for all of them: running the same job again gives the same
-    error, so the worker answers it instead of retrying.
+    error, so the worker answers it instead of retrying. ``public`` is the message
+    without anything read from the data (column names, keys, values): the trainer
+    answers the job's sender with it and logs the full message for the operator.
     """
 
     retriable = False
+
+    def __init__(self, message: str, *, public: str | None = None) -> None:
+        super().__init__(message)
+        self.public = message if public is None else public
 
 
 class RecipeNotFoundError(RecipeError):
@@ -47,10 +53,16 @@ class ParityError(RecipeError):
 
 @dataclass(frozen=True, slots=True)
 class DatasetRef:
-    """Training data: a ``uri`` (``file://`` URI or local path) or a built-in ``name``."""
+    """Training data: a ``uri`` (``file://`` URI or local path) or a built-in ``name``.
+
+    ``path``, when set, is the file ``uri`` was resolved to by whoever checked it (the
+    trainer confines it to its data roots); it is read instead of ``uri``, which stays
+    the name that messages show.
+    """
 
     uri: str | None = None
     name: str | None = None
+    path: Path | None = None
 
     def __post_init__(self) -> None:
         if (self.uri is None) == (self.name is None):
@@ -61,13 +73,17 @@ class DatasetRef:
 class TrainRequest:
     """One training run. ``dataset=None`` means the recipe's own default data.
 
-    ``seed`` is used when ``params`` has no ``seed`` of its own.
+    ``seed`` is used when ``params`` has no ``seed`` of its own. ``replaces`` is the
+    signature of the version the new one may replace (production's, when there is one):
+    a recipe keeps its input and output names where it can, so that clients keep
+    working after a promotion (the registry refuses one that would break them).
     """
 
     model: str
     dataset: DatasetRef | None = None
     params: Mapping[str, Any] = field(default_factory=dict)
     seed: int = 0
+    replaces: Signature | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,4 +130,22 @@ class Recipe(Protocol):
 
         Raises :class:`RecipeError` (or a subclass) on any failure the user can fix.
         """
+        ...
+
+
+@runtime_checkable
+class Measures(Protocol):
+    """A recipe that can measure another model of its kind on the rows it holds out.
+
+    The evaluation gate measures production with it on the candidate's own held-out
+    rows, so the two are compared on the same data. ``held_out_params`` name the params
+    that choose those rows; a gated job may not set them.
+    """
+
+    @property
+    def held_out_params(self) -> tuple[str, ...]: ...
+
+    def measure(self, artifact: Path, request: TrainRequest) -> dict[str, float]:
+        """The metrics of the model at ``artifact`` on the rows :meth:`Recipe.train` holds
+        out for ``request``. Raises :class:`RecipeError` if that model does not fit them."""
         ...

@@ -52,8 +52,19 @@ class LabelledData:
 def load_dataset(ref: DatasetRef, *, label: str) -> LabelledData:
     """Load ``ref``: a file by URI/path (label column ``label``) or a built-in by name."""
     if ref.uri is not None:
-        return load_file(path_from_uri(ref.uri), label=label)
+        path = ref.path if ref.path is not None else path_from_uri(ref.uri)
+        return load_file(path, label=label, shown=ref.uri)
     return load_builtin(str(ref.name))
+
+
+def check_ref(ref: DatasetRef) -> None:
+    """What can be told of ``ref`` without reading it (the file may be on another
+    machine): a built-in's name is known; a URI's scheme and suffix are supported.
+    Raises :class:`DatasetError` as :func:`load_dataset` would."""
+    if ref.uri is not None:
+        _file_format(path_from_uri(ref.uri))
+    else:
+        _builtin(str(ref.name))
 
 
 def path_from_uri(uri: str) -> Path:
@@ -71,49 +82,63 @@ def path_from_uri(uri: str) -> Path:
     return Path(uri)
 
 
-def load_file(path: Path, *, label: str) -> LabelledData:
+def _file_format(path: Path, shown: str | None = None) -> str:
+    """The dataset format that ``path``'s suffix names; messages name it ``shown``."""
     kind = SUFFIXES.get(path.suffix.lower())
     if kind is None:
         raise DatasetError(
-            f"cannot tell the format of {str(path)!r} from its suffix; "
-            f"use one of {', '.join(sorted(SUFFIXES))}"
+            f"cannot tell the format of {str(path) if shown is None else shown!r} from its "
+            f"suffix; use one of {', '.join(sorted(SUFFIXES))}"
         )
+    return kind
+
+
+def load_file(path: Path, *, label: str, shown: str | None = None) -> LabelledData:
+    """Load the file at ``path``; messages name it ``shown`` (default: the path)."""
+    shown = str(path) if shown is None else shown
+    kind = _file_format(path, shown)
     if not path.is_file():
-        raise DatasetError(f"dataset file {str(path)!r} does not exist or is not a file")
+        raise DatasetError(f"dataset file {shown!r} does not exist or is not a file")
     raw = path.read_bytes()
     if not raw.strip():
-        raise DatasetError(f"dataset file {str(path)!r} is empty")
-    columns = _READERS[kind](path)
-    return from_columns(
-        columns, label=label, sha256=hashlib.sha256(raw).hexdigest(), source=str(path)
-    )
+        raise DatasetError(f"dataset file {shown!r} is empty")
+    name = Path(urlparse(shown).path).name
+    try:
+        columns = _READERS[kind](path, name)
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise DatasetError(
+            f"{name} is not readable as {kind}: {exc}",
+            public=f"{name} is not readable as {kind} (is it UTF-8 text?)",
+        ) from exc
+    return from_columns(columns, label=label, sha256=hashlib.sha256(raw).hexdigest(), source=shown)
 
 
-def _read_csv(path: Path) -> Columns:
+def _read_csv(path: Path, name: str) -> Columns:
     with path.open(newline="", encoding="utf-8") as handle:
         rows = list(csv.reader(handle))
     header, body = rows[0], [row for row in rows[1:] if row]
     for number, row in enumerate(body, start=2):
         if len(row) != len(header):
             raise DatasetError(
-                f"{path.name} line {number} has {len(row)} fields, the header has {len(header)}"
+                f"{name} line {number} has {len(row)} fields, the header has {len(header)}"
             )
-    return {name: [row[i] for row in body] for i, name in enumerate(header)}
+    return {column: [row[i] for row in body] for i, column in enumerate(header)}
 
 
-def _read_jsonl(path: Path) -> Columns:
+def _read_jsonl(path: Path, name: str) -> Columns:
     records: list[dict[str, Any]] = []
     with path.open(encoding="utf-8") as handle:
         for number, line in enumerate(handle, start=1):
             if line.strip():
-                records.append(_json_record(line, f"{path.name} line {number}"))
+                records.append(_json_record(line, f"{name} line {number}"))
     names = list(records[0])
     for number, record in enumerate(records, start=1):
         if set(record) != set(names):
             raise DatasetError(
-                f"{path.name} record {number} has keys {sorted(record)}, the first has {sorted(names)}"
+                f"{name} record {number} has keys {sorted(record)}, the first has {sorted(names)}",
+                public=f"{name} record {number} has other keys than the first record",
             )
-    return {name: [record[name] for record in records] for name in names}
+    return {key: [record[key] for record in records] for key in names}
 
 
 def _json_record(line: str, where: str) -> dict[str, Any]:
@@ -121,12 +146,14 @@ def _json_record(line: str, where: str) -> dict[str, Any]:
         record = json.loads(line)
     except json.JSONDecodeError as exc:
         raise DatasetError(f"{where} is not valid JSON: {exc.msg}") from exc
+    except RecursionError as exc:
+        raise DatasetError(f"{where} is nested too deeply") from exc
     if not isinstance(record, dict):
         raise DatasetError(f"{where} must be a JSON object, got {type(record).__name__}")
     return record
 
 
-def _read_parquet(path: Path) -> Columns:
+def _read_parquet(path: Path, name: str) -> Columns:
     try:
         import pyarrow.parquet as pq
     except ImportError as exc:
@@ -134,12 +161,15 @@ def _read_parquet(path: Path) -> Columns:
     try:
         table = pq.read_table(path)
     except Exception as exc:  # pyarrow raises several unrelated types for bad files
-        raise DatasetError(f"cannot read Parquet file {path.name}: {exc}") from exc
+        raise DatasetError(
+            f"cannot read Parquet file {name}: {exc}",
+            public=f"cannot read Parquet file {name}: not a valid Parquet file",
+        ) from exc
     columns: Columns = table.to_pydict()
     return columns
 
 
-_READERS: dict[str, Callable[[Path], Columns]] = {
+_READERS: dict[str, Callable[[Path, str], Columns]] = {
     "csv": _read_csv,
     "jsonl": _read_jsonl,
     "parquet": _read_parquet,
@@ -149,9 +179,10 @@ _READERS: dict[str, Callable[[Path], Columns]] = {
 def from_columns(columns: Columns, *, label: str, sha256: str, source: str) -> LabelledData:
     """Split ``columns`` into numeric features and encoded labels, with clear errors."""
     if label not in columns:
+        fix = "(set the `label` param to name the right one)"
         raise DatasetError(
-            f"{source} has no label column {label!r}; its columns are "
-            f"{', '.join(columns)} (set the `label` param to name the right one)"
+            f"{source} has no label column {label!r}; its columns are {', '.join(columns)} {fix}",
+            public=f"{source} has no label column {label!r} {fix}",
         )
     if not columns[label]:
         raise DatasetError(f"{source} has a header but no rows")
@@ -168,17 +199,19 @@ def _features(columns: Columns, names: tuple[str, ...], source: str) -> npt.NDAr
     numeric = [values for values in converted.values() if values is not None]
     if len(numeric) < len(names):
         bad = [name for name, values in converted.items() if values is None]
+        fix = "every column except the label must hold numbers (encode or drop them)"
         raise DatasetError(
-            f"{source}: feature column(s) {', '.join(bad)} are not numeric; "
-            "every column except the label must hold numbers (encode or drop them)"
+            f"{source}: feature column(s) {', '.join(bad)} are not numeric; {fix}",
+            public=f"{source}: {len(bad)} of the {len(names)} feature columns are not numeric; {fix}",
         )
     x = np.column_stack(numeric).astype(np.float64)
     missing = ~np.isfinite(x)
     if missing.any():
         row, col = (int(i) for i in np.argwhere(missing)[0])
+        where = f"has a missing or non-finite value (first at data row {row + 1}); fill or drop such rows"
         raise DatasetError(
-            f"{source}: feature column {names[col]!r} has a missing or non-finite value "
-            f"(first at data row {row + 1}); fill or drop such rows"
+            f"{source}: feature column {names[col]!r} {where}",
+            public=f"{source}: feature column {col + 1} of {len(names)} {where}",
         )
     return x
 
@@ -219,9 +252,10 @@ def encode_labels(values: list[Any], label: str) -> tuple[npt.NDArray[np.int64],
     )
     ordered: list[Any] = sorted(set(keys))
     if len(ordered) < 2:
+        fix = "a classifier needs at least two"
         raise DatasetError(
-            f"label column {label!r} has a single class {str(ordered[0])!r}; "
-            "a classifier needs at least two"
+            f"label column {label!r} has a single class {str(ordered[0])!r}; {fix}",
+            public=f"label column {label!r} has a single class; {fix}",
         )
     index = {key: i for i, key in enumerate(ordered)}
     y = np.array([index[key] for key in keys], dtype=np.int64)
@@ -253,16 +287,22 @@ _BUILTINS = {
 BUILTIN_DATASETS = tuple(_BUILTINS)
 
 
-def load_builtin(name: str) -> LabelledData:
-    """One of scikit-learn's bundled data sets (no download): see ``BUILTIN_DATASETS``."""
+def _builtin(name: str) -> str:
+    """The scikit-learn loader of built-in dataset ``name``."""
     if name not in _BUILTINS:
         raise DatasetError(
             f"no built-in dataset {name!r}; built-ins are {', '.join(BUILTIN_DATASETS)} "
             "(or give a dataset uri)"
         )
+    return _BUILTINS[name]
+
+
+def load_builtin(name: str) -> LabelledData:
+    """One of scikit-learn's bundled data sets (no download): see ``BUILTIN_DATASETS``."""
+    loader = _builtin(name)
     from sklearn import datasets
 
-    bunch = getattr(datasets, _BUILTINS[name])()
+    bunch = getattr(datasets, loader)()
     x = np.ascontiguousarray(bunch.data, dtype=np.float64)
     y = np.ascontiguousarray(bunch.target, dtype=np.int64)
     digest = hashlib.sha256(f"builtin:{name}:".encode() + x.tobytes() + y.tobytes())

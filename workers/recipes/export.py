@@ -1,5 +1,8 @@
 """ONNX export of a trained classifier and the parity check that guards it.
 
+The exported model takes ``x`` and returns ``probabilities`` and ``label``, unless it
+retrains a version with names of its own (:meth:`Names.like`), whose names it keeps.
+
 The TorchScript-based exporter (``torch.onnx.export(..., dynamo=False)``) is used: the
 torch.export-based one needs the ``onnxscript`` package, which maas does not depend on.
 Torch marks the TorchScript exporter deprecated; its DeprecationWarning is silenced
@@ -11,6 +14,7 @@ from __future__ import annotations
 import json
 import warnings
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -20,18 +24,60 @@ import onnxruntime as ort
 import torch
 
 from registry.entities import Signature, TensorSpec
-from workers.recipes.base import ParityError
+from workers.recipes.base import DatasetError, ParityError
 from workers.recipes.network import Classifier
 
-INPUT = "x"
-OUTPUTS = ("probabilities", "label")
 OPSET = 17
 PARITY_ATOL = 1e-4
 _ORT_TYPES = {"tensor(float)": "float32", "tensor(int64)": "int64"}
 
 
-def export_onnx(net: Classifier, n_features: int, path: Path, metadata: Mapping[str, str]) -> None:
-    """Write ``net`` to ``path``: input ``x`` [batch, F], outputs ``probabilities``, ``label``."""
+@dataclass(frozen=True, slots=True)
+class Names:
+    """The exported model's names: its input (float32 [N, F]), its class probabilities
+    (float32 [N, C]) and its class index (int64 [N])."""
+
+    input: str = "x"
+    probabilities: str = "probabilities"
+    label: str = "label"
+
+    @property
+    def outputs(self) -> list[str]:
+        return [self.probabilities, self.label]
+
+    @classmethod
+    def like(cls, signature: Signature | None) -> Names:
+        """The names of ``signature`` (the version being retrained) by role, where it has
+        one tensor input, one float output of rank 2 (class scores: it gets the
+        probabilities) and one int64 output of rank 1; the default names otherwise."""
+        default = cls()
+        if signature is None or signature.text_input or len(signature.inputs) != 1:
+            return default
+        scores = [t.name for t in signature.outputs if _is_float(t) and len(t.shape) == 2]
+        labels = [t.name for t in signature.outputs if t.dtype == "int64" and len(t.shape) == 1]
+        names = cls(
+            input=signature.inputs[0].name,
+            probabilities=scores[0] if len(scores) == 1 else default.probabilities,
+            label=labels[0] if len(labels) == 1 else default.label,
+        )
+        distinct = len({names.input, names.probabilities, names.label}) == 3
+        return names if distinct else default
+
+
+def _is_float(spec: TensorSpec) -> bool:
+    return spec.dtype.startswith("float")
+
+
+def export_onnx(
+    net: Classifier,
+    n_features: int,
+    path: Path,
+    metadata: Mapping[str, str],
+    names: Names | None = None,
+) -> None:
+    """Write ``net`` to ``path``: input [batch, F], outputs probabilities and label,
+    under ``names`` (default: ``x``, ``probabilities``, ``label``)."""
+    names = names or Names()
     net.eval()
     example = (torch.zeros(2, n_features, dtype=torch.float32),)
     batch = {0: "batch"}
@@ -41,9 +87,9 @@ def export_onnx(net: Classifier, n_features: int, path: Path, metadata: Mapping[
             net,
             example,
             str(path),
-            input_names=[INPUT],
-            output_names=list(OUTPUTS),
-            dynamic_axes={INPUT: batch, OUTPUTS[0]: batch, OUTPUTS[1]: batch},
+            input_names=[names.input],
+            output_names=names.outputs,
+            dynamic_axes={name: batch for name in (names.input, *names.outputs)},
             opset_version=OPSET,
             dynamo=False,
         )
@@ -62,7 +108,12 @@ def session(path: Path) -> ort.InferenceSession:
 
 
 def check_parity(
-    net: Classifier, path: Path, x: npt.NDArray[np.float32], atol: float = PARITY_ATOL
+    net: Classifier,
+    path: Path,
+    x: npt.NDArray[np.float32],
+    atol: float = PARITY_ATOL,
+    *,
+    names: Names | None = None,
 ) -> float:
     """Run ``x`` through torch and onnxruntime; return the max abs diff of probabilities.
 
@@ -70,7 +121,8 @@ def check_parity(
     """
     with torch.inference_mode():
         expected, expected_label = (t.numpy() for t in net(torch.as_tensor(x)))
-    got, got_label = session(path).run(list(OUTPUTS), {INPUT: x})
+    names = names or Names()
+    got, got_label = session(path).run(names.outputs, {names.input: x})
     diff = float(np.max(np.abs(np.asarray(got) - expected))) if len(x) else 0.0
     if not diff <= atol:
         raise ParityError(
@@ -84,6 +136,32 @@ def check_parity(
             f"{mismatched} of {len(x)} held-out rows; the model was not registered"
         )
     return diff
+
+
+def probabilities_of(
+    path: Path, x: npt.NDArray[np.float32], classes: tuple[str, ...]
+) -> npt.NDArray[np.float32]:
+    """The ``probabilities`` of the exported classifier at ``path`` for ``x``.
+
+    Raises :class:`DatasetError` unless it was exported for these ``classes`` (its
+    ``maas.classes`` metadata) and runs on rows of this width.
+    """
+    try:
+        sess = session(path)
+        own = json.loads(sess.get_modelmeta().custom_metadata_map.get("maas.classes", "null"))
+        if own != list(classes):
+            raise DatasetError(f"{path.name} was not trained for this dataset's classes")
+        # By role, not by name: a retrained model keeps the names its clients use.
+        floats = [o.name for o in sess.get_outputs() if o.type == "tensor(float)"]
+        (probabilities,) = sess.run(floats[:1], {sess.get_inputs()[0].name: x})
+    except DatasetError:
+        raise
+    except Exception as exc:  # onnxruntime raises its own unrelated types
+        raise DatasetError(
+            f"{path.name} does not run on this dataset's rows ({type(exc).__name__}: {exc})",
+            public=f"{path.name} does not run on this dataset's rows",
+        ) from exc
+    return np.asarray(probabilities, dtype=np.float32)
 
 
 def signature(path: Path) -> Signature:

@@ -1,4 +1,5 @@
-"""Finding a recipe by name: a built-in, or a user recipe at ``package.module:attr``."""
+"""Finding a recipe by name (a built-in, or a user recipe at ``package.module:attr``),
+choosing one for a model, and checking a request before anything trains."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import importlib
 from collections.abc import Callable
 from typing import Any
 
-from workers.recipes.base import Recipe, RecipeNotFoundError
+from workers.recipes.base import Recipe, RecipeNotFoundError, TrainRequest
 from workers.recipes.digits import DigitsRecipe
 from workers.recipes.tabular import TabularRecipe
 
@@ -14,6 +15,25 @@ BUILTIN_RECIPES: dict[str, Callable[[], Recipe]] = {
     DigitsRecipe.name: DigitsRecipe,
     TabularRecipe.name: TabularRecipe,
 }
+DEFAULT_RECIPE = TabularRecipe.name
+
+
+def recipe_for(model: str, recipe: str | None = None) -> str:
+    """The recipe a retrain job of ``model`` runs: ``recipe`` when the job names one;
+    else the model's own name if it is a built-in recipe; else the tabular recipe."""
+    if recipe:
+        return recipe
+    return model if model in BUILTIN_RECIPES else DEFAULT_RECIPE
+
+
+def check_request(recipe: Recipe, request: TrainRequest) -> None:
+    """Raise the :class:`~workers.recipes.base.RecipeError` that ``recipe`` would raise
+    for ``request`` before training (bad params, no or an unknown dataset). A recipe
+    that defines ``check(request)`` is asked (the built-ins do, and :meth:`train` runs
+    the same check); any other is taken at its word until it trains."""
+    check = getattr(recipe, "check", None)
+    if callable(check):
+        check(request)
 
 
 def get_recipe(name: str) -> Recipe:

@@ -7,7 +7,8 @@ Labels may be integers or strings: the model's ``label`` output is a class index
 :attr:`~workers.recipes.base.TrainedModel.classes`.
 
 Features are standardised with the training split's mean and std inside the graph, so
-the exported model takes raw feature rows, ``x`` float32 [N, n_features].
+the exported model takes raw feature rows, ``x`` float32 [N, n_features]. Retraining a
+model with names of its own, it keeps them (``workers.recipes.export.Names.like``).
 """
 
 from __future__ import annotations

@@ -28,7 +28,7 @@ from workers.recipes.base import (
     TrainedModel,
     TrainRequest,
 )
-from workers.recipes.data import LabelledData, load_dataset
+from workers.recipes.data import LabelledData, check_ref, load_dataset
 from workers.recipes.network import Classifier, FitConfig, fit, predict
 from workers.recipes.params import COMMON_PARAMS, Param, resolve_params
 
@@ -100,6 +100,7 @@ class MLPRecipe:
     metric: ClassVar[str] = "accuracy"
     param_specs: ClassVar[tuple[Param, ...]] = COMMON_PARAMS
     default_dataset: ClassVar[str | None] = None
+    held_out_params: ClassVar[tuple[str, ...]] = ("test_size", "split_seed")
 
     def check_data(self, data: LabelledData) -> None:
         """Reject data the recipe cannot use (raise DatasetError)."""
@@ -112,6 +113,12 @@ class MLPRecipe:
         if params["seed"] is None:
             params["seed"] = request.seed
         return params
+
+    def check(self, request: TrainRequest) -> None:
+        """What :meth:`train` refuses before it trains: unknown or out-of-range params,
+        no dataset, an unknown built-in dataset, an unsupported dataset URI."""
+        self.effective_params(request)
+        check_ref(self.dataset(request))
 
     def dataset(self, request: TrainRequest) -> DatasetRef:
         if request.dataset is not None:
@@ -127,12 +134,23 @@ class MLPRecipe:
     ) -> TrainedModel:
         started = time.perf_counter()
         report = progress or _ignore
+        self.check(request)
         params = self.effective_params(request)
         report("load", 0.0)
         data = load_dataset(self.dataset(request), label=params["label"])
         self.check_data(data)
-        run = _Run(self, data, params, report)
+        run = _Run(self, data, params, report, export.Names.like(request.replaces))
         return run.execute(workdir, started)
+
+    def measure(self, artifact: Path, request: TrainRequest) -> dict[str, float]:
+        """Held-out metrics of the ONNX classifier at ``artifact`` (e.g. production) on
+        the rows :meth:`train` holds out for ``request``."""
+        params = self.effective_params(request)
+        data = load_dataset(self.dataset(request), label=params["label"])
+        self.check_data(data)
+        _, test = held_out_split(data.y, params["test_size"], params["split_seed"])
+        x = data.x[test].astype(np.float32)
+        return evaluate(export.probabilities_of(artifact, x, data.classes), data.y[test])
 
 
 def _ignore(stage: str, fraction: float) -> None:
@@ -143,9 +161,15 @@ class _Run:
     """One training run of an :class:`MLPRecipe`, step by step."""
 
     def __init__(
-        self, recipe: MLPRecipe, data: LabelledData, params: dict[str, Any], report: ProgressFn
+        self,
+        recipe: MLPRecipe,
+        data: LabelledData,
+        params: dict[str, Any],
+        report: ProgressFn,
+        names: export.Names,
     ) -> None:
         self.recipe, self.data, self.params, self.report = recipe, data, params, report
+        self.names = names
         self.train_rows, self.test_rows = held_out_split(
             data.y, params["test_size"], params["split_seed"]
         )
@@ -158,9 +182,9 @@ class _Run:
         self.report("export", 0.92)
         workdir.mkdir(parents=True, exist_ok=True)
         artifact = workdir / ARTIFACT_NAME
-        export.export_onnx(net, self.data.n_features, artifact, self.metadata())
+        export.export_onnx(net, self.data.n_features, artifact, self.metadata(), self.names)
         self.report("parity", 0.96)
-        diff = export.check_parity(net, artifact, x_test)
+        diff = export.check_parity(net, artifact, x_test, names=self.names)
         self.report("done", 1.0)
         return TrainedModel(
             recipe=self.recipe.name,

@@ -1,0 +1,74 @@
+"""What fits the registry: the rules for names, job ids and version numbers.
+
+The columns that hold names are ``NAME_MAX_LENGTH`` characters wide on every
+database, and the wire contract (``producer.messages``) bounds the same fields by the
+same numbers and patterns, so a name that a job may carry is one the registry can
+store (``tests/test_names.py`` holds the two to each other: the client package may
+not import the registry). Every store checks what it is about to write with these
+functions, and raises :class:`~registry.errors.InvalidName` naming the rule broken.
+"""
+
+from __future__ import annotations
+
+import re
+
+from registry.errors import InvalidName
+
+NAME_MAX_LENGTH = 200  # model names, job ids, actors: the width of their columns
+ALIAS_MAX_LENGTH = 100
+VERSION_MAX = 2**31 - 1  # versions are 32-bit integers on every database
+TENANT_NAME_MAX_LENGTH = 63
+
+MODEL_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]*\Z"
+# Job ids are the client's: any printable text, no control characters.
+JOB_ID_PATTERN = r"^[^\x00-\x1f\x7f-\x9f]+\Z"
+TENANT_NAME_PATTERN = r"^[a-z0-9][a-z0-9-]{0,62}\Z"
+# Tenant names become topic names (maas.<tenant>.predict): none may be a topic word.
+RESERVED_TENANT_NAMES = frozenset({"predict", "retrain", "results", "control", "dlq"})
+
+_MODEL_NAME = re.compile(MODEL_NAME_PATTERN)
+_JOB_ID = re.compile(JOB_ID_PATTERN)
+_TENANT_NAME = re.compile(TENANT_NAME_PATTERN)
+
+
+def check_model_name(name: str) -> str:
+    """``name`` if it may name a model (or an alias); else :class:`InvalidName`."""
+    return _check("model name", name, _MODEL_NAME, NAME_MAX_LENGTH, _MODEL_RULE)
+
+
+def check_alias(alias: str) -> str:
+    """``alias`` if it may name an alias; else :class:`InvalidName`."""
+    return _check("alias", alias, _MODEL_NAME, ALIAS_MAX_LENGTH, _MODEL_RULE)
+
+
+def check_job_id(job_id: str) -> str:
+    """``job_id`` if a retraining run may be recorded under it; else :class:`InvalidName`."""
+    return _check("job id", job_id, _JOB_ID, NAME_MAX_LENGTH, "no control characters")
+
+
+def check_tenant_name(name: str) -> str:
+    """``name`` if it may name a tenant; else :class:`InvalidName`."""
+    _check(
+        "tenant name",
+        name,
+        _TENANT_NAME,
+        TENANT_NAME_MAX_LENGTH,
+        "lower-case letters, digits and '-'",
+    )
+    if name in RESERVED_TENANT_NAMES:
+        raise InvalidName(
+            f"tenant name {name!r} is a topic word; choose one that is none of "
+            f"{', '.join(sorted(RESERVED_TENANT_NAMES))}"
+        )
+    return name
+
+
+_MODEL_RULE = "letters, digits, '.', '_' and '-', starting with a letter or digit"
+
+
+def _check(what: str, value: str, pattern: re.Pattern[str], limit: int, rule: str) -> str:
+    if not 1 <= len(value) <= limit:
+        raise InvalidName(f"a {what} has 1 to {limit} characters, got {len(value)}")
+    if pattern.match(value) is None:
+        raise InvalidName(f"{what} {value!r} is not allowed: use {rule}")
+    return value
