@@ -2,6 +2,7 @@
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
+BROKER ?= embedded
 PIP    := $(BIN)/python -m pip --disable-pip-version-check
 
 .PHONY: setup services up test test-unit check lint typecheck check-deploy bench kafka kafka-jars clean
@@ -43,8 +44,8 @@ typecheck: setup
 check-deploy: setup  ## compose.yaml, Prometheus rules, Kubernetes manifests (needs scripts/deploy-tools.sh)
 	VENV=$(VENV) bash scripts/check-deploy.sh
 
-bench: setup  ## throughput/latency against the raw model, a naive worker and a relay
-	$(BIN)/python -m bench.run
+bench: setup  ## throughput/latency against the raw model, a librdkafka loop and a relay (BROKER=embedded|kafka)
+	$(BIN)/python -m bench.run --broker $(BROKER)
 
 kafka: setup  ## Apache Kafka (KRaft, one node) from its jars on 127.0.0.1:9092 until Ctrl-C
 	$(BIN)/python -m scripts.apache_kafka

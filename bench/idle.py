@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -29,37 +28,13 @@ from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
+from bench.cpu import cpu_seconds
 from maas.broker import free_port
 from producer.kafka import KafkaSettings, Topics, ensure_topics
 from producer.tail import tail_async
 from registry.bundle import Registry
 from registry.settings import RegistrySettings
 from workers.demo import build_digits_model, digits_samples
-
-_TICKS_PER_S = os.sysconf("SC_CLK_TCK")
-
-
-def _descendants(pid: int) -> list[int]:
-    """``pid`` and every process below it, now."""
-    found, todo = [], [pid]
-    while todo:
-        current = todo.pop()
-        found.append(current)
-        for task in Path(f"/proc/{current}/task").glob("*/children"):
-            todo.extend(int(child) for child in task.read_text().split())
-    return found
-
-
-def cpu_seconds(pid: int) -> float:
-    """User and system CPU of ``pid`` and its children so far, in seconds."""
-    total = 0
-    for each in _descendants(pid):
-        try:
-            fields = Path(f"/proc/{each}/stat").read_text().rsplit(")", 1)[1].split()
-        except FileNotFoundError:  # exited meanwhile
-            continue
-        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15)
-    return total / _TICKS_PER_S
 
 
 def sample(pids: dict[str, int], seconds: float) -> dict[str, float]:

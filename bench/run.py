@@ -1,15 +1,20 @@
 """``make bench``: maas against its limits, measured in one run on the same machine.
 
-For each model (the digits classifier and the MiniLM sentence encoder):
+For each model (the digits classifier and the MiniLM sentence encoder), through the
+broker that ``--broker`` names (the embedded one, or Apache Kafka from its jars):
   a. raw     — onnxruntime alone at its best batch size: the physical limit
-  b. maas    — `maas worker` draining a backlog through the embedded broker (digits:
-               one process per core, and one process for comparison; MiniLM: one)
-  c. naive   — consume one, predict one, produce one (what a user writes by hand)
+  b. maas    — `maas worker` draining a backlog (digits: one process per core, and one
+               process for comparison; MiniLM: one)
+  c. naive   — the fastest per-message loop a user writes by hand: librdkafka
+               (confluent-kafka) consumes one, the model predicts one, librdkafka
+               produces one without waiting (bench/baselines.py)
   d. relay   — consume and re-produce without a model: the transport limit
-and maas's latency at 10% of its saturated throughput; then a and b again for the
-model's int8 version (`maas models optimize`'s own code and figures). Prints rows/s,
-p50/p99, mean batch size and the ratios b/a, b/c, b/d; the machine is shared and
-noisy, so only ratios measured in the same run mean anything.
+and maas's latency at 10% of its saturated throughput; a and b again for the model's
+int8 version (bench/int8.py); with a maas that has ``maas worker --exactly-once`` and
+on Apache Kafka, also maas in exactly-once mode.
+Prints rows/s, p50/p99, mean batch size, CPU per job, the ratios b/a, b/c, b/d and
+the targets met; the machine is shared and noisy, so only ratios measured in the same
+run mean anything.
 """
 
 from __future__ import annotations
@@ -18,515 +23,223 @@ import argparse
 import asyncio
 import json
 import os
+import platform
 import subprocess
 import sys
 import tempfile
 import time
-import uuid
-from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, replace
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
-import msgspec
-import numpy as np
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from rich.console import Console
 from rich.table import Table
 
+from bench.int8 import bench_int8, int8_note
+from bench.measure import Measured, Setup, drain, latency_at_load, measure_raw
+from bench.workloads import WORKLOADS, Workload, build_artifact
 from maas.broker import EmbeddedBroker
-from producer.kafka import KafkaSettings, Topics, ensure_topics
 from registry.bundle import Registry
-from registry.models import ModelStore
 from registry.settings import RegistrySettings
-from workers.runtime import RuntimeSettings, load_runtime
+from scripts.apache_kafka import ApacheKafka
 
 console = Console(width=160)  # the report table is wide; keep it whole in logs
 
-
-class _Seen(msgspec.Struct):
-    """What the benchmark reads of a Result; msgspec skips the outputs without building them."""
-
-    job_id: str
-    batch_size: int = 0
-    timing: dict[str, float] = {}
+# maas in one process against the per-message loop in one process, at least.
+TARGET_OVER_NAIVE = 2.0
+TARGET_OVER_RELAY = {"digits": 0.6}  # b/d: a model this small leaves the transport's pace
+TARGET_OVER_RAW = {"minilm": 0.9}  # b/a: a model this large sets the pace
+TARGET_ADDED_P50_MS = 10.0  # p50 at 10% load <= max_delay_ms + this, on Apache Kafka
 
 
-_read_result = msgspec.json.Decoder(_Seen).decode
-
-
-@dataclass
-class Measured:
-    rows_per_s: float
-    p50_ms: float | None = None
-    p99_ms: float | None = None
-    mean_batch: float | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass
-class Workload:
-    name: str
-    jobs: list[dict[str, list[Any]]]  # one row each
-    saturation_jobs: int
-    naive_jobs: int
-    max_delay_ms: float
-    # Worker processes for maas. A small model is CPU-bound in Python (decode, encode,
-    # Kafka) and scales with processes; a transformer's runtime uses every core already.
-    processes: int = 1
-    max_batch_size: int = 0  # set to the bare runtime's best batch size before maas runs
-
-
-def digits_workload(n: int) -> Workload:
-    from workers.demo import digits_samples
-
-    pixels, _ = digits_samples(min(n, 400))
-    rows = [{"x": [pixels[i % len(pixels)].tolist()]} for i in range(n)]
-    return Workload(
-        "digits", rows, n, min(n, 5000), max_delay_ms=2.0, processes=os.cpu_count() or 1
+def exactly_once_flags() -> tuple[str, ...] | None:
+    """``maas worker``'s flag for exactly-once, when this maas has one (else None)."""
+    shown = subprocess.run(
+        [sys.executable, "-m", "maas.cli", "worker", "--help"],
+        capture_output=True,
+        text=True,
+        check=False,
     )
-
-
-def minilm_workload(n: int) -> Workload:
-    words = [
-        "the",
-        "service",
-        "answers",
-        "every",
-        "job",
-        "exactly",
-        "once",
-        "even",
-        "when",
-        "a",
-        "worker",
-        "dies",
-        "mid",
-        "batch",
-        "kafka",
-        "keeps",
-        "the",
-        "queue",
-        "durable",
-        "while",
-        "models",
-        "are",
-        "swapped",
-        "without",
-        "a",
-        "restart",
-    ]
-    rng = np.random.default_rng(0)
-    texts = [" ".join(rng.choice(words, size=int(rng.integers(4, 40)))) for _ in range(n)]
-    return Workload(
-        "minilm",
-        [{"text": [t]} for t in texts],
-        n,
-        min(n, 600),
-        max_delay_ms=10.0,
-    )
-
-
-def build_artifact(name: str, workdir: Path) -> Path:
-    if name == "digits":
-        from workers.demo import build_digits_model
-
-        return build_digits_model(workdir).artifact
-    from workers.minilm import export_minilm
-
-    return export_minilm(workdir / "minilm")
-
-
-def measure_raw(
-    models: ModelStore, model: str, workload: Workload, batch_size: int | None = None
-) -> Measured:
-    """The bare runtime (the one maas uses) at its best batch size, in rows/s.
-
-    The sweep picks the size (unless ``batch_size`` is given); a second, longer run at
-    that size gives the figure, so that the limit is not the luckiest of seven samples.
-    """
-    version = models.resolve(model)
-    runtime = load_runtime(version.path, version.format, version.signature, RuntimeSettings())
-
-    def rate(size: int, seconds: float) -> float:
-        rows = [workload.jobs[i % len(workload.jobs)] for i in range(size)]
-        batch = runtime.prepare({k: [v for r in rows for v in r[k]] for k in rows[0]})
-        runtime.infer(batch)  # warm-up
-        done, started = 0, time.perf_counter()
-        while time.perf_counter() - started < seconds:
-            runtime.infer(batch)
-            done += size
-        return done / (time.perf_counter() - started)
-
-    try:
-        sizes = (1, 8, 16, 32, 64, 128, 256)
-        best = batch_size or max(sizes, key=lambda size: rate(size, 1.0))
-        return Measured(rate(best, 3.0), extra={"batch_size": best, "provider": runtime.provider})
-    finally:
-        runtime.close()
-
-
-async def publish_backlog(
-    kafka: KafkaSettings, jobs: list[dict[str, Any]], model: str
-) -> list[str]:
-    producer = AIOKafkaProducer(**kafka.producer(linger_ms=5))
-    await producer.start()
-    ids = []
-    try:
-        sends = []
-        for i, inputs in enumerate(jobs):
-            job_id = f"b{i}"
-            ids.append(job_id)
-            body = json.dumps({"job_id": job_id, "model": model, "inputs": inputs}).encode()
-            sends.append(await producer.send(kafka.topics.predict, body, key=job_id.encode()))
-        await asyncio.gather(*sends)
-    finally:
-        await producer.stop()
-    return ids
-
-
-async def collect(
-    kafka: KafkaSettings,
-    expected: int,
-    timeout_s: float,
-    on_record: Callable[[_Seen, float], None] | None = None,
-    fetch_wait_ms: int | None = None,
-) -> Measured:
-    """Read results until ``expected`` arrive (or time out); rows/s from first to last.
-
-    ``fetch_wait_ms``: how long the broker may hold an empty fetch (default: the
-    settings'). Throughput runs wait long, so that the reader, which shares the cores
-    with what it measures, does not spin on empty fetches between result batches.
-    """
-    options = {"max_poll_records": 5000}
-    if fetch_wait_ms is not None:
-        options["fetch_max_wait_ms"] = fetch_wait_ms
-    consumer = AIOKafkaConsumer(kafka.topics.results, **kafka.consumer(None, **options))
-    await consumer.start()
-    seen: set[str] = set()
-    batches: list[int] = []
-    first = last = 0.0
-    before_first = 0  # results that arrived with the first poll, before ``first``
-    deadline = time.monotonic() + timeout_s
-    try:
-        while len(seen) < expected and time.monotonic() < deadline:
-            polled = await consumer.getmany(timeout_ms=200)
-            if not polled:
-                continue
-            now = time.perf_counter()
-            if not first:
-                first, before_first = now, sum(map(len, polled.values()))
-            last = now
-            for records in polled.values():
-                for record in records:
-                    body = _read_result(record.value or b"{}")
-                    seen.add(body.job_id)
-                    if body.batch_size:
-                        batches.append(body.batch_size)
-                    if on_record:
-                        on_record(body, now)
-    finally:
-        await consumer.stop()
-    rate = (len(seen) - before_first) / (last - first) if last > first else 0.0
-    return Measured(
-        rate,
-        mean_batch=float(np.mean(batches)) if batches else None,
-        extra={"answered": len(seen), "expected": expected},
-    )
-
-
-def start(
-    kind: str, kafka: KafkaSettings, registry: RegistrySettings, model: str, workload: Workload
-) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "MAAS_EMBEDDED_BROKER": "1"}
-    common = ["--bootstrap-servers", kafka.bootstrap_servers]
-    if kind == "maas":
-        cmd = [
-            sys.executable,
-            "-m",
-            "maas.cli",
-            "--log-level",
-            "warning",
-            "worker",
-            *common,
-            "--topic-prefix",
-            kafka.topics.prefix,
-            "--database-url",
-            registry.database_url,
-            "--artifact-dir",
-            str(registry.artifact_dir),
-            "--model",
-            model,
-            "--max-batch-size",
-            str(workload.max_batch_size),
-            "--max-delay-ms",
-            str(workload.max_delay_ms),
-            "--processes",
-            str(workload.processes),
-            # A run measures one version: no automatic rollback may switch it mid-run
-            # (one rolled digits' int8 version back to fp32 in a run on a loaded machine).
-            "--no-auto-rollback",
-            # A consumer group per run, so that none meets the group state of the one
-            # before (a one-process run right after two pools once answered nothing).
-            "--group-id",
-            f"bench-{kafka.topics.prefix}",
-        ]
-    else:
-        cmd = [sys.executable, "-m", "bench.baselines", *common, "--prefix", kafka.topics.prefix]
-        if kind == "naive":
-            cmd += [
-                "--model",
-                model,
-                "--database-url",
-                registry.database_url,
-                "--artifact-dir",
-                str(registry.artifact_dir),
-            ]
-    return subprocess.Popen(cmd, env=env)
-
-
-async def drain(
-    kind: str, broker: EmbeddedBroker, registry: RegistrySettings, model: str, workload: Workload
-) -> Measured:
-    kafka = KafkaSettings(
-        broker.bootstrap_servers, Topics(f"bench{uuid.uuid4().hex[:6]}."), embedded=True
-    )
-    await ensure_topics(kafka)
-    n = workload.naive_jobs if kind == "naive" else workload.saturation_jobs
-    if kind == "relay":  # so fast that a backlog of a model's size drains in a poll or two
-        n = max(n, 40000)
-    await publish_backlog(kafka, [workload.jobs[i % len(workload.jobs)] for i in range(n)], model)
-    process = start(kind, kafka, registry, model, workload)
-    try:
-        # A 100 ms fetch wait moves the first and last arrival by at most that much in
-        # a run of many seconds; the 5 ms one costs the measured run CPU.
-        return await collect(kafka, n, timeout_s=120, fetch_wait_ms=100)
-    finally:
-        process.terminate()
-        process.wait(30)
-
-
-async def latency_at_load(
-    kind: str,
-    broker: EmbeddedBroker,
-    registry: RegistrySettings,
-    model: str,
-    workload: Workload,
-    rate: float,
-    seconds: float = 8.0,
-) -> Measured:
-    """p50/p99 from publish to result at a fixed arrival rate (``kind``: maas or relay).
-
-    For maas, ``extra`` also holds the p50/p99 of the Results' own ``timing.total_ms``:
-    the time a job spent in the worker, from poll to answer, without the broker hops.
-    """
-    kafka = KafkaSettings(
-        broker.bootstrap_servers, Topics(f"lat{uuid.uuid4().hex[:6]}."), embedded=True
-    )
-    await ensure_topics(kafka)
-    process = start(kind, kafka, registry, model, workload)
-    sent: dict[str, float] = {}
-    latencies: list[float] = []
-    in_worker: list[float] = []
-
-    def on_record(body: _Seen, now: float) -> None:
-        if body.job_id in sent:
-            latencies.append((now - sent[body.job_id]) * 1000)
-            if "total_ms" in body.timing:
-                in_worker.append(body.timing["total_ms"])
-
-    try:
-        await publish_backlog(kafka, workload.jobs[:1], model)  # warm-up: group join, model load
-        await collect(kafka, 1, timeout_s=60)
-        count = max(int(rate * seconds), 20)
-        reader = asyncio.create_task(
-            collect(kafka, count + 1, timeout_s=seconds + 30, on_record=on_record)
-        )
-        await asyncio.sleep(1.0)  # the reader is positioned
-        producer = AIOKafkaProducer(**kafka.producer(linger_ms=0))
-        await producer.start()
-        interval, t0 = 1.0 / rate, time.perf_counter()
-        for i in range(count):
-            await asyncio.sleep(max(0.0, t0 + i * interval - time.perf_counter()))
-            job_id = f"l{i}"
-            body = json.dumps(
-                {"job_id": job_id, "model": model, "inputs": workload.jobs[i % len(workload.jobs)]}
-            )
-            sent[job_id] = time.perf_counter()
-            await producer.send(kafka.topics.predict, body.encode(), key=job_id.encode())
-        await producer.stop()
-        await reader
-    finally:
-        process.terminate()
-        process.wait(30)
-    p50, p99 = np.percentile(latencies, [50, 99]) if latencies else (float("nan"),) * 2
-    extra: dict[str, Any] = {"jobs": len(latencies)}
-    if in_worker:
-        extra["worker_p50_ms"], extra["worker_p99_ms"] = (
-            float(v) for v in np.percentile(in_worker, [50, 99])
-        )
-    return Measured(rate, float(p50), float(p99), extra=extra)
+    return ("--exactly-once",) if "--exactly-once" in shown.stdout else None
 
 
 async def bench_model(
-    name: str, workload: Workload, broker: EmbeddedBroker, workdir: Path
+    name: str, workload: Workload, bootstrap: str, workdir: Path, *, exactly_once: bool
 ) -> dict[str, Any]:
     registry = RegistrySettings(
         database_url=f"sqlite:///{workdir / 'registry.db'}", artifact_dir=workdir / "artifacts"
     )
+    setup = Setup(bootstrap, registry, name)
     with Registry.open(registry) as opened:
         models = opened.models
-        if not models.list_models() or name not in {m.name for m in models.list_models()}:
+        if name not in {m.name for m in models.list_models()}:
             models.register(name, build_artifact(name, workdir), actor="bench", promote=True)
         console.print(f"[bold]{name}[/bold]: a. raw onnxruntime")
         raw = measure_raw(models, name, workload)
     # maas batches up to the size at which the bare runtime does best on this machine.
     workload = replace(workload, max_batch_size=raw.extra["batch_size"])
     results = {"raw": raw}
-    figures: dict[str, float] = {}  # the int8 version's, measured against the model
-    for kind in ("maas", "naive", "relay"):
-        console.print(f"[bold]{name}[/bold]: {kind}")
-        results[kind] = await drain(kind, broker, registry, name, workload)
-        if kind == "maas":
-            # Once more right after: the machine is shared, and its load drifts over a
-            # run; the limit is the mean of the runs that bracket maas's.
-            with Registry.open(registry) as opened:
-                again = measure_raw(opened.models, name, workload, workload.max_batch_size)
-            raw.extra["runs"] = [raw.rows_per_s, again.rows_per_s]
-            raw.rows_per_s = (raw.rows_per_s + again.rows_per_s) / 2
-            # The int8 version right after, so that both meet the same load.
-            console.print(f"[bold]{name}[/bold]: int8, raw and maas")
-            int8, figures = await bench_int8(name, workload, broker, registry, workdir)
-            results.update(int8)
+    console.print(f"[bold]{name}[/bold]: maas")
+    results["maas"] = await drain("maas", setup, workload)
+    eos = exactly_once_flags() if exactly_once else None
+    if eos is not None:  # right after at-least-once, to meet the same load
+        console.print(f"[bold]{name}[/bold]: maas, exactly-once")
+        results["maas-eos"] = await drain("maas", setup, workload, eos)
+    # The limit once more right after: the machine is shared, and its load drifts over
+    # a run; the limit is the mean of the runs that bracket maas's.
+    with Registry.open(registry) as opened:
+        again = measure_raw(opened.models, name, workload, workload.max_batch_size)
+    raw.extra["runs"] = [raw.rows_per_s, again.rows_per_s]
+    raw.rows_per_s = (raw.rows_per_s + again.rows_per_s) / 2
+    # The int8 version right after, so that both meet the same load.
+    console.print(f"[bold]{name}[/bold]: int8, raw and maas")
+    int8, figures = await bench_int8(setup, workload, workdir)
+    results.update(int8)
     single = replace(workload, processes=1)
-    if workload.processes > 1:  # and what one process does, for comparison
+    if workload.processes > 1:  # one process too, right before the one-process loop
         console.print(f"[bold]{name}[/bold]: maas, one process")
-        results["maas-1"] = await drain("maas", broker, registry, name, single)
+        results["maas-1"] = await drain("maas", setup, single)
+    for kind in ("naive", "relay"):
+        console.print(f"[bold]{name}[/bold]: {kind}")
+        results[kind] = await drain(kind, setup, workload)
     light = 0.1 * results["maas"].rows_per_s
     console.print(f"[bold]{name}[/bold]: latency at 10% load, maas and the relay")
     # One process: 10% of the load is well within it, and a second group member joining
     # mid-measurement would time a rebalance, not the path.
-    results["light"] = await latency_at_load("maas", broker, registry, name, single, light)
-    results["light-relay"] = await latency_at_load("relay", broker, registry, name, single, light)
-    b = results["maas"].rows_per_s
-    ratios = {
-        "b/a": b / raw.rows_per_s if raw.rows_per_s else 0.0,
-        "b/c": b / results["naive"].rows_per_s if results["naive"].rows_per_s else 0.0,
-        "b/d": b / results["relay"].rows_per_s if results["relay"].rows_per_s else 0.0,
-    }
-    # What maas adds to the latency of the transport itself (two broker hops that the
-    # relay pays too); the target is max_delay_ms + 15 ms.
-    ratios["added p50 ms"] = results["light"].p50_ms - results["light-relay"].p50_ms  # type: ignore[operator]
-    ratios["int8/fp32 raw"] = results["raw-int8"].rows_per_s / raw.rows_per_s
-    ratios["int8/fp32 maas"] = results["maas-int8"].rows_per_s / b if b else 0.0
+    results["light"] = await latency_at_load("maas", setup, single, light)
+    results["light-relay"] = await latency_at_load("relay", setup, single, light)
     return {
         "model": name,
         "max_delay_ms": workload.max_delay_ms,
         "max_batch_size": workload.max_batch_size,
         "processes": workload.processes,
         "results": {k: asdict(v) for k, v in results.items()},
-        "ratios": ratios,
+        "ratios": ratios(results),
         "int8": figures,
     }
 
 
-def int8_rows(name: str, workload: Workload, path: Path) -> Path:
-    """Rows to measure the int8 version on: held-out digits with their labels, or the
-    workload's texts."""
-    if name == "digits":
-        from workers.demo import digits_samples
+def ratios(results: dict[str, Measured]) -> dict[str, float]:
+    def over(a: str, b: str) -> float:
+        return results[a].rows_per_s / results[b].rows_per_s if results[b].rows_per_s else 0.0
 
-        pixels, labels = digits_samples(450)  # the demo model's held-out rows, once each
-        records = [{"x": p.tolist(), "label": int(y)} for p, y in zip(pixels, labels, strict=True)]
-    else:
-        records = [{"text": job["text"][0]} for job in workload.jobs[:500]]
-    path.write_text("".join(json.dumps(record) + "\n" for record in records))
-    return path
-
-
-async def bench_int8(
-    name: str, workload: Workload, broker: EmbeddedBroker, registry: RegistrySettings, workdir: Path
-) -> tuple[dict[str, Measured], dict[str, float]]:
-    """Optimise version 1 to int8 (dynamic) and serve it as production, raw and through
-    maas; then production is version 1 again."""
-    from workers.optimize import Request, optimize
-
-    with Registry.open(registry) as opened:
-        models = opened.models
-        rows = int8_rows(name, workload, workdir / "int8-rows.jsonl")
-        (workdir / "int8").mkdir()
-        done = optimize(models, Request(name, 1, calibration=rows), workdir / "int8", actor="bench")
-        models.promote(name, done.version.version, actor="bench", reason="bench: int8")
-        raw = measure_raw(models, name, workload)
-    # Served with the fp32 run's settings (``workload``): only the version differs.
-    maas = await drain("maas", broker, registry, name, workload)
-    with Registry.open(registry) as opened:
-        opened.models.promote(name, 1, actor="bench", reason="bench: back to fp32")
-    return {"raw-int8": raw, "maas-int8": maas}, done.version.metrics
+    one = "maas-1" if "maas-1" in results else "maas"
+    found = {"b/a": over("maas", "raw"), "b/c": over("maas", "naive"), "b1/c": over(one, "naive")}
+    found["b/d"] = over("maas", "relay")
+    # What maas adds to the latency of the transport itself (two broker hops that the
+    # relay pays too).
+    found["added p50 ms"] = results["light"].p50_ms - results["light-relay"].p50_ms  # type: ignore[operator]
+    if "maas-eos" in results:
+        found["eos/alo"] = over("maas-eos", "maas")
+    found["int8/fp32 raw"] = over("raw-int8", "raw")
+    found["int8/fp32 maas"] = over("maas-int8", "maas")
+    return found
 
 
-def report(summary: list[dict[str, Any]]) -> None:
-    table = Table(title="maas benchmark (one machine, one run)")
-    for column in ("model", "path", "rows/s", "p50 ms", "p99 ms", "mean batch", "note"):
+def targets(entry: dict[str, Any], broker: str) -> list[tuple[str, bool]]:
+    """Each target that applies to ``entry`` (one model's figures): what, and whether met."""
+    name, found = entry["model"], entry["ratios"]
+    met = [
+        (
+            f"maas in one process / the per-message loop = {found['b1/c']:.2f} "
+            f">= {TARGET_OVER_NAIVE}",
+            found["b1/c"] >= TARGET_OVER_NAIVE,
+        )
+    ]
+    if name in TARGET_OVER_RELAY:
+        goal = TARGET_OVER_RELAY[name]
+        met.append((f"b/d = {found['b/d']:.2f} >= {goal}", found["b/d"] >= goal))
+    if name in TARGET_OVER_RAW:
+        goal = TARGET_OVER_RAW[name]
+        met.append((f"b/a = {found['b/a']:.2f} >= {goal}", found["b/a"] >= goal))
+    if broker == "kafka":
+        p50, goal = entry["results"]["light"]["p50_ms"], entry["max_delay_ms"] + TARGET_ADDED_P50_MS
+        met.append((f"p50 at 10% load = {p50:.1f} ms <= {goal:g} ms", p50 <= goal))
+    return met
+
+
+def _note(kind: str, m: dict[str, Any], entry: dict[str, Any]) -> str:
+    extra = m["extra"]
+    if kind == "raw":
+        runs = " and ".join(f"{r:.0f}" for r in extra.get("runs", []))
+        return f"batch {extra['batch_size']}, {extra['provider']}; mean of {runs}"
+    if kind == "light":
+        return (
+            f"at {m['rows_per_s']:.0f} jobs/s; max_delay_ms={entry['max_delay_ms']}; "
+            f"in worker p50 {extra.get('worker_p50_ms', float('nan')):.1f}"
+        )
+    if kind == "raw-int8":
+        return int8_note(entry["int8"], extra["batch_size"])
+    notes = {
+        "maas": f"max_batch_size {entry['max_batch_size']}, {entry['processes']} process(es)",
+        "maas-1": "the same, one process",
+        "maas-int8": "the int8 version as production, served as maas was",
+        "maas-eos": "exactly-once, as many processes as maas",
+        "naive": "librdkafka, one process",
+        "light-relay": f"relay at {m['rows_per_s']:.0f} jobs/s",
+    }
+    return notes.get(kind, "")
+
+
+def _figure(value: float | None) -> str:
+    return "" if value is None else f"{value:.1f}"
+
+
+def report(run: dict[str, Any]) -> None:
+    machine = run["machine"]
+    table = Table(
+        title=f"maas benchmark on {run['broker_name']} ({run['date']}, {machine['host']}, "
+        f"{machine['cpus']} CPUs; load {run['load'][0]:.1f} → {run['load'][1]:.1f})"
+    )
+    for column in ("model", "path", "rows/s", "p50 ms", "p99 ms", "mean batch", "CPU µs/job"):
         table.add_column(column)
-    for entry in summary:
+    table.add_column("note")
+    for entry in run["models"]:
         for kind, m in entry["results"].items():
-            fmt = lambda v: "" if v is None else f"{v:.1f}"  # noqa: E731
+            cpu = m["extra"].get("cpu_us_per_job")
             table.add_row(
                 entry["model"],
                 kind,
                 f"{m['rows_per_s']:.0f}",
-                fmt(m["p50_ms"]),
-                fmt(m["p99_ms"]),
-                fmt(m["mean_batch"]),
+                _figure(m["p50_ms"]),
+                _figure(m["p99_ms"]),
+                _figure(m["mean_batch"]),
+                "" if cpu is None else f"{cpu:.0f}",
                 _note(kind, m, entry),
             )
     console.print(table)
-    for entry in summary:
-        ratios = ", ".join(f"{k} = {v:.2f}" for k, v in entry["ratios"].items())
-        console.print(f"{entry['model']}: {ratios}")
+    for entry in run["models"]:
+        found = ", ".join(f"{k} = {v:.2f}" for k, v in entry["ratios"].items())
+        console.print(f"{entry['model']}: {found}")
+        for what, met in targets(entry, run["broker"]):
+            console.print(f"  {'met' if met else 'MISSED'}: {what}")
 
 
-def _note(kind: str, m: dict[str, Any], entry: dict[str, Any]) -> str:
-    if kind == "raw":
-        runs = " and ".join(f"{r:.0f}" for r in m["extra"].get("runs", []))
-        return f"batch {m['extra']['batch_size']}, {m['extra']['provider']}; mean of {runs}"
-    if kind == "light":
-        return (
-            f"at {m['rows_per_s']:.0f} jobs/s; max_delay_ms={entry['max_delay_ms']}; "
-            f"in worker p50 {m['extra'].get('worker_p50_ms', float('nan')):.1f}"
-        )
-    notes = {
-        "maas": f"max_batch_size {entry['max_batch_size']}, {entry['processes']} process(es)",
-        "maas-1": "the same, one process",
-        "light-relay": f"relay at {m['rows_per_s']:.0f} jobs/s",
-        "maas-int8": "the int8 version as production, served as maas was",
-    }
-    if kind == "raw-int8":
-        return _int8_note(entry["int8"], m["extra"]["batch_size"])
-    return notes.get(kind, "")
+@contextmanager
+def running_broker(kind: str) -> Iterator[tuple[str, str]]:
+    """The broker to measure through, started: its bootstrap servers and its name."""
+    if kind == "kafka":
+        with ApacheKafka() as kafka:
+            yield kafka.bootstrap_servers, f"Apache Kafka {kafka.version}"
+    else:
+        with EmbeddedBroker() as embedded:
+            yield embedded.bootstrap_servers, "the embedded broker (Tansu)"
 
 
-def _int8_note(metrics: dict[str, float], batch_size: int) -> str:
-    from workers.optimize import from_metrics
-    from workers.optimize.report import quality
-
-    comparison = from_metrics(metrics)
-    assert comparison is not None
-    return f"batch {batch_size}; {quality(comparison.quality)}; size {comparison.size_ratio:.2f}x"
-
-
-async def main_async(args: argparse.Namespace) -> list[dict[str, Any]]:
-    workloads = {
-        "digits": lambda: digits_workload(args.digits_jobs),
-        "minilm": lambda: minilm_workload(args.minilm_jobs),
-    }
+async def main_async(args: argparse.Namespace, bootstrap: str) -> list[dict[str, Any]]:
+    sizes = {"digits": args.digits_jobs, "minilm": args.minilm_jobs}
     summary = []
-    with EmbeddedBroker() as broker, tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp:
         for name in args.models:
             workdir = Path(tmp) / name
             workdir.mkdir()
-            summary.append(await bench_model(name, workloads[name](), broker, workdir))
+            workload = WORKLOADS[name](sizes[name])
+            exactly_once = args.broker == "kafka"  # the embedded broker has no transactions
+            summary.append(
+                await bench_model(name, workload, bootstrap, workdir, exactly_once=exactly_once)
+            )
     return summary
 
 
@@ -534,18 +247,28 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument(
-        "--models", nargs="+", default=["digits", "minilm"], choices=["digits", "minilm"]
-    )
+    parser.add_argument("--broker", choices=["embedded", "kafka"], default="embedded")
+    parser.add_argument("--models", nargs="+", default=["digits", "minilm"], choices=WORKLOADS)
     parser.add_argument("--digits-jobs", type=int, default=60000)
     parser.add_argument("--minilm-jobs", type=int, default=3000)
-    parser.add_argument("--out", type=Path, default=Path("bench/out/results.json"))
+    parser.add_argument("--out", type=Path, help="default: bench/out/results-BROKER.json")
     args = parser.parse_args()
-    summary = asyncio.run(main_async(args))
-    report(summary)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(summary, indent=2))
-    console.print(f"written to {args.out}")
+    load_before = os.getloadavg()[0]
+    with running_broker(args.broker) as (bootstrap, broker_name):
+        summary = asyncio.run(main_async(args, bootstrap))
+    run = {
+        "broker": args.broker,
+        "broker_name": broker_name,
+        "date": time.strftime("%Y-%m-%d"),
+        "machine": {"host": platform.node(), "cpus": os.cpu_count(), "cpu": platform.processor()},
+        "load": [load_before, os.getloadavg()[0]],
+        "models": summary,
+    }
+    report(run)
+    out = args.out or Path(f"bench/out/results-{args.broker}.json")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(run, indent=2))
+    console.print(f"written to {out}")
 
 
 if __name__ == "__main__":
