@@ -20,6 +20,7 @@ import structlog
 
 from producer.capabilities import Capabilities, probe, run_blocking
 from producer.kafka_options import KafkaOptions
+from producer.tenancy import Namespace
 
 log = structlog.get_logger(__name__)
 
@@ -56,6 +57,11 @@ class Topics:
     @property
     def dlq(self) -> str:
         return f"{self.prefix}dlq"
+
+    def namespace(self, tenant: str | None = None) -> Namespace:
+        """The topics of ``tenant`` (None: the default tenant, whose topics are the
+        ``predict``, ``retrain`` and ``results`` above)."""
+        return Namespace(self.prefix, tenant)
 
     def partitions(self) -> dict[str, int]:
         """Topic → partition count: room for several workers on the hot topics."""

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import String
 
-from producer import messages
+from producer import messages, tenancy
 from producer.messages import DecodeError, decode_envelope, decode_predict, decode_retrain
 from registry import InvalidName, Registry, VersionNotFound, limits
 from registry.limits import check_tenant_name
@@ -35,6 +35,9 @@ def test_the_wire_contract_and_the_registry_have_the_same_limits() -> None:
     assert messages.NAME_MAX_LENGTH == limits.NAME_MAX_LENGTH
     assert messages.MODEL_NAME_PATTERN == limits.MODEL_NAME_PATTERN
     assert messages.JOB_ID_PATTERN == limits.JOB_ID_PATTERN
+    assert tenancy.TENANT_NAME_PATTERN == limits.TENANT_NAME_PATTERN
+    assert tenancy.TENANT_NAME_MAX_LENGTH == limits.TENANT_NAME_MAX_LENGTH
+    assert tenancy.TOPIC_WORDS == limits.RESERVED_TENANT_NAMES
     widths = {
         f"{table.name}.{column.name}": column.type.length
         for table in Base.metadata.tables.values()
