@@ -39,9 +39,10 @@ with warnings.catch_warnings():  # kafka-python 3.0 reads its schemas with a dep
         ResourceType,
     )
 
-# The service's consumer groups and transactional ids start with this (maas-workers,
-# maas-trainers, ...); tenants' groups start with their namespace (maas.acme.), so the
-# two never meet.
+# The service's consumer groups start with this (maas-workers, maas-trainers, ...);
+# tenants' groups start with their namespace (maas.acme.), so the two never meet. Its
+# transactional ids start with the topic prefix (workers.transactions), and tenants
+# have no ACL on transactional ids at all.
 SERVICE_GROUP_PREFIX = "maas-"
 # A filter that matches no ACL: deleting it asks the broker whether it manages ACLs.
 _PROBE_PRINCIPAL = "User:maas-acl-probe"
@@ -109,8 +110,8 @@ def service_rules(prefix: str, principal: str) -> list[Rule]:
     return [
         *(Rule(principal, op, Resource.TOPIC, prefix, True) for op in _SERVICE_TOPIC_OPERATIONS),
         Rule(principal, "READ", Resource.GROUP, SERVICE_GROUP_PREFIX, True),
-        Rule(principal, "WRITE", Resource.TRANSACTIONAL_ID, SERVICE_GROUP_PREFIX, True),
-        Rule(principal, "DESCRIBE", Resource.TRANSACTIONAL_ID, SERVICE_GROUP_PREFIX, True),
+        Rule(principal, "WRITE", Resource.TRANSACTIONAL_ID, prefix, True),
+        Rule(principal, "DESCRIBE", Resource.TRANSACTIONAL_ID, prefix, True),
     ]
 
 
