@@ -11,6 +11,7 @@ from registry.entities import (
     RollbackRecord,
     Schedule,
     Signature,
+    Tenant,
 )
 from registry.tables import (
     AliasEventRow,
@@ -19,6 +20,7 @@ from registry.tables import (
     RetrainRunRow,
     RollbackRow,
     ScheduleRow,
+    TenantRow,
     VersionRow,
 )
 
@@ -148,4 +150,16 @@ def audit(row: AuditRow) -> AuditEntry:
         model=row.model,
         version=row.version,
         details=dict(row.details),
+        tenant=row.tenant,
+    )
+
+
+def tenant(row: TenantRow, models: set[str]) -> Tenant:
+    return Tenant(
+        name=row.name,
+        models=frozenset(models),
+        retrain=row.retrain,
+        promote_always=row.promote_always,
+        principal=row.principal,
+        created_at=row.created_at,
     )
