@@ -88,10 +88,6 @@ class _Refusal:
 _Item = PredictJob | _Refusal
 
 
-def _model(item: _Item) -> str:
-    return item.model if isinstance(item, PredictJob) else item.envelope.model
-
-
 def _address(item: _Item) -> PredictJob | JobEnvelope:
     """Who a job's answer goes to: the job, or the envelope of one refused."""
     return item if isinstance(item, PredictJob) else item.envelope
@@ -155,8 +151,9 @@ class Edge:
         self, intake: Intake, index: int, record: Record, item: _Item, access: Access
     ) -> bool:
         """Answer or place ``item``; True when its reply topic is to be looked for."""
+        address = _address(item)
         if denial := access.misdirected(item.reply_to):
-            self._guard.refused(access, denial)
+            self._guard.refused(access, denial, model=address.model, job_id=address.job_id)
             result = self._error(_address(item), denial.code, denial.message)
             topic = access.namespace.results  # never where the job pointed
             intake.replies[index] = (
@@ -164,8 +161,8 @@ class Edge:
                 self.answer(record, _address(item), result, topic=topic),
             )
             return False
-        if denial := access.denial(_model(item) or None):
-            self._guard.refused(access, denial)
+        if denial := access.denial(address.model or None):
+            self._guard.refused(access, denial, model=address.model, job_id=address.job_id)
             item = _Refusal(_envelope(item), denial.code, denial.message)
         if item.reply_to in (None, access.namespace.results) or item.reply_to in self._topics.known:
             self._place(intake, index, record, item)

@@ -12,13 +12,14 @@ uses the same two steps, with its own checks.
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
 from producer.kafka import KafkaSettings
 from producer.messages import ErrorCode
-from producer.tenancy import Namespace, tenant_of_topic
+from producer.tenancy import Namespace, job_topic_pattern, tenant_of_topic
 from workers.audit import RefusalAudit, RefusalLog
 from workers.control import follow_control
 from workers.tenants import (
@@ -107,17 +108,21 @@ class Guard:
 
     async def run(self, control: KafkaSettings | None = None) -> None:
         """Write the audit's rows until cancelled; with ``control``, also follow its
-        control topic and forget the grants at every event (a worker that follows the
-        topic itself calls ``grants.forget`` instead)."""
+        control topic for tenant changes (a worker that follows the topic itself hands
+        its events to ``grants.follow`` instead)."""
         if control is None:
             await self.audit.run()
             return
-        following = asyncio.ensure_future(follow_control(control, lambda _: self.grants.forget()))
+        following = asyncio.ensure_future(follow_control(control, self.grants.follow))
         try:
             await self.audit.run()
         finally:
             following.cancel()
             await asyncio.gather(following, return_exceptions=True)
+
+    def job_topics(self, word: str) -> re.Pattern[str]:
+        """Every tenant's ``word`` topic (``predict`` or ``retrain``), to subscribe to."""
+        return re.compile(job_topic_pattern(self._prefix, word))
 
     def namespace(self, topic: str) -> Namespace:
         """The namespace of the tenant whose job topic ``topic`` is."""
@@ -137,7 +142,9 @@ class Guard:
         except GrantsUnavailable as exc:
             return Access(namespace, unavailable=f"{exc}; send the job again later")
 
-    def refused(self, access: Access, denial: Denial) -> None:
-        """Audit a refusal (not one for want of the registry: it is away)."""
+    def refused(self, access: Access, denial: Denial, *, model: str, job_id: str) -> None:
+        """Audit the refusal of job ``job_id`` for ``model`` (not one for want of the
+        registry: it is away)."""
         if denial.code != ErrorCode.INTERNAL:
-            self.audit.refused(access.namespace.tenant, denial.reason, denial.message)
+            tenant = access.namespace.tenant
+            self.audit.refused(tenant, denial.reason, model=model or None, job_id=job_id)

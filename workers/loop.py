@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import re
 import time
 from collections.abc import Coroutine, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -28,7 +27,6 @@ from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 
 from producer.kafka import KafkaSettings
 from producer.messages import ControlEvent, Result
-from producer.tenancy import job_topic_pattern
 from workers.batching import BatchConfig
 from workers.consumer import (
     RetrySettings,
@@ -172,7 +170,7 @@ class Worker:
         try:
             async with connected(
                 self.kafka,
-                re.compile(job_topic_pattern(self.kafka.topics.prefix, "predict")),
+                self.guard.job_topics("predict"),
                 group=settings.group,
                 listener=_Rebalance(self),
                 batch_bytes=settings.producer_batch_bytes,
@@ -391,8 +389,9 @@ class Worker:
             await asyncio.wait(pending, timeout=self.settings.drain_timeout_s)
 
     def _on_control(self, event: ControlEvent) -> None:
-        self.guard.grants.forget()  # a tenant's grants may have changed: read them again
-        self.models.invalidate(event.model)
+        self.guard.grants.follow(event)
+        if event.model:
+            self.models.invalidate(event.model)
 
     async def _wind_down(
         self, consumer: AIOKafkaConsumer, helpers: list[asyncio.Task[None]]

@@ -10,6 +10,7 @@ from producer.messages import (
     DecodeError,
     ErrorCode,
     ErrorInfo,
+    JobEnvelope,
     RetrainJob,
     RetrainResult,
     decode_envelope,
@@ -32,7 +33,7 @@ def door(job: RetrainJob, access: Access) -> tuple[str, Denial | None]:
     return job.reply_to or access.namespace.results, denial
 
 
-def misdirected(record: Record, access: Access) -> tuple[Outgoing, Denial] | None:
+def misdirected(record: Record, access: Access) -> tuple[Outgoing, Denial, JobEnvelope] | None:
     """For a record that is no RetrainJob but names a job_id and a reply topic outside
     its tenant's namespace: the ``UNAUTHORIZED`` answer on the tenant's results topic."""
     try:
@@ -45,7 +46,7 @@ def misdirected(record: Record, access: Access) -> tuple[Outgoing, Denial] | Non
     result = error_result(envelope.job_id, envelope.model, denial.code, denial.message)
     headers = without_own_headers(record.headers)
     answer = Outgoing(access.namespace.results, encode(result), envelope.job_id.encode(), headers)
-    return answer, denial
+    return answer, denial, envelope
 
 
 def from_run(job: RetrainJob, run: RetrainRun) -> RetrainResult:

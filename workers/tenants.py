@@ -21,7 +21,7 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Protocol
 
-from producer.messages import ErrorCode
+from producer.messages import ControlEvent, ErrorCode
 from producer.tenancy import Namespace
 
 _SHOWN = 80  # characters of a job's own text echoed in a refusal
@@ -157,10 +157,20 @@ class TenantGrants:
             reading.add_done_callback(lambda done: self._settle(name, done))
         return await asyncio.shield(reading)
 
-    def forget(self) -> None:
-        """Drop every entry: the next job of each tenant is checked against a fresh read."""
-        self._cached.clear()
-        self._reading.clear()
+    def forget(self, name: str | None = None) -> None:
+        """Drop tenant ``name``'s entry (None: every entry), and any read in flight: the
+        next job is checked against a fresh read."""
+        if name is None:
+            self._cached.clear()
+            self._reading.clear()
+        else:
+            self._cached.pop(name, None)
+            self._reading.pop(name, None)
+
+    def follow(self, event: ControlEvent) -> None:
+        """Forget what a control event says changed: a tenant's grants."""
+        if event.event == "tenant":
+            self.forget(event.tenant)
 
     async def _read(self, name: str) -> TenantLike | None:
         if self._lookup is None:

@@ -17,7 +17,6 @@ versions.
 from __future__ import annotations
 
 import asyncio
-import re
 import tempfile
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -35,7 +34,6 @@ from producer.messages import (
     decode_retrain,
     encode,
 )
-from producer.tenancy import job_topic_pattern
 from registry import Draft
 from registry.entities import ModelVersion
 from registry.errors import AliasNotFound, ConflictError, ModelNotFound, RegistryError
@@ -128,7 +126,7 @@ class Trainer:
         settings = self.settings
         async with connected(
             self.kafka,
-            re.compile(job_topic_pattern(self.kafka.topics.prefix, "retrain")),
+            self.guard.job_topics("retrain"),
             group=settings.group_id,
             metadata_max_age_ms=settings.tenancy.discover_ms,  # new tenants' topics
         ) as (consumer, publisher):
@@ -210,15 +208,15 @@ class Trainer:
 
     def _refuse(self, job: RetrainJob, access: Access, denial: Denial) -> RetrainResult:
         """The answer to a job refused before it ran; audited."""
-        self.guard.refused(access, denial)
+        self.guard.refused(access, denial, model=job.model, job_id=job.job_id)
         return error_result(job.job_id, job.model, denial.code, denial.message)
 
     async def _reject(self, record: Record, exc: DecodeError, access: Access) -> None:
         """Answer a record that is no RetrainJob (INVALID_INPUT), or dead-letter it."""
         assert self._publisher is not None
         if refused := misdirected(record, access):
-            answer, denial = refused
-            self.guard.refused(access, denial)
+            answer, denial, envelope = refused
+            self.guard.refused(access, denial, model=envelope.model, job_id=envelope.job_id)
         else:
             answer = self._publisher.rejection(
                 record,
