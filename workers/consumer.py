@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import re
 import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Mapping
@@ -134,7 +135,7 @@ def with_worker_id(settings: S) -> S:
 @asynccontextmanager
 async def connected(
     kafka: KafkaSettings,
-    topic: str,
+    topic: str | re.Pattern[str],
     *,
     group: str,
     listener: ConsumerRebalanceListener | None = None,
@@ -143,7 +144,8 @@ async def connected(
     stop: asyncio.Event | None = None,
     **consumer_options: Any,
 ) -> AsyncIterator[tuple[AIOKafkaConsumer, Publisher]]:
-    """A consumer of ``topic`` in ``group`` and a publisher for its answers, started
+    """A consumer of ``topic`` (a compiled pattern: every topic it matches, as topics
+    come and go) in ``group`` and a publisher for its answers, started
     (the service's topics created first) and stopped on the way out, consumer first
     (it leaves the group). ``batch_bytes``: the producer's record batch size;
     ``max_record_bytes``: the largest record it sends (its ``max_request_size``).
@@ -156,7 +158,10 @@ async def connected(
         **kafka.producer(max_batch_size=batch_bytes, max_request_size=max_record_bytes)
     )
     consumer = AIOKafkaConsumer(**kafka.consumer(group, **consumer_options))
-    consumer.subscribe([topic], listener=listener)
+    if isinstance(topic, re.Pattern):
+        consumer.subscribe(pattern=topic.pattern, listener=listener)
+    else:
+        consumer.subscribe([topic], listener=listener)
     try:
         await unless_stopped(producer.start(), stop)
         await unless_stopped(_join(consumer, kafka, group), stop)

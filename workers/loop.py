@@ -41,6 +41,7 @@ from workers.consumer import (
 from workers.control import follow_control
 from workers.edge import Edge
 from workers.flow import pace, redeliver_due
+from workers.guard import Guard, TenancySettings, TenantStore
 from workers.heap import freeze_long_lived
 from workers.idle import IdleBackoff
 from workers.metrics import MetricsRecorder
@@ -91,6 +92,7 @@ class WorkerSettings:
     worker_id: str = ""  # default: host:pid of the process that serves
     rollback: RollbackSettings = field(default_factory=RollbackSettings)
     retry: RetrySettings = field(default_factory=RetrySettings)
+    tenancy: TenancySettings = field(default_factory=TenancySettings)
 
     @property
     def group(self) -> str:
@@ -126,10 +128,16 @@ class Worker:
         models: ServedModels,
         metrics: ServedMetrics,
         settings: WorkerSettings,
+        *,
+        tenants: TenantStore | None = None,
     ) -> None:
+        """``tenants``: the registry's tenants (None: only the default tenant is served)."""
         settings = with_worker_id(settings)
         self.kafka = kafka
         self.settings = settings
+        self.guard = Guard.of(
+            kafka.topics.prefix, tenants, settings.tenancy, actor=settings.worker_id
+        )
         self.tracker: OffsetTracker[TopicPartition] = OffsetTracker()
         self.rollback = RollbackWatcher(
             models, metrics, settings.rollback, actor=f"auto-rollback@{settings.worker_id}"
@@ -162,20 +170,21 @@ class Worker:
         try:
             async with connected(
                 self.kafka,
-                self.kafka.topics.predict,
+                self.guard.job_topics("predict"),
                 group=settings.group,
                 listener=_Rebalance(self),
                 batch_bytes=settings.producer_batch_bytes,
                 max_record_bytes=settings.max_record_bytes,
                 stop=stop,
                 max_poll_records=settings.max_poll_records,
+                metadata_max_age_ms=settings.tenancy.discover_ms,  # new tenants' topics
             ) as (consumer, publisher):
                 self._consumer, self._publisher = consumer, publisher
                 topics = ClusterTopics(publisher.client, always=[self.kafka.topics.results])
                 self._edge = Edge(
                     publisher,
                     topics,
-                    results_topic=self.kafka.topics.results,
+                    self.guard,
                     models=settings.models,
                     max_job_bytes=settings.max_job_bytes,
                     worker=settings.worker_id,
@@ -185,6 +194,7 @@ class Worker:
                     asyncio.create_task(self._commit_loop()),
                     asyncio.create_task(self.metrics.run()),
                     asyncio.create_task(follow_control(self.kafka, self._on_control)),
+                    asyncio.create_task(self.guard.run()),
                     asyncio.create_task(
                         keep_service_topics(self.kafka, topics, interval_s=interval)
                     ),
@@ -379,7 +389,9 @@ class Worker:
             await asyncio.wait(pending, timeout=self.settings.drain_timeout_s)
 
     def _on_control(self, event: ControlEvent) -> None:
-        self.models.invalidate(event.model)
+        self.guard.grants.follow(event)
+        if event.model:
+            self.models.invalidate(event.model)
 
     async def _wind_down(
         self, consumer: AIOKafkaConsumer, helpers: list[asyncio.Task[None]]
