@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from maas.cli import main
 from producer.kafka import KafkaSettings
 from registry import Registry, RegistrySettings
+from scripts.apache_kafka import ApacheKafka
 from tests.cli_helpers import one_error_line
 from tests.kafka_helpers import read_all
 
@@ -148,3 +150,22 @@ def test_bad_flags_are_usage_errors(maas: Maas, capsys: pytest.CaptureFixture[st
             maas(*argv)
         assert exited.value.code == 2
         assert "is not allowed" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_a_principal_on_kafka_without_an_authorizer_changes_nothing(
+    registry_settings: RegistrySettings,
+    apache_kafka: ApacheKafka,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    Registry.open(registry_settings).close()
+    options = [
+        *("--database-url", registry_settings.database_url),
+        *("--bootstrap-servers", apache_kafka.bootstrap_servers),
+        *("--topic-prefix", f"t{uuid.uuid4().hex[:8]}."),
+    ]
+    code = main(["tenants", "add", "acme", "--principal", "User:acme", *options])
+    assert code == 1
+    one_error_line(capsys.readouterr().err, "has no authorizer", "nothing was changed")
+    with Registry.open(registry_settings) as registry:
+        assert registry.tenants.list() == []
