@@ -117,11 +117,14 @@ def test_an_empty_list_says_what_to_do(maas: Maas) -> None:
         (["add", "acme", "--models", "digits,missing"], ["no model named 'missing'"]),
     ],
 )
-def test_mistakes_are_one_error_line(maas: Maas, argv: list[str], fragments: list[str]) -> None:
+def test_mistakes_are_one_error_line_and_change_nothing(
+    maas: Maas, kafka: KafkaSettings, argv: list[str], fragments: list[str]
+) -> None:
     code, _, err = maas(*argv)
     assert code == 1
     one_error_line(err, *fragments)
     assert "no tenants yet" in maas("list")[1]
+    assert not any(".acme." in topic for topic in topics(kafka))
 
 
 def test_a_duplicate_and_a_revoke_of_what_was_not_granted_are_refused(maas: Maas) -> None:
