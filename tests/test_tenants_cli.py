@@ -35,6 +35,7 @@ def maas(
     with Registry.open(registry_settings) as registry:
         for name in ("digits", "text"):
             registry.models.register(name, make_onnx(), actor="ops")
+    capsys.readouterr()  # what registering logged, where earlier tests left logs going
     options = [
         *("--database-url", registry_settings.database_url),
         *("--artifact-dir", str(registry_settings.artifact_dir)),
