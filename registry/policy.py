@@ -26,19 +26,13 @@ from registry.entities import AliasMove, MetricWindow
 
 
 class AliasRollbacks(Protocol):
-    """What a rollback check asks of the model store: an alias's moves, and a rollback."""
+    """What a rollback check asks of the model store: an alias's moves, and an
+    automatic rollback."""
 
     def alias_history(self, name: str, alias: str | None = ...) -> list[AliasMove]: ...
 
-    def rollback(
-        self,
-        name: str,
-        *,
-        alias: str = ...,
-        to: int | None = ...,
-        actor: str,
-        reason: str = ...,
-        automatic: bool = ...,
+    def roll_back_automatically(
+        self, name: str, *, alias: str = ..., to: int | None = ..., actor: str, reason: str = ...
     ) -> AliasMove: ...
 
 
@@ -170,6 +164,6 @@ def check_rollback(
     decision = policy.decide(new, baseline[-policy.baseline_windows :])
     if not decision.rollback:
         return None
-    return models.rollback(
-        name, alias=alias, to=previous, actor=actor, reason=decision.reason, automatic=True
+    return models.roll_back_automatically(
+        name, alias=alias, to=previous, actor=actor, reason=decision.reason
     )
