@@ -294,13 +294,7 @@ class ModelStore:
         return self._roll_back(name, _Rollback(alias, to, actor, reason, forced=force))
 
     def roll_back_automatically(
-        self,
-        name: str,
-        *,
-        alias: str = "production",
-        to: int | None = None,
-        actor: str,
-        reason: str = "",
+        self, name: str, *, alias: str, to: int, actor: str, reason: str
     ) -> AliasMove:
         """A policy's :meth:`rollback`, recorded as automatic: it returns to what served
         before the promotion it undoes, and is never refused for the signature."""

@@ -32,7 +32,7 @@ class AliasRollbacks(Protocol):
     def alias_history(self, name: str, alias: str | None = ...) -> list[AliasMove]: ...
 
     def roll_back_automatically(
-        self, name: str, *, alias: str = ..., to: int | None = ..., actor: str, reason: str = ...
+        self, name: str, *, alias: str, to: int, actor: str, reason: str
     ) -> AliasMove: ...
 
 
@@ -155,9 +155,9 @@ def check_rollback(
     the known-good version and is never rolled forward again automatically.
     """
     history = models.alias_history(name, alias)
-    if not history or history[-1].kind != "promote" or history[-1].previous_version is None:
+    promoted = history[-1] if history else None
+    if promoted is None or promoted.kind != "promote" or promoted.previous_version is None:
         return None
-    promoted = history[-1]
     previous = promoted.previous_version
     new = metrics.windows(name, promoted.version, since=promoted.at)
     baseline = [w for w in metrics.windows(name, previous) if w.start < promoted.at]

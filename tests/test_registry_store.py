@@ -167,7 +167,9 @@ def test_alias_move_hook_sees_committed_moves(
         registry.models.register("digits", Draft(make_onnx(), promote=True), actor="ann")
         registry.models.register("digits", Draft(make_onnx()), actor="ann")
         registry.models.promote("digits", 2, actor="ann")
-        registry.models.roll_back_automatically("digits", actor="ann")
+        registry.models.roll_back_automatically(
+            "digits", alias="production", to=1, actor="ann", reason="bad promotion"
+        )
     assert [(m.kind, m.version, m.automatic) for m in seen] == [
         ("promote", 1, False),
         ("promote", 2, False),

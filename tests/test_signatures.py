@@ -127,7 +127,12 @@ def test_promotion_rollback_and_register_refuse_a_breaking_signature(
     with pytest.raises(IncompatibleSignature, match="rollback m --to 1 --force"):
         models.rollback("m", actor="a")
     # An automatic rollback undoes a bad promotion: never refused for its signature.
-    assert models.roll_back_automatically("m", actor="policy").version == 1
+    assert (
+        models.roll_back_automatically(
+            "m", alias="production", to=1, actor="policy", reason="bad promotion"
+        ).version
+        == 1
+    )
 
 
 @pytest.fixture
