@@ -86,6 +86,7 @@ def aiokafka_lines() -> Iterator[tuple[Lines, Lines]]:
     logger.setLevel(level)
 
 
+@pytest.mark.broker  # starts an embedded broker of its own
 async def test_a_broker_restarted_empty_gets_the_topics_back_and_its_noise_is_limited(
     registry: Registry, digits: ModelVersion, aiokafka_lines: tuple[Lines, Lines]
 ) -> None:
