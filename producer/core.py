@@ -9,10 +9,11 @@ replies, raises the typed errors and keeps the lifecycle rules.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any, ClassVar, TypedDict, TypeVar
@@ -162,12 +163,21 @@ class BaseClient:
                 raise RuntimeError(f"the client is {self._state.value}: use `{self._usage}`")
             self._waiting[handle.job_id] = handle
 
-    def _too_large(self, message: Outgoing, error: BaseException) -> JobTooLarge:
-        """The producer refused ``message`` as bigger than one record may be: its handle
-        fails with the :class:`JobTooLarge` returned, which the caller raises."""
-        too_large = JobTooLarge(message.job_id, len(message.value), str(error))
-        self._send_failed(message.job_id, too_large)
-        return too_large
+    @contextlib.contextmanager
+    def _sending(self, message: Outgoing, too_large: type[BaseException]) -> Iterator[None]:
+        """Hand ``message`` to the producer inside this block. If the producer refuses it
+        (``too_large``: bigger than one record may be), its handle fails with
+        :class:`JobTooLarge`, which is raised; any other error fails the handle and
+        propagates as it is."""
+        try:
+            yield
+        except too_large as exc:
+            error = JobTooLarge(message.job_id, len(message.value), str(exc))
+            self._send_failed(message.job_id, error)
+            raise error from exc
+        except BaseException as exc:
+            self._send_failed(message.job_id, exc)
+            raise
 
     def _send_failed(self, job_id: str, error: BaseException) -> None:
         """The broker did not take the job: its handle raises ``error``."""

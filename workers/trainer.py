@@ -356,18 +356,7 @@ class Trainer:
         the promoted one, else the trained one."""
         actor = self.settings.actor
         if int8 is None:
-            return self.models.register(
-                job.model,
-                draft.artifact,
-                actor=actor,
-                reason=draft.reason,
-                promote=draft.promote,
-                parent_version=draft.parent_version,
-                dataset_hash=draft.dataset_hash,
-                params=draft.params,
-                metrics=draft.metrics,
-                run_job_id=job.job_id,
-            )
+            return self.models.register(job.model, draft, actor=actor, run_job_id=job.job_id)
         base, derived = int8.drafts(draft)
         trained, quantized = self.models.register_derived(
             job.model, base, derived, actor=actor, run_job_id=job.job_id
