@@ -16,6 +16,7 @@ from producer.control import announce_tenant
 from producer.kafka import KafkaSettings
 from producer.tenancy import Namespace
 from registry.bundle import Registry
+from registry.drafts import Draft
 from registry.entities import ModelVersion
 from tests.kafka_helpers import (
     create_topic,
@@ -82,7 +83,7 @@ async def written(kafka: KafkaSettings, topic: str) -> int:
 async def test_a_tenant_gets_its_models_only_and_answers_only_in_its_namespace(
     kafka: KafkaSettings, registry: Registry, digits: ModelVersion, digits_artifact: Path
 ) -> None:
-    registry.models.register("other", digits_artifact, actor="test", promote=True)
+    registry.models.register("other", Draft(digits_artifact, promote=True), actor="test")
     a = await add_tenant(kafka, registry, "a", "digits")
     b = await add_tenant(kafka, registry, "b", "other")
     ghost = kafka.topics.namespace("ghost")  # topics made by hand; no tenant in the registry
