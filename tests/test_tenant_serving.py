@@ -12,8 +12,12 @@ from pathlib import Path
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from maas.cli import main
+from producer.aio import AsyncClient
+from producer.client import Client
 from producer.control import announce_tenant
 from producer.kafka import KafkaSettings
+from producer.messages import Result
 from producer.tenancy import Namespace
 from registry.bundle import Registry
 from registry.drafts import Draft
@@ -221,3 +225,43 @@ async def test_the_trainer_runs_a_tenants_retrain_jobs_only_as_granted(
         assert await written(kafka, topic) == 0
     assert await job_ids(kafka, teacher.results, len(taught)) == sorted(taught)
     assert [v.version for v in registry.models.versions("digits")] == [1, 2]
+
+
+async def test_the_clients_act_for_the_tenant_they_are_given(
+    kafka: KafkaSettings,
+    registry: Registry,
+    digits: ModelVersion,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    a = await add_tenant(kafka, registry, "a", "digits")
+    await add_tenant(kafka, registry, "nothing")  # granted no model
+    flags = ["--bootstrap-servers", kafka.bootstrap_servers, "--topic-prefix", kafka.topics.prefix]
+    submit = ["submit", "--model", "digits", "--inputs", json.dumps({"x": PIXELS}), *flags]
+
+    def sync_predict() -> Result:
+        with Client(kafka, tenant="a") as client:
+            return client.predict("digits", {"x": PIXELS}, job_id="sync")
+
+    async with serving(kafka, registry):
+        async with AsyncClient(kafka, tenant="a") as client:
+            answer = await client.predict("digits", {"x": PIXELS}, job_id="async")
+        assert answer.status == (await asyncio.to_thread(sync_predict)).status == "ok"
+        assert await asyncio.to_thread(main, [*submit, "--tenant", "a", "--job-id", "flag"]) == 0
+        monkeypatch.setenv("MAAS_TENANT", "a")
+        assert await asyncio.to_thread(main, [*submit, "--job-id", "env"]) == 0
+        monkeypatch.setenv("MAAS_TENANT", "nothing")
+        assert await asyncio.to_thread(main, [*submit, "--job-id", "refused"]) == 1
+    out = capsys.readouterr().out.splitlines()
+    printed = [json.loads(line) for line in out if line.startswith('{"job_id"')]
+    assert [(r["job_id"], r["status"]) for r in printed] == [
+        ("flag", "ok"),
+        ("env", "ok"),
+        ("refused", "error"),
+    ]
+    assert printed[-1]["error"]["code"] == "UNAUTHORIZED"
+    assert await job_ids(kafka, a.predict, 4) == ["async", "env", "flag", "sync"]
+    assert await written(kafka, kafka.topics.predict) == 0  # nothing on the default tenant's
+    monkeypatch.setenv("MAAS_TENANT", "Not A Name")
+    assert await asyncio.to_thread(main, submit) != 0
+    assert "tenant name 'Not A Name' is not allowed" in capsys.readouterr().err
