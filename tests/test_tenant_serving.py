@@ -38,9 +38,8 @@ from workers.trainer import Trainer, TrainerSettings
 
 pytestmark = pytest.mark.both_brokers
 
-# Grants are read again only on a control event here (the TTL outlasts every test);
-# new tenants' topics are looked for every half second.
-TENANCY = TenancySettings(grants_ttl_s=600.0, discover_ms=500, audit_rows=3)
+# Grants are read again only on a control event here (the TTL outlasts every test).
+TENANCY = TenancySettings(grants_ttl_s=600.0, audit_rows=3)
 PIXELS = digits_samples(1)[0].tolist()
 WEAK = {"epochs": 1, "hidden": 8, "max_rows": 200}
 

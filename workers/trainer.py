@@ -110,7 +110,7 @@ class Trainer:
         settings = with_worker_id(settings)
         settings.allowed.load_recipes()
         self.kafka = kafka
-        self.guard = Guard.of(kafka.topics.prefix, tenants, settings.tenancy, actor=settings.actor)
+        self.guard = Guard.of(kafka, tenants, settings.tenancy, settings.actor)
         self.models = models
         self.runs = runs
         self.settings = settings
@@ -128,7 +128,6 @@ class Trainer:
             self.kafka,
             self.guard.job_topics("retrain"),
             group=settings.group_id,
-            metadata_max_age_ms=settings.tenancy.discover_ms,  # new tenants' topics
         ) as (consumer, publisher):
             self._publisher = publisher
             log.info("trainer started", worker=settings.worker_id, group=settings.group_id)
