@@ -3,7 +3,7 @@ tenant may ask for, and the audit of every refusal.
 
 A worker asks :meth:`Guard.access` once per topic's share of a poll (every record of
 a partition has the same topic, and so the same tenant), then, per job,
-:meth:`Access.misdirected` (a reply topic outside the namespace: answered on the
+:meth:`Access.outside` (a reply topic outside the namespace: answered on the
 tenant's results topic instead) and :meth:`Access.denial` (what the tenant may not
 use); a denial is audited (rate-limited) by :meth:`Guard.refused`. The trainer
 uses the same two steps, with its own checks.
@@ -46,7 +46,7 @@ class Access:
     tenant: TenantLike | None = None
     unavailable: str | None = None
 
-    def misdirected(self, reply_to: str | None) -> Denial | None:
+    def outside(self, reply_to: str | None) -> Denial | None:
         """Why a job of this tenant may not be answered on ``reply_to``, or None."""
         return check_reply_to(self.namespace, reply_to)
 

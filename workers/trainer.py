@@ -57,7 +57,7 @@ from workers.recipes import (
     recipe_for,
 )
 from workers.replies import Publisher, PublishFailed, Record
-from workers.retrain_answers import door, error_result, from_run, misdirected, ok_result
+from workers.retrain_answers import door, error_result, from_run, ok_result, outside_namespace
 from workers.tenants import Denial
 from workers.training_registry import Registrar, RunLog
 from workers.training_steps import Failure, plan_int8, train
@@ -213,7 +213,7 @@ class Trainer:
     async def _reject(self, record: Record, exc: DecodeError, access: Access) -> None:
         """Answer a record that is no RetrainJob (INVALID_INPUT), or dead-letter it."""
         assert self._publisher is not None
-        if refused := misdirected(record, access):
+        if refused := outside_namespace(record, access):
             answer, denial, envelope = refused
             self.guard.refused(access, denial, model=envelope.model, job_id=envelope.job_id)
         else:
