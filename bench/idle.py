@@ -33,6 +33,7 @@ from maas.broker import free_port
 from producer.kafka import KafkaSettings, Topics, ensure_topics
 from producer.tail import tail_async
 from registry.bundle import Registry
+from registry.drafts import Draft
 from registry.settings import RegistrySettings
 from workers.demo import build_digits_model, digits_samples
 
@@ -116,7 +117,7 @@ def measure(kind: str, seconds: float, settle_s: float, workdir: Path) -> dict[s
     )
     with Registry.open(registry) as opened:
         artifact = build_digits_model(workdir).artifact
-        opened.models.register("digits", artifact, actor="bench", promote=True)
+        opened.models.register("digits", Draft(artifact, promote=True), actor="bench")
     with running(broker_command(kind, port), ready="listening on") as broker:
         asyncio.run(ensure_topics(kafka, timeout_s=120))
         time.sleep(settle_s)

@@ -26,6 +26,7 @@ from bench import measure
 from bench.run import running_broker
 from bench.workloads import build_artifact, digits_workload
 from registry.bundle import Registry
+from registry.drafts import Draft
 from registry.settings import RegistrySettings
 
 # A function's stage: the first of these whose key is part of its file name (or, for
@@ -99,7 +100,7 @@ async def drain_twice(
     )
     with Registry.open(registry) as opened:
         artifact = build_artifact("digits", workdir)
-        opened.models.register("digits", artifact, actor="bench", promote=True)
+        opened.models.register("digits", Draft(artifact, promote=True), actor="bench")
     workload = replace(digits_workload(jobs), processes=1, max_batch_size=256)
     setup = measure.Setup(bootstrap, registry, "digits")
     plain = await measure.drain("maas", setup, workload)

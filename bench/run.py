@@ -42,6 +42,7 @@ from bench.measure import Measured, Setup, drain, latency_at_load, measure_raw
 from bench.workloads import WORKLOADS, Workload, build_artifact
 from maas.broker import EmbeddedBroker
 from registry.bundle import Registry
+from registry.drafts import Draft
 from registry.settings import RegistrySettings
 from scripts.apache_kafka import ApacheKafka
 
@@ -75,7 +76,7 @@ async def bench_model(
     with Registry.open(registry) as opened:
         models = opened.models
         if name not in {m.name for m in models.list_models()}:
-            models.register(name, build_artifact(name, workdir), actor="bench", promote=True)
+            models.register(name, Draft(build_artifact(name, workdir), promote=True), actor="bench")
         console.print(f"[bold]{name}[/bold]: a. raw onnxruntime")
         raw = measure_raw(models, name, workload)
     # maas batches up to the size at which the bare runtime does best on this machine.

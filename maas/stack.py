@@ -19,6 +19,7 @@ from producer.aio import AsyncClient
 from producer.kafka import KafkaSettings, Topics
 from producer.messages import Result
 from registry.bundle import Registry
+from registry.drafts import Draft
 from registry.errors import RegistryError
 from registry.models import ModelStore
 from registry.settings import RegistrySettings
@@ -66,13 +67,15 @@ def ensure_demo_model(models: ModelStore, console: Console) -> int:
         trained = build_digits_model(Path(workdir))
         version = models.register(
             DEMO_MODEL,
-            trained.artifact,
+            Draft(
+                trained.artifact,
+                reason="demo model",
+                promote=True,
+                dataset_hash=trained.dataset_hash,
+                params=trained.params,
+                metrics=trained.metrics,
+            ),
             actor="maas up",
-            reason="demo model",
-            promote=True,
-            dataset_hash=trained.dataset_hash,
-            params=trained.params,
-            metrics=trained.metrics,
         )
     console.print(
         f"registered {DEMO_MODEL} version {version.version} "

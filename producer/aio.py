@@ -112,14 +112,9 @@ class AsyncClient(BaseClient):
         self._track(handle)
         assert self._producer is not None
         assert self._enqueue is not None
-        try:
+        with self._sending(message, MessageSizeTooLargeError):
             async with self._enqueue:
                 sent = await self._producer.send(message.topic, message.value, key=message.key)
-        except MessageSizeTooLargeError as exc:
-            raise self._too_large(message, exc) from exc
-        except BaseException as exc:
-            self._send_failed(message.job_id, exc)
-            raise
         sent.add_done_callback(lambda ack: self._acked(message.job_id, ack))
         return handle
 

@@ -11,7 +11,6 @@ this module only does kafka-python's I/O.
 
 from __future__ import annotations
 
-import asyncio
 import queue
 import threading
 import warnings
@@ -23,9 +22,10 @@ with warnings.catch_warnings():  # kafka-python 3.0 reads its schemas with a dep
     from kafka import KafkaConsumer, KafkaProducer
     from kafka.errors import MessageSizeTooLargeError
 
+from producer.capabilities import run_blocking
 from producer.core import POLL_MS, BaseClient, JobOptions, Outgoing, Window
 from producer.handles import BaseHandle, Reply
-from producer.kafka import KafkaSettings, ensure_topics
+from producer.kafka import ensure_topics
 from producer.messages import Result, RetrainJob, RetrainResult
 from producer.tail import tail
 
@@ -51,23 +51,6 @@ class Handle(BaseHandle):
         return self._outcome()
 
 
-def _ensure_topics_blocking(settings: KafkaSettings) -> None:
-    """Run the asyncio topic creation on a private loop, even under a running one."""
-    errors: list[BaseException] = []
-
-    def target() -> None:
-        try:
-            asyncio.run(ensure_topics(settings))
-        except BaseException as exc:  # re-raised in the caller's thread
-            errors.append(exc)
-
-    thread = threading.Thread(target=target, name="maas-ensure-topics")
-    thread.start()
-    thread.join()
-    if errors:
-        raise errors[0]
-
-
 class Client(BaseClient):
     """Request/reply over Kafka with blocking calls. Use as a context manager."""
 
@@ -88,7 +71,7 @@ class Client(BaseClient):
         self._starting()
         try:
             if self._create_topics:
-                _ensure_topics_blocking(self.settings)
+                run_blocking(lambda: ensure_topics(self.settings))
             consumer = KafkaConsumer(**self.settings.consumer(None, auto_offset_reset="latest"))
             self._consumer = consumer
             tail(consumer, self.reply_topic)
@@ -124,13 +107,8 @@ class Client(BaseClient):
         handle = Handle(message.job_id, self)
         self._track(handle)
         assert self._producer is not None
-        try:
+        with self._sending(message, MessageSizeTooLargeError):
             sent = self._producer.send(message.topic, message.value, key=message.key)
-        except MessageSizeTooLargeError as exc:
-            raise self._too_large(message, exc) from exc
-        except BaseException as exc:
-            self._send_failed(message.job_id, exc)
-            raise
         sent.add_errback(lambda exc: self._send_failed(message.job_id, exc))
         return handle
 

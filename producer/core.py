@@ -9,10 +9,11 @@ replies, raises the typed errors and keeps the lifecycle rules.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any, ClassVar, TypedDict, TypeVar
@@ -84,12 +85,18 @@ class BaseClient:
         self,
         settings: KafkaSettings,
         *,
+        tenant: str | None = None,
         reply_topic: str | None = None,
         timeout_s: float = 30.0,
         create_topics: bool = True,
     ) -> None:
+        """``tenant``: whose topics the jobs go to and the replies come from (None: the
+        default tenant's; :func:`producer.tenancy.tenant_from_env` reads
+        ``MAAS_TENANT``); ``reply_topic``: where replies are read (default: the
+        tenant's results topic; a tenant's own must start with it)."""
         self.settings = settings
-        self.reply_topic = reply_topic or settings.topics.results
+        self.topics = settings.topics.namespace(tenant)
+        self.reply_topic = reply_topic or self.topics.results
         self.timeout_s = timeout_s
         self._create_topics = create_topics
         self._waiting: dict[str, BaseHandle] = {}
@@ -148,12 +155,12 @@ class BaseClient:
             metadata=dict(options.get("metadata") or {}),
         )
         key = options.get("key") or job.job_id.encode()
-        return Outgoing(self.settings.topics.predict, encode(job), key, job.job_id)
+        return Outgoing(self.topics.predict, encode(job), key, job.job_id)
 
     def _retrain_job(self, job: RetrainJob) -> Outgoing:
         if job.reply_to is None:
             job = msgspec.structs.replace(job, reply_to=self.reply_topic)
-        return Outgoing(self.settings.topics.retrain, encode(job), job.model.encode(), job.job_id)
+        return Outgoing(self.topics.retrain, encode(job), job.model.encode(), job.job_id)
 
     def _track(self, handle: BaseHandle) -> None:
         """Wait for ``handle``'s reply; raises RuntimeError unless the client is open."""
@@ -162,12 +169,21 @@ class BaseClient:
                 raise RuntimeError(f"the client is {self._state.value}: use `{self._usage}`")
             self._waiting[handle.job_id] = handle
 
-    def _too_large(self, message: Outgoing, error: BaseException) -> JobTooLarge:
-        """The producer refused ``message`` as bigger than one record may be: its handle
-        fails with the :class:`JobTooLarge` returned, which the caller raises."""
-        too_large = JobTooLarge(message.job_id, len(message.value), str(error))
-        self._send_failed(message.job_id, too_large)
-        return too_large
+    @contextlib.contextmanager
+    def _sending(self, message: Outgoing, too_large: type[BaseException]) -> Iterator[None]:
+        """Hand ``message`` to the producer inside this block. If the producer refuses it
+        (``too_large``: bigger than one record may be), its handle fails with
+        :class:`JobTooLarge`, which is raised; any other error fails the handle and
+        propagates as it is."""
+        try:
+            yield
+        except too_large as exc:
+            error = JobTooLarge(message.job_id, len(message.value), str(exc))
+            self._send_failed(message.job_id, error)
+            raise error from exc
+        except BaseException as exc:
+            self._send_failed(message.job_id, exc)
+            raise
 
     def _send_failed(self, job_id: str, error: BaseException) -> None:
         """The broker did not take the job: its handle raises ``error``."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import re
 from enum import StrEnum
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypedDict, TypeVar, Unpack
 
 import msgspec
 import numpy as np
@@ -352,25 +352,27 @@ def decode_any_reply(raw: bytes | str) -> Result | RetrainResult:
     return decode_result(raw)
 
 
+class ErrorResultFields(TypedDict, total=False):
+    """The optional fields of an error Result, as :func:`error_result` takes them."""
+
+    model: str
+    version: int | None
+    metadata: dict[str, Any] | None
+    worker: str
+    timing: Timing | None
+
+
 def error_result(
-    job_id: str,
-    code: ErrorCode,
-    message: str,
-    *,
-    model: str = "",
-    version: int | None = None,
-    metadata: dict[str, Any] | None = None,
-    worker: str = "",
-    timing: Timing | None = None,
+    job_id: str, code: ErrorCode, message: str, **fields: Unpack[ErrorResultFields]
 ) -> Result:
     """Build an error Result: ``message`` says what was wrong and how to fix it."""
     return Result(
         job_id=job_id,
         status="error",
-        model=model,
-        version=version,
+        model=fields.get("model", ""),
+        version=fields.get("version"),
         error=ErrorInfo(code=code, message=message),
-        metadata=metadata or {},
-        worker=worker,
-        timing=timing or Timing(),
+        metadata=fields.get("metadata") or {},
+        worker=fields.get("worker", ""),
+        timing=fields.get("timing") or Timing(),
     )

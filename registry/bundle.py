@@ -12,8 +12,6 @@ never the whole registry.
 
 from __future__ import annotations
 
-from types import TracebackType
-
 from registry.artifacts import ArtifactStore
 from registry.db import Database
 from registry.models import AliasMoveHook, ArchiveHook, ModelStore
@@ -64,10 +62,5 @@ class Registry:
     def __enter__(self) -> Registry:
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self.close()

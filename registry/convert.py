@@ -1,6 +1,15 @@
-"""Rows to entities: the store hands out frozen dataclasses, never ORM rows."""
+"""Rows to entities: the store hands out frozen dataclasses, never ORM rows.
+
+An entity's field takes the row's attribute of the same name; each converter names only
+the fields that differ: renamed columns, JSON columns copied off the row, and the model's
+name (a row holds only its id).
+"""
 
 from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from registry.entities import (
     AliasMove,
@@ -24,142 +33,80 @@ from registry.tables import (
     VersionRow,
 )
 
-LATENCY_FIELDS = tuple(
-    f"{kind}_ms_{q}" for kind in ("queue", "infer") for q in ("p50", "p95", "p99")
-)
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
+E = TypeVar("E", bound="DataclassInstance")
+
+# A metric window's fields that its row names differently.
+_WINDOW_COLUMNS = {"start": "window_start", "end": "window_end"}
+
+
+@functools.cache
+def _field_names(kind: type[DataclassInstance]) -> tuple[str, ...]:
+    return tuple(f.name for f in dataclasses.fields(kind))
+
+
+def _entity(kind: type[E], row: object, **differing: Any) -> E:
+    """A ``kind`` built from ``row``'s attributes of the same names as its fields,
+    but for the ``differing`` fields, given here."""
+    same = {name: getattr(row, name) for name in _field_names(kind) if name not in differing}
+    return kind(**same, **differing)
 
 
 def version(row: VersionRow, model: str) -> ModelVersion:
-    return ModelVersion(
+    return _entity(
+        ModelVersion,
+        row,
         model=model,
-        version=row.version,
-        artifact_uri=row.artifact_uri,
-        sha256=row.sha256,
-        format=row.format,
         signature=Signature.from_dict(row.signature),
-        status=row.status,
-        parent_version=row.parent_version,
-        dataset_hash=row.dataset_hash,
         params=dict(row.params),
         metrics=dict(row.metrics),
-        created_by=row.created_by,
-        created_at=row.created_at,
-        derived_from=row.derived_from,
-        method=row.method,
     )
 
 
 def alias_move(row: AliasEventRow, model: str) -> AliasMove:
-    return AliasMove(
-        model=model,
-        alias=row.alias,
-        version=row.to_version,
-        previous_version=row.from_version,
-        kind=row.kind,
-        actor=row.actor,
-        reason=row.reason,
-        automatic=row.automatic,
-        at=row.at,
+    return _entity(
+        AliasMove, row, model=model, version=row.to_version, previous_version=row.from_version
     )
 
 
 def window(row: MetricWindowRow, model: str) -> MetricWindow:
-    return MetricWindow(
+    return _entity(
+        MetricWindow,
+        row,
         model=model,
-        version=row.version,
-        worker=row.worker,
-        start=row.window_start,
-        end=row.window_end,
-        jobs=row.jobs,
-        rows=row.rows,
         errors={str(code): int(n) for code, n in row.errors.items()},
-        mean_batch_size=row.mean_batch_size,
-        rows_per_s=row.rows_per_s,
-        **{name: getattr(row, name) for name in LATENCY_FIELDS},
+        **{name: getattr(row, column) for name, column in _WINDOW_COLUMNS.items()},
     )
 
 
 def window_values(item: MetricWindow, model_id: int) -> dict[str, object]:
-    return {
-        "model_id": model_id,
-        "version": item.version,
-        "worker": item.worker,
-        "window_start": item.start,
-        "window_end": item.end,
-        "jobs": item.jobs,
-        "rows": item.rows,
-        "errors": dict(item.errors),
-        "mean_batch_size": item.mean_batch_size,
-        "rows_per_s": item.rows_per_s,
-        **{name: getattr(item, name) for name in LATENCY_FIELDS},
+    """The column values of ``item``'s row."""
+    values = {
+        _WINDOW_COLUMNS.get(name, name): getattr(item, name)
+        for name in _field_names(MetricWindow)
+        if name != "model"
     }
+    return {**values, "model_id": model_id, "errors": dict(item.errors)}
 
 
 def rollback(row: RollbackRow, model: str) -> RollbackRecord:
-    return RollbackRecord(
-        model=model,
-        alias=row.alias,
-        from_version=row.from_version,
-        to_version=row.to_version,
-        reason=row.reason,
-        automatic=row.automatic,
-        actor=row.actor,
-        at=row.at,
-    )
+    return _entity(RollbackRecord, row, model=model)
 
 
 def run(row: RetrainRunRow) -> RetrainRun:
-    return RetrainRun(
-        job_id=row.job_id,
-        model=row.model,
-        trigger=row.trigger,
-        status=row.status,
-        params=dict(row.params),
-        version=row.version,
-        metrics=dict(row.metrics),
-        promoted=row.promoted,
-        reason=row.reason,
-        error_code=row.error_code,
-        started_at=row.started_at,
-        finished_at=row.finished_at,
-    )
+    return _entity(RetrainRun, row, params=dict(row.params), metrics=dict(row.metrics))
 
 
 def schedule(row: ScheduleRow) -> Schedule:
-    return Schedule(
-        id=row.id,
-        model=row.model,
-        cron=row.cron,
-        dataset=None if row.dataset is None else dict(row.dataset),
-        params=dict(row.params),
-        promote=row.promote,
-        enabled=row.enabled,
-        next_fire_at=row.next_fire_at,
-        last_fired_at=row.last_fired_at,
-        created_by=row.created_by,
-        created_at=row.created_at,
-    )
+    dataset = None if row.dataset is None else dict(row.dataset)
+    return _entity(Schedule, row, dataset=dataset, params=dict(row.params))
 
 
 def audit(row: AuditRow) -> AuditEntry:
-    return AuditEntry(
-        id=row.id,
-        at=row.at,
-        actor=row.actor,
-        action=row.action,
-        model=row.model,
-        version=row.version,
-        details=dict(row.details),
-        tenant=row.tenant,
-    )
+    return _entity(AuditEntry, row, details=dict(row.details))
 
 
 def tenant(row: TenantRow, models: set[str]) -> Tenant:
-    return Tenant(
-        name=row.name,
-        models=frozenset(models),
-        retrain=row.retrain,
-        promote_always=row.promote_always,
-        principal=row.principal,
-        created_at=row.created_at,
-    )
+    return _entity(Tenant, row, models=frozenset(models))

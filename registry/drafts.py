@@ -21,8 +21,11 @@ from registry.tables import ModelRow, VersionRow
 
 @dataclass(frozen=True, slots=True)
 class Draft:
-    """A version to register with :meth:`~registry.models.ModelStore.register_derived`:
-    its artifact and what to record with it (see :class:`~registry.entities.ModelVersion`)."""
+    """A version to register with :meth:`~registry.models.ModelStore.register` (or, two
+    at once, :meth:`~registry.models.ModelStore.register_derived`): its artifact and what
+    to record with it (see :class:`~registry.entities.ModelVersion`). ``derived_from``
+    and ``method`` go together: the version whose artifact this one was made from, and
+    how (``register_derived`` fills in ``derived_from`` of the second draft itself)."""
 
     artifact: Path
     reason: str = ""
@@ -31,6 +34,7 @@ class Draft:
     dataset_hash: str | None = None
     params: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
+    derived_from: int | None = None
     method: str | None = None
 
 
@@ -71,6 +75,7 @@ def stage(artifacts: ArtifactStore, name: str, draft: Draft, actor: str) -> NewV
         params=dict(draft.params),
         metrics=dict(draft.metrics),
         promote=draft.promote,
+        derived_from=draft.derived_from,
         method=draft.method,
     )
 

@@ -10,9 +10,8 @@ nothing of Kafka.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import replace
-from pathlib import Path
-from typing import Any, TypeVar
+from dataclasses import dataclass, replace
+from typing import TypeVar
 
 import structlog
 from sqlalchemy import func, select
@@ -50,6 +49,19 @@ ArchiveHook = Callable[[ModelVersion], None]
 T = TypeVar("T")
 
 
+@dataclass(frozen=True, slots=True)
+class _Rollback:
+    """An alias to move back: to ``to`` (None: the version it held before), by whom and
+    why; ``automatic`` (by a policy) or ``forced`` (despite an incompatible signature)."""
+
+    alias: str
+    to: int | None
+    actor: str
+    reason: str
+    automatic: bool = False
+    forced: bool = False
+
+
 class ModelStore:
     """Models, versions, aliases, rollbacks and audit; every method is one transaction."""
 
@@ -71,45 +83,26 @@ class ModelStore:
     def register(
         self,
         name: str,
-        artifact: Path,
+        draft: Draft,
         *,
         actor: str,
-        reason: str = "",
-        promote: bool = False,
         alias: str = "production",
-        parent_version: int | None = None,
-        dataset_hash: str | None = None,
-        params: dict[str, Any] | None = None,
-        metrics: dict[str, Any] | None = None,
         run_job_id: str | None = None,
         force: bool = False,
-        derived_from: int | None = None,
-        method: str | None = None,
     ) -> ModelVersion:
-        """Register ``artifact`` as the next version of ``name`` (creating the model).
+        """Register ``draft`` as the next version of ``name`` (creating the model).
 
-        With ``promote``, ``alias`` moves to the new version, unless that would break its
-        clients (:class:`~registry.errors.IncompatibleSignature`, nothing registered) and
-        ``force`` is not given. With ``run_job_id`` the retraining run is finished
-        (status ok) in the same transaction, so a crash never leaves a version without
-        its run or vice versa. ``derived_from`` (a version of ``name``, which must exist)
-        and ``method`` record that the artifact was made from that version's, e.g. by
-        quantisation.
+        With ``draft.promote``, ``alias`` moves to the new version, unless that would
+        break its clients (:class:`~registry.errors.IncompatibleSignature`, nothing
+        registered) and ``force`` is not given. With ``run_job_id`` the retraining run is
+        finished (status ok) in the same transaction, so a crash never leaves a version
+        without its run or vice versa. ``draft.derived_from`` (a version of ``name``,
+        which must exist) and ``draft.method`` record that the artifact was made from
+        that version's, e.g. by quantisation.
         """
-        if (derived_from is None) != (method is None):
+        if (draft.derived_from is None) != (draft.method is None):
             raise ValueError("derived_from and method go together: give both or neither")
-        draft = Draft(
-            Path(artifact),
-            reason,
-            promote,
-            parent_version,
-            dataset_hash,
-            dict(params or {}),
-            dict(metrics or {}),
-            method,
-        )
         news = self._stage(name, [draft], actor, alias)
-        news[0] = replace(news[0], derived_from=derived_from)
         return self._register(news, alias, run_job_id, force)[0]
 
     def register_derived(
@@ -291,15 +284,25 @@ class ModelStore:
         to: int | None = None,
         actor: str,
         reason: str = "",
-        automatic: bool = False,
         force: bool = False,
     ) -> AliasMove:
         """Move ``alias`` back to ``to`` or, by default, to the version it held before.
 
         Refused with :class:`~registry.errors.IncompatibleSignature` when the target would
-        break the alias's clients, unless ``force``; an ``automatic`` rollback returns to
-        what served before the promotion it undoes and is never refused for that.
+        break the alias's clients, unless ``force``.
         """
+        return self._roll_back(name, _Rollback(alias, to, actor, reason, forced=force))
+
+    def roll_back_automatically(
+        self, name: str, *, alias: str, to: int, actor: str, reason: str
+    ) -> AliasMove:
+        """A policy's :meth:`rollback`, recorded as automatic: it returns to what served
+        before the promotion it undoes, and is never refused for the signature."""
+        return self._roll_back(name, _Rollback(alias, to, actor, reason, automatic=True))
+
+    def _roll_back(self, name: str, rollback: _Rollback) -> AliasMove:
+        alias, to, actor, reason = rollback.alias, rollback.to, rollback.actor, rollback.reason
+        automatic, force = rollback.automatic, rollback.forced
         with self._db.session() as session:
             model = model_row(session, name, lock=True)
             current = alias_holder(session, model, alias)

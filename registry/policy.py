@@ -26,19 +26,13 @@ from registry.entities import AliasMove, MetricWindow
 
 
 class AliasRollbacks(Protocol):
-    """What a rollback check asks of the model store: an alias's moves, and a rollback."""
+    """What a rollback check asks of the model store: an alias's moves, and an
+    automatic rollback."""
 
     def alias_history(self, name: str, alias: str | None = ...) -> list[AliasMove]: ...
 
-    def rollback(
-        self,
-        name: str,
-        *,
-        alias: str = ...,
-        to: int | None = ...,
-        actor: str,
-        reason: str = ...,
-        automatic: bool = ...,
+    def roll_back_automatically(
+        self, name: str, *, alias: str, to: int, actor: str, reason: str
     ) -> AliasMove: ...
 
 
@@ -161,15 +155,15 @@ def check_rollback(
     the known-good version and is never rolled forward again automatically.
     """
     history = models.alias_history(name, alias)
-    if not history or history[-1].kind != "promote" or history[-1].previous_version is None:
+    promoted = history[-1] if history else None
+    if promoted is None or promoted.kind != "promote" or promoted.previous_version is None:
         return None
-    promoted = history[-1]
     previous = promoted.previous_version
     new = metrics.windows(name, promoted.version, since=promoted.at)
     baseline = [w for w in metrics.windows(name, previous) if w.start < promoted.at]
     decision = policy.decide(new, baseline[-policy.baseline_windows :])
     if not decision.rollback:
         return None
-    return models.rollback(
-        name, alias=alias, to=previous, actor=actor, reason=decision.reason, automatic=True
+    return models.roll_back_automatically(
+        name, alias=alias, to=previous, actor=actor, reason=decision.reason
     )

@@ -29,10 +29,9 @@ from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
-from maas.broker import accepting
+from maas.broker import accepting, terminate
 from producer.kafka_options import KafkaOptions
 from scripts.kafka_config import LOG_CONFIG, Membership, new_cluster_id, server_properties
 from scripts.kafka_jars import KAFKA_VERSION, KafkaError, fetch_jars
@@ -163,12 +162,7 @@ class ApacheKafka:
         """SIGTERM (a clean shutdown), SIGKILL after 20 s; the temporary folder goes."""
         process, self._process = self._process, None
         if process is not None and process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            terminate(process, timeout_s=20)
         folder, self._folder = self._folder, None
         if folder is not None and self.workdir is None:
             shutil.rmtree(folder, ignore_errors=True)
@@ -179,12 +173,7 @@ class ApacheKafka:
     def __enter__(self) -> ApacheKafka:
         return self.start()
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self.stop()
 
 
@@ -264,12 +253,7 @@ class KafkaCluster:
     def __enter__(self) -> KafkaCluster:
         return self.start()
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self.stop()
 
 

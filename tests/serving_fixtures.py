@@ -19,6 +19,7 @@ import pytest
 
 from producer.kafka import KafkaSettings, Topics
 from registry.bundle import Registry
+from registry.drafts import Draft
 from registry.entities import ModelVersion
 from registry.settings import RegistrySettings
 from tests.kafka_helpers import Broker
@@ -44,7 +45,7 @@ def digits_artifact(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def digits(registry: Registry, digits_artifact: Path) -> ModelVersion:
     """The digits model registered and promoted in the test's ``registry`` (the SQLite one
     of ``tests.registry_fixtures``, or the module's own)."""
-    return registry.models.register("digits", digits_artifact, actor="test", promote=True)
+    return registry.models.register("digits", Draft(digits_artifact, promote=True), actor="test")
 
 
 @dataclass
@@ -86,7 +87,9 @@ def served_digits(
         database_url=f"sqlite:///{root / 'registry.db'}", artifact_dir=root / "artifacts"
     )
     with Registry.open(registry) as opened:
-        served = opened.models.register("digits", digits_artifact, actor="test", promote=True)
+        served = opened.models.register(
+            "digits", Draft(digits_artifact, promote=True), actor="test"
+        )
         version = served.version
     box = _Box()
     thread = threading.Thread(target=_serve, args=(kafka, registry, box), daemon=True)

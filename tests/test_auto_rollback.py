@@ -29,6 +29,7 @@ from maas.commands.serve import register, rollback_settings
 from producer.control import alias_move_publisher
 from producer.kafka import KafkaSettings
 from registry.bundle import Registry
+from registry.drafts import Draft
 from registry.entities import MetricWindow
 from registry.policy import RollbackPolicy, load
 from registry.settings import RegistrySettings
@@ -125,7 +126,7 @@ async def test_a_broken_promotion_is_rolled_back_and_every_job_answered(
     kafka: KafkaSettings, registry: Registry, artifacts: tuple[Path, Path]
 ) -> None:
     good, broken = artifacts
-    registry.models.register("digits", good, actor="test", promote=True)
+    registry.models.register("digits", Draft(good, promote=True), actor="test")
     policy = RollbackPolicy(min_jobs=20, min_baseline_jobs=20)
     settings = WorkerSettings(
         metrics_interval_s=0.5, rollback=RollbackSettings(policy=policy), alias_ttl_s=30.0
@@ -292,7 +293,7 @@ async def test_the_same_version_under_a_load_change_is_not_rolled_back(
     kafka: KafkaSettings, registry: Registry, artifacts: tuple[Path, Path]
 ) -> None:
     good, _ = artifacts
-    registry.models.register("digits", good, actor="test", promote=True)
+    registry.models.register("digits", Draft(good, promote=True), actor="test")
     serving = Serving(kafka, registry)
     async with serving.running() as stop_trickle:
         same = await asyncio.to_thread(
@@ -317,7 +318,7 @@ async def test_a_truly_slower_version_is_rolled_back_for_its_latency(
 ) -> None:
     good, _ = artifacts
     slow = build_slow_digits(tmp_path / "slow.onnx")
-    registry.models.register("digits", good, actor="test", promote=True)
+    registry.models.register("digits", Draft(good, promote=True), actor="test")
     serving = Serving(kafka, registry)
     async with serving.running():
         bad = await asyncio.to_thread(

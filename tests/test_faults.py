@@ -22,6 +22,7 @@ from aiokafka.structs import ConsumerRecord
 
 from producer.kafka import KafkaSettings, ensure_topics
 from registry.bundle import Registry
+from registry.drafts import Draft
 from registry.settings import RegistrySettings
 from tests.kafka_helpers import publish, read
 from workers.demo import build_digits_model, digits_samples
@@ -43,7 +44,7 @@ def registry(tmp_path: Path, digits_onnx: Path) -> RegistrySettings:
         database_url=f"sqlite:///{tmp_path / 'registry.db'}", artifact_dir=tmp_path / "artifacts"
     )
     with Registry.open(settings) as opened:
-        opened.models.register("digits", digits_onnx, actor="test", promote=True)
+        opened.models.register("digits", Draft(digits_onnx, promote=True), actor="test")
     return settings
 
 

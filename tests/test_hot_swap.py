@@ -18,6 +18,7 @@ import pytest
 from producer.control import alias_move_publisher
 from producer.kafka import KafkaSettings
 from registry.bundle import Registry
+from registry.drafts import Draft
 from registry.settings import RegistrySettings
 from tests.kafka_helpers import publish, read_results
 from workers.demo import build_digits_model, digits_samples
@@ -35,8 +36,8 @@ def artifact(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def registry(tmp_path: Path, kafka: KafkaSettings, artifact: Path) -> Iterator[Registry]:
     settings = RegistrySettings(f"sqlite:///{tmp_path / 'r.db'}", tmp_path / "artifacts")
     with Registry.open(settings, on_alias_move=alias_move_publisher(kafka)) as opened:
-        opened.models.register("digits", artifact, actor="test", promote=True)
-        opened.models.register("digits", artifact, actor="test")
+        opened.models.register("digits", Draft(artifact, promote=True), actor="test")
+        opened.models.register("digits", Draft(artifact), actor="test")
         yield opened
 
 

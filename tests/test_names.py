@@ -12,6 +12,7 @@ from sqlalchemy import String
 from producer import messages, tenancy
 from producer.messages import DecodeError, decode_envelope, decode_predict, decode_retrain
 from registry import InvalidName, Registry, VersionNotFound, limits
+from registry.drafts import Draft
 from registry.limits import check_tenant_name
 from registry.tables import Base
 
@@ -75,7 +76,7 @@ def test_the_longest_names_decode() -> None:
 
 
 def test_the_longest_names_fit_the_database(any_registry: Registry, make_onnx: MakeOnnx) -> None:
-    version = any_registry.models.register(LONGEST, make_onnx(), actor="t", promote=True)
+    version = any_registry.models.register(LONGEST, Draft(make_onnx(), promote=True), actor="t")
     assert any_registry.models.resolve(LONGEST).version == version.version == 1
     run, created = any_registry.runs.start_run("j" * 200, LONGEST, trigger="manual")
     assert created and run.model == LONGEST
@@ -89,7 +90,7 @@ def test_names_that_do_not_fit_are_refused_before_the_database(
     any_registry: Registry, make_onnx: MakeOnnx, name: str
 ) -> None:
     with pytest.raises(InvalidName):
-        any_registry.models.register(name, make_onnx(), actor="t")
+        any_registry.models.register(name, Draft(make_onnx()), actor="t")
     with pytest.raises(InvalidName):
         any_registry.runs.start_run("j", name, trigger="manual")
     with pytest.raises(InvalidName):
@@ -104,11 +105,13 @@ def test_job_ids_and_aliases_that_do_not_fit_are_refused(
         any_registry.runs.start_run("j" * 201, "m", trigger="manual")
     with pytest.raises(InvalidName, match="not allowed"):
         any_registry.runs.start_run("a\x1bb", "m", trigger="manual")
-    any_registry.models.register("m", make_onnx(), actor="t")
+    any_registry.models.register("m", Draft(make_onnx()), actor="t")
     with pytest.raises(InvalidName, match="1 to 100 characters"):
         any_registry.models.promote("m", 1, alias="a" * 101, actor="t")
     with pytest.raises(InvalidName):
-        any_registry.models.register("m", make_onnx(), actor="t", promote=True, alias="bad alias")
+        any_registry.models.register(
+            "m", Draft(make_onnx(), promote=True), actor="t", alias="bad alias"
+        )
     assert [v.version for v in any_registry.models.versions("m")] == [1]
 
 
@@ -116,7 +119,7 @@ def test_job_ids_and_aliases_that_do_not_fit_are_refused(
 def test_a_version_beyond_the_column_is_simply_not_found(
     any_registry: Registry, make_onnx: MakeOnnx, version: int
 ) -> None:
-    any_registry.models.register("m", make_onnx(), actor="t")
+    any_registry.models.register("m", Draft(make_onnx()), actor="t")
     with pytest.raises(VersionNotFound, match="versions are 1-1"):
         any_registry.models.get_version("m", version)
     with pytest.raises(VersionNotFound):

@@ -16,6 +16,7 @@ import onnxruntime as ort
 import pytest
 
 from registry import ArtifactError, ArtifactStore, ModelNotFound, Registry, VersionNotFound
+from registry.drafts import Draft
 from tests.optimize_helpers import (
     FAST,
     build_classifier,
@@ -63,7 +64,7 @@ def run(registry: Registry, tmp_path: Path) -> Run:
 @pytest.fixture
 def classifier(registry: Registry, tmp_path: Path) -> Path:
     path = build_classifier(tmp_path / "src" / "model.onnx")
-    registry.models.register("clf", path, actor="tester", promote=True)
+    registry.models.register("clf", Draft(path, promote=True), actor="tester")
     return path
 
 
@@ -128,7 +129,7 @@ def test_static_int8_calibrates_on_rows_it_is_not_measured_on(
 
 def test_a_text_model_keeps_its_tokenizer(registry: Registry, run: Run, tmp_path: Path) -> None:
     source = build_text_model(tmp_path / "text")
-    registry.models.register("enc", source, actor="tester")
+    registry.models.register("enc", Draft(source), actor="tester")
     texts = ["the cat sat on a mat", "a dog ran far", "the dog sat", "cat"] * 10
     data = tmp_path / "texts.jsonl"
     data.write_text("".join(json.dumps({"id": i, "text": t}) + "\n" for i, t in enumerate(texts)))
@@ -151,11 +152,13 @@ def test_a_trained_version_is_measured_on_the_rows_its_recipe_held_out(
     trained = build_digits_model(tmp_path / "digits", epochs=3)
     parent = registry.models.register(
         "digits",
-        trained.artifact,
+        Draft(
+            trained.artifact,
+            dataset_hash=trained.dataset_hash,
+            params=trained.params,
+            metrics=trained.metrics,
+        ),
         actor="tester",
-        dataset_hash=trained.dataset_hash,
-        params=trained.params,
-        metrics=trained.metrics,
     )
     dynamic = run("digits", 1).version
     static = run("digits", 1, method="static").version
@@ -173,7 +176,7 @@ def test_a_trained_version_is_measured_on_the_rows_its_recipe_held_out(
 
 
 def test_a_torchscript_version_is_not_onnx(registry: Registry, run: Run, tmp_path: Path) -> None:
-    registry.models.register("ts", build_torchscript(tmp_path / "ts"), actor="tester")
+    registry.models.register("ts", Draft(build_torchscript(tmp_path / "ts")), actor="tester")
     with pytest.raises(NotOnnx, match=r"model\.pt is not an ONNX model"):
         run("ts", 1)
     assert [v.version for v in registry.models.versions("ts")] == [1]
@@ -184,7 +187,7 @@ def test_a_model_without_quantisable_operators(
     registry: Registry, run: Run, tmp_path: Path, features: np.ndarray, method: str
 ) -> None:
     registry.models.register(
-        "plain", build_weightless(tmp_path / "w" / "model.onnx"), actor="tester"
+        "plain", Draft(build_weightless(tmp_path / "w" / "model.onnx")), actor="tester"
     )
     rows = write_rows(tmp_path / "rows.csv", features)
     with pytest.raises(NothingToQuantize, match=r"no operator .* quantises \(its operators: Relu"):

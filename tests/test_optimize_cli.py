@@ -16,6 +16,7 @@ from maas.cli import main
 from producer.control import alias_move_publisher
 from producer.kafka import KafkaSettings
 from registry import Registry, RegistrySettings
+from registry.drafts import Draft
 from tests.kafka_helpers import job, publish, read_results
 from tests.optimize_helpers import (
     build_classifier,
@@ -75,12 +76,14 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> TrainedModel:
 def digits(registry: Registry, trained: TrainedModel) -> None:
     registry.models.register(
         "digits",
-        trained.artifact,
+        Draft(
+            trained.artifact,
+            promote=True,
+            dataset_hash=trained.dataset_hash,
+            params=trained.params,
+            metrics=trained.metrics,
+        ),
         actor="tester",
-        promote=True,
-        dataset_hash=trained.dataset_hash,
-        params=trained.params,
-        metrics=trained.metrics,
     )
 
 
@@ -160,7 +163,7 @@ def test_static_with_a_calibration_file_and_the_gate_on_promotion(
     maas: Maas, registry: Registry, tmp_path: Path
 ) -> None:
     model = build_classifier(tmp_path / "clf" / "model.onnx")
-    registry.models.register("clf", model, actor="tester", promote=True)
+    registry.models.register("clf", Draft(model, promote=True), actor="tester")
     x = features()
     rows = write_rows(tmp_path / "rows.csv", x, labels=np.zeros(len(x), dtype=np.int64))
     code, out, err = maas(
@@ -218,7 +221,7 @@ def test_bad_input_is_one_clear_line_a_non_zero_exit_and_nothing_registered(
         "classifier": lambda p: build_classifier(p / "model.onnx"),
     }
     name = {"torchscript": "ts", "weightless": "plain", "classifier": "clf"}[setup]
-    registry.models.register(name, builders[setup](tmp_path / "model"), actor="tester")
+    registry.models.register(name, Draft(builders[setup](tmp_path / "model")), actor="tester")
     paths = {
         "rows": write_rows(tmp_path / "rows.csv", features()),
         "narrow": write_rows(tmp_path / "narrow.csv", features()[:, :3]),

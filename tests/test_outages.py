@@ -24,6 +24,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from maas.broker import EmbeddedBroker, free_port
 from producer.kafka import KafkaSettings, Topics
 from registry.bundle import Registry
+from registry.drafts import Draft
 from registry.entities import ModelVersion
 from registry.settings import RegistrySettings
 from tests.kafka_helpers import job, publish, read_results
@@ -85,6 +86,7 @@ def aiokafka_lines() -> Iterator[tuple[Lines, Lines]]:
     logger.setLevel(level)
 
 
+@pytest.mark.broker  # starts an embedded broker of its own
 async def test_a_broker_restarted_empty_gets_the_topics_back_and_its_noise_is_limited(
     registry: Registry, digits: ModelVersion, aiokafka_lines: tuple[Lines, Lines]
 ) -> None:
@@ -186,8 +188,8 @@ async def test_a_registry_gone_away_serves_the_last_known_alias_and_leaks_nothin
     artifacts = tmp_path / "artifacts"
     direct = RegistrySettings(database_url=pg_url, artifact_dir=artifacts)
     with Registry.open(direct) as registry:
-        registry.models.register("digits", digits_artifact, actor="test", promote=True)
-        registry.models.register("digits", digits_artifact, actor="test")  # 2, not loaded
+        registry.models.register("digits", Draft(digits_artifact, promote=True), actor="test")
+        registry.models.register("digits", Draft(digits_artifact), actor="test")  # 2, not loaded
     pixels, _ = digits_samples(3, seed=2)
     with Proxy(5432) as proxy:
         behind = RegistrySettings(

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from registry import ArtifactError, ArtifactStore, Registry, Signature, inspect, sha256_of
+from registry.drafts import Draft
 
 MakeOnnx = Callable[..., Path]
 
@@ -114,11 +115,11 @@ def test_a_tampered_copy_is_repaired_by_registering_the_original_again(
     registry: Registry, make_onnx: MakeOnnx
 ) -> None:
     original = make_onnx()
-    first = registry.models.register("digits", original, actor="t", promote=True)
+    first = registry.models.register("digits", Draft(original, promote=True), actor="t")
     first.path.write_bytes(b"tampered")
     with pytest.raises(ArtifactError, match="register the model again from its original file"):
         ArtifactStore.verify(first.path, first.sha256)
-    again = registry.models.register("digits", original, actor="t", promote=True)
+    again = registry.models.register("digits", Draft(original, promote=True), actor="t")
     assert (again.sha256, again.path) == (first.sha256, first.path)
     ArtifactStore.verify(first.path, first.sha256)  # both versions serve again
     assert first.path.read_bytes() == original.read_bytes()

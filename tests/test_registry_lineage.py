@@ -16,9 +16,9 @@ MakeOnnx = Callable[..., Path]
 def test_register_records_what_a_version_was_derived_from(
     registry: Registry, make_onnx: MakeOnnx
 ) -> None:
-    registry.models.register("m", make_onnx(), actor="ann")
+    registry.models.register("m", Draft(make_onnx()), actor="ann")
     derived = registry.models.register(
-        "m", make_onnx(), actor="ann", derived_from=1, method="int8-dynamic"
+        "m", Draft(make_onnx(), derived_from=1, method="int8-dynamic"), actor="ann"
     )
     assert (derived.derived_from, derived.method) == (1, "int8-dynamic")
     assert registry.models.get_version("m", 2) == derived
@@ -28,13 +28,13 @@ def test_register_records_what_a_version_was_derived_from(
 def test_a_derived_version_needs_its_source_and_its_method(
     registry: Registry, make_onnx: MakeOnnx
 ) -> None:
-    registry.models.register("m", make_onnx(), actor="ann")
+    registry.models.register("m", Draft(make_onnx()), actor="ann")
     with pytest.raises(VersionNotFound, match=r"has no version 5"):
         registry.models.register(
-            "m", make_onnx(), actor="ann", derived_from=5, method="int8-dynamic"
+            "m", Draft(make_onnx(), derived_from=5, method="int8-dynamic"), actor="ann"
         )
     with pytest.raises(ValueError, match=r"give both or neither"):
-        registry.models.register("m", make_onnx(), actor="ann", method="int8-dynamic")
+        registry.models.register("m", Draft(make_onnx(), method="int8-dynamic"), actor="ann")
     assert [v.version for v in registry.models.versions("m")] == [1]
 
 
@@ -112,7 +112,7 @@ def test_register_derived_refuses_two_promotions_and_a_missing_method(
 
 @pytest.mark.postgres
 def test_lineage_on_postgres(pg_registry: Registry, make_onnx: MakeOnnx) -> None:
-    pg_registry.models.register("m", make_onnx(), actor="ann")
+    pg_registry.models.register("m", Draft(make_onnx()), actor="ann")
     first, second = pg_registry.models.register_derived(
         "m", Draft(make_onnx()), Draft(make_onnx(), method="int8-dynamic"), actor="ann"
     )

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from registry import MetricWindow, Registry, RollbackPolicy, check_rollback
+from registry.drafts import Draft
 
 MakeOnnx = Callable[..., Path]
 T0 = datetime(2025, 1, 1, tzinfo=UTC)
@@ -117,11 +118,11 @@ def test_latency_needs_enough_jobs_on_both_sides_at_that_load() -> None:
 
 
 def test_check_rollback_rolls_back_a_bad_promotion(registry: Registry, make_onnx: MakeOnnx) -> None:
-    registry.models.register("digits", make_onnx(), actor="ann", promote=True)
+    registry.models.register("digits", Draft(make_onnx(), promote=True), actor="ann")
     registry.metrics.record_windows(
         windows(1, jobs=200, start=datetime.now(UTC) - timedelta(hours=1))
     )
-    registry.models.register("digits", make_onnx(), actor="ann", promote=True)
+    registry.models.register("digits", Draft(make_onnx(), promote=True), actor="ann")
     assert (
         check_rollback(registry.models, registry.metrics, "digits", policy=POLICY) is None
     )  # no traffic yet
@@ -137,6 +138,6 @@ def test_check_rollback_rolls_back_a_bad_promotion(registry: Registry, make_onnx
 
 
 def test_first_promotion_is_never_rolled_back(registry: Registry, make_onnx: MakeOnnx) -> None:
-    registry.models.register("digits", make_onnx(), actor="ann", promote=True)
+    registry.models.register("digits", Draft(make_onnx(), promote=True), actor="ann")
     registry.metrics.record_windows(windows(1, jobs=50, errors=50, start=datetime.now(UTC)))
     assert check_rollback(registry.models, registry.metrics, "digits", policy=POLICY) is None

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from registry import MetricWindow, Registry, RegistrySettings
+from registry.drafts import Draft
 
 pytestmark = pytest.mark.postgres
 
@@ -20,8 +21,8 @@ T0 = datetime(2025, 1, 1, tzinfo=UTC)
 
 
 def test_flow_on_postgres(pg_registry: Registry, make_onnx: MakeOnnx) -> None:
-    pg_registry.models.register("digits", make_onnx(), actor="ann", promote=True)
-    pg_registry.models.register("digits", make_onnx(), actor="ann", promote=True)
+    pg_registry.models.register("digits", Draft(make_onnx(), promote=True), actor="ann")
+    pg_registry.models.register("digits", Draft(make_onnx(), promote=True), actor="ann")
     move = pg_registry.models.rollback("digits", actor="ann", reason="bad")
     assert (move.version, move.previous_version) == (1, 2)
     assert pg_registry.models.resolve("digits").created_at.tzinfo is not None
@@ -46,7 +47,9 @@ def test_concurrent_registrations_get_distinct_versions(
     def writer(mine: list[Path]) -> None:
         with Registry.open(settings, migrate=False) as registry:
             barrier.wait()
-            results.extend(registry.models.register("race", a, actor="t").version for a in mine)
+            results.extend(
+                registry.models.register("race", Draft(a), actor="t").version for a in mine
+            )
 
     threads = [threading.Thread(target=writer, args=(artifacts[i::4],)) for i in range(4)]
     for thread in threads:

@@ -21,6 +21,7 @@ from registry import (
     RunNotFound,
     VersionNotFound,
 )
+from registry.drafts import Draft
 from registry.runs import RunOutcome
 
 MakeOnnx = Callable[..., Path]
@@ -30,15 +31,17 @@ T0 = datetime(2025, 1, 1, tzinfo=UTC)
 def test_register_numbers_versions_and_records_lineage(
     registry: Registry, make_onnx: MakeOnnx
 ) -> None:
-    first = registry.models.register("digits", make_onnx(), actor="ann", reason="baseline")
+    first = registry.models.register("digits", Draft(make_onnx(), reason="baseline"), actor="ann")
     second = registry.models.register(
         "digits",
-        make_onnx(),
+        Draft(
+            make_onnx(),
+            parent_version=1,
+            dataset_hash="abc",
+            params={"epochs": 3},
+            metrics={"accuracy": 0.9},
+        ),
         actor="bob",
-        parent_version=1,
-        dataset_hash="abc",
-        params={"epochs": 3},
-        metrics={"accuracy": 0.9},
     )
     assert (first.version, second.version) == (1, 2)
     assert second.parent_version == 1 and second.dataset_hash == "abc"
@@ -56,7 +59,7 @@ def test_register_numbers_versions_and_records_lineage(
 
 def test_promote_resolve_rollback_and_history(registry: Registry, make_onnx: MakeOnnx) -> None:
     for _ in range(3):
-        registry.models.register("digits", make_onnx(), actor="ann", promote=True)
+        registry.models.register("digits", Draft(make_onnx(), promote=True), actor="ann")
     assert registry.models.resolve("digits").version == 3
     back = registry.models.rollback("digits", actor="ann", reason="accuracy dropped")
     assert (back.version, back.previous_version, back.kind) == (2, 3, "rollback")
@@ -81,8 +84,10 @@ def test_promote_resolve_rollback_and_history(registry: Registry, make_onnx: Mak
 
 
 def test_aliases_are_independent(registry: Registry, make_onnx: MakeOnnx) -> None:
-    registry.models.register("digits", make_onnx(), actor="ann", promote=True)
-    registry.models.register("digits", make_onnx(), actor="ann", promote=True, alias="staging")
+    registry.models.register("digits", Draft(make_onnx(), promote=True), actor="ann")
+    registry.models.register(
+        "digits", Draft(make_onnx(), promote=True), actor="ann", alias="staging"
+    )
     assert registry.models.aliases("digits") == {"production": 1, "staging": 2}
     assert registry.models.resolve("digits", "staging").version == 2
     assert [m.alias for m in registry.models.alias_history("digits")] == ["production", "staging"]
@@ -93,8 +98,8 @@ def test_aliases_are_independent(registry: Registry, make_onnx: MakeOnnx) -> Non
 
 
 def test_archive_refuses_promoted_versions(registry: Registry, make_onnx: MakeOnnx) -> None:
-    registry.models.register("digits", make_onnx(), actor="ann", promote=True)
-    registry.models.register("digits", make_onnx(), actor="ann")
+    registry.models.register("digits", Draft(make_onnx(), promote=True), actor="ann")
+    registry.models.register("digits", Draft(make_onnx()), actor="ann")
     with pytest.raises(ConflictError, match="alias 'production' points to it"):
         registry.models.archive("digits", 1, actor="ann")
     archived = registry.models.archive("digits", 2, actor="ann", reason="superseded")
@@ -109,7 +114,7 @@ def test_errors_say_what_is_wrong_and_how_to_fix_it(
     with pytest.raises(ModelNotFound, match="maas models list"):
         registry.models.resolve("nope")
     for _ in range(3):
-        registry.models.register("digits", make_onnx(), actor="ann")
+        registry.models.register("digits", Draft(make_onnx()), actor="ann")
     with pytest.raises(VersionNotFound) as caught:
         registry.models.get_version("digits", 9)
     assert str(caught.value) == (
@@ -124,8 +129,8 @@ def test_errors_say_what_is_wrong_and_how_to_fix_it(
 
 
 def test_every_mutation_is_audited(registry: Registry, make_onnx: MakeOnnx) -> None:
-    registry.models.register("digits", make_onnx(), actor="ann", reason="first")
-    registry.models.register("digits", make_onnx(), actor="ann")
+    registry.models.register("digits", Draft(make_onnx(), reason="first"), actor="ann")
+    registry.models.register("digits", Draft(make_onnx()), actor="ann")
     registry.models.promote("digits", 1, actor="bob", reason="go")
     registry.models.promote("digits", 2, actor="bob")
     registry.models.rollback("digits", actor="cat", reason="bad")
@@ -159,10 +164,12 @@ def test_alias_move_hook_sees_committed_moves(
 
     settings = registry_settings
     with Registry.open(settings) as probe, Registry.open(settings, on_alias_move=hook) as registry:
-        registry.models.register("digits", make_onnx(), actor="ann", promote=True)
-        registry.models.register("digits", make_onnx(), actor="ann")
+        registry.models.register("digits", Draft(make_onnx(), promote=True), actor="ann")
+        registry.models.register("digits", Draft(make_onnx()), actor="ann")
         registry.models.promote("digits", 2, actor="ann")
-        registry.models.rollback("digits", actor="ann", automatic=True)
+        registry.models.roll_back_automatically(
+            "digits", alias="production", to=1, actor="ann", reason="bad promotion"
+        )
     assert [(m.kind, m.version, m.automatic) for m in seen] == [
         ("promote", 1, False),
         ("promote", 2, False),
@@ -174,7 +181,7 @@ def test_corrupt_artifact_registers_nothing(registry: Registry, tmp_path: Path) 
     bad = tmp_path / "broken.onnx"
     bad.write_bytes(b"definitely not protobuf")
     with pytest.raises(ArtifactError, match=r"broken\.onnx is not a loadable ONNX model"):
-        registry.models.register("digits", bad, actor="ann")
+        registry.models.register("digits", Draft(bad), actor="ann")
     with pytest.raises(ModelNotFound):
         registry.models.versions("digits")
 
@@ -196,8 +203,8 @@ def window(version: int, start: datetime, *, jobs: int = 10, errors: int = 0) ->
 
 
 def test_metric_windows_round_trip(registry: Registry, make_onnx: MakeOnnx) -> None:
-    registry.models.register("digits", make_onnx(), actor="ann")
-    registry.models.register("digits", make_onnx(), actor="ann")
+    registry.models.register("digits", Draft(make_onnx()), actor="ann")
+    registry.models.register("digits", Draft(make_onnx()), actor="ann")
     windows = [window(1, T0), window(2, T0 + timedelta(seconds=10), errors=2), window(2, T0)]
     registry.metrics.record_windows(windows)
     assert registry.metrics.windows("digits") == [windows[0], windows[2], windows[1]]
@@ -260,10 +267,8 @@ def test_register_finishes_its_run_in_the_same_transaction(
     registry.runs.start_run("job-1", "digits", trigger="schedule")
     version = registry.models.register(
         "digits",
-        make_onnx(),
+        Draft(make_onnx(), promote=True, metrics={"f1": 0.8}),
         actor="trainer",
-        promote=True,
-        metrics={"f1": 0.8},
         run_job_id="job-1",
     )
     run = registry.runs.get_run("job-1")
@@ -271,7 +276,9 @@ def test_register_finishes_its_run_in_the_same_transaction(
     assert (run.status, run.version, run.promoted, run.metrics) == ("ok", 1, True, {"f1": 0.8})
     assert version.version == 1
     with pytest.raises(RunNotFound):  # an unknown run rolls the whole registration back
-        registry.models.register("digits", make_onnx(), actor="trainer", run_job_id="missing")
+        registry.models.register(
+            "digits", Draft(make_onnx()), actor="trainer", run_job_id="missing"
+        )
     assert [v.version for v in registry.models.versions("digits")] == [1]
 
 
@@ -285,7 +292,9 @@ def test_concurrent_writers_share_one_sqlite_file(
     def writer(mine: list[Path]) -> None:
         with Registry.open(registry_settings, migrate=False) as registry:
             barrier.wait()
-            numbers.extend(registry.models.register("digits", a, actor="t").version for a in mine)
+            numbers.extend(
+                registry.models.register("digits", Draft(a), actor="t").version for a in mine
+            )
 
     Registry.open(registry_settings).close()
     threads = [threading.Thread(target=writer, args=(artifacts[i::3],)) for i in range(3)]
@@ -301,7 +310,7 @@ def test_archive_hook(registry_settings: RegistrySettings, make_onnx: MakeOnnx) 
     with Registry.open(
         registry_settings, on_archive=lambda v: archived.append(v.version)
     ) as registry:
-        registry.models.register("digits", make_onnx(), actor="ann")
+        registry.models.register("digits", Draft(make_onnx()), actor="ann")
         registry.models.archive("digits", 1, actor="ann")
     assert archived == [1]
 
@@ -321,5 +330,5 @@ def test_two_stores_share_one_sqlite_file(tmp_path: Path, make_onnx: MakeOnnx) -
         f"sqlite:///{tmp_path / 'deep' / 'dir' / 'r.db'}", tmp_path / "artifacts"
     )
     with Registry.open(settings) as worker, Registry.open(settings) as cli:
-        cli.models.register("digits", make_onnx(), actor="ann", promote=True)
+        cli.models.register("digits", Draft(make_onnx(), promote=True), actor="ann")
         assert worker.models.resolve("digits").version == 1

@@ -25,6 +25,7 @@ from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
 from producer.kafka import KafkaSettings, Topics, ensure_topics
 from registry.bundle import Registry
+from registry.drafts import Draft
 from registry.settings import RegistrySettings
 from scripts.apache_kafka import KafkaCluster
 from workers.demo import digits_samples
@@ -61,7 +62,7 @@ def registry(tmp_path: Path, digits_artifact: Path) -> RegistrySettings:
         database_url=f"sqlite:///{tmp_path / 'registry.db'}", artifact_dir=tmp_path / "artifacts"
     )
     with Registry.open(settings) as opened:
-        opened.models.register("digits", digits_artifact, actor="test", promote=True)
+        opened.models.register("digits", Draft(digits_artifact, promote=True), actor="test")
     return settings
 
 
@@ -71,14 +72,11 @@ async def test_topics_get_three_replicas_two_of_them_in_sync(kafka: KafkaSetting
     await admin.start()
     try:
         described = await _described(admin, kafka.topics.predict)
-        [configs] = await admin.describe_configs(
-            [ConfigResource(ConfigResourceType.TOPIC, kafka.topics.predict)]
-        )
+        settings = await _topic_configs(admin, kafka.topics.predict)
     finally:
         await admin.close()
     assert len(described["partitions"]) == 8
     assert {len(p["replicas"]) for p in described["partitions"]} == {3}
-    settings = {entry[0]: entry[1] for entry in configs.resources[0][4]}
     assert settings["min.insync.replicas"] == "2"
 
 
@@ -117,6 +115,20 @@ async def _described(admin: AIOKafkaAdminClient, topic: str) -> dict[str, Any]:
             [described] = await admin.describe_topics([topic])
             if described["partitions"]:
                 return cast(dict[str, Any], described)
+            await asyncio.sleep(0.1)
+
+
+async def _topic_configs(admin: AIOKafkaAdminClient, topic: str) -> dict[str, str]:
+    """The topic's configuration once the broker asked knows the topic (it answers
+    with no entries, or an error code, for a moment after the topic is created)."""
+    async with asyncio.timeout(10):
+        while True:
+            [configs] = await admin.describe_configs(
+                [ConfigResource(ConfigResourceType.TOPIC, topic)]
+            )
+            error_code, _, _, _, entries = configs.resources[0][:5]
+            if error_code == 0 and entries:
+                return {entry[0]: entry[1] for entry in entries}
             await asyncio.sleep(0.1)
 
 

@@ -9,6 +9,7 @@ import pytest
 
 from maas.cli import main
 from registry import InvalidSchedule, Registry, RegistrySettings
+from registry.drafts import Draft
 from tests.cli_helpers import one_error_line
 
 
@@ -21,7 +22,7 @@ def add(
 ) -> Callable[..., tuple[int, str]]:
     """``maas schedule add NAME ...`` on a registry holding ``digits`` and ``churn``."""
     for name in ("digits", "churn"):
-        registry.models.register(name, make_onnx(), actor="test")
+        registry.models.register(name, Draft(make_onnx()), actor="test")
     where = [
         "--database-url",
         registry_settings.database_url,

@@ -16,6 +16,7 @@ from maas.cli import main
 from producer.kafka import KafkaSettings, ensure_topics
 from producer.messages import decode_retrain
 from registry.bundle import Registry
+from registry.drafts import Draft
 from registry.entities import MetricWindow
 from registry.settings import RegistrySettings
 from tests.kafka_helpers import read_all
@@ -72,7 +73,7 @@ async def test_three_schedulers_publish_exactly_one_job_per_due_time(
 def test_metric_trigger_fires_once_per_cooldown_when_errors_cross_the_limit(
     registry: Registry, make_onnx: object, kafka_free_settings: KafkaSettings
 ) -> None:
-    registry.models.register("m", make_onnx(), actor="t", promote=True)  # type: ignore[operator]
+    registry.models.register("m", Draft(make_onnx(), promote=True), actor="t")  # type: ignore[operator]
     now = datetime.now(UTC)
 
     def window(errors: int) -> MetricWindow:

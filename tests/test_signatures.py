@@ -16,6 +16,7 @@ from maas.cli import main
 from producer.kafka import KafkaSettings
 from producer.messages import Dataset, RetrainJob
 from registry import IncompatibleSignature, Registry, Signature, TensorSpec
+from registry.drafts import Draft
 from registry.signatures import differences
 from tests.cli_helpers import one_error_line
 from workers.allowed import Allowed
@@ -102,8 +103,12 @@ def test_promotion_rollback_and_register_refuse_a_breaking_signature(
     registry: Registry, make_model: MakeModel
 ) -> None:
     models = registry.models
-    models.register("m", make_model(input="features", output="logits"), actor="a", promote=True)
-    models.register("m", make_model(), actor="a")  # x -> probabilities: registered, not served
+    models.register(
+        "m", Draft(make_model(input="features", output="logits"), promote=True), actor="a"
+    )
+    models.register(
+        "m", Draft(make_model()), actor="a"
+    )  # x -> probabilities: registered, not served
     with pytest.raises(IncompatibleSignature) as refused:
         models.promote("m", 2, actor="a")
     message = str(refused.value)
@@ -114,7 +119,7 @@ def test_promotion_rollback_and_register_refuse_a_breaking_signature(
     assert models.resolve("m").version == 1
 
     with pytest.raises(IncompatibleSignature, match="--promote, or with --force"):
-        models.register("m", make_model(features=5), actor="a", promote=True)
+        models.register("m", Draft(make_model(features=5), promote=True), actor="a")
     assert [v.version for v in models.versions("m")] == [1, 2]  # nothing registered
 
     move = models.promote("m", 2, actor="a", force=True)
@@ -122,7 +127,12 @@ def test_promotion_rollback_and_register_refuse_a_breaking_signature(
     with pytest.raises(IncompatibleSignature, match="rollback m --to 1 --force"):
         models.rollback("m", actor="a")
     # An automatic rollback undoes a bad promotion: never refused for its signature.
-    assert models.rollback("m", actor="policy", automatic=True).version == 1
+    assert (
+        models.roll_back_automatically(
+            "m", alias="production", to=1, actor="policy", reason="bad promotion"
+        ).version
+        == 1
+    )
 
 
 @pytest.fixture
@@ -152,8 +162,8 @@ def test_cli_promote_shows_both_signatures_and_force_promotes(
     monkeypatch.setenv("MAAS_BOOTSTRAP_SERVERS", kafka.bootstrap_servers)
     monkeypatch.setenv("MAAS_TOPIC_PREFIX", kafka.topics.prefix)
     monkeypatch.setenv("MAAS_EMBEDDED_BROKER", "1")
-    registry.models.register("m", make_model(input="features"), actor="a", promote=True)
-    registry.models.register("m", make_model(), actor="a")
+    registry.models.register("m", Draft(make_model(input="features"), promote=True), actor="a")
+    registry.models.register("m", Draft(make_model()), actor="a")
     code, out, err = maas_models("promote", "m", "2")
     assert (code, out) == (1, "")
     one_error_line(err, "it has no input 'features'", "features: float32", "x: float32", "--force")
@@ -188,7 +198,7 @@ async def test_retraining_a_users_model_keeps_its_clients_working(
     """The issue's case: a user's ``features -> logits`` model retrained by the tabular
     recipe with ``promote=always`` used to go live as ``x -> probabilities, label``."""
     users = make_model(input="features", output="logits", features=IRIS_FEATURES)
-    registry.models.register("flowers", users, actor="user", promote=True)
+    registry.models.register("flowers", Draft(users, promote=True), actor="user")
     # The operator grants promote always here: what is tested is that even a skipped
     # gate cannot put clients' names out of service.
     settings = TrainerSettings(allowed=Allowed(promote_always=True))

@@ -7,6 +7,8 @@ import signal
 import socket
 from pathlib import Path
 
+import pytest
+
 from maas.broker import free_port
 from tests.cli_helpers import maas_process, one_error_line
 
@@ -61,6 +63,7 @@ def test_up_with_an_unreachable_database_starts_nothing(tmp_path: Path) -> None:
     assert no_broker_left(port)
 
 
+@pytest.mark.broker  # starts an embedded broker of its own
 def test_up_failing_after_the_broker_started_stops_the_broker(tmp_path: Path) -> None:
     port = free_port()
     blocked = tmp_path / "artifacts"

@@ -70,7 +70,7 @@ class _Lookup:
 def test_reply_to_must_lie_in_the_jobs_namespace(
     namespace: Namespace, reply_to: str | None, allowed: bool
 ) -> None:
-    denial = Access(namespace).misdirected(reply_to)
+    denial = Access(namespace).outside(reply_to)
     assert (denial is None) is allowed
     if denial is not None:
         assert denial.code == ErrorCode.UNAUTHORIZED

@@ -12,10 +12,15 @@ from pathlib import Path
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from maas.cli import main
+from producer.aio import AsyncClient
+from producer.client import Client
 from producer.control import announce_tenant
 from producer.kafka import KafkaSettings
+from producer.messages import Result
 from producer.tenancy import Namespace
 from registry.bundle import Registry
+from registry.drafts import Draft
 from registry.entities import ModelVersion
 from tests.kafka_helpers import (
     create_topic,
@@ -33,9 +38,8 @@ from workers.trainer import Trainer, TrainerSettings
 
 pytestmark = pytest.mark.both_brokers
 
-# Grants are read again only on a control event here (the TTL outlasts every test);
-# new tenants' topics are looked for every half second.
-TENANCY = TenancySettings(grants_ttl_s=600.0, discover_ms=500, audit_rows=3)
+# Grants are read again only on a control event here (the TTL outlasts every test).
+TENANCY = TenancySettings(grants_ttl_s=600.0, audit_rows=3)
 PIXELS = digits_samples(1)[0].tolist()
 WEAK = {"epochs": 1, "hidden": 8, "max_rows": 200}
 
@@ -82,7 +86,7 @@ async def written(kafka: KafkaSettings, topic: str) -> int:
 async def test_a_tenant_gets_its_models_only_and_answers_only_in_its_namespace(
     kafka: KafkaSettings, registry: Registry, digits: ModelVersion, digits_artifact: Path
 ) -> None:
-    registry.models.register("other", digits_artifact, actor="test", promote=True)
+    registry.models.register("other", Draft(digits_artifact, promote=True), actor="test")
     a = await add_tenant(kafka, registry, "a", "digits")
     b = await add_tenant(kafka, registry, "b", "other")
     ghost = kafka.topics.namespace("ghost")  # topics made by hand; no tenant in the registry
@@ -220,3 +224,43 @@ async def test_the_trainer_runs_a_tenants_retrain_jobs_only_as_granted(
         assert await written(kafka, topic) == 0
     assert await job_ids(kafka, teacher.results, len(taught)) == sorted(taught)
     assert [v.version for v in registry.models.versions("digits")] == [1, 2]
+
+
+async def test_the_clients_act_for_the_tenant_they_are_given(
+    kafka: KafkaSettings,
+    registry: Registry,
+    digits: ModelVersion,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    a = await add_tenant(kafka, registry, "a", "digits")
+    await add_tenant(kafka, registry, "nothing")  # granted no model
+    flags = ["--bootstrap-servers", kafka.bootstrap_servers, "--topic-prefix", kafka.topics.prefix]
+    submit = ["submit", "--model", "digits", "--inputs", json.dumps({"x": PIXELS}), *flags]
+
+    def sync_predict() -> Result:
+        with Client(kafka, tenant="a") as client:
+            return client.predict("digits", {"x": PIXELS}, job_id="sync")
+
+    async with serving(kafka, registry):
+        async with AsyncClient(kafka, tenant="a") as client:
+            answer = await client.predict("digits", {"x": PIXELS}, job_id="async")
+        assert answer.status == (await asyncio.to_thread(sync_predict)).status == "ok"
+        assert await asyncio.to_thread(main, [*submit, "--tenant", "a", "--job-id", "flag"]) == 0
+        monkeypatch.setenv("MAAS_TENANT", "a")
+        assert await asyncio.to_thread(main, [*submit, "--job-id", "env"]) == 0
+        monkeypatch.setenv("MAAS_TENANT", "nothing")
+        assert await asyncio.to_thread(main, [*submit, "--job-id", "refused"]) == 1
+    out = capsys.readouterr().out.splitlines()
+    printed = [json.loads(line) for line in out if line.startswith('{"job_id"')]
+    assert [(r["job_id"], r["status"]) for r in printed] == [
+        ("flag", "ok"),
+        ("env", "ok"),
+        ("refused", "error"),
+    ]
+    assert printed[-1]["error"]["code"] == "UNAUTHORIZED"
+    assert await job_ids(kafka, a.predict, 4) == ["async", "env", "flag", "sync"]
+    assert await written(kafka, kafka.topics.predict) == 0  # nothing on the default tenant's
+    monkeypatch.setenv("MAAS_TENANT", "Not A Name")
+    assert await asyncio.to_thread(main, submit) != 0
+    assert "tenant name 'Not A Name' is not allowed" in capsys.readouterr().err

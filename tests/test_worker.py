@@ -19,6 +19,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from maas.broker import free_port
 from producer.kafka import KafkaSettings
 from registry.bundle import Registry
+from registry.drafts import Draft
 from registry.entities import ModelVersion
 from registry.settings import RegistrySettings
 from tests.kafka_helpers import create_topic, job, publish, read, read_results, running
@@ -70,7 +71,7 @@ async def test_plain_kafka_job_is_answered_with_the_right_outputs_and_version(
 async def test_explicit_version_and_custom_reply_topic(
     kafka: KafkaSettings, worker: Worker, digits_artifact: Path, registry: Registry
 ) -> None:
-    v2 = registry.models.register("digits", digits_artifact, actor="test")  # not promoted
+    v2 = registry.models.register("digits", Draft(digits_artifact), actor="test")  # not promoted
     pixels, _ = digits_samples(1)
     await create_topic(kafka, kafka.topics.dlq + "x")
     await publish(

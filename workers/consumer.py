@@ -41,6 +41,9 @@ log = structlog.get_logger(__name__)
 _PRODUCER_BATCH_BYTES = 16384  # aiokafka's default max_batch_size
 JOIN_REPORT_S = 10.0  # a group join taking longer is logged, with why, this often
 LEAVE_TIMEOUT_S = 5.0  # the longest a consumer takes to stop before its connections close
+# How often a consumer of a pattern reads the topic list for new matching topics (a new
+# tenant's job topic); aiokafka's default (metadata_max_age_ms) is five minutes.
+PATTERN_REFRESH_MS = 2000
 # A dead letter the broker refused as too large is sent again cut to this size.
 _BARE_DEAD_LETTER_BYTES = 64 * 1024
 T = TypeVar("T")
@@ -144,8 +147,8 @@ async def connected(
     stop: asyncio.Event | None = None,
     **consumer_options: Any,
 ) -> AsyncIterator[tuple[AIOKafkaConsumer, Publisher]]:
-    """A consumer of ``topic`` (a compiled pattern: every topic it matches, as topics
-    come and go) in ``group`` and a publisher for its answers, started
+    """A consumer of ``topic`` (a compiled pattern: every topic it matches, looked for
+    every ``PATTERN_REFRESH_MS``) in ``group`` and a publisher for its answers, started
     (the service's topics created first) and stopped on the way out, consumer first
     (it leaves the group). ``batch_bytes``: the producer's record batch size;
     ``max_record_bytes``: the largest record it sends (its ``max_request_size``).
@@ -157,11 +160,13 @@ async def connected(
     producer = AIOKafkaProducer(
         **kafka.producer(max_batch_size=batch_bytes, max_request_size=max_record_bytes)
     )
-    consumer = AIOKafkaConsumer(**kafka.consumer(group, **consumer_options))
     if isinstance(topic, re.Pattern):
-        consumer.subscribe(pattern=topic.pattern, listener=listener)
+        consumer_options.setdefault("metadata_max_age_ms", PATTERN_REFRESH_MS)
+        subscription: dict[str, Any] = {"pattern": topic.pattern}
     else:
-        consumer.subscribe([topic], listener=listener)
+        subscription = {"topics": [topic]}
+    consumer = AIOKafkaConsumer(**kafka.consumer(group, **consumer_options))
+    consumer.subscribe(**subscription, listener=listener)
     try:
         await unless_stopped(producer.start(), stop)
         await unless_stopped(_join(consumer, kafka, group), stop)

@@ -152,14 +152,11 @@ class Edge:
     ) -> bool:
         """Answer or place ``item``; True when its reply topic is to be looked for."""
         address = _address(item)
-        if denial := access.misdirected(item.reply_to):
+        if denial := access.outside(item.reply_to):
             self._guard.refused(access, denial, model=address.model, job_id=address.job_id)
-            result = self._error(_address(item), denial.code, denial.message)
+            result = self._error(address, denial.code, denial.message)
             topic = access.namespace.results  # never where the job pointed
-            intake.replies[index] = (
-                record,
-                self.answer(record, _address(item), result, topic=topic),
-            )
+            intake.replies[index] = (record, self.answer(record, address, result, topic=topic))
             return False
         if denial := access.denial(address.model or None):
             self._guard.refused(access, denial, model=address.model, job_id=address.job_id)

@@ -3,7 +3,7 @@ tenant may ask for, and the audit of every refusal.
 
 A worker asks :meth:`Guard.access` once per topic's share of a poll (every record of
 a partition has the same topic, and so the same tenant), then, per job,
-:meth:`Access.misdirected` (a reply topic outside the namespace: answered on the
+:meth:`Access.outside` (a reply topic outside the namespace: answered on the
 tenant's results topic instead) and :meth:`Access.denial` (what the tenant may not
 use); a denial is audited (rate-limited) by :meth:`Guard.refused`. The trainer
 uses the same two steps, with its own checks.
@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from producer.kafka import KafkaSettings
-from producer.messages import ErrorCode
+from producer.messages import ControlEvent, ErrorCode
 from producer.tenancy import Namespace, job_topic_pattern, tenant_of_topic
 from workers.audit import RefusalAudit, RefusalLog
 from workers.control import follow_control
@@ -46,7 +46,7 @@ class Access:
     tenant: TenantLike | None = None
     unavailable: str | None = None
 
-    def misdirected(self, reply_to: str | None) -> Denial | None:
+    def outside(self, reply_to: str | None) -> Denial | None:
         """Why a job of this tenant may not be answered on ``reply_to``, or None."""
         return check_reply_to(self.namespace, reply_to)
 
@@ -72,12 +72,10 @@ class TenantStore(TenantLookup, RefusalLog, Protocol):
 class TenancySettings:
     """How a worker follows the tenants. ``grants_ttl_s``: the longest a tenant's grants
     are used before being read again (a control event forgets them at once);
-    ``discover_ms``: how often the cluster's topics are read for a new tenant's job
-    topic (the consumer's ``metadata_max_age_ms``); refusals are audited at most
-    ``audit_rows`` rows per tenant and reason every ``audit_window_s``."""
+    refusals are audited at most ``audit_rows`` rows per tenant and reason every
+    ``audit_window_s`` (a new tenant's topics: ``workers.consumer.PATTERN_REFRESH_MS``)."""
 
     grants_ttl_s: float = 30.0
-    discover_ms: int = 2000
     audit_rows: int = 10
     audit_window_s: float = 60.0
 
@@ -94,26 +92,37 @@ class Guard:
 
     @classmethod
     def of(
-        cls, prefix: str, tenants: TenantStore | None, settings: TenancySettings, *, actor: str
+        cls,
+        kafka: KafkaSettings,
+        tenants: TenantStore | None,
+        settings: TenancySettings,
+        actor: str,
     ) -> Guard:
-        """The guard of a worker answering as ``actor`` (``tenants`` None: no registry of
-        tenants, so only the default tenant's jobs are served)."""
+        """The guard of a worker on ``kafka``'s topics answering as ``actor``
+        (``tenants`` None: no registry of tenants, so only the default tenant's jobs
+        are served)."""
         audit = RefusalAudit(
             tenants,
             actor=actor,
             rows_per_window=settings.audit_rows,
             window_s=settings.audit_window_s,
         )
-        return cls(prefix, TenantGrants(tenants, ttl_s=settings.grants_ttl_s), audit)
+        grants = TenantGrants(tenants, ttl_s=settings.grants_ttl_s)
+        return cls(kafka.topics.prefix, grants, audit)
 
-    async def run(self, control: KafkaSettings | None = None) -> None:
-        """Write the audit's rows until cancelled; with ``control``, also follow its
-        control topic for tenant changes (a worker that follows the topic itself hands
-        its events to ``grants.follow`` instead)."""
-        if control is None:
-            await self.audit.run()
-            return
-        following = asyncio.ensure_future(follow_control(control, self.grants.follow))
+    async def run(
+        self, control: KafkaSettings, on_event: Callable[[ControlEvent], None] | None = None
+    ) -> None:
+        """Until cancelled: write the audit's rows, and follow ``control``'s control topic
+        (the grants of a tenant that changed are forgotten; every event is also handed
+        to ``on_event``, for a worker that follows the topic for its own reasons)."""
+
+        def follow(event: ControlEvent) -> None:
+            self.grants.follow(event)
+            if on_event is not None:
+                on_event(event)
+
+        following = asyncio.ensure_future(follow_control(control, follow))
         try:
             await self.audit.run()
         finally:

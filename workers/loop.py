@@ -38,7 +38,6 @@ from workers.consumer import (
     poll,
     with_worker_id,
 )
-from workers.control import follow_control
 from workers.edge import Edge
 from workers.flow import pace, redeliver_due
 from workers.guard import Guard, TenancySettings, TenantStore
@@ -131,13 +130,10 @@ class Worker:
         *,
         tenants: TenantStore | None = None,
     ) -> None:
-        """``tenants``: the registry's tenants (None: only the default tenant is served)."""
         settings = with_worker_id(settings)
         self.kafka = kafka
         self.settings = settings
-        self.guard = Guard.of(
-            kafka.topics.prefix, tenants, settings.tenancy, actor=settings.worker_id
-        )
+        self.guard = Guard.of(kafka, tenants, settings.tenancy, settings.worker_id)
         self.tracker: OffsetTracker[TopicPartition] = OffsetTracker()
         self.rollback = RollbackWatcher(
             models, metrics, settings.rollback, actor=f"auto-rollback@{settings.worker_id}"
@@ -177,7 +173,6 @@ class Worker:
                 max_record_bytes=settings.max_record_bytes,
                 stop=stop,
                 max_poll_records=settings.max_poll_records,
-                metadata_max_age_ms=settings.tenancy.discover_ms,  # new tenants' topics
             ) as (consumer, publisher):
                 self._consumer, self._publisher = consumer, publisher
                 topics = ClusterTopics(publisher.client, always=[self.kafka.topics.results])
@@ -193,8 +188,7 @@ class Worker:
                 helpers = [
                     asyncio.create_task(self._commit_loop()),
                     asyncio.create_task(self.metrics.run()),
-                    asyncio.create_task(follow_control(self.kafka, self._on_control)),
-                    asyncio.create_task(self.guard.run()),
+                    asyncio.create_task(self.guard.run(self.kafka, self._on_control)),
                     asyncio.create_task(
                         keep_service_topics(self.kafka, topics, interval_s=interval)
                     ),
@@ -389,9 +383,7 @@ class Worker:
             await asyncio.wait(pending, timeout=self.settings.drain_timeout_s)
 
     def _on_control(self, event: ControlEvent) -> None:
-        self.guard.grants.follow(event)
-        if event.model:
-            self.models.invalidate(event.model)
+        self.models.invalidate(event.model)
 
     async def _wind_down(
         self, consumer: AIOKafkaConsumer, helpers: list[asyncio.Task[None]]

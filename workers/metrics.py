@@ -14,7 +14,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 import numpy as np
 import structlog
@@ -60,6 +60,18 @@ class _Window:
     published_batches: float = 0.0
 
 
+class JobFigures(TypedDict):
+    """What one answered job measured, as :meth:`MetricsRecorder.record` takes it:
+    its rows, its error code (None when served), its milliseconds queued and in
+    inference, and the rows of the batch it ran in (0 when it ran in none)."""
+
+    rows: int
+    error: str | None
+    queue_ms: float
+    infer_ms: float
+    batch_size: int
+
+
 def _percentiles(values: list[float]) -> tuple[float, float, float]:
     if not values:
         return (0.0, 0.0, 0.0)
@@ -84,17 +96,9 @@ class MetricsRecorder:
         self._started = datetime.now(UTC)
         self._prom: dict[tuple[str, int], tuple[Any, Any, Any, Any]] = {}
 
-    def record(
-        self,
-        model: str,
-        version: int,
-        *,
-        rows: int,
-        error: str | None,
-        queue_ms: float,
-        infer_ms: float,
-        batch_size: int,
-    ) -> None:
+    def record(self, model: str, version: int, **job: Unpack[JobFigures]) -> None:
+        """Count one answered job of ``model`` ``version`` in its window."""
+        rows, error, batch_size = job["rows"], job["error"], job["batch_size"]
         window = self._windows.get((model, version))
         if window is None:
             window = self._windows[(model, version)] = _Window()
@@ -106,8 +110,8 @@ class MetricsRecorder:
         elif batch_size:
             window.batched_rows += rows
             window.batches += rows / batch_size
-        window.queue_ms.append(queue_ms)
-        window.infer_ms.append(infer_ms)
+        window.queue_ms.append(job["queue_ms"])
+        window.infer_ms.append(job["infer_ms"])
 
     def publish(self) -> None:
         """Add what :meth:`record` gathered to the Prometheus metrics: once per poll's

@@ -27,20 +27,22 @@ def door(job: RetrainJob, access: Access) -> tuple[str, Denial | None]:
     the trainer looks at it (None: it may go on): a reply topic outside the tenant's
     namespace (answered on the tenant's results topic instead), an unknown tenant, or
     one without the retrain, model or promote-always grant it needs."""
-    if denial := access.misdirected(job.reply_to):
+    if denial := access.outside(job.reply_to):
         return access.namespace.results, denial  # never where the job pointed
     denial = access.denial(job.model, check_retrain, partial(check_promote, mode=job.promote))
     return job.reply_to or access.namespace.results, denial
 
 
-def misdirected(record: Record, access: Access) -> tuple[Outgoing, Denial, JobEnvelope] | None:
+def outside_namespace(
+    record: Record, access: Access
+) -> tuple[Outgoing, Denial, JobEnvelope] | None:
     """For a record that is no RetrainJob but names a job_id and a reply topic outside
     its tenant's namespace: the ``UNAUTHORIZED`` answer on the tenant's results topic."""
     try:
         envelope = decode_envelope(record.value or b"")
     except DecodeError:
         return None
-    denial = access.misdirected(envelope.reply_to)
+    denial = access.outside(envelope.reply_to)
     if denial is None:
         return None
     result = error_result(envelope.job_id, envelope.model, denial.code, denial.message)

@@ -57,7 +57,7 @@ from workers.recipes import (
     recipe_for,
 )
 from workers.replies import Publisher, PublishFailed, Record
-from workers.retrain_answers import door, error_result, from_run, misdirected, ok_result
+from workers.retrain_answers import door, error_result, from_run, ok_result, outside_namespace
 from workers.tenants import Denial
 from workers.training_registry import Registrar, RunLog
 from workers.training_steps import Failure, plan_int8, train
@@ -110,7 +110,7 @@ class Trainer:
         settings = with_worker_id(settings)
         settings.allowed.load_recipes()
         self.kafka = kafka
-        self.guard = Guard.of(kafka.topics.prefix, tenants, settings.tenancy, actor=settings.actor)
+        self.guard = Guard.of(kafka, tenants, settings.tenancy, settings.actor)
         self.models = models
         self.runs = runs
         self.settings = settings
@@ -128,7 +128,6 @@ class Trainer:
             self.kafka,
             self.guard.job_topics("retrain"),
             group=settings.group_id,
-            metadata_max_age_ms=settings.tenancy.discover_ms,  # new tenants' topics
         ) as (consumer, publisher):
             self._publisher = publisher
             log.info("trainer started", worker=settings.worker_id, group=settings.group_id)
@@ -214,7 +213,7 @@ class Trainer:
     async def _reject(self, record: Record, exc: DecodeError, access: Access) -> None:
         """Answer a record that is no RetrainJob (INVALID_INPUT), or dead-letter it."""
         assert self._publisher is not None
-        if refused := misdirected(record, access):
+        if refused := outside_namespace(record, access):
             answer, denial, envelope = refused
             self.guard.refused(access, denial, model=envelope.model, job_id=envelope.job_id)
         else:
@@ -356,18 +355,7 @@ class Trainer:
         the promoted one, else the trained one."""
         actor = self.settings.actor
         if int8 is None:
-            return self.models.register(
-                job.model,
-                draft.artifact,
-                actor=actor,
-                reason=draft.reason,
-                promote=draft.promote,
-                parent_version=draft.parent_version,
-                dataset_hash=draft.dataset_hash,
-                params=draft.params,
-                metrics=draft.metrics,
-                run_job_id=job.job_id,
-            )
+            return self.models.register(job.model, draft, actor=actor, run_job_id=job.job_id)
         base, derived = int8.drafts(draft)
         trained, quantized = self.models.register_derived(
             job.model, base, derived, actor=actor, run_job_id=job.job_id

@@ -4,7 +4,6 @@ and the run store's runs by job id."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any, Protocol
 
 from registry.drafts import Draft
@@ -18,18 +17,7 @@ class Registrar(Protocol):
     def resolve(self, name: str, alias: str = ...) -> ModelVersion: ...
 
     def register(
-        self,
-        name: str,
-        artifact: Path,
-        *,
-        actor: str,
-        reason: str = ...,
-        promote: bool = ...,
-        parent_version: int | None = ...,
-        dataset_hash: str | None = ...,
-        params: dict[str, Any] | None = ...,
-        metrics: dict[str, Any] | None = ...,
-        run_job_id: str | None = ...,
+        self, name: str, draft: Draft, *, actor: str, run_job_id: str | None = ...
     ) -> ModelVersion: ...
 
     def register_derived(

@@ -23,6 +23,7 @@ from producer import numbers
 from producer.errors import JobTimeout, JobTooLarge
 from producer.messages import DEFAULT_ALIAS, Dataset, Result, RetrainJob, RetrainResult, encode
 from producer.score_settings import ScoreSettings
+from producer.tenancy import InvalidTenant, check_tenant, tenant_from_env
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -80,7 +81,7 @@ def _register_submit(subparsers: argparse._SubParsersAction[argparse.ArgumentPar
         metavar="S",
         help="seconds to wait for the answer (default 30)",
     )
-    add_kafka_options(parser)
+    _add_client_options(parser)
     parser.set_defaults(func=run_submit)
 
 
@@ -130,7 +131,7 @@ def _register_score(subparsers: argparse._SubParsersAction[argparse.ArgumentPars
         default="auto",
         help="progress bar on stderr (default: when it is a terminal)",
     )
-    add_kafka_options(parser)
+    _add_client_options(parser)
     parser.set_defaults(func=run_score)
 
 
@@ -150,8 +151,26 @@ def _register_retrain(subparsers: argparse._SubParsersAction[argparse.ArgumentPa
     parser.add_argument(
         "--timeout", type=float, default=600.0, metavar="S", help="seconds to wait (default 600)"
     )
-    add_kafka_options(parser)
+    _add_client_options(parser)
     parser.set_defaults(func=run_retrain)
+
+
+def _add_client_options(parser: argparse.ArgumentParser) -> None:
+    add_kafka_options(parser)
+    parser.add_argument(
+        "--tenant",
+        metavar="T",
+        help="act for tenant T: send to its job topics, read its results (env MAAS_TENANT; "
+        "default: the default tenant's maas.predict, maas.results, ...)",
+    )
+
+
+def _tenant(args: argparse.Namespace) -> str | None:
+    """``--tenant``, else ``MAAS_TENANT``, else None (the default tenant)."""
+    try:
+        return check_tenant(args.tenant) if args.tenant else tenant_from_env()
+    except InvalidTenant as exc:
+        raise CommandError(str(exc)) from exc
 
 
 def _load_inputs(text: str) -> dict[str, list[Any]]:
@@ -186,7 +205,7 @@ def run_submit(args: argparse.Namespace) -> int:
 
     inputs = _load_inputs(args.inputs)
     try:
-        with Client(kafka_settings(args), timeout_s=args.timeout) as client:
+        with Client(kafka_settings(args), tenant=_tenant(args), timeout_s=args.timeout) as client:
             handle = client.submit(
                 args.model,
                 inputs,
@@ -219,7 +238,8 @@ def run_score(args: argparse.Namespace) -> int:
         **_target(args),
     )
     try:
-        with ScoreProgress(args.progress) as progress, Client(kafka_settings(args)) as client:
+        client = Client(kafka_settings(args), tenant=_tenant(args))
+        with ScoreProgress(args.progress) as progress, client:
             stats = Scorer(client, settings, on_progress=progress.update).run(args.input, args.out)
     except JobTooLarge as exc:  # a row too big for one record: no rerun helps
         report(exc)
@@ -335,7 +355,8 @@ async def _retrain(args: argparse.Namespace, job: RetrainJob, console: Console) 
     from producer.aio import AsyncClient
 
     started = time.monotonic()
-    async with AsyncClient(kafka_settings(args), timeout_s=args.timeout) as client:
+    client = AsyncClient(kafka_settings(args), tenant=_tenant(args), timeout_s=args.timeout)
+    async with client:
         waiting = asyncio.ensure_future(client.retrain(job))
         with console.status(f"retraining {job.model} (job {job.job_id})") as status:
             while not waiting.done():

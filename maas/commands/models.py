@@ -25,6 +25,7 @@ from registry import (
     ModelVersion,
     Registry,
 )
+from registry.drafts import Draft
 
 Handler = Callable[[Registry, argparse.Namespace], int]
 
@@ -136,10 +137,8 @@ def _alias_and_reason(parser: ArgumentParser) -> None:
 def _register(registry: Registry, args: argparse.Namespace) -> int:
     version = registry.models.register(
         args.name,
-        args.artifact,
+        Draft(args.artifact, reason=args.reason, promote=args.promote),
         actor=actor(args),
-        reason=args.reason,
-        promote=args.promote,
         alias=args.alias,
         force=args.force,
     )

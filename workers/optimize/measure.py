@@ -110,25 +110,34 @@ class Comparison:
         }
 
 
+@dataclass(frozen=True, slots=True)
+class Contender:
+    """One side of a comparison: a loaded model and the bytes of its artifact."""
+
+    runtime: Runtime
+    size_bytes: int
+
+
 def compare(
-    parent: Runtime,
-    candidate: Runtime,
+    parent: Contender,
+    candidate: Contender,
     rows: Rows,
     *,
     classes: tuple[str, ...] | None,
-    sizes: tuple[int, int],
     settings: MeasureSettings,
     progress: Progress,
 ) -> Comparison:
-    """Measure ``candidate`` against ``parent`` on ``rows``; ``sizes``: their artifact
-    bytes; ``classes`` name a classifier's label indices (None: the index is the name)."""
+    """Measure ``candidate`` against ``parent`` on ``rows``; ``classes`` name a
+    classifier's label indices (None: the index is the name)."""
     progress("quality", 0.0)
-    quality = _quality(parent, candidate, rows, classes, settings.quality_batch)
+    quality = _quality(parent.runtime, candidate.runtime, rows, classes, settings.quality_batch)
     progress("speed", 0.2)
-    speeds = _Speeds(parent, candidate, rows, settings, progress)
+    speeds = _Speeds(parent.runtime, candidate.runtime, rows, settings, progress)
     parent_speed, candidate_speed = speeds.measure()
     progress("speed", 1.0)
-    return Comparison(quality, parent_speed, candidate_speed, sizes[0], sizes[1], len(rows))
+    return Comparison(
+        quality, parent_speed, candidate_speed, parent.size_bytes, candidate.size_bytes, len(rows)
+    )
 
 
 # -- quality ------------------------------------------------------------------------------

@@ -20,8 +20,9 @@ from typing import Any, Protocol
 import onnx
 
 from registry.artifacts import TOKENIZER_FILE, ArtifactStore, model_file
+from registry.drafts import Draft
 from registry.entities import ModelVersion, Signature
-from workers.optimize.measure import Comparison, MeasureSettings, compare
+from workers.optimize.measure import Comparison, Contender, MeasureSettings, compare
 from workers.optimize.quantize import (
     METHOD_NAMES,
     METHODS,
@@ -47,19 +48,7 @@ class VersionStore(Protocol):
     def get_version(self, name: str, version: int) -> ModelVersion: ...
 
     def register(
-        self,
-        name: str,
-        artifact: Path,
-        *,
-        actor: str,
-        reason: str = "",
-        promote: bool = False,
-        alias: str = "production",
-        dataset_hash: str | None = None,
-        params: dict[str, Any] | None = None,
-        metrics: dict[str, Any] | None = None,
-        derived_from: int | None = None,
-        method: str | None = None,
+        self, name: str, draft: Draft, *, actor: str, alias: str = ...
     ) -> ModelVersion: ...
 
 
@@ -110,6 +99,19 @@ class Candidate:
             made["calibrated_on"] = self.calibrated_on
         return {**parent, "optimization": made}
 
+    def draft(self, parent: ModelVersion, verdict: Verdict) -> Draft:
+        """The version to register: derived from ``parent``, promoted as ``verdict`` says."""
+        return Draft(
+            self.artifact,
+            reason=verdict.reason,
+            promote=verdict.promote,
+            dataset_hash=parent.dataset_hash,
+            params=self.params(parent.params),
+            metrics=self.comparison.metrics(),
+            derived_from=parent.version,
+            method=self.method,
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class Verdict:
@@ -152,8 +154,7 @@ def optimize(
         calibration_rows=settings.calibration_rows,
     )
     candidate = build(
-        parent.path,
-        parent.signature,
+        Source(parent.path, parent.signature),
         request.method,
         (calibration, evaluation),
         workdir,
@@ -163,25 +164,22 @@ def optimize(
     verdict = judge(candidate, request.max_drop, promote=request.promote, source=parent.version)
     report("register", 0.97)
     version = store.register(
-        request.model,
-        candidate.artifact,
-        actor=actor,
-        reason=verdict.reason,
-        promote=verdict.promote,
-        alias=request.alias,
-        dataset_hash=parent.dataset_hash,
-        params=candidate.params(parent.params),
-        metrics=candidate.comparison.metrics(),
-        derived_from=parent.version,
-        method=candidate.method,
+        request.model, candidate.draft(parent, verdict), actor=actor, alias=request.alias
     )
     report("done", 1.0)
     return Optimized(version, candidate, verdict)
 
 
+@dataclass(frozen=True, slots=True)
+class Source:
+    """The model to quantise: a registered version's or a freshly trained one's."""
+
+    artifact: Path
+    signature: Signature
+
+
 def build(
-    artifact: Path,
-    signature: Signature,
+    source: Source,
     method: Method,
     rows: tuple[Rows | None, Rows],
     workdir: Path,
@@ -189,8 +187,9 @@ def build(
     settings: OptimizeSettings,
     progress: Progress,
 ) -> Candidate:
-    """Quantise ``artifact`` into ``workdir`` and measure it against ``artifact`` on
-    the evaluation rows; ``rows``: (calibration rows, needed by ``static``; evaluation)."""
+    """Quantise ``source`` into ``workdir`` and measure it against ``source`` on the
+    evaluation rows; ``rows``: (calibration rows, needed by ``static``; evaluation)."""
+    artifact, signature = source.artifact, source.signature
     calibration, evaluation = rows
     progress("quantize", 0.05)
     feeds = []
@@ -254,12 +253,15 @@ def _measure(
     try:
         for path in (parent, candidate):
             runtimes.append(load_runtime(path, "onnx", signature, RuntimeSettings()))
+        parent_side, candidate_side = (
+            Contender(runtime, model_file(path).stat().st_size)
+            for runtime, path in zip(runtimes, (parent, candidate), strict=True)
+        )
         return compare(
-            runtimes[0],
-            runtimes[1],
+            parent_side,
+            candidate_side,
             rows,
             classes=_classes(model_file(parent)),
-            sizes=(model_file(parent).stat().st_size, model_file(candidate).stat().st_size),
             settings=settings,
             progress=progress,
         )

@@ -17,7 +17,7 @@ from typing import Any, cast
 
 from registry import Draft
 from workers.optimize.errors import DataError
-from workers.optimize.optimizer import Candidate, OptimizeSettings, build, shortfall
+from workers.optimize.optimizer import Candidate, OptimizeSettings, Source, build, shortfall
 from workers.optimize.quantize import METHODS, Method
 from workers.optimize.report import summary
 from workers.optimize.rows import trained_on
@@ -113,8 +113,7 @@ def plan(
         )
     calibration, evaluation = rows
     candidate = build(
-        trained.artifact,
-        trained.signature,
+        Source(trained.artifact, trained.signature),
         quantize.method,
         (calibration if quantize.method == "static" else None, evaluation),
         workdir / "int8",
