@@ -30,6 +30,9 @@ DEFAULT_PREFIX = "maas."
 CONNECT_TIMEOUT_S = 15.0
 
 _TOPIC_ALREADY_EXISTS = 36
+# Topic / cluster authorization failed: the broker's ACLs do not let this principal
+# create the topic (a tenant's client); the operator creates it.
+_NOT_ALLOWED = frozenset({29, 31})
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,7 +211,8 @@ async def ensure_topics(
 ) -> None:
     """Wait for the broker (asking what it supports), then create the service's topics
     (and those of ``tenants``) with their partition counts, replicated as the cluster's
-    size allows (:meth:`Replication.for_cluster`); existing ones are kept."""
+    size allows (:meth:`Replication.for_cluster`); existing ones are kept, and those
+    the broker's ACLs do not let this principal create are left to the operator."""
     from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
     await settings.detect_capabilities(timeout_s=timeout_s)
@@ -226,14 +230,25 @@ async def ensure_topics(
             if name not in existing
         ]
         response = await admin.create_topics(missing)
+        refused = set()
         for name, code, message in (e[:3] for e in response.topic_errors):
-            if code not in (0, _TOPIC_ALREADY_EXISTS):  # another process may win the race
+            if code in _NOT_ALLOWED:
+                refused.add(name)
+            elif code not in (0, _TOPIC_ALREADY_EXISTS):  # another process may win the race
                 raise RuntimeError(f"could not create topic {name}: {message} (code {code})")
-        log.info(
-            "topics created",
-            topics=sorted(t.name for t in missing),
-            replicas=replication.factor,
-            min_insync_replicas=replication.min_insync,
-        )
+        if refused:
+            log.info(
+                "topics not created: this principal may not create them (a tenant's client "
+                "on a broker with ACLs; the operator's maas tenants add creates them)",
+                topics=sorted(refused),
+            )
+        created = sorted({t.name for t in missing} - refused)
+        if created:
+            log.info(
+                "topics created",
+                topics=created,
+                replicas=replication.factor,
+                min_insync_replicas=replication.min_insync,
+            )
     finally:
         await admin.close()

@@ -246,6 +246,12 @@ def test_a_worker_as_the_services_principal_answers_a_tenants_job(
         [answer] = [a for a in map(json.loads, values) if a["job_id"] == "acme-1"]
         assert (answer["status"], answer["version"]) == ("ok", 1), worker.log("worker")
         assert len(answer["outputs"]["label"]) == 2
+        submitted = maas_process(  # the SDK, logged in as acme
+            "submit", "--tenant", "acme", "--model", "digits", "--inputs", json.dumps(inputs),
+            "--timeout", "60", env=operator_env | tls.client_env("acme"), timeout=90,
+        )  # fmt: skip
+        assert submitted.returncode == 0, submitted.stderr
+        assert json.loads(submitted.stdout)["status"] == "ok"
     finally:
         worker.stop()
     assert "Traceback" not in worker.log("worker")
