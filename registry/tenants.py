@@ -98,19 +98,41 @@ class TenantStore:
                 grants.setdefault(tenant_id, set()).add(model)
             return [convert.tenant(row, grants[row.id]) for row in rows]
 
-    def grant(self, name: str, models: Iterable[str], *, actor: str) -> Tenant:
-        """Let tenant ``name`` use ``models`` too (each must be registered)."""
+    def grant(
+        self,
+        name: str,
+        models: Iterable[str] = (),
+        *,
+        retrain: bool = False,
+        promote_always: bool = False,
+        actor: str,
+    ) -> Tenant:
+        """Let tenant ``name`` use ``models`` too (each must be registered), and retrain
+        them or skip the promotion gate where ``retrain`` / ``promote_always`` say so."""
         wanted = _model_names(models)
+        named = _named(retrain=retrain, promote_always=promote_always)
         with self._db.session() as session:
             row = _row(session, name, lock=True)
             added = _grant(session, row, wanted, actor)
-            _audit(session, actor, "tenant.grant", name, models=sorted(added))
+            row.retrain = row.retrain or retrain
+            row.promote_always = row.promote_always or promote_always
+            _audit(session, actor, "tenant.grant", name, models=sorted(added), **named)
             return _entity(session, row)
 
-    def revoke(self, name: str, models: Iterable[str], *, actor: str) -> Tenant:
-        """Take ``models`` from tenant ``name``; :class:`ConflictError` for a model it
-        was not granted (nothing is revoked then)."""
+    def revoke(
+        self,
+        name: str,
+        models: Iterable[str] = (),
+        *,
+        retrain: bool = False,
+        promote_always: bool = False,
+        actor: str,
+    ) -> Tenant:
+        """Take ``models`` (and the retrain or promote-always grant, where they say so)
+        from tenant ``name``; :class:`ConflictError` for a model it was not granted
+        (nothing is revoked then)."""
         unwanted = _model_names(models)
+        named = _named(retrain=retrain, promote_always=promote_always)
         with self._db.session() as session:
             row = _row(session, name, lock=True)
             granted = _granted(session, row)
@@ -122,7 +144,9 @@ class TenantStore:
                 )
             for model in unwanted:
                 session.delete(session.get(TenantGrantRow, (row.id, model)))
-            _audit(session, actor, "tenant.revoke", name, models=sorted(unwanted))
+            row.retrain = row.retrain and not retrain
+            row.promote_always = row.promote_always and not promote_always
+            _audit(session, actor, "tenant.revoke", name, models=sorted(unwanted), **named)
             session.flush()
             return _entity(session, row)
 
@@ -173,6 +197,12 @@ class TenantStore:
 def _audit(session: Session, actor: str, action: str, tenant: str, **details: Any) -> None:
     """Record that ``actor`` did ``action`` to ``tenant``, in the change's transaction."""
     session.add(AuditRow(actor=actor, action=action, tenant=tenant, details=details))
+
+
+def _named(*, retrain: bool, promote_always: bool) -> dict[str, bool]:
+    """The grants a grant or revoke names, for its audit row."""
+    named = {"retrain": retrain, "promote_always": promote_always}
+    return {flag: True for flag, given in named.items() if given}
 
 
 def _model_names(models: Iterable[str]) -> set[str]:

@@ -16,6 +16,7 @@ from registry import (
     TenantExists,
     TenantNotFound,
 )
+from registry.drafts import Draft
 
 MakeOnnx = Callable[..., Path]
 
@@ -24,7 +25,7 @@ MakeOnnx = Callable[..., Path]
 def store(any_registry: Registry, make_onnx: MakeOnnx) -> Registry:
     """A registry with models ``digits``, ``text`` and ``other`` registered."""
     for name in ("digits", "text", "other"):
-        any_registry.models.register(name, make_onnx(), actor="ops")
+        any_registry.models.register(name, Draft(make_onnx()), actor="ops")
     return any_registry
 
 
@@ -168,3 +169,18 @@ def test_refusals_are_written_in_one_batch_with_their_tenant(store: Registry) ->
     }
     default = store.models.audit()[0]
     assert (default.tenant, default.details["reason"]) == (None, "reply-to-internal-topic")
+
+
+def test_retrain_and_promote_always_are_granted_and_revoked_by_name(store: Registry) -> None:
+    store.tenants.add("acme", models=["digits"], actor="ops")
+    granted = store.tenants.grant("acme", retrain=True, promote_always=True, actor="ann")
+    assert (granted.retrain, granted.promote_always, granted.models) == (True, True, {"digits"})
+    kept = store.tenants.revoke("acme", ["digits"], promote_always=True, actor="bob")
+    assert (kept.retrain, kept.promote_always, kept.models) == (True, False, frozenset())
+    assert store.tenants.grant("acme", ["text"], actor="cy").retrain  # untouched unless named
+    entries = store.tenants.audit("acme", limit=3)
+    assert [e.details for e in entries] == [
+        {"models": ["text"]},
+        {"models": ["digits"], "promote_always": True},
+        {"models": [], "retrain": True, "promote_always": True},
+    ]

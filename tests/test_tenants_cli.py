@@ -15,6 +15,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from maas.cli import main
 from producer.kafka import KafkaSettings
 from registry import Registry, RegistrySettings
+from registry.drafts import Draft
 from scripts.apache_kafka import ApacheKafka
 from tests.cli_helpers import one_error_line
 from tests.kafka_helpers import read_all
@@ -34,7 +35,7 @@ def maas(
     registered) and broker; returns (code, stdout, stderr)."""
     with Registry.open(registry_settings) as registry:
         for name in ("digits", "text"):
-            registry.models.register(name, make_onnx(), actor="ops")
+            registry.models.register(name, Draft(make_onnx()), actor="ops")
     capsys.readouterr()  # what registering logged, where earlier tests left logs going
     options = [
         *("--database-url", registry_settings.database_url),
@@ -91,6 +92,10 @@ def test_add_list_grant_revoke_remove(maas: Maas, kafka: KafkaSettings) -> None:
     assert code == 0 and "tenant acme: digits, text; retrain" in out
     code, out, _ = maas("revoke", "acme", "digits")
     assert code == 0 and "tenant acme: text; retrain" in out
+    code, out, _ = maas("revoke", "acme", "--retrain")
+    assert code == 0 and out.startswith("tenant acme: text\n")
+    code, out, _ = maas("grant", "acme", "--promote-always")
+    assert code == 0 and "tenant acme: text; promote always" in out
     code, out, _ = maas("remove", "acme")
     assert code == 0 and f"removed tenant acme; its topics ({stem}*) stay" in out
     assert maas("list")[1].split().count("acme") == 0
@@ -99,6 +104,8 @@ def test_add_list_grant_revoke_remove(maas: Maas, kafka: KafkaSettings) -> None:
         ("beta", "added", "tester"),
         ("acme", "granted text", "tester"),
         ("acme", "revoked digits", "tester"),
+        ("acme", "revoked retrain", "tester"),
+        ("acme", "granted promote always", "tester"),
         ("acme", "removed", "tester"),
     ]
 
@@ -113,6 +120,7 @@ def test_an_empty_list_says_what_to_do(maas: Maas) -> None:
     [
         (["grant", "nope", "digits"], ["no tenant named 'nope'", "maas tenants list"]),
         (["remove", "nope"], ["no tenant named 'nope'"]),
+        (["grant", "nope"], ["nothing to grant: name models, --retrain or --promote-always"]),
         (["add", "Acme"], ["tenant name 'Acme' is not allowed", "lower-case letters"]),
         (["add", "results"], ["is a topic word"]),
         (["add", "acme", "--models", "digits,missing"], ["no model named 'missing'"]),

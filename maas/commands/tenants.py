@@ -28,6 +28,7 @@ from maas.commands.common import (
     kafka_settings,
     with_registry,
 )
+from maas.errors import CommandError
 from producer.control import announce_tenant
 from producer.kafka import KafkaSettings, ensure_topics
 from registry import InvalidName, Registry, Tenant, TenantNotFound
@@ -61,13 +62,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     sub.add_argument(
         "--models", type=_model_list, default=[], metavar="M,...", help="models it may use"
     )
-    sub.add_argument("--retrain", action="store_true", help="it may retrain its models")
-    sub.add_argument(
-        "--promote-always",
-        action="store_true",
-        help='its retrain jobs may ask promote "always" (skip the gate): an explicit '
-        "operator grant, off by default",
-    )
+    _grant_flags(sub, "it may")
     sub.add_argument(
         "--principal",
         type=_argument(check_principal),
@@ -76,14 +71,24 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "job topics and read only its results (Apache Kafka with an authorizer)",
     )
     verb("list", _list, "list tenants and their grants", change=False)
-    for name, handler, text in (
-        ("grant", _grant, "let a tenant use more models"),
-        ("revoke", _revoke, "take models from a tenant"),
+    for name, text in (
+        ("grant", "let a tenant use more models, retrain them or skip the promotion gate"),
+        ("revoke", "take models, the retrain or the promote-always grant from a tenant"),
     ):
-        verb(name, handler, text).add_argument(
-            "models", nargs="+", type=_argument(check_model_name), metavar="MODEL"
-        )
+        sub = verb(name, _change, text)
+        sub.add_argument("models", nargs="*", type=_argument(check_model_name), metavar="MODEL")
+        _grant_flags(sub, "it may" if name == "grant" else "it may no longer")
     verb("remove", _remove, "remove a tenant, its grants and its Kafka ACLs (topics stay)")
+
+
+def _grant_flags(parser: ArgumentParser, lead: str) -> None:
+    parser.add_argument("--retrain", action="store_true", help=f"{lead} retrain its models")
+    parser.add_argument(
+        "--promote-always",
+        action="store_true",
+        help=f'{lead} ask promote "always" in its retrain jobs, skipping the gate (an '
+        "explicit operator grant: no tenant has it otherwise)",
+    )
 
 
 def _options(*, changes: bool) -> ArgumentParser:
@@ -192,17 +197,28 @@ def _list(registry: Registry, args: argparse.Namespace) -> int:
     return 0
 
 
-def _grant(registry: Registry, args: argparse.Namespace) -> int:
-    tenant = registry.tenants.grant(args.name, args.models, actor=actor(args))
+def _change(registry: Registry, args: argparse.Namespace) -> int:
+    """``grant`` or ``revoke``: the models and grants named, announced as one change."""
+    named = [
+        *args.models,
+        *(["retrain"] if args.retrain else []),
+        *(["promote always"] if args.promote_always else []),
+    ]
+    if not named:
+        raise CommandError(
+            f"nothing to {args.tenants_command}: name models, --retrain or --promote-always"
+        )
+    change = registry.tenants.grant if args.tenants_command == "grant" else registry.tenants.revoke
+    tenant = change(
+        args.name,
+        args.models,
+        retrain=args.retrain,
+        promote_always=args.promote_always,
+        actor=actor(args),
+    )
     print(f"tenant {tenant.name}: {_grants(tenant)}")
-    _announce(kafka_settings(args), tenant.name, f"granted {', '.join(args.models)}", args)
-    return 0
-
-
-def _revoke(registry: Registry, args: argparse.Namespace) -> int:
-    tenant = registry.tenants.revoke(args.name, args.models, actor=actor(args))
-    print(f"tenant {tenant.name}: {_grants(tenant)}")
-    _announce(kafka_settings(args), tenant.name, f"revoked {', '.join(args.models)}", args)
+    done = "granted" if args.tenants_command == "grant" else "revoked"
+    _announce(kafka_settings(args), tenant.name, f"{done} {', '.join(named)}", args)
     return 0
 
 
