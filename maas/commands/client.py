@@ -20,7 +20,7 @@ from maas.commands.common import (
 )
 from maas.errors import EXIT_FAILED, EXIT_NO_ANSWER, EXIT_OK, CommandError, no_answer_errors, report
 from producer import numbers
-from producer.errors import JobTimeout, JobTooLarge
+from producer.errors import BrokerRefused, JobTimeout, JobTooLarge
 from producer.messages import DEFAULT_ALIAS, Dataset, Result, RetrainJob, RetrainResult, encode
 from producer.score_settings import ScoreSettings
 
@@ -195,7 +195,7 @@ def run_submit(args: argparse.Namespace) -> int:
                 **_target(args),
             )
             reply = handle.result()
-    except JobTooLarge as exc:  # the job itself is too big: sending it again cannot help
+    except (JobTooLarge, BrokerRefused) as exc:  # sending it again cannot help
         report(exc)
         return EXIT_FAILED
     except no_answer_errors() as exc:  # no answer: none came, or no broker
@@ -221,7 +221,7 @@ def run_score(args: argparse.Namespace) -> int:
     try:
         with ScoreProgress(args.progress) as progress, Client(kafka_settings(args)) as client:
             stats = Scorer(client, settings, on_progress=progress.update).run(args.input, args.out)
-    except JobTooLarge as exc:  # a row too big for one record: no rerun helps
+    except (JobTooLarge, BrokerRefused) as exc:  # a row too big, bad credentials: no rerun helps
         report(exc)
         return EXIT_FAILED
     except no_answer_errors() as exc:  # answers stopped coming, or no broker
