@@ -11,9 +11,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from maas.commands.common import (
+    Subparsers,
     add_kafka_options,
     add_retrain_job_options,
     add_setting,
+    add_verb,
     dataset_of,
     kafka_settings,
     positive_int,
@@ -31,10 +33,38 @@ if TYPE_CHECKING:
     from producer.score import ScoreStats
 
 
-def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    _register_submit(subparsers)
-    _register_score(subparsers)
-    _register_retrain(subparsers)
+def register(subparsers: Subparsers) -> None:
+    add_verb(
+        subparsers,
+        "submit",
+        run_submit,
+        summary="publish one prediction job and print its Result as JSON",
+        description="Publish one PredictJob and print its Result as one JSON line. Exit 0 on "
+        "an ok Result, 1 on an error Result, 2 when no answer came in --timeout seconds "
+        "(or the broker cannot be reached).",
+        options=(_submit_options, add_kafka_options),
+    )
+    add_verb(
+        subparsers,
+        "score",
+        run_score,
+        summary="batch-score a JSONL, CSV or Parquet file into JSONL, resumably",
+        description="One output line per input row, in input order. Rerunning the same "
+        "command after an interruption continues after the last whole line of OUT. "
+        "Rows an earlier run wrote as failures are scored again. Exit 0 when every row is ok, "
+        "1 when any row failed, 2 when answers stopped coming (or the broker cannot be "
+        "reached).",
+        options=(_score_options, add_kafka_options),
+    )
+    add_verb(
+        subparsers,
+        "retrain",
+        run_retrain,
+        summary="publish a retrain job and wait for the answer",
+        description="Publish a RetrainJob for NAME and wait for its RetrainResult. "
+        "Exit 0 on an ok RetrainResult, 1 on an error one or when no answer came.",
+        options=(_retrain_options, add_kafka_options),
+    )
 
 
 def _add_target(parser: argparse.ArgumentParser) -> None:
@@ -56,14 +86,7 @@ def _target(args: argparse.Namespace) -> dict[str, Any]:
     return {"version": args.version, "alias": args.alias, "priority": args.priority}
 
 
-def _register_submit(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    parser = subparsers.add_parser(
-        "submit",
-        help="publish one prediction job and print its Result as JSON",
-        description="Publish one PredictJob and print its Result as one JSON line. Exit 0 on "
-        "an ok Result, 1 on an error Result, 2 when no answer came in --timeout seconds "
-        "(or the broker cannot be reached).",
-    )
+def _submit_options(parser: argparse.ArgumentParser) -> None:
     _add_target(parser)
     parser.add_argument(
         "--inputs",
@@ -80,20 +103,9 @@ def _register_submit(subparsers: argparse._SubParsersAction[argparse.ArgumentPar
         metavar="S",
         help="seconds to wait for the answer (default 30)",
     )
-    add_kafka_options(parser)
-    parser.set_defaults(func=run_submit)
 
 
-def _register_score(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    parser = subparsers.add_parser(
-        "score",
-        help="batch-score a JSONL, CSV or Parquet file into JSONL, resumably",
-        description="One output line per input row, in input order. Rerunning the same "
-        "command after an interruption continues after the last whole line of OUT. "
-        "Rows an earlier run wrote as failures are scored again. Exit 0 when every row is ok, "
-        "1 when any row failed, 2 when answers stopped coming (or the broker cannot be "
-        "reached).",
-    )
+def _score_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("input", type=Path, metavar="INPUT", help=".jsonl, .csv or .parquet")
     parser.add_argument("--out", type=Path, required=True, metavar="OUT", help="JSONL output")
     _add_target(parser)
@@ -130,17 +142,9 @@ def _register_score(subparsers: argparse._SubParsersAction[argparse.ArgumentPars
         default="auto",
         help="progress bar on stderr (default: when it is a terminal)",
     )
-    add_kafka_options(parser)
-    parser.set_defaults(func=run_score)
 
 
-def _register_retrain(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    parser = subparsers.add_parser(
-        "retrain",
-        help="publish a retrain job and wait for the answer",
-        description="Publish a RetrainJob for NAME and wait for its RetrainResult. "
-        "Exit 0 on an ok RetrainResult, 1 on an error one or when no answer came.",
-    )
+def _retrain_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("name", metavar="NAME")
     add_retrain_job_options(parser)
     parser.add_argument("--recipe", help="training recipe (default: the model's own)")
@@ -150,8 +154,6 @@ def _register_retrain(subparsers: argparse._SubParsersAction[argparse.ArgumentPa
     parser.add_argument(
         "--timeout", type=float, default=600.0, metavar="S", help="seconds to wait (default 600)"
     )
-    add_kafka_options(parser)
-    parser.set_defaults(func=run_retrain)
 
 
 def _load_inputs(text: str) -> dict[str, list[Any]]:
