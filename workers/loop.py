@@ -4,11 +4,13 @@ Poll; hand each partition's share of the poll to one task that checks and decode
 records (:mod:`workers.edge`: one bad record costs one answer), queues their jobs on
 the batchers together and publishes the answers together; pause the partitions when
 too many jobs are in flight or a model's queue holds several batches; commit only the
-prefix of each partition whose records are all answered. A job that fails with a
-retriable error (its batcher closed, the registry unreachable) is held back: the
-commit point stops before it, and it is read again after a backoff by seeking its
-partition back to it (records answered or in flight are passed over); after
-``retry.attempts`` tries it is answered with its error. Records aiokafka cannot
+prefix of each partition whose records are all answered (:mod:`workers.delivery`:
+answers published at once and offsets committed after them, at-least-once; or, with
+``exactly_once``, both in Kafka transactions, :mod:`workers.transactions`). A job
+that fails with a retriable error (its batcher closed, the registry unreachable) is
+held back: the commit point stops before it, and it is read again after a backoff by
+seeking its partition back to it (records answered or in flight are passed over);
+after ``retry.attempts`` tries it is answered with its error. Records aiokafka cannot
 decode are read raw (:mod:`workers.unreadable`). Revoked partitions are drained (or
 abandoned after a timeout, uncommitted) before they are released; the stop event
 (SIGTERM, SIGINT) ends start-up and polls waiting on a rebalance at once."""
