@@ -150,10 +150,15 @@ class Transactional:
         producer = self._publisher.producer
         try:
             await producer.begin_transaction()
-            failed = [error for error in await self._publisher.send_many(messages) if error]
+            # The offsets join the transaction while the answers are being sent; the
+            # commit, which makes both visible, waits for every answer's ack.
+            errors, _ = await asyncio.gather(
+                self._publisher.send_many(messages),
+                producer.send_offsets_to_transaction(points, self._group),
+            )
+            failed = [error for error in errors if error]
             if failed:
                 raise failed[0]
-            await producer.send_offsets_to_transaction(points, self._group)
             await producer.commit_transaction()
         except Exception as exc:  # aiokafka raises more than KafkaError here (IllegalOperation)
             if _fenced(exc):
