@@ -129,6 +129,29 @@ async def test_at_least_once_answers_some_jobs_twice_through_the_same_kills(
     assert any(n > 1 for n in counts.values()), "no duplicate: the kills missed the window"
 
 
+async def test_a_worker_started_in_the_same_slot_fences_the_running_one(
+    kafka: KafkaSettings, workers: Workers
+) -> None:
+    await ensure_topics(kafka)
+    jobs = digits_jobs(JOBS // 2)
+    feeding = asyncio.create_task(feed(kafka, list(jobs.values())))
+    answers = Answers(kafka, isolation_level="read_committed")
+    try:
+        first = workers.start("--exactly-once")
+        await answers.wait(lambda c: len(c) >= 300, timeout_s=60)
+        workers.start("--exactly-once")  # same host, slot 0: the same transactional id
+        assert await asyncio.to_thread(first.wait, 60) == 0
+        await feeding
+    finally:
+        feeding.cancel()
+    assert "fenced" in (workers.logs / "worker-0.log").read_text()
+    await answers.wait(lambda c: set(jobs) <= set(c), timeout_s=60)
+    records = await read_all(kafka, kafka.topics.results, isolation_level="read_committed")
+    counts = Answers.count(records)
+    assert set(counts) == set(jobs)
+    assert max(counts.values()) == 1
+
+
 @pytest.mark.parametrize("how", ["flag", "env"])
 def test_exactly_once_on_the_embedded_broker_is_refused_in_one_line(
     how: str, tmp_path: Path
