@@ -51,6 +51,12 @@ class Capabilities:
     refusal: str = ""
 
     @property
+    def transactions(self) -> bool:
+        """Transactions need a producer id as idempotence does: the broker that grants
+        one (Apache Kafka) has both, the embedded one neither."""
+        return self.idempotence
+
+    @property
     def holds_fetches(self) -> bool:
         """The one broker maas meets without idempotence is the embedded one, which holds
         each fetch for about half of its maximum wait even when records are there."""

@@ -53,7 +53,9 @@ async def serve_async(
     )
     port = settings.metrics_port + index if settings.metrics_port else 0
     try:
-        worker = Worker(settings.kafka, registry.models, registry.metrics, settings.worker)
+        worker = Worker(
+            settings.kafka, registry.models, registry.metrics, settings.worker, slot=index
+        )
         async with served(port, worker_probe(worker)):
             await worker.run(stop)
     finally:

@@ -40,6 +40,7 @@ from registry.errors import AliasNotFound, ConflictError, ModelNotFound, Registr
 from registry.runs import RunOutcome
 from workers.allowed import Allowed, Refused
 from workers.consumer import (
+    Clients,
     RetrySettings,
     commit,
     connected,
@@ -112,10 +113,8 @@ class Trainer:
 
     async def run(self, stop: asyncio.Event) -> None:
         settings = self.settings
-        async with connected(self.kafka, self.kafka.topics.retrain, group=settings.group_id) as (
-            consumer,
-            publisher,
-        ):
+        clients = Clients(self.kafka.topics.retrain, group=settings.group_id)
+        async with connected(self.kafka, clients) as (consumer, publisher):
             self._publisher = publisher
             log.info("trainer started", worker=settings.worker_id, group=settings.group_id)
             try:
