@@ -28,6 +28,7 @@ from aiokafka import AIOKafkaProducer
 from maas.broker import EmbeddedBroker
 from producer.kafka import KafkaSettings, Topics, ensure_topics
 from registry.bundle import Registry
+from registry.drafts import Draft
 from registry.settings import RegistrySettings
 from scripts.apache_kafka import ApacheKafka
 from tests.fault_helpers import Answers, Workers, digits_jobs
@@ -60,7 +61,7 @@ def registry(tmp_path: Path, digits_artifact: Path) -> RegistrySettings:
         database_url=f"sqlite:///{tmp_path / 'registry.db'}", artifact_dir=tmp_path / "artifacts"
     )
     with Registry.open(settings) as opened:
-        opened.models.register("digits", digits_artifact, actor="test", promote=True)
+        opened.models.register("digits", Draft(digits_artifact, promote=True), actor="test")
     return settings
 
 
