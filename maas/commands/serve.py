@@ -5,9 +5,11 @@ from __future__ import annotations
 import argparse
 
 from maas.commands.common import (
+    Subparsers,
     add_kafka_options,
     add_registry_options,
     add_setting,
+    add_verb,
     kafka_settings,
     positive_int,
     registry_settings,
@@ -24,14 +26,20 @@ from workers.runtime import RuntimeSettings
 BATCH_DEFAULTS = BatchConfig()
 
 
-def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    parser = subparsers.add_parser(
+def register(subparsers: Subparsers) -> None:
+    add_verb(
+        subparsers,
         "worker",
-        help="serve prediction jobs (consume, batch, infer, reply)",
+        run,
+        summary="serve prediction jobs (consume, batch, infer, reply)",
         description="Consume the predict topic, batch jobs dynamically per model version, "
         "run them and publish results. Without --model, every registered model is served, "
         "loaded on demand. Pools serving different models use different consumer groups.",
+        options=(_options, _add_rollback_options, add_kafka_options, add_registry_options),
     )
+
+
+def _options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--model",
         action="append",
@@ -82,10 +90,6 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         metavar="T",
     )
     add_setting(parser, "--group-id", WorkerSettings, "group_id", "consumer group base name")
-    _add_rollback_options(parser)
-    add_kafka_options(parser)
-    add_registry_options(parser)
-    parser.set_defaults(func=run)
 
 
 def _add_batch_options(parser: argparse.ArgumentParser) -> None:
