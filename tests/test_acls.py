@@ -11,9 +11,11 @@ The broker starts once for the module.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import secrets
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -24,6 +26,9 @@ from producer.kafka import KafkaSettings
 from scripts.apache_kafka import ApacheKafka
 from scripts.kafka_security import SaslSsl
 from tests.cli_helpers import maas_process, one_error_line
+from tests.kafka_helpers import job
+from tests.process_helpers import Pieces
+from workers.demo import digits_samples
 
 pytestmark = [
     pytest.mark.slow,
@@ -72,14 +77,23 @@ def settings_as(secured: ApacheKafka, tls: SaslSsl, user: str) -> KafkaSettings:
 
 
 @pytest.fixture(scope="module")
-def tenants(secured: ApacheKafka, tls: SaslSsl, operator_env: dict[str, str]) -> KafkaSettings:
-    """The service's ACLs, and tenants ``acme`` and ``beta`` added with their principals;
-    yields the operator's settings."""
+def tenants(
+    secured: ApacheKafka, tls: SaslSsl, operator_env: dict[str, str], digits_artifact: Path
+) -> KafkaSettings:
+    """The service's ACLs, the digits model, and tenants ``acme`` (granted digits) and
+    ``beta`` added with their principals; returns the operator's settings."""
     operator = settings_as(secured, tls, "admin")
     with AclAdmin(operator) as admin:
         admin.create(service_rules(operator.topics.prefix, "User:maas"))
-    for name in ("acme", "beta"):
-        done = maas_process("tenants", "add", name, "--principal", f"User:{name}", env=operator_env)
+    registered = maas_process(
+        "models", "register", "digits", str(digits_artifact), "--promote", env=operator_env
+    )
+    assert registered.returncode == 0, registered.stderr
+    for name, models in (("acme", "digits"), ("beta", "")):
+        done = maas_process(
+            "tenants", "add", name, "--models", models, "--principal", f"User:{name}",
+            env=operator_env,
+        )  # fmt: skip
         assert done.returncode == 0, done.stderr
         assert f"ACL: User:{name} WRITE topic maas.{name}.predict" in done.stdout
     return operator
@@ -102,23 +116,27 @@ class As:
 
         asyncio.run(write())
 
-    def read(self, topic: str, *, group: str | None = None) -> list[bytes | None]:
+    def read(
+        self, topic: str, *, group: str | None = None, until: bytes = b"", wait_s: float = 10
+    ) -> list[bytes]:
         """The records of ``topic`` from the start, as consumer group ``group`` (None: no
-        group, partitions assigned); waits for the first one."""
+        group, partitions assigned), once one holds ``until`` (default: any record)."""
 
-        async def read() -> list[bytes | None]:
+        async def read() -> list[bytes]:
             subscribed = [] if group is None else [topic]  # subscribed: refused at start
             consumer = AIOKafkaConsumer(
                 *subscribed, **self.options, group_id=group, auto_offset_reset="earliest"
             )
+            values: list[bytes] = []
             try:
                 await consumer.start()
                 if group is None:
                     consumer.assign([TopicPartition(topic, p) for p in range(8)])
-                async with asyncio.timeout(WAIT_MS / 1000):
-                    while not (batch := await consumer.getmany(timeout_ms=500)):
-                        pass
-                return [record.value for records in batch.values() for record in records]
+                async with asyncio.timeout(wait_s):
+                    while not any(until in value for value in values):
+                        batch = await consumer.getmany(timeout_ms=500)
+                        values += [r.value or b"" for records in batch.values() for r in records]
+                return values
             finally:
                 await consumer.stop()
 
@@ -210,3 +228,24 @@ def test_only_a_principal_that_may_manage_acls_adds_a_tenant(
     one_error_line(done.stderr, "may not manage ACLs", "super user")
     listed = maas_process("tenants", "list", env=operator_env)
     assert "gamma" not in listed.stdout and "acme" in listed.stdout
+
+
+def test_a_worker_as_the_services_principal_answers_a_tenants_job(
+    tenants: KafkaSettings,
+    operator_env: dict[str, str],
+    tls: SaslSsl,
+    clients: dict[str, As],
+    tmp_path: Path,
+) -> None:
+    worker = Pieces(operator_env | tls.client_env("maas"), tmp_path)
+    worker.start("worker")
+    try:
+        inputs = {"x": digits_samples(2)[0].tolist()}
+        clients["acme"].write("maas.acme.predict", job("acme-1", inputs))
+        values = clients["acme"].read("maas.acme.results", until=b'"acme-1"', wait_s=60)
+        [answer] = [a for a in map(json.loads, values) if a["job_id"] == "acme-1"]
+        assert (answer["status"], answer["version"]) == ("ok", 1), worker.log("worker")
+        assert len(answer["outputs"]["label"]) == 2
+    finally:
+        worker.stop()
+    assert "Traceback" not in worker.log("worker")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from maas.cli import main
 from producer.kafka import KafkaSettings
 from registry import Registry, RegistrySettings
+from scripts.apache_kafka import ApacheKafka
 from tests.cli_helpers import one_error_line
 from tests.kafka_helpers import read_all
 
@@ -115,11 +117,14 @@ def test_an_empty_list_says_what_to_do(maas: Maas) -> None:
         (["add", "acme", "--models", "digits,missing"], ["no model named 'missing'"]),
     ],
 )
-def test_mistakes_are_one_error_line(maas: Maas, argv: list[str], fragments: list[str]) -> None:
+def test_mistakes_are_one_error_line_and_change_nothing(
+    maas: Maas, kafka: KafkaSettings, argv: list[str], fragments: list[str]
+) -> None:
     code, _, err = maas(*argv)
     assert code == 1
     one_error_line(err, *fragments)
     assert "no tenants yet" in maas("list")[1]
+    assert not any(".acme." in topic for topic in topics(kafka))
 
 
 def test_a_duplicate_and_a_revoke_of_what_was_not_granted_are_refused(maas: Maas) -> None:
@@ -148,3 +153,22 @@ def test_bad_flags_are_usage_errors(maas: Maas, capsys: pytest.CaptureFixture[st
             maas(*argv)
         assert exited.value.code == 2
         assert "is not allowed" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_a_principal_on_kafka_without_an_authorizer_changes_nothing(
+    registry_settings: RegistrySettings,
+    apache_kafka: ApacheKafka,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    Registry.open(registry_settings).close()
+    options = [
+        *("--database-url", registry_settings.database_url),
+        *("--bootstrap-servers", apache_kafka.bootstrap_servers),
+        *("--topic-prefix", f"t{uuid.uuid4().hex[:8]}."),
+    ]
+    code = main(["tenants", "add", "acme", "--principal", "User:acme", *options])
+    assert code == 1
+    one_error_line(capsys.readouterr().err, "has no authorizer", "nothing was changed")
+    with Registry.open(registry_settings) as registry:
+        assert registry.tenants.list() == []

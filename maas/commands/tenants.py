@@ -118,20 +118,21 @@ def _model_list(text: str) -> list[str]:
 
 
 def _add(registry: Registry, args: argparse.Namespace) -> int:
-    name, principal = check_tenant_name(args.name), args.principal
+    name = check_tenant_name(args.name)
     kafka = kafka_settings(args)
     namespace = kafka.topics.namespace(name)
-    with _acl_admin(kafka, principal) as admin:  # refuses here if ACLs cannot be enforced
-        asyncio.run(ensure_topics(kafka, tenants=[name]))
+    with _acl_admin(kafka, args.principal) as admin:  # refuses here if ACLs cannot be enforced
         tenant = registry.tenants.add(
             name,
             models=args.models,
             retrain=args.retrain,
             promote_always=args.promote_always,
-            principal=principal,
+            principal=args.principal,
             actor=actor(args),
         )
-        rules = _create_acls(registry, admin, tenant, kafka, args)
+        with _removed_on_failure(registry, tenant, args):
+            asyncio.run(ensure_topics(kafka, tenants=[name]))
+            rules = _create_acls(admin, tenant, kafka)
     print(f"added tenant {name}: {_grants(tenant)}")
     print(f"topics: {namespace.predict}, {namespace.retrain}, {namespace.results}")
     for rule in rules:
@@ -140,15 +141,22 @@ def _add(registry: Registry, args: argparse.Namespace) -> int:
     return 0
 
 
-def _create_acls(
-    registry: Registry,
-    admin: AclAdmin | None,
-    tenant: Tenant,
-    kafka: KafkaSettings,
-    args: argparse.Namespace,
-) -> list[Rule]:
-    """Create the ACLs of ``tenant``'s principal; if the broker refuses, undo what was
-    done (the ACLs made, the tenant added) and raise: nothing is left half-done."""
+@contextlib.contextmanager
+def _removed_on_failure(
+    registry: Registry, tenant: Tenant, args: argparse.Namespace
+) -> Iterator[None]:
+    """Remove ``tenant`` again if the block fails (its topics or ACLs could not be made):
+    nothing is left half-done, and the audit log shows both steps."""
+    try:
+        yield
+    except BaseException:
+        registry.tenants.remove(tenant.name, actor=actor(args))
+        raise
+
+
+def _create_acls(admin: AclAdmin | None, tenant: Tenant, kafka: KafkaSettings) -> list[Rule]:
+    """Create the ACLs of ``tenant``'s principal; those made before the broker refused
+    one are deleted again."""
     if admin is None or tenant.principal is None:
         return []
     from maas.acls import tenant_rules
@@ -159,7 +167,6 @@ def _create_acls(
     except BaseException:
         with contextlib.suppress(Exception):
             admin.delete(rules)
-        registry.tenants.remove(tenant.name, actor=actor(args))
         raise
     return rules
 
