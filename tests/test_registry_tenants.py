@@ -9,6 +9,7 @@ import pytest
 
 from registry import (
     ConflictError,
+    Draft,
     InvalidName,
     ModelNotFound,
     Refusal,
@@ -24,7 +25,7 @@ MakeOnnx = Callable[..., Path]
 def store(any_registry: Registry, make_onnx: MakeOnnx) -> Registry:
     """A registry with models ``digits``, ``text`` and ``other`` registered."""
     for name in ("digits", "text", "other"):
-        any_registry.models.register(name, make_onnx(), actor="ops")
+        any_registry.models.register(name, Draft(make_onnx()), actor="ops")
     return any_registry
 
 

@@ -14,7 +14,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from maas.cli import main
 from producer.kafka import KafkaSettings
-from registry import Registry, RegistrySettings
+from registry import Draft, Registry, RegistrySettings
 from scripts.apache_kafka import ApacheKafka
 from tests.cli_helpers import one_error_line
 from tests.kafka_helpers import read_all
@@ -34,7 +34,7 @@ def maas(
     registered) and broker; returns (code, stdout, stderr)."""
     with Registry.open(registry_settings) as registry:
         for name in ("digits", "text"):
-            registry.models.register(name, make_onnx(), actor="ops")
+            registry.models.register(name, Draft(make_onnx()), actor="ops")
     options = [
         *("--database-url", registry_settings.database_url),
         *("--artifact-dir", str(registry_settings.artifact_dir)),
