@@ -21,6 +21,7 @@ COMMAND_MODULES = (
     "maas.commands.stack",
     "maas.commands.serve",
     "maas.commands.models",
+    "maas.commands.tenants",
     "maas.commands.schedule",
     "maas.commands.client",
     "maas.commands.db",

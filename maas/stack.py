@@ -164,7 +164,9 @@ async def _run(
     )
     console.print(f"embedded broker on {broker.bootstrap_servers} (in memory)")
     await asyncio.to_thread(ensure_demo_model, registry.models, console)
-    worker = Worker(kafka, registry.models, registry.metrics, settings.worker)
+    worker = Worker(
+        kafka, registry.models, registry.metrics, settings.worker, tenants=registry.tenants
+    )
     await worker.models.get(await worker.models.resolve(DEMO_MODEL, None, "production"))
     stop = asyncio.Event()
     worker_task = asyncio.create_task(worker.run(stop))

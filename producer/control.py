@@ -1,4 +1,5 @@
-"""Registry events on the control topic: published on every alias move, read by workers
+"""Registry events on the control topic: published on every alias move and tenant change,
+read by workers
 (``workers/control.py`` follows the topic with :func:`producer.tail.tail_async`)."""
 
 from __future__ import annotations
@@ -50,11 +51,19 @@ def publish_control(
         max_block_ms=int(timeout_s * 1000),
     )
     try:
-        future = producer.send(settings.topics.control, encode(event), key=event.model.encode())
+        key = (event.tenant or event.model).encode()
+        future = producer.send(settings.topics.control, encode(event), key=key)
         future.get(timeout=timeout_s)
     finally:
         producer.close(timeout=timeout_s)
     log.info("control event published", **log_fields(event))
+
+
+def announce_tenant(settings: KafkaSettings, tenant: str, change: str, *, actor: str) -> None:
+    """Tell the workers that ``tenant`` changed (``change``: added, granted, revoked,
+    removed), so that they read its grants again without a restart."""
+    event = ControlEvent(event="tenant", tenant=tenant, actor=actor, reason=change)
+    publish_control(settings, event, timeout_s=5.0)
 
 
 def log_fields(event: ControlEvent) -> dict[str, object]:
@@ -64,6 +73,7 @@ def log_fields(event: ControlEvent) -> dict[str, object]:
         "model": event.model,
         "alias": event.alias,
         "version": event.version,
+        "tenant": event.tenant,
     }
 
 

@@ -92,12 +92,18 @@ class BaseClient:
         self,
         settings: KafkaSettings,
         *,
+        tenant: str | None = None,
         reply_topic: str | None = None,
         timeout_s: float = 30.0,
         create_topics: bool = True,
     ) -> None:
+        """``tenant``: whose topics the jobs go to and the replies come from (None: the
+        default tenant's; :func:`producer.tenancy.tenant_from_env` reads
+        ``MAAS_TENANT``); ``reply_topic``: where replies are read (default: the
+        tenant's results topic; a tenant's own must start with it)."""
         self.settings = settings
-        self.reply_topic = reply_topic or settings.topics.results
+        self.topics = settings.topics.namespace(tenant)
+        self.reply_topic = reply_topic or self.topics.results
         self.timeout_s = timeout_s
         self._create_topics = create_topics
         self._waiting: dict[str, BaseHandle] = {}
@@ -156,12 +162,12 @@ class BaseClient:
             metadata=dict(options.get("metadata") or {}),
         )
         key = options.get("key") or job.job_id.encode()
-        return Outgoing(self.settings.topics.predict, encode(job), key, job.job_id)
+        return Outgoing(self.topics.predict, encode(job), key, job.job_id)
 
     def _retrain_job(self, job: RetrainJob) -> Outgoing:
         if job.reply_to is None:
             job = msgspec.structs.replace(job, reply_to=self.reply_topic)
-        return Outgoing(self.settings.topics.retrain, encode(job), job.model.encode(), job.job_id)
+        return Outgoing(self.topics.retrain, encode(job), job.model.encode(), job.job_id)
 
     def _track(self, handle: BaseHandle) -> None:
         """Wait for ``handle``'s reply; raises RuntimeError unless the client is open."""

@@ -12,7 +12,7 @@ cluster's size, from which :func:`ensure_topics` chooses how many replicas topic
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -63,15 +63,22 @@ class Topics:
         ``predict``, ``retrain`` and ``results`` above)."""
         return Namespace(self.prefix, tenant)
 
-    def partitions(self) -> dict[str, int]:
-        """Topic → partition count: room for several workers on the hot topics."""
-        return {
+    def partitions(self, tenants: Iterable[str] = ()) -> dict[str, int]:
+        """Topic → partition count: room for several workers on the hot topics; each of
+        ``tenants`` gets its own predict, results and retrain topics, sized alike."""
+        counts = {
             self.predict: 8,
             self.results: 8,
             self.retrain: 2,
             self.control: 1,
             self.dlq: 1,
         }
+        for tenant in tenants:
+            namespace = self.namespace(tenant)
+            counts[namespace.predict] = counts[self.predict]
+            counts[namespace.results] = counts[self.results]
+            counts[namespace.retrain] = counts[self.retrain]
+        return counts
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,14 +203,16 @@ class KafkaSettings:
         return {**options, **overrides}
 
 
-async def ensure_topics(settings: KafkaSettings, *, timeout_s: float = CONNECT_TIMEOUT_S) -> None:
+async def ensure_topics(
+    settings: KafkaSettings, *, tenants: Iterable[str] = (), timeout_s: float = CONNECT_TIMEOUT_S
+) -> None:
     """Wait for the broker (asking what it supports), then create the service's topics
-    with their partition counts, replicated as the cluster's size allows
-    (:meth:`Replication.for_cluster`); existing ones are kept."""
+    (and those of ``tenants``) with their partition counts, replicated as the cluster's
+    size allows (:meth:`Replication.for_cluster`); existing ones are kept."""
     from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
     await settings.detect_capabilities(timeout_s=timeout_s)
-    wanted = settings.topics.partitions()
+    wanted = settings.topics.partitions(tenants)
     admin = AIOKafkaAdminClient(**settings.common())
     try:
         await admin.start()

@@ -156,10 +156,13 @@ class RetrainResult(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class ControlEvent(msgspec.Struct, frozen=True, kw_only=True):
-    """A registry event on the control topic (promote, rollback, archive, register)."""
+    """A registry event on the control topic: a model's (promote, rollback, archive,
+    register) or a tenant's (``tenant``: added, granted, revoked or removed; ``model``
+    empty, ``reason`` says which change)."""
 
-    event: Literal["register", "promote", "rollback", "archive"]
-    model: str
+    event: Literal["register", "promote", "rollback", "archive", "tenant"]
+    model: str = ""
+    tenant: str | None = None
     alias: str | None = None
     version: int | None = None
     previous_version: int | None = None

@@ -14,7 +14,9 @@ other).
 
 from __future__ import annotations
 
+import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 TENANT_NAME_MAX_LENGTH = 63
@@ -82,6 +84,14 @@ class Namespace:
         if topic == self.results or topic.startswith(f"{self.results}."):
             return True
         return self.tenant is None and not is_service_topic(self.prefix, topic)
+
+
+def tenant_from_env(env: Mapping[str, str] | None = None) -> str | None:
+    """The tenant a client acts for: ``MAAS_TENANT`` (checked), or None (unset or
+    empty: the default tenant). Raises :class:`InvalidTenant` for a name that breaks
+    the rule."""
+    name = (os.environ if env is None else env).get("MAAS_TENANT", "").strip()
+    return check_tenant(name) if name else None
 
 
 def tenant_of_topic(prefix: str, topic: str) -> str | None:

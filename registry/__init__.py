@@ -1,7 +1,9 @@
-"""The model registry: versions, aliases, metrics, retraining runs, schedules, audit.
+"""The model registry: versions, aliases, metrics, retraining runs, schedules, tenants,
+audit.
 
-Open it once with :meth:`Registry.open`; its three stores (:class:`ModelStore`,
-:class:`RunStore`, :class:`MetricStore`) share one database handle.
+Open it once with :meth:`Registry.open`; its four stores (:class:`ModelStore`,
+:class:`RunStore`, :class:`MetricStore`, :class:`TenantStore`) share one database
+handle.
 """
 
 from registry.artifacts import ArtifactStore, inspect, sha256_of
@@ -14,10 +16,12 @@ from registry.entities import (
     Model,
     ModelSummary,
     ModelVersion,
+    Refusal,
     RetrainRun,
     RollbackRecord,
     Schedule,
     Signature,
+    Tenant,
     TensorSpec,
 )
 from registry.errors import (
@@ -33,12 +37,15 @@ from registry.errors import (
     RunNotFound,
     ScheduleNotFound,
     SettingsError,
+    TenantExists,
+    TenantNotFound,
     VersionNotFound,
 )
 from registry.models import AliasMoveHook, ArchiveHook, ModelStore
 from registry.policy import Decision, RollbackPolicy, check_rollback
 from registry.runs import RunStore
 from registry.settings import RegistrySettings
+from registry.tenants import TenantStore
 from registry.windows import MetricStore
 
 __all__ = [
@@ -63,6 +70,7 @@ __all__ = [
     "ModelStore",
     "ModelSummary",
     "ModelVersion",
+    "Refusal",
     "Registry",
     "RegistryError",
     "RegistrySettings",
@@ -75,6 +83,10 @@ __all__ = [
     "ScheduleNotFound",
     "SettingsError",
     "Signature",
+    "Tenant",
+    "TenantExists",
+    "TenantNotFound",
+    "TenantStore",
     "TensorSpec",
     "VersionNotFound",
     "check_rollback",

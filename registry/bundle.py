@@ -1,4 +1,4 @@
-"""The registry, opened once at an entrypoint: three stores over one database handle.
+"""The registry, opened once at an entrypoint: four stores over one database handle.
 
 Like MLflow's tracking and registry stores, each store serves one concern; they share
 the engine, so a process holds one connection pool however many stores it uses::
@@ -17,12 +17,14 @@ from registry.db import Database
 from registry.models import AliasMoveHook, ArchiveHook, ModelStore
 from registry.runs import RunStore
 from registry.settings import RegistrySettings
+from registry.tenants import TenantStore
 from registry.windows import MetricStore
 
 
 class Registry:
     """``models`` (versions, aliases, rollbacks, audit), ``runs`` (retraining runs and
-    schedules) and ``metrics`` (serving-metric windows), sharing one :class:`Database`."""
+    schedules), ``metrics`` (serving-metric windows) and ``tenants`` (tenants, their
+    grants and refused jobs), sharing one :class:`Database`."""
 
     def __init__(self, database: Database, models: ModelStore) -> None:
         """``models`` must be a store over ``database``; :meth:`open` builds both."""
@@ -30,6 +32,7 @@ class Registry:
         self.models = models
         self.runs = RunStore(database)
         self.metrics = MetricStore(database)
+        self.tenants = TenantStore(database)
 
     @classmethod
     def open(

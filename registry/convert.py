@@ -20,6 +20,7 @@ from registry.entities import (
     RollbackRecord,
     Schedule,
     Signature,
+    Tenant,
 )
 from registry.tables import (
     AliasEventRow,
@@ -28,6 +29,7 @@ from registry.tables import (
     RetrainRunRow,
     RollbackRow,
     ScheduleRow,
+    TenantRow,
     VersionRow,
 )
 
@@ -104,3 +106,7 @@ def schedule(row: ScheduleRow) -> Schedule:
 
 def audit(row: AuditRow) -> AuditEntry:
     return _entity(AuditEntry, row, details=dict(row.details))
+
+
+def tenant(row: TenantRow, models: set[str]) -> Tenant:
+    return _entity(Tenant, row, models=frozenset(models))

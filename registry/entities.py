@@ -226,3 +226,42 @@ class AuditEntry:
     model: str | None
     version: int | None
     details: dict[str, Any]
+    tenant: str | None = None  # the tenant changed, or whose job was refused
+
+
+@dataclass(frozen=True, slots=True)
+class Tenant:
+    """A tenant: a namespace of topics (``maas.<name>.*``) and what the operator granted it.
+
+    ``models``: the models its jobs may name; ``retrain``: it may retrain them (through
+    its retrain topic); ``promote_always``: its retrain jobs may ask ``promote:
+    "always"`` (skip the gate); ``principal``: the Kafka principal its ACLs were created
+    for, if any.
+    """
+
+    name: str
+    models: frozenset[str]
+    retrain: bool
+    promote_always: bool
+    principal: str | None
+    created_at: datetime
+
+    def may_use(self, model: str) -> bool:
+        """Whether this tenant's jobs may name ``model``."""
+        return model in self.models
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """A job refused for a tenant (``None``: the default tenant), for the audit log.
+
+    ``reason`` is a short code saying why (e.g. ``model-not-granted``); ``suppressed``
+    counts the repeats of the same refusal that were not recorded one by one (the
+    worker's rate limit folds them into this entry).
+    """
+
+    tenant: str | None
+    reason: str
+    model: str | None = None
+    job_id: str | None = None
+    suppressed: int = 0

@@ -7,6 +7,8 @@ RegistryError
 ├── ArtifactError
 ├── InvalidName
 ├── ConflictError
+│   └── TenantExists
+├── TenantNotFound
 ├── IncompatibleSignature (moving an alias would break its clients; force to do it anyway)
 ├── InvalidSchedule
 ├── ScheduleNotFound
@@ -45,11 +47,20 @@ class ArtifactError(RegistryError):
 
 
 class InvalidName(RegistryError):
-    """A model name, alias, job id or tenant name breaks the rules of ``registry.limits``."""
+    """A model name, alias, job id, tenant name or Kafka principal breaks the rules of
+    ``registry.limits``."""
 
 
 class ConflictError(RegistryError):
     """The request contradicts the registry's state (e.g. archiving a promoted version)."""
+
+
+class TenantExists(ConflictError):
+    """A tenant of that name already exists."""
+
+
+class TenantNotFound(RegistryError):
+    """No tenant of that name exists."""
 
 
 class IncompatibleSignature(RegistryError):

@@ -18,6 +18,7 @@ NAME_MAX_LENGTH = 200  # model names, job ids, actors: the width of their column
 ALIAS_MAX_LENGTH = 100
 VERSION_MAX = 2**31 - 1  # versions are 32-bit integers on every database
 TENANT_NAME_MAX_LENGTH = 63
+PRINCIPAL_MAX_LENGTH = 200  # a Kafka principal, ``User:acme``
 
 MODEL_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]*\Z"
 # Job ids are the client's: any printable text, no control characters.
@@ -26,9 +27,14 @@ TENANT_NAME_PATTERN = r"^[a-z0-9][a-z0-9-]{0,62}\Z"
 # Tenant names become topic names (maas.<tenant>.predict): none may be a topic word.
 RESERVED_TENANT_NAMES = frozenset({"predict", "retrain", "results", "control", "dlq"})
 
+# A Kafka principal: its type, a colon, a name without control characters, spaces, or
+# the wildcard ``*`` (which would grant a tenant's topics to every user).
+PRINCIPAL_PATTERN = r"^[A-Za-z][A-Za-z0-9]*:[^\x00-\x20\x7f-\x9f*]+\Z"
+
 _MODEL_NAME = re.compile(MODEL_NAME_PATTERN)
 _JOB_ID = re.compile(JOB_ID_PATTERN)
 _TENANT_NAME = re.compile(TENANT_NAME_PATTERN)
+_PRINCIPAL = re.compile(PRINCIPAL_PATTERN)
 
 
 def check_model_name(name: str) -> str:
@@ -61,6 +67,17 @@ def check_tenant_name(name: str) -> str:
             f"{', '.join(sorted(RESERVED_TENANT_NAMES))}"
         )
     return name
+
+
+def check_principal(principal: str) -> str:
+    """``principal`` if it may name a tenant's Kafka principal; else :class:`InvalidName`."""
+    return _check(
+        "Kafka principal",
+        principal,
+        _PRINCIPAL,
+        PRINCIPAL_MAX_LENGTH,
+        "TYPE:NAME such as User:acme, no spaces, control characters or '*'",
+    )
 
 
 _MODEL_RULE = "letters, digits, '.', '_' and '-', starting with a letter or digit"

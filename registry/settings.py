@@ -41,6 +41,10 @@ class RegistrySettings:
     def __post_init__(self) -> None:
         database_url(self.database_url)
 
+    def __repr__(self) -> str:
+        """Without the database's password: settings may be logged."""
+        return f"RegistrySettings(location={self.location!r}, artifact_dir={self.artifact_dir!r})"
+
     @classmethod
     def from_env(
         cls,

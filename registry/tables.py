@@ -26,7 +26,12 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from registry.db import as_utc, utcnow
-from registry.limits import ALIAS_MAX_LENGTH, NAME_MAX_LENGTH
+from registry.limits import (
+    ALIAS_MAX_LENGTH,
+    NAME_MAX_LENGTH,
+    PRINCIPAL_MAX_LENGTH,
+    TENANT_NAME_MAX_LENGTH,
+)
 
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -217,9 +222,34 @@ class ScheduleFireRow(Base):
     fired_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+class TenantRow(Base):
+    __tablename__ = "tenants"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(TENANT_NAME_MAX_LENGTH), unique=True)
+    retrain: Mapped[bool] = mapped_column(Boolean, default=False)
+    promote_always: Mapped[bool] = mapped_column(Boolean, default=False)
+    principal: Mapped[str | None] = mapped_column(String(PRINCIPAL_MAX_LENGTH))
+    created_by: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class TenantGrantRow(Base):
+    """A model a tenant may predict with (and, with its retrain grant, retrain)."""
+
+    __tablename__ = "tenant_grants"
+
+    tenant_id: Mapped[int] = mapped_column(
+        ForeignKey("tenants.id", ondelete="CASCADE"), primary_key=True
+    )
+    model: Mapped[str] = mapped_column(String(NAME_MAX_LENGTH), primary_key=True)
+    granted_by: Mapped[str] = mapped_column(String(200))
+    granted_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
 class AuditRow(Base):
     __tablename__ = "audit_log"
-    __table_args__ = (Index(None, "model", "id"),)
+    __table_args__ = (Index(None, "model", "id"), Index(None, "tenant", "id"))
 
     id: Mapped[int] = mapped_column(primary_key=True)
     at: Mapped[datetime] = mapped_column(default=utcnow)
@@ -228,6 +258,7 @@ class AuditRow(Base):
     model: Mapped[str | None] = mapped_column(String(NAME_MAX_LENGTH))
     version: Mapped[int | None] = mapped_column(Integer)
     details: Mapped[dict[str, Any]]
+    tenant: Mapped[str | None] = mapped_column(String(TENANT_NAME_MAX_LENGTH))
 
 
 metadata = Base.metadata

@@ -66,5 +66,9 @@ def server_properties(
 
 
 def new_cluster_id() -> str:
-    """A fresh KRaft cluster id (what ``kafka-storage random-uuid`` prints)."""
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    """A fresh KRaft cluster id (what ``kafka-storage random-uuid`` prints): like Kafka's
+    own, never starting with ``-``, which a command line would take for an option."""
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cluster_id.startswith("-"):
+            return cluster_id

@@ -6,6 +6,11 @@ EC P-256 keys, valid for two days. The broker reads them as PEM (Kafka's
 ``ssl.keystore.type=PEM``); the users are written into the storage when it is formatted
 (``kafka-storage format --add-scram``), so they exist before the broker serves. Brokers
 talk to each other on the same listener, as the first user.
+
+:meth:`SaslSsl.authorizer_properties` adds Kafka's StandardAuthorizer with the first
+user as the only super user; the controller listener then authenticates too (SASL
+PLAIN as that user: KRaft controllers cannot check SCRAM), so that no connection is
+anonymous and nothing is allowed without an ACL.
 """
 
 from __future__ import annotations
@@ -56,6 +61,23 @@ class SaslSsl:
             "ssl.keystore.location": str(self.folder / "server.pem"),
             "ssl.truststore.type": "PEM",
             "ssl.truststore.location": str(self.ca_file),
+        }
+
+    def authorizer_properties(self) -> dict[str, str]:
+        """ACLs enforced (StandardAuthorizer), the first user the only super user; the
+        controller listener authenticates as that user (SASL_PLAINTEXT, PLAIN)."""
+        name, password = next(iter(self.users.items()))
+        return {
+            "authorizer.class.name": "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+            "super.users": f"User:{name}",
+            "allow.everyone.if.no.acl.found": "false",
+            "listener.security.protocol.map": "SASL_SSL:SASL_SSL,CONTROLLER:SASL_PLAINTEXT",
+            "sasl.mechanism.controller.protocol": "PLAIN",
+            "listener.name.controller.sasl.enabled.mechanisms": "PLAIN",
+            "listener.name.controller.plain.sasl.jaas.config": (
+                "org.apache.kafka.common.security.plain.PlainLoginModule required "
+                f'username="{name}" password="{password}" user_{name}="{password}";'
+            ),
         }
 
     def format_arguments(self) -> list[str]:

@@ -98,6 +98,15 @@ def registry(registry_settings: RegistrySettings) -> Iterator[Registry]:
         yield opened
 
 
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def any_registry(request: pytest.FixtureRequest) -> Registry:
+    """The registry on SQLite, and again on PostgreSQL (tests marked ``postgres``)."""
+    registry: Registry = request.getfixturevalue(
+        "registry" if request.param == "sqlite" else "pg_registry"
+    )
+    return registry
+
+
 @pytest.fixture
 def pg_url() -> Iterator[str]:
     with postgres_database() as url:

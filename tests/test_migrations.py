@@ -26,6 +26,8 @@ TABLES = {
     "schedules",
     "schedule_fires",
     "audit_log",
+    "tenants",
+    "tenant_grants",
 }
 
 
@@ -48,7 +50,7 @@ def head() -> str:
 
 
 def test_one_head_located_through_the_package() -> None:
-    assert head() == "0003"
+    assert head() == "0004"
 
 
 def test_sqlite_up_down_up_matches_models(tmp_path: Path) -> None:
@@ -130,5 +132,48 @@ def test_postgres_moves_error_codes_out_of_metrics_and_back(pg_url: str) -> None
     engine = db.make_engine(pg_url)
     try:
         moves_error_codes(engine)
+    finally:
+        engine.dispose()
+
+
+AUDIT = sa.table(
+    "audit_log",
+    *(sa.column(name) for name in ("actor", "action", "tenant")),
+    sa.column("details", sa.JSON()),
+    sa.column("at", sa.DateTime(timezone=True)),
+)
+
+
+def keeps_audited_tenants(engine: Engine) -> None:
+    """0004's downgrade keeps an audit row's tenant in its details."""
+    db.upgrade(engine, "0004")
+    row = {"actor": "w", "action": "refusal", "at": datetime(2025, 1, 1, tzinfo=UTC)}
+    with engine.begin() as connection:
+        connection.execute(
+            sa.insert(AUDIT),
+            [
+                row | {"tenant": "acme", "details": {"reason": "r"}},
+                row | {"tenant": None, "details": {}},
+            ],
+        )
+    db.downgrade(engine, "0003")
+    with engine.connect() as connection:
+        details = connection.execute(sa.select(AUDIT.c.details)).scalars().all()
+    assert sorted(details, key=len) == [{}, {"reason": "r", "tenant": "acme"}]
+
+
+def test_sqlite_downgrade_keeps_audited_tenants(tmp_path: Path) -> None:
+    engine = db.make_engine(f"sqlite:///{tmp_path / 'registry.db'}")
+    try:
+        keeps_audited_tenants(engine)
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.postgres
+def test_postgres_downgrade_keeps_audited_tenants(pg_url: str) -> None:
+    engine = db.make_engine(pg_url)
+    try:
+        keeps_audited_tenants(engine)
     finally:
         engine.dispose()

@@ -24,14 +24,6 @@ TOO_LONG = "m" * (limits.NAME_MAX_LENGTH + 1)
 BAD_NAMES = ["", TOO_LONG, "a b", "digits\n", "-x", "a/b", "é", "x\x00"]
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def any_registry(request: pytest.FixtureRequest) -> Registry:
-    registry: Registry = request.getfixturevalue(
-        "registry" if request.param == "sqlite" else "pg_registry"
-    )
-    return registry
-
-
 def test_the_wire_contract_and_the_registry_have_the_same_limits() -> None:
     assert messages.NAME_MAX_LENGTH == limits.NAME_MAX_LENGTH
     assert messages.MODEL_NAME_PATTERN == limits.MODEL_NAME_PATTERN
@@ -43,9 +35,11 @@ def test_the_wire_contract_and_the_registry_have_the_same_limits() -> None:
         f"{table.name}.{column.name}": column.type.length
         for table in Base.metadata.tables.values()
         for column in table.columns
-        if column.name in ("name", "model", "job_id") and isinstance(column.type, String)
+        if column.name in ("name", "model", "job_id", "tenant") and isinstance(column.type, String)
     }
-    assert set(widths) >= {"models.name", "retrain_runs.job_id", "retrain_runs.model"}
+    tenants = {"tenants.name", "audit_log.tenant"}
+    assert set(widths) >= {"models.name", "retrain_runs.job_id", "retrain_runs.model", *tenants}
+    assert {widths.pop(column) for column in tenants} == {limits.TENANT_NAME_MAX_LENGTH}
     assert set(widths.values()) == {limits.NAME_MAX_LENGTH}, widths
 
 

@@ -74,3 +74,4 @@ def test_reading_from_another_directory_creates_no_registry(
 def test_a_postgresql_location_hides_the_password() -> None:
     settings = RegistrySettings(database_url="postgresql+psycopg://ann:secret@db:5432/maas")
     assert settings.location == "postgresql+psycopg://ann:***@db:5432/maas"
+    assert "secret" not in repr(settings) and "ann:***@db" in repr(settings)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import re
 import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Mapping
@@ -47,6 +48,9 @@ log = structlog.get_logger(__name__)
 _PRODUCER_BATCH_BYTES = 16384  # aiokafka's default max_batch_size
 JOIN_REPORT_S = 10.0  # a group join taking longer is logged, with why, this often
 LEAVE_TIMEOUT_S = 5.0  # the longest a consumer takes to stop before its connections close
+# How often a consumer of a pattern reads the topic list for new matching topics (a new
+# tenant's job topic); aiokafka's default (metadata_max_age_ms) is five minutes.
+PATTERN_REFRESH_MS = 2000
 # A dead letter the broker refused as too large is sent again cut to this size.
 _BARE_DEAD_LETTER_BYTES = 64 * 1024
 T = TypeVar("T")
@@ -141,12 +145,13 @@ def with_worker_id(settings: S) -> S:
 @dataclass(frozen=True, slots=True)
 class Clients:
     """What :func:`connected` starts: a consumer of ``topic`` in ``group`` (told of
-    rebalances through ``listener``, with ``consumer_options`` over the defaults) and
+    rebalances through ``listener``, with ``consumer_options`` over the defaults; a
+    compiled pattern: every topic it matches) and
     a producer for its answers, whose record batches hold ``batch_bytes`` and whose
     largest record is ``max_record_bytes`` (its ``max_request_size``). With a
     ``transactional_id`` the producer is transactional (exactly-once serving)."""
 
-    topic: str
+    topic: str | re.Pattern[str]
     group: str
     listener: ConsumerRebalanceListener | None = None
     batch_bytes: int = _PRODUCER_BATCH_BYTES
@@ -180,17 +185,24 @@ async def connected(
 ) -> AsyncIterator[tuple[AIOKafkaConsumer, Publisher]]:
     """The consumer and the publisher that ``clients`` describes, started (the
     service's topics created first) and stopped on the way out, consumer first (it
-    leaves the group). The producer starts first: a transactional one fences its
-    predecessor and ends its open transaction before the consumer reads the
-    group's committed offsets.
+    leaves the group). A topic given as a compiled pattern subscribes to every topic it
+    matches, looked for every ``PATTERN_REFRESH_MS``. The producer starts first: a
+    transactional one fences its predecessor and ends its open transaction before the
+    consumer reads the group's committed offsets.
 
     Raises :class:`Stopped` when ``stop`` is set before start-up is done, whichever
     phase it is in: creating topics, connecting, or joining a group that waits for its
     other members (logged every ``JOIN_REPORT_S``, with the group's state)."""
     await unless_stopped(ensure_topics(kafka), stop)
     producer = clients.producer(kafka)
-    consumer = AIOKafkaConsumer(**kafka.consumer(clients.group, **clients.consumer_options))
-    consumer.subscribe([clients.topic], listener=clients.listener)
+    consumer_options = dict(clients.consumer_options)
+    if isinstance(clients.topic, re.Pattern):
+        consumer_options.setdefault("metadata_max_age_ms", PATTERN_REFRESH_MS)
+        subscription: dict[str, Any] = {"pattern": clients.topic.pattern}
+    else:
+        subscription = {"topics": [clients.topic]}
+    consumer = AIOKafkaConsumer(**kafka.consumer(clients.group, **consumer_options))
+    consumer.subscribe(**subscription, listener=clients.listener)
     try:
         await unless_stopped(producer.start(), stop)
         await unless_stopped(_join(consumer, kafka, clients.group), stop)

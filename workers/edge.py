@@ -8,8 +8,11 @@ and a check that fails answers its own record alone:
   thread, so that a big one never holds up the event loop;
 - its JSON (:mod:`producer.messages`): a PredictJob, or ``INVALID_INPUT`` naming the
   field; a record without a ``job_id`` to answer is dead-lettered;
+- its tenant (the topic it came from, :mod:`workers.guard`): a reply topic outside the
+  tenant's namespace, a tenant the registry does not know or a model it is not granted
+  is answered ``UNAUTHORIZED`` on the tenant's results topic, and audited;
 - its reply topic: a legal topic name, of a topic that exists (:class:`ClusterTopics`);
-  else the job is answered ``INVALID_INPUT`` on the results topic;
+  else the job is answered ``INVALID_INPUT`` on the tenant's results topic;
 - what would be echoed: metadata over ``MAX_METADATA_BYTES`` is ``TOO_LARGE``, and an
   answer too big for one record is replaced by a ``TOO_LARGE`` one.
 
@@ -41,6 +44,7 @@ from producer.messages import (
     encode,
     error_result,
 )
+from workers.guard import Access, Guard
 from workers.replies import (
     Outgoing,
     Publisher,
@@ -84,6 +88,17 @@ class _Refusal:
 _Item = PredictJob | _Refusal
 
 
+def _address(item: _Item) -> PredictJob | JobEnvelope:
+    """Who a job's answer goes to: the job, or the envelope of one refused."""
+    return item if isinstance(item, PredictJob) else item.envelope
+
+
+def _envelope(item: _Item) -> JobEnvelope:
+    if isinstance(item, PredictJob):
+        return JobEnvelope(item.job_id, item.model, item.reply_to, item.metadata)
+    return item.envelope
+
+
 class Edge:
     """Admits a poll's records (:meth:`admit`) and turns outcomes into the records
     that answer them (:meth:`answer`)."""
@@ -92,8 +107,8 @@ class Edge:
         self,
         publisher: Publisher,
         topics: ClusterTopics,
+        guard: Guard,
         *,
-        results_topic: str,
         models: tuple[str, ...],
         max_job_bytes: int,
         worker: str,
@@ -101,7 +116,7 @@ class Edge:
         """``models``: the models this pool serves (empty: all); ``worker``: who answers."""
         self._publisher = publisher
         self._topics = topics
-        self._results = results_topic
+        self._guard = guard
         self._models = frozenset(models)
         self._max_job_bytes = max_job_bytes
         self._worker = worker
@@ -112,6 +127,9 @@ class Edge:
         the cluster's topic list (at most ``ClusterTopics.min_refresh_s`` away)."""
         since = time.monotonic()
         intake = Intake([], [])
+        if not records:
+            return intake
+        access = await self._guard.access(records[0].topic)  # a partition's: one topic
         unverified: list[tuple[int, Record, _Item]] = []
         for record in records:
             index = len(intake.replies)
@@ -121,19 +139,35 @@ class Edge:
                 item = await asyncio.to_thread(self._read, record, raw)
             else:
                 item = self._read(record, raw)
-            if item is None:
-                continue
             if isinstance(item, Outgoing):
                 intake.replies[index] = (record, item)
-            elif (item.reply_to or self._results) in self._topics.known:
-                self._place(intake, index, record, item)
-            elif problem := topic_name_problem(item.reply_to or ""):
-                intake.replies[index] = (record, self._misdirected(record, item, problem))
-            else:
+            elif item is not None and self._route(intake, index, record, item, access):
                 unverified.append((index, record, item))
         if unverified:
             await self._verify(intake, unverified, since)
         return intake
+
+    def _route(
+        self, intake: Intake, index: int, record: Record, item: _Item, access: Access
+    ) -> bool:
+        """Answer or place ``item``; True when its reply topic is to be looked for."""
+        address = _address(item)
+        if denial := access.outside(item.reply_to):
+            self._guard.refused(access, denial, model=address.model, job_id=address.job_id)
+            result = self._error(address, denial.code, denial.message)
+            topic = access.namespace.results  # never where the job pointed
+            intake.replies[index] = (record, self.answer(record, address, result, topic=topic))
+            return False
+        if denial := access.denial(address.model or None):
+            self._guard.refused(access, denial, model=address.model, job_id=address.job_id)
+            item = _Refusal(_envelope(item), denial.code, denial.message)
+        if item.reply_to in (None, access.namespace.results) or item.reply_to in self._topics.known:
+            self._place(intake, index, record, item)
+        elif problem := topic_name_problem(item.reply_to or ""):
+            intake.replies[index] = (record, self._misdirected(record, item, problem))
+        else:
+            return True
+        return False
 
     def answer(
         self, record: Record, job: PredictJob | JobEnvelope, result: Result, *, topic: str = ""
@@ -147,7 +181,7 @@ class Edge:
             value = encode(self._error(job, ErrorCode.INTERNAL, _UNENCODABLE, result))
         headers = record.headers
         outgoing = Outgoing(
-            topic or job.reply_to or self._results,
+            topic or job.reply_to or self._guard.namespace(record.topic).results,
             value,
             job.job_id.encode(),
             without_own_headers(headers) if headers else (),
@@ -229,10 +263,12 @@ class Edge:
 
     def _misdirected(self, record: Record, item: _Item, problem: str) -> Outgoing:
         """``INVALID_INPUT`` on the results topic: ``problem`` with the job's reply_to."""
-        address = item if isinstance(item, PredictJob) else item.envelope
+        address = _address(item)
         message = problem if isinstance(item, PredictJob) else f"{item.message}; {problem}"
         result = self._error(address, ErrorCode.INVALID_INPUT, message)
-        return self.answer(record, address, result, topic=self._results)
+        return self.answer(
+            record, address, result, topic=self._guard.namespace(record.topic).results
+        )
 
     async def _verify(
         self, intake: Intake, unverified: list[tuple[int, Record, _Item]], since: float
@@ -245,7 +281,7 @@ class Edge:
             log.warning("topic list not read; reply topics not checked", error=str(exc))
             unreadable = f" (the broker's topic list could not be read: {type(exc).__name__})"
         for index, record, item in unverified:
-            topic = item.reply_to or self._results
+            topic = item.reply_to or self._guard.namespace(record.topic).results
             if topic in self._topics.known:
                 self._place(intake, index, record, item)
                 continue

@@ -39,10 +39,10 @@ from workers.consumer import (
     poll,
     with_worker_id,
 )
-from workers.control import follow_control
 from workers.delivery import Acknowledged, Delivery, Replies
 from workers.edge import Edge
 from workers.flow import pace, redeliver_due
+from workers.guard import Guard, TenancySettings, TenantStore
 from workers.heap import freeze_long_lived
 from workers.idle import IdleBackoff
 from workers.metrics import MetricsRecorder
@@ -100,6 +100,7 @@ class WorkerSettings:
     worker_id: str = ""
     rollback: RollbackSettings = field(default_factory=RollbackSettings)
     retry: RetrySettings = field(default_factory=RetrySettings)
+    tenancy: TenancySettings = field(default_factory=TenancySettings)
 
     @property
     def group(self) -> str:
@@ -137,8 +138,10 @@ class Worker:
         settings: WorkerSettings,
         *,
         slot: int = 0,
+        tenants: TenantStore | None = None,
     ) -> None:
-        """``slot``: this process's place in its pool, which names its transactional id."""
+        """``slot``: this process's place in its pool, which names its transactional id;
+        ``tenants``: the registry's tenants, whose grants named tenants' jobs need."""
         self.transactional_id = (
             transactional_id(kafka.topics.prefix, settings.group, settings.worker_id, slot)
             if settings.exactly_once
@@ -147,6 +150,7 @@ class Worker:
         settings = with_worker_id(settings)
         self.kafka = kafka
         self.settings = settings
+        self.guard = Guard.of(kafka, tenants, settings.tenancy, settings.worker_id)
         self.tracker: OffsetTracker[TopicPartition] = OffsetTracker()
         self.rollback = RollbackWatcher(
             models, metrics, settings.rollback, actor=f"auto-rollback@{settings.worker_id}"
@@ -178,7 +182,7 @@ class Worker:
         """Serve until ``stop`` is set, then drain; ``stop`` also ends start-up early."""
         settings = self.settings
         clients = Clients(
-            self.kafka.topics.predict,
+            self.guard.job_topics("predict"),
             group=settings.group,
             listener=_Rebalance(self),
             batch_bytes=settings.producer_batch_bytes,
@@ -194,7 +198,7 @@ class Worker:
                 self._edge = Edge(
                     publisher,
                     topics,
-                    results_topic=self.kafka.topics.results,
+                    self.guard,
                     models=settings.models,
                     max_job_bytes=settings.max_job_bytes,
                     worker=settings.worker_id,
@@ -203,7 +207,7 @@ class Worker:
                 helpers = [
                     asyncio.create_task(self._delivery.run()),
                     asyncio.create_task(self.metrics.run()),
-                    asyncio.create_task(follow_control(self.kafka, self._on_control)),
+                    asyncio.create_task(self.guard.run(self.kafka, self._on_control)),
                     asyncio.create_task(
                         keep_service_topics(self.kafka, topics, interval_s=interval)
                     ),

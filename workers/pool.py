@@ -54,7 +54,12 @@ async def serve_async(
     port = settings.metrics_port + index if settings.metrics_port else 0
     try:
         worker = Worker(
-            settings.kafka, registry.models, registry.metrics, settings.worker, slot=index
+            settings.kafka,
+            registry.models,
+            registry.metrics,
+            settings.worker,
+            slot=index,
+            tenants=registry.tenants,
         )
         async with served(port, worker_probe(worker)):
             await worker.run(stop)

@@ -49,6 +49,7 @@ from workers.consumer import (
 )
 from workers.evidence import check_split, judge
 from workers.gate import GatePolicy, keep_clients
+from workers.guard import Access, Guard, TenancySettings, TenantStore
 from workers.optimize.retrain import Plan, Quantize, split_params
 from workers.recipes import (
     ParamsError,
@@ -57,7 +58,8 @@ from workers.recipes import (
     recipe_for,
 )
 from workers.replies import Publisher, PublishFailed, Record
-from workers.retrain_answers import error_result, from_run, ok_result
+from workers.retrain_answers import door, error_result, from_run, ok_result, outside_namespace
+from workers.tenants import Denial
 from workers.training_registry import Registrar, RunLog
 from workers.training_steps import Failure, plan_int8, train
 
@@ -81,6 +83,7 @@ class TrainerSettings:
     worker_id: str = ""  # default: host:pid
     retry: RetrySettings = field(default_factory=RetrySettings)
     allowed: Allowed = field(default_factory=Allowed)  # what jobs may ask for
+    tenancy: TenancySettings = field(default_factory=TenancySettings)
 
     @property
     def actor(self) -> str:
@@ -96,11 +99,19 @@ class Trainer:
     """One member of the trainer group. ``run`` returns after ``stop`` is set."""
 
     def __init__(
-        self, kafka: KafkaSettings, models: Registrar, runs: RunLog, settings: TrainerSettings
+        self,
+        kafka: KafkaSettings,
+        models: Registrar,
+        runs: RunLog,
+        settings: TrainerSettings,
+        *,
+        tenants: TenantStore | None = None,
     ) -> None:
+        """``tenants``: the registry's tenants (None: only the default tenant's jobs run)."""
         settings = with_worker_id(settings)
         settings.allowed.load_recipes()
         self.kafka = kafka
+        self.guard = Guard.of(kafka, tenants, settings.tenancy, settings.actor)
         self.models = models
         self.runs = runs
         self.settings = settings
@@ -112,11 +123,13 @@ class Trainer:
         return None if self.ready.is_set() else "no retrain partitions assigned yet"
 
     async def run(self, stop: asyncio.Event) -> None:
+        """Run every tenant's retrain jobs until ``stop`` is set."""
         settings = self.settings
-        clients = Clients(self.kafka.topics.retrain, group=settings.group_id)
+        clients = Clients(self.guard.job_topics("retrain"), group=settings.group_id)
         async with connected(self.kafka, clients) as (consumer, publisher):
             self._publisher = publisher
             log.info("trainer started", worker=settings.worker_id, group=settings.group_id)
+            guarding = asyncio.create_task(self.guard.run(self.kafka))
             try:
                 while not stop.is_set():
                     batch = await consumer.getmany(timeout_ms=200, max_records=1)
@@ -126,6 +139,8 @@ class Trainer:
                         for record in records:
                             await self._handle(consumer, tp, record)
             finally:  # said only of a trainer that started: one that never did says why
+                guarding.cancel()
+                await asyncio.gather(guarding, return_exceptions=True)
                 log.info("trainer stopped", worker=settings.worker_id)
 
     async def _handle(self, consumer: AIOKafkaConsumer, tp: TopicPartition, record: Record) -> None:
@@ -155,22 +170,27 @@ class Trainer:
 
     async def _answer(self, record: Record) -> None:
         assert self._publisher is not None
+        access = await self.guard.access(record.topic)
         try:
             job = decode_retrain(record.value or b"")
         except DecodeError as exc:
-            await self._reject(record, exc)
+            await self._reject(record, exc, access)
             return
         with structlog.contextvars.bound_contextvars(
             job_id=job.job_id, model=job.model, partition=record.partition, offset=record.offset
         ):
+            reply_to, denial = door(job, access)
             try:
-                result = await self._execute_retrying(job)
+                if denial is not None:
+                    result = self._refuse(job, access, denial)
+                else:
+                    result = await self._execute_retrying(job, access)
             except Exception:  # this job's failure (a bug, a refusing database), not the trainer's
                 log.exception("retrain job failed unexpectedly")
                 message = "the trainer failed on this job; its log says why"
                 result = error_result(job.job_id, job.model, ErrorCode.INTERNAL, message)
             await self._publisher.send(
-                job.reply_to or self.kafka.topics.results,
+                reply_to,
                 encode(result),
                 key=job.job_id.encode(),
                 headers=record.headers,
@@ -183,20 +203,30 @@ class Trainer:
             )
             ANSWERED.labels(job.model, result.status, str(result.promoted).lower()).inc()
 
-    async def _reject(self, record: Record, exc: DecodeError) -> None:
-        assert self._publisher is not None
-        rejection = self._publisher.rejection(
-            record,
-            exc,
-            expected="RetrainJob",
-            answer=lambda envelope: error_result(
-                envelope.job_id, envelope.model, ErrorCode.INVALID_INPUT, str(exc)
-            ),
-            results_topic=self.kafka.topics.results,
-        )
-        await self._publisher.publish(rejection)
+    def _refuse(self, job: RetrainJob, access: Access, denial: Denial) -> RetrainResult:
+        """The answer to a job refused before it ran; audited."""
+        self.guard.refused(access, denial, model=job.model, job_id=job.job_id)
+        return error_result(job.job_id, job.model, denial.code, denial.message)
 
-    async def _execute_retrying(self, job: RetrainJob) -> RetrainResult:
+    async def _reject(self, record: Record, exc: DecodeError, access: Access) -> None:
+        """Answer a record that is no RetrainJob (INVALID_INPUT), or dead-letter it."""
+        assert self._publisher is not None
+        if refused := outside_namespace(record, access):
+            answer, denial, envelope = refused
+            self.guard.refused(access, denial, model=envelope.model, job_id=envelope.job_id)
+        else:
+            answer = self._publisher.rejection(
+                record,
+                exc,
+                expected="RetrainJob",
+                answer=lambda envelope: error_result(
+                    envelope.job_id, envelope.model, ErrorCode.INVALID_INPUT, str(exc)
+                ),
+                results_topic=access.namespace.results,
+            )
+        await self._publisher.publish(answer)
+
+    async def _execute_retrying(self, job: RetrainJob, access: Access) -> RetrainResult:
         """:meth:`execute`, tried again after a backoff while the registry fails with a
         retriable error (its record stays uncommitted meanwhile: read again should the
         trainer stop); after ``retry.attempts`` more tries, answered INTERNAL."""
@@ -204,7 +234,7 @@ class Trainer:
         attempt = 0
         while True:
             try:
-                return await self.execute(job)
+                return await self.execute(job, access)
             except RegistryError as exc:
                 if not exc.retriable:
                     raise
@@ -217,16 +247,18 @@ class Trainer:
 
     # -- one job: run → train → gate → register -------------------------------------------
 
-    async def execute(self, job: RetrainJob) -> RetrainResult:
-        """Run ``job`` once (idempotent by ``job_id``) and return its RetrainResult.
+    async def execute(self, job: RetrainJob, access: Access | None = None) -> RetrainResult:
+        """Run ``job`` of ``access``'s tenant (default: the default one) once (idempotent
+        by ``job_id``) and return its RetrainResult.
 
         A job asking for what the operator did not allow is answered with the refusal,
-        before anything is imported, read or recorded."""
+        before anything is imported, read or recorded, and audited."""
+        access = access or Access(self.kafka.topics.namespace())
         try:
-            recipe, request, quantize = await asyncio.to_thread(self._admit, job)
+            recipe, request, quantize = await asyncio.to_thread(self._admit, job, access)
         except Refused as refusal:
-            log.warning("retrain job refused", code=str(refusal.code), reason=refusal.message)
-            return error_result(job.job_id, job.model, refusal.code, refusal.message)
+            reason = f"retrain-{refusal.code.lower().replace('_', '-')}"
+            return self._refuse(job, access, Denial(reason, refusal.message, refusal.code))
         run, created = await asyncio.to_thread(
             self.runs.start_run,
             job.job_id,
@@ -246,11 +278,15 @@ class Trainer:
             except Failure as failure:
                 return await self._fail(job, failure)
 
-    def _admit(self, job: RetrainJob) -> tuple[Recipe, TrainRequest, Quantize | None]:
+    def _admit(
+        self, job: RetrainJob, access: Access
+    ) -> tuple[Recipe, TrainRequest, Quantize | None]:
         """The job's recipe, training request and quantisation (``params.quantize``), if
-        it asks only for what is allowed; else :class:`Refused`."""
+        it asks only for what is allowed; else :class:`Refused`. A named tenant's
+        ``promote: "always"`` was allowed by its grant (:func:`check_promote`)."""
         allowed = self.settings.allowed
-        allowed.check_promote(job.promote)
+        if access.namespace.tenant is None:
+            allowed.check_promote(job.promote)
         recipe = allowed.recipe(recipe_name(job))
         check_split(job, recipe)
         dataset = allowed.dataset(job.dataset)

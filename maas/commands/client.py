@@ -25,6 +25,7 @@ from producer import numbers
 from producer.errors import BrokerRefused, JobTimeout, JobTooLarge
 from producer.messages import DEFAULT_ALIAS, Dataset, Result, RetrainJob, RetrainResult, encode
 from producer.score_settings import ScoreSettings
+from producer.tenancy import InvalidTenant, check_tenant, tenant_from_env
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -42,7 +43,7 @@ def register(subparsers: Subparsers) -> None:
         description="Publish one PredictJob and print its Result as one JSON line. Exit 0 on "
         "an ok Result, 1 on an error Result, 2 when no answer came in --timeout seconds "
         "(or the broker cannot be reached).",
-        options=(_submit_options, add_kafka_options),
+        options=(_submit_options, _add_tenant, add_kafka_options),
     )
     add_verb(
         subparsers,
@@ -54,7 +55,7 @@ def register(subparsers: Subparsers) -> None:
         "Rows an earlier run wrote as failures are scored again. Exit 0 when every row is ok, "
         "1 when any row failed, 2 when answers stopped coming (or the broker cannot be "
         "reached).",
-        options=(_score_options, add_kafka_options),
+        options=(_score_options, _add_tenant, add_kafka_options),
     )
     add_verb(
         subparsers,
@@ -63,7 +64,7 @@ def register(subparsers: Subparsers) -> None:
         summary="publish a retrain job and wait for the answer",
         description="Publish a RetrainJob for NAME and wait for its RetrainResult. "
         "Exit 0 on an ok RetrainResult, 1 on an error one or when no answer came.",
-        options=(_retrain_options, add_kafka_options),
+        options=(_retrain_options, _add_tenant, add_kafka_options),
     )
 
 
@@ -156,6 +157,23 @@ def _retrain_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_tenant(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--tenant",
+        metavar="T",
+        help="act for tenant T: send to its job topics, read its results (env MAAS_TENANT; "
+        "default: the default tenant's maas.predict, maas.results, ...)",
+    )
+
+
+def _tenant(args: argparse.Namespace) -> str | None:
+    """``--tenant``, else ``MAAS_TENANT``, else None (the default tenant)."""
+    try:
+        return check_tenant(args.tenant) if args.tenant else tenant_from_env()
+    except InvalidTenant as exc:
+        raise CommandError(str(exc)) from exc
+
+
 def _load_inputs(text: str) -> dict[str, list[Any]]:
     """``--inputs``: JSON, or ``@file`` holding JSON; an object of named tensors."""
     source = "--inputs"
@@ -188,7 +206,7 @@ def run_submit(args: argparse.Namespace) -> int:
 
     inputs = _load_inputs(args.inputs)
     try:
-        with Client(kafka_settings(args), timeout_s=args.timeout) as client:
+        with Client(kafka_settings(args), tenant=_tenant(args), timeout_s=args.timeout) as client:
             handle = client.submit(
                 args.model,
                 inputs,
@@ -221,7 +239,8 @@ def run_score(args: argparse.Namespace) -> int:
         **_target(args),
     )
     try:
-        with ScoreProgress(args.progress) as progress, Client(kafka_settings(args)) as client:
+        client = Client(kafka_settings(args), tenant=_tenant(args))
+        with ScoreProgress(args.progress) as progress, client:
             stats = Scorer(client, settings, on_progress=progress.update).run(args.input, args.out)
     except (JobTooLarge, BrokerRefused) as exc:  # a row too big, bad credentials: no rerun helps
         report(exc)
@@ -337,7 +356,8 @@ async def _retrain(args: argparse.Namespace, job: RetrainJob, console: Console) 
     from producer.aio import AsyncClient
 
     started = time.monotonic()
-    async with AsyncClient(kafka_settings(args), timeout_s=args.timeout) as client:
+    client = AsyncClient(kafka_settings(args), tenant=_tenant(args), timeout_s=args.timeout)
+    async with client:
         waiting = asyncio.ensure_future(client.retrain(job))
         with console.status(f"retraining {job.model} (job {job.job_id})") as status:
             while not waiting.done():

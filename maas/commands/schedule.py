@@ -197,7 +197,9 @@ def _run_trainer(args: argparse.Namespace) -> int:
     hook = alias_move_publisher(kafka)
     with Registry.open(registry_settings(args), on_alias_move=hook) as registry:
         try:
-            trainer = Trainer(kafka, registry.models, registry.runs, settings)
+            trainer = Trainer(
+                kafka, registry.models, registry.runs, settings, tenants=registry.tenants
+            )
         except RecipeError as exc:  # a recipe the operator listed cannot be loaded
             print(f"error: {exc}", file=sys.stderr)
             return 2
