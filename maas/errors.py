@@ -13,7 +13,8 @@ Exit codes, for every command:
   Result (``maas submit``); rows that failed (``maas score``).
 - ``2``: the command line does not parse (argparse prints the usage and the flag at
   fault). ``maas submit`` and ``maas score`` also exit 2 when no answer came in time,
-  the broker included: run the same command again once the service is up.
+  the broker included: run the same command again once the service is up. A broker
+  that refuses the credentials or the TLS handshake is exit 1: a rerun cannot help.
 - ``130``: interrupted (Ctrl-C).
 """
 

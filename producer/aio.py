@@ -19,7 +19,7 @@ from typing import Any, Unpack
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.errors import MessageSizeTooLargeError
 
-from producer.core import POLL_MS, BaseClient, JobOptions, Outgoing, Window
+from producer.core import POLL_MS, REPLY_READING, BaseClient, JobOptions, Outgoing, Window
 from producer.handles import BaseHandle, Reply
 from producer.kafka import ensure_topics
 from producer.messages import Result, RetrainJob, RetrainResult
@@ -75,7 +75,7 @@ class AsyncClient(BaseClient):
             producer = AIOKafkaProducer(**self.settings.producer())
             await producer.start()
             self._producer = producer
-            consumer = AIOKafkaConsumer(**self.settings.consumer(None, auto_offset_reset="latest"))
+            consumer = AIOKafkaConsumer(**self.settings.consumer(None, **REPLY_READING))
             await consumer.start()
             self._consumer = consumer
             await tail_async(consumer, self.reply_topic)

@@ -22,7 +22,7 @@ from aiokafka import errors
 from aiokafka.conn import collect_hosts, create_conn
 from aiokafka.protocol.transaction import InitProducerIdRequest
 
-from producer.errors import BrokerUnavailable
+from producer.errors import BrokerRefused, BrokerUnavailable
 
 T = TypeVar("T")
 
@@ -51,6 +51,12 @@ class Capabilities:
     refusal: str = ""
 
     @property
+    def transactions(self) -> bool:
+        """Transactions need a producer id as idempotence does: the broker that grants
+        one (Apache Kafka) has both, the embedded one neither."""
+        return self.idempotence
+
+    @property
     def holds_fetches(self) -> bool:
         """The one broker maas meets without idempotence is the embedded one, which holds
         each fetch for about half of its maximum wait even when records are there."""
@@ -69,10 +75,10 @@ async def probe(options: Mapping[str, Any], *, timeout_s: float) -> Capabilities
             async with asyncio.timeout(max(deadline - loop.time(), 0.1)):
                 return await _ask(servers, options)
         except ssl.SSLError as exc:
-            raise BrokerUnavailable(_tls_failure(servers, exc)) from None
+            raise BrokerRefused(_tls_failure(servers, exc)) from None
         except (OSError, TimeoutError, errors.KafkaError) as exc:
             if isinstance(exc, errors.KafkaError) and not exc.retriable:
-                raise BrokerUnavailable(_refusal(servers, exc)) from None
+                raise BrokerRefused(_refusal(servers, exc)) from None
             failure = exc
         if loop.time() + pause > deadline:
             raise BrokerUnavailable(

@@ -23,7 +23,7 @@ with warnings.catch_warnings():  # kafka-python 3.0 reads its schemas with a dep
     from kafka.errors import MessageSizeTooLargeError
 
 from producer.capabilities import run_blocking
-from producer.core import POLL_MS, BaseClient, JobOptions, Outgoing, Window
+from producer.core import POLL_MS, REPLY_READING, BaseClient, JobOptions, Outgoing, Window
 from producer.handles import BaseHandle, Reply
 from producer.kafka import ensure_topics
 from producer.messages import Result, RetrainJob, RetrainResult
@@ -72,7 +72,7 @@ class Client(BaseClient):
         try:
             if self._create_topics:
                 run_blocking(lambda: ensure_topics(self.settings))
-            consumer = KafkaConsumer(**self.settings.consumer(None, auto_offset_reset="latest"))
+            consumer = KafkaConsumer(**self.settings.consumer(None, **REPLY_READING))
             self._consumer = consumer
             tail(consumer, self.reply_topic)
             self._producer = KafkaProducer(**self.settings.producer())

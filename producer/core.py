@@ -38,6 +38,13 @@ from producer.messages import (
 log = structlog.get_logger(__name__)
 
 POLL_MS = 100  # a reader's poll: how long it waits for replies, so how soon it sees close()
+# How the clients read replies: from now on, and only what committed transactions hold
+# (an exactly-once worker's answers once their transaction commits, never an aborted
+# one's; other records at once).
+REPLY_READING: Mapping[str, str] = {
+    "auto_offset_reset": "latest",
+    "isolation_level": "read_committed",
+}
 
 R = TypeVar("R", Result, RetrainResult)
 

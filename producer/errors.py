@@ -26,6 +26,11 @@ class BrokerUnavailable(ClientError, ConnectionError):
     """No Kafka broker could be reached (or it refused us); the message says what to check."""
 
 
+class BrokerRefused(BrokerUnavailable):
+    """A broker answered and refused the connection for good: credentials, the SASL
+    mechanism or TLS. Trying again later cannot help; the message says what to fix."""
+
+
 class KafkaSettingsError(ClientError, ValueError):
     """A ``MAAS_KAFKA_*`` setting no Kafka client could honour; the message names it."""
 

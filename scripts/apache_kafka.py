@@ -27,7 +27,7 @@ import threading
 import time
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -37,32 +37,48 @@ from scripts.kafka_config import LOG_CONFIG, Membership, new_cluster_id, server_
 from scripts.kafka_jars import KAFKA_VERSION, KafkaError, fetch_jars
 from scripts.kafka_security import SaslSsl
 
-__all__ = ["KAFKA_VERSION", "ApacheKafka", "KafkaCluster", "KafkaError", "fetch_jars"]
+__all__ = [
+    "KAFKA_VERSION",
+    "ApacheKafka",
+    "KafkaCluster",
+    "KafkaError",
+    "NodeSettings",
+    "fetch_jars",
+]
 
 
-@dataclass
-class ApacheKafka:
-    """An Apache Kafka node (KRaft, broker and controller) on ``host:port`` (free when 0).
+@dataclass(kw_only=True)
+class NodeSettings:
+    """How an Apache Kafka node runs, alone or as each node of a cluster.
 
     ``properties`` override or add server properties (ACLs, ...). ``sasl_ssl``: the
     listener takes SASL_SSL with those users and certificates instead of PLAINTEXT.
-    ``member``: its place in a cluster (:class:`KafkaCluster` sets it; default, a
-    cluster of its own). ``workdir`` keeps the storage and ``server.log`` (default: a
-    temporary folder that :meth:`stop` removes). ``quick_start``: compile with the JIT's
-    first tier only, which starts the JVM in about half the time on a small machine and
-    serves slower: for tests, not for measurements.
+    ``workdir`` keeps the storage and ``server.log`` (default: a temporary folder that
+    :meth:`ApacheKafka.stop` removes). ``heap``: the JVM's. ``quick_start``: compile with
+    the JIT's first tier only, which starts the JVM in about half the time on a small
+    machine and serves slower: for tests, not for measurements.
     """
 
-    port: int = 0
     host: str = "127.0.0.1"
     version: str = KAFKA_VERSION
     properties: Mapping[str, str] = field(default_factory=dict)
     workdir: Path | None = None
     heap: str = "512m"
     sasl_ssl: SaslSsl | None = None
+    quick_start: bool = False
+
+
+@dataclass(kw_only=True)
+class ApacheKafka(NodeSettings):
+    """An Apache Kafka node (KRaft, broker and controller) on ``host:port`` (free when 0).
+
+    ``member``: its place in a cluster (:class:`KafkaCluster` sets it; default, a
+    cluster of its own). The rest: :class:`NodeSettings`.
+    """
+
+    port: int = 0
     member: Membership | None = None
     controller_port: int = 0
-    quick_start: bool = False
     _process: subprocess.Popen[bytes] | None = field(default=None, init=False, repr=False)
     _folder: Path | None = field(default=None, init=False, repr=False)
 
@@ -177,20 +193,16 @@ class ApacheKafka:
         self.stop()
 
 
-@dataclass
-class KafkaCluster:
+@dataclass(kw_only=True)
+class KafkaCluster(NodeSettings):
     """``size`` Apache Kafka nodes, each broker and controller, in one KRaft cluster: a
-    majority of them keeps the quorum, so one may die (:meth:`ApacheKafka.kill`)."""
+    majority of them keeps the quorum, so one may die (:meth:`ApacheKafka.kill`). Each
+    node runs with the cluster's :class:`NodeSettings`, in a folder of its own under
+    ``workdir``."""
 
     size: int = 3
-    host: str = "127.0.0.1"
-    version: str = KAFKA_VERSION
-    properties: Mapping[str, str] = field(default_factory=dict)
-    workdir: Path | None = None
     heap: str = "384m"
-    sasl_ssl: SaslSsl | None = None
     first_port: int = 0  # nodes on first_port, first_port + 1, ...; 0: free ports
-    quick_start: bool = False
     nodes: list[ApacheKafka] = field(default_factory=list, init=False)
 
     @property
@@ -206,16 +218,10 @@ class KafkaCluster:
         cluster_id = new_cluster_id()
         self.nodes = [
             ApacheKafka(
+                **self._node_settings(i + 1),
                 port=ports[i],
-                host=self.host,
-                version=self.version,
-                properties=self.properties,
-                workdir=self.workdir / f"node-{i + 1}" if self.workdir else None,
-                heap=self.heap,
-                sasl_ssl=self.sasl_ssl,
                 member=Membership(i + 1, cluster_id, voters, self.size),
                 controller_port=controllers[i],
-                quick_start=self.quick_start,
             )
             for i in range(self.size)
         ]
@@ -227,6 +233,12 @@ class KafkaCluster:
             self.stop()
             raise
         return self
+
+    def _node_settings(self, node_id: int) -> dict[str, Any]:
+        """The cluster's :class:`NodeSettings` for node ``node_id``: its own workdir."""
+        settings = {f.name: getattr(self, f.name) for f in fields(NodeSettings)}
+        settings["workdir"] = self.workdir / f"node-{node_id}" if self.workdir else None
+        return settings
 
     def _wait_ready(self, deadline: float) -> None:
         for node in self.nodes:

@@ -60,12 +60,14 @@ async def read(
     *,
     until: Callable[[list[ConsumerRecord[bytes, bytes]]], bool],
     timeout_s: float = 30.0,
+    isolation_level: str = "read_uncommitted",
 ) -> list[ConsumerRecord[bytes, bytes]]:
     """Read ``topic`` from the beginning (no group) until ``until(records)`` holds."""
     consumer = AIOKafkaConsumer(
         topic,
         bootstrap_servers=settings.bootstrap_servers,
         auto_offset_reset="earliest",
+        isolation_level=isolation_level,
         # A reply topic may not exist until the worker's first answer creates it: look
         # again soon rather than after the default five minutes.
         metadata_max_age_ms=500,
@@ -83,20 +85,37 @@ async def read(
     return records
 
 
+async def _partitions(settings: KafkaSettings, topic: str) -> set[int]:
+    """``topic``'s partitions (a consumer learns them only for topics it subscribes to)."""
+    producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_servers)
+    await producer.start()
+    try:
+        partitions: set[int] = await producer.partitions_for(topic)
+    finally:
+        await producer.stop()
+    return partitions
+
+
 async def read_all(
-    settings: KafkaSettings, topic: str, *, timeout_s: float = 30.0
+    settings: KafkaSettings,
+    topic: str,
+    *,
+    timeout_s: float = 30.0,
+    isolation_level: str = "read_uncommitted",
 ) -> list[ConsumerRecord[bytes, bytes]]:
     """Every record of ``topic`` up to its end offsets as of this call: all that the
-    broker acknowledged before it, and so every duplicate there is to see."""
+    broker acknowledged before it, and so every duplicate there is to see (read
+    committed: up to the last stable offsets, every committed record)."""
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.bootstrap_servers, auto_offset_reset="earliest"
+        bootstrap_servers=settings.bootstrap_servers,
+        auto_offset_reset="earliest",
+        isolation_level=isolation_level,
     )
     await consumer.start()
     records: list[ConsumerRecord[bytes, bytes]] = []
     try:
         async with asyncio.timeout(timeout_s):
-            await consumer.topics()  # fetches the cluster's metadata
-            partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic)]
+            partitions = [TopicPartition(topic, p) for p in await _partitions(settings, topic)]
             consumer.assign(partitions)
             ends = await consumer.end_offsets(partitions)
             await consumer.seek_to_beginning(*partitions)

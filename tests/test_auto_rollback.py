@@ -143,7 +143,7 @@ async def test_a_broken_promotion_is_rolled_back_and_every_job_answered(
         )
 
         bad = await asyncio.to_thread(
-            registry.models.register, "digits", broken, actor="test", promote=True
+            registry.models.register, "digits", Draft(broken, promote=True), actor="test"
         )
         await wait_for(lambda: registry.models.rollbacks("digits"), 30, "the automatic rollback")
         rolled_back = time.time()
@@ -297,7 +297,7 @@ async def test_the_same_version_under_a_load_change_is_not_rolled_back(
     serving = Serving(kafka, registry)
     async with serving.running() as stop_trickle:
         same = await asyncio.to_thread(
-            registry.models.register, "digits", good, actor="test", promote=True
+            registry.models.register, "digits", Draft(good, promote=True), actor="test"
         )
         stop_trickle.set()
         rows = serving.stream.rows
@@ -322,7 +322,7 @@ async def test_a_truly_slower_version_is_rolled_back_for_its_latency(
     serving = Serving(kafka, registry)
     async with serving.running():
         bad = await asyncio.to_thread(
-            registry.models.register, "digits", slow, actor="test", promote=True
+            registry.models.register, "digits", Draft(slow, promote=True), actor="test"
         )
         await wait_for(lambda: registry.models.rollbacks("digits"), 60, "the automatic rollback")
     (record,) = registry.models.rollbacks("digits")

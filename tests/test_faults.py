@@ -7,23 +7,18 @@ answered so a restarted worker does not answer it again.
 
 from __future__ import annotations
 
-import asyncio
-import json
 import signal
-import subprocess
-import sys
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
-from aiokafka.structs import ConsumerRecord
 
-from producer.kafka import KafkaSettings, ensure_topics
+from producer.kafka import KafkaSettings
 from registry.bundle import Registry
 from registry.drafts import Draft
 from registry.settings import RegistrySettings
+from tests.fault_helpers import Answers, Workers, job, publish_jobs
 from tests.kafka_helpers import publish, read
 from workers.demo import build_digits_model, digits_samples
 
@@ -48,87 +43,11 @@ def registry(tmp_path: Path, digits_onnx: Path) -> RegistrySettings:
     return settings
 
 
-class Workers:
-    """Starts ``maas worker`` processes against the test's broker, topics and registry."""
-
-    def __init__(self, kafka: KafkaSettings, registry: RegistrySettings, logs: Path) -> None:
-        self.kafka, self.registry, self.logs = kafka, registry, logs
-        self.started: list[subprocess.Popen[bytes]] = []
-
-    def start(self) -> subprocess.Popen[bytes]:
-        prefix = self.kafka.topics.predict.removesuffix("predict")
-        command = [
-            sys.executable, "-m", "maas.cli", "worker",
-            "--bootstrap-servers", self.kafka.bootstrap_servers, "--topic-prefix", prefix,
-            "--database-url", self.registry.database_url,
-            "--artifact-dir", str(self.registry.artifact_dir),
-            "--max-in-flight", "500", "--no-auto-rollback",
-        ]  # fmt: skip
-        with (self.logs / f"worker-{len(self.started)}.log").open("wb") as log:
-            process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
-        self.started.append(process)
-        return process
-
-    async def assigned(self, index: int, timeout_s: float) -> None:
-        """Wait until worker ``index`` logs a partition assignment."""
-        path = self.logs / f"worker-{index}.log"
-        async with asyncio.timeout(timeout_s):
-            while True:  # polling a log file: no event to wait on
-                if b"partitions assigned" in path.read_bytes():
-                    return
-                await asyncio.sleep(0.2)
-
-    def close(self) -> None:
-        for process in self.started:
-            if process.poll() is None:
-                process.kill()
-                process.wait(10)
-
-
 @pytest.fixture
 def workers(kafka: KafkaSettings, registry: RegistrySettings, tmp_path: Path) -> Iterator[Workers]:
     pool = Workers(kafka, registry, tmp_path)
     yield pool
     pool.close()
-
-
-def job(job_id: str, inputs: Any) -> bytes:
-    return json.dumps({"job_id": job_id, "model": "digits", "inputs": inputs}).encode()
-
-
-async def publish_jobs(kafka: KafkaSettings, n: int, prefix: str = "j") -> set[str]:
-    # predict's partitions for the workers to share, not the one partition Apache Kafka
-    # gives a topic that a first send creates
-    await ensure_topics(kafka)
-    rows = [r.tolist() for r in digits_samples(100)[0]]
-    ids = [f"{prefix}-{i}" for i in range(n)]
-    raws = [job(j, {"x": [rows[i % 100]]}) for i, j in enumerate(ids)]
-    await publish(kafka, kafka.topics.predict, raws)
-    return set(ids)
-
-
-class Answers:
-    """Reads the results topic from the beginning; counts answers per job_id."""
-
-    def __init__(self, kafka: KafkaSettings) -> None:
-        self.kafka = kafka
-        self.records: list[ConsumerRecord[bytes, bytes]] = []
-
-    async def wait(self, predicate: Any, timeout_s: float) -> Counter[str]:
-        def done(records: list[ConsumerRecord[bytes, bytes]]) -> bool:
-            return bool(predicate(self.count(records)))
-
-        self.records = await read(
-            self.kafka, self.kafka.topics.results, until=done, timeout_s=timeout_s
-        )
-        return self.count(self.records)
-
-    def bodies(self) -> list[dict[str, Any]]:
-        return [json.loads(r.value) for r in self.records if r.value]
-
-    @staticmethod
-    def count(records: list[ConsumerRecord[bytes, bytes]]) -> Counter[str]:
-        return Counter(json.loads(r.value)["job_id"] for r in records if r.value)
 
 
 @pytest.mark.slow

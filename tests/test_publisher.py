@@ -16,7 +16,7 @@ from maas.broker import EmbeddedBroker
 from producer.kafka import KafkaSettings, ensure_topics
 from producer.messages import DecodeError, ErrorCode, decode_predict, error_result
 from tests.kafka_helpers import job, publish, read
-from workers.replies import Outgoing, Publisher, PublishFailed, Source
+from workers.replies import Outgoing, Publisher, PublishFailed, PublishSettings, Source
 
 MAX_REQUEST_SIZE = 16_384
 
@@ -38,10 +38,12 @@ async def make_publisher(kafka: KafkaSettings) -> AsyncIterator[PublisherFactory
         producers.append(producer)
         return Publisher(
             producer,
-            dlq_topic=kafka.topics.dlq,
-            retries=3,
-            backoff_s=0.01,
-            batch_bytes=options.get("max_batch_size", 16384),
+            PublishSettings(
+                dlq_topic=kafka.topics.dlq,
+                retries=3,
+                backoff_s=0.01,
+                batch_bytes=options.get("max_batch_size", 16384),
+            ),
         )
 
     yield make
@@ -172,7 +174,9 @@ async def test_send_many_retries_unacknowledged_messages_one_by_one_then_gives_u
                 return await real_send_batch(batch, topic, **kwargs)
 
             producer.send_batch = counted_batch  # type: ignore[method-assign]
-            publisher = Publisher(producer, dlq_topic="dlq", retries=2, backoff_s=0.01)
+            publisher = Publisher(
+                producer, PublishSettings(dlq_topic="dlq", retries=2, backoff_s=0.01)
+            )
             assert await publisher.send_many([Outgoing("t", b"warm", b"w")]) == [None]
             await asyncio.sleep(0.5)
             await asyncio.to_thread(own.stop)

@@ -9,6 +9,7 @@ import pytest
 
 from registry import (
     ConflictError,
+    Draft,
     InvalidName,
     ModelNotFound,
     Refusal,
@@ -16,7 +17,6 @@ from registry import (
     TenantExists,
     TenantNotFound,
 )
-from registry.drafts import Draft
 
 MakeOnnx = Callable[..., Path]
 

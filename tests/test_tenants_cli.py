@@ -14,8 +14,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from maas.cli import main
 from producer.kafka import KafkaSettings
-from registry import Registry, RegistrySettings
-from registry.drafts import Draft
+from registry import Draft, Registry, RegistrySettings
 from scripts.apache_kafka import ApacheKafka
 from tests.cli_helpers import one_error_line
 from tests.kafka_helpers import read_all

@@ -1,6 +1,6 @@
 """What the serving worker and the trainer share as consumers of a topic.
 
-Their Kafka clients (:func:`connected`: started so that a stop signal interrupts every
+Their Kafka clients (:class:`Clients`, :func:`connected`: started so that a stop signal interrupts every
 phase of start-up, saying why a group join takes long; :class:`Standby` says why no
 partitions come after it), the worker id they answer as
 (:func:`with_worker_id`), commits that survive a group that moved on
@@ -19,7 +19,7 @@ import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Mapping
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol, TypeVar
 
 import structlog
@@ -34,7 +34,14 @@ from aiokafka.errors import (
 
 from producer.kafka import KafkaSettings, ensure_topics
 from producer.messages import ErrorCode
-from workers.replies import DEFAULT_MAX_RECORD_BYTES, Publisher, PublishFailed, Record, source_of
+from workers.replies import (
+    DEFAULT_MAX_RECORD_BYTES,
+    Publisher,
+    PublishFailed,
+    PublishSettings,
+    Record,
+    source_of,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -135,48 +142,71 @@ def with_worker_id(settings: S) -> S:
     return replace(settings, worker_id=default_worker_id())  # type: ignore[type-var]
 
 
+@dataclass(frozen=True, slots=True)
+class Clients:
+    """What :func:`connected` starts: a consumer of ``topic`` in ``group`` (told of
+    rebalances through ``listener``, with ``consumer_options`` over the defaults; a
+    compiled pattern: every topic it matches) and
+    a producer for its answers, whose record batches hold ``batch_bytes`` and whose
+    largest record is ``max_record_bytes`` (its ``max_request_size``). With a
+    ``transactional_id`` the producer is transactional (exactly-once serving)."""
+
+    topic: str | re.Pattern[str]
+    group: str
+    listener: ConsumerRebalanceListener | None = None
+    batch_bytes: int = _PRODUCER_BATCH_BYTES
+    max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES
+    transactional_id: str | None = None
+    consumer_options: Mapping[str, Any] = field(default_factory=dict)
+
+    def producer(self, kafka: KafkaSettings) -> AIOKafkaProducer:
+        options: dict[str, Any] = {
+            "max_batch_size": self.batch_bytes,
+            "max_request_size": self.max_record_bytes,
+        }
+        if self.transactional_id is not None:
+            options["transactional_id"] = self.transactional_id
+        return AIOKafkaProducer(**kafka.producer(**options))
+
+    def publisher(self, kafka: KafkaSettings, producer: AIOKafkaProducer) -> Publisher:
+        return Publisher(
+            producer,
+            PublishSettings(
+                dlq_topic=kafka.topics.dlq,
+                batch_bytes=self.batch_bytes,
+                max_record_bytes=self.max_record_bytes,
+            ),
+        )
+
+
 @asynccontextmanager
 async def connected(
-    kafka: KafkaSettings,
-    topic: str | re.Pattern[str],
-    *,
-    group: str,
-    listener: ConsumerRebalanceListener | None = None,
-    batch_bytes: int = _PRODUCER_BATCH_BYTES,
-    max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES,
-    stop: asyncio.Event | None = None,
-    **consumer_options: Any,
+    kafka: KafkaSettings, clients: Clients, *, stop: asyncio.Event | None = None
 ) -> AsyncIterator[tuple[AIOKafkaConsumer, Publisher]]:
-    """A consumer of ``topic`` (a compiled pattern: every topic it matches, looked for
-    every ``PATTERN_REFRESH_MS``) in ``group`` and a publisher for its answers, started
-    (the service's topics created first) and stopped on the way out, consumer first
-    (it leaves the group). ``batch_bytes``: the producer's record batch size;
-    ``max_record_bytes``: the largest record it sends (its ``max_request_size``).
+    """The consumer and the publisher that ``clients`` describes, started (the
+    service's topics created first) and stopped on the way out, consumer first (it
+    leaves the group). A topic given as a compiled pattern subscribes to every topic it
+    matches, looked for every ``PATTERN_REFRESH_MS``. The producer starts first: a
+    transactional one fences its predecessor and ends its open transaction before the
+    consumer reads the group's committed offsets.
 
     Raises :class:`Stopped` when ``stop`` is set before start-up is done, whichever
     phase it is in: creating topics, connecting, or joining a group that waits for its
     other members (logged every ``JOIN_REPORT_S``, with the group's state)."""
     await unless_stopped(ensure_topics(kafka), stop)
-    producer = AIOKafkaProducer(
-        **kafka.producer(max_batch_size=batch_bytes, max_request_size=max_record_bytes)
-    )
-    if isinstance(topic, re.Pattern):
+    producer = clients.producer(kafka)
+    consumer_options = dict(clients.consumer_options)
+    if isinstance(clients.topic, re.Pattern):
         consumer_options.setdefault("metadata_max_age_ms", PATTERN_REFRESH_MS)
-        subscription: dict[str, Any] = {"pattern": topic.pattern}
+        subscription: dict[str, Any] = {"pattern": clients.topic.pattern}
     else:
-        subscription = {"topics": [topic]}
-    consumer = AIOKafkaConsumer(**kafka.consumer(group, **consumer_options))
-    consumer.subscribe(**subscription, listener=listener)
+        subscription = {"topics": [clients.topic]}
+    consumer = AIOKafkaConsumer(**kafka.consumer(clients.group, **consumer_options))
+    consumer.subscribe(**subscription, listener=clients.listener)
     try:
         await unless_stopped(producer.start(), stop)
-        await unless_stopped(_join(consumer, kafka, group), stop)
-        publisher = Publisher(
-            producer,
-            dlq_topic=kafka.topics.dlq,
-            batch_bytes=batch_bytes,
-            max_record_bytes=max_record_bytes,
-        )
-        yield consumer, publisher
+        await unless_stopped(_join(consumer, kafka, clients.group), stop)
+        yield consumer, clients.publisher(kafka, producer)
     finally:  # both, started or not (a client never stopped warns when collected)
         await _stop(consumer)
         await producer.stop()

@@ -4,11 +4,13 @@ Poll; hand each partition's share of the poll to one task that checks and decode
 records (:mod:`workers.edge`: one bad record costs one answer), queues their jobs on
 the batchers together and publishes the answers together; pause the partitions when
 too many jobs are in flight or a model's queue holds several batches; commit only the
-prefix of each partition whose records are all answered. A job that fails with a
-retriable error (its batcher closed, the registry unreachable) is held back: the
-commit point stops before it, and it is read again after a backoff by seeking its
-partition back to it (records answered or in flight are passed over); after
-``retry.attempts`` tries it is answered with its error. Records aiokafka cannot
+prefix of each partition whose records are all answered (:mod:`workers.delivery`:
+answers published at once and offsets committed after them, at-least-once; or, with
+``exactly_once``, both in Kafka transactions, :mod:`workers.transactions`). A job
+that fails with a retriable error (its batcher closed, the registry unreachable) is
+held back: the commit point stops before it, and it is read again after a backoff by
+seeking its partition back to it (records answered or in flight are passed over);
+after ``retry.attempts`` tries it is answered with its error. Records aiokafka cannot
 decode are read raw (:mod:`workers.unreadable`). Revoked partitions are drained (or
 abandoned after a timeout, uncommitted) before they are released; the stop event
 (SIGTERM, SIGINT) ends start-up and polls waiting on a rebalance at once."""
@@ -29,15 +31,15 @@ from producer.kafka import KafkaSettings
 from producer.messages import ControlEvent, Result
 from workers.batching import BatchConfig
 from workers.consumer import (
+    Clients,
     RetrySettings,
     Standby,
     Stopped,
-    commit,
     connected,
-    dead_letter_unanswered,
     poll,
     with_worker_id,
 )
+from workers.delivery import Acknowledged, Delivery, Replies
 from workers.edge import Edge
 from workers.flow import pace, redeliver_due
 from workers.guard import Guard, TenancySettings, TenantStore
@@ -46,12 +48,13 @@ from workers.idle import IdleBackoff
 from workers.metrics import MetricsRecorder
 from workers.models import ModelCache
 from workers.offsets import OffsetTracker
-from workers.replies import DEFAULT_MAX_RECORD_BYTES, Outgoing, Publisher, Record
+from workers.replies import DEFAULT_MAX_RECORD_BYTES, Publisher, Record
 from workers.rollback import RollbackSettings, RollbackWatcher
 from workers.runtime import RuntimeSettings
 from workers.serving import JobHandler, Retry
 from workers.serving_registry import ServedMetrics, ServedModels
 from workers.topics import ClusterTopics, keep_service_topics
+from workers.transactions import Transactional, transactional_id
 from workers.unreadable import RawRecord, salvage
 
 log = structlog.get_logger(__name__)
@@ -82,13 +85,19 @@ class WorkerSettings:
     # model, set the pace (MiniLM on an H200: 1.3k rows/s with inference idle 95%).
     # Half of Kafka's default message.max.bytes keeps every batch acceptable.
     producer_batch_bytes: int = 512 * 1024
-    commit_interval_s: float = 0.2
+    commit_interval_s: float = 0.2  # at-least-once; exactly-once commits as answers come
+    # Each poll's answers and consumed offsets in one Kafka transaction (Apache Kafka
+    # only): read_committed readers see each job answered once, even after a crash.
+    exactly_once: bool = False
     drain_timeout_s: float = 30.0
     metrics_interval_s: float = 10.0
     alias_ttl_s: float = 5.0
     topic_check_interval_s: float = 10.0  # how often missing service topics are looked for
     standby_report_s: float = 15.0  # a worker without partitions this long says why
-    worker_id: str = ""  # default: host:pid of the process that serves
+    # Who answers, in Results and the audit log; default: host:pid of the process
+    # that serves. With exactly-once, it also names the transactional ids (default:
+    # the host's name), so it must stay the same across restarts.
+    worker_id: str = ""
     rollback: RollbackSettings = field(default_factory=RollbackSettings)
     retry: RetrySettings = field(default_factory=RetrySettings)
     tenancy: TenancySettings = field(default_factory=TenancySettings)
@@ -128,8 +137,16 @@ class Worker:
         metrics: ServedMetrics,
         settings: WorkerSettings,
         *,
+        slot: int = 0,
         tenants: TenantStore | None = None,
     ) -> None:
+        """``slot``: this process's place in its pool, which names its transactional id;
+        ``tenants``: the registry's tenants, whose grants named tenants' jobs need."""
+        self.transactional_id = (
+            transactional_id(kafka.topics.prefix, settings.group, settings.worker_id, slot)
+            if settings.exactly_once
+            else None
+        )
         settings = with_worker_id(settings)
         self.kafka = kafka
         self.settings = settings
@@ -152,6 +169,7 @@ class Worker:
         self._redeliveries: dict[TopicPartition, float] = {}
         self._consumer: AIOKafkaConsumer | None = None
         self._publisher: Publisher | None = None
+        self._delivery: Delivery | None = None
         self._edge: Edge | None = None
         self.ready = asyncio.Event()
 
@@ -163,18 +181,19 @@ class Worker:
     async def run(self, stop: asyncio.Event) -> None:
         """Serve until ``stop`` is set, then drain; ``stop`` also ends start-up early."""
         settings = self.settings
+        clients = Clients(
+            self.guard.job_topics("predict"),
+            group=settings.group,
+            listener=_Rebalance(self),
+            batch_bytes=settings.producer_batch_bytes,
+            max_record_bytes=settings.max_record_bytes,
+            transactional_id=self.transactional_id,
+            consumer_options={"max_poll_records": settings.max_poll_records},
+        )
         try:
-            async with connected(
-                self.kafka,
-                self.guard.job_topics("predict"),
-                group=settings.group,
-                listener=_Rebalance(self),
-                batch_bytes=settings.producer_batch_bytes,
-                max_record_bytes=settings.max_record_bytes,
-                stop=stop,
-                max_poll_records=settings.max_poll_records,
-            ) as (consumer, publisher):
+            async with connected(self.kafka, clients, stop=stop) as (consumer, publisher):
                 self._consumer, self._publisher = consumer, publisher
+                self._delivery = self._delivery_for(consumer, publisher, stop)
                 topics = ClusterTopics(publisher.client, always=[self.kafka.topics.results])
                 self._edge = Edge(
                     publisher,
@@ -186,7 +205,7 @@ class Worker:
                 )
                 interval = settings.topic_check_interval_s
                 helpers = [
-                    asyncio.create_task(self._commit_loop()),
+                    asyncio.create_task(self._delivery.run()),
                     asyncio.create_task(self.metrics.run()),
                     asyncio.create_task(self.guard.run(self.kafka, self._on_control)),
                     asyncio.create_task(
@@ -194,7 +213,12 @@ class Worker:
                     ),
                 ]
                 freeze_long_lived()
-                log.info("worker started", worker=settings.worker_id, group=settings.group)
+                log.info(
+                    "worker started",
+                    worker=settings.worker_id,
+                    group=settings.group,
+                    transactional_id=self.transactional_id,
+                )
                 try:
                     await self._poll(consumer, stop)
                 finally:
@@ -204,6 +228,13 @@ class Worker:
         finally:
             await self.models.aclose()
             log.info("worker stopped", worker=settings.worker_id)
+
+    def _delivery_for(
+        self, consumer: AIOKafkaConsumer, publisher: Publisher, stop: asyncio.Event
+    ) -> Delivery:
+        if self.transactional_id is not None:
+            return Transactional(publisher, self.tracker, self.settings.group, stop)
+        return Acknowledged(consumer, publisher, self.tracker, self.settings.commit_interval_s)
 
     async def _poll(self, consumer: AIOKafkaConsumer, stop: asyncio.Event) -> None:
         settings = self.settings
@@ -270,48 +301,22 @@ class Worker:
     async def _process(
         self, tp: TopicPartition, records: Sequence[Record], received: float
     ) -> None:
-        """Answer a partition's records from one poll; mark each done once published."""
-        assert self._publisher is not None
-        reason = None
+        """Answer a partition's records from one poll and hand the answers over."""
+        assert self._delivery is not None
         try:
-            replies = await self._replies(tp, records, received)
-            sent = [reply for _, reply in replies if reply is not None]
-            errors = iter(await self._publisher.send_many(sent))
-            answered: list[tuple[Record, Exception | None]] = [
-                (record, None if reply is None else next(errors)) for record, reply in replies
-            ]
+            await self._delivery.deliver(tp, await self._replies(tp, records, received))
         except Exception as exc:  # a bug: dead-letter rather than hang the partition
             log.exception("unexpected failure answering records", partition=tp.partition)
-            answered = [(record, exc) for record in records]
-            reason = f"unexpected failure while answering the record: {type(exc).__name__}"
-        await self._settle(tp, answered, reason)
+            await self._delivery.fail(tp, records, exc)
 
     async def _dead_letter(self, tp: TopicPartition, records: Sequence[Record]) -> None:
-        assert self._publisher is not None
+        assert self._delivery is not None
         assert self._edge is not None
-        letters = [self._edge.unreadable(record) for record in records]
-        errors = await self._publisher.send_many(letters)
-        await self._settle(tp, list(zip(records, errors, strict=True)))
-
-    async def _settle(
-        self,
-        tp: TopicPartition,
-        answered: Sequence[tuple[Record, Exception | None]],
-        reason: str | None = None,
-    ) -> None:
-        """Mark each record done, dead-lettering those whose answer failed (``reason``:
-        why, when it is not that the answer could not be published)."""
-        assert self._publisher is not None
-        for record, error in answered:
-            if error is None or await dead_letter_unanswered(
-                self._publisher, record, error, reason=reason
-            ):
-                self.tracker.done(tp, record.offset)
-            # else not answered: left uncommitted, redelivered after a restart
+        await self._delivery.deliver(tp, [(r, self._edge.unreadable(r)) for r in records])
 
     async def _replies(
         self, tp: TopicPartition, records: Sequence[Record], received: float
-    ) -> list[tuple[Record, Outgoing | None]]:
+    ) -> Replies:
         """Each record with what answers it (None: another pool's job, nothing to send),
         less the records held back to be read again."""
         assert self._edge is not None
@@ -350,15 +355,10 @@ class Worker:
         self._redeliveries.setdefault(tp, time.monotonic() + limits.delay_s(attempt))
         return None
 
-    async def _commit_loop(self) -> None:
-        while True:
-            await asyncio.sleep(self.settings.commit_interval_s)
-            await self.commit()
-
     async def commit(self, tps: Iterable[TopicPartition] | None = None) -> None:
-        points = self.tracker.commit_points(tps)
-        if self._consumer is not None and points and await commit(self._consumer, points):
-            self.tracker.mark_committed(points)
+        """Commit what is answered (of ``tps``; default: every partition)."""
+        if self._delivery is not None:
+            await self._delivery.commit(tps)
 
     async def release(self, revoked: set[TopicPartition]) -> None:
         """Drain revoked partitions (bounded), commit what is answered, then let go."""
@@ -366,8 +366,8 @@ class Worker:
             return
         await self._drain(revoked)
         abandoned = self.tracker.in_flight(revoked)
-        await self.commit(revoked)
-        self.tracker.forget(revoked)
+        if self._delivery is not None:
+            await self._delivery.release(revoked)
         for tp in revoked:
             self._redeliveries.pop(tp, None)
         log.info(

@@ -56,6 +56,17 @@ class OffsetTracker(Generic[TP]):
             part.done.discard(first)
             part.commit_point = first + 1
 
+    def awaits(self, tp: TP, offset: int) -> bool:
+        """Whether ``offset`` of ``tp`` is in flight: received and not yet answered
+        (False once its partition is forgotten, or its answer counted)."""
+        part = self._partitions.get(tp)
+        return (
+            part is not None
+            and bool(part.pending)
+            and part.pending[0] <= offset <= part.pending[-1]
+            and offset not in part.done
+        )
+
     def seen(self, tp: TP, offset: int) -> bool:
         """Whether ``offset`` is at or before the last record tracked in flight: read
         again after a seek, so it goes through :meth:`reread` rather than :meth:`track`."""

@@ -58,6 +58,7 @@ async def serve_async(
             registry.models,
             registry.metrics,
             settings.worker,
+            slot=index,
             tenants=registry.tenants,
         )
         async with served(port, worker_probe(worker)):

@@ -163,38 +163,41 @@ def _append(batch: BatchBuilder, message: Outgoing) -> bool:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class PublishSettings:
+    """How a :class:`Publisher` sends: where dead letters go, how often and how long a
+    failed send is tried again, and the sizes its producer was made with
+    (``batch_bytes``: its ``max_batch_size``; ``max_record_bytes``: its
+    ``max_request_size``); ``metadata_timeout_s``: the longest a send waits to learn a
+    topic's partitions."""
+
+    dlq_topic: str
+    retries: int = 5
+    backoff_s: float = 0.1
+    max_backoff_s: float = 5.0
+    batch_bytes: int = 16384
+    max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES
+    metadata_timeout_s: float = 10.0
+
+
 class Publisher:
     """Sends records and waits for the broker's acknowledgement, retrying transient errors."""
 
-    def __init__(
-        self,
-        producer: AIOKafkaProducer,
-        *,
-        dlq_topic: str,
-        retries: int = 5,
-        backoff_s: float = 0.1,
-        max_backoff_s: float = 5.0,
-        batch_bytes: int = 16384,
-        max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES,
-        metadata_timeout_s: float = 10.0,
-    ) -> None:
-        """``batch_bytes``: the producer's ``max_batch_size``; ``max_record_bytes``: its
-        ``max_request_size``; ``metadata_timeout_s``: the longest a send waits to learn
-        a topic's partitions."""
+    def __init__(self, producer: AIOKafkaProducer, settings: PublishSettings) -> None:
         self._producer = producer
-        self._batch_bytes = batch_bytes
-        self.max_record_bytes = max_record_bytes
-        self._room = max_record_bytes - RECORD_OVERHEAD
-        self._metadata_timeout_s = metadata_timeout_s
+        self._settings = settings
+        self.max_record_bytes = settings.max_record_bytes
+        self._room = settings.max_record_bytes - RECORD_OVERHEAD
         self._partitioner = DefaultPartitioner()
-        self._dlq_topic = dlq_topic
-        self._retries = retries
-        self._backoff_s = backoff_s
-        self._max_backoff_s = max_backoff_s
         # aiokafka's accumulator handles one enqueuer well and many concurrent ones badly
         # (they wake and retry together whenever a batch drains): measured 2.2k vs 23k
         # records/s on the embedded broker. Enqueue one at a time; acks are awaited freely.
         self._enqueue = asyncio.Lock()
+
+    @property
+    def producer(self) -> AIOKafkaProducer:
+        """The producer it sends with (its transactions, when it has a transactional id)."""
+        return self._producer
 
     @property
     def client(self) -> AIOKafkaClient:
@@ -211,7 +214,7 @@ class Publisher:
     async def _partitions(self, topic: str) -> list[int]:
         """``topic``'s partitions, waiting at most ``metadata_timeout_s`` to learn them."""
         try:
-            async with asyncio.timeout(self._metadata_timeout_s):
+            async with asyncio.timeout(self._settings.metadata_timeout_s):
                 return sorted(await self._producer.partitions_for(topic))
         except TimeoutError as exc:
             raise KafkaTimeoutError(f"no metadata for topic {topic!r}") from exc
@@ -220,8 +223,9 @@ class Publisher:
         self, topic: str, value: bytes, *, key: bytes | None, headers: Headers = ()
     ) -> None:
         """Publish and wait for the ack; raises :class:`PublishFailed` after all retries."""
-        delay = self._backoff_s
-        for attempt in range(self._retries + 1):
+        settings = self._settings
+        delay = settings.backoff_s
+        for attempt in range(settings.retries + 1):
             try:
                 await self._partitions(topic)  # not under the lock: it may wait
                 async with self._enqueue:
@@ -229,13 +233,13 @@ class Publisher:
                 await ack
                 return
             except KafkaError as exc:
-                if attempt == self._retries or not getattr(exc, "retriable", True):
+                if attempt == settings.retries or not getattr(exc, "retriable", True):
                     raise PublishFailed(f"{type(exc).__name__}: {exc}") from exc
                 log.warning(
                     "publish failed, retrying", topic=topic, attempt=attempt + 1, error=str(exc)
                 )
                 await asyncio.sleep(delay)
-                delay = min(delay * 2, self._max_backoff_s)
+                delay = min(delay * 2, settings.max_backoff_s)
 
     async def send_many(self, messages: Sequence[Outgoing]) -> list[PublishFailed | None]:
         """Publish a whole poll's answers: one record batch per partition, then the acks.
@@ -300,7 +304,7 @@ class Publisher:
         batch, batched = self._producer.create_batch(), list[int]()
         for index in indices:
             m = messages[index]
-            if len(m.value) + len(m.key or b"") > self._batch_bytes:
+            if len(m.value) + len(m.key or b"") > self._settings.batch_bytes:
                 oversized.append(index)
                 continue
             if not _append(batch, m):  # full: the first record always fits an empty one
@@ -356,7 +360,7 @@ class Publisher:
             reason=reason,
             truncated=cut.truncated or None,
         )
-        return Outgoing(self._dlq_topic, cut.value, cut.key, (*cut.headers, *own))
+        return Outgoing(self._settings.dlq_topic, cut.value, cut.key, (*cut.headers, *own))
 
     def rejection(
         self,

@@ -40,6 +40,7 @@ from registry.errors import AliasNotFound, ConflictError, ModelNotFound, Registr
 from registry.runs import RunOutcome
 from workers.allowed import Allowed, Refused
 from workers.consumer import (
+    Clients,
     RetrySettings,
     commit,
     connected,
@@ -124,11 +125,8 @@ class Trainer:
     async def run(self, stop: asyncio.Event) -> None:
         """Run every tenant's retrain jobs until ``stop`` is set."""
         settings = self.settings
-        async with connected(
-            self.kafka,
-            self.guard.job_topics("retrain"),
-            group=settings.group_id,
-        ) as (consumer, publisher):
+        clients = Clients(self.guard.job_topics("retrain"), group=settings.group_id)
+        async with connected(self.kafka, clients) as (consumer, publisher):
             self._publisher = publisher
             log.info("trainer started", worker=settings.worker_id, group=settings.group_id)
             guarding = asyncio.create_task(self.guard.run(self.kafka))

@@ -7,20 +7,26 @@ import signal
 import threading
 
 from maas.broker import EmbeddedBroker
+from maas.commands.common import Subparsers, add_verb
 
 
-def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    parser = subparsers.add_parser(
+def register(subparsers: Subparsers) -> None:
+    add_verb(
+        subparsers,
         "broker",
-        help="run the embedded broker (Tansu, in memory) until Ctrl-C",
+        run,
+        summary="run the embedded broker (Tansu, in memory) until Ctrl-C",
         description="Run the embedded Kafka-compatible broker. For development only: "
         "storage is in memory and is lost when it stops.",
+        options=(_options,),
     )
+
+
+def _options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--port", type=int, default=9092, help="port to listen on (default 9092)")
     parser.add_argument(
         "--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)"
     )
-    parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:

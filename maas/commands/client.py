@@ -11,16 +11,18 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from maas.commands.common import (
+    Subparsers,
     add_kafka_options,
     add_retrain_job_options,
     add_setting,
+    add_verb,
     dataset_of,
     kafka_settings,
     positive_int,
 )
 from maas.errors import EXIT_FAILED, EXIT_NO_ANSWER, EXIT_OK, CommandError, no_answer_errors, report
 from producer import numbers
-from producer.errors import JobTimeout, JobTooLarge
+from producer.errors import BrokerRefused, JobTimeout, JobTooLarge
 from producer.messages import DEFAULT_ALIAS, Dataset, Result, RetrainJob, RetrainResult, encode
 from producer.score_settings import ScoreSettings
 from producer.tenancy import InvalidTenant, check_tenant, tenant_from_env
@@ -32,10 +34,38 @@ if TYPE_CHECKING:
     from producer.score import ScoreStats
 
 
-def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    _register_submit(subparsers)
-    _register_score(subparsers)
-    _register_retrain(subparsers)
+def register(subparsers: Subparsers) -> None:
+    add_verb(
+        subparsers,
+        "submit",
+        run_submit,
+        summary="publish one prediction job and print its Result as JSON",
+        description="Publish one PredictJob and print its Result as one JSON line. Exit 0 on "
+        "an ok Result, 1 on an error Result, 2 when no answer came in --timeout seconds "
+        "(or the broker cannot be reached).",
+        options=(_submit_options, _add_tenant, add_kafka_options),
+    )
+    add_verb(
+        subparsers,
+        "score",
+        run_score,
+        summary="batch-score a JSONL, CSV or Parquet file into JSONL, resumably",
+        description="One output line per input row, in input order. Rerunning the same "
+        "command after an interruption continues after the last whole line of OUT. "
+        "Rows an earlier run wrote as failures are scored again. Exit 0 when every row is ok, "
+        "1 when any row failed, 2 when answers stopped coming (or the broker cannot be "
+        "reached).",
+        options=(_score_options, _add_tenant, add_kafka_options),
+    )
+    add_verb(
+        subparsers,
+        "retrain",
+        run_retrain,
+        summary="publish a retrain job and wait for the answer",
+        description="Publish a RetrainJob for NAME and wait for its RetrainResult. "
+        "Exit 0 on an ok RetrainResult, 1 on an error one or when no answer came.",
+        options=(_retrain_options, _add_tenant, add_kafka_options),
+    )
 
 
 def _add_target(parser: argparse.ArgumentParser) -> None:
@@ -57,14 +87,7 @@ def _target(args: argparse.Namespace) -> dict[str, Any]:
     return {"version": args.version, "alias": args.alias, "priority": args.priority}
 
 
-def _register_submit(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    parser = subparsers.add_parser(
-        "submit",
-        help="publish one prediction job and print its Result as JSON",
-        description="Publish one PredictJob and print its Result as one JSON line. Exit 0 on "
-        "an ok Result, 1 on an error Result, 2 when no answer came in --timeout seconds "
-        "(or the broker cannot be reached).",
-    )
+def _submit_options(parser: argparse.ArgumentParser) -> None:
     _add_target(parser)
     parser.add_argument(
         "--inputs",
@@ -81,20 +104,9 @@ def _register_submit(subparsers: argparse._SubParsersAction[argparse.ArgumentPar
         metavar="S",
         help="seconds to wait for the answer (default 30)",
     )
-    _add_client_options(parser)
-    parser.set_defaults(func=run_submit)
 
 
-def _register_score(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    parser = subparsers.add_parser(
-        "score",
-        help="batch-score a JSONL, CSV or Parquet file into JSONL, resumably",
-        description="One output line per input row, in input order. Rerunning the same "
-        "command after an interruption continues after the last whole line of OUT. "
-        "Rows an earlier run wrote as failures are scored again. Exit 0 when every row is ok, "
-        "1 when any row failed, 2 when answers stopped coming (or the broker cannot be "
-        "reached).",
-    )
+def _score_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("input", type=Path, metavar="INPUT", help=".jsonl, .csv or .parquet")
     parser.add_argument("--out", type=Path, required=True, metavar="OUT", help="JSONL output")
     _add_target(parser)
@@ -131,17 +143,9 @@ def _register_score(subparsers: argparse._SubParsersAction[argparse.ArgumentPars
         default="auto",
         help="progress bar on stderr (default: when it is a terminal)",
     )
-    _add_client_options(parser)
-    parser.set_defaults(func=run_score)
 
 
-def _register_retrain(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    parser = subparsers.add_parser(
-        "retrain",
-        help="publish a retrain job and wait for the answer",
-        description="Publish a RetrainJob for NAME and wait for its RetrainResult. "
-        "Exit 0 on an ok RetrainResult, 1 on an error one or when no answer came.",
-    )
+def _retrain_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("name", metavar="NAME")
     add_retrain_job_options(parser)
     parser.add_argument("--recipe", help="training recipe (default: the model's own)")
@@ -151,12 +155,9 @@ def _register_retrain(subparsers: argparse._SubParsersAction[argparse.ArgumentPa
     parser.add_argument(
         "--timeout", type=float, default=600.0, metavar="S", help="seconds to wait (default 600)"
     )
-    _add_client_options(parser)
-    parser.set_defaults(func=run_retrain)
 
 
-def _add_client_options(parser: argparse.ArgumentParser) -> None:
-    add_kafka_options(parser)
+def _add_tenant(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--tenant",
         metavar="T",
@@ -214,7 +215,7 @@ def run_submit(args: argparse.Namespace) -> int:
                 **_target(args),
             )
             reply = handle.result()
-    except JobTooLarge as exc:  # the job itself is too big: sending it again cannot help
+    except (JobTooLarge, BrokerRefused) as exc:  # sending it again cannot help
         report(exc)
         return EXIT_FAILED
     except no_answer_errors() as exc:  # no answer: none came, or no broker
@@ -241,7 +242,7 @@ def run_score(args: argparse.Namespace) -> int:
         client = Client(kafka_settings(args), tenant=_tenant(args))
         with ScoreProgress(args.progress) as progress, client:
             stats = Scorer(client, settings, on_progress=progress.update).run(args.input, args.out)
-    except JobTooLarge as exc:  # a row too big for one record: no rerun helps
+    except (JobTooLarge, BrokerRefused) as exc:  # a row too big, bad credentials: no rerun helps
         report(exc)
         return EXIT_FAILED
     except no_answer_errors() as exc:  # answers stopped coming, or no broker

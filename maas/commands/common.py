@@ -8,9 +8,9 @@ import getpass
 import os
 import socket
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeAlias
 
 from rich.console import Console
 
@@ -27,8 +27,36 @@ from registry.settings import (
     sqlite_path,
 )
 
+Subparsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
+Declare = Callable[[argparse.ArgumentParser], None]
 RegistryHandler = Callable[[Registry, argparse.Namespace], int]
 PROMOTE_CHOICES = ("gate", "never", "always")
+
+
+def add_verb(
+    subparsers: Subparsers,
+    name: str,
+    run: Callable[[argparse.Namespace], int],
+    *,
+    summary: str,
+    description: str,
+    options: Sequence[Declare],
+) -> None:
+    """Add the verb ``name``, running ``run``: ``summary`` for ``maas --help``,
+    ``description`` for its own help, and its options declared by each of ``options`` in
+    turn (its own first, then the groups it shares, such as :func:`add_kafka_options`)."""
+    parser = subparsers.add_parser(name, help=summary, description=description)
+    for declare in options:
+        declare(parser)
+    parser.set_defaults(func=run)
+
+
+def add_verb_group(
+    subparsers: Subparsers, name: str, *, summary: str, description: str
+) -> Subparsers:
+    """Add ``maas NAME VERB``: the subparsers that its verbs are added to."""
+    parser = subparsers.add_parser(name, help=summary, description=description)
+    return parser.add_subparsers(dest=f"{name}_command", metavar="VERB", required=True)
 
 
 def add_setting(

@@ -9,17 +9,17 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Engine
 from sqlalchemy.exc import ArgumentError, OperationalError
 
-from maas.commands.common import add_registry_options, registry_settings
+from maas.commands.common import Subparsers, add_registry_options, add_verb_group, registry_settings
 from registry import db
 
 
-def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    parser = subparsers.add_parser(
+def register(subparsers: Subparsers) -> None:
+    verbs = add_verb_group(
+        subparsers,
         "db",
-        help="registry database: apply the migrations",
+        summary="registry database: apply the migrations",
         description="The registry's schema belongs to its Alembic migrations.",
     )
-    verbs = parser.add_subparsers(dest="db_command", metavar="VERB", required=True)
     upgrade = verbs.add_parser(
         "upgrade",
         help="migrate the registry database to the latest schema, then exit",

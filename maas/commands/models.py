@@ -8,14 +8,17 @@ from argparse import ArgumentParser
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from rich.table import Table
 
 from maas.commands import optimize
 from maas.commands.common import (
+    Subparsers,
     actor,
     add_kafka_options,
     add_registry_options,
+    add_verb_group,
     console,
     registry_settings,
     with_registry,
@@ -31,12 +34,17 @@ Handler = Callable[[Registry, argparse.Namespace], int]
 
 
 class _Verbs:
-    """Adds the verbs of ``maas models``: those that change the registry take the actor
-    and the Kafka options (alias moves are announced); those that only read take neither
-    and never create a registry."""
+    """The ``maas models`` group, adding its verbs: those that change the registry take
+    the actor and the Kafka options (alias moves are announced); those that only read
+    take neither and never create a registry."""
 
-    def __init__(self, verbs: argparse._SubParsersAction[ArgumentParser]) -> None:
-        self._verbs = verbs
+    def __init__(self, subparsers: Subparsers) -> None:
+        self._verbs = add_verb_group(
+            subparsers,
+            "models",
+            summary="register, list, promote and roll back model versions",
+            description="Manage the model registry: versions, aliases and their history.",
+        )
         self._reads, self._changes = _options(changes=False), _options(changes=True)
 
     def add(
@@ -50,13 +58,8 @@ class _Verbs:
         return sub
 
 
-def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    parser = subparsers.add_parser(
-        "models",
-        help="register, list, promote and roll back model versions",
-        description="Manage the model registry: versions, aliases and their history.",
-    )
-    verbs = _Verbs(parser.add_subparsers(dest="models_command", metavar="VERB", required=True))
+def register(subparsers: Subparsers) -> None:
+    verbs = _Verbs(subparsers)
     _verbs_that_change(verbs)
     _verbs_that_read(verbs)
 
@@ -129,6 +132,12 @@ def _force(parser: ArgumentParser, verb: str) -> None:
 def _alias_and_reason(parser: ArgumentParser) -> None:
     parser.add_argument("--alias", default="production", help="alias to move (default: production)")
     parser.add_argument("--reason", default="", help="why, for the audit log")
+
+
+def _move(args: argparse.Namespace) -> dict[str, Any]:
+    """How an alias moves, from the actor and the options that :func:`_alias_and_reason`
+    and :func:`_force` add."""
+    return {"alias": args.alias, "actor": actor(args), "reason": args.reason, "force": args.force}
 
 
 # -- verbs --------------------------------------------------------------------------------
@@ -206,27 +215,13 @@ def _show(registry: Registry, args: argparse.Namespace) -> int:
 
 
 def _promote(registry: Registry, args: argparse.Namespace) -> int:
-    move = registry.models.promote(
-        args.name,
-        args.version,
-        alias=args.alias,
-        actor=actor(args),
-        reason=args.reason,
-        force=args.force,
-    )
+    move = registry.models.promote(args.name, args.version, **_move(args))
     print(f"{move.model} {move.alias}: {_opt(move.previous_version)} -> {move.version}")
     return 0
 
 
 def _rollback(registry: Registry, args: argparse.Namespace) -> int:
-    move = registry.models.rollback(
-        args.name,
-        alias=args.alias,
-        to=args.to,
-        actor=actor(args),
-        reason=args.reason,
-        force=args.force,
-    )
+    move = registry.models.rollback(args.name, to=args.to, **_move(args))
     print(f"rolled back {move.model} {move.alias}: {move.previous_version} -> {move.version}")
     return 0
 

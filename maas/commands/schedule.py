@@ -16,12 +16,15 @@ from typing import TYPE_CHECKING, Any
 from rich.table import Table
 
 from maas.commands.common import (
+    Subparsers,
     actor,
     add_kafka_options,
     add_metrics_option,
     add_registry_options,
     add_retrain_job_options,
     add_setting,
+    add_verb,
+    add_verb_group,
     console,
     dataset_of,
     kafka_settings,
@@ -43,22 +46,39 @@ Handler = Callable[[Registry, argparse.Namespace], int]
 Main = Callable[[asyncio.Event], Coroutine[Any, Any, None]]
 
 
-def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    _trainer_parser(subparsers)
-    _scheduler_parser(subparsers)
-    _schedule_parser(subparsers)
-
-
 # -- parsers --------------------------------------------------------------------------------
 
 
-def _trainer_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    parser = subparsers.add_parser(
+def register(subparsers: Subparsers) -> None:
+    add_verb(
+        subparsers,
         "trainer",
-        help="training worker for the retrain topic",
+        _run_trainer,
+        summary="training worker for the retrain topic",
         description="Consume retrain jobs, train with the job's recipe, evaluate through the "
         "gate, register the new version (promoting it only if the gate says so) and answer.",
+        options=(_trainer_options, add_kafka_options, add_registry_options),
     )
+    add_verb(
+        subparsers,
+        "scheduler",
+        _run_scheduler,
+        summary="fire schedules stored in the registry (and the metric trigger)",
+        description="Publish a retrain job per due schedule (once per due time, however many "
+        "schedulers run) and when a production version's error rate crosses the limit.",
+        options=(_scheduler_options, add_metrics_option, add_kafka_options, add_registry_options),
+    )
+    _schedule_verbs(
+        add_verb_group(
+            subparsers,
+            "schedule",
+            summary="add, list and remove retraining schedules",
+            description="Cron schedules (UTC) that the scheduler turns into retrain jobs.",
+        )
+    )
+
+
+def _trainer_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--group-id", default="maas-trainers", help="consumer group (default maas-trainers)"
     )
@@ -86,18 +106,9 @@ def _trainer_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentPars
         action="store_true",
         help='let jobs ask for promote "always", skipping the evaluation gate (default: refused)',
     )
-    add_kafka_options(parser)
-    add_registry_options(parser)
-    parser.set_defaults(func=_run_trainer)
 
 
-def _scheduler_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    parser = subparsers.add_parser(
-        "scheduler",
-        help="fire schedules stored in the registry (and the metric trigger)",
-        description="Publish a retrain job per due schedule (once per due time, however many "
-        "schedulers run) and when a production version's error rate crosses the limit.",
-    )
+def _scheduler_options(parser: argparse.ArgumentParser) -> None:
     add_setting(parser, "--interval", SchedulerSettings, "interval_s", "seconds between ticks")
     parser.add_argument("--no-metric-trigger", action="store_true", help="only fire cron schedules")
     add_setting(parser, "--max-error-rate", MetricTrigger, "max_error_rate", "metric trigger limit")
@@ -112,19 +123,9 @@ def _scheduler_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentPa
         "cooldown_s",
         "at most one metric retrain per model per this many seconds, kept in memory",
     )
-    add_metrics_option(parser)
-    add_kafka_options(parser)
-    add_registry_options(parser)
-    parser.set_defaults(func=_run_scheduler)
 
 
-def _schedule_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    parser = subparsers.add_parser(
-        "schedule",
-        help="add, list and remove retraining schedules",
-        description="Cron schedules (UTC) that the scheduler turns into retrain jobs.",
-    )
-    verbs = parser.add_subparsers(dest="schedule_command", metavar="VERB", required=True)
+def _schedule_verbs(verbs: Subparsers) -> None:
     reads = argparse.ArgumentParser(add_help=False)
     add_registry_options(reads)
     changes = argparse.ArgumentParser(add_help=False, parents=[reads])

@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import argparse
+import os
 
 from maas.commands.common import (
+    Subparsers,
     add_kafka_options,
     add_registry_options,
     add_setting,
+    add_verb,
     kafka_settings,
     positive_int,
     registry_settings,
 )
 from maas.errors import CommandError
+from producer.kafka import KafkaSettings
 from registry.bundle import Registry
 from registry.policy import RollbackPolicy
 from workers.batching import BatchConfig
@@ -22,16 +26,23 @@ from workers.rollback import RollbackSettings
 from workers.runtime import RuntimeSettings
 
 BATCH_DEFAULTS = BatchConfig()
+WORKER_DEFAULTS = WorkerSettings()
 
 
-def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    parser = subparsers.add_parser(
+def register(subparsers: Subparsers) -> None:
+    add_verb(
+        subparsers,
         "worker",
-        help="serve prediction jobs (consume, batch, infer, reply)",
+        run,
+        summary="serve prediction jobs (consume, batch, infer, reply)",
         description="Consume the predict topic, batch jobs dynamically per model version, "
         "run them and publish results. Without --model, every registered model is served, "
         "loaded on demand. Pools serving different models use different consumer groups.",
+        options=(_options, _add_rollback_options, add_kafka_options, add_registry_options),
     )
+
+
+def _options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--model",
         action="append",
@@ -82,10 +93,15 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         metavar="T",
     )
     add_setting(parser, "--group-id", WorkerSettings, "group_id", "consumer group base name")
-    _add_rollback_options(parser)
-    add_kafka_options(parser)
-    add_registry_options(parser)
-    parser.set_defaults(func=run)
+    parser.add_argument(
+        "--exactly-once",
+        action="store_true",
+        default=None,
+        help="commit each poll's results with its consumed offsets in one Kafka "
+        "transaction, so that read_committed readers see every job answered once even "
+        "after a crash (Apache Kafka only; env MAAS_EXACTLY_ONCE=1; default "
+        f"{'on' if WORKER_DEFAULTS.exactly_once else 'off'})",
+    )
 
 
 def _add_batch_options(parser: argparse.ArgumentParser) -> None:
@@ -209,7 +225,28 @@ def worker_settings(args: argparse.Namespace) -> WorkerSettings:
         max_in_flight=args.max_in_flight,
         max_job_bytes=args.max_job_bytes,
         rollback=rollback_settings(args),
+        exactly_once=_exactly_once(args),
     )
+
+
+def _exactly_once(args: argparse.Namespace) -> bool:
+    """--exactly-once, else MAAS_EXACTLY_ONCE, else the settings' default."""
+    if args.exactly_once is not None:
+        return bool(args.exactly_once)
+    if "MAAS_EXACTLY_ONCE" in os.environ:
+        return os.environ["MAAS_EXACTLY_ONCE"].lower() in {"1", "true", "yes"}
+    return WORKER_DEFAULTS.exactly_once
+
+
+def _require_transactions(kafka: KafkaSettings) -> None:
+    capabilities = kafka.capabilities()
+    if not capabilities.transactions:
+        raise CommandError(
+            f"the broker at {kafka.bootstrap_servers} has no transactions "
+            f"({capabilities.refusal}), which --exactly-once (MAAS_EXACTLY_ONCE) needs; "
+            "the embedded broker has none: serve at-least-once (without the flag and "
+            "MAAS_EXACTLY_ONCE), or point MAAS_BOOTSTRAP_SERVERS at Apache Kafka"
+        )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -224,10 +261,13 @@ def run(args: argparse.Namespace) -> int:
     Registry.open(registry).close()
     kafka = kafka_settings(args)
     kafka.capabilities()  # asked once, here: the pool's processes inherit the answer
+    worker = worker_settings(args)
+    if worker.exactly_once:
+        _require_transactions(kafka)
     settings = PoolSettings(
         kafka=kafka,
         registry=registry,
-        worker=worker_settings(args),
+        worker=worker,
         processes=args.processes,
         metrics_port=args.metrics_port,
         log_format=args.log_format,

@@ -6,21 +6,27 @@ import argparse
 import asyncio
 import os
 
-from maas.commands.common import add_registry_options, registry_settings
+from maas.commands.common import Subparsers, add_registry_options, add_verb, registry_settings
 from maas.errors import CommandError
 from maas.stack import DEMO_BATCH, StackSettings, run_stack
 from workers.loop import WorkerSettings
 
 
-def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    parser = subparsers.add_parser(
+def register(subparsers: Subparsers) -> None:
+    add_verb(
+        subparsers,
         "up",
-        help="run the embedded stack: broker, registry, demo model, worker",
+        run,
+        summary="run the embedded stack: broker, registry, demo model, worker",
         description="Start the embedded broker, migrate the registry, register the digits "
         "demo model if absent, start a worker (batches of up to 256 rows, 2 ms delay), "
         "score held-out digits through Kafka and print accuracy and latency, then keep "
         "serving until Ctrl-C.",
+        options=(_options, add_registry_options),
     )
+
+
+def _options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--port", type=int, default=9092, help="broker port (default 9092)")
     parser.add_argument(
         "--samples",
@@ -33,8 +39,6 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         action="store_true",
         help="stop after the demo instead of serving until Ctrl-C",
     )
-    add_registry_options(parser)
-    parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:

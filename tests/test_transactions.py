@@ -1,0 +1,67 @@
+"""Exactly-once's correctness rule, without a broker: a transaction carries only the
+answers to records whose offsets it commits (workers/transactions.py)."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import Any
+
+from aiokafka import TopicPartition
+
+from workers.offsets import OffsetTracker
+from workers.replies import Outgoing
+from workers.transactions import Transactional, transactional_id
+
+TP = TopicPartition("maas.predict", 0)
+
+
+@dataclass(frozen=True)
+class _Record:
+    offset: int
+    topic: str = TP.topic
+    partition: int = TP.partition
+    key: bytes | None = None
+    value: bytes | None = b"{}"
+    headers: tuple[Any, ...] = ()
+
+
+def answer(offset: int) -> Outgoing:
+    return Outgoing("maas.results", f"answer {offset}".encode(), None)
+
+
+def delivery(offsets: range) -> tuple[Transactional, OffsetTracker[TopicPartition]]:
+    tracker: OffsetTracker[TopicPartition] = OffsetTracker()
+    for offset in offsets:
+        tracker.track(TP, offset)
+    return Transactional(None, tracker, "maas-workers", asyncio.Event()), tracker  # type: ignore[arg-type]
+
+
+async def test_an_answer_beyond_the_answered_prefix_waits_for_a_later_transaction() -> None:
+    held, tracker = delivery(range(3))
+    await held.deliver(TP, [(_Record(2), answer(2)), (_Record(1), None)])
+    assert tracker.commit_points() == {}  # offset 0 unanswered: nothing may go yet
+
+    await held.deliver(TP, [(_Record(0), answer(0))])
+    points = tracker.commit_points()
+    assert points == {TP: 3}
+    assert held._due(points) == [answer(0), answer(2)]  # in offset order; 1 needs none
+
+
+async def test_answers_of_a_revoked_partition_are_dropped_not_sent_later() -> None:
+    held, tracker = delivery(range(2))
+    await held.deliver(TP, [(_Record(1), answer(1))])
+    await held.release({TP})  # offset 0 unanswered: nothing to commit, all let go
+    await held.deliver(TP, [(_Record(0), answer(0))])  # a late answer from a drained task
+    assert held._due({TP: 2}) == []
+    tracker.track(TP, 5)  # the partition comes back, read on from its committed offset
+    await held.deliver(TP, [(_Record(0), answer(0))])
+    assert tracker.commit_points() == {}
+    assert held._due({TP: 6}) == []
+
+
+def test_transactional_ids_are_per_slot_and_stable() -> None:
+    first = transactional_id("maas.", "maas-workers", "worker-a", 0)
+    assert first == transactional_id("maas.", "maas-workers", "worker-a", 0)
+    assert first != transactional_id("maas.", "maas-workers", "worker-a", 1)
+    assert first != transactional_id("other.", "maas-workers", "worker-a", 0)
