@@ -105,7 +105,7 @@ def check_retrain(namespace: Namespace, tenant: TenantLike | None) -> Denial | N
     return Denial(
         "retrain-not-granted",
         f"tenant {namespace.tenant!r} may not retrain models; its operator allows it "
-        f"with: maas tenants add {namespace.tenant} --retrain",
+        f"with: maas tenants grant {namespace.tenant} --retrain",
     )
 
 
