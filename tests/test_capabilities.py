@@ -16,6 +16,7 @@ from maas.broker import free_port
 from producer.errors import BrokerUnavailable
 from producer.kafka import KafkaSettings
 from scripts.apache_kafka import ApacheKafka
+from tests.cli_helpers import no_noise
 from tests.kafka_helpers import Broker, read
 
 pytestmark = pytest.mark.both_brokers
@@ -81,7 +82,10 @@ def test_commands_without_a_broker_say_so_in_one_line_and_no_traceback(tmp_path:
     # Servers exit 1 (failed); `maas submit` exits 2 (no answer: run it again later).
     exit_codes = {"worker": 1, "trainer": 1, "submit": 2}
     for name, process in running.items():
-        _, err = process.communicate(timeout=90)  # bounded: no hang, however slow the machine
+        out, err = process.communicate(timeout=90)  # bounded: no hang, however slow the machine
         assert process.returncode == exit_codes[name], err
+        no_noise(out + err)  # none of the Kafka libraries' own log lines either
+        if name == "submit":
+            assert out == ""  # no result printed
         [line] = err.strip().splitlines()  # one line, no traceback, no retry chatter
         assert line.startswith(f"error: no Kafka broker answered at {servers}"), (name, line)

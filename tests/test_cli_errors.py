@@ -133,22 +133,6 @@ def test_submit_to_a_live_broker_without_a_worker_is_quiet(broker: EmbeddedBroke
     one_error_line(done.stderr, "no result for job", "maas worker")
 
 
-@pytest.mark.slow
-def test_submit_with_no_broker_exits_2_in_one_line() -> None:
-    done = maas_process(
-        "submit",
-        "--model",
-        "digits",
-        "--inputs",
-        '{"x": [[0.0]]}',
-        "--bootstrap-servers",
-        f"127.0.0.1:{free_port()}",
-    )
-    assert (done.returncode, done.stdout) == (2, "")
-    no_noise(done.stderr)
-    one_error_line(done.stderr)
-
-
 def test_kafka_library_logs_are_heard_only_at_debug_level(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
