@@ -2,10 +2,10 @@
 
 A key's partition is ``murmur2(key) & 0x7fffffff`` modulo the partition count, over the
 topic's partitions sorted by id: the Java client's and aiokafka's rule, so that results
-land where any Kafka client would put them. aiokafka hashes in pure Python byte by byte
-(about 10 µs for a 32-byte job id, a fifth of a worker's CPU per job); here a key is read
-four bytes at a time, and the keys of a large batch that share a length (job ids
-usually do) are hashed together with numpy, well under a µs each.
+land where any Kafka client would put them. aiokafka hashes in pure Python byte by
+byte (about 10 µs for a 32-byte job id, a tenth or more of a worker's CPU per job);
+here a key is read four bytes at a time, and the keys of a large batch that share a
+length (job ids usually do) are hashed together with numpy, well under a µs each.
 """
 
 from __future__ import annotations
