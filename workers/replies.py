@@ -20,11 +20,11 @@ import msgspec
 import structlog
 from aiokafka import AIOKafkaClient, AIOKafkaProducer
 from aiokafka.errors import KafkaError, KafkaTimeoutError
-from aiokafka.partitioner import DefaultPartitioner
 from aiokafka.producer.message_accumulator import BatchBuilder
 from prometheus_client import Counter
 
 from producer.messages import DecodeError, ErrorCode, JobEnvelope, decode_envelope, encode
+from workers.partitioning import partitions_of
 
 log = structlog.get_logger(__name__)
 
@@ -188,7 +188,6 @@ class Publisher:
         self._settings = settings
         self.max_record_bytes = settings.max_record_bytes
         self._room = settings.max_record_bytes - RECORD_OVERHEAD
-        self._partitioner = DefaultPartitioner()
         # aiokafka's accumulator handles one enqueuer well and many concurrent ones badly
         # (they wake and retry together whenever a batch drains): measured 2.2k vs 23k
         # records/s on the embedded broker. Enqueue one at a time; acks are awaited freely.
@@ -280,8 +279,8 @@ class Publisher:
         one_by_one: list[int],
     ) -> None:
         by_partition: dict[int, list[int]] = {}
-        for index in indices:
-            partition = self._partitioner(messages[index].key, partitions, partitions)
+        keys = [messages[index].key for index in indices]
+        for index, partition in zip(indices, partitions_of(keys, partitions), strict=True):
             by_partition.setdefault(partition, []).append(index)
         for partition, members in by_partition.items():
             for batch, batched in self._batches(messages, members, one_by_one):
