@@ -134,7 +134,9 @@ async def test_a_worker_started_in_the_same_slot_fences_the_running_one(
     kafka: KafkaSettings, workers: Workers
 ) -> None:
     await ensure_topics(kafka)
-    jobs = digits_jobs(JOBS // 2)
+    # Jobs keep coming for about 15 s: the running worker must still be making
+    # transactions once the second one has started (slow under load), or nothing fences it.
+    jobs = digits_jobs(JOBS)
     feeding = asyncio.create_task(feed(kafka, list(jobs.values())))
     answers = Answers(kafka, isolation_level="read_committed")
     try:
