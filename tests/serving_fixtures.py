@@ -22,6 +22,7 @@ from registry.bundle import Registry
 from registry.drafts import Draft
 from registry.entities import ModelVersion
 from registry.settings import RegistrySettings
+from tests.fault_helpers import Workers
 from tests.kafka_helpers import Broker
 from workers.demo import build_digits_model
 from workers.loop import Worker, WorkerSettings
@@ -39,6 +40,29 @@ class ServedDigits:
 @pytest.fixture(scope="session")
 def digits_artifact(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_digits_model(tmp_path_factory.mktemp("digits-served")).artifact
+
+
+@pytest.fixture
+def digits_registry(tmp_path: Path, digits_artifact: Path) -> RegistrySettings:
+    """A SQLite registry of the test's own holding digits, promoted: for ``maas worker``
+    processes (:class:`~tests.fault_helpers.Workers`) to open."""
+    settings = RegistrySettings(
+        database_url=f"sqlite:///{tmp_path / 'registry.db'}", artifact_dir=tmp_path / "artifacts"
+    )
+    with Registry.open(settings) as opened:
+        opened.models.register("digits", Draft(digits_artifact, promote=True), actor="test")
+    return settings
+
+
+@pytest.fixture
+def workers(
+    kafka: KafkaSettings, digits_registry: RegistrySettings, tmp_path: Path
+) -> Iterator[Workers]:
+    """``maas worker`` processes on the test's ``kafka`` and ``digits_registry``, killed
+    at the end."""
+    pool = Workers(kafka, digits_registry, tmp_path)
+    yield pool
+    pool.close()
 
 
 @pytest.fixture

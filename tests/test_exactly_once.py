@@ -19,7 +19,6 @@ import sys
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -27,9 +26,6 @@ from aiokafka import AIOKafkaProducer
 
 from maas.broker import EmbeddedBroker
 from producer.kafka import KafkaSettings, Topics, ensure_topics
-from registry.bundle import Registry
-from registry.drafts import Draft
-from registry.settings import RegistrySettings
 from scripts.apache_kafka import ApacheKafka
 from tests.fault_helpers import Answers, Workers, digits_jobs
 from tests.kafka_helpers import read_all
@@ -53,23 +49,6 @@ def kafka(request: pytest.FixtureRequest) -> KafkaSettings:
     broker: ApacheKafka = request.getfixturevalue("apache_kafka")
     prefix = f"t{uuid.uuid4().hex[:8]}."
     return KafkaSettings(bootstrap_servers=broker.bootstrap_servers, topics=Topics(prefix))
-
-
-@pytest.fixture
-def registry(tmp_path: Path, digits_artifact: Path) -> RegistrySettings:
-    settings = RegistrySettings(
-        database_url=f"sqlite:///{tmp_path / 'registry.db'}", artifact_dir=tmp_path / "artifacts"
-    )
-    with Registry.open(settings) as opened:
-        opened.models.register("digits", Draft(digits_artifact, promote=True), actor="test")
-    return settings
-
-
-@pytest.fixture
-def workers(kafka: KafkaSettings, registry: RegistrySettings, tmp_path: Path) -> Iterator[Workers]:
-    pool = Workers(kafka, registry, tmp_path)
-    yield pool
-    pool.close()
 
 
 async def feed(kafka: KafkaSettings, jobs: list[bytes]) -> None:

@@ -9,45 +9,18 @@ from __future__ import annotations
 
 import signal
 from collections import Counter
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from producer.kafka import KafkaSettings
-from registry.bundle import Registry
-from registry.drafts import Draft
-from registry.settings import RegistrySettings
 from tests.fault_helpers import Answers, Workers, job, publish_jobs
 from tests.kafka_helpers import publish, read
-from workers.demo import build_digits_model, digits_samples
+from workers.demo import digits_samples
 
 pytestmark = [
     pytest.mark.both_brokers,
     pytest.mark.filterwarnings("ignore:open_text is deprecated:DeprecationWarning"),
 ]
-
-
-@pytest.fixture(scope="module")
-def digits_onnx(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_digits_model(tmp_path_factory.mktemp("digits")).artifact
-
-
-@pytest.fixture
-def registry(tmp_path: Path, digits_onnx: Path) -> RegistrySettings:
-    settings = RegistrySettings(
-        database_url=f"sqlite:///{tmp_path / 'registry.db'}", artifact_dir=tmp_path / "artifacts"
-    )
-    with Registry.open(settings) as opened:
-        opened.models.register("digits", Draft(digits_onnx, promote=True), actor="test")
-    return settings
-
-
-@pytest.fixture
-def workers(kafka: KafkaSettings, registry: RegistrySettings, tmp_path: Path) -> Iterator[Workers]:
-    pool = Workers(kafka, registry, tmp_path)
-    yield pool
-    pool.close()
 
 
 @pytest.mark.slow

@@ -24,8 +24,6 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
 from producer.kafka import KafkaSettings, Topics, ensure_topics
-from registry.bundle import Registry
-from registry.drafts import Draft
 from registry.settings import RegistrySettings
 from scripts.apache_kafka import KafkaCluster
 from workers.demo import digits_samples
@@ -56,16 +54,6 @@ def kafka(cluster: KafkaCluster) -> KafkaSettings:
     return KafkaSettings(bootstrap_servers=cluster.bootstrap_servers, topics=Topics(prefix))
 
 
-@pytest.fixture
-def registry(tmp_path: Path, digits_artifact: Path) -> RegistrySettings:
-    settings = RegistrySettings(
-        database_url=f"sqlite:///{tmp_path / 'registry.db'}", artifact_dir=tmp_path / "artifacts"
-    )
-    with Registry.open(settings) as opened:
-        opened.models.register("digits", Draft(digits_artifact, promote=True), actor="test")
-    return settings
-
-
 async def test_topics_get_three_replicas_two_of_them_in_sync(kafka: KafkaSettings) -> None:
     await ensure_topics(kafka)
     admin = AIOKafkaAdminClient(**kafka.common())
@@ -83,12 +71,12 @@ async def test_topics_get_three_replicas_two_of_them_in_sync(kafka: KafkaSetting
 async def test_a_leader_killed_mid_stream_costs_a_pause_not_a_job(
     kafka: KafkaSettings,
     cluster: KafkaCluster,
-    registry: RegistrySettings,
+    digits_registry: RegistrySettings,
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     await ensure_topics(kafka)
-    worker = _start_worker(kafka, registry, tmp_path / "worker.log")
+    worker = _start_worker(kafka, digits_registry, tmp_path / "worker.log")
     try:
         await _assigned(tmp_path / "worker.log", timeout_s=30)
         answers = _Answers(kafka)
