@@ -29,7 +29,7 @@ from pathlib import Path
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from bench.cpu import cpu_seconds
-from maas.broker import free_port
+from maas.broker import free_port, terminate
 from producer.kafka import KafkaSettings, Topics, ensure_topics
 from producer.tail import tail_async
 from registry.bundle import Registry
@@ -62,12 +62,7 @@ def running(command: list[str], *, ready: str | None = None) -> Iterator[subproc
                 raise RuntimeError(f"{command[:4]} exited before it was ready")
         yield process
     finally:
-        process.terminate()
-        try:
-            process.wait(30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        terminate(process, timeout_s=30)
 
 
 def broker_command(kind: str, port: int) -> list[str]:

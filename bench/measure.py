@@ -24,6 +24,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from bench.cpu import cpu_seconds
 from bench.workloads import Workload
+from maas.broker import terminate
 from producer.kafka import KafkaSettings, Topics, ensure_topics
 from registry.models import ModelStore
 from registry.settings import RegistrySettings
@@ -196,15 +197,6 @@ def start(
     return subprocess.Popen(cmd, env=os.environ.copy())
 
 
-def stop(process: subprocess.Popen[bytes]) -> None:
-    process.terminate()
-    try:
-        process.wait(30)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
-
-
 async def fresh_topics(bootstrap: str, stem: str) -> KafkaSettings:
     """Settings with topics of their own, created; what the broker can do is asked."""
     kafka = KafkaSettings(bootstrap, Topics(f"{stem}{uuid.uuid4().hex[:6]}."))
@@ -240,7 +232,7 @@ async def drain(
         measured = await collect(kafka, n, timeout_s=120, on_record=on_record, fetch_wait_ms=100)
         spent = cpu_seconds(process.pid) - cpu_at_first[0] if cpu_at_first else 0.0
     finally:
-        stop(process)
+        terminate(process, timeout_s=30)
     if measured.extra["measured"]:
         measured.extra["cpu_us_per_job"] = 1e6 * spent / measured.extra["measured"]
     return measured
@@ -289,7 +281,7 @@ async def latency_at_load(
         await producer.stop()
         await reader
     finally:
-        stop(process)
+        terminate(process, timeout_s=30)
     p50, p99 = np.percentile(latencies, [50, 99]) if latencies else (float("nan"),) * 2
     extra: dict[str, Any] = {"jobs": len(latencies)}
     if in_worker:

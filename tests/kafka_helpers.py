@@ -190,3 +190,13 @@ async def create_topic(settings: KafkaSettings, name: str, partitions: int = 1) 
         await admin.create_topics([NewTopic(name, partitions, 1)])
     finally:
         await admin.close()
+
+
+async def topic_names(kafka: KafkaSettings) -> set[str]:
+    """The names of every topic the cluster has now."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=kafka.bootstrap_servers)
+    await admin.start()
+    try:
+        return set(await admin.list_topics())
+    finally:
+        await admin.close()

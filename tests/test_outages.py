@@ -27,7 +27,7 @@ from registry.bundle import Registry
 from registry.drafts import Draft
 from registry.entities import ModelVersion
 from registry.settings import RegistrySettings
-from tests.kafka_helpers import job, publish, read_results
+from tests.kafka_helpers import job, publish, read_results, topic_names
 from workers.consumer import JOIN_REPORT_S, RetrySettings
 from workers.demo import digits_samples
 from workers.logs import RateLimit
@@ -46,15 +46,6 @@ async def serving(worker: Worker) -> AsyncIterator[asyncio.Task[None]]:
     finally:
         stop.set()
         await asyncio.wait_for(task, 60)
-
-
-async def topic_names(kafka: KafkaSettings) -> set[str]:
-    admin = AIOKafkaAdminClient(bootstrap_servers=kafka.bootstrap_servers)
-    await admin.start()
-    try:
-        return set(await admin.list_topics())
-    finally:
-        await admin.close()
 
 
 class Lines(logging.Handler):

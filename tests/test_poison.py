@@ -17,12 +17,11 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 from aiokafka import AIOKafkaProducer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.structs import ConsumerRecord
 
 from maas.cli import main
 from producer.kafka import KafkaSettings
-from tests.kafka_helpers import committed_offset, job, publish, read, read_results
+from tests.kafka_helpers import committed_offset, job, publish, read, read_results, topic_names
 from tests.poison_helpers import Raw, send_raw
 from workers.demo import digits_samples
 from workers.topics import ClusterTopics
@@ -162,15 +161,6 @@ async def test_each_poison_record_is_answered_alone_and_its_neighbours_are_serve
     assert b"UTF-8" in dict(letter.headers)["maas.error.message"]
 
 
-async def topics_of(kafka: KafkaSettings) -> set[str]:
-    admin = AIOKafkaAdminClient(bootstrap_servers=kafka.bootstrap_servers)
-    await admin.start()
-    try:
-        return set(await admin.list_topics())
-    finally:
-        await admin.close()
-
-
 async def test_a_bad_reply_to_is_answered_on_the_results_topic_and_creates_nothing(
     served_digits: ServedDigits,
 ) -> None:
@@ -199,7 +189,7 @@ async def test_a_bad_reply_to_is_answered_on_the_results_topic_and_creates_nothi
     for i in range(50):
         error = results[f"r-missing-{i}"]["error"]
         assert error["code"] == "INVALID_INPUT" and "does not exist" in error["message"]
-    assert not set(nowhere) & await topics_of(kafka)
+    assert not set(nowhere) & await topic_names(kafka)
 
 
 async def test_sizes_are_checked_before_decoding_and_every_answer_fits(
