@@ -26,6 +26,12 @@ def job(job_id: str, inputs: object, **fields: object) -> bytes:
     return json.dumps({"job_id": job_id, "model": "digits", "inputs": inputs, **fields}).encode()
 
 
+def retrain_job(job_id: str, **fields: object) -> bytes:
+    """A RetrainJob's bytes for digits, ``fields`` added or replacing the defaults."""
+    body = {"schema": "maas.retrain/v1", "job_id": job_id, "model": "digits", **fields}
+    return json.dumps(body).encode()
+
+
 async def publish(settings: KafkaSettings, topic: str, values: list[bytes], **kwargs: Any) -> None:
     """Publish raw bytes with a plain aiokafka producer (no maas client)."""
     producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_servers)

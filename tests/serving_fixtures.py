@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,6 +26,7 @@ from tests.fault_helpers import Workers
 from tests.kafka_helpers import Broker
 from workers.demo import build_digits_model
 from workers.loop import Worker, WorkerSettings
+from workers.trainer import Trainer, TrainerSettings
 
 
 @dataclass
@@ -63,6 +64,19 @@ def workers(
     pool = Workers(kafka, digits_registry, tmp_path)
     yield pool
     pool.close()
+
+
+@pytest.fixture
+async def trainer(kafka: KafkaSettings, registry: Registry) -> AsyncIterator[Trainer]:
+    """A trainer on the test's ``kafka`` and ``registry``, in the test's event loop,
+    started (partitions assigned) and stopped at the end."""
+    running = Trainer(kafka, registry.models, registry.runs, TrainerSettings())
+    stop = asyncio.Event()
+    task = asyncio.create_task(running.run(stop))
+    await asyncio.wait_for(running.ready.wait(), 30)
+    yield running
+    stop.set()
+    await asyncio.wait_for(task, 60)
 
 
 @pytest.fixture

@@ -3,18 +3,13 @@ the trained one, and the gate judges the one that would be promoted."""
 
 from __future__ import annotations
 
-import asyncio
-import json
-from collections.abc import AsyncIterator
-from typing import Any
-
 import pytest
 import torch
 
 from producer.kafka import KafkaSettings
 from registry import Registry
-from tests.kafka_helpers import publish, read_results
-from workers.trainer import Trainer, TrainerSettings
+from tests.kafka_helpers import publish, read_results, retrain_job
+from workers.trainer import Trainer
 
 
 @pytest.fixture(autouse=True)
@@ -22,28 +17,11 @@ def _one_thread() -> None:
     torch.set_num_threads(1)
 
 
-@pytest.fixture
-async def trainer(kafka: KafkaSettings, registry: Registry) -> AsyncIterator[Trainer]:
-    running = Trainer(kafka, registry.models, registry.runs, TrainerSettings())
-    stop = asyncio.Event()
-    task = asyncio.create_task(running.run(stop))
-    await asyncio.wait_for(running.ready.wait(), 30)
-    yield running
-    stop.set()
-    await asyncio.wait_for(task, 60)
-
-
-def job(job_id: str, **fields: Any) -> bytes:
-    return json.dumps(
-        {"schema": "maas.retrain/v1", "job_id": job_id, "model": "digits", **fields}
-    ).encode()
-
-
 async def test_the_int8_version_is_registered_alongside_and_the_gate_judges_one(
     kafka: KafkaSettings, registry: Registry, trainer: Trainer
 ) -> None:
     params = {"epochs": 5, "quantize": "dynamic", "max_drop": 0.02}
-    await publish(kafka, kafka.topics.retrain, [job("q1", params=params)], key=b"digits")
+    await publish(kafka, kafka.topics.retrain, [retrain_job("q1", params=params)], key=b"digits")
     result = (await read_results(kafka, {"q1"}, timeout_s=90))["q1"]
 
     trained, int8 = registry.models.versions("digits")
@@ -67,7 +45,7 @@ async def test_the_int8_version_is_registered_alongside_and_the_gate_judges_one(
 async def test_a_bad_quantize_param_fails_the_job_and_registers_nothing(
     kafka: KafkaSettings, registry: Registry, trainer: Trainer
 ) -> None:
-    await publish(kafka, kafka.topics.retrain, [job("q2", params={"quantize": "int4"})])
+    await publish(kafka, kafka.topics.retrain, [retrain_job("q2", params={"quantize": "int4"})])
     result = (await read_results(kafka, {"q2"}, timeout_s=60))["q2"]
     assert result["status"] == "error" and result["error"]["code"] == "INVALID_INPUT"
     assert "'quantize' must be one of dynamic, static" in result["error"]["message"]

@@ -28,6 +28,7 @@ from tests.kafka_helpers import (
     publish,
     read,
     read_results,
+    retrain_job,
     running,
     settled,
 )
@@ -176,11 +177,6 @@ async def test_a_new_tenant_is_served_and_a_revoked_grant_stops_at_the_control_e
     assert second["second"]["error"]["code"] == "UNAUTHORIZED"
 
 
-def retrain(job_id: str, **fields: object) -> bytes:
-    body = {"schema": "maas.retrain/v1", "job_id": job_id, "model": "digits", **fields}
-    return json.dumps(body).encode()
-
-
 async def test_the_trainer_runs_a_tenants_retrain_jobs_only_as_granted(
     kafka: KafkaSettings, registry: Registry, digits: ModelVersion
 ) -> None:
@@ -190,14 +186,14 @@ async def test_the_trainer_runs_a_tenants_retrain_jobs_only_as_granted(
         kafka,
         teacher.retrain,
         [
-            retrain("always", promote="always"),  # no promote_always grant
-            retrain("foreign", model="secret"),
-            retrain("to-control", reply_to=kafka.topics.control),
+            retrain_job("always", promote="always"),  # no promote_always grant
+            retrain_job("foreign", model="secret"),
+            retrain_job("to-control", reply_to=kafka.topics.control),
             b'{"job_id": "broken", "reply_to": "%s", "params": 1}' % kafka.topics.dlq.encode(),
-            retrain("trained", params=WEAK, promote="never"),
+            retrain_job("trained", params=WEAK, promote="never"),
         ],
     )
-    await publish(kafka, reader.retrain, [retrain("no-grant")])
+    await publish(kafka, reader.retrain, [retrain_job("no-grant")])
     trainer = Trainer(
         kafka,
         registry.models,

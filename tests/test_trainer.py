@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +16,7 @@ from producer.messages import RetrainJob, decode_control
 from registry.bundle import Registry
 from registry.errors import DatabaseError
 from registry.settings import RegistrySettings
-from tests.kafka_helpers import publish, read, read_results, running, settled
+from tests.kafka_helpers import publish, read, read_results, retrain_job, running, settled
 from workers.consumer import RetrySettings
 from workers.trainer import Trainer, TrainerSettings, recipe_name
 
@@ -40,30 +39,17 @@ def registry(tmp_path: Path, kafka: KafkaSettings) -> Iterator[Registry]:
         yield opened
 
 
-@pytest.fixture
-async def trainer(kafka: KafkaSettings, registry: Registry) -> AsyncIterator[Trainer]:
-    running = Trainer(kafka, registry.models, registry.runs, TrainerSettings())
-    stop = asyncio.Event()
-    task = asyncio.create_task(running.run(stop))
-    await asyncio.wait_for(running.ready.wait(), 30)
-    yield running
-    stop.set()
-    await asyncio.wait_for(task, 60)
-
-
-def job(job_id: str, **fields: Any) -> bytes:
-    return json.dumps(
-        {"schema": "maas.retrain/v1", "job_id": job_id, "model": "digits", **fields}
-    ).encode()
-
-
 async def test_better_version_is_promoted_and_a_worse_one_only_registered(
     kafka: KafkaSettings, registry: Registry, trainer: Trainer
 ) -> None:
     await publish(
         kafka,
         kafka.topics.retrain,
-        [job("r1", params=WEAK), job("r2", params=GOOD), job("r3", params=NOISY)],
+        [
+            retrain_job("r1", params=WEAK),
+            retrain_job("r2", params=GOOD),
+            retrain_job("r3", params=NOISY),
+        ],
         key=b"digits",
     )
     results = await read_results(kafka, {"r1", "r2", "r3"}, timeout_s=60)
@@ -95,7 +81,9 @@ async def test_better_version_is_promoted_and_a_worse_one_only_registered(
 async def test_a_redelivered_job_is_answered_twice_alike_with_one_run_and_one_version(
     kafka: KafkaSettings, registry: Registry, trainer: Trainer
 ) -> None:
-    await publish(kafka, kafka.topics.retrain, [job("same", params=WEAK)] * 2, key=b"digits")
+    await publish(
+        kafka, kafka.topics.retrain, [retrain_job("same", params=WEAK)] * 2, key=b"digits"
+    )
     records = await read(
         kafka,
         kafka.topics.results,
@@ -117,8 +105,8 @@ async def test_failed_training_registers_nothing_and_bad_records_are_dead_letter
         kafka.topics.retrain,
         [
             b"\x00not json",
-            job("bad-params", params={"epochs": "many"}),
-            job("bad-data", dataset={"uri": "file:///nope/missing.csv"}, recipe="tabular"),
+            retrain_job("bad-params", params={"epochs": "many"}),
+            retrain_job("bad-data", dataset={"uri": "file:///nope/missing.csv"}, recipe="tabular"),
             json.dumps({"job_id": "no-model"}).encode(),
         ],
         key=b"digits",
@@ -181,7 +169,7 @@ async def test_a_registry_that_fails_for_a_while_delays_the_answer_but_does_not_
 
     monkeypatch.setattr(registry.runs, "start_run", flaky_start)
     settings = TrainerSettings(retry=RetrySettings(attempts=2, backoff_s=0.05))
-    await publish(kafka, kafka.topics.retrain, [job("late", params=WEAK)], key=b"digits")
+    await publish(kafka, kafka.topics.retrain, [retrain_job("late", params=WEAK)], key=b"digits")
     async with running(Trainer(kafka, registry.models, registry.runs, settings).run):
         results = await read_results(kafka, {"late"}, timeout_s=60)
         answers = await read(kafka, kafka.topics.results, until=settled(1))
@@ -197,7 +185,7 @@ async def test_a_registry_that_stays_down_is_answered_internal_after_the_bound(
 
     monkeypatch.setattr(registry.runs, "start_run", down)
     settings = TrainerSettings(retry=RetrySettings(attempts=1, backoff_s=0.0))
-    await publish(kafka, kafka.topics.retrain, [job("down", params=WEAK)], key=b"digits")
+    await publish(kafka, kafka.topics.retrain, [retrain_job("down", params=WEAK)], key=b"digits")
     async with running(Trainer(kafka, registry.models, registry.runs, settings).run):
         result = (await read_results(kafka, {"down"}, timeout_s=60))["down"]
     assert (result["status"], result["error"]["code"]) == ("error", "INTERNAL")

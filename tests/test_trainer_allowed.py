@@ -17,7 +17,7 @@ from producer.kafka import KafkaSettings
 from producer.messages import Dataset, RetrainJob, RetrainResult
 from registry import Registry
 from registry.artifacts import model_file
-from tests.kafka_helpers import publish, read, running, settled
+from tests.kafka_helpers import publish, read, retrain_job, running, settled
 from workers.allowed import Allowed
 from workers.recipes.data import load_builtin
 from workers.recipes.export import probabilities_of
@@ -192,12 +192,6 @@ async def test_error_answers_carry_nothing_read_from_the_file(
     assert not [secret for secret in SECRETS if secret in message], message
 
 
-def raw_job(job_id: str, **fields: Any) -> bytes:
-    return json.dumps(
-        {"schema": "maas.retrain/v1", "job_id": job_id, "model": "digits", **fields}
-    ).encode()
-
-
 @pytest.mark.parametrize(
     "database", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
 )
@@ -229,8 +223,8 @@ async def test_the_trainer_survives_every_malformed_or_refused_record(
         invalid_utf8,
         too_deep,
         *undecodable,
-        *(raw_job(job_id, **fields) for job_id, fields in refused.items()),
-        raw_job("valid", params=WEAK, promote="never"),
+        *(retrain_job(job_id, **fields) for job_id, fields in refused.items()),
+        retrain_job("valid", params=WEAK, promote="never"),
     ]
     assert "antigravity" not in sys.modules
     settings = TrainerSettings(allowed=Allowed(data_roots=(data_root,)))
@@ -263,7 +257,9 @@ async def test_a_job_that_fails_unexpectedly_is_answered_and_the_trainer_goes_on
 
     monkeypatch.setattr(registry.runs, "start_run", buggy)
     trainer = Trainer(kafka, registry.models, registry.runs, TrainerSettings())
-    await publish(kafka, kafka.topics.retrain, [raw_job("bug"), raw_job("next", params=WEAK)])
+    await publish(
+        kafka, kafka.topics.retrain, [retrain_job("bug"), retrain_job("next", params=WEAK)]
+    )
     async with running(trainer.run):
         answers = await read(kafka, kafka.topics.results, until=settled(2))
     results = {body["job_id"]: body for body in (json.loads(r.value) for r in answers)}
