@@ -21,10 +21,10 @@ import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from producer.kafka import KafkaSettings, Topics
-from registry.bundle import Registry
+from registry.registry import Registry
 from registry.settings import RegistrySettings
-from workers.loop import WorkerSettings
-from workers.runtime import RuntimeSettings, load_runtime
+from workers.runtime.loader import RuntimeSettings, load_runtime
+from workers.serving.loop import WorkerSettings
 
 
 def librdkafka_options(kafka: KafkaSettings) -> tuple[dict[str, Any], dict[str, Any]]:

@@ -32,10 +32,10 @@ from bench.cpu import cpu_seconds
 from maas.broker import free_port, terminate
 from producer.kafka import KafkaSettings, Topics, ensure_topics
 from producer.tail import tail_async
-from registry.bundle import Registry
 from registry.drafts import Draft
+from registry.registry import Registry
 from registry.settings import RegistrySettings
-from workers.demo import build_digits_model, digits_samples
+from workers.recipes.demo import build_digits_model, digits_samples
 
 
 def sample(pids: dict[str, int], seconds: float) -> dict[str, float]:

@@ -8,14 +8,14 @@ from pathlib import Path
 
 from bench.measure import Measured, Setup, drain, measure_raw
 from bench.workloads import Workload
-from registry.bundle import Registry
+from registry.registry import Registry
 
 
 def int8_rows(name: str, workload: Workload, path: Path) -> Path:
     """Rows to measure the int8 version on: held-out digits with their labels, or the
     workload's texts."""
     if name == "digits":
-        from workers.demo import digits_samples
+        from workers.recipes.demo import digits_samples
 
         pixels, labels = digits_samples(450)  # the demo model's held-out rows, once each
         records = [{"x": p.tolist(), "label": int(y)} for p, y in zip(pixels, labels, strict=True)]

@@ -28,7 +28,7 @@ from maas.broker import terminate
 from producer.kafka import KafkaSettings, Topics, ensure_topics
 from registry.models import ModelStore
 from registry.settings import RegistrySettings
-from workers.runtime import RuntimeSettings, load_runtime
+from workers.runtime.loader import RuntimeSettings, load_runtime
 
 
 class _Seen(msgspec.Struct):

@@ -25,12 +25,12 @@ from pathlib import Path
 from bench import measure
 from bench.run import running_broker
 from bench.workloads import build_artifact, digits_workload
-from registry.bundle import Registry
 from registry.drafts import Draft
+from registry.registry import Registry
 from registry.settings import RegistrySettings
 
 # A function's stage: the first of these whose key is part of its file name (or, for
-# producer/messages.py, of its own name). Any other function (builtins, the standard
+# producer/contract/messages.py, of its own name). Any other function (builtins, the standard
 # library, import-time code) counts for the stages of its callers, in proportion.
 _STAGES = (
     ("epoll", "waiting"),
@@ -46,10 +46,10 @@ _STAGES = (
     ("aiokafka/partitioner", "produce (aiokafka)"),
     ("aiokafka/", "network and protocol (aiokafka)"),
     ("workers/batch", "queue and batch"),
-    ("workers/serving.py", "serve (resolve, results)"),
-    ("workers/models.py", "serve (resolve, results)"),
-    ("workers/replies.py", "publish"),
-    ("workers/metrics.py", "metrics"),
+    ("workers/serving/handler.py", "serve (resolve, results)"),
+    ("workers/serving/models.py", "serve (resolve, results)"),
+    ("workers/kafka/publisher.py", "publish"),
+    ("workers/serving/metrics.py", "metrics"),
     ("prometheus_client", "metrics"),
     ("workers/", "loop, offsets, flow"),
     ("asyncio/", "event loop"),

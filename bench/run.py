@@ -41,8 +41,8 @@ from bench.int8 import bench_int8, int8_note
 from bench.measure import Measured, Setup, drain, latency_at_load, measure_raw
 from bench.workloads import WORKLOADS, Workload, build_artifact
 from maas.broker import EmbeddedBroker
-from registry.bundle import Registry
 from registry.drafts import Draft
+from registry.registry import Registry
 from registry.settings import RegistrySettings
 from scripts.apache_kafka import ApacheKafka
 

@@ -29,7 +29,7 @@ class Workload:
 
 
 def digits_workload(n: int) -> Workload:
-    from workers.demo import digits_samples
+    from workers.recipes.demo import digits_samples
 
     pixels, _ = digits_samples(min(n, 400))
     rows = [{"x": [pixels[i % len(pixels)].tolist()]} for i in range(n)]
@@ -46,10 +46,10 @@ def minilm_workload(n: int) -> Workload:
 
 def build_artifact(name: str, workdir: Path) -> Path:
     if name == "digits":
-        from workers.demo import build_digits_model
+        from workers.recipes.demo import build_digits_model
 
         return build_digits_model(workdir).artifact
-    from workers.minilm import export_minilm
+    from workers.recipes.minilm import export_minilm
 
     return export_minilm(workdir / "minilm")
 

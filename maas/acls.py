@@ -21,8 +21,8 @@ from enum import StrEnum
 from typing import Any
 
 from maas.errors import CommandError
+from producer.contract.tenancy import Namespace
 from producer.kafka import KafkaSettings
-from producer.tenancy import Namespace
 
 with warnings.catch_warnings():  # kafka-python 3.0 reads its schemas with a deprecated API
     warnings.simplefilter("ignore", DeprecationWarning)
@@ -41,7 +41,7 @@ with warnings.catch_warnings():  # kafka-python 3.0 reads its schemas with a dep
 
 # The service's consumer groups start with this (maas-workers, maas-trainers, ...);
 # tenants' groups start with their namespace (maas.acme.), so the two never meet. Its
-# transactional ids start with the topic prefix (workers.transactions), and tenants
+# transactional ids start with the topic prefix (workers.serving.transactions), and tenants
 # have no ACL on transactional ids at all.
 SERVICE_GROUP_PREFIX = "maas-"
 # A filter that matches no ACL: deleting it asks the broker whether it manages ACLs.

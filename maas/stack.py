@@ -16,15 +16,15 @@ from rich.console import Console
 
 from maas.broker import BrokerError, EmbeddedBroker, free_port
 from producer.aio import AsyncClient
+from producer.contract.messages import Result
 from producer.kafka import KafkaSettings, Topics
-from producer.messages import Result
-from registry.bundle import Registry
 from registry.drafts import Draft
 from registry.errors import RegistryError
 from registry.models import ModelStore
+from registry.registry import Registry
 from registry.settings import RegistrySettings
-from workers.batching import BatchConfig
-from workers.loop import Worker, WorkerSettings
+from workers.batching.batcher import BatchConfig
+from workers.serving.loop import Worker, WorkerSettings
 
 log = structlog.get_logger(__name__)
 
@@ -60,7 +60,7 @@ def ensure_demo_model(models: ModelStore, console: Console) -> int:
         return models.resolve(DEMO_MODEL).version
     except RegistryError:
         pass
-    from workers.demo import build_digits_model
+    from workers.recipes.demo import build_digits_model
 
     console.print("training the digits demo model (PyTorch, scikit-learn's bundled data)…")
     with tempfile.TemporaryDirectory() as workdir:
@@ -86,7 +86,7 @@ def ensure_demo_model(models: ModelStore, console: Console) -> int:
 
 async def score_demo(kafka: KafkaSettings, samples: int) -> DemoReport:
     """Score held-out digits through Kafka, one job per row, and measure what came back."""
-    from workers.demo import digits_samples
+    from workers.recipes.demo import digits_samples
 
     pixels, labels = digits_samples(samples)
     sent: dict[str, tuple[float, int]] = {}

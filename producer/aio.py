@@ -19,10 +19,10 @@ from typing import Any, Unpack
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.errors import MessageSizeTooLargeError
 
+from producer.contract.messages import Result, RetrainJob, RetrainResult
 from producer.core import POLL_MS, REPLY_READING, BaseClient, JobOptions, Outgoing, Window
 from producer.handles import BaseHandle, Reply
 from producer.kafka import ensure_topics
-from producer.messages import Result, RetrainJob, RetrainResult
 from producer.tail import tail_async
 
 __all__ = ["AsyncClient", "AsyncHandle", "Reply"]

@@ -23,10 +23,10 @@ with warnings.catch_warnings():  # kafka-python 3.0 reads its schemas with a dep
     from kafka.errors import MessageSizeTooLargeError
 
 from producer.capabilities import run_blocking
+from producer.contract.messages import Result, RetrainJob, RetrainResult
 from producer.core import POLL_MS, REPLY_READING, BaseClient, JobOptions, Outgoing, Window
 from producer.handles import BaseHandle, Reply
 from producer.kafka import ensure_topics
-from producer.messages import Result, RetrainJob, RetrainResult
 from producer.tail import tail
 
 __all__ = ["Client", "Handle", "Reply"]

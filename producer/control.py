@@ -1,6 +1,6 @@
 """Registry events on the control topic: published on every alias move and tenant change,
 read by workers
-(``workers/control.py`` follows the topic with :func:`producer.tail.tail_async`)."""
+(``workers/tenancy/control.py`` follows the topic with :func:`producer.tail.tail_async`)."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ from typing import Protocol
 import msgspec
 import structlog
 
+from producer.contract.messages import ControlEvent, encode
 from producer.kafka import KafkaSettings
-from producer.messages import ControlEvent, encode
 
 log = structlog.get_logger(__name__)
 

@@ -21,10 +21,7 @@ from typing import Any, ClassVar, TypedDict, TypeVar
 import msgspec
 import structlog
 
-from producer.errors import ClientError, JobTimeout, JobTooLarge, ServiceError
-from producer.handles import BaseHandle, Reply
-from producer.kafka import KafkaSettings
-from producer.messages import (
+from producer.contract.messages import (
     DEFAULT_ALIAS,
     DecodeError,
     PredictJob,
@@ -34,6 +31,9 @@ from producer.messages import (
     decode_any_reply,
     encode,
 )
+from producer.errors import ClientError, JobTimeout, JobTooLarge, ServiceError
+from producer.handles import BaseHandle, Reply
+from producer.kafka import KafkaSettings
 
 log = structlog.get_logger(__name__)
 
@@ -98,7 +98,7 @@ class BaseClient:
         create_topics: bool = True,
     ) -> None:
         """``tenant``: whose topics the jobs go to and the replies come from (None: the
-        default tenant's; :func:`producer.tenancy.tenant_from_env` reads
+        default tenant's; :func:`producer.contract.tenancy.tenant_from_env` reads
         ``MAAS_TENANT``); ``reply_topic``: where replies are read (default: the
         tenant's results topic; a tenant's own must start with it)."""
         self.settings = settings

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from producer.messages import Result
+    from producer.contract.messages import Result
 
 
 class ClientError(Exception):

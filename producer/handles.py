@@ -12,8 +12,8 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Self
 
+from producer.contract.messages import Result, RetrainResult
 from producer.errors import JobTimeout
-from producer.messages import Result, RetrainResult
 
 if TYPE_CHECKING:
     from producer.core import BaseClient

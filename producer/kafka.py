@@ -19,8 +19,8 @@ from typing import Any
 import structlog
 
 from producer.capabilities import Capabilities, probe, run_blocking
+from producer.contract.tenancy import Namespace
 from producer.kafka_options import KafkaOptions
-from producer.tenancy import Namespace
 
 log = structlog.get_logger(__name__)
 
@@ -200,7 +200,7 @@ class KafkaSettings:
             "max_poll_interval_ms": 60000,
             # Kafka answers a fetch as soon as data arrives, so its default wait costs no
             # latency; the embedded broker holds it for about half of this wait even when
-            # data is there, so keep it short there (workers.idle lengthens it when idle).
+            # data is there, so keep it short there (workers.kafka.idle lengthens it when idle).
             "fetch_max_wait_ms": 5 if self.capabilities().holds_fetches else 500,
         }
         return {**options, **overrides}

@@ -27,8 +27,8 @@ from pathlib import Path
 from typing import IO, Any
 
 from producer.client import Client, Handle
+from producer.contract.messages import ErrorCode, Result, RetrainResult
 from producer.errors import JobTimeout
-from producer.messages import ErrorCode, Result, RetrainResult
 from producer.score_input import Row, UnreadableInput, count_rows, input_format, read_rows
 from producer.score_output import (
     earlier_lines,

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from producer import numbers
+from producer.contract import numbers
 from producer.errors import ClientError
 
 FORMATS = {

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from producer.messages import ErrorCode, Result
+from producer.contract.messages import ErrorCode, Result
 from producer.score_input import Row
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from producer.messages import DEFAULT_ALIAS
+from producer.contract.messages import DEFAULT_ALIAS
 
 
 @dataclass(frozen=True, slots=True)

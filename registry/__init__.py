@@ -7,7 +7,6 @@ handle.
 """
 
 from registry.artifacts import ArtifactStore, inspect, sha256_of
-from registry.bundle import Registry
 from registry.drafts import Draft
 from registry.entities import (
     AliasMove,
@@ -41,12 +40,13 @@ from registry.errors import (
     TenantNotFound,
     VersionNotFound,
 )
+from registry.metrics import MetricStore
 from registry.models import AliasMoveHook, ArchiveHook, ModelStore
 from registry.policy import Decision, RollbackPolicy, check_rollback
+from registry.registry import Registry
 from registry.runs import RunStore
 from registry.settings import RegistrySettings
 from registry.tenants import TenantStore
-from registry.windows import MetricStore
 
 __all__ = [
     "AliasMove",

@@ -48,7 +48,7 @@ class ArtifactError(RegistryError):
 
 class InvalidName(RegistryError):
     """A model name, alias, job id, tenant name or Kafka principal breaks the rules of
-    ``registry.limits``."""
+    :mod:`producer.contract.names`."""
 
 
 class ConflictError(RegistryError):

@@ -37,7 +37,7 @@ from registry.entities import (
     RollbackRecord,
 )
 from registry.errors import ConflictError
-from registry.limits import check_alias, check_model_name
+from registry.names import check_alias, check_model_name
 from registry.rows import audit, model_row, version_row
 from registry.runs import RunOutcome, finish
 from registry.tables import AliasEventRow, AuditRow, ModelRow, RollbackRow, VersionRow

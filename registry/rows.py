@@ -12,8 +12,8 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from producer.contract.names import VERSION_MAX
 from registry.errors import ModelNotFound, VersionNotFound
-from registry.limits import VERSION_MAX
 from registry.tables import AuditRow, ModelRow, VersionRow
 
 

@@ -21,7 +21,7 @@ from registry import convert, cron
 from registry.db import Database, as_utc, retrying, utcnow
 from registry.entities import RetrainRun, Schedule
 from registry.errors import ConflictError, InvalidSchedule, RunNotFound, ScheduleNotFound
-from registry.limits import check_job_id, check_model_name
+from registry.names import check_job_id, check_model_name
 from registry.rows import audit
 from registry.tables import RetrainRunRow, ScheduleFireRow, ScheduleRow
 

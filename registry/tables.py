@@ -25,13 +25,13 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from registry.db import as_utc, utcnow
-from registry.limits import (
+from producer.contract.names import (
     ALIAS_MAX_LENGTH,
     NAME_MAX_LENGTH,
     PRINCIPAL_MAX_LENGTH,
     TENANT_NAME_MAX_LENGTH,
 )
+from registry.db import as_utc, utcnow
 
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",

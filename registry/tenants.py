@@ -1,6 +1,6 @@
 """The tenant store: tenants, the models each is granted, and the jobs refused to them.
 
-A tenant is a namespace of topics (``producer.tenancy``); the registry keeps what the
+A tenant is a namespace of topics (``producer.contract.tenancy``); the registry keeps what the
 operator granted it: the models its jobs may name, whether it may retrain them, and
 whether its retrain jobs may skip the promotion gate (``promote_always``). The default
 tenant is not stored: it serves every model, and the trainer's flags say what it may do.
@@ -24,7 +24,7 @@ from registry import convert
 from registry.db import Database
 from registry.entities import AuditEntry, Refusal, Tenant
 from registry.errors import ConflictError, TenantExists, TenantNotFound
-from registry.limits import check_model_name, check_principal, check_tenant_name
+from registry.names import check_model_name, check_principal, check_tenant_name
 from registry.rows import model_row
 from registry.tables import AuditRow, TenantGrantRow, TenantRow
 

@@ -16,7 +16,7 @@ from aiokafka.structs import ConsumerRecord
 from producer.kafka import KafkaSettings, ensure_topics
 from registry.settings import RegistrySettings
 from tests.kafka_helpers import publish, read
-from workers.demo import digits_samples
+from workers.recipes.demo import digits_samples
 
 
 class Workers:

@@ -18,15 +18,15 @@ from pathlib import Path
 import pytest
 
 from producer.kafka import KafkaSettings, Topics
-from registry.bundle import Registry
 from registry.drafts import Draft
 from registry.entities import ModelVersion
+from registry.registry import Registry
 from registry.settings import RegistrySettings
 from tests.fault_helpers import Workers
 from tests.kafka_helpers import Broker
-from workers.demo import build_digits_model
-from workers.loop import Worker, WorkerSettings
-from workers.trainer import Trainer, TrainerSettings
+from workers.recipes.demo import build_digits_model
+from workers.serving.loop import Worker, WorkerSettings
+from workers.training.trainer import Trainer, TrainerSettings
 
 
 @dataclass

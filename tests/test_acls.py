@@ -28,7 +28,7 @@ from scripts.kafka_security import SaslSsl
 from tests.cli_helpers import maas_process, one_error_line
 from tests.kafka_helpers import job
 from tests.process_helpers import Pieces
-from workers.demo import digits_samples
+from workers.recipes.demo import digits_samples
 
 pytestmark = [
     pytest.mark.slow,

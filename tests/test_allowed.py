@@ -11,9 +11,9 @@ import pytest
 
 from maas.cli import main
 from maas.commands.schedule import register, trainer_settings
-from producer.messages import Dataset, ErrorCode
-from workers.allowed import DEFAULT_DATA_ROOT, Allowed, Refused
+from producer.contract.messages import Dataset, ErrorCode
 from workers.recipes import DigitsRecipe, RecipeNotFoundError
+from workers.training.allowed import DEFAULT_DATA_ROOT, Allowed, Refused
 
 USER_RECIPE = "tests.test_recipes:TinyRecipe"
 

@@ -28,15 +28,15 @@ from onnx import TensorProto, helper, numpy_helper
 from maas.commands.serve import register, rollback_settings
 from producer.control import alias_move_publisher
 from producer.kafka import KafkaSettings
-from registry.bundle import Registry
 from registry.drafts import Draft
 from registry.entities import MetricWindow
 from registry.policy import RollbackPolicy, load
+from registry.registry import Registry
 from registry.settings import RegistrySettings
 from tests.kafka_helpers import publish, read, read_results
-from workers.demo import build_digits_model, digits_samples
-from workers.loop import Worker, WorkerSettings
-from workers.rollback import RollbackSettings
+from workers.recipes.demo import build_digits_model, digits_samples
+from workers.serving.loop import Worker, WorkerSettings
+from workers.serving.rollback import RollbackSettings
 
 # kafka-python (the control-event publisher) reads a resource through a deprecated API.
 pytestmark = pytest.mark.filterwarnings("ignore:open_text is deprecated:DeprecationWarning")

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from workers.batching import BatchConfig, BatchOutput, DynamicBatcher
+from workers.batching.batcher import BatchConfig, BatchOutput, DynamicBatcher
 from workers.errors import (
     BatcherClosed,
     Expired,

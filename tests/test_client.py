@@ -12,7 +12,7 @@ import pytest
 
 from producer import AsyncClient, Client, JobTimeout, Result, ServiceError
 from producer.kafka import KafkaSettings, Topics
-from workers.demo import digits_samples
+from workers.recipes.demo import digits_samples
 
 if TYPE_CHECKING:
     from tests.kafka_helpers import Broker

@@ -17,11 +17,11 @@ import pytest
 
 from maas.cli import main
 from producer.client import Client
+from producer.contract.messages import Dataset, decode_retrain
 from producer.kafka import KafkaSettings
-from producer.messages import Dataset, decode_retrain
 from producer.score import Scorer, ScoreSettings
 from tests.kafka_helpers import read
-from workers.demo import digits_samples
+from workers.recipes.demo import digits_samples
 
 if TYPE_CHECKING:
     from tests.kafka_helpers import Broker

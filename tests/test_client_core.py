@@ -11,8 +11,8 @@ import pytest
 
 from maas.broker import EmbeddedBroker
 from producer import AsyncClient, AsyncHandle, Client, ClientError, Handle
+from producer.contract.messages import decode_predict
 from producer.kafka import KafkaSettings, Topics
-from producer.messages import decode_predict
 from tests.kafka_helpers import read
 
 ROW = {"x": [[0.0] * 64]}

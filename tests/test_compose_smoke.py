@@ -30,7 +30,7 @@ import pytest
 
 from maas.broker import free_port
 from producer.kafka import KafkaSettings, Topics
-from registry.bundle import Registry
+from registry.registry import Registry
 from registry.settings import RegistrySettings
 from tests.deploy_helpers import (
     ROOT,
@@ -46,7 +46,7 @@ from tests.deploy_helpers import (
     running,
 )
 from tests.kafka_helpers import Broker, read
-from workers.demo import digits_samples
+from workers.recipes.demo import digits_samples
 
 # On the embedded broker and on Apache Kafka (the compose stack's own broker), with the
 # compose services' environment as it is: each process asks the broker what it can do.

@@ -10,8 +10,8 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from workers.demo import build_digits_model, demo_held_out_rows, digits_samples
 from workers.recipes import TrainedModel
+from workers.recipes.demo import build_digits_model, demo_held_out_rows, digits_samples
 
 
 @pytest.fixture(autouse=True, scope="module")

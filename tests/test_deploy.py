@@ -33,8 +33,8 @@ from tests.deploy_helpers import (
     samples,
 )
 from tests.kafka_helpers import job, publish, read_results
-from workers.demo import digits_samples
-from workers.loop import WorkerSettings
+from workers.recipes.demo import digits_samples
+from workers.serving.loop import WorkerSettings
 
 K8S = DEPLOY / "kubernetes"
 METRICS_PORT = 9464

@@ -15,7 +15,7 @@ import pytest
 from producer.kafka import KafkaSettings
 from tests.fault_helpers import Answers, Workers, job, publish_jobs
 from tests.kafka_helpers import publish, read
-from workers.demo import digits_samples
+from workers.recipes.demo import digits_samples
 
 pytestmark = [
     pytest.mark.both_brokers,

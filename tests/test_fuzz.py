@@ -23,11 +23,11 @@ import onnxruntime as ort
 import pytest
 from aiokafka.structs import ConsumerRecord
 
-from producer.messages import DecodeError, decode_address, decode_envelope
+from producer.contract.messages import DecodeError, decode_address, decode_envelope
 from tests.kafka_helpers import job, publish, read
 from tests.poison_helpers import Raw, send_raw
-from workers.demo import digits_samples
-from workers.replies import DEFAULT_MAX_RECORD_BYTES
+from workers.kafka.publisher import DEFAULT_MAX_RECORD_BYTES
+from workers.recipes.demo import digits_samples
 
 if TYPE_CHECKING:
     from tests.serving_fixtures import ServedDigits

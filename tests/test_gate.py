@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from workers.gate import GateDecision, GatePolicy, decide
+from workers.training.gate import GateDecision, GatePolicy, decide
 
 PROD = {"accuracy": 0.9645, "loss": 0.20}
 

@@ -17,12 +17,12 @@ import pytest
 
 from producer.control import alias_move_publisher
 from producer.kafka import KafkaSettings
-from registry.bundle import Registry
 from registry.drafts import Draft
+from registry.registry import Registry
 from registry.settings import RegistrySettings
 from tests.kafka_helpers import publish, read_results
-from workers.demo import build_digits_model, digits_samples
-from workers.loop import Worker, WorkerSettings
+from workers.recipes.demo import build_digits_model, digits_samples
+from workers.serving.loop import Worker, WorkerSettings
 
 pytestmark = pytest.mark.both_brokers
 

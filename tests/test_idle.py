@@ -10,7 +10,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from producer.kafka import KafkaSettings, ensure_topics
-from workers.idle import SLOWEST_MS, IdleBackoff
+from workers.kafka.idle import SLOWEST_MS, IdleBackoff
 
 
 class Clock:

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from producer.messages import (
+from producer.contract.messages import (
     DecodeError,
     ErrorCode,
     JobEnvelope,

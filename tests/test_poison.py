@@ -23,8 +23,8 @@ from maas.cli import main
 from producer.kafka import KafkaSettings
 from tests.kafka_helpers import committed_offset, job, publish, read, read_results, topic_names
 from tests.poison_helpers import Raw, send_raw
-from workers.demo import digits_samples
-from workers.topics import ClusterTopics
+from workers.kafka.topics import ClusterTopics
+from workers.recipes.demo import digits_samples
 
 if TYPE_CHECKING:
     from tests.serving_fixtures import ServedDigits

@@ -13,10 +13,10 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.structs import ConsumerRecord
 
 from maas.broker import EmbeddedBroker
+from producer.contract.messages import DecodeError, ErrorCode, decode_predict, error_result
 from producer.kafka import KafkaSettings, ensure_topics
-from producer.messages import DecodeError, ErrorCode, decode_predict, error_result
 from tests.kafka_helpers import job, publish, read
-from workers.replies import Outgoing, Publisher, PublishFailed, PublishSettings, Source
+from workers.kafka.publisher import Outgoing, Publisher, PublishFailed, PublishSettings, Source
 
 MAX_REQUEST_SIZE = 16_384
 

@@ -17,7 +17,6 @@ import torch
 from sklearn.datasets import load_digits
 
 from registry.entities import Signature, TensorSpec
-from workers.gate import GatePolicy, decide
 from workers.recipes import (
     DatasetError,
     DatasetRef,
@@ -34,6 +33,7 @@ from workers.recipes import (
 )
 from workers.recipes.export import check_parity, export_onnx
 from workers.recipes.network import Classifier
+from workers.training.gate import GatePolicy, decide
 
 SMALL = {"epochs": 10}
 

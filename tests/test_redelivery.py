@@ -14,12 +14,12 @@ from typing import Any
 import pytest
 from aiokafka import TopicPartition
 
+from producer.contract.messages import PredictJob, decode_predict
 from producer.kafka import KafkaSettings, ensure_topics
-from producer.messages import PredictJob, decode_predict
-from registry.bundle import Registry
 from registry.entities import ModelVersion
 from registry.errors import DatabaseError
 from registry.models import ModelStore
+from registry.registry import Registry
 from tests.kafka_helpers import (
     committed_offset,
     job,
@@ -29,12 +29,12 @@ from tests.kafka_helpers import (
     running,
     settled,
 )
-from workers.batching import DynamicBatcher
-from workers.consumer import RetrySettings
-from workers.demo import digits_samples
+from workers.batching.batcher import DynamicBatcher
 from workers.errors import BatcherClosed
-from workers.loop import Worker, WorkerSettings
-from workers.serving import Retry
+from workers.kafka.clients import RetrySettings
+from workers.recipes.demo import digits_samples
+from workers.serving.handler import Retry
+from workers.serving.loop import Worker, WorkerSettings
 
 RETRY = RetrySettings(attempts=2, backoff_s=0.05)
 

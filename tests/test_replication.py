@@ -26,7 +26,7 @@ from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from producer.kafka import KafkaSettings, Topics, ensure_topics
 from registry.settings import RegistrySettings
 from scripts.apache_kafka import KafkaCluster
-from workers.demo import digits_samples
+from workers.recipes.demo import digits_samples
 
 pytest_plugins = ["tests.serving_fixtures"]  # digits_artifact, built once a session
 

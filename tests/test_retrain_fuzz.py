@@ -24,12 +24,12 @@ from typing import Any
 import pytest
 import torch
 
+from producer.contract.messages import DecodeError, decode_envelope
 from producer.kafka import KafkaSettings
-from producer.messages import DecodeError, decode_envelope
 from registry import Registry
 from tests.kafka_helpers import read, running, settled
-from workers.allowed import Allowed
-from workers.trainer import Trainer, TrainerSettings
+from workers.training.allowed import Allowed
+from workers.training.trainer import Trainer, TrainerSettings
 
 pytest_plugins = ["tests.registry_fixtures"]
 

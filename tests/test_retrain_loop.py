@@ -13,16 +13,16 @@ import pytest
 import torch
 from aiokafka import AIOKafkaProducer
 
+from producer.contract.messages import RetrainJob
 from producer.control import alias_move_publisher
 from producer.kafka import KafkaSettings, ensure_topics
-from producer.messages import RetrainJob
-from registry.bundle import Registry
+from registry.registry import Registry
 from registry.settings import RegistrySettings
 from tests.kafka_helpers import publish, read_results
-from workers.demo import digits_samples
-from workers.loop import Worker, WorkerSettings
-from workers.scheduler import Scheduler, SchedulerSettings
-from workers.trainer import Trainer, TrainerSettings
+from workers.recipes.demo import digits_samples
+from workers.serving.loop import Worker, WorkerSettings
+from workers.training.scheduler import Scheduler, SchedulerSettings
+from workers.training.trainer import Trainer, TrainerSettings
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ import torch
 from producer.kafka import KafkaSettings
 from registry import Registry
 from tests.kafka_helpers import publish, read_results, retrain_job
-from workers.trainer import Trainer
+from workers.training.trainer import Trainer
 
 
 @pytest.fixture(autouse=True)

@@ -14,9 +14,9 @@ import torch
 from onnx import TensorProto, helper, numpy_helper
 
 from registry.entities import Signature, TensorSpec
-from workers.batching import BatchConfig, DynamicBatcher
+from workers.batching.batcher import BatchConfig, DynamicBatcher
 from workers.errors import InvalidInput, RuntimeLoadError
-from workers.runtime import (
+from workers.runtime.loader import (
     OnnxRuntime,
     RuntimeSettings,
     TorchRuntime,

@@ -20,7 +20,7 @@ import pytest
 from scripts.apache_kafka import ApacheKafka
 from scripts.kafka_security import SaslSsl
 from tests.process_helpers import Pieces
-from workers.demo import digits_samples
+from workers.recipes.demo import digits_samples
 
 pytest_plugins = ["tests.serving_fixtures"]  # digits_artifact, built once a session
 

@@ -13,15 +13,15 @@ import torch
 from aiokafka import AIOKafkaProducer
 
 from maas.cli import main
+from producer.contract.messages import decode_retrain
 from producer.kafka import KafkaSettings, ensure_topics
-from producer.messages import decode_retrain
-from registry.bundle import Registry
 from registry.drafts import Draft
 from registry.entities import MetricWindow
+from registry.registry import Registry
 from registry.settings import RegistrySettings
 from tests.kafka_helpers import read_all
-from workers.scheduler import MetricTrigger, Scheduler, SchedulerSettings
-from workers.trainer import Trainer, TrainerSettings
+from workers.training.scheduler import MetricTrigger, Scheduler, SchedulerSettings
+from workers.training.trainer import Trainer, TrainerSettings
 
 NOW = datetime(2026, 1, 5, 3, 0, 30, tzinfo=UTC)
 

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from maas.cli import main
-from workers.demo import digits_samples
+from workers.recipes.demo import digits_samples
 
 if TYPE_CHECKING:
     from tests.serving_fixtures import ServedDigits

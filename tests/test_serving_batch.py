@@ -16,10 +16,10 @@ import onnxruntime as ort
 import pytest
 from aiokafka import TopicPartition
 
+from producer.contract.messages import PredictJob, Result, decode_predict
 from producer.kafka import KafkaSettings, ensure_topics
-from producer.messages import PredictJob, Result, decode_predict
-from registry.bundle import Registry
 from registry.entities import ModelVersion
+from registry.registry import Registry
 from tests.kafka_helpers import (
     committed_offset,
     job,
@@ -29,13 +29,13 @@ from tests.kafka_helpers import (
     running,
     settled,
 )
-from workers.batching import BatchConfig
-from workers.demo import digits_samples
-from workers.loop import Worker, WorkerSettings
-from workers.metrics import MetricsRecorder
-from workers.models import ModelCache
-from workers.runtime import RuntimeSettings
-from workers.serving import JobHandler
+from workers.batching.batcher import BatchConfig
+from workers.recipes.demo import digits_samples
+from workers.runtime.loader import RuntimeSettings
+from workers.serving.handler import JobHandler
+from workers.serving.loop import Worker, WorkerSettings
+from workers.serving.metrics import MetricsRecorder
+from workers.serving.models import ModelCache
 
 pytestmark = pytest.mark.both_brokers
 

@@ -13,15 +13,15 @@ import torch
 from onnx import TensorProto, helper, numpy_helper
 
 from maas.cli import main
+from producer.contract.messages import Dataset, RetrainJob
 from producer.kafka import KafkaSettings
-from producer.messages import Dataset, RetrainJob
 from registry import IncompatibleSignature, Registry, Signature, TensorSpec
 from registry.drafts import Draft
 from registry.signatures import differences
 from tests.cli_helpers import one_error_line
-from workers.allowed import Allowed
 from workers.recipes import DatasetRef, TabularRecipe, TrainRequest
-from workers.trainer import Trainer, TrainerSettings
+from workers.training.allowed import Allowed
+from workers.training.trainer import Trainer, TrainerSettings
 
 MakeModel = Callable[..., Path]
 

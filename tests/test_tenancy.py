@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from producer.tenancy import (
+from producer.contract.tenancy import (
     InvalidTenant,
     Namespace,
     check_tenant,

@@ -10,13 +10,13 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from producer.messages import ControlEvent, ErrorCode
-from producer.tenancy import Namespace
-from registry.bundle import Registry
+from producer.contract.messages import ControlEvent, ErrorCode
+from producer.contract.tenancy import Namespace
 from registry.entities import Refusal
-from workers.audit import RefusalAudit
-from workers.guard import Access
-from workers.tenants import GrantsUnavailable, TenantGrants, check_promote, check_retrain
+from registry.registry import Registry
+from workers.tenancy.audit import RefusalAudit
+from workers.tenancy.grants import GrantsUnavailable, TenantGrants, check_promote, check_retrain
+from workers.tenancy.guard import Access
 
 DEFAULT = Namespace("maas.")
 ACME = Namespace("maas.", "acme")

@@ -15,13 +15,13 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from maas.cli import main
 from producer.aio import AsyncClient
 from producer.client import Client
+from producer.contract.messages import Result
+from producer.contract.tenancy import Namespace
 from producer.control import announce_tenant
 from producer.kafka import KafkaSettings
-from producer.messages import Result
-from producer.tenancy import Namespace
-from registry.bundle import Registry
 from registry.drafts import Draft
 from registry.entities import ModelVersion
+from registry.registry import Registry
 from tests.kafka_helpers import (
     create_topic,
     job,
@@ -32,10 +32,10 @@ from tests.kafka_helpers import (
     running,
     settled,
 )
-from workers.demo import digits_samples
-from workers.guard import TenancySettings
-from workers.loop import Worker, WorkerSettings
-from workers.trainer import Trainer, TrainerSettings
+from workers.recipes.demo import digits_samples
+from workers.serving.loop import Worker, WorkerSettings
+from workers.tenancy.guard import TenancySettings
+from workers.training.trainer import Trainer, TrainerSettings
 
 pytestmark = pytest.mark.both_brokers
 

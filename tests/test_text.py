@@ -14,8 +14,8 @@ from tokenizers import Tokenizer, models, pre_tokenizers, processors
 
 from registry.entities import Signature, TensorSpec
 from workers.errors import InvalidInput, RuntimeLoadError
-from workers.runtime import RuntimeSettings, load_runtime
-from workers.text import TextEncoder, TextShapes, length_buckets, prepare_text
+from workers.runtime.loader import RuntimeSettings, load_runtime
+from workers.runtime.text import TextEncoder, TextShapes, length_buckets, prepare_text
 
 WORDS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "the", "cat", "sat", "on", "a", "mat", "dog"]
 

@@ -10,15 +10,15 @@ from typing import Any
 import pytest
 import torch
 
+from producer.contract.messages import RetrainJob, decode_control
 from producer.control import alias_move_publisher
 from producer.kafka import KafkaSettings
-from producer.messages import RetrainJob, decode_control
-from registry.bundle import Registry
 from registry.errors import DatabaseError
+from registry.registry import Registry
 from registry.settings import RegistrySettings
 from tests.kafka_helpers import publish, read, read_results, retrain_job, running, settled
-from workers.consumer import RetrySettings
-from workers.trainer import Trainer, TrainerSettings, recipe_name
+from workers.kafka.clients import RetrySettings
+from workers.training.trainer import Trainer, TrainerSettings, recipe_name
 
 WEAK = {"epochs": 1, "hidden": 8, "max_rows": 200}
 GOOD = {"epochs": 5}

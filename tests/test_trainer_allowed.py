@@ -13,15 +13,15 @@ import numpy as np
 import pytest
 import torch
 
+from producer.contract.messages import Dataset, RetrainJob, RetrainResult
 from producer.kafka import KafkaSettings
-from producer.messages import Dataset, RetrainJob, RetrainResult
 from registry import Registry
 from registry.artifacts import model_file
 from tests.kafka_helpers import publish, read, retrain_job, running, settled
-from workers.allowed import Allowed
 from workers.recipes.data import load_builtin
 from workers.recipes.export import probabilities_of
-from workers.trainer import Trainer, TrainerSettings
+from workers.training.allowed import Allowed
+from workers.training.trainer import Trainer, TrainerSettings
 
 pytest_plugins = ["tests.registry_fixtures"]
 

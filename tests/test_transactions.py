@@ -1,5 +1,5 @@
 """Exactly-once's correctness rule, without a broker: a transaction carries only the
-answers to records whose offsets it commits (workers/transactions.py)."""
+answers to records whose offsets it commits (workers/serving/transactions.py)."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ from typing import Any
 
 from aiokafka import TopicPartition
 
-from workers.offsets import OffsetTracker
-from workers.replies import Outgoing
-from workers.transactions import Transactional, transactional_id
+from workers.kafka.publisher import Outgoing
+from workers.serving.offsets import OffsetTracker
+from workers.serving.transactions import Transactional, transactional_id
 
 TP = TopicPartition("maas.predict", 0)
 

@@ -12,7 +12,7 @@ from aiokafka.record.default_records import DefaultRecordBatchBuilder
 from aiokafka.record.memory_records import MemoryRecords
 from aiokafka.record.util import calc_crc32c
 
-from workers.unreadable import parse_batches
+from workers.kafka.unreadable import parse_batches
 
 TP = TopicPartition("t", 0)
 GZIP, NONE = 1, 0

@@ -18,15 +18,15 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from maas.broker import free_port
 from producer.kafka import KafkaSettings
-from registry.bundle import Registry
 from registry.drafts import Draft
 from registry.entities import ModelVersion
+from registry.registry import Registry
 from registry.settings import RegistrySettings
 from tests.kafka_helpers import create_topic, job, publish, read, read_results, running
-from workers.batching import BatchConfig
-from workers.demo import digits_samples
-from workers.loop import Worker, WorkerSettings
-from workers.pool import PoolSettings, serve_async
+from workers.batching.batcher import BatchConfig
+from workers.recipes.demo import digits_samples
+from workers.serving.loop import Worker, WorkerSettings
+from workers.serving.pool import PoolSettings, serve_async
 
 pytestmark = pytest.mark.both_brokers
 

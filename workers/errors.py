@@ -1,6 +1,6 @@
 """Errors raised by the batcher and the runtimes, classified by attribute.
 
-Every error carries ``code``, the contract's error code (``producer.messages.ErrorCode``)
+Every error carries ``code``, the contract's error code (``producer.contract.messages.ErrorCode``)
 to put in the job's Result, and ``retriable``: True when the job itself was fine and
 another attempt may succeed. The serving loop reads it (as it reads
 ``RegistryError.retriable``): a job that fails with a retriable error is not answered;
@@ -21,7 +21,7 @@ answered with the error's code. Non-retriable errors are answered at once.
 
 from __future__ import annotations
 
-from producer.messages import ErrorCode
+from producer.contract.messages import ErrorCode
 
 
 class WorkerError(Exception):

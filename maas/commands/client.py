@@ -21,11 +21,18 @@ from maas.commands.common import (
     positive_int,
 )
 from maas.errors import EXIT_FAILED, EXIT_NO_ANSWER, EXIT_OK, CommandError, no_answer_errors, report
-from producer import numbers
+from producer.contract import numbers
+from producer.contract.messages import (
+    DEFAULT_ALIAS,
+    Dataset,
+    Result,
+    RetrainJob,
+    RetrainResult,
+    encode,
+)
+from producer.contract.tenancy import InvalidTenant, check_tenant, tenant_from_env
 from producer.errors import BrokerRefused, JobTimeout, JobTooLarge
-from producer.messages import DEFAULT_ALIAS, Dataset, Result, RetrainJob, RetrainResult, encode
 from producer.score_settings import ScoreSettings
-from producer.tenancy import InvalidTenant, check_tenant, tenant_from_env
 
 if TYPE_CHECKING:
     from rich.console import Console

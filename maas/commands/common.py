@@ -15,11 +15,11 @@ from typing import Any, TypeAlias
 from rich.console import Console
 
 from maas.errors import CommandError
-from producer import numbers
+from producer.contract import numbers
 from producer.control import alias_move_publisher
 from producer.kafka import KafkaSettings
-from registry.bundle import Registry
 from registry.errors import ModelNotFound
+from registry.registry import Registry
 from registry.settings import (
     DEFAULT_ARTIFACT_DIR,
     DEFAULT_DATABASE_URL,

@@ -34,13 +34,13 @@ from maas.commands.common import (
 from maas.errors import CommandError
 from producer.control import alias_move_publisher
 from registry import cron
-from registry.bundle import Registry
 from registry.errors import ModelNotFound
+from registry.registry import Registry
 from workers.health import Probe, served
-from workers.scheduler import MetricTrigger, Scheduler, SchedulerSettings
+from workers.training.scheduler import MetricTrigger, Scheduler, SchedulerSettings
 
 if TYPE_CHECKING:  # the trainer's modules import torch: only when it runs
-    from workers.trainer import TrainerSettings
+    from workers.training.trainer import TrainerSettings
 
 Handler = Callable[[Registry, argparse.Namespace], int]
 Main = Callable[[asyncio.Event], Coroutine[Any, Any, None]]
@@ -172,8 +172,8 @@ def _until_signal(main: Main, *, metrics_port: int, readiness: Probe) -> int:
 
 def trainer_settings(args: argparse.Namespace) -> TrainerSettings:
     """The trainer's settings from its flags, and the environment where a flag is absent."""
-    from workers.allowed import Allowed
-    from workers.trainer import TrainerSettings
+    from workers.training.allowed import Allowed
+    from workers.training.trainer import TrainerSettings
 
     allowed = Allowed.from_env(
         recipes=args.recipes,
@@ -189,7 +189,7 @@ def _run_trainer(args: argparse.Namespace) -> int:
     import torch
 
     from workers.recipes import RecipeError
-    from workers.trainer import Trainer
+    from workers.training.trainer import Trainer
 
     torch.set_num_threads(1)  # one trainer, one core: predictable next to the workers
     kafka = kafka_settings(args)

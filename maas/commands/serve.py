@@ -17,13 +17,13 @@ from maas.commands.common import (
 )
 from maas.errors import CommandError
 from producer.kafka import KafkaSettings
-from registry.bundle import Registry
 from registry.policy import RollbackPolicy
-from workers.batching import BatchConfig
-from workers.loop import WorkerSettings
-from workers.pool import PoolSettings, serve
-from workers.rollback import RollbackSettings
-from workers.runtime import RuntimeSettings
+from registry.registry import Registry
+from workers.batching.batcher import BatchConfig
+from workers.runtime.loader import RuntimeSettings
+from workers.serving.loop import WorkerSettings
+from workers.serving.pool import PoolSettings, serve
+from workers.serving.rollback import RollbackSettings
 
 BATCH_DEFAULTS = BatchConfig()
 WORKER_DEFAULTS = WorkerSettings()

@@ -9,7 +9,7 @@ import os
 from maas.commands.common import Subparsers, add_registry_options, add_verb, registry_settings
 from maas.errors import CommandError
 from maas.stack import DEMO_BATCH, StackSettings, run_stack
-from workers.loop import WorkerSettings
+from workers.serving.loop import WorkerSettings
 
 
 def register(subparsers: Subparsers) -> None:

@@ -32,7 +32,7 @@ from maas.errors import CommandError
 from producer.control import announce_tenant
 from producer.kafka import KafkaSettings, ensure_topics
 from registry import InvalidName, Registry, Tenant, TenantNotFound
-from registry.limits import check_model_name, check_principal, check_tenant_name
+from registry.names import check_model_name, check_principal, check_tenant_name
 
 if TYPE_CHECKING:
     from maas.acls import AclAdmin, Rule

@@ -18,7 +18,7 @@ import numpy as np
 import numpy.typing as npt
 
 from workers.optimize.rows import Rows
-from workers.runtime import Runtime
+from workers.runtime.loader import Runtime
 
 Tensors = dict[str, np.ndarray]
 Progress = Callable[[str, float], None]

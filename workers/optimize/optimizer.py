@@ -33,7 +33,7 @@ from workers.optimize.quantize import (
 )
 from workers.optimize.report import summary
 from workers.optimize.rows import Rows, select
-from workers.runtime import Runtime, RuntimeSettings, load_runtime
+from workers.runtime.loader import Runtime, RuntimeSettings, load_runtime
 
 Progress = Callable[[str, float], None]
 """``progress(stage, fraction)``: ``fraction`` of the whole run done, 0.0 to 1.0."""

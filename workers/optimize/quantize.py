@@ -37,7 +37,7 @@ from registry.artifacts import model_file
 from registry.entities import Signature
 from workers.optimize.errors import NothingToQuantize, NotOnnx, OptimizeError
 from workers.optimize.rows import Rows
-from workers.text import TextEncoder
+from workers.runtime.text import TextEncoder
 
 log = structlog.get_logger(__name__)
 

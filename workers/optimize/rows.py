@@ -27,7 +27,7 @@ from workers.optimize.errors import DataError
 from workers.recipes.base import DatasetRef
 from workers.recipes.data import BUILTIN_DATASETS, LabelledData, load_builtin, load_dataset
 from workers.recipes.training import held_out_split
-from workers.runtime import prepare_inputs
+from workers.runtime.loader import prepare_inputs
 
 Tensors = dict[str, np.ndarray]
 LABEL = "label"

@@ -1,0 +1,321 @@
+"""The serving worker's edge: a poll's records in, jobs out; outcomes in, records out.
+
+Everything a client controls is checked here, before it costs the worker anything,
+and a check that fails answers its own record alone:
+
+- the record's size, before it is decoded: over ``max_job_bytes`` it is answered
+  ``TOO_LARGE``, naming the limit; a record over ``OFF_LOOP_BYTES`` is decoded in a
+  thread, so that a big one never holds up the event loop;
+- its JSON (:mod:`producer.contract.messages`): a PredictJob, or ``INVALID_INPUT`` naming the
+  field; a record without a ``job_id`` to answer is dead-lettered;
+- its tenant (the topic it came from, :mod:`workers.tenancy.guard`): a reply topic outside the
+  tenant's namespace, a tenant the registry does not know or a model it is not granted
+  is answered ``UNAUTHORIZED`` on the tenant's results topic, and audited;
+- its reply topic: a legal topic name, of a topic that exists (:class:`ClusterTopics`);
+  else the job is answered ``INVALID_INPUT`` on the tenant's results topic;
+- what would be echoed: metadata over ``MAX_METADATA_BYTES`` is ``TOO_LARGE``, and an
+  answer too big for one record is replaced by a ``TOO_LARGE`` one.
+
+A job's answer carries the job's record headers, less the ``maas.error.*`` and
+``maas.source.*`` ones, which only maas sets.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+import msgspec
+import structlog
+from aiokafka.errors import KafkaError
+
+from producer.contract.messages import (
+    DecodeError,
+    ErrorCode,
+    JobEnvelope,
+    PredictJob,
+    Result,
+    decode_address,
+    decode_envelope,
+    decode_predict,
+    encode,
+    error_result,
+)
+from workers.kafka.publisher import (
+    Outgoing,
+    Publisher,
+    Record,
+    record_bytes,
+    source_of,
+    without_own_headers,
+)
+from workers.kafka.topics import ClusterTopics, topic_name_problem
+from workers.tenancy.guard import Access, Guard
+
+__all__ = ["MAX_METADATA_BYTES", "OFF_LOOP_BYTES", "Edge", "Intake"]
+
+log = structlog.get_logger(__name__)
+
+OFF_LOOP_BYTES = 256 * 1024  # records bigger than this are decoded in a thread
+MAX_METADATA_BYTES = 64 * 1024  # the most metadata a Result echoes
+
+
+@dataclass(slots=True)
+class Intake:
+    """A partition's share of a poll, admitted: per record, its answer so far (None:
+    not yet, or none to send), and the jobs for the handler with their places."""
+
+    replies: list[tuple[Record, Outgoing | None]]
+    jobs: list[tuple[int, Record, PredictJob]]
+
+
+@dataclass(frozen=True, slots=True)
+class _Refusal:
+    """A job answered at the edge with an error: where to, and why."""
+
+    envelope: JobEnvelope
+    code: ErrorCode
+    message: str
+
+    @property
+    def reply_to(self) -> str | None:
+        return self.envelope.reply_to
+
+
+_Item = PredictJob | _Refusal
+
+
+def _address(item: _Item) -> PredictJob | JobEnvelope:
+    """Who a job's answer goes to: the job, or the envelope of one refused."""
+    return item if isinstance(item, PredictJob) else item.envelope
+
+
+def _envelope(item: _Item) -> JobEnvelope:
+    if isinstance(item, PredictJob):
+        return JobEnvelope(item.job_id, item.model, item.reply_to, item.metadata)
+    return item.envelope
+
+
+class Edge:
+    """Admits a poll's records (:meth:`admit`) and turns outcomes into the records
+    that answer them (:meth:`answer`)."""
+
+    def __init__(
+        self,
+        publisher: Publisher,
+        topics: ClusterTopics,
+        guard: Guard,
+        *,
+        models: tuple[str, ...],
+        max_job_bytes: int,
+        worker: str,
+    ) -> None:
+        """``models``: the models this pool serves (empty: all); ``worker``: who answers."""
+        self._publisher = publisher
+        self._topics = topics
+        self._guard = guard
+        self._models = frozenset(models)
+        self._max_job_bytes = max_job_bytes
+        self._worker = worker
+
+    async def admit(self, records: Sequence[Record]) -> Intake:
+        """Check and decode ``records``: the answers of those refused, the jobs of the
+        others. Jobs whose reply topic is not known yet wait for one shared read of
+        the cluster's topic list (at most ``ClusterTopics.min_refresh_s`` away)."""
+        since = time.monotonic()
+        intake = Intake([], [])
+        if not records:
+            return intake
+        access = await self._guard.access(records[0].topic)  # a partition's: one topic
+        unverified: list[tuple[int, Record, _Item]] = []
+        for record in records:
+            index = len(intake.replies)
+            intake.replies.append((record, None))
+            raw = record.value or b""
+            if len(raw) > OFF_LOOP_BYTES:  # a big one is decoded off the event loop
+                item = await asyncio.to_thread(self._read, record, raw)
+            else:
+                item = self._read(record, raw)
+            if isinstance(item, Outgoing):
+                intake.replies[index] = (record, item)
+            elif item is not None and self._route(intake, index, record, item, access):
+                unverified.append((index, record, item))
+        if unverified:
+            await self._verify(intake, unverified, since)
+        return intake
+
+    def _route(
+        self, intake: Intake, index: int, record: Record, item: _Item, access: Access
+    ) -> bool:
+        """Answer or place ``item``; True when its reply topic is to be looked for."""
+        address = _address(item)
+        if denial := access.outside(item.reply_to):
+            self._guard.refused(access, denial, model=address.model, job_id=address.job_id)
+            result = self._error(address, denial.code, denial.message)
+            topic = access.namespace.results  # never where the job pointed
+            intake.replies[index] = (record, self.answer(record, address, result, topic=topic))
+            return False
+        if denial := access.denial(address.model or None):
+            self._guard.refused(access, denial, model=address.model, job_id=address.job_id)
+            item = _Refusal(_envelope(item), denial.code, denial.message)
+        if item.reply_to in (None, access.namespace.results) or item.reply_to in self._topics.known:
+            self._place(intake, index, record, item)
+        elif problem := topic_name_problem(item.reply_to or ""):
+            intake.replies[index] = (record, self._misdirected(record, item, problem))
+        else:
+            return True
+        return False
+
+    def answer(
+        self, record: Record, job: PredictJob | JobEnvelope, result: Result, *, topic: str = ""
+    ) -> Outgoing:
+        """The record that answers ``job`` with ``result``, on ``topic`` (default: its
+        reply topic), with the job's headers; ``TOO_LARGE`` instead if it would not fit."""
+        try:
+            value = encode(result)
+        except Exception as exc:  # outputs JSON cannot hold: the model's fault, not the job's
+            log.error("result not encodable", job_id=job.job_id, error=repr(exc))
+            value = encode(self._error(job, ErrorCode.INTERNAL, _UNENCODABLE, result))
+        headers = record.headers
+        outgoing = Outgoing(
+            topic or job.reply_to or self._guard.namespace(record.topic).results,
+            value,
+            job.job_id.encode(),
+            without_own_headers(headers) if headers else (),
+        )
+        if self._publisher.fits(outgoing):
+            return outgoing
+        message = (
+            f"the Result would be {record_bytes(outgoing)} bytes, over the "
+            f"{self._publisher.max_record_bytes}-byte limit of a record this worker "
+            "publishes; send fewer rows per job, or raise the limit (maas worker "
+            "--max-job-bytes, with the broker's message.max.bytes)"
+        )
+        too_large = self._error(job, ErrorCode.TOO_LARGE, message, result)
+        smaller = replace(outgoing, value=encode(too_large))
+        return smaller if self._publisher.fits(smaller) else replace(smaller, headers=())
+
+    def unreadable(self, record: Record) -> Outgoing:
+        """The dead letter for a record whose header keys are not all UTF-8."""
+        return self._publisher.dead_letter_of(
+            source_of(record),
+            code=ErrorCode.INVALID_INPUT,
+            reason="a header key is not valid UTF-8 (here with backslash escapes): the "
+            "record cannot be read as a job",
+        )
+
+    def _read(self, record: Record, raw: bytes) -> _Item | Outgoing | None:
+        """The record's job; or its refusal, or dead letter; None: another pool's job."""
+        if len(raw) > self._max_job_bytes:
+            return self._too_large(record, raw)
+        try:
+            job = decode_predict(raw)
+        except DecodeError as exc:
+            return self._rejected(record, raw, exc)
+        if self._models and job.model not in self._models:
+            return None
+        if len(raw) > MAX_METADATA_BYTES and _too_much(job.metadata):
+            envelope = JobEnvelope(job.job_id, job.model, job.reply_to)
+            return _Refusal(envelope, ErrorCode.TOO_LARGE, _METADATA_TOO_LARGE)
+        return job
+
+    def _too_large(self, record: Record, raw: bytes) -> _Refusal | Outgoing | None:
+        limit = (
+            f"over this worker's limit of {self._max_job_bytes} bytes (maas worker --max-job-bytes)"
+        )
+        try:
+            envelope = decode_address(raw)
+        except DecodeError:
+            return self._dead_letter(
+                record, ErrorCode.TOO_LARGE, f"a record of {len(raw)} bytes, {limit}, not a job"
+            )
+        message = f"the job is {len(raw)} bytes, {limit}; send fewer rows per job"
+        return self._refusal(envelope, ErrorCode.TOO_LARGE, message)
+
+    def _rejected(self, record: Record, raw: bytes, exc: DecodeError) -> _Refusal | Outgoing | None:
+        try:
+            envelope = decode_envelope(raw)
+        except DecodeError:
+            return self._dead_letter(record, ErrorCode.INVALID_INPUT, f"not a PredictJob: {exc}")
+        if len(raw) > MAX_METADATA_BYTES and _too_much(envelope.metadata):
+            envelope = replace(envelope, metadata={})
+        return self._refusal(envelope, ErrorCode.INVALID_INPUT, str(exc))
+
+    def _refusal(self, envelope: JobEnvelope, code: ErrorCode, message: str) -> _Refusal | None:
+        """None when the job names a model another pool serves: that pool answers it."""
+        if self._models and envelope.model and envelope.model not in self._models:
+            return None
+        return _Refusal(envelope, code, message)
+
+    def _dead_letter(self, record: Record, code: ErrorCode, reason: str) -> Outgoing:
+        return self._publisher.dead_letter_of(source_of(record), code=code, reason=reason)
+
+    def _place(self, intake: Intake, index: int, record: Record, item: _Item) -> None:
+        """A job for the handler; a refusal answered now, on its reply topic."""
+        if isinstance(item, PredictJob):
+            intake.jobs.append((index, record, item))
+        else:
+            result = self._error(item.envelope, item.code, item.message)
+            intake.replies[index] = (record, self.answer(record, item.envelope, result))
+
+    def _misdirected(self, record: Record, item: _Item, problem: str) -> Outgoing:
+        """``INVALID_INPUT`` on the results topic: ``problem`` with the job's reply_to."""
+        address = _address(item)
+        message = problem if isinstance(item, PredictJob) else f"{item.message}; {problem}"
+        result = self._error(address, ErrorCode.INVALID_INPUT, message)
+        return self.answer(
+            record, address, result, topic=self._guard.namespace(record.topic).results
+        )
+
+    async def _verify(
+        self, intake: Intake, unverified: list[tuple[int, Record, _Item]], since: float
+    ) -> None:
+        """Place the jobs whose reply topic the cluster has; answer the others."""
+        try:
+            await self._topics.refresh(since)
+            unreadable = ""
+        except KafkaError as exc:
+            log.warning("topic list not read; reply topics not checked", error=str(exc))
+            unreadable = f" (the broker's topic list could not be read: {type(exc).__name__})"
+        for index, record, item in unverified:
+            topic = item.reply_to or self._guard.namespace(record.topic).results
+            if topic in self._topics.known:
+                self._place(intake, index, record, item)
+                continue
+            problem = (
+                f"reply_to topic {topic!r} does not exist{unreadable}; maas answers only on "
+                "existing topics: create it before sending jobs that name it"
+            )
+            intake.replies[index] = (record, self._misdirected(record, item, problem))
+
+    def _error(
+        self,
+        job: PredictJob | JobEnvelope,
+        code: ErrorCode,
+        message: str,
+        result: Result | None = None,
+    ) -> Result:
+        """An error Result for ``job``, echoing its metadata only where that is safe."""
+        return error_result(
+            job.job_id,
+            code,
+            message,
+            model=job.model,
+            version=None if result is None else result.version,
+            metadata=None if code == ErrorCode.TOO_LARGE else job.metadata,
+            worker=self._worker,
+        )
+
+
+_UNENCODABLE = "internal error: the model's outputs could not be written as JSON"
+_METADATA_TOO_LARGE = (
+    f"the job's metadata is over {MAX_METADATA_BYTES} bytes, the most a Result echoes; "
+    "keep bulky data out of metadata"
+)
+
+
+def _too_much(metadata: dict[str, Any]) -> bool:
+    return bool(metadata) and len(msgspec.json.encode(metadata)) > MAX_METADATA_BYTES

@@ -1,0 +1,400 @@
+"""The consume → batch → infer → reply loop, honest about offsets.
+
+Poll; hand each partition's share of the poll to one task that checks and decodes the
+records (:mod:`workers.serving.edge`: one bad record costs one answer), queues their jobs on
+the batchers together and publishes the answers together; pause the partitions when
+too many jobs are in flight or a model's queue holds several batches; commit only the
+prefix of each partition whose records are all answered (:mod:`workers.serving.delivery`:
+answers published at once and offsets committed after them, at-least-once; or, with
+``exactly_once``, both in Kafka transactions, :mod:`workers.serving.transactions`). A job
+that fails with a retriable error (its batcher closed, the registry unreachable) is
+held back: the commit point stops before it, and it is read again after a backoff by
+seeking its partition back to it (records answered or in flight are passed over);
+after ``retry.attempts`` tries it is answered with its error. Records aiokafka cannot
+decode are read raw (:mod:`workers.kafka.unreadable`). Revoked partitions are drained (or
+abandoned after a timeout, uncommitted) before they are released; the stop event
+(SIGTERM, SIGINT) ends start-up and polls waiting on a rebalance at once."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Coroutine, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import structlog
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+
+from producer.contract.messages import ControlEvent, Result
+from producer.kafka import KafkaSettings
+from workers.batching.batcher import BatchConfig
+from workers.kafka.clients import (
+    Clients,
+    RetrySettings,
+    Standby,
+    Stopped,
+    connected,
+    poll,
+    with_worker_id,
+)
+from workers.kafka.idle import IdleBackoff
+from workers.kafka.publisher import DEFAULT_MAX_RECORD_BYTES, Publisher, Record
+from workers.kafka.topics import ClusterTopics, keep_service_topics
+from workers.kafka.unreadable import RawRecord, salvage
+from workers.runtime.loader import RuntimeSettings
+from workers.serving.delivery import Acknowledged, Delivery, Replies
+from workers.serving.edge import Edge
+from workers.serving.flow import pace, redeliver_due
+from workers.serving.handler import JobHandler, Retry
+from workers.serving.heap import freeze_long_lived
+from workers.serving.metrics import MetricsRecorder
+from workers.serving.models import ModelCache
+from workers.serving.offsets import OffsetTracker
+from workers.serving.rollback import RollbackSettings, RollbackWatcher
+from workers.serving.stores import ServedMetrics, ServedModels
+from workers.serving.transactions import Transactional, transactional_id
+from workers.tenancy.guard import Guard, TenancySettings, TenantStore
+
+log = structlog.get_logger(__name__)
+
+R = TypeVar("R", bound=Record)
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerSettings:
+    """How one worker process serves. Built once at the entrypoint."""
+
+    models: tuple[str, ...] = ()  # empty: every registered model, loaded on demand
+    group_id: str = "maas-workers"
+    batch: BatchConfig = field(default_factory=BatchConfig)
+    runtime: RuntimeSettings = field(default_factory=RuntimeSettings)
+    max_in_flight: int = 4096  # jobs; polling pauses above it, resumes at half
+    # Polling also pauses while a model's queue holds this many full batches, and resumes
+    # at half: fetching further ahead only adds memory and redelivered jobs after a
+    # crash, and on the embedded broker an idle fetch loop costs CPU the model needs.
+    max_queued_batches: float = 4.0
+    max_poll_records: int = 1000
+    # A job record over this many bytes is answered TOO_LARGE before it is decoded.
+    # Above Kafka's default of 1 MiB, the broker's message.max.bytes must be raised
+    # too: the worker's producer then sends records this large (results, dead letters).
+    max_job_bytes: int = DEFAULT_MAX_RECORD_BYTES
+    # Results can be large (an embedding is ~8 KB of JSON). At aiokafka's default 16 KB
+    # a produce request per partition carried two of them and publishing, not the
+    # model, set the pace (MiniLM on an H200: 1.3k rows/s with inference idle 95%).
+    # Half of Kafka's default message.max.bytes keeps every batch acceptable.
+    producer_batch_bytes: int = 512 * 1024
+    commit_interval_s: float = 0.2  # at-least-once; exactly-once commits as answers come
+    # Each poll's answers and consumed offsets in one Kafka transaction (Apache Kafka
+    # only): read_committed readers see each job answered once, even after a crash.
+    exactly_once: bool = False
+    drain_timeout_s: float = 30.0
+    metrics_interval_s: float = 10.0
+    alias_ttl_s: float = 5.0
+    topic_check_interval_s: float = 10.0  # how often missing service topics are looked for
+    standby_report_s: float = 15.0  # a worker without partitions this long says why
+    # Who answers, in Results and the audit log; default: host:pid of the process
+    # that serves. With exactly-once, it also names the transactional ids (default:
+    # the host's name), so it must stay the same across restarts.
+    worker_id: str = ""
+    rollback: RollbackSettings = field(default_factory=RollbackSettings)
+    retry: RetrySettings = field(default_factory=RetrySettings)
+    tenancy: TenancySettings = field(default_factory=TenancySettings)
+
+    @property
+    def group(self) -> str:
+        """Pools that serve different models consume in different groups."""
+        if not self.models:
+            return self.group_id
+        return f"{self.group_id}.{'+'.join(sorted(self.models))}"
+
+    @property
+    def max_record_bytes(self) -> int:
+        """The largest record the worker publishes: as large as the jobs it takes, and
+        Kafka's default at least."""
+        return max(self.max_job_bytes, DEFAULT_MAX_RECORD_BYTES)
+
+
+class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, worker: Worker) -> None:
+        self._worker = worker
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        await self._worker.release(revoked)
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        log.info("partitions assigned", partitions=sorted(tp.partition for tp in assigned))
+
+
+class Worker:
+    """One consumer in the worker group. ``run`` returns after ``stop`` is set and drained."""
+
+    def __init__(
+        self,
+        kafka: KafkaSettings,
+        models: ServedModels,
+        metrics: ServedMetrics,
+        settings: WorkerSettings,
+        *,
+        slot: int = 0,
+        tenants: TenantStore | None = None,
+    ) -> None:
+        """``slot``: this process's place in its pool, which names its transactional id;
+        ``tenants``: the registry's tenants, whose grants named tenants' jobs need."""
+        self.transactional_id = (
+            transactional_id(kafka.topics.prefix, settings.group, settings.worker_id, slot)
+            if settings.exactly_once
+            else None
+        )
+        settings = with_worker_id(settings)
+        self.kafka = kafka
+        self.settings = settings
+        self.guard = Guard.of(kafka, tenants, settings.tenancy, settings.worker_id)
+        self.tracker: OffsetTracker[TopicPartition] = OffsetTracker()
+        self.rollback = RollbackWatcher(
+            models, metrics, settings.rollback, actor=f"auto-rollback@{settings.worker_id}"
+        )
+        self.metrics = MetricsRecorder(
+            self.rollback.wrap(metrics.record_windows),
+            worker=settings.worker_id,
+            interval_s=settings.metrics_interval_s,
+        )
+        self.models = ModelCache(
+            models, runtime=settings.runtime, batch=settings.batch, alias_ttl_s=settings.alias_ttl_s
+        )
+        self.handler = JobHandler(self.models, self.metrics, worker=settings.worker_id)
+        self._tasks: dict[TopicPartition, set[asyncio.Task[None]]] = {}
+        # Partitions with records held back, and when to read them again (monotonic s).
+        self._redeliveries: dict[TopicPartition, float] = {}
+        self._consumer: AIOKafkaConsumer | None = None
+        self._publisher: Publisher | None = None
+        self._delivery: Delivery | None = None
+        self._edge: Edge | None = None
+        self.ready = asyncio.Event()
+
+    @property
+    def consumer(self) -> AIOKafkaConsumer | None:
+        """The group member, once :meth:`run` has started it (probes read its partitions)."""
+        return self._consumer
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Serve until ``stop`` is set, then drain; ``stop`` also ends start-up early."""
+        settings = self.settings
+        clients = Clients(
+            self.guard.job_topics("predict"),
+            group=settings.group,
+            listener=_Rebalance(self),
+            batch_bytes=settings.producer_batch_bytes,
+            max_record_bytes=settings.max_record_bytes,
+            transactional_id=self.transactional_id,
+            consumer_options={"max_poll_records": settings.max_poll_records},
+        )
+        try:
+            async with connected(self.kafka, clients, stop=stop) as (consumer, publisher):
+                self._consumer, self._publisher = consumer, publisher
+                self._delivery = self._delivery_for(consumer, publisher, stop)
+                topics = ClusterTopics(publisher.client, always=[self.kafka.topics.results])
+                self._edge = Edge(
+                    publisher,
+                    topics,
+                    self.guard,
+                    models=settings.models,
+                    max_job_bytes=settings.max_job_bytes,
+                    worker=settings.worker_id,
+                )
+                interval = settings.topic_check_interval_s
+                helpers = [
+                    asyncio.create_task(self._delivery.run()),
+                    asyncio.create_task(self.metrics.run()),
+                    asyncio.create_task(self.guard.run(self.kafka, self._on_control)),
+                    asyncio.create_task(
+                        keep_service_topics(self.kafka, topics, interval_s=interval)
+                    ),
+                ]
+                freeze_long_lived()
+                log.info(
+                    "worker started",
+                    worker=settings.worker_id,
+                    group=settings.group,
+                    transactional_id=self.transactional_id,
+                )
+                try:
+                    await self._poll(consumer, stop)
+                finally:
+                    await self._wind_down(consumer, helpers)
+        except Stopped:
+            log.info("stopped while starting", worker=settings.worker_id)
+        finally:
+            await self.models.aclose()
+            log.info("worker stopped", worker=settings.worker_id)
+
+    def _delivery_for(
+        self, consumer: AIOKafkaConsumer, publisher: Publisher, stop: asyncio.Event
+    ) -> Delivery:
+        if self.transactional_id is not None:
+            return Transactional(publisher, self.tracker, self.settings.group, stop)
+        return Acknowledged(consumer, publisher, self.tracker, self.settings.commit_interval_s)
+
+    async def _poll(self, consumer: AIOKafkaConsumer, stop: asyncio.Event) -> None:
+        settings = self.settings
+        standby = Standby(
+            consumer, self.kafka.topics.predict, settings.group, settings.standby_report_s
+        )
+        stopping = asyncio.ensure_future(stop.wait())  # also ends a poll that waits
+        idle = IdleBackoff(consumer)  # cheap empty fetches while no jobs come
+        try:
+            while not stop.is_set():
+                # Paused, the poll returns nothing; come back soon to resume in time.
+                timeout_ms = 10 if consumer.paused() else 100
+                try:
+                    batch = await poll(consumer, stopping, timeout_ms=timeout_ms)
+                except UnicodeDecodeError:  # a header key aiokafka cannot decode
+                    await self._salvage(consumer)
+                    continue
+                idle.polled(bool(batch))
+                if consumer.assignment():
+                    self.ready.set()
+                standby.check()
+                received = time.time()
+                for tp, records in batch.items():
+                    if kept := self._admitted(tp, records):
+                        self._spawn(tp, self._process(tp, kept, received))
+                if batch:
+                    await asyncio.sleep(0)  # the tasks queue their jobs: pace sees them
+                if self._redeliveries:
+                    redeliver_due(consumer, self._redeliveries, self.tracker)
+                pace(consumer, self.tracker.in_flight(), self.models.batchers(), settings)
+        finally:
+            stopping.cancel()
+
+    def _admitted(self, tp: TopicPartition, records: Sequence[R]) -> list[R]:
+        """``records`` tracked in flight, less those read again after a seek that are
+        answered or in flight already."""
+        if self.tracker.seen(tp, records[0].offset):  # read again after a seek
+            return [r for r in records if self.tracker.reread(tp, r.offset)]
+        for record in records:
+            self.tracker.track(tp, record.offset)
+        return list(records)
+
+    def _spawn(self, tp: TopicPartition, work: Coroutine[Any, Any, None]) -> None:
+        """Run ``work`` on records of ``tp`` in a task: one per partition's share of a
+        poll, not per record (a task, a lock and a send per job cost more than
+        decoding and inference)."""
+        task = asyncio.create_task(work)
+        tasks = self._tasks.setdefault(tp, set())
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+
+    async def _salvage(self, consumer: AIOKafkaConsumer) -> None:
+        """Get past records whose header keys aiokafka cannot decode: read the
+        partitions raw, answer the readable records, dead-letter the others."""
+        assert self._publisher is not None
+        client, max_bytes = self._publisher.client, self.settings.max_record_bytes
+        found = await salvage(consumer, client, self.tracker.resume_at, max_bytes=max_bytes)
+        received = time.time()
+        for tp, records in found.items():
+            kept: list[RawRecord] = self._admitted(tp, records)
+            self._spawn(tp, self._process(tp, [r for r in kept if not r.unreadable], received))
+            self._spawn(tp, self._dead_letter(tp, [r for r in kept if r.unreadable]))
+
+    async def _process(
+        self, tp: TopicPartition, records: Sequence[Record], received: float
+    ) -> None:
+        """Answer a partition's records from one poll and hand the answers over."""
+        assert self._delivery is not None
+        try:
+            await self._delivery.deliver(tp, await self._replies(tp, records, received))
+        except Exception as exc:  # a bug: dead-letter rather than hang the partition
+            log.exception("unexpected failure answering records", partition=tp.partition)
+            await self._delivery.fail(tp, records, exc)
+
+    async def _dead_letter(self, tp: TopicPartition, records: Sequence[Record]) -> None:
+        assert self._delivery is not None
+        assert self._edge is not None
+        await self._delivery.deliver(tp, [(r, self._edge.unreadable(r)) for r in records])
+
+    async def _replies(
+        self, tp: TopicPartition, records: Sequence[Record], received: float
+    ) -> Replies:
+        """Each record with what answers it (None: another pool's job, nothing to send),
+        less the records held back to be read again."""
+        assert self._edge is not None
+        intake = await self._edge.admit(records)
+        replies = intake.replies
+        # No per-job context binding here: it costs more than the rest of the hot path;
+        # the few log lines about a job name job_id themselves.
+        outcomes = await self.handler.answer_many([job for _, _, job in intake.jobs], received)
+        held: set[int] = set()
+        for (index, record, job), outcome in zip(intake.jobs, outcomes, strict=True):
+            if isinstance(outcome, Retry):
+                answer = self._retry(tp, record, outcome, received)
+                if answer is None:
+                    held.add(index)
+                    continue
+                outcome = answer
+            replies[index] = (record, self._edge.answer(record, job, outcome))
+        if held:
+            return [reply for index, reply in enumerate(replies) if index not in held]
+        return replies
+
+    def _retry(
+        self, tp: TopicPartition, record: Record, retry: Retry, received: float
+    ) -> Result | None:
+        """Hold a job that failed with a retriable error back to be read again (None),
+        or, once it has been tried ``retry.attempts`` times more, its error Result."""
+        limits = self.settings.retry
+        attempt = self.tracker.hold(tp, record.offset, limits.attempts)
+        context = {"job_id": retry.job.job_id, "partition": tp.partition, "offset": record.offset}
+        if attempt is None:
+            log.warning("job still failing; answering it", error=str(retry.error), **context)
+            return self.handler.give_up(retry, received, attempts=limits.attempts + 1)
+        log.info(
+            "job held back to be read again", attempt=attempt, error=str(retry.error), **context
+        )
+        self._redeliveries.setdefault(tp, time.monotonic() + limits.delay_s(attempt))
+        return None
+
+    async def commit(self, tps: Iterable[TopicPartition] | None = None) -> None:
+        """Commit what is answered (of ``tps``; default: every partition)."""
+        if self._delivery is not None:
+            await self._delivery.commit(tps)
+
+    async def release(self, revoked: set[TopicPartition]) -> None:
+        """Drain revoked partitions (bounded), commit what is answered, then let go."""
+        if not revoked:
+            return
+        await self._drain(revoked)
+        abandoned = self.tracker.in_flight(revoked)
+        if self._delivery is not None:
+            await self._delivery.release(revoked)
+        for tp in revoked:
+            self._redeliveries.pop(tp, None)
+        log.info(
+            "partitions released",
+            partitions=sorted(tp.partition for tp in revoked),
+            abandoned=abandoned,
+        )
+
+    async def _drain(self, tps: Iterable[TopicPartition]) -> None:
+        """Wait (bounded by drain_timeout_s) for the jobs of ``tps`` to be answered."""
+        pending = {task for tp in tps for task in self._tasks.get(tp, ())}
+        if pending:
+            await asyncio.wait(pending, timeout=self.settings.drain_timeout_s)
+
+    def _on_control(self, event: ControlEvent) -> None:
+        self.models.invalidate(event.model)
+
+    async def _wind_down(
+        self, consumer: AIOKafkaConsumer, helpers: list[asyncio.Task[None]]
+    ) -> None:
+        """Stop polling, drain (bounded), commit what is answered, stop the helpers."""
+        consumer.pause(*consumer.assignment())
+        await self._drain(list(self._tasks))
+        await self.commit()
+        leftover = [task for tasks in self._tasks.values() for task in tasks]
+        for task in [*helpers, *leftover]:
+            task.cancel()
+        for task in helpers:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
