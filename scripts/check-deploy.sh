@@ -4,7 +4,7 @@
 #   deploy/prometheus       promtool: the config, the alert rules and their unit tests
 #   deploy/kubernetes       every manifest against the Kubernetes schemas (KEDA's own too)
 # The tools: bash scripts/deploy-tools.sh (Debian packages) and `make setup` (the venv).
-# The test suite covers the rest: tests/test_deploy.py.
+# The test suite covers the rest: tests/e2e/test_deploy.py.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${VENV:-.venv}/bin

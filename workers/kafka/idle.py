@@ -13,7 +13,7 @@ already the slowest, and the backoff leaves it as it is.
 
 aiokafka takes the fetch wait only when a consumer is built, and reads it from its
 fetcher for every fetch request; there is no public way to change it, so this sets the
-fetcher's attribute (aiokafka is pinned below 0.15; ``tests/test_idle.py`` checks that
+fetcher's attribute (aiokafka is pinned below 0.15; ``tests/integration/test_idle.py`` checks that
 the attribute is still there and read).
 """
 

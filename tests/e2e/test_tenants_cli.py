@@ -1,5 +1,5 @@
 """``maas tenants`` end to end through ``maas.cli.main``: a real SQLite registry and the
-embedded broker (topics, control events). The Kafka ACLs are in tests/test_acls.py."""
+embedded broker (topics, control events). The Kafka ACLs are in tests/integration/test_acls.py."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """``maas submit``, ``maas score`` and ``maas retrain`` as a user runs them, against a real
-worker (``maas retrain`` with a trainer: ``tests/test_scheduler.py``)."""
+worker (``maas retrain`` with a trainer: ``tests/integration/test_scheduler.py``)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """The raw record-batch reader that gets the worker past records aiokafka cannot decode:
 it must read every batch as aiokafka does, compressed or not, and mark, not fail on,
-header keys that are not UTF-8. (Through the broker: tests/test_poison.py.)"""
+header keys that are not UTF-8. (Through the broker: tests/faults/test_poison.py.)"""
 
 from __future__ import annotations
 

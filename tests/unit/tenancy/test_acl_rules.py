@@ -1,5 +1,5 @@
 """The ACLs of a tenant's principal and of the service's, as data (no broker): what
-``maas tenants add --principal`` creates, tests/test_acls.py holds the broker to."""
+``maas tenants add --principal`` creates, tests/integration/test_acls.py holds the broker to."""
 
 from __future__ import annotations
 

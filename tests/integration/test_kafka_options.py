@@ -1,5 +1,5 @@
 """``MAAS_KAFKA_*`` made into client options, and replication chosen by cluster size:
-pure tests but one, on the embedded broker (the SASL_SSL broker is tests/test_sasl.py's)."""
+pure tests but one, on the embedded broker (the SASL_SSL broker is tests/integration/test_sasl.py's)."""
 
 from __future__ import annotations
 

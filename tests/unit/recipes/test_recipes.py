@@ -251,7 +251,11 @@ def test_builtin_recipes_are_found_by_name() -> None:
 
 @pytest.mark.parametrize(
     "path",
-    ["tests.test_recipes:TinyRecipe", "tests.test_recipes:TINY", "tests.test_recipes:make_tiny"],
+    [
+        "tests.unit.recipes.test_recipes:TinyRecipe",
+        "tests.unit.recipes.test_recipes:TINY",
+        "tests.unit.recipes.test_recipes:make_tiny",
+    ],
 )
 def test_user_recipe_by_import_path(path: str) -> None:
     recipe = get_recipe(path)
@@ -287,9 +291,15 @@ def test_user_recipe_from_a_module_on_the_path(
             r"no recipe 'nope': built-in recipes are digits, tabular; .*'package.module:attr'",
         ),
         ("no_such_module_x:R", r"cannot import module 'no_such_module_x'"),
-        ("tests.test_recipes:Missing", r"'tests.test_recipes' has no attribute 'Missing'"),
-        ("tests.test_recipes:SMALL", r"is not a recipe: it needs string attributes `name`"),
-        ("tests.test_recipes:train", r"calling it with no arguments failed"),
+        (
+            "tests.unit.recipes.test_recipes:Missing",
+            r"'tests.unit.recipes.test_recipes' has no attribute 'Missing'",
+        ),
+        (
+            "tests.unit.recipes.test_recipes:SMALL",
+            r"is not a recipe: it needs string attributes `name`",
+        ),
+        ("tests.unit.recipes.test_recipes:train", r"calling it with no arguments failed"),
         (":Recipe", r"must look like 'package.module:attr'"),
     ],
 )

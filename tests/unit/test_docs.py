@@ -7,7 +7,7 @@ from pathlib import Path
 
 from producer.contract.messages import ErrorCode
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 CONTRACT = (ROOT / "docs" / "contract.md").read_text()
 PACKAGES = ("maas", "producer", "workers", "registry")
 

@@ -15,7 +15,7 @@ from producer.contract.messages import Dataset, ErrorCode
 from workers.recipes import DigitsRecipe, RecipeNotFoundError
 from workers.training.allowed import DEFAULT_DATA_ROOT, Allowed, Refused
 
-USER_RECIPE = "tests.test_recipes:TinyRecipe"
+USER_RECIPE = "tests.unit.recipes.test_recipes:TinyRecipe"
 
 
 def test_settings_come_from_the_environment_and_flags_win() -> None:
@@ -53,8 +53,10 @@ def test_built_in_and_listed_recipes_are_run() -> None:
     allowed = Allowed(recipes=(USER_RECIPE,))
     allowed.load_recipes()
     assert allowed.recipe(USER_RECIPE).name == "tiny"
-    with pytest.raises(Refused, match=r"it runs digits, tabular, tests\.test_recipes:TinyRecipe"):
-        allowed.recipe("tests.test_recipes:TINY")
+    with pytest.raises(
+        Refused, match=r"it runs digits, tabular, tests\.unit\.recipes\.test_recipes:TinyRecipe"
+    ):
+        allowed.recipe("tests.unit.recipes.test_recipes:TINY")
 
 
 def test_a_listed_recipe_that_cannot_load_fails_at_start() -> None:

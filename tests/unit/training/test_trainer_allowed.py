@@ -87,10 +87,13 @@ async def test_the_operators_grants_let_the_same_jobs_through(
     registry: Registry, data_root: Path
 ) -> None:
     trainer = make_trainer(
-        registry, data_root, promote_always=True, recipes=("tests.test_recipes:TinyRecipe",)
+        registry,
+        data_root,
+        promote_always=True,
+        recipes=("tests.unit.recipes.test_recipes:TinyRecipe",),
     )
     tiny = await trainer.execute(
-        RetrainJob(job_id="tiny", model="m", recipe="tests.test_recipes:TinyRecipe")
+        RetrainJob(job_id="tiny", model="m", recipe="tests.unit.recipes.test_recipes:TinyRecipe")
     )
     assert error_of(tiny) == ("INVALID_INPUT", "tiny recipes do not train")
     first = await trainer.execute(RetrainJob(job_id="a", model="digits", params=WEAK))
