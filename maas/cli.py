@@ -9,10 +9,12 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from importlib.metadata import PackageNotFoundError, version
 
 from maas import errors
+from maas.commands.common import Subparsers
+from maas.extras import MissingExtra, missing_extra, top_module
 from workers import logs
 
 # Each module exposes ``register(subparsers)``; its parsers set ``func(args) -> int``.
@@ -26,6 +28,14 @@ COMMAND_MODULES = (
     "maas.commands.client",
     "maas.commands.db",
 )
+# The verbs of the modules that need an extra to import: without it, they stay on the
+# command line and say which extra to install (other modules are named for their verb).
+_VERBS_OF = {
+    "maas.commands.stack": ("up",),
+    "maas.commands.serve": ("worker",),
+    "maas.commands.schedule": ("trainer", "scheduler", "schedule"),
+}
+_EXTRA_OF_VERB = {"trainer": "train"}  # needs more than the module that failed to import
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -55,11 +65,39 @@ def build_parser() -> argparse.ArgumentParser:
         try:
             module = importlib.import_module(name)
         except ModuleNotFoundError as exc:
-            if exc.name != name:
+            if exc.name == name:
+                continue  # a verb group not built yet
+            if missing_extra(exc) is None:
                 raise
-            continue  # a verb group not built yet
+            _needs_extra(subparsers, name, exc)
+            continue
         module.register(subparsers)
     return parser
+
+
+def _needs_extra(subparsers: Subparsers, name: str, exc: ModuleNotFoundError) -> None:
+    """Keep the verbs of module ``name``, which cannot be imported without an extra, on
+    the command line: each says in one line which extra to install."""
+    for verb in _VERBS_OF.get(name, (name.rpartition(".")[2],)):
+        extra = _EXTRA_OF_VERB.get(verb) or missing_extra(exc)
+        parser = subparsers.add_parser(
+            verb, help=f"(needs: pip install 'maas[{extra}]')", add_help=False
+        )
+        parser.set_defaults(func=_missing(verb, exc), needs_extra=True)
+
+
+def _missing(verb: str, exc: ModuleNotFoundError) -> Callable[[argparse.Namespace], int]:
+    def run(args: argparse.Namespace) -> int:
+        extra = _EXTRA_OF_VERB.get(verb) or missing_extra(exc) or "worker"
+        raise MissingExtra(verb, top_module(exc), extra)
+
+    return run
+
+
+def _verb(args: argparse.Namespace) -> str:
+    """``models register``: the verb, and the group's verb where it has one."""
+    sub = getattr(args, f"{args.command}_command", None)
+    return f"{args.command} {sub}" if sub else str(args.command)
 
 
 def _version() -> str:
@@ -71,7 +109,9 @@ def _version() -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, unknown = parser.parse_known_args(argv)
+    if unknown and not getattr(args, "needs_extra", False):  # a stub takes any flags
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     if args.command is None:  # plain `maas`: say what it can do
         parser.print_help()
         return 0
@@ -80,6 +120,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         code: int = args.func(args)
     except KeyboardInterrupt:
         return errors.EXIT_INTERRUPTED
+    except MissingExtra as exc:
+        errors.report(exc)
+        return errors.EXIT_FAILED
+    except ModuleNotFoundError as exc:
+        extra = missing_extra(exc)
+        if extra is None:
+            raise  # not an optional dependency: a bug
+        errors.report(MissingExtra(_verb(args), top_module(exc), extra))
+        return errors.EXIT_FAILED
     except Exception as exc:
         if not isinstance(exc, errors.user_errors()):
             raise  # a bug: its traceback is what a bug report needs

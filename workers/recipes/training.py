@@ -12,13 +12,10 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 import numpy.typing as npt
-import torch
-from sklearn.metrics import accuracy_score, precision_recall_fscore_support
-from sklearn.model_selection import train_test_split
 
 from workers.recipes import export
 from workers.recipes.base import (
@@ -29,10 +26,12 @@ from workers.recipes.base import (
     TrainRequest,
 )
 from workers.recipes.data import LabelledData, check_ref, load_dataset
-from workers.recipes.network import Classifier, FitConfig, fit, predict
 from workers.recipes.params import COMMON_PARAMS, Param, resolve_params
 
 ARTIFACT_NAME = "model.onnx"
+
+if TYPE_CHECKING:  # torch is the `train` extra's: imported where a recipe trains
+    from workers.recipes.network import Classifier
 
 Scaling = tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]
 
@@ -41,6 +40,8 @@ def held_out_split(
     y: npt.NDArray[np.int64], test_size: float, split_seed: int
 ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
     """Stratified (train rows, held-out rows), both sorted, from the labels alone."""
+    from sklearn.model_selection import train_test_split
+
     try:
         train, test = train_test_split(
             np.arange(len(y)), test_size=test_size, random_state=split_seed, stratify=y
@@ -72,6 +73,8 @@ def degrade(
 
 def evaluate(probabilities: npt.NDArray[np.float32], y: npt.NDArray[np.int64]) -> dict[str, float]:
     """Held-out metrics; the macro averages count a never-predicted class as 0."""
+    from sklearn.metrics import accuracy_score, precision_recall_fscore_support
+
     predicted = probabilities.argmax(axis=1)
     precision, recall, f1, _ = precision_recall_fscore_support(
         y, predicted, average="macro", zero_division=0
@@ -175,6 +178,8 @@ class _Run:
         )
 
     def execute(self, workdir: Path, started: float) -> TrainedModel:
+        from workers.recipes.network import predict
+
         net, metrics = self.fit()
         x_test = self.data.x[self.test_rows].astype(np.float32)
         self.report("evaluate", 0.9)
@@ -199,6 +204,10 @@ class _Run:
         )
 
     def fit(self) -> tuple[Classifier, dict[str, float]]:
+        import torch
+
+        from workers.recipes.network import Classifier, FitConfig, fit
+
         n_classes = len(self.data.classes)
         rows, labels = degrade(self.data.y, self.train_rows, n_classes, self.params)
         x_train = self.data.x[rows]
