@@ -4,6 +4,7 @@ interpreter here; tests/e2e/test_client_install.py installs the real client."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -76,3 +77,19 @@ def test_a_missing_module_is_mapped_to_its_extra() -> None:
     assert str(MissingExtra("up", "onnx", "worker")) == (
         "maas up needs the `worker` extra (onnx is not installed): pip install 'maas[worker]'"
     )
+
+
+def test_a_client_verb_loads_no_extra_even_where_installed() -> None:
+    """A command line that names its verb imports only that verb's module."""
+    probe = (
+        "import contextlib, json, sys\n"
+        "from maas.cli import main\n"
+        "with contextlib.redirect_stdout(None), contextlib.suppress(SystemExit):\n"
+        "    main(['--log-level', 'debug', 'submit', '--help'])\n"
+        "print(json.dumps(sorted({m.partition('.')[0] for m in sys.modules})))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert set(json.loads(done.stdout)) & set(EXTRA_OF) == set()

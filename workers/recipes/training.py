@@ -22,6 +22,7 @@ from workers.recipes.base import (
     DatasetError,
     DatasetRef,
     ProgressFn,
+    RecipeError,
     TrainedModel,
     TrainRequest,
 )
@@ -178,9 +179,9 @@ class _Run:
         )
 
     def execute(self, workdir: Path, started: float) -> TrainedModel:
+        net, metrics = self.fit()  # says which extra to install when torch is missing
         from workers.recipes.network import predict
 
-        net, metrics = self.fit()
         x_test = self.data.x[self.test_rows].astype(np.float32)
         self.report("evaluate", 0.9)
         metrics.update(evaluate(predict(net, x_test), self.data.y[self.test_rows]))
@@ -204,7 +205,13 @@ class _Run:
         )
 
     def fit(self) -> tuple[Classifier, dict[str, float]]:
-        import torch
+        try:
+            import torch
+        except ModuleNotFoundError as exc:  # a trainer without the train extra
+            raise RecipeError(
+                f"recipe {self.recipe.name!r} trains with PyTorch, which this trainer lacks: "
+                "pip install 'maas[train]' where the trainer runs"
+            ) from exc
 
         from workers.recipes.network import Classifier, FitConfig, fit
 

@@ -94,3 +94,27 @@ def test_demo_model_has_the_digits_recipes_metadata(demo: TrainedModel) -> None:
     assert meta["maas.recipe"] == "digits"
     assert meta["maas.classes"] == '["0", "1", "2", "3", "4", "5", "6", "7", "8", "9"]'
     assert [o.name for o in demo.signature.outputs] == ["probabilities", "label"]
+
+
+def test_a_recipe_without_torch_says_which_extra(tmp_path: Path) -> None:
+    """A trainer without the train extra answers the job in one line, not a traceback."""
+    code = (
+        "import sys, importlib.abc\n"
+        "class NoTorch(importlib.abc.MetaPathFinder):\n"
+        "    def find_spec(self, name, path, target=None):\n"
+        "        if name.partition('.')[0] == 'torch':\n"
+        "            raise ModuleNotFoundError(name, name=name)\n"
+        "sys.meta_path.insert(0, NoTorch())\n"
+        "from pathlib import Path\n"
+        "from workers.recipes import DatasetRef, DigitsRecipe, RecipeError, TrainRequest\n"
+        "request = TrainRequest(model='digits', dataset=DatasetRef(name='digits'))\n"
+        "try:\n"
+        f"    DigitsRecipe().train(request, Path({str(tmp_path)!r}))\n"
+        "except RecipeError as exc:\n"
+        "    print(exc)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().endswith("pip install 'maas[train]' where the trainer runs")
