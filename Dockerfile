@@ -5,6 +5,7 @@
 #
 #   docker build -t maas:latest .                           # CPU: torch's CPU build
 #   docker build --build-arg VARIANT=gpu -t maas:gpu .      # GPU: the `gpu` extra
+#   docker build --build-arg EXTRAS=worker,postgres -t maas:worker .  # no torch: workers only
 #
 # The CPU variant takes torch from PyTorch's CPU index (no CUDA libraries, a fraction of
 # the size); the GPU variant takes PyPI's build, which brings its CUDA libraries, and
@@ -15,7 +16,9 @@ ARG PYTHON_VERSION=3.11
 
 FROM python:${PYTHON_VERSION}-slim-bookworm AS build
 ARG VARIANT=cpu
-ARG EXTRAS=postgres
+# worker: ONNX Runtime, the registry, the embedded broker; train: torch (the trainer);
+# postgres: the driver. Without `train`, no torch is installed (EXTRAS=worker,postgres).
+ARG EXTRAS=worker,train,postgres
 ARG TORCH_CPU_INDEX=https://download.pytorch.org/whl/cpu
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
@@ -27,10 +30,15 @@ WORKDIR /src
 # torch first, in a layer of its own: it is most of the image and changes least.
 COPY constraints.txt ./
 RUN case "$VARIANT" in \
-        cpu) pip install -c constraints.txt --index-url "$TORCH_CPU_INDEX" torch ;; \
-        gpu) pip install -c constraints.txt torch ;; \
+        cpu|gpu) ;; \
         *) echo "VARIANT must be cpu or gpu, not '$VARIANT'" >&2; exit 1 ;; \
-    esac
+    esac; \
+    case ",$EXTRAS," in *,train,*) ;; *) exit 0 ;; esac; \
+    if [ "$VARIANT" = cpu ]; then \
+        pip install -c constraints.txt --index-url "$TORCH_CPU_INDEX" torch; \
+    else \
+        pip install -c constraints.txt torch; \
+    fi
 
 COPY pyproject.toml README.md ./
 COPY maas ./maas

@@ -1,4 +1,6 @@
-# Everything runs from a local virtualenv; constraints.txt pins torch.
+# Everything runs from a local virtualenv; constraints.txt pins the runtime-critical
+# packages. `make up` installs only the `worker` extra (no torch: under 1 GB); every other
+# target installs everything (`.[dev]`) on top of it.
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
@@ -9,12 +11,16 @@ PIP    := $(BIN)/python -m pip --disable-pip-version-check
 
 $(BIN)/maas: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
+	$(PIP) install -q -c constraints.txt -e '.[worker]'
+	@touch $@
+
+$(VENV)/.dev: $(BIN)/maas
 	$(PIP) install -q -c constraints.txt -e '.[dev]'
 	@touch $@
 
-setup: $(BIN)/maas
+setup: $(VENV)/.dev  ## everything: the worker, training (torch), PostgreSQL, the tools
 
-up: setup  ## the embedded stack: broker, registry, demo model, worker
+up: $(BIN)/maas  ## the embedded stack: broker, registry, demo model, worker (the worker extra only)
 	$(BIN)/maas up
 
 services: setup  ## PostgreSQL, the deployment checks' tools, Apache Kafka's jars (each when missing)

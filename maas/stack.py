@@ -62,7 +62,7 @@ def ensure_demo_model(models: ModelStore, console: Console) -> int:
         pass
     from workers.recipes.demo import build_digits_model
 
-    console.print("training the digits demo model (PyTorch, scikit-learn's bundled data)…")
+    console.print("training the digits demo model (numpy, scikit-learn's bundled data)…")
     with tempfile.TemporaryDirectory() as workdir:
         trained = build_digits_model(Path(workdir))
         version = models.register(

@@ -14,11 +14,12 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-
-from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import ArgumentError
+from typing import TYPE_CHECKING
 
 from registry.errors import SettingsError
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import URL
 
 DEFAULT_DATABASE_URL = "sqlite:///./.maas/registry.db"
 DEFAULT_ARTIFACT_DIR = "./.maas/artifacts"
@@ -71,6 +72,9 @@ class RegistrySettings:
 
 def database_url(text: str) -> URL:
     """``text`` parsed, if the registry supports it; else :class:`SettingsError`."""
+    from sqlalchemy.engine import make_url  # here: the client verbs import this module
+    from sqlalchemy.exc import ArgumentError
+
     try:
         url = make_url(text)
     except ArgumentError:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -29,9 +30,11 @@ from tests.optimize_helpers import features as random_rows
 from workers.optimize import (
     Comparison,
     DataError,
+    Int8Settings,
     NothingToQuantize,
     NotOnnx,
     Optimized,
+    OptimizeSettings,
     Quality,
     Request,
     Speed,
@@ -39,6 +42,7 @@ from workers.optimize import (
     optimize,
     shortfall,
 )
+from workers.optimize.cpu import VNNI_FLAGS, cpu_flags, detect
 from workers.optimize.optimizer import Candidate, judge
 from workers.recipes import ParamsError
 from workers.recipes.demo import build_digits_model
@@ -52,11 +56,13 @@ def run(registry: Registry, tmp_path: Path) -> Run:
     """``run(model, version, **request fields)``: optimise with fast measurement."""
     counter = iter(range(1000))
 
-    def run_one(model: str, version: int, **fields: object) -> Optimized:
+    def run_one(
+        model: str, version: int, settings: OptimizeSettings = FAST, **fields: object
+    ) -> Optimized:
         workdir = tmp_path / f"work{next(counter)}"
         workdir.mkdir()
         request = Request(model, version, **fields)  # type: ignore[arg-type]
-        return optimize(registry.models, request, workdir, actor="tester", settings=FAST)
+        return optimize(registry.models, request, workdir, actor="tester", settings=settings)
 
     return run_one
 
@@ -103,7 +109,9 @@ def test_dynamic_int8_is_registered_with_lineage_and_measured_figures(
     assert metrics["eval_rows"] == 200
     assert metrics["size_bytes"] < metrics["parent_size_bytes"]
     assert metrics["rows_per_s"] > 0 and metrics["parent_rows_per_s"] > 0
+    chosen = detect()  # the int8 settings this CPU calls for, recorded
     made = {"method": "int8-dynamic", "evaluated_on": f"rows of {rows}"}
+    made |= {"reduce_range": chosen.reduce_range, "int8_cpu": chosen.why}
     assert version.params["optimization"] == made
     assert from_metrics(metrics) == done.candidate.comparison
     assert registry.models.aliases("clf") == {"production": 1}  # not asked to promote
@@ -127,12 +135,20 @@ def test_static_int8_calibrates_on_rows_it_is_not_measured_on(
     assert version.params["optimization"]["calibrated_on"] == f"rows of {rows}"
 
 
-def test_a_text_model_keeps_its_tokenizer(registry: Registry, run: Run, tmp_path: Path) -> None:
+def text_model(registry: Registry, tmp_path: Path) -> tuple[Path, Path]:
+    """A registered text model ("enc" version 1) and sentences to measure it on."""
     source = build_text_model(tmp_path / "text")
     registry.models.register("enc", Draft(source), actor="tester")
     texts = ["the cat sat on a mat", "a dog ran far", "the dog sat", "cat"] * 10
     data = tmp_path / "texts.jsonl"
     data.write_text("".join(json.dumps({"id": i, "text": t}) + "\n" for i, t in enumerate(texts)))
+    return source, data
+
+
+def test_a_text_model_keeps_its_tokenizer(registry: Registry, run: Run, tmp_path: Path) -> None:
+    """With the int8 settings this CPU calls for (reduce_range without VNNI), the
+    embeddings stay close to fp32 on either kind of x86 CPU; the choice is recorded."""
+    source, data = text_model(registry, tmp_path)
 
     version = run("enc", 1, calibration=data).version
 
@@ -144,6 +160,29 @@ def test_a_text_model_keeps_its_tokenizer(registry: Registry, run: Run, tmp_path
     runtime = load_runtime(version.path, "onnx", version.signature)
     embedding = runtime.infer(runtime.prepare({"text": ["the cat", "a dog ran"]}))["embedding"]
     assert embedding.shape == (2, 8)
+    chosen = detect()
+    assert version.metrics["int8_reduce_range"] == float(chosen.reduce_range)
+    made = version.params["optimization"]
+    assert (made["reduce_range"], made["int8_cpu"]) == (chosen.reduce_range, chosen.why)
+
+
+@pytest.mark.parametrize("reduce_range", [True, False], ids=["7-bit", "8-bit"])
+def test_each_int8_setting_keeps_a_text_model_close_where_the_cpu_allows(
+    registry: Registry, run: Run, tmp_path: Path, reduce_range: bool
+) -> None:
+    """7-bit weights are close to fp32 on any CPU; full 8-bit weights only where the
+    int8 dot product cannot saturate (VNNI), which is why the CPU chooses."""
+    flags = cpu_flags() or frozenset()
+    if not reduce_range and not flags & VNNI_FLAGS:
+        pytest.skip("full 8-bit weights saturate on an x86 CPU without VNNI (cpu.py)")
+    _, data = text_model(registry, tmp_path)
+    settings = replace(FAST, int8=Int8Settings(reduce_range, "the test's choice"))
+
+    version = run("enc", 1, settings=settings, calibration=data).version
+
+    assert version.metrics["int8_reduce_range"] == float(reduce_range)
+    assert version.params["optimization"]["int8_cpu"] == "the test's choice"
+    assert version.metrics["cosine_mean"] > 0.95 and version.metrics["cosine_min"] > 0.9
 
 
 def test_a_trained_version_is_measured_on_the_rows_its_recipe_held_out(
@@ -292,7 +331,8 @@ def comparison(drop: float, speedup: float) -> Comparison:
 def test_promoted_only_when_asked_within_the_drop_and_faster(
     drop: float, speedup: float, promote: bool, promoted: bool, decision: str
 ) -> None:
-    candidate = Candidate(Path("m"), "int8-dynamic", comparison(drop, speedup), "rows", None)
+    int8 = Int8Settings(False, "test")
+    candidate = Candidate(Path("m"), "int8-dynamic", comparison(drop, speedup), "rows", None, int8)
     verdict = judge(candidate, 0.01, promote=promote, source=3)
     assert verdict.promote is promoted
     assert verdict.decision.startswith(decision) or decision in verdict.decision

@@ -12,6 +12,7 @@ speed against the parent), :mod:`~workers.optimize.report` (the figures in words
     └── DataError          calibration or evaluation rows missing, unreadable or misfit
 """
 
+from workers.optimize.cpu import Int8Settings
 from workers.optimize.errors import DataError, NothingToQuantize, NotOnnx, OptimizeError
 from workers.optimize.measure import Comparison, MeasureSettings, Quality, Speed
 from workers.optimize.optimizer import (
@@ -36,6 +37,7 @@ __all__ = [
     "Candidate",
     "Comparison",
     "DataError",
+    "Int8Settings",
     "MeasureSettings",
     "Method",
     "NotOnnx",

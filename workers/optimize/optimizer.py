@@ -22,6 +22,7 @@ import onnx
 from registry.artifacts import TOKENIZER_FILE, ArtifactStore, model_file
 from registry.drafts import Draft
 from registry.entities import ModelVersion, Signature
+from workers.optimize.cpu import Int8Settings, detect
 from workers.optimize.measure import Comparison, Contender, MeasureSettings, compare
 from workers.optimize.quantize import (
     METHOD_NAMES,
@@ -60,6 +61,7 @@ class OptimizeSettings:
     max_rows: int = 1000  # rows read to measure quality on (and to calibrate from a file)
     calibration_rows: int = 256
     calibration_batch: int = 32
+    int8: Int8Settings | None = None  # None: chosen by what this CPU supports (cpu.py)
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,14 +92,21 @@ class Candidate:
     comparison: Comparison
     evaluated_on: str
     calibrated_on: str | None
+    int8: Int8Settings  # the settings the CPU that quantised it called for
 
     def params(self, parent: dict[str, Any]) -> dict[str, Any]:
         """The parent's params (its data and split still describe this version) and how
-        this one was made."""
-        made = {"method": self.method, "evaluated_on": self.evaluated_on}
+        this one was made, the int8 settings this CPU called for included."""
+        made: dict[str, Any] = {"method": self.method, "evaluated_on": self.evaluated_on}
         if self.calibrated_on is not None:
             made["calibrated_on"] = self.calibrated_on
+        made |= {"reduce_range": self.int8.reduce_range, "int8_cpu": self.int8.why}
         return {**parent, "optimization": made}
+
+    def metrics(self) -> dict[str, float]:
+        """The measured figures, and ``int8_reduce_range`` (1.0: 7-bit weights): the
+        quality figure depends on it, and so on the CPU that chose it."""
+        return {**self.comparison.metrics(), "int8_reduce_range": float(self.int8.reduce_range)}
 
     def draft(self, parent: ModelVersion, verdict: Verdict) -> Draft:
         """The version to register: derived from ``parent``, promoted as ``verdict`` says."""
@@ -107,7 +116,7 @@ class Candidate:
             promote=verdict.promote,
             dataset_hash=parent.dataset_hash,
             params=self.params(parent.params),
-            metrics=self.comparison.metrics(),
+            metrics=self.metrics(),
             derived_from=parent.version,
             method=self.method,
         )
@@ -196,7 +205,8 @@ def build(
     if calibration is not None:
         tokenizer = model_file(artifact).parent / TOKENIZER_FILE
         feeds = calibration_feeds(calibration, signature, tokenizer, settings.calibration_batch)
-    quantized = quantize(artifact, workdir, method, feeds)
+    int8 = settings.int8 or detect()
+    quantized = quantize(artifact, workdir, method, feeds, reduce_range=int8.reduce_range)
     comparison = _measure(
         artifact, quantized, signature, evaluation, settings.measure, _scaled(progress, 0.3, 0.95)
     )
@@ -206,6 +216,7 @@ def build(
         comparison,
         evaluation.source,
         None if calibration is None else calibration.source,
+        int8,
     )
 
 

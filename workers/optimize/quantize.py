@@ -51,11 +51,17 @@ MODEL_NAME = "model.onnx"
 
 
 def quantize(
-    source: Path, workdir: Path, method: Method, calibration: Sequence[Tensors] = ()
+    source: Path,
+    workdir: Path,
+    method: Method,
+    calibration: Sequence[Tensors] = (),
+    *,
+    reduce_range: bool = False,
 ) -> Path:
     """Quantise the artifact at ``source`` (an ONNX file, or a directory holding
     ``model.onnx``) under ``workdir``; returns the new artifact, a file or a directory
-    as ``source`` is. ``calibration``: the graph's feeds, batch by batch (static only)."""
+    as ``source`` is. ``calibration``: the graph's feeds, batch by batch (static only).
+    ``reduce_range``: 7-bit weights, for x86 CPUs without VNNI (:mod:`workers.optimize.cpu`)."""
     model = model_file(source)
     require_onnx(model)
     if method == "static" and not calibration:
@@ -65,7 +71,7 @@ def quantize(
     target = artifact / MODEL_NAME
     prepared = _pre_process(model, workdir / "prepared.onnx")
     try:
-        _run(method, prepared, target, calibration)
+        _run(method, prepared, target, calibration, reduce_range)
     except Exception as exc:  # ONNX Runtime raises many unrelated types
         raise OptimizeError(
             f"ONNX Runtime could not quantise {model.name} ({type(exc).__name__}: "
@@ -119,9 +125,21 @@ def _pre_process(model: Path, out: Path) -> Path:
     return out
 
 
-def _run(method: Method, model: Path, target: Path, calibration: Sequence[Tensors]) -> None:
+def _run(
+    method: Method,
+    model: Path,
+    target: Path,
+    calibration: Sequence[Tensors],
+    reduce_range: bool,
+) -> None:
     if method == "dynamic":
-        quantize_dynamic(str(model), str(target), weight_type=QuantType.QInt8, per_channel=True)
+        quantize_dynamic(
+            str(model),
+            str(target),
+            weight_type=QuantType.QInt8,
+            per_channel=True,
+            reduce_range=reduce_range,
+        )
         return
     quantize_static(
         str(model),
@@ -130,6 +148,7 @@ def _run(method: Method, model: Path, target: Path, calibration: Sequence[Tensor
         quant_format=QuantFormat.QDQ,
         op_types_to_quantize=list(STATIC_OPS),
         per_channel=True,
+        reduce_range=reduce_range,
         activation_type=QuantType.QUInt8,  # u8 activations, s8 weights: fast on x86
         weight_type=QuantType.QInt8,
     )

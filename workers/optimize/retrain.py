@@ -71,21 +71,20 @@ class Plan:
 
     def drafts(self, trained: Draft) -> tuple[Draft, Draft]:
         """(trained, int8) drafts; the one judged keeps ``trained.promote``."""
-        comparison = self.candidate.comparison
         derived = Draft(
             self.candidate.artifact,
             trained.reason,
             promote=trained.promote and self.judged,
             dataset_hash=trained.dataset_hash,
             params=self.candidate.params(trained.params),
-            metrics=comparison.metrics(),
+            metrics=self.candidate.metrics(),
             method=self.candidate.method,
         )
         return replace(trained, promote=trained.promote and not self.judged), derived
 
     @property
     def metrics(self) -> dict[str, float]:
-        return self.candidate.comparison.metrics()
+        return self.candidate.metrics()
 
 
 def plan(

@@ -16,16 +16,18 @@ import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
 import onnx
 import onnxruntime as ort
-import torch
 
 from registry.entities import Signature, TensorSpec
 from workers.recipes.base import DatasetError, ParityError
-from workers.recipes.network import Classifier
+
+if TYPE_CHECKING:  # torch is the `train` extra's: imported by the functions that use it
+    from workers.recipes.network import Classifier
 
 OPSET = 17
 PARITY_ATOL = 1e-4
@@ -77,6 +79,8 @@ def export_onnx(
 ) -> None:
     """Write ``net`` to ``path``: input [batch, F], outputs probabilities and label,
     under ``names`` (default: ``x``, ``probabilities``, ``label``)."""
+    import torch
+
     names = names or Names()
     net.eval()
     example = (torch.zeros(2, n_features, dtype=torch.float32),)
@@ -119,6 +123,8 @@ def check_parity(
 
     Raises :class:`ParityError` when it exceeds ``atol`` or any predicted label differs.
     """
+    import torch
+
     with torch.inference_mode():
         expected, expected_label = (t.numpy() for t in net(torch.as_tensor(x)))
     names = names or Names()

@@ -12,27 +12,27 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 import numpy.typing as npt
-import torch
-from sklearn.metrics import accuracy_score, precision_recall_fscore_support
-from sklearn.model_selection import train_test_split
 
 from workers.recipes import export
 from workers.recipes.base import (
     DatasetError,
     DatasetRef,
     ProgressFn,
+    RecipeError,
     TrainedModel,
     TrainRequest,
 )
 from workers.recipes.data import LabelledData, check_ref, load_dataset
-from workers.recipes.network import Classifier, FitConfig, fit, predict
 from workers.recipes.params import COMMON_PARAMS, Param, resolve_params
 
 ARTIFACT_NAME = "model.onnx"
+
+if TYPE_CHECKING:  # torch is the `train` extra's: imported where a recipe trains
+    from workers.recipes.network import Classifier
 
 Scaling = tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]
 
@@ -41,6 +41,8 @@ def held_out_split(
     y: npt.NDArray[np.int64], test_size: float, split_seed: int
 ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
     """Stratified (train rows, held-out rows), both sorted, from the labels alone."""
+    from sklearn.model_selection import train_test_split
+
     try:
         train, test = train_test_split(
             np.arange(len(y)), test_size=test_size, random_state=split_seed, stratify=y
@@ -72,6 +74,8 @@ def degrade(
 
 def evaluate(probabilities: npt.NDArray[np.float32], y: npt.NDArray[np.int64]) -> dict[str, float]:
     """Held-out metrics; the macro averages count a never-predicted class as 0."""
+    from sklearn.metrics import accuracy_score, precision_recall_fscore_support
+
     predicted = probabilities.argmax(axis=1)
     precision, recall, f1, _ = precision_recall_fscore_support(
         y, predicted, average="macro", zero_division=0
@@ -175,7 +179,9 @@ class _Run:
         )
 
     def execute(self, workdir: Path, started: float) -> TrainedModel:
-        net, metrics = self.fit()
+        net, metrics = self.fit()  # says which extra to install when torch is missing
+        from workers.recipes.network import predict
+
         x_test = self.data.x[self.test_rows].astype(np.float32)
         self.report("evaluate", 0.9)
         metrics.update(evaluate(predict(net, x_test), self.data.y[self.test_rows]))
@@ -199,6 +205,16 @@ class _Run:
         )
 
     def fit(self) -> tuple[Classifier, dict[str, float]]:
+        try:
+            import torch
+        except ModuleNotFoundError as exc:  # a trainer without the train extra
+            raise RecipeError(
+                f"recipe {self.recipe.name!r} trains with PyTorch, which this trainer lacks: "
+                "pip install 'maas[train]' where the trainer runs"
+            ) from exc
+
+        from workers.recipes.network import Classifier, FitConfig, fit
+
         n_classes = len(self.data.classes)
         rows, labels = degrade(self.data.y, self.train_rows, n_classes, self.params)
         x_train = self.data.x[rows]

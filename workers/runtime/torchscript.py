@@ -51,7 +51,13 @@ class TorchRuntime(ModelRuntime):
     format = "torchscript"
 
     def _open(self, path: Path, settings: RuntimeSettings) -> Opened:
-        import torch
+        try:
+            import torch
+        except ModuleNotFoundError as exc:  # a worker without the train extra
+            raise RuntimeLoadError(
+                f"{path.name} is a TorchScript model and torch is not installed here: "
+                "pip install 'maas[train]' on the workers that serve it"
+            ) from exc
 
         device, reason = _torch_device(settings.device)
         _torch_threads(settings)

@@ -2,25 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
 import pytest
-import torch
 
 from workers.recipes import TrainedModel
 from workers.recipes.demo import build_digits_model, demo_held_out_rows, digits_samples
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread() -> Iterator[None]:
-    """Tiny MLPs train faster on one thread than on two contended ones; restored after."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")
@@ -73,3 +64,57 @@ def test_build_is_reproducible_per_seed(demo: TrainedModel, tmp_path: Path) -> N
     again = build_digits_model(tmp_path, seed=0)
     assert again.metrics == pytest.approx(demo.metrics)
     assert again.dataset_hash == demo.dataset_hash
+
+
+def test_demo_is_built_without_torch(tmp_path: Path) -> None:
+    """`maas up` needs only the worker extra: the demo model trains and exports with numpy
+    and onnx, and importing torch would fail here, as it does without the train extra."""
+    code = (
+        "import sys, importlib.abc\n"
+        "class NoTorch(importlib.abc.MetaPathFinder):\n"
+        "    def find_spec(self, name, path, target=None):\n"
+        "        if name.partition('.')[0] == 'torch':\n"
+        "            raise ModuleNotFoundError(name, name=name)\n"
+        "sys.meta_path.insert(0, NoTorch())\n"
+        "from pathlib import Path\n"
+        "from workers.recipes.demo import build_digits_model\n"
+        f"model = build_digits_model(Path({str(tmp_path)!r}), epochs=2)\n"
+        "print(model.recipe, model.signature.inputs[0].name)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["digits", "x"]
+
+
+def test_demo_model_has_the_digits_recipes_metadata(demo: TrainedModel) -> None:
+    """So the trainer's digits recipe can measure and retrain it."""
+    meta = ort.InferenceSession(str(demo.artifact)).get_modelmeta().custom_metadata_map
+    assert meta["maas.recipe"] == "digits"
+    assert meta["maas.classes"] == '["0", "1", "2", "3", "4", "5", "6", "7", "8", "9"]'
+    assert [o.name for o in demo.signature.outputs] == ["probabilities", "label"]
+
+
+def test_a_recipe_without_torch_says_which_extra(tmp_path: Path) -> None:
+    """A trainer without the train extra answers the job in one line, not a traceback."""
+    code = (
+        "import sys, importlib.abc\n"
+        "class NoTorch(importlib.abc.MetaPathFinder):\n"
+        "    def find_spec(self, name, path, target=None):\n"
+        "        if name.partition('.')[0] == 'torch':\n"
+        "            raise ModuleNotFoundError(name, name=name)\n"
+        "sys.meta_path.insert(0, NoTorch())\n"
+        "from pathlib import Path\n"
+        "from workers.recipes import DatasetRef, DigitsRecipe, RecipeError, TrainRequest\n"
+        "request = TrainRequest(model='digits', dataset=DatasetRef(name='digits'))\n"
+        "try:\n"
+        f"    DigitsRecipe().train(request, Path({str(tmp_path)!r}))\n"
+        "except RecipeError as exc:\n"
+        "    print(exc)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().endswith("pip install 'maas[train]' where the trainer runs")
