@@ -44,7 +44,7 @@ from workers.kafka.publisher import DEFAULT_MAX_RECORD_BYTES, Publisher, Record
 from workers.kafka.topics import ClusterTopics, keep_service_topics
 from workers.kafka.unreadable import RawRecord, salvage
 from workers.runtime.loader import RuntimeSettings
-from workers.serving.delivery import Acknowledged, Delivery, Replies
+from workers.serving.delivery import AtLeastOnce, Delivery, Replies
 from workers.serving.edge import Edge
 from workers.serving.flow import pace, redeliver_due
 from workers.serving.handler import JobHandler, Retry
@@ -54,7 +54,7 @@ from workers.serving.models import ModelCache
 from workers.serving.offsets import OffsetTracker
 from workers.serving.rollback import RollbackSettings, RollbackWatcher
 from workers.serving.stores import ServedMetrics, ServedModels
-from workers.serving.transactions import Transactional, transactional_id
+from workers.serving.transactions import ExactlyOnce, transactional_id
 from workers.tenancy.guard import Guard, TenancySettings, TenantStore
 
 log = structlog.get_logger(__name__)
@@ -233,8 +233,8 @@ class Worker:
         self, consumer: AIOKafkaConsumer, publisher: Publisher, stop: asyncio.Event
     ) -> Delivery:
         if self.transactional_id is not None:
-            return Transactional(publisher, self.tracker, self.settings.group, stop)
-        return Acknowledged(consumer, publisher, self.tracker, self.settings.commit_interval_s)
+            return ExactlyOnce(publisher, self.tracker, self.settings.group, stop)
+        return AtLeastOnce(consumer, publisher, self.tracker, self.settings.commit_interval_s)
 
     async def _poll(self, consumer: AIOKafkaConsumer, stop: asyncio.Event) -> None:
         settings = self.settings
