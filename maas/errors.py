@@ -20,7 +20,8 @@ Exit codes, for every command:
 The package's own errors, one root::
 
     CommandError       the command cannot run as given (a file, an input)
-    └── BrokerError    the embedded broker could not be started
+    ├── BrokerError    the embedded broker could not be started
+    └── MissingExtra   the verb needs an optional dependency (``maas/extras.py``)
 """
 
 from __future__ import annotations

@@ -8,6 +8,8 @@ one line naming it (:class:`MissingExtra`), never in an ``ImportError`` tracebac
 
 from __future__ import annotations
 
+from maas.errors import CommandError
+
 # The top-level module of each optional dependency, and the extra that installs it.
 EXTRA_OF = {
     "onnxruntime": "worker",
@@ -27,7 +29,7 @@ EXTRA_OF = {
 }
 
 
-class MissingExtra(Exception):
+class MissingExtra(CommandError):
     """A verb needs an optional dependency that is not installed."""
 
     def __init__(self, verb: str, module: str, extra: str) -> None:
