@@ -135,6 +135,12 @@ class AliasMove:
     automatic: bool
     at: datetime
 
+    @property
+    def moved(self) -> bool:
+        """False for a promotion of the version the alias already held: nothing changed,
+        nothing was recorded (a self-move is no history and nothing to roll back to)."""
+        return self.previous_version != self.version
+
 
 @dataclass(frozen=True, slots=True)
 class MetricWindow:

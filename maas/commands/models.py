@@ -216,6 +216,11 @@ def _show(registry: Registry, args: argparse.Namespace) -> int:
 
 def _promote(registry: Registry, args: argparse.Namespace) -> int:
     move = registry.models.promote(args.name, args.version, **_move(args))
+    if not move.moved:
+        print(
+            f"{move.model} {move.alias} already points to version {move.version}; nothing changed"
+        )
+        return 0
     print(f"{move.model} {move.alias}: {_opt(move.previous_version)} -> {move.version}")
     return 0
 
