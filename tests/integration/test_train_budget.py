@@ -4,6 +4,7 @@ starts after a crash."""
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import time
 from collections.abc import Iterator
@@ -13,6 +14,8 @@ import pytest
 import torch
 
 from maas.cli import main
+from maas.commands.schedule import register, trainer_settings
+from maas.errors import CommandError
 from producer.contract.messages import RetrainJob
 from producer.kafka import KafkaSettings
 from registry.registry import Registry
@@ -69,6 +72,19 @@ def test_the_budget_from_the_environment_and_flags() -> None:
         TrainBudget.from_env({"MAAS_TRAIN_MAX_ATTEMPTS": "x"})
     with pytest.raises(ValueError, match="must be positive"):
         TrainBudget.from_env({}, time_s=0)
+
+
+def test_the_trainer_command_takes_the_budget(monkeypatch: pytest.MonkeyPatch) -> None:
+    parser = argparse.ArgumentParser()
+    register(parser.add_subparsers())
+    monkeypatch.setenv("MAAS_TRAIN_MAX_ATTEMPTS", "2")
+    flags = ["trainer", "--time-budget", "60", "--max-work", "1e9", "--max-dataset-mb", "1"]
+    settings = trainer_settings(parser.parse_args(flags))
+    assert settings.budget == TrainBudget(time_s=60.0, max_work=10**9, max_attempts=2)
+    assert settings.allowed.max_dataset_bytes == 2**20
+    monkeypatch.setenv("MAAS_TRAIN_MAX_DATASET_MB", "lots")
+    with pytest.raises(CommandError, match="MAAS_TRAIN_MAX_DATASET_MB='lots' is not a number"):
+        trainer_settings(parser.parse_args(["trainer"]))
 
 
 async def test_too_much_work_is_refused_before_training(registry: Registry) -> None:

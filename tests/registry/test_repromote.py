@@ -14,9 +14,9 @@ from typing import Any
 import pytest
 from sqlalchemy import create_engine, insert, select
 
-from registry import AliasMove, ConflictError, Registry, RegistrySettings
+from registry import AliasMove, ConflictError, MetricWindow, Registry, RegistrySettings
 from registry.drafts import Draft
-from registry.policy import last_move
+from registry.policy import RollbackPolicy, check_rollback, last_move
 from registry.tables import AliasEventRow, ModelRow
 
 MakeOnnx = Callable[..., Path]
@@ -131,3 +131,19 @@ def test_last_move_skips_self_moves() -> None:
 
     assert last_move([move(None, 1), move(1, 2), move(2, 2)]) == move(1, 2)
     assert last_move([]) is None
+
+
+def test_a_broken_version_promoted_twice_is_still_rolled_back_automatically(
+    any_registry: Registry, make_onnx: MakeOnnx
+) -> None:
+    models = any_registry.models
+    models.register("m", Draft(make_onnx(), promote=True), actor="ann")
+    models.register("m", Draft(make_onnx(), promote=True), actor="ann")
+    models.promote("m", 2, actor="ann")  # the 2 -> 2 that made rollback fail every 10 s
+    start = datetime.now(UTC)
+    broken = MetricWindow("m", 2, "w", start, start, jobs=50, rows=50, errors={"INTERNAL": 20})
+    any_registry.metrics.record_windows([broken])
+    policy = RollbackPolicy(min_jobs=20)
+    move = check_rollback(models, any_registry.metrics, "m", policy=policy)
+    assert move is not None and (move.previous_version, move.version) == (2, 1)
+    assert move.automatic and "error rate" in move.reason
