@@ -160,6 +160,7 @@ async def test_a_served_worker_exports_every_worker_metric_that_deploy_queries(
     version = {"model": "digits", "version": "1"}
     assert samples(page, "maas_jobs_total") == [
         ({**version, "status": "ok"}, 4.0),
+        ({**version, "status": "error"}, 0.0),  # the model failed none
         ({**version, "status": "client_error"}, 1.0),
     ]
     assert samples(page, "maas_job_client_errors_total") == [
