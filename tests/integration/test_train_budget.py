@@ -170,3 +170,11 @@ async def test_a_huge_and_a_long_job_do_not_hold_the_next_one(
     assert codes == {"huge": "TOO_LARGE", "long": "EXPIRED", "small": None}
     assert results["small"]["status"] == "ok" and results["small"]["version"] == 1
     print(f"\nhuge, long (2 s budget) and small answered in {seconds:.1f} s")
+
+
+async def test_a_trainer_trying_its_own_run_again_is_no_crash(registry: Registry) -> None:
+    trainer = offline_trainer(registry, TrainBudget(max_attempts=1, cancel_poll_s=0.2))
+    trainer._started.add("mine")  # as after a retriable registry failure mid-job
+    registry.runs.start_run("mine", "digits", trigger="manual")
+    result = await trainer.execute(job("mine", epochs=1, hidden=8))
+    assert result.status == "ok" and result.version == 1

@@ -123,6 +123,9 @@ class Trainer:
         self.settings = settings
         self.ready = asyncio.Event()
         self._publisher: Publisher | None = None
+        # Runs this trainer started: starting one again is its own retry (the registry
+        # failed), not a trainer that stopped, and never counts toward max_attempts.
+        self._started: set[str] = set()
 
     async def readiness(self) -> str | None:
         """Why the trainer is not ready (None: it has joined its group and owns partitions)."""
@@ -238,18 +241,21 @@ class Trainer:
         trainer stop); after ``retry.attempts`` more tries, answered INTERNAL."""
         limits = self.settings.retry
         attempt = 0
-        while True:
-            try:
-                return await self.execute(job, access)
-            except RegistryError as exc:
-                if not exc.retriable:
-                    raise
-                attempt += 1
-                if attempt > limits.attempts:
-                    message = f"the registry failed {attempt} times: {exc}"
-                    return error_result(job.job_id, job.model, ErrorCode.INTERNAL, message)
-                log.warning("registry unavailable; trying the job again", error=str(exc))
-                await asyncio.sleep(limits.delay_s(attempt))
+        try:
+            while True:
+                try:
+                    return await self.execute(job, access)
+                except RegistryError as exc:
+                    if not exc.retriable:
+                        raise
+                    attempt += 1
+                    if attempt > limits.attempts:
+                        message = f"the registry failed {attempt} times: {exc}"
+                        return error_result(job.job_id, job.model, ErrorCode.INTERNAL, message)
+                    log.warning("registry unavailable; trying the job again", error=str(exc))
+                    await asyncio.sleep(limits.delay_s(attempt))
+        finally:
+            self._started.discard(job.job_id)
 
     # -- one job: run → train → gate → register -------------------------------------------
 
@@ -275,7 +281,9 @@ class Trainer:
         if run.status != "running":
             log.info("retrain job already ran; answering from the stored run", status=run.status)
             return from_run(job, run)
-        if not created:
+        retry = job.job_id in self._started
+        self._started.add(job.job_id)
+        if not created and not retry:
             if run.attempts > self.settings.budget.max_attempts:
                 return await self._fail(job, _crashed_too_often(run.attempts - 1))
             log.warning(
