@@ -25,6 +25,7 @@ COMMAND_MODULES = (
     "maas.commands.models",
     "maas.commands.tenants",
     "maas.commands.schedule",
+    "maas.commands.runs",
     "maas.commands.client",
     "maas.commands.db",
 )

@@ -57,7 +57,9 @@ def alias_map(session: Session, model: ModelRow) -> dict[str, int]:
 
 
 def previous_holder(session: Session, model: ModelRow, alias: str, current: int) -> int:
-    """The version ``alias`` held before ``current`` was last promoted to it."""
+    """The version ``alias`` held before ``current`` was last promoted to it: the last
+    *different* one (a self-move ``current -> current``, recorded by registries before
+    0005, is skipped)."""
     previous = session.scalar(
         select(AliasEventRow.from_version)
         .where(
@@ -65,6 +67,7 @@ def previous_holder(session: Session, model: ModelRow, alias: str, current: int)
             AliasEventRow.alias == alias,
             AliasEventRow.kind == "promote",
             AliasEventRow.to_version == current,
+            AliasEventRow.from_version != current,
         )
         .order_by(AliasEventRow.id.desc())
         .limit(1)
@@ -78,10 +81,25 @@ def previous_holder(session: Session, model: ModelRow, alias: str, current: int)
 
 
 def move_alias(session: Session, model: ModelRow, change: AliasChange) -> AliasMove:
-    """Make ``change``: the alias, its history and the audit row; returns the move."""
+    """Make ``change``: the alias, its history and the audit row; returns the move.
+
+    An alias that already points to ``change.version`` is left alone: nothing is
+    recorded, and the move returned is not :attr:`~AliasMove.moved`."""
     at = utcnow()
     row = session.get(AliasRow, (model.id, change.alias))
     previous = None if row is None else row.version
+    if previous == change.version:
+        return AliasMove(
+            model=model.name,
+            alias=change.alias,
+            version=change.version,
+            previous_version=previous,
+            kind=change.kind,
+            actor=change.actor,
+            reason=change.reason,
+            automatic=change.automatic,
+            at=at,
+        )
     if row is None:
         session.add(
             AliasRow(model_id=model.id, alias=change.alias, version=change.version, updated_at=at)

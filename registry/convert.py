@@ -77,6 +77,7 @@ def window(row: MetricWindowRow, model: str) -> MetricWindow:
         row,
         model=model,
         errors={str(code): int(n) for code, n in row.errors.items()},
+        client_errors={str(code): int(n) for code, n in (row.client_errors or {}).items()},
         **{name: getattr(row, column) for name, column in _WINDOW_COLUMNS.items()},
     )
 
@@ -88,7 +89,8 @@ def window_values(item: MetricWindow, model_id: int) -> dict[str, object]:
         for name in _field_names(MetricWindow)
         if name != "model"
     }
-    return {**values, "model_id": model_id, "errors": dict(item.errors)}
+    errors = {"errors": dict(item.errors), "client_errors": dict(item.client_errors)}
+    return {**values, "model_id": model_id, **errors}
 
 
 def rollback(row: RollbackRow, model: str) -> RollbackRecord:

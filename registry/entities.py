@@ -135,6 +135,12 @@ class AliasMove:
     automatic: bool
     at: datetime
 
+    @property
+    def moved(self) -> bool:
+        """False for a promotion of the version the alias already held: nothing changed,
+        nothing was recorded (a self-move is no history and nothing to roll back to)."""
+        return self.previous_version != self.version
+
 
 @dataclass(frozen=True, slots=True)
 class MetricWindow:
@@ -147,7 +153,7 @@ class MetricWindow:
     end: datetime
     jobs: int
     rows: int
-    errors: dict[str, int] = field(default_factory=dict)
+    errors: dict[str, int] = field(default_factory=dict)  # the model's or service's, by code
     queue_ms_p50: float = 0.0
     queue_ms_p95: float = 0.0
     queue_ms_p99: float = 0.0
@@ -156,10 +162,18 @@ class MetricWindow:
     infer_ms_p99: float = 0.0
     mean_batch_size: float = 0.0
     rows_per_s: float = 0.0
+    # Jobs answered with a client's mistake (INVALID_INPUT, UNAUTHORIZED, ...), by code:
+    # counted apart, never toward the error rate, rollback or retraining.
+    client_errors: dict[str, int] = field(default_factory=dict)
 
     @property
     def n_errors(self) -> int:
+        """Jobs the model or the service failed: what error rates are made of."""
         return sum(self.errors.values())
+
+    @property
+    def n_client_errors(self) -> int:
+        return sum(self.client_errors.values())
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,6 +206,7 @@ class RetrainRun:
     error_code: str | None  # what an "error" run failed with (a Result's error.code)
     started_at: datetime
     finished_at: datetime | None
+    attempts: int = 1  # how often a trainer started it (a crash leaves it to start again)
 
 
 @dataclass(frozen=True, slots=True)

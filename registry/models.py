@@ -309,7 +309,8 @@ class ModelStore:
             target = to if to is not None else previous_holder(session, model, alias, current)
             if target == current:
                 raise ConflictError(
-                    f"alias {alias!r} of {name!r} already points to version {current}"
+                    f"alias {alias!r} of {name!r} already points to version {current}; "
+                    f"name another: maas models rollback {name} --to VERSION"
                 )
             row = version_row(session, model, target)
             _require_ready(row, name)
@@ -363,7 +364,7 @@ class ModelStore:
             return [convert.audit(row) for row in rows]
 
     def _notify(self, move: AliasMove) -> None:
-        if self._on_alias_move is not None:
+        if self._on_alias_move is not None and move.moved:
             _call_hook(self._on_alias_move, move)
 
 

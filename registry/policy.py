@@ -140,6 +140,12 @@ class RollbackPolicy:
         return Decision(False, "within limits of error rate and latency")
 
 
+def last_move(history: Sequence[AliasMove]) -> AliasMove | None:
+    """The last move of an alias that changed its version (a self-move ``2 -> 2``,
+    recorded by registries before 0005, is no promotion to judge)."""
+    return next((move for move in reversed(history) if move.moved), None)
+
+
 def check_rollback(
     models: AliasRollbacks,
     metrics: WindowReader,
@@ -154,8 +160,7 @@ def check_rollback(
     Only a holder that arrived by promotion is judged: one restored by a rollback is
     the known-good version and is never rolled forward again automatically.
     """
-    history = models.alias_history(name, alias)
-    promoted = history[-1] if history else None
+    promoted = last_move(models.alias_history(name, alias))
     if promoted is None or promoted.kind != "promote" or promoted.previous_version is None:
         return None
     previous = promoted.previous_version

@@ -27,6 +27,7 @@ from registry.tables import RetrainRunRow, ScheduleFireRow, ScheduleRow
 
 PROMOTE_MODES = ("gate", "never", "always")
 RUN_STATUSES = ("ok", "error")
+CANCELLED_CODE = "INTERNAL"  # a cancelled run's error code: the service stopped it
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,7 +53,10 @@ class RunStore:
     def start_run(
         self, job_id: str, model: str, *, trigger: str, params: dict[str, Any] | None = None
     ) -> tuple[RetrainRun, bool]:
-        """Record that retraining job ``job_id`` started; ``False`` if it already existed."""
+        """Record that retraining job ``job_id`` started; ``False`` if it already existed.
+
+        Starting a run that is still "running" (left so by a trainer that stopped) counts
+        one more of its ``attempts``."""
         check_job_id(job_id)
         check_model_name(model)
         return retrying(
@@ -64,8 +68,12 @@ class RunStore:
         self, job_id: str, model: str, trigger: str, params: dict[str, Any]
     ) -> tuple[RetrainRun, bool]:
         with self._db.session() as session:
-            existing = session.scalar(select(RetrainRunRow).where(RetrainRunRow.job_id == job_id))
+            existing = session.scalar(
+                select(RetrainRunRow).where(RetrainRunRow.job_id == job_id).with_for_update()
+            )
             if existing is not None:
+                if existing.status == "running":
+                    existing.attempts += 1
                 return convert.run(existing), False
             row = RetrainRunRow(
                 job_id=job_id,
@@ -85,6 +93,42 @@ class RunStore:
         """Record the outcome (``ok``, or ``error`` and its ``error_code``) of a running job."""
         with self._db.session() as session:
             return convert.run(finish(session, job_id, outcome))
+
+    def cancel_run(self, job_id: str, *, actor: str, reason: str = "") -> RetrainRun:
+        """Finish the running run ``job_id`` as cancelled (an ``error`` run, code
+        ``INTERNAL``): its trainer stops at its next optimiser step, and the job (and any
+        redelivery) is answered with the cancellation."""
+        why = f"cancelled by {actor}" + (f": {reason}" if reason else "")
+        with self._db.session() as session:
+            row = session.scalar(
+                select(RetrainRunRow).where(RetrainRunRow.job_id == job_id).with_for_update()
+            )
+            if row is None:
+                raise RunNotFound(
+                    f"no retraining run has job_id {job_id!r}: it has not started (a run "
+                    "starts when a trainer takes its job); maas runs list shows the runs"
+                )
+            if row.status != "running":
+                raise ConflictError(
+                    f"run {job_id!r} already finished ({row.status}); there is nothing to cancel"
+                )
+            outcome = RunOutcome("error", reason=why, error_code=CANCELLED_CODE)
+            cancelled = finish(session, job_id, outcome)
+            audit(session, actor, "run.cancel", row.model, None, job_id=job_id, reason=reason)
+            return convert.run(cancelled)
+
+    def runs(
+        self, model: str | None = None, *, status: str | None = None, limit: int = 50
+    ) -> list[RetrainRun]:
+        """The newest runs first (of one model, in one status)."""
+        with self._db.session() as session:
+            query = select(RetrainRunRow)
+            if model is not None:
+                query = query.where(RetrainRunRow.model == model)
+            if status is not None:
+                query = query.where(RetrainRunRow.status == status)
+            rows = session.scalars(query.order_by(RetrainRunRow.id.desc()).limit(limit))
+            return [convert.run(row) for row in rows]
 
     def get_run(self, job_id: str) -> RetrainRun | None:
         with self._db.session() as session:

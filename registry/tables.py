@@ -147,7 +147,8 @@ class MetricWindowRow(Base):
     window_end: Mapped[datetime]
     jobs: Mapped[int] = mapped_column(Integer)
     rows: Mapped[int] = mapped_column(Integer)
-    errors: Mapped[dict[str, Any]]
+    errors: Mapped[dict[str, Any]]  # the model's and the service's, by code
+    client_errors: Mapped[dict[str, Any]] = mapped_column(default=dict, server_default="{}")
     queue_ms_p50: Mapped[float] = mapped_column(Float)
     queue_ms_p95: Mapped[float] = mapped_column(Float)
     queue_ms_p99: Mapped[float] = mapped_column(Float)
@@ -187,6 +188,7 @@ class RetrainRunRow(Base):
     promoted: Mapped[bool] = mapped_column(Boolean, default=False)
     reason: Mapped[str] = mapped_column(Text, default="")
     error_code: Mapped[str | None] = mapped_column(String(32))  # of an "error" run
+    attempts: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
     started_at: Mapped[datetime] = mapped_column(default=utcnow)
     finished_at: Mapped[datetime | None]
 

@@ -216,6 +216,11 @@ def _show(registry: Registry, args: argparse.Namespace) -> int:
 
 def _promote(registry: Registry, args: argparse.Namespace) -> int:
     move = registry.models.promote(args.name, args.version, **_move(args))
+    if not move.moved:
+        print(
+            f"{move.model} {move.alias} already points to version {move.version}; nothing changed"
+        )
+        return 0
     print(f"{move.model} {move.alias}: {_opt(move.previous_version)} -> {move.version}")
     return 0
 
@@ -263,12 +268,20 @@ def _stats(registry: Registry, args: argparse.Namespace) -> int:
 def _stats_table(name: str, version: int, windows: list[MetricWindow], total: int) -> Table:
     jobs = sum(w.jobs for w in windows)
     errors = sum(w.n_errors for w in windows)
+    mistakes = sum(w.n_client_errors for w in windows)
     title = (
         f"{name} version {version}: {len(windows)} of {total} windows, {jobs} jobs, "
         f"error rate {errors / jobs if jobs else 0.0:.2%}"
     )
-    table = Table(title=title, title_justify="left", box=None)
-    headers = ("START", "WORKER", "JOBS", "ROWS", "ERRORS", "QUEUE ms p50/95/99")
+    caption = (
+        f"client mistakes: {mistakes} ({mistakes / jobs if jobs else 0.0:.2%} of jobs), "
+        "not in the error rate: only the model's and the service's errors count toward "
+        "rollback and retraining"
+    )
+    table = Table(
+        title=title, title_justify="left", caption=caption, caption_justify="left", box=None
+    )
+    headers = ("START", "WORKER", "JOBS", "ROWS", "ERRORS", "CLIENT ERRORS", "QUEUE ms p50/95/99")
     for header in (*headers, "INFER ms p50/95/99", "BATCH", "ROWS/s"):
         table.add_column(header, justify="left" if header in ("START", "WORKER") else "right")
     for w in windows:
@@ -278,6 +291,7 @@ def _stats_table(name: str, version: int, windows: list[MetricWindow], total: in
             str(w.jobs),
             str(w.rows),
             _errors(w.errors),
+            _errors(w.client_errors),
             _triple(w.queue_ms_p50, w.queue_ms_p95, w.queue_ms_p99),
             _triple(w.infer_ms_p50, w.infer_ms_p95, w.infer_ms_p99),
             f"{w.mean_batch_size:.1f}",

@@ -106,6 +106,34 @@ def _trainer_options(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help='let jobs ask for promote "always", skipping the evaluation gate (default: refused)',
     )
+    parser.add_argument(
+        "--max-dataset-mb",
+        type=float,
+        metavar="MB",
+        help="largest dataset file a job may name; a larger one is refused naming the limit "
+        "(env MAAS_TRAIN_MAX_DATASET_MB; default 512)",
+    )
+    parser.add_argument(
+        "--time-budget",
+        type=float,
+        metavar="SECONDS",
+        help="a job's time budget: training stops past it, answered EXPIRED; a job may ask "
+        "for less with the param time_budget_s (env MAAS_TRAIN_TIME_BUDGET_S; default 3600)",
+    )
+    parser.add_argument(
+        "--max-work",
+        type=lambda text: int(float(text)),
+        metavar="N",
+        help="most optimiser steps * model parameters a job may ask for, checked before "
+        "training; over it: TOO_LARGE (env MAAS_TRAIN_MAX_WORK; default 1e11)",
+    )
+    parser.add_argument(
+        "--max-attempts",
+        type=int,
+        metavar="N",
+        help="starts of a run whose trainer stopped before it finished (a crash) before it "
+        "is answered INTERNAL instead (env MAAS_TRAIN_MAX_ATTEMPTS; default 3)",
+    )
 
 
 def _scheduler_options(parser: argparse.ArgumentParser) -> None:
@@ -173,15 +201,26 @@ def _until_signal(main: Main, *, metrics_port: int, readiness: Probe) -> int:
 def trainer_settings(args: argparse.Namespace) -> TrainerSettings:
     """The trainer's settings from its flags, and the environment where a flag is absent."""
     from workers.training.allowed import Allowed
+    from workers.training.budget import TrainBudget
     from workers.training.trainer import TrainerSettings
 
-    allowed = Allowed.from_env(
-        recipes=args.recipes,
-        data_roots=args.data_root,
-        promote_always=args.allow_promote_always,
-    )
+    try:
+        allowed = Allowed.from_env(
+            recipes=args.recipes,
+            data_roots=args.data_root,
+            promote_always=args.allow_promote_always,
+            max_dataset_mb=args.max_dataset_mb,
+        )
+        budget = TrainBudget.from_env(
+            time_s=args.time_budget, max_work=args.max_work, max_attempts=args.max_attempts
+        )
+    except ValueError as exc:
+        raise CommandError(str(exc)) from exc
     return TrainerSettings(
-        group_id=args.group_id, min_improvement=args.min_improvement, allowed=allowed
+        group_id=args.group_id,
+        min_improvement=args.min_improvement,
+        allowed=allowed,
+        budget=budget,
     )
 
 
@@ -274,7 +313,10 @@ def _check_job(
             if dataset is None
             else DatasetRef(uri=dataset.get("uri"), name=dataset.get("name"))
         )
-        check_request(get_recipe(name), TrainRequest(model=model, dataset=ref, params=params))
+        from workers.training.budget import without_budget  # the trainer's, not the recipe's
+
+        request = TrainRequest(model=model, dataset=ref, params=without_budget(params))
+        check_request(get_recipe(name), request)
     except RecipeError as exc:
         raise CommandError(
             f"the trainer would refuse this schedule (recipe {name!r}): {exc}"

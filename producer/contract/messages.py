@@ -58,6 +58,20 @@ class ErrorCode(StrEnum):
     INTERNAL = "INTERNAL"
 
 
+# The codes that answer a client's mistake, not a failure of the model or the service:
+# counted apart, never toward a version's error rate, rollback or retraining.
+CLIENT_ERROR_CODES = frozenset(
+    {
+        ErrorCode.INVALID_INPUT,
+        ErrorCode.UNAUTHORIZED,
+        ErrorCode.TOO_LARGE,
+        ErrorCode.EXPIRED,
+        ErrorCode.MODEL_NOT_FOUND,
+        ErrorCode.VERSION_NOT_FOUND,
+    }
+)
+
+
 class DecodeError(ContractError):
     """A record is not a valid message. ``field`` names the offending field."""
 

@@ -160,9 +160,13 @@ async def test_a_served_worker_exports_every_worker_metric_that_deploy_queries(
     version = {"model": "digits", "version": "1"}
     assert samples(page, "maas_jobs_total") == [
         ({**version, "status": "ok"}, 4.0),
-        ({**version, "status": "error"}, 1.0),
+        ({**version, "status": "error"}, 0.0),  # the model failed none
+        ({**version, "status": "client_error"}, 1.0),
     ]
-    assert samples(page, "maas_job_errors_total") == [({**version, "code": "INVALID_INPUT"}, 1.0)]
+    assert samples(page, "maas_job_client_errors_total") == [
+        ({**version, "code": "INVALID_INPUT"}, 1.0)
+    ]
+    assert samples(page, "maas_job_errors_total") == []  # a client's mistake is not the model's
     assert ({"code": "INVALID_INPUT"}, 1.0) in samples(page, "maas_dead_letters_total")
     (batched,) = samples(page, "maas_batched_rows_total")
     assert batched == (version, 4.0)

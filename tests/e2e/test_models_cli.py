@@ -117,7 +117,8 @@ def test_stats_prints_a_table_per_version(
                     end=start + timedelta(seconds=10 * (i + 1)),
                     jobs=50,
                     rows=200,
-                    errors={"INVALID_INPUT": i},
+                    errors={"INTERNAL": i},
+                    client_errors={"INVALID_INPUT": 5},
                     infer_ms_p95=3.5,
                     mean_batch_size=16.0,
                     rows_per_s=20.0,
@@ -128,7 +129,9 @@ def test_stats_prints_a_table_per_version(
     code, out, _ = maas("stats", "digits")
     assert code == 0
     assert "digits version 1: 3 of 3 windows, 150 jobs, error rate 2.00%" in out
-    assert "gpu-1:42" in out and "INVALID_INPUT=2" in out and "16.0" in out
+    assert "client mistakes: 15 (10.00% of jobs)" in out
+    assert "gpu-1:42" in out and "INTERNAL=2" in out and "INVALID_INPUT=5" in out
+    assert "16.0" in out
 
 
 def test_settings_come_from_the_environment(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -50,7 +51,7 @@ def head() -> str:
 
 
 def test_one_head_located_through_the_package() -> None:
-    assert head() == "0004"
+    assert head() == "0005"
 
 
 def test_sqlite_up_down_up_matches_models(tmp_path: Path) -> None:
@@ -175,5 +176,67 @@ def test_postgres_downgrade_keeps_audited_tenants(pg_url: str) -> None:
     engine = db.make_engine(pg_url)
     try:
         keeps_audited_tenants(engine)
+    finally:
+        engine.dispose()
+
+
+WINDOWS = sa.table(
+    "metric_windows",
+    *(sa.column(name) for name in ("model_id", "version", "worker", "jobs", "rows")),
+    *(sa.column(name) for name in ("window_start", "window_end")),
+    *(sa.column(f"{k}_ms_p{p}") for k in ("queue", "infer") for p in (50, 95, 99)),
+    sa.column("mean_batch_size"),
+    sa.column("rows_per_s"),
+    sa.column("errors", sa.JSON()),
+)
+MODELS = sa.table("models", *(sa.column(n) for n in ("id", "name", "created_by", "created_at")))
+
+
+def splits_client_errors(engine: Engine) -> None:
+    """0005 moves the client codes of a window's errors into client_errors, and back down."""
+    db.upgrade(engine, "0004")
+    at = datetime(2025, 1, 1, tzinfo=UTC)
+    zeros = {f"{k}_ms_p{p}": 0.0 for k in ("queue", "infer") for p in (50, 95, 99)}
+    errors = {"INTERNAL": 2, "INVALID_INPUT": 5, "EXPIRED": 1}
+    with engine.begin() as connection:
+        connection.execute(sa.insert(MODELS).values(id=1, name="m", created_by="t", created_at=at))
+        connection.execute(
+            sa.insert(WINDOWS).values(
+                model_id=1,
+                version=1,
+                worker="w",
+                jobs=10,
+                rows=10,
+                window_start=at,
+                window_end=at,
+                mean_batch_size=1.0,
+                rows_per_s=1.0,
+                errors=errors,
+                **zeros,
+            )
+        )
+    db.upgrade(engine)
+    with engine.connect() as connection:
+        row = connection.execute(sa.text("SELECT errors, client_errors FROM metric_windows")).one()
+    loaded = [value if isinstance(value, dict) else json.loads(value) for value in row]
+    assert loaded == [{"INTERNAL": 2}, {"INVALID_INPUT": 5, "EXPIRED": 1}]
+    db.downgrade(engine, "0004")
+    with engine.connect() as connection:
+        assert connection.execute(sa.select(WINDOWS.c.errors)).scalar_one() == errors
+
+
+def test_sqlite_splits_client_errors_and_back(tmp_path: Path) -> None:
+    engine = db.make_engine(f"sqlite:///{tmp_path / 'registry.db'}")
+    try:
+        splits_client_errors(engine)
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.postgres
+def test_postgres_splits_client_errors_and_back(pg_url: str) -> None:
+    engine = db.make_engine(pg_url)
+    try:
+        splits_client_errors(engine)
     finally:
         engine.dispose()

@@ -32,7 +32,9 @@ def test_flow_on_postgres(pg_registry: Registry, make_onnx: MakeOnnx) -> None:
     pg_registry.metrics.record_windows([window])
     assert pg_registry.metrics.windows("digits", 1, since=T0) == [window]
     run, created = pg_registry.runs.start_run("j", "digits", trigger="manual")
-    assert created and pg_registry.runs.start_run("j", "digits", trigger="manual") == (run, False)
+    again, created_again = pg_registry.runs.start_run("j", "digits", trigger="manual")
+    assert created and not created_again  # a run started again counts its attempts
+    assert (again.job_id, again.status, run.attempts, again.attempts) == ("j", "running", 1, 2)
 
 
 def test_concurrent_registrations_get_distinct_versions(

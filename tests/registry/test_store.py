@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -226,7 +227,7 @@ def test_runs_are_idempotent_by_job_id(registry: Registry) -> None:
     )
     assert created and run.status == "running" and run.params == {"epochs": 2}
     again, created_again = registry.runs.start_run("job-1", "digits", trigger="schedule", params={})
-    assert not created_again and again == run
+    assert not created_again and again == dataclasses.replace(run, attempts=2)  # one more start
     done = registry.runs.finish_run("job-1", RunOutcome("error", reason="dataset missing"))
     assert done.status == "error" and done.finished_at is not None
     assert registry.runs.get_run("job-1") == done

@@ -25,7 +25,13 @@ from registry.entities import ModelVersion, Signature
 from workers.errors import InvalidInput
 from workers.optimize.errors import DataError
 from workers.recipes.base import DatasetRef
-from workers.recipes.data import BUILTIN_DATASETS, LabelledData, load_builtin, load_dataset
+from workers.recipes.data import (
+    BUILTIN_DATASETS,
+    LabelledData,
+    load_builtin,
+    load_dataset,
+    rows_to_read,
+)
 from workers.recipes.training import held_out_split
 from workers.runtime.loader import prepare_inputs
 
@@ -191,7 +197,11 @@ def trained_on(
     if dataset_hash is None or not {"test_size", "split_seed"} <= params.keys():
         return None
     label = str(params.get("label", LABEL))
-    data = _builtin(dataset_hash) if dataset is None else load_dataset(dataset, label=label)
+    data = (
+        _builtin(dataset_hash)
+        if dataset is None
+        else load_dataset(dataset, label=label, max_rows=rows_to_read(params))
+    )
     if data is None or data.sha256 != dataset_hash:
         return None
     return held_out(data, params, signature, limit=limit, calibration_rows=calibration_rows)

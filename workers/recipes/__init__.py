@@ -9,13 +9,20 @@ Errors::
     ├── RecipeNotFoundError     unknown name or import path
     ├── ParamsError             unknown param, wrong type, out of range
     ├── DatasetError            missing, empty or badly shaped data
-    └── ParityError             the ONNX export does not match the torch model
+    ├── ParityError             the ONNX export does not match the torch model
+    ├── OverBudget              steps * parameters over the trainer's limit (refused before training)
+    ├── OutOfTime               training ran past its time budget (stopped at a step)
+    └── Cancelled               the run was cancelled (stopped at a step)
 """
 
 from workers.recipes.base import (
+    Cancelled,
     DatasetError,
     DatasetRef,
+    Limits,
     Measures,
+    OutOfTime,
+    OverBudget,
     ParamsError,
     ParityError,
     ProgressFn,
@@ -43,11 +50,15 @@ __all__ = [
     "BUILTIN_DATASETS",
     "BUILTIN_RECIPES",
     "DEFAULT_RECIPE",
+    "Cancelled",
     "DatasetError",
     "DatasetRef",
     "DigitsRecipe",
+    "Limits",
     "MLPRecipe",
     "Measures",
+    "OutOfTime",
+    "OverBudget",
     "Param",
     "ParamsError",
     "ParityError",

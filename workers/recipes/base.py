@@ -8,6 +8,8 @@ registry; the training worker calls them.
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -51,6 +53,54 @@ class ParityError(RecipeError):
     """The exported ONNX model does not reproduce the trained model's outputs."""
 
 
+class OverBudget(RecipeError):
+    """The training asked for (steps * parameters) exceeds :attr:`Limits.max_work`."""
+
+
+class OutOfTime(RecipeError):
+    """The training ran past :attr:`Limits.deadline`; it stopped at an optimiser step."""
+
+
+class Cancelled(RecipeError):
+    """:attr:`Limits.stop` was set (``maas runs cancel``); it stopped at an optimiser step."""
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """What one training run may spend, checked by the recipe: ``max_work`` (optimiser
+    steps * model parameters, before it trains), ``deadline`` (a ``time.monotonic()``
+    value) and ``stop`` (set to cancel), both at every optimiser step. None: no limit."""
+
+    max_work: int | None = None
+    deadline: float | None = None
+    time_budget_s: float | None = None  # what ``deadline`` came from, for the messages
+    stop: threading.Event | None = None
+
+    def check_work(self, steps: int, parameters: int) -> None:
+        """Refuse ``steps`` * ``parameters`` over ``max_work``, naming the limit."""
+        work = steps * parameters
+        if self.max_work is not None and work > self.max_work:
+            raise OverBudget(
+                f"this training would take {steps:,} optimiser steps of a model with "
+                f"{parameters:,} parameters ({work:.3g} steps * parameters), over the "
+                f"trainer's limit of {self.max_work:.3g} (maas trainer --max-work, env "
+                "MAAS_TRAIN_MAX_WORK); ask for fewer epochs, a larger batch_size, a smaller "
+                "hidden or fewer max_rows"
+            )
+
+    def check_time(self) -> None:
+        """Stop (raise) once cancelled or past the deadline; call at every step."""
+        if self.stop is not None and self.stop.is_set():
+            raise Cancelled("the run was cancelled (maas runs cancel)")
+        if self.deadline is not None and time.monotonic() > self.deadline:
+            raise OutOfTime(
+                f"training ran past its time budget of {self.time_budget_s or 0:g} s and was "
+                "stopped (the trainer's --time-budget, env MAAS_TRAIN_TIME_BUDGET_S, or the "
+                "job's param time_budget_s); ask for fewer epochs, a larger batch_size or a "
+                "smaller hidden"
+            )
+
+
 @dataclass(frozen=True, slots=True)
 class DatasetRef:
     """Training data: a ``uri`` (``file://`` URI or local path) or a built-in ``name``.
@@ -63,6 +113,10 @@ class DatasetRef:
     uri: str | None = None
     name: str | None = None
     path: Path | None = None
+    # Set by the trainer: the folders the opened file must lie in (checked on the file
+    # opened, so that no symlink swap can race it), and its size limit. None: none.
+    roots: tuple[Path, ...] | None = None
+    max_bytes: int | None = None
 
     def __post_init__(self) -> None:
         if (self.uri is None) == (self.name is None):
@@ -84,6 +138,7 @@ class TrainRequest:
     params: Mapping[str, Any] = field(default_factory=dict)
     seed: int = 0
     replaces: Signature | None = None
+    limits: Limits = field(default_factory=Limits)
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,21 +9,26 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import io
 import json
 import math
-from collections.abc import Callable
+from array import array
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 from urllib.parse import unquote, urlparse
 
 import numpy as np
 import numpy.typing as npt
 
-from producer.table_files import FORMATS, csv_rows, format_of, jsonl_lines, parquet_columns
+from producer.table_files import FORMATS
 from workers.recipes.base import DatasetError, DatasetRef
+from workers.recipes.files import open_dataset
 
-Columns = dict[str, list[Any]]
+# A column's values: a list, or (features read row by row) an array('d'), or None for a
+# feature column that held something else than numbers.
+Columns = dict[str, Any]
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,12 +47,24 @@ class LabelledData:
         return int(self.x.shape[1])
 
 
-def load_dataset(ref: DatasetRef, *, label: str) -> LabelledData:
-    """Load ``ref``: a file by URI/path (label column ``label``) or a built-in by name."""
+def load_dataset(ref: DatasetRef, *, label: str, max_rows: int | None = None) -> LabelledData:
+    """Load ``ref``: a file by URI/path (label column ``label``; at most ``max_rows``
+    rows read) or a built-in by name."""
     if ref.uri is not None:
         path = ref.path if ref.path is not None else path_from_uri(ref.uri)
-        return load_file(path, label=label, shown=ref.uri)
+        limits = ReadLimits(roots=ref.roots, max_bytes=ref.max_bytes, max_rows=max_rows)
+        return load_file(path, label=label, shown=ref.uri, limits=limits)
     return load_builtin(str(ref.name))
+
+
+def rows_to_read(params: Mapping[str, Any]) -> int | None:
+    """How many rows of a dataset file a run with ``params`` reads: enough for
+    ``max_rows`` training rows beside their ``test_size`` held-out share (None: all).
+    Training, the gate's measurement and quantisation read the same rows."""
+    max_rows = params.get("max_rows")
+    if max_rows is None:
+        return None
+    return math.ceil(int(max_rows) / (1.0 - float(params.get("test_size", 0.25)))) + 1
 
 
 def check_ref(ref: DatasetRef) -> None:
@@ -77,7 +94,7 @@ def path_from_uri(uri: str) -> Path:
 
 def _file_format(path: Path, shown: str | None = None) -> str:
     """The dataset format that ``path``'s suffix names; messages name it ``shown``."""
-    kind = format_of(path)
+    kind = FORMATS.get(path.suffix.lower())
     if kind is None:
         raise DatasetError(
             f"cannot tell the format of {str(path) if shown is None else shown!r} from its "
@@ -86,49 +103,153 @@ def _file_format(path: Path, shown: str | None = None) -> str:
     return kind
 
 
-def load_file(path: Path, *, label: str, shown: str | None = None) -> LabelledData:
-    """Load the file at ``path``; messages name it ``shown`` (default: the path)."""
+@dataclass(frozen=True, slots=True)
+class ReadLimits:
+    """How a dataset file is read: confined to ``roots`` (None: anywhere), refused over
+    ``max_bytes``, and only its first ``max_rows`` rows (None: all) loaded."""
+
+    roots: tuple[Path, ...] | None = None
+    max_bytes: int | None = None
+    max_rows: int | None = None
+
+
+def load_file(
+    path: Path, *, label: str, shown: str | None = None, limits: ReadLimits | None = None
+) -> LabelledData:
+    """Load the file at ``path``; messages name it ``shown`` (default: the path).
+
+    CSV and JSONL are read row by row into numeric arrays (a feature costs 8 bytes a
+    row, not a Python string and a float), up to ``limits.max_rows`` rows; the sha256
+    is of the whole file, read in blocks."""
     shown = str(path) if shown is None else shown
+    limits = limits or ReadLimits()
     kind = _file_format(path, shown)
-    if not path.is_file():
-        raise DatasetError(f"dataset file {shown!r} does not exist or is not a file")
-    raw = path.read_bytes()
-    if not raw.strip():
-        raise DatasetError(f"dataset file {shown!r} is empty")
     name = Path(urlparse(shown).path).name
+    with open_dataset(path, roots=limits.roots, max_bytes=limits.max_bytes, shown=shown) as raw:
+        sha256 = _sha256(raw)
+        if not sha256[1]:
+            raise DatasetError(f"dataset file {shown!r} is empty")
+        raw.seek(0)
+        try:
+            columns = _READERS[kind](raw, name, Sink(label, limits.max_rows))
+        except (UnicodeDecodeError, csv.Error) as exc:
+            raise DatasetError(
+                f"{name} is not readable as {kind}: {exc}",
+                public=f"{name} is not readable as {kind} (is it UTF-8 text?)",
+            ) from exc
+    return from_columns(columns, label=label, sha256=sha256[0], source=shown)
+
+
+def _sha256(raw: BinaryIO) -> tuple[str, bool]:
+    """The file's sha256, and whether it holds anything but whitespace."""
+    digest, content = hashlib.sha256(), False
+    while block := raw.read(1 << 20):
+        digest.update(block)
+        content = content or bool(block.strip())
+    return digest.hexdigest(), content
+
+
+class Sink:
+    """Collects rows column by column: the label's values (equal ones shared, so a
+    repeated class costs a pointer a row) and each feature parsed into an ``array('d')``
+    as it comes (a value that is no number marks its column, reported by
+    :func:`from_columns` as before). Stops wanting rows after ``max_rows``."""
+
+    def __init__(self, label: str, max_rows: int | None) -> None:
+        self.label, self.max_rows = label, max_rows
+        self.names: list[str] = []
+        self.labels: list[Any] = []
+        self.features: list[array[float]] = []
+        self.not_numeric: set[int] = set()
+        self._label_at = -1
+        self._seen: dict[Any, Any] = {}
+
+    def start(self, names: list[str]) -> None:
+        self.names = list(names)
+        self._label_at = self.names.index(self.label) if self.label in self.names else -1
+        self.features = [array("d") for _ in self.names]
+
+    @property
+    def full(self) -> bool:
+        return self.max_rows is not None and self.rows >= self.max_rows
+
+    @property
+    def rows(self) -> int:
+        if self._label_at >= 0:
+            return len(self.labels)
+        return len(self.features[0]) if self.features else 0
+
+    def add(self, values: Sequence[Any]) -> None:
+        for i, value in enumerate(values):
+            if i == self._label_at:
+                key = (type(value), value) if isinstance(value, Hashable) else id(value)
+                self.labels.append(self._seen.setdefault(key, value))
+                continue
+            number = _number(value)
+            if number is None:
+                self.not_numeric.add(i)
+                number = math.nan
+            self.features[i].append(number)
+
+    def columns(self) -> Columns:
+        """The columns read: the label's values, and each feature's array (a column
+        that held something else than numbers: None)."""
+        columns: Columns = {}
+        for i, name in enumerate(self.names):
+            if i == self._label_at:
+                columns[name] = self.labels
+            else:
+                columns[name] = None if i in self.not_numeric else self.features[i]
+        return columns
+
+
+def _read_csv(raw: BinaryIO, name: str, sink: Sink) -> Columns:
+    handle = io.TextIOWrapper(raw, encoding="utf-8", newline="")
     try:
-        columns = _READERS[kind](path, name)
-    except (UnicodeDecodeError, csv.Error) as exc:
-        raise DatasetError(
-            f"{name} is not readable as {kind}: {exc}",
-            public=f"{name} is not readable as {kind} (is it UTF-8 text?)",
-        ) from exc
-    return from_columns(columns, label=label, sha256=hashlib.sha256(raw).hexdigest(), source=shown)
+        reader = csv.reader(handle)
+        header = next(reader, None)
+        if header is None:
+            raise DatasetError(f"{name} is empty")
+        sink.start(header)
+        for row in reader:
+            if sink.full:
+                break
+            if not row:
+                continue
+            if len(row) != len(header):
+                raise DatasetError(
+                    f"{name} line {reader.line_num} has {len(row)} fields, "
+                    f"the header has {len(header)}"
+                )
+            sink.add(row)
+    finally:
+        handle.detach()
+    return sink.columns()
 
 
-def _read_csv(path: Path, name: str) -> Columns:
-    rows = list(csv_rows(path))
-    header, body = rows[0], rows[1:]
-    for number, row in enumerate(body, start=2):
-        if len(row) != len(header):
-            raise DatasetError(
-                f"{name} line {number} has {len(row)} fields, the header has {len(header)}"
-            )
-    return {column: [row[i] for row in body] for i, column in enumerate(header)}
-
-
-def _read_jsonl(path: Path, name: str) -> Columns:
-    records: list[dict[str, Any]] = []
-    for number, line in jsonl_lines(path):
-        records.append(_json_record(line.decode("utf-8"), f"{name} line {number}"))
-    names = list(records[0])
-    for number, record in enumerate(records, start=1):
-        if set(record) != set(names):
-            raise DatasetError(
-                f"{name} record {number} has keys {sorted(record)}, the first has {sorted(names)}",
-                public=f"{name} record {number} has other keys than the first record",
-            )
-    return {key: [record[key] for record in records] for key in names}
+def _read_jsonl(raw: BinaryIO, name: str, sink: Sink) -> Columns:
+    handle = io.TextIOWrapper(raw, encoding="utf-8")
+    try:
+        number = 0
+        for lineno, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            if sink.full:
+                break
+            record = _json_record(line, f"{name} line {lineno}")
+            number += 1
+            if number == 1:
+                sink.start(list(record))
+            elif set(record) != set(sink.names):
+                raise DatasetError(
+                    f"{name} record {number} has keys {sorted(record)}, the first has "
+                    f"{sorted(sink.names)}",
+                    public=f"{name} record {number} has other keys than the first record",
+                )
+            sink.add([record[key] for key in sink.names])
+    finally:
+        handle.detach()
+    return sink.columns()
 
 
 def _json_record(line: str, where: str) -> dict[str, Any]:
@@ -143,19 +264,25 @@ def _json_record(line: str, where: str) -> dict[str, Any]:
     return record
 
 
-def _read_parquet(path: Path, name: str) -> Columns:
+def _read_parquet(raw: BinaryIO, name: str, sink: Sink) -> Columns:
     try:
-        return parquet_columns(path)
+        import pyarrow.parquet as pq
     except ImportError as exc:
         raise DatasetError("reading Parquet needs pyarrow: pip install 'maas[parquet]'") from exc
+    try:
+        table = pq.read_table(raw)
     except Exception as exc:  # pyarrow raises several unrelated types for bad files
         raise DatasetError(
             f"cannot read Parquet file {name}: {exc}",
             public=f"cannot read Parquet file {name}: not a valid Parquet file",
         ) from exc
+    if sink.max_rows is not None:
+        table = table.slice(0, sink.max_rows)
+    columns: Columns = table.to_pydict()
+    return columns
 
 
-_READERS: dict[str, Callable[[Path, str], Columns]] = {
+_READERS: dict[str, Callable[[BinaryIO, str, Sink], Columns]] = {
     "csv": _read_csv,
     "jsonl": _read_jsonl,
     "parquet": _read_parquet,
@@ -202,7 +329,11 @@ def _features(columns: Columns, names: tuple[str, ...], source: str) -> npt.NDAr
     return x
 
 
-def _numeric(values: list[Any]) -> list[float] | None:
+def _numeric(values: Any) -> Sequence[float] | npt.NDArray[np.float64] | None:
+    if values is None:
+        return None
+    if isinstance(values, array):
+        return np.frombuffer(values, dtype=np.float64)
     out: list[float] = []
     for value in values:
         number = _number(value)

@@ -73,8 +73,11 @@ def fit(
     y: npt.NDArray[np.int64],
     config: FitConfig,
     on_epoch: Callable[[int], None] | None = None,
+    on_step: Callable[[], None] | None = None,
 ) -> float:
-    """Train ``net`` in place with Adam and cross-entropy; return the last epoch's mean loss."""
+    """Train ``net`` in place with Adam and cross-entropy; return the last epoch's mean loss.
+
+    ``on_step`` is called before every optimiser step: it stops training by raising."""
     inputs = torch.as_tensor(x, dtype=torch.float32)
     targets = torch.as_tensor(y, dtype=torch.int64)
     optimiser = torch.optim.Adam(net.parameters(), lr=config.lr)
@@ -85,6 +88,8 @@ def fit(
     for epoch in range(config.epochs):
         loss_sum = 0.0
         for batch in np.array_split(order.permutation(len(y)), _n_batches(len(y), config)):
+            if on_step is not None:
+                on_step()
             index = torch.as_tensor(batch)
             optimiser.zero_grad()
             loss = loss_fn(net.logits(inputs[index]), targets[index])
@@ -95,6 +100,16 @@ def fit(
             on_epoch(epoch + 1)
     net.eval()
     return loss_sum / len(y)
+
+
+def n_steps(rows: int, config: FitConfig) -> int:
+    """The optimiser steps :func:`fit` takes on ``rows`` rows."""
+    return config.epochs * _n_batches(rows, config)
+
+
+def n_parameters(n_features: int, hidden: int, n_classes: int) -> int:
+    """The trainable parameters of a :class:`Classifier` of that shape."""
+    return (n_features + 1) * hidden + (hidden + 1) * n_classes
 
 
 def _n_batches(rows: int, config: FitConfig) -> int:

@@ -106,7 +106,8 @@ COMMON_PARAMS: tuple[Param, ...] = (
         "max_rows",
         int,
         None,
-        "train on at most this many rows of the training split (null: all)",
+        "train on at most this many rows of the training split (null: all); a dataset "
+        "file is read only as far as they and their held-out share need",
         minimum=1,
         optional=True,
     ),

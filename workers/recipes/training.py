@@ -3,8 +3,10 @@
 ``MLPRecipe`` implements :class:`~workers.recipes.base.Recipe` for an MLP classifier on
 labelled tabular data; the built-ins (digits, tabular) only choose defaults, the input
 scaling and what data they accept. The held-out split depends on ``split_seed`` and
-``test_size`` only, never on ``seed``, ``max_rows`` or ``label_noise``, so versions
-trained on the same data are evaluated on the same rows.
+``test_size`` only, never on ``seed`` or ``label_noise``, so versions trained on the
+same data are evaluated on the same rows. ``max_rows`` limits what is read of a dataset
+file (:func:`~workers.recipes.data.rows_to_read`), and so the rows split: the gate
+measures production on the candidate's own held-out rows all the same.
 """
 
 from __future__ import annotations
@@ -21,12 +23,13 @@ from workers.recipes import export
 from workers.recipes.base import (
     DatasetError,
     DatasetRef,
+    Limits,
     ProgressFn,
     RecipeError,
     TrainedModel,
     TrainRequest,
 )
-from workers.recipes.data import LabelledData, check_ref, load_dataset
+from workers.recipes.data import LabelledData, check_ref, load_dataset, rows_to_read
 from workers.recipes.params import COMMON_PARAMS, Param, resolve_params
 
 ARTIFACT_NAME = "model.onnx"
@@ -141,16 +144,22 @@ class MLPRecipe:
         self.check(request)
         params = self.effective_params(request)
         report("load", 0.0)
-        data = load_dataset(self.dataset(request), label=params["label"])
+        data = load_dataset(
+            self.dataset(request), label=params["label"], max_rows=rows_to_read(params)
+        )
         self.check_data(data)
-        run = _Run(self, data, params, report, export.Names.like(request.replaces))
+        request.limits.check_time()
+        names = export.Names.like(request.replaces)
+        run = _Run(self, data, params, report, names, request.limits)
         return run.execute(workdir, started)
 
     def measure(self, artifact: Path, request: TrainRequest) -> dict[str, float]:
         """Held-out metrics of the ONNX classifier at ``artifact`` (e.g. production) on
         the rows :meth:`train` holds out for ``request``."""
         params = self.effective_params(request)
-        data = load_dataset(self.dataset(request), label=params["label"])
+        data = load_dataset(
+            self.dataset(request), label=params["label"], max_rows=rows_to_read(params)
+        )
         self.check_data(data)
         _, test = held_out_split(data.y, params["test_size"], params["split_seed"])
         x = data.x[test].astype(np.float32)
@@ -171,15 +180,17 @@ class _Run:
         params: dict[str, Any],
         report: ProgressFn,
         names: export.Names,
+        limits: Limits,
     ) -> None:
         self.recipe, self.data, self.params, self.report = recipe, data, params, report
-        self.names = names
+        self.names, self.limits = names, limits
         self.train_rows, self.test_rows = held_out_split(
             data.y, params["test_size"], params["split_seed"]
         )
 
     def execute(self, workdir: Path, started: float) -> TrainedModel:
         net, metrics = self.fit()  # says which extra to install when torch is missing
+        self.limits.check_time()
         from workers.recipes.network import predict
 
         x_test = self.data.x[self.test_rows].astype(np.float32)
@@ -213,21 +224,25 @@ class _Run:
                 "pip install 'maas[train]' where the trainer runs"
             ) from exc
 
-        from workers.recipes.network import Classifier, FitConfig, fit
+        from workers.recipes.network import Classifier, FitConfig, fit, n_parameters, n_steps
 
         n_classes = len(self.data.classes)
         rows, labels = degrade(self.data.y, self.train_rows, n_classes, self.params)
-        x_train = self.data.x[rows]
-        shift, scale = self.recipe.scaling(x_train)
-        generator = torch.Generator().manual_seed(self.params["seed"])
-        net = Classifier(shift, scale, self.params["hidden"], n_classes, generator)
         config = FitConfig(
             epochs=self.params["epochs"],
             lr=self.params["lr"],
             batch_size=self.params["batch_size"],
             seed=self.params["seed"],
         )
-        loss = fit(net, x_train, labels, config, self._on_epoch(config.epochs))
+        hidden = self.params["hidden"]
+        parameters = n_parameters(self.data.n_features, hidden, n_classes)
+        self.limits.check_work(n_steps(len(rows), config), parameters)  # before training
+        x_train = self.data.x[rows]
+        shift, scale = self.recipe.scaling(x_train)
+        generator = torch.Generator().manual_seed(self.params["seed"])
+        net = Classifier(shift, scale, hidden, n_classes, generator)
+        on_epoch = self._on_epoch(config.epochs)
+        loss = fit(net, x_train, labels, config, on_epoch, self.limits.check_time)
         counts = {"n_train": float(len(rows)), "n_test": float(len(self.test_rows))}
         return net, {**counts, "train_loss": loss}
 

@@ -4,6 +4,12 @@ Every answered job is recorded in memory (a few appends); every ``interval_s`` t
 windows are closed and written to the registry in one insert from a thread, where
 the rollback policy and ``maas models stats`` read them. The same events feed
 Prometheus counters and histograms for scraping.
+
+A job answered with a client's mistake (``CLIENT_ERROR_CODES``: INVALID_INPUT,
+UNAUTHORIZED, TOO_LARGE, EXPIRED, MODEL_NOT_FOUND, VERSION_NOT_FOUND) is counted apart
+from the model's and the service's errors (INTERNAL), in a window's ``client_errors``
+and in ``maas_job_client_errors``: it never counts toward the error rate that rollback
+and the scheduler's metric trigger judge, so one tenant's bad inputs move no model.
 """
 
 from __future__ import annotations
@@ -21,13 +27,24 @@ import structlog
 from prometheus_client import Counter as PromCounter
 from prometheus_client import Histogram
 
+from producer.contract.messages import CLIENT_ERROR_CODES
 from registry.entities import MetricWindow
 
 log = structlog.get_logger(__name__)
 
+# status: ok, error (the model's or the service's) or client_error (the caller's mistake)
 JOBS = PromCounter("maas_jobs", "Jobs answered", ["model", "version", "status"])
 ROWS = PromCounter("maas_rows", "Rows answered", ["model", "version"])
-ERRORS = PromCounter("maas_job_errors", "Jobs answered with an error", ["model", "version", "code"])
+ERRORS = PromCounter(
+    "maas_job_errors",
+    "Jobs answered with an error of the model or the service",
+    ["model", "version", "code"],
+)
+CLIENT_ERRORS = PromCounter(
+    "maas_job_client_errors",
+    "Jobs answered with a client's mistake (never counted as the model's errors)",
+    ["model", "version", "code"],
+)
 # Each job adds rows / batch size, its share of the batch it ran in: the batches' count
 # without a per-batch hook. Mean rows per batch: batched_rows / batches.
 BATCHES = PromCounter("maas_batches", "Inference batches run", ["model", "version"])
@@ -48,6 +65,7 @@ class _Window:
     rows: int = 0
     batch_rows: int = 0
     errors: Counter[str] = field(default_factory=Counter)
+    client_errors: Counter[str] = field(default_factory=Counter)
     queue_ms: list[float] = field(default_factory=list)
     infer_ms: list[float] = field(default_factory=list)
     batched_rows: int = 0
@@ -56,6 +74,7 @@ class _Window:
     published_jobs: int = 0
     published_rows: int = 0
     published_errors: Counter[str] = field(default_factory=Counter)
+    published_client_errors: Counter[str] = field(default_factory=Counter)
     published_batched_rows: int = 0
     published_batches: float = 0.0
 
@@ -70,6 +89,16 @@ class JobFigures(TypedDict):
     queue_ms: float
     infer_ms: float
     batch_size: int
+
+
+def _publish_codes(
+    metric: PromCounter, model: str, version: int, counts: Counter[str], published: Counter[str]
+) -> None:
+    """Add to ``metric`` by code what ``counts`` holds beyond ``published``."""
+    for code, count in counts.items():
+        if count > published[code]:
+            metric.labels(model, str(version), code).inc(count - published[code])
+            published[code] = count
 
 
 def _percentiles(values: list[float]) -> tuple[float, float, float]:
@@ -94,7 +123,7 @@ class MetricsRecorder:
         self._interval_s = interval_s
         self._windows: dict[tuple[str, int], _Window] = {}
         self._started = datetime.now(UTC)
-        self._prom: dict[tuple[str, int], tuple[Any, Any, Any, Any]] = {}
+        self._prom: dict[tuple[str, int], tuple[Any, Any, Any, Any, Any]] = {}
 
     def record(self, model: str, version: int, **job: Unpack[JobFigures]) -> None:
         """Count one answered job of ``model`` ``version`` in its window."""
@@ -105,7 +134,9 @@ class MetricsRecorder:
         window.jobs += 1
         window.rows += rows
         window.batch_rows += batch_size
-        if error:
+        if error in CLIENT_ERROR_CODES:
+            window.client_errors[error] += 1
+        elif error:
             window.errors[error] += 1
         elif batch_size:
             window.batched_rows += rows
@@ -119,27 +150,26 @@ class MetricsRecorder:
         for (model, version), w in self._windows.items():
             if w.published_jobs == w.jobs:
                 continue
-            jobs_ok, jobs_error, rows_total, latency = self._children(model, version)
+            jobs_ok, jobs_error, jobs_client, rows_total, latency = self._children(model, version)
             new_errors = w.errors.total() - w.published_errors.total()
-            new_ok = w.jobs - w.published_jobs - new_errors
+            new_client = w.client_errors.total() - w.published_client_errors.total()
+            new_ok = w.jobs - w.published_jobs - new_errors - new_client
             if new_ok:
                 jobs_ok.inc(new_ok)
             if new_errors:
                 jobs_error.inc(new_errors)
-                self._publish_codes(model, version, w)
+                _publish_codes(ERRORS, model, version, w.errors, w.published_errors)
+            if new_client:
+                jobs_client.inc(new_client)
+                _publish_codes(
+                    CLIENT_ERRORS, model, version, w.client_errors, w.published_client_errors
+                )
             rows_total.inc(w.rows - w.published_rows)
             self._publish_batches(model, version, w)
             start = w.published_jobs
             for queue_ms, infer_ms in zip(w.queue_ms[start:], w.infer_ms[start:], strict=True):
                 latency.observe((queue_ms + infer_ms) / 1000)
             w.published_jobs, w.published_rows = w.jobs, w.rows
-
-    @staticmethod
-    def _publish_codes(model: str, version: int, w: _Window) -> None:
-        for code, count in w.errors.items():
-            if count > w.published_errors[code]:
-                ERRORS.labels(model, str(version), code).inc(count - w.published_errors[code])
-                w.published_errors[code] = count
 
     @staticmethod
     def _publish_batches(model: str, version: int, w: _Window) -> None:
@@ -149,7 +179,7 @@ class MetricsRecorder:
         BATCHES.labels(model, str(version)).inc(w.batches - w.published_batches)
         w.published_batched_rows, w.published_batches = w.batched_rows, w.batches
 
-    def _children(self, model: str, version: int) -> tuple[Any, Any, Any, Any]:
+    def _children(self, model: str, version: int) -> tuple[Any, Any, Any, Any, Any]:
         """Prometheus children per version, looked up once (labels() is slow per call)."""
         key = (model, version)
         children = self._prom.get(key)
@@ -158,6 +188,7 @@ class MetricsRecorder:
             children = self._prom[key] = (
                 JOBS.labels(*labels, "ok"),
                 JOBS.labels(*labels, "error"),
+                JOBS.labels(*labels, "client_error"),
                 ROWS.labels(*labels),
                 LATENCY.labels(*labels),
             )
@@ -184,6 +215,7 @@ class MetricsRecorder:
                     jobs=w.jobs,
                     rows=w.rows,
                     errors=dict(w.errors),
+                    client_errors=dict(w.client_errors),
                     queue_ms_p50=q50,
                     queue_ms_p95=q95,
                     queue_ms_p99=q99,

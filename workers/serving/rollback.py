@@ -20,7 +20,13 @@ from prometheus_client import Counter
 
 from registry.entities import AliasMove, MetricWindow
 from registry.errors import RegistryError
-from registry.policy import AliasRollbacks, RollbackPolicy, WindowReader, check_rollback
+from registry.policy import (
+    AliasRollbacks,
+    RollbackPolicy,
+    WindowReader,
+    check_rollback,
+    last_move,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -95,8 +101,8 @@ class RollbackWatcher:
         return move
 
     def _recently_promoted(self, model: str) -> bool:
-        history = self._models.alias_history(model, self._settings.alias)
-        if not history or history[-1].kind != "promote":
+        promoted = last_move(self._models.alias_history(model, self._settings.alias))
+        if promoted is None or promoted.kind != "promote":
             return False
-        age = datetime.now(UTC) - history[-1].at  # the registry's times are aware UTC
+        age = datetime.now(UTC) - promoted.at  # the registry's times are aware UTC
         return age <= timedelta(seconds=self._settings.watch_s)

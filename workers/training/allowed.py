@@ -28,6 +28,7 @@ from workers.recipes import (
 from workers.recipes.data import path_from_uri
 
 DEFAULT_DATA_ROOT = Path(".maas/data")
+DEFAULT_MAX_DATASET_MB = 512
 _SHOWN = 200  # characters of a job's own text echoed in a refusal
 
 
@@ -46,13 +47,16 @@ class Allowed:
 
     ``recipes``: import paths (``package.module:attr``) of user recipes, besides the
     built-ins. ``data_roots``: the folders a dataset file must resolve into, symlinks
-    followed; a relative dataset path is taken relative to the first. ``promote_always``:
-    whether a job may skip the evaluation gate.
+    followed; a relative dataset path is taken relative to the first (checked here, and
+    again on the file the recipe opens: :mod:`workers.recipes.files`). ``promote_always``:
+    whether a job may skip the evaluation gate. ``max_dataset_bytes``: the largest
+    dataset file a job may name.
     """
 
     recipes: tuple[str, ...] = ()
     data_roots: tuple[Path, ...] = (DEFAULT_DATA_ROOT,)
     promote_always: bool = False
+    max_dataset_bytes: int | None = DEFAULT_MAX_DATASET_MB * 2**20  # None: any size
 
     def __post_init__(self) -> None:
         if not self.data_roots:
@@ -66,19 +70,29 @@ class Allowed:
         recipes: Sequence[str] | None = None,
         data_roots: Sequence[str | Path] | None = None,
         promote_always: bool = False,
+        max_dataset_mb: float | None = None,
     ) -> Allowed:
-        """From ``MAAS_RECIPES`` (``,``-separated) and ``MAAS_DATA_ROOTS`` (``:``-separated);
-        arguments, when given, win."""
+        """From ``MAAS_RECIPES`` (``,``-separated), ``MAAS_DATA_ROOTS`` (``:``-separated)
+        and ``MAAS_TRAIN_MAX_DATASET_MB``; arguments, when given, win."""
         env = os.environ if env is None else env
         if recipes is None:
             recipes = env.get("MAAS_RECIPES", "").split(",")
         if data_roots is None:
             data_roots = env.get("MAAS_DATA_ROOTS", "").split(":")
         roots = tuple(Path(root) for root in data_roots if str(root).strip())
+        if max_dataset_mb is None:
+            text = env.get("MAAS_TRAIN_MAX_DATASET_MB", "").strip() or str(DEFAULT_MAX_DATASET_MB)
+            try:
+                max_dataset_mb = float(text)
+            except ValueError as exc:
+                raise ValueError(f"MAAS_TRAIN_MAX_DATASET_MB={text!r} is not a number") from exc
+        if max_dataset_mb <= 0:
+            raise ValueError(f"the largest dataset must be above 0 MB, got {max_dataset_mb:g}")
         return cls(
             recipes=tuple(name.strip() for name in recipes if name.strip()),
             data_roots=roots or (DEFAULT_DATA_ROOT,),
             promote_always=promote_always,
+            max_dataset_bytes=int(max_dataset_mb * 2**20),
         )
 
     def load_recipes(self) -> None:
@@ -107,7 +121,12 @@ class Allowed:
             return None
         if dataset.uri is None:
             return DatasetRef(name=dataset.name)
-        return DatasetRef(uri=dataset.uri, path=self.confine(dataset.uri))
+        return DatasetRef(
+            uri=dataset.uri,
+            path=self.confine(dataset.uri),
+            roots=self.data_roots,  # checked again on the file opened: no race
+            max_bytes=self.max_dataset_bytes,
+        )
 
     def confine(self, uri: str) -> Path:
         """The real path of ``uri`` if it lies inside a data root; else :class:`Refused`,

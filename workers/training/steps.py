@@ -18,7 +18,15 @@ from producer.contract.messages import ErrorCode
 from workers.errors import WorkerError
 from workers.optimize import OptimizeError
 from workers.optimize.retrain import Plan, Quantize, plan
-from workers.recipes import Recipe, RecipeError, TrainedModel, TrainRequest
+from workers.recipes import (
+    Cancelled,
+    OutOfTime,
+    OverBudget,
+    Recipe,
+    RecipeError,
+    TrainedModel,
+    TrainRequest,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -28,6 +36,15 @@ TRAINING = Histogram(
     ["model"],
     buckets=(1, 5, 15, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200),
 )
+
+
+# A job stopped by its limits: too much work asked (refused before training), out of
+# time, or cancelled by an operator.
+_LIMIT_CODES: dict[type[RecipeError], ErrorCode] = {
+    OverBudget: ErrorCode.TOO_LARGE,
+    OutOfTime: ErrorCode.EXPIRED,
+    Cancelled: ErrorCode.INTERNAL,
+}
 
 
 class Failure(WorkerError):
@@ -45,6 +62,9 @@ def job_step(step: str, prefix: str = "") -> Iterator[None]:
     whose message carries nothing read from the data (the log has the whole story)."""
     try:
         yield
+    except (OverBudget, OutOfTime, Cancelled) as exc:
+        log.warning(f"{step} stopped", error=str(exc))
+        raise Failure(_LIMIT_CODES[type(exc)], prefix + exc.public) from exc
     except (RecipeError, OptimizeError) as exc:
         log.warning(f"{step} failed", error=str(exc))
         public = exc.public if isinstance(exc, RecipeError) else str(exc)

@@ -9,16 +9,20 @@ of times (``TrainerSettings.retry``), before it is answered INTERNAL.
 
 Retraining is idempotent by ``job_id``: a redelivered job whose run already finished
 is answered from the stored run without training again; a run left "running" by a
-crashed trainer is trained again, and the registry finishes a run at most once (in
-the same transaction that registers its version), so a race never makes two
-versions.
+crashed trainer is trained again (at most ``budget.max_attempts`` starts in all, then
+answered INTERNAL), and the registry finishes a run at most once (in the same
+transaction that registers its version), so a race never makes two versions. What a
+job may spend (time, steps * parameters) and how a run is cancelled:
+:mod:`~workers.training.budget`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import tempfile
+import threading
 from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
 
 import structlog
@@ -64,6 +68,7 @@ from workers.training.answers import (
     outside_namespace,
     reply_topic_and_denial,
 )
+from workers.training.budget import TrainBudget, cancel_watch, without_budget
 from workers.training.evidence import check_split, judge
 from workers.training.gate import GatePolicy, keep_clients
 from workers.training.steps import Failure, plan_int8, train
@@ -89,6 +94,7 @@ class TrainerSettings:
     worker_id: str = ""  # default: host:pid
     retry: RetrySettings = field(default_factory=RetrySettings)
     allowed: Allowed = field(default_factory=Allowed)  # what jobs may ask for
+    budget: TrainBudget = field(default_factory=TrainBudget)  # what one job may spend
     tenancy: TenancySettings = field(default_factory=TenancySettings)
 
     @property
@@ -123,6 +129,9 @@ class Trainer:
         self.settings = settings
         self.ready = asyncio.Event()
         self._publisher: Publisher | None = None
+        # Runs this trainer started: starting one again is its own retry (the registry
+        # failed), not a trainer that stopped, and never counts toward max_attempts.
+        self._started: set[str] = set()
 
     async def readiness(self) -> str | None:
         """Why the trainer is not ready (None: it has joined its group and owns partitions)."""
@@ -238,18 +247,21 @@ class Trainer:
         trainer stop); after ``retry.attempts`` more tries, answered INTERNAL."""
         limits = self.settings.retry
         attempt = 0
-        while True:
-            try:
-                return await self.execute(job, access)
-            except RegistryError as exc:
-                if not exc.retriable:
-                    raise
-                attempt += 1
-                if attempt > limits.attempts:
-                    message = f"the registry failed {attempt} times: {exc}"
-                    return error_result(job.job_id, job.model, ErrorCode.INTERNAL, message)
-                log.warning("registry unavailable; trying the job again", error=str(exc))
-                await asyncio.sleep(limits.delay_s(attempt))
+        try:
+            while True:
+                try:
+                    return await self.execute(job, access)
+                except RegistryError as exc:
+                    if not exc.retriable:
+                        raise
+                    attempt += 1
+                    if attempt > limits.attempts:
+                        message = f"the registry failed {attempt} times: {exc}"
+                        return error_result(job.job_id, job.model, ErrorCode.INTERNAL, message)
+                    log.warning("registry unavailable; trying the job again", error=str(exc))
+                    await asyncio.sleep(limits.delay_s(attempt))
+        finally:
+            self._started.discard(job.job_id)
 
     # -- one job: run → train → gate → register -------------------------------------------
 
@@ -275,14 +287,28 @@ class Trainer:
         if run.status != "running":
             log.info("retrain job already ran; answering from the stored run", status=run.status)
             return from_run(job, run)
-        if not created:
-            log.warning("run left running by a stopped trainer; training it again")
+        retry = job.job_id in self._started
+        self._started.add(job.job_id)
+        if not created and not retry:
+            if run.attempts > self.settings.budget.max_attempts:
+                return await self._fail(job, _crashed_too_often(run.attempts - 1))
+            log.warning(
+                "run left running by a stopped trainer; training it again", attempt=run.attempts
+            )
+        stop, every_s = request.limits.stop, self.settings.budget.cancel_poll_s
+        assert stop is not None  # _admit gives every request its own
         with tempfile.TemporaryDirectory(prefix="maas-train-") as workdir:
             try:
-                work = self._train_and_register(job, recipe, request, quantize, Path(workdir))
-                return await work
+                async with cancel_watch(partial(self._still_running, job.job_id), stop, every_s):
+                    work = self._train_and_register(job, recipe, request, quantize, Path(workdir))
+                    return await work
             except Failure as failure:
                 return await self._fail(job, failure)
+
+    def _still_running(self, job_id: str) -> bool:
+        """False once the run was finished elsewhere (``maas runs cancel``)."""
+        run = self.runs.get_run(job_id)
+        return run is not None and run.status == "running"
 
     def _admit(
         self, job: RetrainJob, access: Access
@@ -298,9 +324,13 @@ class Trainer:
         dataset = allowed.dataset(job.dataset)
         try:
             params, quantize = split_params(job.params)
+            limits = self.settings.budget.limits(params, threading.Event())
         except ParamsError as exc:
             raise Refused(ErrorCode.INVALID_INPUT, exc.public) from exc
-        return recipe, TrainRequest(model=job.model, dataset=dataset, params=params), quantize
+        request = TrainRequest(
+            model=job.model, dataset=dataset, params=without_budget(params), limits=limits
+        )
+        return recipe, request, quantize
 
     async def _train_and_register(
         self,
@@ -380,6 +410,16 @@ class Trainer:
             assert stored is not None
             return from_run(job, stored)
         return error_result(job.job_id, job.model, failure.code, failure.message)
+
+
+def _crashed_too_often(starts: int) -> Failure:
+    return Failure(
+        ErrorCode.INTERNAL,
+        f"this run was started {starts} times and each time its trainer stopped before it "
+        "finished (a crash, or a restart); it is not trained again (maas trainer "
+        "--max-attempts, env MAAS_TRAIN_MAX_ATTEMPTS). Send it again with a new job_id, "
+        "asking for less (fewer epochs, a smaller hidden) if it is what made the trainer stop",
+    )
 
 
 async def _keep_alive(consumer: AIOKafkaConsumer) -> None:
