@@ -34,7 +34,7 @@ test: setup services  ## lint, type-check, the deployment files and the whole te
 	$(BIN)/lint-imports
 	$(BIN)/mypy
 	VENV=$(VENV) bash scripts/check-deploy.sh
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile
 
 test-unit: setup  ## the fast tier: no broker, no PostgreSQL, nothing slow (well under a minute)
 	$(BIN)/python -m pytest -q -m "not broker and not postgres and not slow"
