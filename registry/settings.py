@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import ArgumentError
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
 from registry.errors import SettingsError
 
@@ -29,6 +29,8 @@ SUPPORTED_DATABASES = (
 )
 # (backend, driver) pairs the registry runs on; ``postgresql://`` means psycopg 3.
 _SUPPORTED = {("sqlite", "pysqlite"), ("postgresql", "psycopg")}
+# ``postgres://`` and ``postgres+driver://``: the older spelling SQLAlchemy dropped.
+_POSTGRES_ALIAS = re.compile(r"^postgres(?=[+:])")
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,16 +72,20 @@ class RegistrySettings:
 
 
 def database_url(text: str) -> URL:
-    """``text`` parsed, if the registry supports it; else :class:`SettingsError`."""
+    """``text`` parsed, if the registry supports it; else :class:`SettingsError`.
+
+    ``postgres://`` (the scheme Heroku and many tools print) is PostgreSQL: read as
+    ``postgresql://``, which the registry runs through psycopg 3.
+    """
     try:
-        url = make_url(text)
+        url = make_url(_POSTGRES_ALIAS.sub("postgresql", text, count=1))
     except ArgumentError:
         raise SettingsError(
             f"database URL {_redacted(text)!r} is not a URL; the registry runs on "
             f"{SUPPORTED_DATABASES}"
         ) from None
     backend = url.get_backend_name()
-    if (backend, url.get_driver_name()) not in _SUPPORTED:
+    if (backend, _driver(url)) not in _SUPPORTED:
         raise SettingsError(
             f"database URL {url.render_as_string(hide_password=True)!r} names "
             f"{url.drivername}, which the registry does not support; it runs on "
@@ -88,6 +94,14 @@ def database_url(text: str) -> URL:
     if backend == "postgresql" and importlib.util.find_spec("psycopg") is None:
         raise SettingsError("a PostgreSQL registry needs psycopg 3: pip install 'maas[postgres]'")
     return url
+
+
+def _driver(url: URL) -> str | None:
+    """The URL's driver, or None for a scheme SQLAlchemy has no dialect for."""
+    try:
+        return url.get_driver_name()
+    except NoSuchModuleError:
+        return None
 
 
 def sqlite_path(text: str) -> Path | None:
