@@ -165,10 +165,12 @@ def _json_object(text: str) -> dict[str, Any]:
 
 
 def dataset_of(text: str | None) -> dict[str, str] | None:
-    """``--dataset``: a URI or path (has ``:`` or ``/`` or exists) or a built-in name."""
+    """``--dataset``: a URI or path or a built-in name (``iris``). A path has ``://``,
+    a ``/`` or a suffix (``digits.csv``: built-in names have none), or exists here; the
+    trainer reads a relative one relative to its first data root."""
     if not text:
         return None
-    if "://" in text or "/" in text or Path(text).exists():
+    if "://" in text or "/" in text or Path(text).suffix or Path(text).exists():
         return {"uri": text}
     return {"name": text}
 

@@ -269,3 +269,17 @@ async def test_a_job_that_fails_unexpectedly_is_answered_and_the_trainer_goes_on
     assert results["bug"]["error"]["code"] == "INTERNAL"
     assert "a bug" not in results["bug"]["error"]["message"]  # the log has it, not the sender
     assert (results["next"]["status"], results["next"]["version"]) == ("ok", 1)
+
+
+def test_a_bare_file_name_is_read_in_the_first_data_root(tmp_path: Path) -> None:
+    """``maas retrain --dataset digits.csv`` sends ``{"uri": "digits.csv"}``: the file
+    in the first root, as docs/retraining.md says."""
+    first, second = tmp_path / "first", tmp_path / "second"
+    first.mkdir()
+    second.mkdir()
+    (first / "digits.csv").write_text("a,label\n1,0\n")
+    allowed = Allowed(data_roots=(first, second))
+
+    ref = allowed.dataset(Dataset(uri="digits.csv"))
+
+    assert ref is not None and ref.path == (first / "digits.csv").resolve()
