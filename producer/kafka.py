@@ -166,12 +166,12 @@ class KafkaSettings:
             answer = await probe(self.common(), timeout_s=timeout_s)
             if self.embedded:
                 answer = Capabilities(idempotence=False, refusal="MAAS_EMBEDDED_BROKER")
-            if not answer.idempotence:
-                log.info(
-                    "broker has no idempotent producer (embedded broker?): "
-                    "producing without idempotence",
+            if not answer.idempotence:  # the embedded broker's normal: no news, said once
+                log.debug(
+                    "the broker grants no idempotent producer, as the embedded one does not: "
+                    "producing without idempotence (Apache Kafka grants it)",
                     bootstrap_servers=self.bootstrap_servers,
-                    reason=answer.refusal,
+                    broker_answer=answer.refusal,
                 )
             self._answer.capabilities = answer
         return self._answer.capabilities

@@ -133,6 +133,7 @@ class RetrainJob(msgspec.Struct, frozen=True, kw_only=True):
     trigger: Literal["manual", "schedule", "metric"] = "manual"
     promote: Literal["gate", "never", "always"] = "gate"
     reply_to: NonEmptyStr | None = None
+    deadline_ms: EpochMillis | None = None  # a trainer that takes it later answers EXPIRED
 
 
 class RetrainResult(msgspec.Struct, frozen=True, kw_only=True):

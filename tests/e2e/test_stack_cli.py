@@ -5,12 +5,17 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from maas.broker import free_port
-from tests.cli_helpers import maas_process, one_error_line
+from maas.broker import accepting
+from tests.cli_helpers import ROOT, maas_process, one_error_line
 
 
 def no_broker_left(port: int) -> bool:
@@ -74,3 +79,41 @@ def test_up_failing_after_the_broker_started_stops_the_broker(tmp_path: Path) ->
     assert f"embedded broker on 127.0.0.1:{port}" in out and "stopped" in out
     one_error_line(err, str(blocked))
     assert no_broker_left(port)
+
+
+def wait_for(condition: Callable[[], bool], timeout_s: float = 30) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.1)
+    return True
+
+
+@pytest.mark.broker
+def test_a_port_held_by_a_maas_broker_is_refused_and_that_broker_dies_with_its_parent(
+    tmp_path: Path,
+) -> None:
+    """Issue 27 item 4: a closed terminal left the broker on 9092, the next `maas up` moved
+    to a random port and every README command talked to the stale broker."""
+    port = free_port()
+    parent = subprocess.Popen(
+        [sys.executable, "-m", "maas.cli", "broker", "--port", str(port)],
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        assert wait_for(lambda: accepting("127.0.0.1", port))
+        (pid,) = broker_processes(port)
+
+        code, _, err = up(tmp_path, port, "--database-url", f"sqlite:///{tmp_path / 'r.db'}")
+
+        assert code == 1
+        one_error_line(err, f"port {port}", "embedded maas broker", f"kill {pid}")
+        parent.kill()  # as a closed terminal's SIGHUP or an OOM kill would end it
+        assert wait_for(lambda: broker_processes(port) == [])
+    finally:
+        parent.kill()
+        parent.wait()
+        assert no_broker_left(port)

@@ -283,3 +283,17 @@ def test_a_bare_file_name_is_read_in_the_first_data_root(tmp_path: Path) -> None
     ref = allowed.dataset(Dataset(uri="digits.csv"))
 
     assert ref is not None and ref.path == (first / "digits.csv").resolve()
+
+
+async def test_a_job_whose_deadline_passed_is_answered_expired_and_not_trained(
+    registry: Registry, data_root: Path
+) -> None:
+    """A caller that gave up (``maas retrain`` sets the deadline to its --timeout) does
+    not get a version trained hours later by the next trainer."""
+    past = RetrainJob(job_id="late", model="digits", deadline_ms=1_000)
+
+    result = await make_trainer(registry, data_root).execute(past)
+
+    assert error_of(result)[0] == "EXPIRED" and "deadline" in error_of(result)[1]
+    assert registry.runs.get_run("late") is None
+    assert registry.models.list_models() == []
