@@ -39,7 +39,8 @@ async def test_ctrl_c_while_waiting_is_one_line_and_exit_130(kafka: KafkaSetting
     group = f"trainers-{uuid.uuid4().hex[:6]}"
     argv = ["retrain", "digits", "--job-id", "wait-1", "--trainer-group", group]
     async with group_member(kafka, kafka.topics.retrain, group):
-        process = subprocess.Popen(
+        process = await asyncio.to_thread(
+            subprocess.Popen,
             [sys.executable, "-m", "maas.cli", *argv, *kafka_args(kafka)],
             env={**os.environ, "PYTHONPATH": str(ROOT)},
             stdout=subprocess.PIPE,

@@ -13,8 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from maas.broker import free_port
-from maas.broker import accepting
+from maas.broker import accepting, free_port
 from tests.cli_helpers import ROOT, maas_process, one_error_line
 
 

@@ -26,6 +26,7 @@ import structlog
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from prometheus_client import Counter
 
+from producer.consumers import TRAINER_GROUP
 from producer.contract.messages import (
     DecodeError,
     ErrorCode,
@@ -34,7 +35,6 @@ from producer.contract.messages import (
     decode_retrain,
     encode,
 )
-from producer.consumers import TRAINER_GROUP
 from producer.kafka import KafkaSettings
 from registry import Draft
 from registry.entities import ModelVersion
@@ -258,7 +258,9 @@ class Trainer:
         access = access or Access(self.kafka.topics.namespace())
         if expired := _expired(job):  # unless it ran before its deadline: that answer holds
             stored = await asyncio.to_thread(self.runs.get_run, job.job_id)
-            return expired if stored is None or stored.status == "running" else from_run(job, stored)
+            return (
+                expired if stored is None or stored.status == "running" else from_run(job, stored)
+            )
         try:
             recipe, request, quantize = await asyncio.to_thread(self._admit, job, access)
         except Refused as refusal:
