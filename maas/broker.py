@@ -85,8 +85,8 @@ def holder(host: str, port: int) -> int | None:
     from /proc: None elsewhere, or when what listens there is something else)."""
     listener = f"tcp://{host}:{port}".encode()
     binary = os.fsencode(broker_binary().name)
-    with contextlib.suppress(OSError):
-        for entry in os.scandir("/proc"):
+    with contextlib.suppress(OSError), os.scandir("/proc") as entries:
+        for entry in entries:
             if not entry.name.isdigit():
                 continue
             try:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import re
+import socket
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -60,6 +61,20 @@ class RegistrySettings:
         url = database_url or env.get("MAAS_DATABASE_URL") or DEFAULT_DATABASE_URL
         directory = artifact_dir or env.get("MAAS_ARTIFACT_DIR") or DEFAULT_ARTIFACT_DIR
         return cls(database_url=url, artifact_dir=Path(directory))
+
+    @property
+    def identity(self) -> str:
+        """Which registry this is, as control events name it (``ControlEvent.registry``):
+        a SQLite file as ``host:/absolute/path``, else ``host:port/database`` of the URL
+        (no user, password or driver). Two processes that print different identities may
+        read different registries: models registered through one are unknown to the other."""
+        path = sqlite_path(self.database_url)
+        if path is not None:
+            return f"{socket.gethostname()}:{path.resolve()}"
+        url = database_url(self.database_url)
+        if url.get_backend_name() == "sqlite":
+            return "sqlite in memory"
+        return f"{url.host or 'localhost'}:{url.port or 5432}/{url.database or ''}"
 
     @property
     def location(self) -> str:

@@ -14,6 +14,7 @@ from typing import Any, TypeAlias
 
 from rich.console import Console
 
+from maas.commands.footprint import Footprint
 from maas.errors import CommandError
 from producer.contract import numbers
 from producer.control import alias_move_publisher
@@ -194,20 +195,32 @@ def with_registry(
 
     ``announce``: alias moves are published on the control topic (needs Kafka options).
     ``create=False``, for the verbs that only read: a SQLite registry that does not
-    exist is reported as such, instead of being created empty. A model that is not
-    registered is reported with the registry that was asked.
+    exist is reported as such, instead of being created empty. The verbs that write
+    (``create=True``) say on stderr which registry they wrote to, and one created for
+    a command that then fails is removed again. A model that is not registered is
+    reported with the registry that was asked.
     """
 
     def run(args: argparse.Namespace) -> int:
         settings = registry_settings(args)
         if not create:
             _require_existing(settings)
-        hook = alias_move_publisher(kafka_settings(args)) if announce else None
+        hook = alias_move_publisher(kafka_settings(args), settings.identity) if announce else None
+        footprint = Footprint.of(settings)
         try:
             with Registry.open(settings, on_alias_move=hook) as registry:
-                return handler(registry, args)
+                code = handler(registry, args)
         except ModelNotFound as exc:
-            raise ModelNotFound(f"{exc} (registry: {settings.location})") from exc
+            footprint.remove()
+            none = ", where there was none: nothing was left there" * footprint.creates_registry
+            raise ModelNotFound(f"{exc} (registry: {settings.location}{none})") from exc
+        except BaseException:
+            footprint.remove()
+            raise
+        if create:
+            made = "created and wrote to" if footprint.creates_registry else "wrote to"
+            print(f"{made} registry {settings.location}", file=sys.stderr)
+        return code
 
     return run
 

@@ -194,8 +194,9 @@ def _run_trainer(args: argparse.Namespace) -> int:
     torch.set_num_threads(1)  # one trainer, one core: predictable next to the workers
     kafka = kafka_settings(args)
     settings = trainer_settings(args)
-    hook = alias_move_publisher(kafka)
-    with Registry.open(registry_settings(args), on_alias_move=hook) as registry:
+    where = registry_settings(args)
+    hook = alias_move_publisher(kafka, where.identity)
+    with Registry.open(where, on_alias_move=hook) as registry:
         try:
             trainer = Trainer(
                 kafka, registry.models, registry.runs, settings, tenants=registry.tenants

@@ -226,6 +226,7 @@ def worker_settings(args: argparse.Namespace) -> WorkerSettings:
         max_job_bytes=args.max_job_bytes,
         rollback=rollback_settings(args),
         exactly_once=_exactly_once(args),
+        registry=registry_settings(args).identity,
     )
 
 

@@ -44,7 +44,7 @@ def _options(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     settings = StackSettings(
         registry=registry_settings(args),
-        worker=WorkerSettings(batch=DEMO_BATCH),
+        worker=WorkerSettings(batch=DEMO_BATCH, registry=registry_settings(args).identity),
         topic_prefix=os.environ.get("MAAS_TOPIC_PREFIX", "maas."),
         port=args.port,
         samples=args.samples,

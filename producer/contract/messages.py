@@ -167,6 +167,9 @@ class ControlEvent(msgspec.Struct, frozen=True, kw_only=True):
     reason: str = ""
     at_ms: int = 0
     schema: str = CONTROL_SCHEMA
+    # The publisher's registry (RegistrySettings.identity): a worker reading another one
+    # says so, since a model registered there is unknown to it.
+    registry: str | None = None
 
 
 class _Schema(msgspec.Struct, frozen=True):

@@ -116,3 +116,37 @@ def test_a_port_held_by_a_maas_broker_is_refused_and_that_broker_dies_with_its_p
         parent.kill()
         parent.wait()
         assert no_broker_left(port)
+
+
+@pytest.mark.broker
+@pytest.mark.slow  # trains the demo model, then a version of it
+@pytest.mark.timeout(600)
+def test_up_runs_a_trainer_that_answers_maas_retrain(tmp_path: Path) -> None:
+    """Issue 27 item 2: `maas retrain` after `make up` waited 10 minutes for a trainer
+    that `maas up` never started."""
+    port = free_port()
+    stack = subprocess.Popen(
+        [sys.executable, "-m", "maas.cli", "up", "--port", str(port), "--samples", "0"],
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        assert stack.stdout is not None
+        said = ""
+        for line in stack.stdout:  # the demo model is trained and served first
+            said += line.rstrip("\n") + " "
+            if "Ctrl-C stops." in said:
+                break
+        assert "a trainer answers RetrainJobs" in " ".join(said.split()), said
+        flags = ["--dataset", "digits", "--params", '{"epochs": 1}', "--promote", "never"]
+        where = ["--bootstrap-servers", f"127.0.0.1:{port}", "--timeout", "300"]
+        done = maas_process("retrain", "digits", *flags, *where, cwd=tmp_path, timeout=360)
+    finally:
+        stack.send_signal(signal.SIGINT)
+        stack.communicate(timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("digits version 2 registered, not promoted"), done.stdout
+    assert no_broker_left(port)

@@ -48,7 +48,9 @@ async def serve_async(
             loop.add_signal_handler(sig, stop.set)
     registry = await asyncio.to_thread(
         partial(
-            Registry.open, settings.registry, on_alias_move=alias_move_publisher(settings.kafka)
+            Registry.open,
+            settings.registry,
+            on_alias_move=alias_move_publisher(settings.kafka, settings.registry.identity),
         )
     )
     port = settings.metrics_port + index if settings.metrics_port else 0
