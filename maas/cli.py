@@ -13,22 +13,27 @@ from collections.abc import Sequence
 from importlib.metadata import PackageNotFoundError, version
 
 from maas import errors
-from workers import logs
+from maas.suggest import misspelt_flag
 
 # Each module exposes ``register(subparsers)``; its parsers set ``func(args) -> int``.
-COMMAND_MODULES = (
-    "maas.commands.broker",
-    "maas.commands.stack",
-    "maas.commands.serve",
-    "maas.commands.models",
-    "maas.commands.tenants",
-    "maas.commands.schedule",
-    "maas.commands.client",
-    "maas.commands.db",
-)
+# The verbs each adds: a command line imports only the module of its verb (the others
+# import what their verbs need: the registry, the serving loop, torch, ...).
+COMMANDS = {
+    "maas.commands.broker": ("broker",),
+    "maas.commands.stack": ("up",),
+    "maas.commands.serve": ("worker",),
+    "maas.commands.models": ("models",),
+    "maas.commands.tenants": ("tenants",),
+    "maas.commands.schedule": ("trainer", "scheduler", "schedule"),
+    "maas.commands.client": ("submit", "score", "retrain"),
+    "maas.commands.db": ("db",),
+}
+COMMAND_MODULES = tuple(COMMANDS)
+_GLOBAL_OPTIONS_WITH_VALUES = ("--log-format", "--log-level")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The parser: every verb, or (given ``argv``) only the one ``argv`` names, if any."""
     parser = argparse.ArgumentParser(
         prog="maas",
         description="Model-as-a-service on Apache Kafka.",
@@ -51,7 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"maas {_version()}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name in COMMAND_MODULES:
+    for name in _modules_for(argv):
         try:
             module = importlib.import_module(name)
         except ModuleNotFoundError as exc:
@@ -62,6 +67,25 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _modules_for(argv: Sequence[str] | None) -> tuple[str, ...]:
+    """The verb modules ``argv`` needs: the one owning its verb; all for ``maas --help``,
+    a bare ``maas`` or a verb that is not one (argparse then lists the verbs)."""
+    verb = _verb(argv or ())
+    owners = tuple(module for module, verbs in COMMANDS.items() if verb in verbs)
+    return owners if argv is not None and owners else COMMAND_MODULES
+
+
+def _verb(argv: Sequence[str]) -> str | None:
+    """The first word of ``argv`` that is not a global option or its value."""
+    tokens = iter(argv)
+    for token in tokens:
+        if token in _GLOBAL_OPTIONS_WITH_VALUES:
+            next(tokens, None)
+        elif not token.startswith("-"):
+            return token
+    return None
+
+
 def _version() -> str:
     try:
         return version("maas")
@@ -70,11 +94,16 @@ def _version() -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(argv)
+    if (mistyped := misspelt_flag(parser, argv)) is not None:
+        parser.exit(errors.EXIT_USAGE, f"maas: error: {mistyped}\n")
     args = parser.parse_args(argv)
     if args.command is None:  # plain `maas`: say what it can do
         parser.print_help()
         return 0
+    from workers import logs
+
     logs.configure(args.log_format, args.log_level)
     try:
         code: int = args.func(args)

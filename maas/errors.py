@@ -22,14 +22,10 @@ from __future__ import annotations
 
 import sys
 
-from maas.broker import BrokerError
-from producer.errors import ClientError
-from registry.errors import RegistryError
-from workers.errors import WorkerError
-
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_NO_ANSWER = 2
+EXIT_USAGE = 2  # argparse's: the command line does not parse
 EXIT_INTERRUPTED = 130
 
 
@@ -54,6 +50,8 @@ def kafka_errors() -> tuple[type[Exception], ...]:
 def no_answer_errors() -> tuple[type[Exception], ...]:
     """What a client meets when no answer comes: a timeout, a broker that is down or
     refuses it (``maas submit`` and ``maas score`` exit 2 on these)."""
+    from producer.errors import ClientError
+
     return (ClientError, *kafka_errors())
 
 
@@ -61,6 +59,11 @@ def user_errors() -> tuple[type[Exception], ...]:
     """Errors that are reported in one line: the domain errors of each package, the
     Kafka libraries' (a broker that refuses or cannot be reached) and the operating
     system's (a file or a port)."""
+    from maas.broker import BrokerError  # imported here: `maas --help` needs none of them
+    from producer.errors import ClientError
+    from registry.errors import RegistryError
+    from workers.errors import WorkerError
+
     domain = (CommandError, RegistryError, ClientError, BrokerError, WorkerError)
     return (*domain, *kafka_errors(), OSError)
 

@@ -19,6 +19,7 @@ from typing import Any, Unpack
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.errors import MessageSizeTooLargeError
 
+from producer.cluster import require_tenant
 from producer.contract.messages import Result, RetrainJob, RetrainResult
 from producer.core import POLL_MS, REPLY_READING, BaseClient, JobOptions, Outgoing, Window
 from producer.handles import BaseHandle, Reply
@@ -72,6 +73,7 @@ class AsyncClient(BaseClient):
         try:
             if self._create_topics:
                 await ensure_topics(self.settings)
+            await require_tenant(self.settings, self.topics)
             producer = AIOKafkaProducer(**self.settings.producer())
             await producer.start()
             self._producer = producer

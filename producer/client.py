@@ -23,6 +23,7 @@ with warnings.catch_warnings():  # kafka-python 3.0 reads its schemas with a dep
     from kafka.errors import MessageSizeTooLargeError
 
 from producer.capabilities import run_blocking
+from producer.cluster import require_tenant
 from producer.contract.messages import Result, RetrainJob, RetrainResult
 from producer.core import POLL_MS, REPLY_READING, BaseClient, JobOptions, Outgoing, Window
 from producer.handles import BaseHandle, Reply
@@ -72,6 +73,7 @@ class Client(BaseClient):
         try:
             if self._create_topics:
                 run_blocking(lambda: ensure_topics(self.settings))
+            run_blocking(lambda: require_tenant(self.settings, self.topics))
             consumer = KafkaConsumer(**self.settings.consumer(None, **REPLY_READING))
             self._consumer = consumer
             tail(consumer, self.reply_topic)

@@ -15,11 +15,12 @@ import socket
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-
-from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+from typing import TYPE_CHECKING
 
 from registry.errors import SettingsError
+
+if TYPE_CHECKING:  # SQLAlchemy is imported when a URL is parsed, not by `maas --help`
+    from sqlalchemy.engine import URL
 
 DEFAULT_DATABASE_URL = "sqlite:///./.maas/registry.db"
 DEFAULT_ARTIFACT_DIR = "./.maas/artifacts"
@@ -92,6 +93,9 @@ def database_url(text: str) -> URL:
     ``postgres://`` (the scheme Heroku and many tools print) is PostgreSQL: read as
     ``postgresql://``, which the registry runs through psycopg 3.
     """
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
     try:
         url = make_url(_POSTGRES_ALIAS.sub("postgresql", text, count=1))
     except ArgumentError:
@@ -113,6 +117,8 @@ def database_url(text: str) -> URL:
 
 def _driver(url: URL) -> str | None:
     """The URL's driver, or None for a scheme SQLAlchemy has no dialect for."""
+    from sqlalchemy.exc import NoSuchModuleError
+
     try:
         return url.get_driver_name()
     except NoSuchModuleError:

@@ -29,7 +29,7 @@ from maas.errors import (
     no_answer_errors,
     report,
 )
-from producer.consumers import TRAINER_GROUP
+from producer.cluster import TRAINER_GROUP
 from producer.contract import numbers
 from producer.contract.messages import (
     DEFAULT_ALIAS,
@@ -413,7 +413,7 @@ async def _retrain(args: argparse.Namespace, job: RetrainJob, console: Console) 
 
 async def _trainer_consuming(client: AsyncClient, group: str) -> None:
     """Refuse, before sending, a job that no trainer would read."""
-    from producer.consumers import group_members
+    from producer.cluster import group_members
 
     if await group_members(client.settings, group) == 0:
         raise CommandError(

@@ -10,17 +10,12 @@ import socket
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, TypeAlias
-
-from rich.console import Console
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 from maas.commands.footprint import Footprint
 from maas.errors import CommandError
 from producer.contract import numbers
-from producer.control import alias_move_publisher
-from producer.kafka import KafkaSettings
 from registry.errors import ModelNotFound
-from registry.registry import Registry
 from registry.settings import (
     DEFAULT_ARTIFACT_DIR,
     DEFAULT_DATABASE_URL,
@@ -28,9 +23,15 @@ from registry.settings import (
     sqlite_path,
 )
 
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from producer.kafka import KafkaSettings
+    from registry.registry import Registry
+
 Subparsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
 Declare = Callable[[argparse.ArgumentParser], None]
-RegistryHandler = Callable[[Registry, argparse.Namespace], int]
+RegistryHandler: TypeAlias = "Callable[[Registry, argparse.Namespace], int]"
 PROMOTE_CHOICES = ("gate", "never", "always")
 
 
@@ -177,6 +178,8 @@ def dataset_of(text: str | None) -> dict[str, str] | None:
 
 
 def kafka_settings(args: argparse.Namespace) -> KafkaSettings:
+    from producer.kafka import KafkaSettings
+
     return KafkaSettings.from_env(
         bootstrap_servers=args.bootstrap_servers,
         topic_prefix=args.topic_prefix,
@@ -202,6 +205,9 @@ def with_registry(
     """
 
     def run(args: argparse.Namespace) -> int:
+        from producer.control import alias_move_publisher
+        from registry.registry import Registry
+
         settings = registry_settings(args)
         if not create:
             _require_existing(settings)
@@ -245,5 +251,7 @@ def actor(args: argparse.Namespace) -> str:
 
 
 def console() -> Console:
+    from rich.console import Console
+
     # markup off: shapes such as [batch,4] and reasons are data, not rich markup
     return Console(width=None if sys.stdout.isatty() else 160, highlight=False, markup=False)

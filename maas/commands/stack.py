@@ -8,8 +8,6 @@ import os
 
 from maas.commands.common import Subparsers, add_registry_options, add_verb, registry_settings
 from maas.errors import CommandError
-from maas.stack import DEMO_BATCH, StackSettings, run_stack
-from workers.serving.loop import WorkerSettings
 
 
 def register(subparsers: Subparsers) -> None:
@@ -42,6 +40,9 @@ def _options(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from maas.stack import DEMO_BATCH, StackSettings, run_stack
+    from workers.serving.loop import WorkerSettings
+
     settings = StackSettings(
         registry=registry_settings(args),
         worker=WorkerSettings(batch=DEMO_BATCH, registry=registry_settings(args).identity),

@@ -178,3 +178,31 @@ def test_params_out_of_range_are_usage_errors(capsys: pytest.CaptureFixture[str]
         main(["retrain", "digits", "--params", '{"lr": 1e400}'])
     assert exit_.value.code == 2
     assert "argument --params: the number 1e400 is out of range" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("argv", "said"),
+    [
+        (["submit", "--modle", "digits"], "--modle: no such flag; did you mean --model?"),
+        (["models", "register", "iris", "m.onnx", "--promte"], "did you mean --promote?"),
+        (["--log-levl", "debug", "models", "list"], "did you mean --log-level?"),
+    ],
+)
+def test_a_mistyped_flag_gets_the_close_one(
+    argv: list[str], said: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 27 item 11: ``--modle`` got "the following arguments are required: --model"."""
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert err.splitlines() == [f"maas: error: {said}"] or said in err, err
+    assert "required" not in err
+
+
+def test_an_abbreviated_flag_is_not_taken_for_a_mistake(capsys: pytest.CaptureFixture[str]) -> None:
+    # argparse takes --mod for --model: only --inputs is missing
+    with pytest.raises(SystemExit) as exit_:
+        main(["submit", "--mod", "digits"])
+    assert exit_.value.code == 2
+    assert "the following arguments are required: --inputs" in capsys.readouterr().err

@@ -26,7 +26,7 @@ import structlog
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from prometheus_client import Counter
 
-from producer.consumers import TRAINER_GROUP
+from producer.cluster import TRAINER_GROUP
 from producer.contract.messages import (
     DecodeError,
     ErrorCode,

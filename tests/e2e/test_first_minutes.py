@@ -1,5 +1,6 @@
-"""``maas retrain`` as a new user meets it: without a trainer it says so at once, and
-Ctrl-C while it waits is one line and exit 130 (issue 27, items 2 and 3)."""
+"""The client verbs as a new user meets them (issue 27): ``maas retrain`` without a
+trainer says so at once, Ctrl-C while it waits is one line and exit 130; an unknown
+tenant is named at once."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ import signal
 import subprocess
 import sys
 import uuid
+
+import pytest
 
 from maas.errors import EXIT_INTERRUPTED
 from producer.contract.messages import decode_retrain
@@ -74,3 +77,20 @@ async def test_the_job_carries_the_deadline_the_caller_waits_for(kafka: KafkaSet
     (record,) = await read(kafka, kafka.topics.retrain, until=lambda rs: len(rs) >= 1)
     job = decode_retrain(record.value or b"")
     assert job.deadline_ms is not None
+
+
+@pytest.mark.parametrize("verb", ["submit", "retrain"])
+async def test_an_unknown_tenant_is_said_at_once_with_how_to_add_it(
+    kafka: KafkaSettings, verb: str
+) -> None:
+    argv = {
+        "submit": ["submit", "--model", "digits", "--inputs", '{"x": [[1]]}'],
+        "retrain": ["retrain", "digits"],
+    }[verb]
+
+    done = await asyncio.to_thread(maas_process, *argv, "--tenant", "nobody", *kafka_args(kafka))
+
+    assert done.returncode in (1, 2)
+    one_error_line(done.stderr, "there is no tenant 'nobody'", "maas tenants add nobody")
+    no_noise(done.stderr)
+    assert f"{kafka.topics.prefix}nobody.results" not in await topic_names(kafka)
