@@ -16,6 +16,12 @@ Exit codes, for every command:
   the broker included: run the same command again once the service is up. A broker
   that refuses the credentials or the TLS handshake is exit 1: a rerun cannot help.
 - ``130``: interrupted (Ctrl-C).
+
+The package's own errors, one root::
+
+    CommandError       the command cannot run as given (a file, an input)
+    └── BrokerError    the embedded broker could not be started
+        └── PortHeld   its port is held by another maas broker (maas.broker)
 """
 
 from __future__ import annotations
@@ -32,6 +38,10 @@ EXIT_INTERRUPTED = 130
 class CommandError(Exception):
     """The command cannot run as given: a file it names is missing or unreadable, an
     input it reads is malformed. Reported in one line; exit 1."""
+
+
+class BrokerError(CommandError, RuntimeError):
+    """The embedded broker could not be started (:mod:`maas.broker`)."""
 
 
 def kafka_errors() -> tuple[type[Exception], ...]:
@@ -59,8 +69,7 @@ def user_errors() -> tuple[type[Exception], ...]:
     """Errors that are reported in one line: the domain errors of each package, the
     Kafka libraries' (a broker that refuses or cannot be reached) and the operating
     system's (a file or a port)."""
-    from maas.broker import BrokerError  # imported here: `maas --help` needs none of them
-    from producer.errors import ClientError
+    from producer.errors import ClientError  # imported here: `maas --help` needs none
     from registry.errors import RegistryError
     from workers.errors import WorkerError
 
