@@ -209,9 +209,32 @@ def _show(registry: Registry, args: argparse.Namespace) -> int:
         )
     out = console()
     out.print(table)
-    for line in optimize.measured(versions):
+    for line in [*filter(None, map(_trained, versions)), *optimize.measured(versions)]:
         out.print(line)
     return 0
+
+
+_SHOWN_METRICS = ("accuracy", "f1", "auc", "rmse", "duration_s")
+
+
+def _trained(version: ModelVersion) -> str:
+    """What a trained version records: its held-out metrics, the production it was
+    trained beside (its parent) and its dataset's hash; empty for one registered bare."""
+    parts = []
+    if version.parent_version is not None:
+        parts.append(f"parent {version.parent_version}")
+    if version.dataset_hash:
+        parts.append(f"dataset {version.dataset_hash[:12]}")
+    metrics = [
+        f"{name} {value:.4f}" if isinstance(value, float) else f"{name} {value}"
+        for name, value in version.metrics.items()
+        if name in _SHOWN_METRICS
+    ]
+    if not parts and not metrics:
+        return ""
+    return f"version {version.version}: " + "; ".join(
+        [*parts, ", ".join(metrics)] if metrics else parts
+    )
 
 
 def _promote(registry: Registry, args: argparse.Namespace) -> int:
