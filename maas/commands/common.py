@@ -118,7 +118,15 @@ def add_metrics_option(parser: argparse.ArgumentParser) -> None:
         default=0,
         metavar="P",
         help="serve Prometheus /metrics and the /healthz and /readyz probes on "
-        "http://0.0.0.0:P; 0, the default: not served",
+        "http://HOST:P (--metrics-host); 0, the default: not served",
+    )
+    parser.add_argument(
+        "--metrics-host",
+        default=os.environ.get("MAAS_METRICS_HOST", "0.0.0.0"),
+        metavar="HOST",
+        help="the address --metrics-port listens on (env MAAS_METRICS_HOST; default "
+        "0.0.0.0, every interface, as Prometheus and Kubernetes probes in compose.yaml and "
+        "deploy/ need; 127.0.0.1 keeps them to this machine)",
     )
 
 

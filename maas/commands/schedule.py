@@ -36,7 +36,7 @@ from producer.control import alias_move_publisher
 from registry import cron
 from registry.errors import ModelNotFound
 from registry.registry import Registry
-from workers.health import Probe, served
+from workers.health import GENERIC_METRICS, Probe, served
 from workers.training.scheduler import MetricTrigger, Scheduler, SchedulerSettings
 
 if TYPE_CHECKING:  # the trainer's modules import torch: only when it runs
@@ -152,18 +152,28 @@ def _schedule_verbs(verbs: Subparsers) -> None:
     remove.set_defaults(func=with_registry(_remove))
 
 
+# The metrics each long-running verb exports (name prefixes): its own, not those of
+# modules it shares with the other or with a worker.
+TRAINER_METRICS = ("maas_retrain", "maas_dead_letters")
+SCHEDULER_METRICS = ("maas_scheduler",)
+
+
 # -- long-running verbs ----------------------------------------------------------------------
 
 
-def _until_signal(main: Main, *, metrics_port: int, readiness: Probe) -> int:
-    """Run ``main`` until SIGTERM/SIGINT, serving metrics and probes on ``metrics_port``."""
+def _until_signal(
+    main: Main, args: argparse.Namespace, readiness: Probe, own: tuple[str, ...]
+) -> int:
+    """Run ``main`` until SIGTERM/SIGINT, serving probes and its ``own`` metrics (name
+    prefixes) on --metrics-host:--metrics-port."""
 
     async def runner() -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        async with served(metrics_port, readiness):
+        only = (*own, *GENERIC_METRICS)
+        async with served(args.metrics_port, readiness, host=args.metrics_host, only=only):
             await main(stop)
 
     asyncio.run(runner())
@@ -204,9 +214,7 @@ def _run_trainer(args: argparse.Namespace) -> int:
         except RecipeError as exc:  # a recipe the operator listed cannot be loaded
             print(f"error: {exc}", file=sys.stderr)
             return 2
-        return _until_signal(
-            trainer.run, metrics_port=args.metrics_port, readiness=trainer.readiness
-        )
+        return _until_signal(trainer.run, args, trainer.readiness, TRAINER_METRICS)
 
 
 def _run_scheduler(args: argparse.Namespace) -> int:
@@ -221,9 +229,7 @@ def _run_scheduler(args: argparse.Namespace) -> int:
     settings = SchedulerSettings(interval_s=args.interval, metric=metric)
     with Registry.open(registry_settings(args)) as registry:
         scheduler = Scheduler(kafka_settings(args), registry.runs, registry.metrics, settings)
-        return _until_signal(
-            scheduler.run, metrics_port=args.metrics_port, readiness=scheduler.readiness
-        )
+        return _until_signal(scheduler.run, args, scheduler.readiness, SCHEDULER_METRICS)
 
 
 # -- maas schedule ----------------------------------------------------------------------------
