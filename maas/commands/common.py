@@ -120,6 +120,11 @@ def add_metrics_option(parser: argparse.ArgumentParser) -> None:
         help="serve Prometheus /metrics and the /healthz and /readyz probes on "
         "http://HOST:P (--metrics-host); 0, the default: not served",
     )
+    add_metrics_host(parser)
+
+
+def add_metrics_host(parser: argparse.ArgumentParser) -> None:
+    """``--metrics-host``, beside a ``--metrics-port``."""
     parser.add_argument(
         "--metrics-host",
         default=os.environ.get("MAAS_METRICS_HOST", "0.0.0.0"),

@@ -10,6 +10,7 @@ import structlog
 from maas.commands.common import (
     Subparsers,
     add_kafka_options,
+    add_metrics_host,
     add_registry_options,
     add_setting,
     add_verb,
@@ -70,8 +71,10 @@ def _options(parser: argparse.ArgumentParser) -> None:
         default=0,
         metavar="P",
         help="serve Prometheus /metrics and the /healthz and /readyz probes on "
-        "http://0.0.0.0:P (process i of a pool on P+i); 0, the default: not served",
+        "http://HOST:P (--metrics-host; process i of a pool on P+i); 0, the default: not "
+        "served",
     )
+    add_metrics_host(parser)
     _add_batch_options(parser)
     add_setting(
         parser,

@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import uuid
+from pathlib import Path
 
 import pytest
 
@@ -94,3 +95,39 @@ async def test_an_unknown_tenant_is_said_at_once_with_how_to_add_it(
     one_error_line(done.stderr, "there is no tenant 'nobody'", "maas tenants add nobody")
     no_noise(done.stderr)
     assert f"{kafka.topics.prefix}nobody.results" not in await topic_names(kafka)
+
+
+async def test_a_worker_pinned_to_an_unknown_model_says_so_at_start(
+    kafka: KafkaSettings, tmp_path: Path
+) -> None:
+    """Issue 27 item 11: `maas worker --model nosuch` said only "worker started"."""
+    argv = ["worker", "--model", "nosuch", *kafka_args(kafka)]
+    argv += ["--database-url", f"sqlite:///{tmp_path / 'r.db'}"]
+    argv += ["--artifact-dir", str(tmp_path / "artifacts")]
+    process = await asyncio.to_thread(
+        subprocess.Popen,
+        [sys.executable, "-m", "maas.cli", *argv],
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        said = await asyncio.to_thread(lines_until, process, "worker started")
+    finally:
+        process.terminate()
+        await asyncio.to_thread(process.communicate, timeout=60)  # and closes its stderr
+    (warning,) = [line for line in said if "pinned model cannot be served yet" in line]
+    assert '"model": "nosuch"' in warning and "no model named 'nosuch'" in warning
+    assert str(tmp_path / "r.db") in warning  # which registry was asked
+
+
+def lines_until(process: subprocess.Popen[str], fragment: str) -> list[str]:
+    """The stderr lines of ``process`` up to the one holding ``fragment``."""
+    assert process.stderr is not None
+    lines = []
+    for line in process.stderr:
+        lines.append(line)
+        if fragment in line:
+            return lines
+    raise AssertionError(f"{fragment!r} never said: {''.join(lines)}")
