@@ -51,6 +51,11 @@ if TYPE_CHECKING:
     from producer.score import ScoreStats
 
 
+# How long `maas retrain` waits for a member of the trainers' group before it says none
+# consumes: a trainer started a moment ago (torch loads first) may still be joining.
+TRAINER_JOIN_S = 10.0
+
+
 def register(subparsers: Subparsers) -> None:
     add_verb(
         subparsers,
@@ -412,15 +417,19 @@ async def _retrain(args: argparse.Namespace, job: RetrainJob, console: Console) 
 
 
 async def _trainer_consuming(client: AsyncClient, group: str) -> None:
-    """Refuse, before sending, a job that no trainer would read."""
+    """Refuse, before sending, a job that no trainer would read (after a few seconds: a
+    trainer started just now may still be joining its group)."""
     from producer.cluster import group_members
 
-    if await group_members(client.settings, group) == 0:
-        raise CommandError(
-            f"no trainer is consuming {client.topics.retrain}: the consumer group {group} "
-            "has no members, so nothing was sent. Start one (`maas trainer`; `maas up` runs "
-            "one) and run this again"
-        )
+    deadline = time.monotonic() + TRAINER_JOIN_S
+    while await group_members(client.settings, group) == 0:
+        if time.monotonic() > deadline:
+            raise CommandError(
+                f"no trainer is consuming {client.topics.retrain}: the consumer group "
+                f"{group} has had no members for {TRAINER_JOIN_S:g}s, so nothing was sent. "
+                "Start one (`maas trainer`; `maas up` runs one) and run this again"
+            )
+        await asyncio.sleep(0.5)
 
 
 def _describe(result: RetrainResult) -> str:

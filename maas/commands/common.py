@@ -236,7 +236,9 @@ def with_registry(
         except BaseException:
             footprint.remove()
             raise
-        if create:
+        if code != 0:  # a verb that failed said why; a registry made for it goes again
+            footprint.remove()
+        elif create:
             made = "created and wrote to" if footprint.creates_registry else "wrote to"
             print(f"{made} registry {settings.location}", file=sys.stderr)
         return code

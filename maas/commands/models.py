@@ -8,7 +8,7 @@ from argparse import ArgumentParser
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 from rich.table import Table
 
@@ -23,14 +23,12 @@ from maas.commands.common import (
     registry_settings,
     with_registry,
 )
-from registry import (
-    MetricWindow,
-    ModelVersion,
-    Registry,
-)
-from registry.drafts import Draft
 
-Handler = Callable[[Registry, argparse.Namespace], int]
+if TYPE_CHECKING:  # the registry is imported when a verb runs, not by `maas --help`
+    from registry import MetricWindow, ModelVersion, Registry
+    from registry.drafts import Draft
+
+Handler: TypeAlias = "Callable[[Registry, argparse.Namespace], int]"
 
 
 class _Verbs:
@@ -143,10 +141,16 @@ def _move(args: argparse.Namespace) -> dict[str, Any]:
 # -- verbs --------------------------------------------------------------------------------
 
 
+def _draft(args: argparse.Namespace) -> Draft:
+    from registry.drafts import Draft
+
+    return Draft(args.artifact, reason=args.reason, promote=args.promote)
+
+
 def _register(registry: Registry, args: argparse.Namespace) -> int:
     version = registry.models.register(
         args.name,
-        Draft(args.artifact, reason=args.reason, promote=args.promote),
+        _draft(args),
         actor=actor(args),
         alias=args.alias,
         force=args.force,

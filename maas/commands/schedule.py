@@ -11,7 +11,7 @@ import json
 import signal
 import sys
 from collections.abc import Callable, Coroutine
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 from rich.table import Table
 
@@ -35,14 +35,14 @@ from maas.errors import CommandError
 from producer.control import alias_move_publisher
 from registry import cron
 from registry.errors import ModelNotFound
-from registry.registry import Registry
 from workers.health import GENERIC_METRICS, Probe, served
 from workers.training.scheduler import MetricTrigger, Scheduler, SchedulerSettings
 
 if TYPE_CHECKING:  # the trainer's modules import torch: only when it runs
+    from registry.registry import Registry
     from workers.training.trainer import TrainerSettings
 
-Handler = Callable[[Registry, argparse.Namespace], int]
+Handler: TypeAlias = "Callable[[Registry, argparse.Namespace], int]"
 Main = Callable[[asyncio.Event], Coroutine[Any, Any, None]]
 
 
@@ -206,6 +206,8 @@ def _run_trainer(args: argparse.Namespace) -> int:
     settings = trainer_settings(args)
     where = registry_settings(args)
     hook = alias_move_publisher(kafka, where.identity)
+    from registry.registry import Registry
+
     with Registry.open(where, on_alias_move=hook) as registry:
         try:
             trainer = Trainer(
@@ -227,6 +229,8 @@ def _run_scheduler(args: argparse.Namespace) -> int:
             cooldown_s=args.metric_cooldown,
         )
     settings = SchedulerSettings(interval_s=args.interval, metric=metric)
+    from registry.registry import Registry
+
     with Registry.open(registry_settings(args)) as registry:
         scheduler = Scheduler(kafka_settings(args), registry.runs, registry.metrics, settings)
         return _until_signal(scheduler.run, args, scheduler.readiness, SCHEDULER_METRICS)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+from typing import TYPE_CHECKING
 
 import structlog
 
@@ -22,7 +23,9 @@ from maas.errors import CommandError
 from producer.kafka import KafkaSettings
 from registry.errors import AliasNotFound, ModelNotFound
 from registry.policy import RollbackPolicy
-from registry.registry import Registry
+
+if TYPE_CHECKING:
+    from registry.registry import Registry
 from workers.batching.batcher import BatchConfig
 from workers.runtime.loader import RuntimeSettings
 from workers.serving.loop import WorkerSettings
@@ -283,6 +286,8 @@ def run(args: argparse.Namespace) -> int:
     registry = registry_settings(args)
     # Opened once here: migrated before the pool's processes start, and a database that
     # is down or a URL that is wrong is one message, not one traceback per process.
+    from registry.registry import Registry
+
     with Registry.open(registry) as opened:
         _say_unknown_models(opened, args.model, registry.location)
     kafka = kafka_settings(args)
