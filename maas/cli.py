@@ -15,6 +15,7 @@ from importlib.metadata import PackageNotFoundError, version
 from maas import errors
 from maas.commands.common import Subparsers
 from maas.extras import MissingExtra, missing_extra, top_module
+from maas.suggest import misspelt_flag
 from workers import logs
 
 # Each module exposes ``register(subparsers)``; its parsers set ``func(args) -> int``.
@@ -143,14 +144,17 @@ def _version() -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
+    argv = sys.argv[1:] if argv is None else list(argv)
     parser = build_parser(argv)
+    if (mistyped := misspelt_flag(parser, argv)) is not None:
+        parser.exit(errors.EXIT_USAGE, f"maas: error: {mistyped}\n")
     args, unknown = parser.parse_known_args(argv)
     if unknown and not getattr(args, "needs_extra", False):  # a stub takes any flags
         parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     if args.command is None:  # plain `maas`: say what it can do
         parser.print_help()
         return 0
+
     logs.configure(args.log_format, args.log_level)
     try:
         code: int = args.func(args)

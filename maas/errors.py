@@ -21,6 +21,7 @@ The package's own errors, one root::
 
     CommandError       the command cannot run as given (a file, an input)
     ├── BrokerError    the embedded broker could not be started
+    │   └── PortHeld   its port is held by another maas broker (maas.broker)
     └── MissingExtra   the verb needs an optional dependency (``maas/extras.py``)
 """
 
@@ -28,13 +29,10 @@ from __future__ import annotations
 
 import sys
 
-from producer.errors import ClientError
-from registry.errors import RegistryError
-from workers.errors import WorkerError
-
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_NO_ANSWER = 2
+EXIT_USAGE = 2  # argparse's: the command line does not parse
 EXIT_INTERRUPTED = 130
 
 
@@ -63,6 +61,8 @@ def kafka_errors() -> tuple[type[Exception], ...]:
 def no_answer_errors() -> tuple[type[Exception], ...]:
     """What a client meets when no answer comes: a timeout, a broker that is down or
     refuses it (``maas submit`` and ``maas score`` exit 2 on these)."""
+    from producer.errors import ClientError
+
     return (ClientError, *kafka_errors())
 
 
@@ -70,6 +70,10 @@ def user_errors() -> tuple[type[Exception], ...]:
     """Errors that are reported in one line: the domain errors of each package, the
     Kafka libraries' (a broker that refuses or cannot be reached) and the operating
     system's (a file or a port)."""
+    from producer.errors import ClientError  # imported here: `maas --help` needs none
+    from registry.errors import RegistryError
+    from workers.errors import WorkerError
+
     domain = (CommandError, RegistryError, ClientError, BrokerError, WorkerError)
     return (*domain, *kafka_errors(), OSError)
 

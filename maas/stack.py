@@ -1,4 +1,5 @@
-"""``maas up``: the embedded stack — broker, registry, demo model, worker — in one process."""
+"""``maas up``: the embedded stack — broker, registry, demo model, worker, trainer — in
+one process."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import numpy as np
 import structlog
 from rich.console import Console
 
-from maas.broker import EmbeddedBroker, free_port
+from maas.broker import EmbeddedBroker, PortHeld, free_port
 from maas.errors import BrokerError
 from producer.aio import AsyncClient
 from producer.contract.messages import Result
@@ -124,6 +125,8 @@ def _start_broker(port: int, console: Console) -> EmbeddedBroker:
     broker = EmbeddedBroker(port=port)
     try:
         return broker.start()
+    except PortHeld:  # README commands would talk to that one: say how to stop it
+        raise
     except BrokerError as exc:  # the port is taken: take any free one and say so
         fallback = free_port()
         console.print(f"[yellow]{exc}[/yellow]; using port {fallback} instead")
@@ -171,6 +174,7 @@ async def _run(
     await worker.models.get(await worker.models.resolve(DEMO_MODEL, None, "production"))
     stop = asyncio.Event()
     worker_task = asyncio.create_task(worker.run(stop))
+    trainer_task = asyncio.create_task(_train(kafka, registry, stop))
     try:
         await _started(worker, worker_task)
         report = await score_demo(kafka, settings.samples) if settings.samples else None
@@ -179,7 +183,9 @@ async def _run(
         if settings.serve:
             console.print(
                 f"serving on {broker.bootstrap_servers}: publish PredictJobs to "
-                f"{kafka.topics.predict}, read results from {kafka.topics.results}. Ctrl-C stops."
+                f"{kafka.topics.predict}, read results from {kafka.topics.results}; a trainer "
+                f"answers RetrainJobs on {kafka.topics.retrain} (maas retrain {DEMO_MODEL}). "
+                "Ctrl-C stops."
             )
             await _serve_until_stopped(worker_task, stop)
         return report
@@ -187,6 +193,21 @@ async def _run(
         stop.set()
         with contextlib.suppress(Exception):  # a failure of the worker was raised above
             await worker_task
+        await asyncio.gather(trainer_task, return_exceptions=True)
+
+
+async def _train(kafka: KafkaSettings, registry: Registry, stop: asyncio.Event) -> None:
+    """The stack's trainer (``maas trainer``'s defaults: data in ./.maas/data), so that
+    ``maas retrain`` is answered; a trainer that fails is logged, serving goes on."""
+    from workers.training.trainer import Trainer, TrainerSettings
+
+    try:
+        trainer = Trainer(
+            kafka, registry.models, registry.runs, TrainerSettings(), tenants=registry.tenants
+        )
+        await trainer.run(stop)
+    except Exception:
+        log.exception("the stack's trainer stopped; maas retrain is not answered")
 
 
 async def _started(worker: Worker, worker_task: asyncio.Task[None]) -> None:

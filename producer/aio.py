@@ -19,10 +19,11 @@ from typing import Any, Unpack
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.errors import MessageSizeTooLargeError
 
+from producer.cluster import require_tenant
 from producer.contract.messages import Result, RetrainJob, RetrainResult
 from producer.core import POLL_MS, REPLY_READING, BaseClient, JobOptions, Outgoing, Window
 from producer.handles import BaseHandle, Reply
-from producer.kafka import ensure_topics
+from producer.kafka import CLIENT_REFUSED_S, ensure_topics
 from producer.tail import tail_async
 
 __all__ = ["AsyncClient", "AsyncHandle", "Reply"]
@@ -71,7 +72,8 @@ class AsyncClient(BaseClient):
         self._starting()
         try:
             if self._create_topics:
-                await ensure_topics(self.settings)
+                await ensure_topics(self.settings, refused_s=CLIENT_REFUSED_S)
+            await require_tenant(self.settings, self.topics)
             producer = AIOKafkaProducer(**self.settings.producer())
             await producer.start()
             self._producer = producer

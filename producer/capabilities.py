@@ -62,12 +62,20 @@ class Capabilities:
         return not self.idempotence
 
 
-async def probe(options: Mapping[str, Any], *, timeout_s: float) -> Capabilities:
+async def probe(
+    options: Mapping[str, Any], *, timeout_s: float, refused_s: float | None = None
+) -> Capabilities:
     """Ask the brokers in ``options["bootstrap_servers"]`` for a producer id until one
-    answers, waiting up to ``timeout_s`` for a broker that is still starting."""
+    answers, waiting up to ``timeout_s`` for a broker that is still starting.
+
+    ``refused_s``: give up sooner when every connection has been refused at once for
+    this long (nothing listens there: a client need not wait for a broker that is not
+    starting); None waits the whole ``timeout_s``, as services starting beside their
+    broker do."""
     servers = str(options["bootstrap_servers"])
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout_s
+    refused = _Refused(loop.time, refused_s)
     pause = 0.1
     while True:
         try:
@@ -79,15 +87,43 @@ async def probe(options: Mapping[str, Any], *, timeout_s: float) -> Capabilities
             if isinstance(exc, errors.KafkaError) and not exc.retriable:
                 raise BrokerRefused(_refusal(servers, exc)) from None
             failure = exc
-        if loop.time() + pause > deadline:
-            raise BrokerUnavailable(
-                f"no Kafka broker answered at {servers} within {timeout_s:g}s "
-                f"({type(failure).__name__}: {failure}); check MAAS_BOOTSTRAP_SERVERS "
-                "(or --bootstrap-servers) and that the broker runs (`maas broker` starts "
-                "the embedded one)"
-            ) from None
+        if refused.long_enough(failure) or loop.time() + pause > deadline:
+            why = refused.why(servers, timeout_s)
+            raise BrokerUnavailable(_unavailable(why, failure)) from None
         await asyncio.sleep(pause)
         pause = min(pause * 2, 1.0)
+
+
+class _Refused:
+    """How long every connection has been refused at once, in a row."""
+
+    def __init__(self, clock: Callable[[], float], limit_s: float | None) -> None:
+        self._clock = clock
+        self._limit_s = limit_s
+        self._since: float | None = None
+
+    def long_enough(self, failure: BaseException) -> bool:
+        if not isinstance(failure, ConnectionRefusedError):
+            self._since = None
+            return False
+        if self._since is None:
+            self._since = self._clock()
+        return self._limit_s is not None and self._clock() - self._since >= self._limit_s
+
+    def why(self, servers: str, timeout_s: float) -> str:
+        """Why maas stopped asking, for the message."""
+        limit, since = self._limit_s, self._since
+        if limit is not None and since is not None and self._clock() - since >= limit:
+            return f"listens at {servers} (connections refused for {limit:g}s)"
+        return f"answered at {servers} within {timeout_s:g}s"
+
+
+def _unavailable(why: str, failure: BaseException) -> str:
+    return (
+        f"no Kafka broker {why} ({type(failure).__name__}: {failure}); check "
+        "MAAS_BOOTSTRAP_SERVERS (or --bootstrap-servers) and that the broker runs (`maas "
+        "broker` starts the embedded one)"
+    )
 
 
 def _refusal(servers: str, exc: errors.KafkaError) -> str:

@@ -23,10 +23,11 @@ with warnings.catch_warnings():  # kafka-python 3.0 reads its schemas with a dep
     from kafka.errors import MessageSizeTooLargeError
 
 from producer.capabilities import run_blocking
+from producer.cluster import require_tenant
 from producer.contract.messages import Result, RetrainJob, RetrainResult
 from producer.core import POLL_MS, REPLY_READING, BaseClient, JobOptions, Outgoing, Window
 from producer.handles import BaseHandle, Reply
-from producer.kafka import ensure_topics
+from producer.kafka import CLIENT_REFUSED_S, ensure_topics
 from producer.tail import tail
 
 __all__ = ["Client", "Handle", "Reply"]
@@ -71,7 +72,8 @@ class Client(BaseClient):
         self._starting()
         try:
             if self._create_topics:
-                run_blocking(lambda: ensure_topics(self.settings))
+                run_blocking(lambda: ensure_topics(self.settings, refused_s=CLIENT_REFUSED_S))
+            run_blocking(lambda: require_tenant(self.settings, self.topics))
             consumer = KafkaConsumer(**self.settings.consumer(None, **REPLY_READING))
             self._consumer = consumer
             tail(consumer, self.reply_topic)

@@ -56,7 +56,8 @@ def publish_control(
         future.get(timeout=timeout_s)
     finally:
         producer.close(timeout=timeout_s)
-    log.info("control event published", **log_fields(event))
+    # the command prints what it did; its log says it again only when asked (--log-level debug)
+    log.debug("control event published", **log_fields(event))
 
 
 def announce_tenant(settings: KafkaSettings, tenant: str, change: str, *, actor: str) -> None:
@@ -92,8 +93,11 @@ def _check_reachable(bootstrap_servers: str, timeout_s: float) -> None:
     raise ConnectionError(f"no Kafka broker accepts connections at {bootstrap_servers}")
 
 
-def alias_move_publisher(settings: KafkaSettings) -> Callable[[AliasMoveLike], None]:
-    """A registry hook that announces alias moves on the control topic.
+def alias_move_publisher(
+    settings: KafkaSettings, registry: str | None = None
+) -> Callable[[AliasMoveLike], None]:
+    """A registry hook that announces alias moves on the control topic, naming the
+    ``registry`` they were made in (its ``RegistrySettings.identity``).
 
     Best effort: the registry change is already committed, and workers also re-read
     aliases after a few seconds, so an unreachable broker only delays the swap.
@@ -108,6 +112,7 @@ def alias_move_publisher(settings: KafkaSettings) -> Callable[[AliasMoveLike], N
             previous_version=move.previous_version,
             actor=move.actor,
             reason=move.reason,
+            registry=registry,
         )
         try:
             publish_control(settings, event, timeout_s=5.0)

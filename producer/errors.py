@@ -73,6 +73,19 @@ class TopicNotFound(ClientError):
         self.topic = topic
 
 
+class UnknownTenant(ClientError):
+    """A tenant's client found no topics of that tenant: there is no such tenant."""
+
+    def __init__(self, tenant: str, topic: str, bootstrap_servers: str) -> None:
+        super().__init__(
+            f"there is no tenant {tenant!r} on the broker at {bootstrap_servers} (its topic "
+            f"{topic} does not exist); the operator adds it with `maas tenants add {tenant} "
+            "--models M ...` (`maas tenants list` shows the tenants), or drop --tenant / "
+            "MAAS_TENANT to use the default tenant"
+        )
+        self.tenant = tenant
+
+
 class JobTooLarge(ClientError, ValueError):
     """A job is bigger than the producer sends in one record (its max_request_size)."""
 

@@ -28,6 +28,9 @@ DEFAULT_BOOTSTRAP = "127.0.0.1:9092"
 DEFAULT_PREFIX = "maas."
 # How long a component waits at start for its broker to answer.
 CONNECT_TIMEOUT_S = 15.0
+# How long a client (a person waiting at a prompt) waits when every connection is
+# refused at once: nothing listens there, and a broker that is starting listens first.
+CLIENT_REFUSED_S = 3.0
 
 _TOPIC_ALREADY_EXISTS = 36
 # Topic / cluster authorization failed: the broker's ACLs do not let this principal
@@ -156,22 +159,25 @@ class KafkaSettings:
             **self.options.common(),
         }
 
-    async def detect_capabilities(self, *, timeout_s: float = CONNECT_TIMEOUT_S) -> Capabilities:
+    async def detect_capabilities(
+        self, *, timeout_s: float = CONNECT_TIMEOUT_S, refused_s: float | None = None
+    ) -> Capabilities:
         """Ask the broker what it supports (once; later calls return the answer).
 
-        Waits up to ``timeout_s`` for a broker that is still starting; raises
+        Waits up to ``timeout_s`` for a broker that is still starting (``refused_s``:
+        less, once connections have been refused that long); raises
         :class:`~producer.errors.BrokerUnavailable` when none answers.
         """
         if self._answer.capabilities is None:
-            answer = await probe(self.common(), timeout_s=timeout_s)
+            answer = await probe(self.common(), timeout_s=timeout_s, refused_s=refused_s)
             if self.embedded:
                 answer = Capabilities(idempotence=False, refusal="MAAS_EMBEDDED_BROKER")
-            if not answer.idempotence:
-                log.info(
-                    "broker has no idempotent producer (embedded broker?): "
-                    "producing without idempotence",
+            if not answer.idempotence:  # the embedded broker's normal: no news, said once
+                log.debug(
+                    "the broker grants no idempotent producer, as the embedded one does not: "
+                    "producing without idempotence (Apache Kafka grants it)",
                     bootstrap_servers=self.bootstrap_servers,
-                    reason=answer.refusal,
+                    broker_answer=answer.refusal,
                 )
             self._answer.capabilities = answer
         return self._answer.capabilities
@@ -207,7 +213,11 @@ class KafkaSettings:
 
 
 async def ensure_topics(
-    settings: KafkaSettings, *, tenants: Iterable[str] = (), timeout_s: float = CONNECT_TIMEOUT_S
+    settings: KafkaSettings,
+    *,
+    tenants: Iterable[str] = (),
+    timeout_s: float = CONNECT_TIMEOUT_S,
+    refused_s: float | None = None,
 ) -> None:
     """Wait for the broker (asking what it supports), then create the service's topics
     (and those of ``tenants``) with their partition counts, replicated as the cluster's
@@ -215,7 +225,7 @@ async def ensure_topics(
     the broker's ACLs do not let this principal create are left to the operator."""
     from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-    await settings.detect_capabilities(timeout_s=timeout_s)
+    await settings.detect_capabilities(timeout_s=timeout_s, refused_s=refused_s)
     wanted = settings.topics.partitions(tenants)
     admin = AIOKafkaAdminClient(**settings.common())
     try:

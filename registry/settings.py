@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import re
+import socket
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +19,7 @@ from typing import TYPE_CHECKING
 
 from registry.errors import SettingsError
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # SQLAlchemy is imported when a URL is parsed, not by `maas --help`
     from sqlalchemy.engine import URL
 
 DEFAULT_DATABASE_URL = "sqlite:///./.maas/registry.db"
@@ -30,6 +31,8 @@ SUPPORTED_DATABASES = (
 )
 # (backend, driver) pairs the registry runs on; ``postgresql://`` means psycopg 3.
 _SUPPORTED = {("sqlite", "pysqlite"), ("postgresql", "psycopg")}
+# ``postgres://`` and ``postgres+driver://``: the older spelling SQLAlchemy dropped.
+_POSTGRES_ALIAS = re.compile(r"^postgres(?=[+:])")
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +64,20 @@ class RegistrySettings:
         return cls(database_url=url, artifact_dir=Path(directory))
 
     @property
+    def identity(self) -> str:
+        """Which registry this is, as control events name it (``ControlEvent.registry``):
+        a SQLite file as ``host:/absolute/path``, else ``host:port/database`` of the URL
+        (no user, password or driver). Two processes that print different identities may
+        read different registries: models registered through one are unknown to the other."""
+        path = sqlite_path(self.database_url)
+        if path is not None:
+            return f"{socket.gethostname()}:{path.resolve()}"
+        url = database_url(self.database_url)
+        if url.get_backend_name() == "sqlite":
+            return "sqlite in memory"
+        return f"{url.host or 'localhost'}:{url.port or 5432}/{url.database or ''}"
+
+    @property
     def location(self) -> str:
         """Where the rows are, for people: a SQLite file's absolute path, else the URL
         without its password."""
@@ -71,19 +88,23 @@ class RegistrySettings:
 
 
 def database_url(text: str) -> URL:
-    """``text`` parsed, if the registry supports it; else :class:`SettingsError`."""
-    from sqlalchemy.engine import make_url  # here: the client verbs import this module
+    """``text`` parsed, if the registry supports it; else :class:`SettingsError`.
+
+    ``postgres://`` (the scheme Heroku and many tools print) is PostgreSQL: read as
+    ``postgresql://``, which the registry runs through psycopg 3.
+    """
+    from sqlalchemy.engine import make_url
     from sqlalchemy.exc import ArgumentError
 
     try:
-        url = make_url(text)
+        url = make_url(_POSTGRES_ALIAS.sub("postgresql", text, count=1))
     except ArgumentError:
         raise SettingsError(
             f"database URL {_redacted(text)!r} is not a URL; the registry runs on "
             f"{SUPPORTED_DATABASES}"
         ) from None
     backend = url.get_backend_name()
-    if (backend, url.get_driver_name()) not in _SUPPORTED:
+    if (backend, _driver(url)) not in _SUPPORTED:
         raise SettingsError(
             f"database URL {url.render_as_string(hide_password=True)!r} names "
             f"{url.drivername}, which the registry does not support; it runs on "
@@ -92,6 +113,16 @@ def database_url(text: str) -> URL:
     if backend == "postgresql" and importlib.util.find_spec("psycopg") is None:
         raise SettingsError("a PostgreSQL registry needs psycopg 3: pip install 'maas[postgres]'")
     return url
+
+
+def _driver(url: URL) -> str | None:
+    """The URL's driver, or None for a scheme SQLAlchemy has no dialect for."""
+    from sqlalchemy.exc import NoSuchModuleError
+
+    try:
+        return url.get_driver_name()
+    except NoSuchModuleError:
+        return None
 
 
 def sqlite_path(text: str) -> Path | None:

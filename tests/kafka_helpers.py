@@ -206,3 +206,19 @@ async def topic_names(kafka: KafkaSettings) -> set[str]:
         return set(await admin.list_topics())
     finally:
         await admin.close()
+
+
+@asynccontextmanager
+async def group_member(settings: KafkaSettings, topic: str, group: str) -> AsyncIterator[None]:
+    """A consumer that has joined ``group`` on ``topic`` (and reads nothing) for the
+    block: what a trainer looks like to ``maas retrain``'s check, without training."""
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=settings.bootstrap_servers, group_id=group)
+    await consumer.start()
+    try:
+        async with asyncio.timeout(30):
+            while not consumer.assignment():
+                await consumer.getmany(timeout_ms=100, max_records=1)
+        consumer.pause(*consumer.assignment())
+        yield
+    finally:
+        await consumer.stop()

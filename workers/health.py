@@ -28,7 +28,7 @@ from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 import structlog
-from prometheus_client import REGISTRY, make_wsgi_app
+from prometheus_client import REGISTRY, Metric, make_wsgi_app
 
 log = structlog.get_logger(__name__)
 
@@ -101,9 +101,11 @@ class _QuietHandler(WSGIRequestHandler):
 class ProbeServer:
     """``/metrics``, ``/healthz`` and ``/readyz`` served from daemon threads."""
 
-    def __init__(self, health: Health, port: int, host: str = "0.0.0.0") -> None:
+    def __init__(
+        self, health: Health, port: int, host: str = "0.0.0.0", only: tuple[str, ...] = ()
+    ) -> None:
         self._health = health
-        self._metrics = make_wsgi_app(REGISTRY)
+        self._metrics = make_wsgi_app(_Only(only) if only else REGISTRY)
         try:
             self._server = make_server(host, port, self._app, _Server, _QuietHandler)
         except OSError as exc:
@@ -129,6 +131,21 @@ class ProbeServer:
         return [b"not found: /metrics, /healthz and /readyz are served here\n"]
 
 
+class _Only:
+    """The process's metrics whose names start with one of ``prefixes`` (the trainer's
+    and the scheduler's own, not those that modules they share with a worker define)."""
+
+    def __init__(self, prefixes: tuple[str, ...]) -> None:
+        self._prefixes = prefixes
+
+    def collect(self) -> Iterable[Metric]:
+        return (m for m in REGISTRY.collect() if m.name.startswith(self._prefixes))
+
+
+# What every process exports besides its own: the client library's process and GC metrics.
+GENERIC_METRICS = ("process_", "python_")
+
+
 def _probe_answer(reason: str | None, start_response: StartResponse) -> list[bytes]:
     status = "200 OK" if reason is None else "503 Service Unavailable"
     start_response(status, [("Content-Type", "text/plain; charset=utf-8")])
@@ -143,14 +160,20 @@ def _serve_in_thread(server: WSGIServer) -> threading.Thread:
 
 @asynccontextmanager
 async def served(
-    port: int, probe: Probe, settings: HealthSettings | None = None
+    port: int,
+    probe: Probe,
+    settings: HealthSettings | None = None,
+    *,
+    host: str = "0.0.0.0",
+    only: tuple[str, ...] = (),
 ) -> AsyncIterator[Health | None]:
-    """While the block runs: metrics and probes on ``port`` (0: nothing is served)."""
+    """While the block runs: metrics and probes on ``host:port`` (port 0: nothing is
+    served); ``only``: the metric name prefixes exported (empty: every metric)."""
     if not port:
         yield None
         return
     health = Health(probe, settings)
-    server = ProbeServer(health, port)
+    server = ProbeServer(health, port, host, only)
     refresher = asyncio.create_task(health.run())
     try:
         yield health

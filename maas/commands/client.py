@@ -20,7 +20,16 @@ from maas.commands.common import (
     kafka_settings,
     positive_int,
 )
-from maas.errors import EXIT_FAILED, EXIT_NO_ANSWER, EXIT_OK, CommandError, no_answer_errors, report
+from maas.errors import (
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_NO_ANSWER,
+    EXIT_OK,
+    CommandError,
+    no_answer_errors,
+    report,
+)
+from producer.cluster import TRAINER_GROUP
 from producer.contract import numbers
 from producer.contract.messages import (
     DEFAULT_ALIAS,
@@ -38,7 +47,13 @@ if TYPE_CHECKING:
     from rich.console import Console
     from rich.progress import Progress, TaskID
 
+    from producer.aio import AsyncClient
     from producer.score import ScoreStats
+
+
+# How long `maas retrain` waits for a member of the trainers' group before it says none
+# consumes: a trainer started a moment ago (torch loads first) may still be joining.
+TRAINER_JOIN_S = 10.0
 
 
 def register(subparsers: Subparsers) -> None:
@@ -160,7 +175,19 @@ def _retrain_options(parser: argparse.ArgumentParser) -> None:
         "--job-id", metavar="ID", help="job id (default: random); the same id trains once"
     )
     parser.add_argument(
-        "--timeout", type=float, default=600.0, metavar="S", help="seconds to wait (default 600)"
+        "--timeout",
+        type=float,
+        default=600.0,
+        metavar="S",
+        help="seconds to wait (default 600); also the job's deadline: a trainer that takes "
+        "it later answers EXPIRED instead of training it",
+    )
+    parser.add_argument(
+        "--trainer-group",
+        default=TRAINER_GROUP,
+        metavar="G",
+        help="the trainers' consumer group; with no member in it, nothing is sent "
+        f"(default {TRAINER_GROUP}, as maas trainer's --group-id)",
     )
 
 
@@ -348,6 +375,7 @@ def run_retrain(args: argparse.Namespace) -> int:
         dataset=None if dataset is None else Dataset(**dataset),
         params=args.params,
         promote=args.promote,
+        deadline_ms=int((time.time() + args.timeout) * 1000),
     )
     status = Console(stderr=True, highlight=False, markup=False)
     try:
@@ -355,6 +383,13 @@ def run_retrain(args: argparse.Namespace) -> int:
     except JobTimeout as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_FAILED
+    except KeyboardInterrupt:  # one line, the waiting task's error retrieved (see _retrain)
+        print(
+            f"interrupted: stopped waiting for retrain job {job.job_id}; a trainer that "
+            "takes it after its deadline answers EXPIRED",
+            file=sys.stderr,
+        )
+        return EXIT_INTERRUPTED
     print(_describe(result))
     return EXIT_OK if result.ok else EXIT_FAILED
 
@@ -365,15 +400,36 @@ async def _retrain(args: argparse.Namespace, job: RetrainJob, console: Console) 
     started = time.monotonic()
     client = AsyncClient(kafka_settings(args), tenant=_tenant(args), timeout_s=args.timeout)
     async with client:
+        await _trainer_consuming(client, args.trainer_group)
         waiting = asyncio.ensure_future(client.retrain(job))
-        with console.status(f"retraining {job.model} (job {job.job_id})") as status:
-            while not waiting.done():
-                await asyncio.wait({waiting}, timeout=0.5)
-                status.update(
-                    f"retraining {job.model} (job {job.job_id}): "
-                    f"{time.monotonic() - started:.0f}s elapsed"
-                )
-        return await waiting
+        try:
+            with console.status(f"retraining {job.model} (job {job.job_id})") as status:
+                while not waiting.done():
+                    await asyncio.wait({waiting}, timeout=0.5)
+                    status.update(
+                        f"retraining {job.model} (job {job.job_id}): "
+                        f"{time.monotonic() - started:.0f}s elapsed"
+                    )
+            return await waiting
+        finally:  # interrupted: the client's close fails the wait; no one is left to see it
+            waiting.cancel()
+            await asyncio.gather(waiting, return_exceptions=True)
+
+
+async def _trainer_consuming(client: AsyncClient, group: str) -> None:
+    """Refuse, before sending, a job that no trainer would read (after a few seconds: a
+    trainer started just now may still be joining its group)."""
+    from producer.cluster import group_members
+
+    deadline = time.monotonic() + TRAINER_JOIN_S
+    while await group_members(client.settings, group) == 0:
+        if time.monotonic() > deadline:
+            raise CommandError(
+                f"no trainer is consuming {client.topics.retrain}: the consumer group "
+                f"{group} has had no members for {TRAINER_JOIN_S:g}s, so nothing was sent. "
+                "Start one (`maas trainer`; `maas up` runs one) and run this again"
+            )
+        await asyncio.sleep(0.5)
 
 
 def _describe(result: RetrainResult) -> str:

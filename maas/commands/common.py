@@ -12,9 +12,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeAlias
 
+from maas.commands.footprint import Footprint
 from maas.errors import CommandError
 from producer.contract import numbers
-from producer.kafka import KafkaSettings
 from registry.errors import ModelNotFound
 from registry.settings import (
     DEFAULT_ARTIFACT_DIR,
@@ -23,9 +23,10 @@ from registry.settings import (
     sqlite_path,
 )
 
-if TYPE_CHECKING:  # imported where used: the client verbs run without the registry's extra
+if TYPE_CHECKING:
     from rich.console import Console
 
+    from producer.kafka import KafkaSettings
     from registry.registry import Registry
 
 Subparsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
@@ -117,7 +118,20 @@ def add_metrics_option(parser: argparse.ArgumentParser) -> None:
         default=0,
         metavar="P",
         help="serve Prometheus /metrics and the /healthz and /readyz probes on "
-        "http://0.0.0.0:P; 0, the default: not served",
+        "http://HOST:P (--metrics-host); 0, the default: not served",
+    )
+    add_metrics_host(parser)
+
+
+def add_metrics_host(parser: argparse.ArgumentParser) -> None:
+    """``--metrics-host``, beside a ``--metrics-port``."""
+    parser.add_argument(
+        "--metrics-host",
+        default=os.environ.get("MAAS_METRICS_HOST", "0.0.0.0"),
+        metavar="HOST",
+        help="the address --metrics-port listens on (env MAAS_METRICS_HOST; default "
+        "0.0.0.0, every interface, as Prometheus and Kubernetes probes in compose.yaml and "
+        "deploy/ need; 127.0.0.1 keeps them to this machine)",
     )
 
 
@@ -166,15 +180,19 @@ def _json_object(text: str) -> dict[str, Any]:
 
 
 def dataset_of(text: str | None) -> dict[str, str] | None:
-    """``--dataset``: a URI or path (has ``:`` or ``/`` or exists) or a built-in name."""
+    """``--dataset``: a URI or path or a built-in name (``iris``). A path has ``://``,
+    a ``/`` or a suffix (``digits.csv``: built-in names have none), or exists here; the
+    trainer reads a relative one relative to its first data root."""
     if not text:
         return None
-    if "://" in text or "/" in text or Path(text).exists():
+    if "://" in text or "/" in text or Path(text).suffix or Path(text).exists():
         return {"uri": text}
     return {"name": text}
 
 
 def kafka_settings(args: argparse.Namespace) -> KafkaSettings:
+    from producer.kafka import KafkaSettings
+
     return KafkaSettings.from_env(
         bootstrap_servers=args.bootstrap_servers,
         topic_prefix=args.topic_prefix,
@@ -193,8 +211,10 @@ def with_registry(
 
     ``announce``: alias moves are published on the control topic (needs Kafka options).
     ``create=False``, for the verbs that only read: a SQLite registry that does not
-    exist is reported as such, instead of being created empty. A model that is not
-    registered is reported with the registry that was asked.
+    exist is reported as such, instead of being created empty. The verbs that write
+    (``create=True``) say on stderr which registry they wrote to, and one created for
+    a command that then fails is removed again. A model that is not registered is
+    reported with the registry that was asked.
     """
 
     def run(args: argparse.Namespace) -> int:
@@ -204,12 +224,24 @@ def with_registry(
         settings = registry_settings(args)
         if not create:
             _require_existing(settings)
-        hook = alias_move_publisher(kafka_settings(args)) if announce else None
+        hook = alias_move_publisher(kafka_settings(args), settings.identity) if announce else None
+        footprint = Footprint.of(settings)
         try:
             with Registry.open(settings, on_alias_move=hook) as registry:
-                return handler(registry, args)
+                code = handler(registry, args)
         except ModelNotFound as exc:
-            raise ModelNotFound(f"{exc} (registry: {settings.location})") from exc
+            footprint.remove()
+            none = ", where there was none: nothing was left there" * footprint.creates_registry
+            raise ModelNotFound(f"{exc} (registry: {settings.location}{none})") from exc
+        except BaseException:
+            footprint.remove()
+            raise
+        if code != 0:  # a verb that failed said why; a registry made for it goes again
+            footprint.remove()
+        elif create:
+            made = "created and wrote to" if footprint.creates_registry else "wrote to"
+            print(f"{made} registry {settings.location}", file=sys.stderr)
+        return code
 
     return run
 

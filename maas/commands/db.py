@@ -42,6 +42,7 @@ def run_upgrade(args: argparse.Namespace) -> int:
         return _fail(f"the registry database cannot be created ({exc})")
     url = engine.url.render_as_string(hide_password=True)
     try:
+        before = _revision(engine)
         db.upgrade(engine)
         revision = _revision(engine)
     except OperationalError as exc:
@@ -52,8 +53,17 @@ def run_upgrade(args: argparse.Namespace) -> int:
         )
     finally:
         engine.dispose()
-    print(f"registry database {url} is at the latest schema (revision {revision})")
+    print(_outcome(url, before, revision))
     return 0
+
+
+def _outcome(url: str, before: str | None, after: str | None) -> str:
+    """What the upgrade did: created the schema, migrated it, or found it current."""
+    if before is None:
+        return f"registry database {url}: created its schema (revision {after})"
+    if before != after:
+        return f"registry database {url}: migrated from revision {before} to {after}"
+    return f"registry database {url} is at the latest schema (revision {after})"
 
 
 def _revision(engine: Engine) -> str | None:

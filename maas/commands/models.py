@@ -8,7 +8,7 @@ from argparse import ArgumentParser
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 from rich.table import Table
 
@@ -23,14 +23,12 @@ from maas.commands.common import (
     registry_settings,
     with_registry,
 )
-from registry import (
-    MetricWindow,
-    ModelVersion,
-    Registry,
-)
-from registry.drafts import Draft
 
-Handler = Callable[[Registry, argparse.Namespace], int]
+if TYPE_CHECKING:  # the registry is imported when a verb runs, not by `maas --help`
+    from registry import MetricWindow, ModelVersion, Registry
+    from registry.drafts import Draft
+
+Handler: TypeAlias = "Callable[[Registry, argparse.Namespace], int]"
 
 
 class _Verbs:
@@ -143,10 +141,16 @@ def _move(args: argparse.Namespace) -> dict[str, Any]:
 # -- verbs --------------------------------------------------------------------------------
 
 
+def _draft(args: argparse.Namespace) -> Draft:
+    from registry.drafts import Draft
+
+    return Draft(args.artifact, reason=args.reason, promote=args.promote)
+
+
 def _register(registry: Registry, args: argparse.Namespace) -> int:
     version = registry.models.register(
         args.name,
-        Draft(args.artifact, reason=args.reason, promote=args.promote),
+        _draft(args),
         actor=actor(args),
         alias=args.alias,
         force=args.force,
@@ -209,9 +213,32 @@ def _show(registry: Registry, args: argparse.Namespace) -> int:
         )
     out = console()
     out.print(table)
-    for line in optimize.measured(versions):
+    for line in [*filter(None, map(_trained, versions)), *optimize.measured(versions)]:
         out.print(line)
     return 0
+
+
+_SHOWN_METRICS = ("accuracy", "f1", "auc", "rmse", "duration_s")
+
+
+def _trained(version: ModelVersion) -> str:
+    """What a trained version records: its held-out metrics, the production it was
+    trained beside (its parent) and its dataset's hash; empty for one registered bare."""
+    parts = []
+    if version.parent_version is not None:
+        parts.append(f"parent {version.parent_version}")
+    if version.dataset_hash:
+        parts.append(f"dataset {version.dataset_hash[:12]}")
+    metrics = [
+        f"{name} {value:.4f}" if isinstance(value, float) else f"{name} {value}"
+        for name, value in version.metrics.items()
+        if name in _SHOWN_METRICS
+    ]
+    if not parts and not metrics:
+        return ""
+    return f"version {version.version}: " + "; ".join(
+        [*parts, ", ".join(metrics)] if metrics else parts
+    )
 
 
 def _promote(registry: Registry, args: argparse.Namespace) -> int:

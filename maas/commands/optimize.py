@@ -9,19 +9,19 @@ import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeAlias
 
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from maas.commands.common import actor, console
-from registry import ModelVersion, Registry
 
 if TYPE_CHECKING:
+    from registry import ModelVersion, Registry
     from workers.optimize import Comparison, Optimized, Quality
 
-Handler = Callable[[Registry, argparse.Namespace], int]
+Handler: TypeAlias = "Callable[[Registry, argparse.Namespace], int]"
 Verb = Callable[[str, Handler, str], argparse.ArgumentParser]
 
 

@@ -11,7 +11,7 @@ import json
 import signal
 import sys
 from collections.abc import Callable, Coroutine
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 from rich.table import Table
 
@@ -35,14 +35,14 @@ from maas.errors import CommandError
 from producer.control import alias_move_publisher
 from registry import cron
 from registry.errors import ModelNotFound
-from registry.registry import Registry
-from workers.health import Probe, served
+from workers.health import GENERIC_METRICS, Probe, served
 from workers.training.scheduler import MetricTrigger, Scheduler, SchedulerSettings
 
 if TYPE_CHECKING:  # the trainer's modules import torch: only when it runs
+    from registry.registry import Registry
     from workers.training.trainer import TrainerSettings
 
-Handler = Callable[[Registry, argparse.Namespace], int]
+Handler: TypeAlias = "Callable[[Registry, argparse.Namespace], int]"
 Main = Callable[[asyncio.Event], Coroutine[Any, Any, None]]
 
 
@@ -180,18 +180,28 @@ def _schedule_verbs(verbs: Subparsers) -> None:
     remove.set_defaults(func=with_registry(_remove))
 
 
+# The metrics each long-running verb exports (name prefixes): its own, not those of
+# modules it shares with the other or with a worker.
+TRAINER_METRICS = ("maas_retrain", "maas_dead_letters")
+SCHEDULER_METRICS = ("maas_scheduler",)
+
+
 # -- long-running verbs ----------------------------------------------------------------------
 
 
-def _until_signal(main: Main, *, metrics_port: int, readiness: Probe) -> int:
-    """Run ``main`` until SIGTERM/SIGINT, serving metrics and probes on ``metrics_port``."""
+def _until_signal(
+    main: Main, args: argparse.Namespace, readiness: Probe, own: tuple[str, ...]
+) -> int:
+    """Run ``main`` until SIGTERM/SIGINT, serving probes and its ``own`` metrics (name
+    prefixes) on --metrics-host:--metrics-port."""
 
     async def runner() -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        async with served(metrics_port, readiness):
+        only = (*own, *GENERIC_METRICS)
+        async with served(args.metrics_port, readiness, host=args.metrics_host, only=only):
             await main(stop)
 
     asyncio.run(runner())
@@ -233,8 +243,11 @@ def _run_trainer(args: argparse.Namespace) -> int:
     torch.set_num_threads(1)  # one trainer, one core: predictable next to the workers
     kafka = kafka_settings(args)
     settings = trainer_settings(args)
-    hook = alias_move_publisher(kafka)
-    with Registry.open(registry_settings(args), on_alias_move=hook) as registry:
+    where = registry_settings(args)
+    hook = alias_move_publisher(kafka, where.identity)
+    from registry.registry import Registry
+
+    with Registry.open(where, on_alias_move=hook) as registry:
         try:
             trainer = Trainer(
                 kafka, registry.models, registry.runs, settings, tenants=registry.tenants
@@ -242,9 +255,7 @@ def _run_trainer(args: argparse.Namespace) -> int:
         except RecipeError as exc:  # a recipe the operator listed cannot be loaded
             print(f"error: {exc}", file=sys.stderr)
             return 2
-        return _until_signal(
-            trainer.run, metrics_port=args.metrics_port, readiness=trainer.readiness
-        )
+        return _until_signal(trainer.run, args, trainer.readiness, TRAINER_METRICS)
 
 
 def _run_scheduler(args: argparse.Namespace) -> int:
@@ -257,11 +268,11 @@ def _run_scheduler(args: argparse.Namespace) -> int:
             cooldown_s=args.metric_cooldown,
         )
     settings = SchedulerSettings(interval_s=args.interval, metric=metric)
+    from registry.registry import Registry
+
     with Registry.open(registry_settings(args)) as registry:
         scheduler = Scheduler(kafka_settings(args), registry.runs, registry.metrics, settings)
-        return _until_signal(
-            scheduler.run, metrics_port=args.metrics_port, readiness=scheduler.readiness
-        )
+        return _until_signal(scheduler.run, args, scheduler.readiness, SCHEDULER_METRICS)
 
 
 # -- maas schedule ----------------------------------------------------------------------------

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import argparse
 import os
+from typing import TYPE_CHECKING
+
+import structlog
 
 from maas.commands.common import (
     Subparsers,
     add_kafka_options,
+    add_metrics_host,
     add_registry_options,
     add_setting,
     add_verb,
@@ -17,13 +21,18 @@ from maas.commands.common import (
 )
 from maas.errors import CommandError
 from producer.kafka import KafkaSettings
+from registry.errors import AliasNotFound, ModelNotFound
 from registry.policy import RollbackPolicy
-from registry.registry import Registry
+
+if TYPE_CHECKING:
+    from registry.registry import Registry
 from workers.batching.batcher import BatchConfig
 from workers.runtime.loader import RuntimeSettings
 from workers.serving.loop import WorkerSettings
 from workers.serving.pool import PoolSettings, serve
 from workers.serving.rollback import RollbackSettings
+
+log = structlog.get_logger(__name__)
 
 BATCH_DEFAULTS = BatchConfig()
 WORKER_DEFAULTS = WorkerSettings()
@@ -65,8 +74,10 @@ def _options(parser: argparse.ArgumentParser) -> None:
         default=0,
         metavar="P",
         help="serve Prometheus /metrics and the /healthz and /readyz probes on "
-        "http://0.0.0.0:P (process i of a pool on P+i); 0, the default: not served",
+        "http://HOST:P (--metrics-host; process i of a pool on P+i); 0, the default: not "
+        "served",
     )
+    add_metrics_host(parser)
     _add_batch_options(parser)
     add_setting(
         parser,
@@ -226,6 +237,7 @@ def worker_settings(args: argparse.Namespace) -> WorkerSettings:
         max_job_bytes=args.max_job_bytes,
         rollback=rollback_settings(args),
         exactly_once=_exactly_once(args),
+        registry=registry_settings(args).identity,
     )
 
 
@@ -249,6 +261,22 @@ def _require_transactions(kafka: KafkaSettings) -> None:
         )
 
 
+def _say_unknown_models(registry: Registry, models: list[str], location: str) -> None:
+    """Say at start what /readyz would: a pinned model the registry lacks is served by
+    no one until it is registered (not refused: a deployment may register it later)."""
+    for model in models:
+        try:
+            registry.models.resolve(model)
+        except (ModelNotFound, AliasNotFound) as exc:
+            log.warning(
+                "pinned model cannot be served yet: this worker answers none of its jobs "
+                "and /readyz says not ready until it is registered and promoted",
+                model=model,
+                why=str(exc).split(";")[0],
+                registry=location,
+            )
+
+
 def run(args: argparse.Namespace) -> int:
     if not 0 <= args.metrics_port <= 65535 - args.processes:
         raise CommandError(
@@ -258,7 +286,10 @@ def run(args: argparse.Namespace) -> int:
     registry = registry_settings(args)
     # Opened once here: migrated before the pool's processes start, and a database that
     # is down or a URL that is wrong is one message, not one traceback per process.
-    Registry.open(registry).close()
+    from registry.registry import Registry
+
+    with Registry.open(registry) as opened:
+        _say_unknown_models(opened, args.model, registry.location)
     kafka = kafka_settings(args)
     kafka.capabilities()  # asked once, here: the pool's processes inherit the answer
     worker = worker_settings(args)
@@ -270,6 +301,7 @@ def run(args: argparse.Namespace) -> int:
         worker=worker,
         processes=args.processes,
         metrics_port=args.metrics_port,
+        metrics_host=args.metrics_host,
         log_format=args.log_format,
         log_level=args.log_level,
     )

@@ -15,11 +15,11 @@ def register(subparsers: Subparsers) -> None:
         subparsers,
         "up",
         run,
-        summary="run the embedded stack: broker, registry, demo model, worker",
+        summary="run the embedded stack: broker, registry, demo model, worker, trainer",
         description="Start the embedded broker, migrate the registry, register the digits "
         "demo model if absent, start a worker (batches of up to 256 rows, 2 ms delay), "
         "score held-out digits through Kafka and print accuracy and latency, then keep "
-        "serving until Ctrl-C.",
+        "serving until Ctrl-C; a trainer answers maas retrain meanwhile.",
         options=(_options, add_registry_options),
     )
 
@@ -45,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
 
     settings = StackSettings(
         registry=registry_settings(args),
-        worker=WorkerSettings(batch=DEMO_BATCH),
+        worker=WorkerSettings(batch=DEMO_BATCH, registry=registry_settings(args).identity),
         topic_prefix=os.environ.get("MAAS_TOPIC_PREFIX", "maas."),
         port=args.port,
         samples=args.samples,

@@ -16,7 +16,7 @@ import contextlib
 import sys
 from argparse import ArgumentParser
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeAlias
 
 from rich.table import Table
 
@@ -31,13 +31,14 @@ from maas.commands.common import (
 from maas.errors import CommandError
 from producer.control import announce_tenant
 from producer.kafka import KafkaSettings, ensure_topics
-from registry import InvalidName, Registry, Tenant, TenantNotFound
+from registry.errors import InvalidName, TenantNotFound
 from registry.names import check_model_name, check_principal, check_tenant_name
 
 if TYPE_CHECKING:
     from maas.acls import AclAdmin, Rule
+    from registry import Registry, Tenant
 
-Handler = Callable[[Registry, argparse.Namespace], int]
+Handler: TypeAlias = "Callable[[Registry, argparse.Namespace], int]"
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -148,6 +148,7 @@ class RetrainJob(msgspec.Struct, frozen=True, kw_only=True):
     trigger: Literal["manual", "schedule", "metric"] = "manual"
     promote: Literal["gate", "never", "always"] = "gate"
     reply_to: NonEmptyStr | None = None
+    deadline_ms: EpochMillis | None = None  # a trainer that takes it later answers EXPIRED
 
 
 class RetrainResult(msgspec.Struct, frozen=True, kw_only=True):
@@ -181,6 +182,9 @@ class ControlEvent(msgspec.Struct, frozen=True, kw_only=True):
     reason: str = ""
     at_ms: int = 0
     schema: str = CONTROL_SCHEMA
+    # The publisher's registry (RegistrySettings.identity): a worker reading another one
+    # says so, since a model registered there is unknown to it.
+    registry: str | None = None
 
 
 class _Schema(msgspec.Struct, frozen=True):

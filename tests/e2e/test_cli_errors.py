@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import argparse
 import logging
+import socket
 from pathlib import Path
 
 import pytest
 
-from maas.broker import EmbeddedBroker, free_port
+from maas.broker import EmbeddedBroker, free_port, holder
 from maas.cli import main
 from tests.cli_helpers import maas_process, no_noise, one_error_line
 from workers import logs
@@ -83,7 +84,19 @@ def test_database_urls_the_registry_cannot_use(
 def test_broker_on_a_busy_port(broker: EmbeddedBroker, capsys: pytest.CaptureFixture[str]) -> None:
     code, _, err = run(capsys, "broker", "--port", str(broker.port))
     assert code == 1
-    one_error_line(err, f"port {broker.port} on 127.0.0.1 is already in use", "--port")
+    pid = holder("127.0.0.1", broker.port)  # the module's broker: a maas broker, named as such
+    one_error_line(err, f"port {broker.port} on 127.0.0.1 is held by an embedded maas broker")
+    one_error_line(err, f"stop it with `kill {pid}`", "--port")
+
+
+def test_broker_on_a_port_something_else_holds(capsys: pytest.CaptureFixture[str]) -> None:
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+        code, _, err = run(capsys, "broker", "--port", str(port))
+    assert code == 1
+    one_error_line(err, f"port {port} on 127.0.0.1 is already in use", "--port")
 
 
 def test_worker_pool_with_an_unreachable_database_is_one_line(broker: EmbeddedBroker) -> None:
@@ -165,3 +178,31 @@ def test_params_out_of_range_are_usage_errors(capsys: pytest.CaptureFixture[str]
         main(["retrain", "digits", "--params", '{"lr": 1e400}'])
     assert exit_.value.code == 2
     assert "argument --params: the number 1e400 is out of range" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("argv", "said"),
+    [
+        (["submit", "--modle", "digits"], "--modle: no such flag; did you mean --model?"),
+        (["models", "register", "iris", "m.onnx", "--promte"], "did you mean --promote?"),
+        (["--log-levl", "debug", "models", "list"], "did you mean --log-level?"),
+    ],
+)
+def test_a_mistyped_flag_gets_the_close_one(
+    argv: list[str], said: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 27 item 11: ``--modle`` got "the following arguments are required: --model"."""
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert err.splitlines() == [f"maas: error: {said}"] or said in err, err
+    assert "required" not in err
+
+
+def test_an_abbreviated_flag_is_not_taken_for_a_mistake(capsys: pytest.CaptureFixture[str]) -> None:
+    # argparse takes --mod for --model: only --inputs is missing
+    with pytest.raises(SystemExit) as exit_:
+        main(["submit", "--mod", "digits"])
+    assert exit_.value.code == 2
+    assert "the following arguments are required: --inputs" in capsys.readouterr().err

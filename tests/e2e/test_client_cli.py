@@ -20,7 +20,7 @@ from producer.client import Client
 from producer.contract.messages import Dataset, decode_retrain
 from producer.kafka import KafkaSettings
 from producer.score import Scorer, ScoreSettings
-from tests.kafka_helpers import read
+from tests.kafka_helpers import group_member, read
 from workers.recipes.demo import digits_samples
 
 if TYPE_CHECKING:
@@ -185,7 +185,10 @@ async def test_retrain_publishes_the_job_its_flags_describe_and_exits_1_without_
     args = kafka_args(kafka.topics.prefix, kafka.bootstrap_servers)
     flags = ["--dataset", "digits", "--params", '{"epochs": 3}', "--promote", "never"]
     retrain = ["retrain", "digits", *flags, "--recipe", "mlp", "--job-id", "r-1", "--timeout", "1"]
-    assert await asyncio.to_thread(main, [*retrain, *args]) == 1
+    group = f"trainers-{uuid.uuid4().hex[:6]}"  # a member that never answers
+    async with group_member(kafka, kafka.topics.retrain, group):
+        code = await asyncio.to_thread(main, [*retrain, "--trainer-group", group, *args])
+    assert code == 1
     captured = capsys.readouterr()
     assert captured.out == ""
     assert "error: no result for job 'r-1' within 1s" in captured.err
@@ -194,4 +197,5 @@ async def test_retrain_publishes_the_job_its_flags_describe_and_exits_1_without_
     assert (job.job_id, job.model, job.recipe, job.promote) == ("r-1", "digits", "mlp", "never")
     assert (job.dataset, job.params) == (Dataset(name="digits"), {"epochs": 3})
     assert (job.trigger, job.reply_to) == ("manual", kafka.topics.results)
+    assert job.deadline_ms is not None  # the caller waits 1 s: a later trainer answers EXPIRED
     assert records[0].key == b"digits"

@@ -25,7 +25,10 @@ def test_upgrade_migrates_an_empty_database_and_is_safe_to_run_again(
 
     head = ScriptDirectory.from_config(db.alembic_config()).get_current_head()
     out = capsys.readouterr().out.splitlines()
-    assert out == [f"registry database {url} is at the latest schema (revision {head})"] * 2
+    assert out == [
+        f"registry database {url}: created its schema (revision {head})",
+        f"registry database {url} is at the latest schema (revision {head})",
+    ]
     engine = db.make_engine(url)
     try:
         assert {"models", "model_versions", "schedules"} <= set(inspect(engine).get_table_names())
@@ -54,6 +57,27 @@ def test_a_url_that_is_not_a_database_url_is_refused_in_one_line(
     err = capsys.readouterr().err
     assert err.startswith("error: database URL 'kafka:9092' is not a URL") and err.count("\n") == 1
     assert "SQLite" in err and "PostgreSQL" in err  # says which databases are supported
+
+
+@pytest.mark.postgres
+def test_a_postgres_url_as_heroku_prints_it_is_postgresql(
+    pg_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    heroku = pg_url.replace("postgresql+psycopg://", "postgres://").replace(
+        "postgresql://", "postgres://"
+    )
+    assert heroku.startswith("postgres://")
+
+    assert main(["db", "upgrade", "--database-url", heroku]) == 0
+
+    assert "created its schema" in capsys.readouterr().out
+
+
+def test_an_unknown_scheme_is_refused_in_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["db", "upgrade", "--database-url", "postgresx://db/maas"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: database URL 'postgresx://db/maas' names postgresx"), err
+    assert err.count("\n") == 1
 
 
 @pytest.mark.postgres

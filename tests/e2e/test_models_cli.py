@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -9,8 +10,10 @@ from pathlib import Path
 import pytest
 
 from maas.cli import main
+from producer.contract.messages import decode_control
 from producer.kafka import KafkaSettings
-from registry import MetricWindow, Registry, RegistrySettings
+from registry import Draft, MetricWindow, Registry, RegistrySettings
+from tests.kafka_helpers import read_all
 
 
 @pytest.fixture(autouse=True)
@@ -150,3 +153,52 @@ def test_settings_come_from_the_environment(
     settings = RegistrySettings.from_env()
     with Registry.open(settings) as registry:
         assert registry.models.get_version("digits", 1).created_by.startswith("envuser@")
+
+
+def test_show_says_what_a_trained_version_records(
+    maas: Callable[..., tuple[int, str, str]],
+    registry_settings: RegistrySettings,
+    make_onnx: MakeOnnx,
+) -> None:
+    """Issue 27 item 11: `maas models show` hid a trained version's accuracy, parent
+    and dataset hash."""
+    with Registry.open(registry_settings) as registry:
+        registry.models.register("iris", Draft(make_onnx(), promote=True), actor="ann")
+        trained = Draft(
+            make_onnx(),
+            reason="retrained",
+            parent_version=1,
+            dataset_hash="ab12" * 16,
+            metrics={"accuracy": 0.984375, "f1": 0.98, "duration_s": 3.2, "rows": 10},
+        )
+        registry.models.register("iris", trained, actor="trainer")
+
+    code, out, _ = maas("show", "iris")
+
+    assert code == 0
+    assert "version 2: parent 1; dataset ab12ab12ab12; accuracy 0.9844, f1 0.9800" in out
+    assert "version 1:" not in out  # registered bare: nothing trained to say
+
+
+def test_a_promotion_says_it_once_and_names_its_registry_on_the_control_topic(
+    registry_settings: RegistrySettings,
+    kafka: KafkaSettings,
+    make_onnx: MakeOnnx,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Issue 27 items 6 and 11: no `control event published` nor idempotence line at
+    info; the event names the registry a worker can compare with its own."""
+    with Registry.open(registry_settings) as registry:
+        for _ in range(2):
+            registry.models.register("iris", Draft(make_onnx()), actor="ann")
+    where = ["--database-url", registry_settings.database_url]
+    where += ["--artifact-dir", str(registry_settings.artifact_dir)]
+    capsys.readouterr()
+
+    assert main(["models", "promote", "iris", "2", *where]) == 0
+
+    out, err = capsys.readouterr()
+    assert out == "iris production: - -> 2\n"
+    assert err.splitlines() == [f"wrote to registry {registry_settings.location}"], err
+    (record,) = asyncio.run(read_all(kafka, kafka.topics.control))
+    assert decode_control(record.value or b"").registry == registry_settings.identity

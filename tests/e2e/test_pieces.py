@@ -76,6 +76,10 @@ def test_broker_worker_and_trainer_answer_a_job_and_a_retrain_job(
     assert (result["status"], result["version"]) == ("ok", 1)
     assert len(result["outputs"]["label"]) == 2
 
+    deadline = time.monotonic() + 120  # the trainer has joined its group (torch loads first)
+    while "trainer started" not in pieces.log("trainer"):
+        assert time.monotonic() < deadline, pieces.log("trainer")
+        time.sleep(0.2)
     retrained = pieces.run(
         "retrain", "digits", "--params", '{"epochs": 2}', "--timeout", "120", timeout_s=150
     )

@@ -83,6 +83,17 @@ def test_a_schedule_the_trainer_can_run_is_added(
     assert [s.model for s in registry.runs.schedules()] == ["churn", "digits"]
 
 
+def test_a_file_name_is_a_path_in_the_first_data_root_not_a_built_in_name(
+    add: Callable[..., tuple[int, str]], registry: Registry
+) -> None:
+    """docs/retraining.md: a relative path is relative to the trainer's first data root;
+    ``digits.csv`` was taken for a built-in dataset's name and refused."""
+    code, err = add("churn", "--dataset", "digits.csv")
+    assert code == 0, err
+    (schedule,) = registry.runs.schedules()
+    assert schedule.dataset == {"uri": "digits.csv"}
+
+
 def test_the_registry_refuses_a_six_field_cron(registry: Registry) -> None:
     with pytest.raises(InvalidSchedule, match="it has 6 fields"):
         registry.runs.add_schedule("digits", "0 0 3 * * *", actor="ann")

@@ -72,9 +72,11 @@ def tenant_events(kafka: KafkaSettings) -> list[tuple[str, str, str]]:
     return [(e["tenant"], e["reason"], e["actor"]) for _, e in events if e["event"] == "tenant"]
 
 
-def test_add_list_grant_revoke_remove(maas: Maas, kafka: KafkaSettings) -> None:
+def test_add_list_grant_revoke_remove(
+    maas: Maas, kafka: KafkaSettings, registry_settings: RegistrySettings
+) -> None:
     code, out, err = maas("add", "acme", "--models", "digits", "--retrain")
-    assert (code, err) == (0, "")
+    assert (code, err.splitlines()) == (0, [f"wrote to registry {registry_settings.location}"])
     stem = f"{kafka.topics.prefix}acme."
     assert "added tenant acme: digits; retrain" in out
     assert f"topics: {stem}predict, {stem}retrain, {stem}results" in out

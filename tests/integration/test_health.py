@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 import urllib.error
 
 import pytest
@@ -102,3 +103,34 @@ async def test_served_refreshes_while_the_block_runs_and_closes_after() -> None:
         await asyncio.to_thread(get, f"http://127.0.0.1:{port}/healthz", 1)
     async with served(0, probe) as nothing:
         assert nothing is None
+
+
+async def test_a_host_and_a_metric_filter_choose_what_is_served_where() -> None:
+    """Issue 27 item 11: probes always bound 0.0.0.0, and the trainer and scheduler
+    exported metrics of modules they share with others."""
+    from workers.training.scheduler import FIRES  # defines maas_scheduler_fires
+    from workers.training.trainer import ANSWERED  # defines maas_retrain_jobs
+
+    assert FIRES and ANSWERED
+
+    async def probe() -> None:
+        return None
+
+    port = free_port()
+    async with served(port, probe, host="127.0.0.1", only=("maas_retrain", "process_")):
+        code, text = await asyncio.to_thread(get, f"http://127.0.0.1:{port}/metrics")
+        assert code == 200
+        assert "maas_retrain_jobs" in text and "process_resident_memory_bytes" in text
+        assert "maas_scheduler_fires" not in text and "python_gc" not in text
+        with pytest.raises(urllib.error.URLError):  # not on the machine's other addresses
+            await asyncio.to_thread(get, f"http://{external_address()}:{port}/metrics", 1)
+
+
+def external_address() -> str:
+    """An address of this machine other than loopback (the one its default route uses)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.connect(("192.0.2.1", 9))  # no packet is sent: UDP connect only picks a route
+        address: str = sock.getsockname()[0]
+    if address.startswith("127."):
+        pytest.skip("this machine has no address but loopback")
+    return address

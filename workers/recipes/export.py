@@ -155,8 +155,17 @@ def probabilities_of(
     try:
         sess = session(path)
         own = json.loads(sess.get_modelmeta().custom_metadata_map.get("maas.classes", "null"))
+        if own is None:
+            raise DatasetError(
+                f"{path.name} has no maas.classes metadata, the JSON list of its class names "
+                "in the order of its probabilities; set it with onnx.helper.set_model_props "
+                "and register that file as a new version (docs/models.md, 'Retraining it')"
+            )
         if own != list(classes):
-            raise DatasetError(f"{path.name} was not trained for this dataset's classes")
+            raise DatasetError(
+                f"{path.name} was trained for other classes than this dataset's (its "
+                "maas.classes metadata names them; docs/models.md, 'Retraining it')"
+            )
         # By role, not by name: a retrained model keeps the names its clients use.
         floats = [o.name for o in sess.get_outputs() if o.type == "tensor(float)"]
         (probabilities,) = sess.run(floats[:1], {sess.get_inputs()[0].name: x})

@@ -105,7 +105,7 @@ class ModelRuntime(abc.ABC):
         log.info(
             "runtime_loaded",
             format=self.format,
-            path=str(path),
+            artifact=_shown(path),
             provider=self.provider,
             reason=opened.reason,
         )
@@ -156,3 +156,9 @@ def _check_signature(signature: Signature, model_inputs: list[str], path: Path) 
             f"the signature's inputs {declared} do not match the model's inputs {model_inputs} "
             f"in {path}"
         )
+
+
+def _shown(path: Path) -> str:
+    """An artifact as logs name it: its folder (the sha256's first 12 hex digits in the
+    registry's store) and file, not the whole path."""
+    return f"{path.parent.name[:12]}/{path.name}" if path.parent.name else path.name

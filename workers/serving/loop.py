@@ -56,6 +56,7 @@ from workers.serving.rollback import RollbackSettings, RollbackWatcher
 from workers.serving.session import Session
 from workers.serving.stores import ServedMetrics, ServedModels
 from workers.serving.transactions import ExactlyOnce, transactional_id
+from workers.tenancy.control import from_another_registry
 from workers.tenancy.guard import Guard, TenancySettings, TenantStore
 
 log = structlog.get_logger(__name__)
@@ -99,6 +100,7 @@ class WorkerSettings:
     # that serves. With exactly-once, it also names the transactional ids (default:
     # the host's name), so it must stay the same across restarts.
     worker_id: str = ""
+    registry: str = ""  # the registry read (RegistrySettings.identity), to compare with events'
     rollback: RollbackSettings = field(default_factory=RollbackSettings)
     retry: RetrySettings = field(default_factory=RetrySettings)
     tenancy: TenancySettings = field(default_factory=TenancySettings)
@@ -384,6 +386,7 @@ class Worker:
             await asyncio.wait(pending, timeout=self.settings.drain_timeout_s)
 
     def _on_control(self, event: ControlEvent) -> None:
+        from_another_registry(event, self.settings.registry)
         self.models.invalidate(event.model)
 
     async def _wind_down(self, session: Session, helpers: list[asyncio.Task[None]]) -> None:

@@ -29,6 +29,7 @@ class PoolSettings:
     worker: WorkerSettings
     processes: int = 1
     metrics_port: int = 0  # /metrics, /healthz, /readyz here (process i of a pool on +i); 0: off
+    metrics_host: str = "0.0.0.0"  # the address they are served on
     log_format: str = "auto"
     log_level: str = "info"
 
@@ -48,7 +49,9 @@ async def serve_async(
             loop.add_signal_handler(sig, stop.set)
     registry = await asyncio.to_thread(
         partial(
-            Registry.open, settings.registry, on_alias_move=alias_move_publisher(settings.kafka)
+            Registry.open,
+            settings.registry,
+            on_alias_move=alias_move_publisher(settings.kafka, settings.registry.identity),
         )
     )
     port = settings.metrics_port + index if settings.metrics_port else 0
@@ -61,7 +64,7 @@ async def serve_async(
             slot=index,
             tenants=registry.tenants,
         )
-        async with served(port, worker_probe(worker)):
+        async with served(port, worker_probe(worker), host=settings.metrics_host):
             await worker.run(stop)
     finally:
         registry.close()

@@ -49,3 +49,19 @@ def _dispatch(raw: bytes | None, on_event: Callable[[ControlEvent], None]) -> No
         return
     log.info("control event", **log_fields(event))
     on_event(event)
+
+
+def from_another_registry(event: ControlEvent, registry: str) -> bool:
+    """Say (a warning) when ``event`` was published by a command writing to another
+    registry than ``registry``, the one this process reads: a model registered there is
+    unknown here, and its jobs are answered MODEL_NOT_FOUND. True when it was."""
+    if not event.registry or not registry or event.registry == registry or not event.model:
+        return False
+    log.warning(
+        "control event from another registry: its model may be unknown here; point the "
+        "command and this process at one registry (MAAS_DATABASE_URL)",
+        model=event.model,
+        publisher_registry=event.registry,
+        this_registry=registry,
+    )
+    return True

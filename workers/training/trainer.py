@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import tempfile
 import threading
+import time
 from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
@@ -29,6 +30,7 @@ import structlog
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from prometheus_client import Counter
 
+from producer.cluster import TRAINER_GROUP
 from producer.contract.messages import (
     DecodeError,
     ErrorCode,
@@ -88,7 +90,7 @@ ANSWERED = Counter(
 class TrainerSettings:
     """How one training worker runs. Built once at the entrypoint."""
 
-    group_id: str = "maas-trainers"
+    group_id: str = TRAINER_GROUP
     keepalive_s: float = 0.5  # how often getmany is called while a job trains
     min_improvement: float = 0.0  # the gate's required margin on the recipe's metric
     worker_id: str = ""  # default: host:pid
@@ -272,6 +274,11 @@ class Trainer:
         A job asking for what the operator did not allow is answered with the refusal,
         before anything is imported, read or recorded, and audited."""
         access = access or Access(self.kafka.topics.namespace())
+        if expired := _expired(job):  # unless it ran before its deadline: that answer holds
+            stored = await asyncio.to_thread(self.runs.get_run, job.job_id)
+            return (
+                expired if stored is None or stored.status == "running" else from_run(job, stored)
+            )
         try:
             recipe, request, quantize = await asyncio.to_thread(self._admit, job, access)
         except Refused as refusal:
@@ -420,6 +427,19 @@ def _crashed_too_often(starts: int) -> Failure:
         "--max-attempts, env MAAS_TRAIN_MAX_ATTEMPTS). Send it again with a new job_id, "
         "asking for less (fewer epochs, a smaller hidden) if it is what made the trainer stop",
     )
+
+
+def _expired(job: RetrainJob) -> RetrainResult | None:
+    """The answer to a job whose caller stopped waiting (its ``deadline_ms`` passed):
+    EXPIRED, nothing trained or recorded; None for a job still in time."""
+    if job.deadline_ms is None or time.time() * 1000 <= job.deadline_ms:
+        return None
+    log.info("retrain job expired before it ran; not training it", deadline_ms=job.deadline_ms)
+    message = (
+        "the job's deadline passed before a trainer took it (its caller stopped waiting); "
+        "nothing was trained: send it again to retrain"
+    )
+    return error_result(job.job_id, job.model, ErrorCode.EXPIRED, message)
 
 
 async def _keep_alive(consumer: AIOKafkaConsumer) -> None:

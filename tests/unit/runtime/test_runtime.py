@@ -157,6 +157,8 @@ def test_onnx_chooses_its_provider_and_says_why(digits_dir: Path) -> None:
     with structlog.testing.capture_logs() as logs:
         runtime = OnnxRuntime(digits_dir / "model.onnx", DIGITS, RuntimeSettings(device="cuda"))
     (line,) = [entry for entry in logs if entry["event"] == "runtime_loaded"]
+    assert line["artifact"] == f"{digits_dir.name[:12]}/model.onnx"  # not the whole path
+    assert str(digits_dir.parent) not in str(line)
     if ort_has_cuda():
         assert runtime.provider == line["provider"] == "CUDAExecutionProvider"
         assert "CUDA available" in line["reason"]

@@ -15,7 +15,7 @@ import torch
 
 from producer.contract.messages import Dataset, RetrainJob, RetrainResult
 from producer.kafka import KafkaSettings
-from registry import Registry
+from registry import Draft, Registry
 from registry.artifacts import model_file
 from tests.kafka_helpers import publish, read, retrain_job, running, settled
 from workers.recipes.data import load_builtin
@@ -161,7 +161,7 @@ async def test_a_production_that_does_not_fit_the_data_is_not_replaced_by_the_ga
     other = await trainer.execute(wine)
     assert (other.status, other.version, other.promoted) == ("ok", 2, False)
     assert "production 1 could not be measured on the candidate's held-out rows" in other.reason
-    assert "not trained for this dataset's classes" in other.reason
+    assert "was trained for other classes than this dataset's" in other.reason
 
 
 SECRETS = ("api_token", "sk-live", "hunter2", "password", "Oslo")
@@ -269,3 +269,55 @@ async def test_a_job_that_fails_unexpectedly_is_answered_and_the_trainer_goes_on
     assert results["bug"]["error"]["code"] == "INTERNAL"
     assert "a bug" not in results["bug"]["error"]["message"]  # the log has it, not the sender
     assert (results["next"]["status"], results["next"]["version"]) == ("ok", 1)
+
+
+def test_a_bare_file_name_is_read_in_the_first_data_root(tmp_path: Path) -> None:
+    """``maas retrain --dataset digits.csv`` sends ``{"uri": "digits.csv"}``: the file
+    in the first root, as docs/retraining.md says."""
+    first, second = tmp_path / "first", tmp_path / "second"
+    first.mkdir()
+    second.mkdir()
+    (first / "digits.csv").write_text("a,label\n1,0\n")
+    allowed = Allowed(data_roots=(first, second))
+
+    ref = allowed.dataset(Dataset(uri="digits.csv"))
+
+    assert ref is not None and ref.path == (first / "digits.csv").resolve()
+
+
+async def test_a_job_whose_deadline_passed_is_answered_expired_and_not_trained(
+    registry: Registry, data_root: Path
+) -> None:
+    """A caller that gave up (``maas retrain`` sets the deadline to its --timeout) does
+    not get a version trained hours later by the next trainer."""
+    past = RetrainJob(job_id="late", model="digits", deadline_ms=1_000)
+
+    result = await make_trainer(registry, data_root).execute(past)
+
+    assert error_of(result)[0] == "EXPIRED" and "deadline" in error_of(result)[1]
+    assert registry.runs.get_run("late") is None
+    assert registry.models.list_models() == []
+
+
+async def test_a_model_without_class_metadata_is_named_as_such_by_the_gate(
+    registry: Registry, data_root: Path, tmp_path: Path
+) -> None:
+    """Issue 27 item 7: a bring-your-own model never promoted, and the reason did not
+    say that it lacks ``maas.classes`` nor how to set it."""
+    import onnx
+
+    trainer = make_trainer(registry, data_root)
+    small = {"epochs": 5, "hidden": 8}
+    first = RetrainJob(job_id="own-1", model="flowers", dataset=Dataset(name="iris"), params=small)
+    assert (await trainer.execute(first)).promoted
+    own = onnx.load(model_file(registry.models.resolve("flowers").path))
+    del own.metadata_props[:]  # as a plain torch.onnx.export writes it
+    onnx.save(own, tmp_path / "model.onnx")
+    registry.models.register("flowers", Draft(tmp_path / "model.onnx", promote=True), actor="ann")
+
+    again = RetrainJob(job_id="own-2", model="flowers", dataset=Dataset(name="iris"), params=small)
+    result = await trainer.execute(again)
+
+    assert (result.status, result.promoted) == ("ok", False)
+    assert "model.onnx has no maas.classes metadata" in result.reason
+    assert "onnx.helper.set_model_props" in result.reason and "docs/models.md" in result.reason
