@@ -1,0 +1,1 @@
+"""Monitoring: are the answers right? Capture, feedback, quality and drift per version."""
