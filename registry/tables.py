@@ -262,3 +262,54 @@ class AuditRow(Base):
 
 
 metadata = Base.metadata
+
+
+class ReferenceProfileRow(Base):
+    """A version's reference profile of inputs and outputs (drift is measured against it)."""
+
+    __tablename__ = "reference_profiles"
+    __table_args__ = (UniqueConstraint("model_id", "version"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    model_id: Mapped[int] = mapped_column(ForeignKey("models.id", ondelete="CASCADE"))
+    version: Mapped[int] = mapped_column(Integer)
+    rows: Mapped[int] = mapped_column(Integer)
+    source: Mapped[str] = mapped_column(String(200))
+    profile: Mapped[str] = mapped_column(Text)
+    created_by: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class DriftWindowRow(Base):
+    """One window of captured traffic compared with its version's reference."""
+
+    __tablename__ = "drift_windows"
+    __table_args__ = (Index(None, "model_id", "window_start"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    model_id: Mapped[int] = mapped_column(ForeignKey("models.id", ondelete="CASCADE"))
+    version: Mapped[int] = mapped_column(Integer)
+    window_start: Mapped[datetime]
+    window_end: Mapped[datetime]
+    rows: Mapped[int] = mapped_column(Integer)
+    share_drifted: Mapped[float] = mapped_column(Float)
+    prediction_drift: Mapped[float | None] = mapped_column(Float, nullable=True)
+    estimated_accuracy: Mapped[float | None] = mapped_column(Float, nullable=True)
+    features: Mapped[dict[str, Any]]
+
+
+class MonitorPolicyRow(Base):
+    """A condition over a model's windows that publishes a retrain job when it holds."""
+
+    __tablename__ = "monitor_policies"
+    __table_args__ = (UniqueConstraint("model_id", "condition"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    model_id: Mapped[int] = mapped_column(ForeignKey("models.id", ondelete="CASCADE"))
+    condition: Mapped[str] = mapped_column(String(200))
+    cooldown_s: Mapped[int] = mapped_column(Integer)
+    dataset: Mapped[str | None] = mapped_column(String(1000), nullable=True)
+    promote: Mapped[str] = mapped_column(String(10))
+    created_by: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_fired_at: Mapped[datetime | None] = mapped_column(nullable=True)
