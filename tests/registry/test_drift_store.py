@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from registry import ModelNotFound, Registry, VersionNotFound
-from registry.drafts import Draft
+from registry.drafts import Draft, ReferenceDraft
 from registry.drift import DriftWindow, Policy, Reference
 from registry.errors import ConflictError
 
@@ -76,3 +76,13 @@ def test_a_policy_fires_once_per_cooldown_however_many_claim_it(
         any_registry.drift.remove_policy("m", policy.id, actor="ann")
     with pytest.raises(ConflictError, match="promote must be"):
         any_registry.drift.set_policy(Policy("m", "accuracy < 0.9", promote="maybe"), "ann")
+
+
+def test_a_version_registered_with_a_reference_has_it_from_its_first_moment(
+    any_registry: Registry, make_onnx: MakeOnnx
+) -> None:
+    draft = Draft(make_onnx(), reference=ReferenceDraft(42, "training split", '{"rows": 42}'))
+    version = any_registry.models.register("m", draft, actor="trainer")
+    stored = any_registry.drift.reference("m", version.version)
+    assert stored is not None and (stored.rows, stored.source) == (42, "training split")
+    assert stored.created_by == "trainer"

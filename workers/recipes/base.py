@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
+from registry.drafts import ReferenceDraft
 from registry.entities import Signature
 
 ProgressFn = Callable[[str, float], None]
@@ -107,6 +108,9 @@ class TrainedModel:
     parity_max_abs_diff: float
     classes: tuple[str, ...]
     signature: Signature
+    # The reference profile of the training split's inputs and the model's outputs on
+    # them (workers.monitor.drift), for drift monitoring; None when the recipe made none.
+    reference: ReferenceDraft | None = None
 
 
 @runtime_checkable

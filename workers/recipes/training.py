@@ -20,6 +20,8 @@ import torch
 from sklearn.metrics import accuracy_score, precision_recall_fscore_support
 from sklearn.model_selection import train_test_split
 
+from registry.drafts import ReferenceDraft
+from workers.monitor.drift.profile import build_profile
 from workers.recipes import export
 from workers.recipes.base import (
     DatasetError,
@@ -33,6 +35,7 @@ from workers.recipes.network import Classifier, FitConfig, fit, predict
 from workers.recipes.params import COMMON_PARAMS, Param, resolve_params
 
 ARTIFACT_NAME = "model.onnx"
+REFERENCE_ROWS = 10_000  # a profile summarises: more rows barely move its quantiles
 
 Scaling = tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]
 
@@ -185,6 +188,7 @@ class _Run:
         export.export_onnx(net, self.data.n_features, artifact, self.metadata(), self.names)
         self.report("parity", 0.96)
         diff = export.check_parity(net, artifact, x_test, names=self.names)
+        reference = self.reference(net)
         self.report("done", 1.0)
         return TrainedModel(
             recipe=self.recipe.name,
@@ -196,7 +200,20 @@ class _Run:
             parity_max_abs_diff=diff,
             classes=self.data.classes,
             signature=export.signature(artifact),
+            reference=reference,
         )
+
+    def reference(self, net: Classifier) -> ReferenceDraft:
+        """The training split's profile: its inputs and what the model answers for them
+        (at most :data:`REFERENCE_ROWS` rows), against which the monitor measures drift."""
+        x = self.data.x[self.train_rows[:REFERENCE_ROWS]].astype(np.float32)
+        probabilities = predict(net, x)
+        outputs = {
+            self.names.probabilities: probabilities,
+            self.names.label: probabilities.argmax(axis=1).astype(np.int64),
+        }
+        profile = build_profile({self.names.input: x}, outputs, source="training split")
+        return ReferenceDraft(profile.rows, profile.source, profile.encode().decode())
 
     def fit(self) -> tuple[Classifier, dict[str, float]]:
         n_classes = len(self.data.classes)
