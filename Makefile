@@ -46,6 +46,7 @@ check-deploy: setup  ## compose.yaml, Prometheus rules, Kubernetes manifests (ne
 
 bench: setup  ## throughput/latency against the raw model, a librdkafka loop and a relay (BROKER=embedded|kafka)
 	$(BIN)/python -m bench.run --broker $(BROKER)
+	$(BIN)/python -m bench.drift
 
 kafka: setup  ## Apache Kafka (KRaft, one node) from its jars on 127.0.0.1:9092 until Ctrl-C
 	$(BIN)/python -m scripts.apache_kafka
