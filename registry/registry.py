@@ -16,6 +16,7 @@ from registry.artifacts import ArtifactStore
 from registry.db import Database
 from registry.metrics import MetricStore
 from registry.models import AliasMoveHook, ArchiveHook, ModelStore
+from registry.quality import QualityStore
 from registry.runs import RunStore
 from registry.settings import RegistrySettings
 from registry.tenants import TenantStore
@@ -33,6 +34,7 @@ class Registry:
         self.runs = RunStore(database)
         self.metrics = MetricStore(database)
         self.tenants = TenantStore(database)
+        self.quality = QualityStore(database)  # capture policies, labelled quality
 
     @classmethod
     def open(
