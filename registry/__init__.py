@@ -40,9 +40,11 @@ from registry.errors import (
     TenantNotFound,
     VersionNotFound,
 )
+from registry.labelled import CapturePolicy, QualityWindow
 from registry.metrics import MetricStore
 from registry.models import AliasMoveHook, ArchiveHook, ModelStore
 from registry.policy import Decision, RollbackPolicy, check_rollback
+from registry.quality import Joined, QualityStore
 from registry.registry import Registry
 from registry.runs import RunStore
 from registry.settings import RegistrySettings
@@ -56,6 +58,7 @@ __all__ = [
     "ArtifactError",
     "ArtifactStore",
     "AuditEntry",
+    "CapturePolicy",
     "ConflictError",
     "DatabaseError",
     "Decision",
@@ -63,6 +66,7 @@ __all__ = [
     "IncompatibleSignature",
     "InvalidName",
     "InvalidSchedule",
+    "Joined",
     "MetricStore",
     "MetricWindow",
     "Model",
@@ -70,6 +74,8 @@ __all__ = [
     "ModelStore",
     "ModelSummary",
     "ModelVersion",
+    "QualityStore",
+    "QualityWindow",
     "Refusal",
     "Registry",
     "RegistryError",

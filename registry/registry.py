@@ -17,6 +17,7 @@ from registry.db import Database
 from registry.drift import DriftStore
 from registry.metrics import MetricStore
 from registry.models import AliasMoveHook, ArchiveHook, ModelStore
+from registry.quality import QualityStore
 from registry.runs import RunStore
 from registry.settings import RegistrySettings
 from registry.tenants import TenantStore
@@ -36,6 +37,7 @@ class Registry:
         self.metrics = MetricStore(database)
         self.tenants = TenantStore(database)
         self.drift = DriftStore(database)
+        self.quality = QualityStore(database)  # capture policies, labelled quality
 
     @classmethod
     def open(

@@ -12,7 +12,7 @@ from typing import Any
 
 from rich.table import Table
 
-from maas.commands import drift, optimize
+from maas.commands import drift, optimize, quality
 from maas.commands.common import (
     Subparsers,
     actor,
@@ -92,6 +92,9 @@ def _verbs_that_change(verbs: _Verbs) -> None:
     sub.add_argument("--reason", default="", help="why, for the audit log")
     optimize.add_verb(functools.partial(verbs.add, changes=True))
     drift.add_verbs(
+        functools.partial(verbs.add, changes=True), functools.partial(verbs.add, changes=False)
+    )
+    quality.add_verbs(
         functools.partial(verbs.add, changes=True), functools.partial(verbs.add, changes=False)
     )
 

@@ -27,7 +27,8 @@ from typing import Any, TypeVar
 import structlog
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 
-from producer.contract.messages import ControlEvent, Result
+from producer.contract.messages import ControlEvent, PredictJob, Result
+from producer.contract.tenancy import tenant_of_topic
 from producer.kafka import KafkaSettings
 from workers.batching.batcher import BatchConfig
 from workers.kafka.clients import (
@@ -40,10 +41,11 @@ from workers.kafka.clients import (
     with_worker_id,
 )
 from workers.kafka.idle import IdleBackoff
-from workers.kafka.publisher import DEFAULT_MAX_RECORD_BYTES, Publisher, Record
+from workers.kafka.publisher import DEFAULT_MAX_RECORD_BYTES, Outgoing, Publisher, Record
 from workers.kafka.topics import ClusterTopics, keep_service_topics
 from workers.kafka.unreadable import RawRecord, salvage
 from workers.runtime.loader import RuntimeSettings
+from workers.serving.capture import Capture, CaptureSettings
 from workers.serving.delivery import Acknowledged, Delivery, Replies
 from workers.serving.edge import Edge
 from workers.serving.flow import pace, redeliver_due
@@ -101,6 +103,7 @@ class WorkerSettings:
     rollback: RollbackSettings = field(default_factory=RollbackSettings)
     retry: RetrySettings = field(default_factory=RetrySettings)
     tenancy: TenancySettings = field(default_factory=TenancySettings)
+    capture: CaptureSettings = field(default_factory=CaptureSettings)
 
     @property
     def group(self) -> str:
@@ -141,7 +144,8 @@ class Worker:
         tenants: TenantStore | None = None,
     ) -> None:
         """``slot``: this process's place in its pool, which names its transactional id;
-        ``tenants``: the registry's tenants, whose grants named tenants' jobs need."""
+        ``tenants``: the registry's tenants, whose grants named tenants' jobs need.
+        Nothing is captured until ``capture.follow`` names the capture policies' store."""
         self.transactional_id = (
             transactional_id(kafka.topics.prefix, settings.group, settings.worker_id, slot)
             if settings.exactly_once
@@ -164,6 +168,7 @@ class Worker:
             models, runtime=settings.runtime, batch=settings.batch, alias_ttl_s=settings.alias_ttl_s
         )
         self.handler = JobHandler(self.models, self.metrics, worker=settings.worker_id)
+        self.capture = Capture(kafka.topics.prefix, settings.capture)
         self._tasks: dict[TopicPartition, set[asyncio.Task[None]]] = {}
         # Partitions with records held back, and when to read them again (monotonic s).
         self._redeliveries: dict[TopicPartition, float] = {}
@@ -210,6 +215,9 @@ class Worker:
                     asyncio.create_task(self.guard.run(self.kafka, self._on_control)),
                     asyncio.create_task(
                         keep_service_topics(self.kafka, topics, interval_s=interval)
+                    ),
+                    asyncio.create_task(
+                        self.capture.run(None if self.transactional_id else publisher)
                     ),
                 ]
                 freeze_long_lived()
@@ -303,11 +311,14 @@ class Worker:
     ) -> None:
         """Answer a partition's records from one poll and hand the answers over."""
         assert self._delivery is not None
+        captured: list[Outgoing] = []
         try:
-            await self._delivery.deliver(tp, await self._replies(tp, records, received))
+            await self._delivery.deliver(tp, await self._replies(tp, records, received, captured))
         except Exception as exc:  # a bug: dead-letter rather than hang the partition
             log.exception("unexpected failure answering records", partition=tp.partition)
             await self._delivery.fail(tp, records, exc)
+        for message in captured:  # after the answers: capture never delays one
+            self.capture.offer(message)
 
     async def _dead_letter(self, tp: TopicPartition, records: Sequence[Record]) -> None:
         assert self._delivery is not None
@@ -315,10 +326,15 @@ class Worker:
         await self._delivery.deliver(tp, [(r, self._edge.unreadable(r)) for r in records])
 
     async def _replies(
-        self, tp: TopicPartition, records: Sequence[Record], received: float
+        self,
+        tp: TopicPartition,
+        records: Sequence[Record],
+        received: float,
+        captured: list[Outgoing],
     ) -> Replies:
         """Each record with what answers it (None: another pool's job, nothing to send),
-        less the records held back to be read again."""
+        less the records held back to be read again; ``captured`` gets the capture
+        records to publish once the answers went (at-least-once)."""
         assert self._edge is not None
         intake = await self._edge.admit(records)
         replies = intake.replies
@@ -334,9 +350,33 @@ class Worker:
                     continue
                 outcome = answer
             replies[index] = (record, self._edge.answer(record, job, outcome))
+            self._capture(tp, record, job, outcome, captured)
         if held:
             return [reply for index, reply in enumerate(replies) if index not in held]
         return replies
+
+    def _capture(
+        self,
+        tp: TopicPartition,
+        record: Record,
+        job: PredictJob,
+        result: Result,
+        captured: list[Outgoing],
+    ) -> None:
+        """Capture an answered job, as its model's policy says (never fails the job):
+        in the answer's transaction (exactly-once), else into ``captured``."""
+        try:
+            tenant = tenant_of_topic(self.kafka.topics.prefix, record.topic)
+            message = self.capture.record(tenant, job, result)
+        except Exception:
+            log.exception("capture failed; the answer goes out without it", job_id=job.job_id)
+            return
+        if message is None:
+            return
+        if isinstance(self._delivery, Transactional):
+            self._delivery.attach(tp, record.offset, message)
+        else:
+            captured.append(message)
 
     def _retry(
         self, tp: TopicPartition, record: Record, retry: Retry, received: float
@@ -383,6 +423,9 @@ class Worker:
             await asyncio.wait(pending, timeout=self.settings.drain_timeout_s)
 
     def _on_control(self, event: ControlEvent) -> None:
+        if event.event == "monitor":  # a capture policy changed
+            self.capture.invalidate()
+            return
         self.models.invalidate(event.model)
 
     async def _wind_down(

@@ -61,6 +61,7 @@ async def serve_async(
             slot=index,
             tenants=registry.tenants,
         )
+        worker.capture.follow(registry.quality)
         async with served(port, worker_probe(worker)):
             await worker.run(stop)
     finally:
