@@ -15,7 +15,7 @@ from typing import Any
 
 from sqlalchemy import CursorResult, delete, insert, or_, select, update
 
-from registry.db import Database, utcnow
+from registry.db import Database, as_utc, utcnow
 from registry.errors import ConflictError
 from registry.names import check_model_name
 from registry.rows import audit, model_row, version_row
@@ -124,13 +124,33 @@ class DriftStore:
                 model, version, row.rows, row.source, row.profile, row.created_by, row.created_at
             )
 
-    def record_windows(self, windows: Sequence[DriftWindow]) -> None:
-        """Store drift windows in one insert."""
+    def record_windows(self, windows: Sequence[DriftWindow]) -> list[DriftWindow]:
+        """Store the drift windows not stored before (one per model, version and start)
+        in one transaction; returns those it stored."""
         if not windows:
-            return
+            return []
         with self._db.session() as session:
             ids = {name: model_row(session, name).id for name in {w.model for w in windows}}
-            session.execute(insert(DriftWindowRow), [_window_values(w, ids) for w in windows])
+            known = {
+                (model_id, version, as_utc(start))
+                for model_id, version, start in session.execute(
+                    select(
+                        DriftWindowRow.model_id, DriftWindowRow.version, DriftWindowRow.window_start
+                    ).where(
+                        DriftWindowRow.model_id.in_(ids.values()),
+                        DriftWindowRow.window_start.in_({w.start for w in windows}),
+                    )
+                )
+            }
+            fresh = []
+            for window in windows:
+                key = (ids[window.model], window.version, as_utc(window.start))
+                if key not in known:
+                    known.add(key)
+                    fresh.append(window)
+            if fresh:
+                session.execute(insert(DriftWindowRow), [_window_values(w, ids) for w in fresh])
+            return fresh
 
     def windows(
         self, model: str, since: datetime | None = None, version: int | None = None

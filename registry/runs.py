@@ -86,6 +86,16 @@ class RunStore:
         with self._db.session() as session:
             return convert.run(finish(session, job_id, outcome))
 
+    def running(self, model: str) -> list[RetrainRun]:
+        """``model``'s runs that have not finished."""
+        with self._db.session() as session:
+            rows = session.scalars(
+                select(RetrainRunRow).where(
+                    RetrainRunRow.model == model, RetrainRunRow.status == "running"
+                )
+            )
+            return [convert.run(row) for row in rows]
+
     def get_run(self, job_id: str) -> RetrainRun | None:
         with self._db.session() as session:
             row = session.scalar(select(RetrainRunRow).where(RetrainRunRow.job_id == job_id))

@@ -337,7 +337,7 @@ class DriftWindowRow(Base):
     """One window of captured traffic compared with its version's reference."""
 
     __tablename__ = "drift_windows"
-    __table_args__ = (Index(None, "model_id", "window_start"),)
+    __table_args__ = (UniqueConstraint("model_id", "version", "window_start"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     model_id: Mapped[int] = mapped_column(ForeignKey("models.id", ondelete="CASCADE"))

@@ -64,9 +64,12 @@ def upgrade() -> None:
         sa.Column("features", sa.JSON(), nullable=False),
         _model_id("drift_windows"),
         sa.PrimaryKeyConstraint("id", name="pk_drift_windows"),
-    )
-    op.create_index(
-        "ix_drift_windows_model_id_window_start", "drift_windows", ["model_id", "window_start"]
+        sa.UniqueConstraint(
+            "model_id",
+            "version",
+            "window_start",
+            name="uq_drift_windows_model_id_version_window_start",
+        ),
     )
     op.create_table(
         "monitor_policies",
@@ -87,6 +90,5 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_table("monitor_policies")
-    op.drop_index("ix_drift_windows_model_id_window_start", table_name="drift_windows")
     op.drop_table("drift_windows")
     op.drop_table("reference_profiles")

@@ -132,7 +132,7 @@ class RetrainJob(msgspec.Struct, frozen=True, kw_only=True):
     recipe: NonEmptyStr | None = None
     dataset: Dataset | None = None
     params: dict[str, Any] = {}
-    trigger: Literal["manual", "schedule", "metric"] = "manual"
+    trigger: Literal["manual", "schedule", "metric", "drift", "quality"] = "manual"
     promote: Literal["gate", "never", "always"] = "gate"
     reply_to: NonEmptyStr | None = None
 
