@@ -1,0 +1,105 @@
+"""``maas monitor``: join captures and feedback; labelled quality per version and window."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+from functools import partial
+
+from maas.commands.common import (
+    Subparsers,
+    add_kafka_options,
+    add_metrics_option,
+    add_registry_options,
+    add_verb,
+    kafka_settings,
+    positive_int,
+    registry_settings,
+)
+from maas.commands.quality import duration_s
+from registry import Registry
+from workers.health import served
+from workers.monitor.join import JoinSettings
+from workers.monitor.service import Monitor, MonitorSettings, readiness
+
+
+def register(subparsers: Subparsers) -> None:
+    add_verb(
+        subparsers,
+        "monitor",
+        _run,
+        summary="join captured answers with feedback: labelled quality per version",
+        description="Read every tenant's capture and feedback topics (consumer group "
+        "maas-monitor; scale up to the topics' partition count), join them by job_id "
+        "within --join-window and write labelled quality per model, version and window "
+        "to the registry (maas models quality) and to Prometheus (--metrics-port).",
+        options=(_options, add_metrics_option, add_kafka_options, add_registry_options),
+    )
+
+
+def _options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--join-window",
+        type=duration_s,
+        default=7 * 86400.0,
+        metavar="DURATION",
+        help="how long a capture waits for its labels and labels for their capture (default 7d)",
+    )
+    parser.add_argument(
+        "--max-pending",
+        type=positive_int,
+        default=1_000_000,
+        metavar="N",
+        help="captures (and labelled jobs) waiting at most; the oldest beyond are dropped "
+        "and counted (default 1000000)",
+    )
+    parser.add_argument(
+        "--window",
+        type=duration_s,
+        default=3600.0,
+        metavar="DURATION",
+        help="length of a quality window (default 1h)",
+    )
+    parser.add_argument(
+        "--label-output",
+        action="append",
+        default=[],
+        metavar="MODEL=OUTPUT",
+        help="score MODEL's OUTPUT against the labels (default: 'label' if the model has "
+        "one, else its first output); repeatable",
+    )
+    parser.add_argument("--group-id", default="maas-monitor", help="(default maas-monitor)")
+
+
+def monitor_settings(args: argparse.Namespace) -> MonitorSettings:
+    outputs = {}
+    for item in args.label_output:
+        model, sep, output = item.partition("=")
+        if not sep or not model or not output:
+            raise argparse.ArgumentTypeError(f"--label-output {item!r}: write MODEL=OUTPUT")
+        outputs[model] = output
+    join = JoinSettings(
+        window_ms=int(args.join_window * 1000),
+        max_pending=args.max_pending,
+        label_outputs=outputs,
+    )
+    return MonitorSettings(group_id=args.group_id, join=join, window_s=int(args.window))
+
+
+def _run(args: argparse.Namespace) -> int:
+    settings = monitor_settings(args)
+    kafka = kafka_settings(args)
+    with Registry.open(registry_settings(args)) as registry:
+        monitor = Monitor(kafka, registry.quality, settings)
+
+        async def main() -> None:
+            stop = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, stop.set)
+            async with served(args.metrics_port, partial(readiness, monitor)):
+                await monitor.run(stop)
+
+        asyncio.run(main())
+    return 0
