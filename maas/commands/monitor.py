@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import signal
+import socket
 from functools import partial
 
 from maas.commands.common import (
@@ -18,9 +20,11 @@ from maas.commands.common import (
     registry_settings,
 )
 from maas.commands.quality import duration_s
+from producer.control import alias_move_publisher
 from registry import Registry
 from workers.health import served
 from workers.monitor.join import JoinSettings
+from workers.monitor.rollback import AccuracyPolicy
 from workers.monitor.service import Monitor, MonitorSettings, readiness
 
 
@@ -70,6 +74,35 @@ def _options(parser: argparse.ArgumentParser) -> None:
         "one, else its first output); repeatable",
     )
     parser.add_argument("--group-id", default="maas-monitor", help="(default maas-monitor)")
+    parser.add_argument(
+        "--min-labelled",
+        type=positive_int,
+        default=200,
+        metavar="N",
+        help="labelled rows both a promoted version and its predecessor need before the "
+        "new one is judged on accuracy (default 200)",
+    )
+    parser.add_argument(
+        "--max-accuracy-drop",
+        type=_share,
+        default=0.0,
+        metavar="D",
+        help="roll back when the promoted version's labelled accuracy is lower by more "
+        "than D (and significantly: two-proportion test, p < 0.01) (default 0)",
+    )
+    parser.add_argument(
+        "--no-rollback", action="store_true", help="never roll back on labelled accuracy"
+    )
+
+
+def _share(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an accuracy drop: give 0 to 1, as 0.02")
+    return value
 
 
 def monitor_settings(args: argparse.Namespace) -> MonitorSettings:
@@ -84,14 +117,26 @@ def monitor_settings(args: argparse.Namespace) -> MonitorSettings:
         max_pending=args.max_pending,
         label_outputs=outputs,
     )
-    return MonitorSettings(group_id=args.group_id, join=join, window_s=int(args.window))
+    rollback = None
+    if not args.no_rollback:
+        rollback = AccuracyPolicy(
+            min_labelled=args.min_labelled, max_accuracy_drop=args.max_accuracy_drop
+        )
+    return MonitorSettings(
+        group_id=args.group_id,
+        join=join,
+        window_s=int(args.window),
+        rollback=rollback,
+        actor=f"quality-rollback@{socket.gethostname()}:{os.getpid()}",
+    )
 
 
 def _run(args: argparse.Namespace) -> int:
     settings = monitor_settings(args)
     kafka = kafka_settings(args)
-    with Registry.open(registry_settings(args)) as registry:
-        monitor = Monitor(kafka, registry.quality, settings)
+    hook = alias_move_publisher(kafka)  # a rollback reaches every worker at once
+    with Registry.open(registry_settings(args), on_alias_move=hook) as registry:
+        monitor = Monitor(kafka, registry.quality, settings, models=registry.models)
 
         async def main() -> None:
             stop = asyncio.Event()

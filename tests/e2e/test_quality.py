@@ -30,7 +30,7 @@ from tests.kafka_helpers import job, publish, read_results
 from workers.recipes.demo import digits_samples
 from workers.serving.loop import Worker, WorkerSettings
 
-pytestmark = [pytest.mark.both_brokers, pytest.mark.slow]
+pytestmark = [pytest.mark.both_brokers, pytest.mark.slow, pytest.mark.timeout(600)]
 
 JOBS = 2_000
 
@@ -86,7 +86,9 @@ async def test_registry_accuracy_equals_the_independent_figure_through_a_sigkill
     pixels, truth = digits_samples(JOBS)
     ids = [f"q-{i}" for i in range(JOBS)]
     await publish(
-        kafka, kafka.topics.predict, [job(i, {"x": [p.tolist()]}) for i, p in zip(ids, pixels)]
+        kafka,
+        kafka.topics.predict,
+        [job(i, {"x": [p.tolist()]}) for i, p in zip(ids, pixels, strict=True)],
     )
     results = await read_results(kafka, set(ids), timeout_s=240)
     predicted = [results[i]["outputs"]["label"][0] for i in ids]
@@ -99,13 +101,21 @@ async def test_registry_accuracy_equals_the_independent_figure_through_a_sigkill
     try:
         async with AsyncClient(kafka) as client:
             half = JOBS // 2
-            await asyncio.gather(*(client.feedback(i, [lab]) for i, lab in zip(ids[:half], labels)))
+            await asyncio.gather(
+                *(
+                    client.feedback(i, [lab])
+                    for i, lab in zip(ids[:half], labels[:half], strict=True)
+                )
+            )
             counted = await _rows(registry, 1)
             assert counted >= 1, log.read_text()
             monitor.send_signal(signal.SIGKILL)  # mid-stream: some rows written, maybe not all
             monitor.wait(30)
             await asyncio.gather(
-                *(client.feedback(i, [lab]) for i, lab in zip(ids[half:], labels[half:]))
+                *(
+                    client.feedback(i, [lab])
+                    for i, lab in zip(ids[half:], labels[half:], strict=True)
+                )
             )
         monitor = _monitor(kafka, registry_settings, log)
         rows = await _rows(registry, JOBS)

@@ -15,6 +15,7 @@ dead-letter topic with the reason; no record stops the monitor.
 from __future__ import annotations
 
 import asyncio
+import math
 import re
 import time
 from collections.abc import Sequence
@@ -29,10 +30,12 @@ from prometheus_client import Counter, Gauge
 from producer.contract.messages import DecodeError, ErrorCode, decode_capture, decode_feedback
 from producer.contract.tenancy import monitor_topic_pattern, tenant_of_topic
 from producer.kafka import KafkaSettings
+from registry.policy import AliasRollbacks
 from registry.quality import Joined
 from workers.kafka.clients import Clients, Stopped, connected, poll
 from workers.kafka.publisher import Publisher, Record, source_of
 from workers.monitor.join import JoinSettings, JoinState, Labelled, Refused
+from workers.monitor.rollback import AccuracyPolicy, QualityReader, check_accuracy
 from workers.monitor.scoring import contribution
 
 log = structlog.get_logger(__name__)
@@ -55,7 +58,7 @@ PENDING = Gauge("maas_monitor_pending", "Captures and labelled jobs waiting to b
 DEAD_LETTERED = Counter("maas_monitor_dead_letters", "Records the monitor dead-lettered")
 
 
-class QualityWriter(Protocol):
+class QualityWriter(QualityReader, Protocol):
     """What the monitor asks of the registry's quality store."""
 
     def add_joined(self, joined: Sequence[Joined]) -> list[Joined]: ...
@@ -70,6 +73,10 @@ class MonitorSettings:
     window_s: int = 3600  # quality windows: one per model, version and hour
     flush_s: float = 1.0  # joined rows are written at least this often
     flush_rows: int = 5000  # or as soon as this many wait
+    # Roll back a promoted version on labelled accuracy (None: never).
+    rollback: AccuracyPolicy | None = field(default_factory=AccuracyPolicy)
+    rollback_check_s: float = 5.0  # how often each model with new labelled rows is judged
+    actor: str = "quality-rollback"
 
 
 class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -87,9 +94,17 @@ class Monitor:
     """One member of the monitor group. ``run`` returns after ``stop`` is set."""
 
     def __init__(
-        self, kafka: KafkaSettings, store: QualityWriter, settings: MonitorSettings
+        self,
+        kafka: KafkaSettings,
+        store: QualityWriter,
+        settings: MonitorSettings,
+        *,
+        models: AliasRollbacks | None = None,
     ) -> None:
-        self.kafka, self.store, self.settings = kafka, store, settings
+        """``models``: the model store that rolls an alias back (None: no rollbacks)."""
+        self.kafka, self.store, self.settings, self.models = kafka, store, settings, models
+        self._judged_at: dict[str, float] = {}  # model → when its accuracy was last judged
+        self._unjudged: set[str] = set()  # models with rows counted since
         self.state = JoinState(settings.join)
         self._joined: list[Joined] = []
         self._flushed_at = time.monotonic()
@@ -184,8 +199,11 @@ class Monitor:
         """Write the joined rows to the registry (kept for the next try if it is away)."""
         self._flushed_at = time.monotonic()
         self._count_outcomes()
-        if not self._joined:
-            return
+        if self._joined:
+            await self._write()
+        await self.judge()
+
+    async def _write(self) -> None:
         pending, self._joined = self._joined, []
         try:
             counted = await asyncio.to_thread(self.store.add_joined, pending)
@@ -198,6 +216,41 @@ class Monitor:
             LABELLED.labels(*labels).inc()
             if item.window.correct:
                 CORRECT.labels(*labels).inc()
+            self._unjudged.add(item.window.model)
+
+    async def judge(self) -> None:
+        """Judge the labelled accuracy of each model with new rows (at most every
+        ``rollback_check_s``): roll its alias back if the policy says so."""
+        policy, models = self.settings.rollback, self.models
+        if policy is None or models is None:
+            return
+        now = time.monotonic()
+        for name in sorted(self._unjudged):
+            if now - self._judged_at.get(name, -math.inf) < self.settings.rollback_check_s:
+                continue
+            self._judged_at[name] = now
+            self._unjudged.discard(name)
+            try:
+                move = await asyncio.to_thread(
+                    check_accuracy,
+                    models,
+                    self.store,
+                    name,
+                    policy=policy,
+                    actor=self.settings.actor,
+                )
+            except Exception as exc:
+                log.warning("labelled accuracy not judged", model=name, error=str(exc))
+                continue
+            if move is not None:
+                log.warning(
+                    "rolled back on labelled accuracy",
+                    model=name,
+                    alias=move.alias,
+                    version=move.version,
+                    previous_version=move.previous_version,
+                    reason=move.reason,
+                )
 
     def _count_outcomes(self) -> None:
         for outcome, count in self.state.counts.items():
