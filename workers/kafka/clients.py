@@ -34,6 +34,7 @@ from aiokafka.errors import (
 
 from producer.contract.messages import ErrorCode
 from producer.kafka import KafkaSettings, ensure_topics
+from workers.errors import WorkerError
 from workers.kafka.publisher import (
     DEFAULT_MAX_RECORD_BYTES,
     Publisher,
@@ -56,7 +57,7 @@ _BARE_DEAD_LETTER_BYTES = 64 * 1024
 T = TypeVar("T")
 
 
-class Stopped(Exception):
+class Stopped(WorkerError):
     """Start-up was interrupted: the stop event was set before it was done."""
 
 
