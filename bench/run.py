@@ -39,6 +39,7 @@ from rich.table import Table
 
 from bench.int8 import bench_int8, int8_note
 from bench.measure import Measured, Setup, drain, latency_at_load, measure_raw
+from bench.monitor import measure as measure_monitor
 from bench.workloads import WORKLOADS, Workload, build_artifact
 from maas.broker import EmbeddedBroker
 from registry.drafts import Draft
@@ -264,8 +265,10 @@ def main() -> None:
         "machine": {"host": platform.node(), "cpus": os.cpu_count(), "cpu": platform.processor()},
         "load": [load_before, os.getloadavg()[0]],
         "models": summary,
+        "monitor": measure_monitor(),  # no broker: the join and its memory (bench/monitor.py)
     }
     report(run)
+    console.print(f"monitor: {run['monitor']}")
     out = args.out or Path(f"bench/out/results-{args.broker}.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(run, indent=2))
