@@ -37,6 +37,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from bench.capture import bench_capture
 from bench.int8 import bench_int8, int8_note
 from bench.measure import Measured, Setup, drain, latency_at_load, measure_raw
 from bench.monitor import measure as measure_monitor
@@ -85,6 +86,10 @@ async def bench_model(
     results = {"raw": raw}
     console.print(f"[bold]{name}[/bold]: maas")
     results["maas"] = await drain("maas", setup, workload)
+    capture = None
+    if name == "digits":  # capture's cost: rate 0, 1.0 and 0 again (bench/capture.py)
+        console.print(f"[bold]{name}[/bold]: maas with capture off, on, off")
+        capture = await bench_capture(setup, workload)
     eos = exactly_once_flags() if exactly_once else None
     if eos is not None:  # right after at-least-once, to meet the same load
         console.print(f"[bold]{name}[/bold]: maas, exactly-once")
@@ -120,6 +125,7 @@ async def bench_model(
         "results": {k: asdict(v) for k, v in results.items()},
         "ratios": ratios(results),
         "int8": figures,
+        "capture": capture,
     }
 
 
