@@ -136,7 +136,9 @@ def _run(args: argparse.Namespace) -> int:
     kafka = kafka_settings(args)
     hook = alias_move_publisher(kafka)  # a rollback reaches every worker at once
     with Registry.open(registry_settings(args), on_alias_move=hook) as registry:
-        monitor = Monitor(kafka, registry.quality, settings, models=registry.models)
+        monitor = Monitor(
+            kafka, registry.quality, settings, models=registry.models, refusals=registry.tenants
+        )
 
         async def main() -> None:
             stop = asyncio.Event()

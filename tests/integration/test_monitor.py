@@ -1,7 +1,7 @@
 """The monitor on each broker, fed records directly: good feedback is joined and
 counted once, bad feedback goes to the dead-letter topic with its reason and stops
-nothing, duplicates and labels that never find a capture are counted, and a tenant's
-feedback joins only that tenant's captures."""
+nothing, duplicates and labels that never find a capture are counted, and feedback
+through one tenant's namespace for another's job is refused and audited."""
 
 from __future__ import annotations
 
@@ -45,7 +45,9 @@ async def monitor(
     registry.models.register("m", Draft(make_onnx(), promote=True), actor="t")
     await ensure_topics(kafka, tenants=["acme"])
     settings = MonitorSettings(join=JoinSettings(window_ms=60_000), flush_s=0.2, rollback=None)
-    running = Monitor(kafka, registry.quality, settings, models=registry.models)
+    running = Monitor(
+        kafka, registry.quality, settings, models=registry.models, refusals=registry.tenants
+    )
     stop = asyncio.Event()
     task = asyncio.create_task(running.run(stop))
     await asyncio.wait_for(running.ready.wait(), 60)
@@ -101,20 +103,32 @@ async def test_bad_feedback_is_dead_lettered_with_its_reason_and_stops_nothing(
     assert FEEDBACK.labels("duplicate")._value.get() - duplicates_before == 2
 
 
-async def test_a_tenants_feedback_joins_only_its_own_captures(
+async def test_feedback_for_another_tenants_job_is_refused_and_audited(
     kafka: KafkaSettings, monitor: Monitor, registry: Registry
 ) -> None:
+    registry.tenants.add("acme", models=["m"], actor="t")
     acme = kafka.topics.namespace("acme")
-    await publish(kafka, kafka.topics.capture, [capture("shared-id", [1])])
-    await publish(kafka, acme.capture, [capture("acme-job", [1], tenant="acme")])
-    # acme labels a job of the default tenant: it finds no capture of acme's
-    await publish(kafka, acme.feedback, [feedback("shared-id", [1]), feedback("acme-job", [1])])
+    await publish(kafka, kafka.topics.capture, [capture("theirs", [1])])
+    await publish(kafka, acme.capture, [capture("ours", [1], tenant="acme")])
+    await asyncio.sleep(1.0)  # the captures first: the refusal needs to know the owner
+    # acme labels a job of the default tenant, and one of its own
+    await publish(kafka, acme.feedback, [feedback("theirs", [0]), feedback("ours", [1])])
     assert await _rows(registry, 1) == 1
-    await asyncio.sleep(1.0)  # room for a wrong join to show
-    assert sum(w.rows for w in registry.quality.windows("m")) == 1
+    letters = await read(kafka, kafka.topics.dlq, until=lambda rs: len(rs) >= 1)
+    reason = dict(letters[0].headers)["maas.error.message"].decode()
+    assert "namespace for job 'theirs', which is not its own" in reason
+    for _ in range(50):  # the audit rows are written every second
+        refusals = [e for e in registry.tenants.audit("acme") if e.action == "refusal"]
+        if refusals:
+            break
+        await asyncio.sleep(0.2)
+    assert refusals, registry.tenants.audit("acme")
+    assert refusals[0].details.get("reason") == "feedback-for-another-tenants-job"
     # the default tenant's own label for its job counts
-    await publish(kafka, kafka.topics.feedback, [feedback("shared-id", [1])])
+    await publish(kafka, kafka.topics.feedback, [feedback("theirs", [1])])
     assert await _rows(registry, 2) == 2
+    (window,) = registry.quality.windows("m")
+    assert (window.rows, window.correct) == (2, 2)
 
 
 async def test_labels_that_never_meet_their_capture_are_counted_unmatched(

@@ -48,9 +48,11 @@ class Labelled:
 
 @dataclass(frozen=True, slots=True)
 class Refused:
-    """Feedback that cannot be scored: ``reason`` says why."""
+    """Feedback that cannot be scored: ``reason`` says why. ``audit``: the refusal's
+    code for the audit log, when it is one a tenant must answer for."""
 
     reason: str
+    audit: str | None = None
 
 
 @dataclass(slots=True)
@@ -95,6 +97,7 @@ class JoinState:
         self.settings = settings
         self._captures: OrderedDict[Key, _Capture] = OrderedDict()
         self._labels: OrderedDict[Key, _Labels] = OrderedDict()
+        self._owners: dict[str, str] = {}  # job_id → the tenant whose capture waits
         self.counts: Counter[str] = Counter()  # joined, duplicate, unmatched, overflow, ...
         self.watermark_ms = 0  # the latest record time seen
 
@@ -117,6 +120,7 @@ class JoinState:
             return []
         entry = _Capture(record.tenant, record.model, record.version, record.ts_ms, predictions)
         self._captures[key] = entry
+        self._owners[record.job_id] = key[0]
         self._bound(self._captures)
         waiting = self._labels.pop(key, None)
         if waiting is None:
@@ -136,6 +140,13 @@ class JoinState:
         labels = feedback.by_row()
         rows = len(feedback.labels) if feedback.labels is not None else None
         entry = self._captures.get(key)
+        if entry is None and self._owners.get(feedback.job_id, key[0]) != key[0]:
+            self.counts["refused_tenant"] += 1
+            return Refused(
+                f"feedback through tenant {tenant or '(default)'}'s namespace for job "
+                f"{feedback.job_id!r}, which is not its own",
+                audit="feedback-for-another-tenants-job",
+            )
         if entry is None:
             held = self._labels.get(key)
             if held is None:
@@ -187,7 +198,7 @@ class JoinState:
             key, oldest = next(iter(self._captures.items()))
             if oldest.ts_ms >= horizon:
                 break
-            del self._captures[key]
+            self._forget(key)
         while self._labels:
             key, waiting = next(iter(self._labels.items()))
             if waiting.ts_ms >= horizon:
@@ -195,9 +206,17 @@ class JoinState:
             del self._labels[key]
             self.counts["unmatched"] += len(waiting.labels)
 
+    def _forget(self, key: Key) -> None:
+        del self._captures[key]
+        if self._owners.get(key[1]) == key[0]:
+            del self._owners[key[1]]
+
     def _bound(self, pending: OrderedDict[Key, Any]) -> None:
         while len(pending) > self.settings.max_pending:
-            pending.popitem(last=False)
+            if pending is self._captures:
+                self._forget(next(iter(pending)))
+            else:
+                pending.popitem(last=False)
             self.counts["overflow"] += 1
 
 

@@ -15,6 +15,7 @@ dead-letter topic with the reason; no record stops the monitor.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import re
 import time
@@ -37,6 +38,7 @@ from workers.kafka.publisher import Publisher, Record, source_of
 from workers.monitor.join import JoinSettings, JoinState, Labelled, Refused
 from workers.monitor.rollback import AccuracyPolicy, QualityReader, check_accuracy
 from workers.monitor.scoring import contribution
+from workers.tenancy.audit import RefusalAudit, RefusalLog
 
 log = structlog.get_logger(__name__)
 
@@ -100,11 +102,14 @@ class Monitor:
         settings: MonitorSettings,
         *,
         models: AliasRollbacks | None = None,
+        refusals: RefusalLog | None = None,
     ) -> None:
-        """``models``: the model store that rolls an alias back (None: no rollbacks)."""
+        """``models``: the model store that rolls an alias back (None: no rollbacks);
+        ``refusals``: the audit log of refused feedback (None: only logged)."""
         self.kafka, self.store, self.settings, self.models = kafka, store, settings, models
         self._judged_at: dict[str, float] = {}  # model → when its accuracy was last judged
         self._unjudged: set[str] = set()  # models with rows counted since
+        self.audit = RefusalAudit(refusals, actor=settings.actor)
         self.state = JoinState(settings.join)
         self._joined: list[Joined] = []
         self._flushed_at = time.monotonic()
@@ -127,8 +132,14 @@ class Monitor:
             async with connected(self.kafka, clients, stop=stop) as (consumer, publisher):
                 self._consumer, self._publisher = consumer, publisher
                 log.info("monitor started", group=self.settings.group_id)
-                await self._poll(consumer, stop)
-                await self.flush()
+                auditing = asyncio.create_task(self.audit.run())
+                try:
+                    await self._poll(consumer, stop)
+                    await self.flush()
+                finally:
+                    auditing.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await auditing
         except Stopped:
             log.info("monitor stopped while starting")
         log.info("monitor stopped")
@@ -164,6 +175,9 @@ class Monitor:
             outcome = self._one(record)
             if isinstance(outcome, Refused):
                 letters.append((record, outcome.reason))
+                if outcome.audit is not None:
+                    tenant = tenant_of_topic(self.kafka.topics.prefix, record.topic)
+                    self.audit.refused(tenant, outcome.audit, job_id=_key(record))
             else:
                 self._joined.extend(contribution(row, self.settings.window_s) for row in outcome)
         PENDING.set(len(self.state))
@@ -256,6 +270,10 @@ class Monitor:
         for outcome, count in self.state.counts.items():
             FEEDBACK.labels(outcome).inc(count)
         self.state.counts.clear()
+
+
+def _key(record: Record) -> str | None:
+    return None if record.key is None else record.key.decode(errors="replace")
 
 
 async def readiness(monitor: Monitor) -> str | None:

@@ -46,10 +46,13 @@ def test_duplicates_are_counted_and_the_first_label_wins() -> None:
     assert state.counts["duplicate"] == 1
 
 
-def test_tenants_do_not_share_job_ids() -> None:
+def test_a_tenant_cannot_label_another_tenants_job() -> None:
     state = JoinState(JoinSettings())
     state.capture(capture("a", [3]))
-    assert state.feedback("acme", Feedback(job_id="a", row=0, label=3), 2_000) == []
+    refused = state.feedback("acme", Feedback(job_id="a", row=0, label=3), 2_000)
+    assert isinstance(refused, Refused)
+    assert refused.audit == "feedback-for-another-tenants-job"
+    assert state.feedback(None, Feedback(job_id="a", row=0, label=3), 2_000) != []
 
 
 def test_labels_without_a_capture_expire_as_unmatched_and_memory_is_bounded() -> None:
