@@ -144,3 +144,36 @@ async def test_labels_that_never_meet_their_capture_are_counted_unmatched(
             break
         await asyncio.sleep(0.2)
     assert FEEDBACK.labels("unmatched")._value.get() - before == 1
+
+
+async def test_a_deleted_feedback_topic_is_created_again_and_joins_go_on(
+    kafka: KafkaSettings, registry: Registry, make_onnx: MakeOnnx
+) -> None:
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    registry.models.register("m", Draft(make_onnx(), promote=True), actor="t")
+    await ensure_topics(kafka)
+    settings = MonitorSettings(flush_s=0.2, rollback=None, topic_check_interval_s=3.0)
+    running = Monitor(kafka, registry.quality, settings)
+    stop = asyncio.Event()
+    task = asyncio.create_task(running.run(stop))
+    try:
+        await asyncio.wait_for(running.ready.wait(), 60)
+        admin = AIOKafkaAdminClient(bootstrap_servers=kafka.bootstrap_servers)
+        await admin.start()
+        try:
+            await admin.delete_topics([kafka.topics.feedback])
+            assert kafka.topics.feedback not in await admin.list_topics()  # gone, for now
+            for _ in range(150):  # up to 30 s
+                await asyncio.sleep(0.2)
+                if kafka.topics.feedback in await admin.list_topics():
+                    break
+            assert kafka.topics.feedback in await admin.list_topics()
+        finally:
+            await admin.close()
+        await publish(kafka, kafka.topics.capture, [capture("after", [1])])
+        await publish(kafka, kafka.topics.feedback, [feedback("after", [1])])
+        assert await _rows(registry, 1) == 1
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 60)

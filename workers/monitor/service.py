@@ -35,6 +35,7 @@ from registry.policy import AliasRollbacks
 from registry.quality import Joined
 from workers.kafka.clients import Clients, Stopped, connected, poll
 from workers.kafka.publisher import Publisher, Record, source_of
+from workers.kafka.topics import ClusterTopics, keep_service_topics
 from workers.monitor.join import JoinSettings, JoinState, Labelled, Refused
 from workers.monitor.rollback import AccuracyPolicy, QualityReader, check_accuracy
 from workers.monitor.scoring import contribution
@@ -79,6 +80,7 @@ class MonitorSettings:
     rollback: AccuracyPolicy | None = field(default_factory=AccuracyPolicy)
     rollback_check_s: float = 5.0  # how often each model with new labelled rows is judged
     actor: str = "quality-rollback"
+    topic_check_interval_s: float = 10.0  # how often missing service topics are looked for
 
 
 class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -132,14 +134,24 @@ class Monitor:
             async with connected(self.kafka, clients, stop=stop) as (consumer, publisher):
                 self._consumer, self._publisher = consumer, publisher
                 log.info("monitor started", group=self.settings.group_id)
-                auditing = asyncio.create_task(self.audit.run())
+                cluster = ClusterTopics(publisher.client)
+                interval = self.settings.topic_check_interval_s
+                helpers = [
+                    asyncio.create_task(self.audit.run()),
+                    # a capture or feedback topic deleted is created again
+                    asyncio.create_task(
+                        keep_service_topics(self.kafka, cluster, interval_s=interval)
+                    ),
+                ]
                 try:
                     await self._poll(consumer, stop)
                     await self.flush()
                 finally:
-                    auditing.cancel()
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await auditing
+                    for task in helpers:
+                        task.cancel()
+                    for task in helpers:
+                        with contextlib.suppress(asyncio.CancelledError):
+                            await task
         except Stopped:
             log.info("monitor stopped while starting")
         log.info("monitor stopped")
