@@ -136,3 +136,32 @@ def test_a_report_of_an_unknown_model_is_one_line(
     assert done.returncode == 1
     assert done.stderr.startswith("error: no model named 'nope'")
     assert len(done.stderr.strip().splitlines()) == 1
+
+
+def test_quality_lists_each_versions_windows(
+    registry: Registry, registry_settings: RegistrySettings, make_onnx: MakeOnnx
+) -> None:
+    _history(registry, make_onnx)
+    env = {**os.environ, "MAAS_DATABASE_URL": registry_settings.database_url}
+    done = subprocess.run(
+        [sys.executable, "-m", "maas.cli", "models", "quality", "m", "--version", "2"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    rows = [line.split() for line in done.stdout.splitlines()[1:] if line.strip()]
+    assert len(rows) == 4
+    assert all(row[0] == "2" and row[3] == "10" and row[4] == "0.6000" for row in rows), rows
+    bad = subprocess.run(
+        [sys.executable, "-m", "maas.cli", "models", "quality", "m", "--since", "soon"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        check=False,
+    )
+    assert bad.returncode == 2
+    assert "is not a duration" in bad.stderr
