@@ -42,10 +42,20 @@ async def bench_capture(setup: Setup, workload: Workload) -> dict[str, Any]:
     after = await drain("maas", setup, workload)
     off = (before.rows_per_s + after.rows_per_s) / 2
     cost = 1 - captured.rows_per_s / off if off else 0.0
+    # CPU per job as well: on a shared machine rows/s swing with the neighbours' load,
+    # the worker's own CPU per job much less.
+    cpu_off = [m.extra.get("cpu_us_per_job") for m in (before, after)]
+    cpu_on = captured.extra.get("cpu_us_per_job")
+    cpu_cost = None
+    if cpu_on and all(cpu_off):
+        cpu_cost = round(cpu_on / (sum(cpu_off) / 2) - 1, 3)  # type: ignore[arg-type]
     return {
         "capture_0_rows_per_s": [round(before.rows_per_s), round(after.rows_per_s)],
         "capture_1_rows_per_s": round(captured.rows_per_s),
         "cost": round(cost, 3),
+        "capture_0_cpu_us_per_job": cpu_off,
+        "capture_1_cpu_us_per_job": cpu_on,
+        "cpu_cost": cpu_cost,
         "goal_met": cost <= GOAL_COST,
     }
 

@@ -181,15 +181,17 @@ class AsyncClient(BaseClient):
         *,
         row: int | None = None,
         label: Label | None = None,
+        timeout_s: float = 30.0,
     ) -> None:
-        """Publish the ground truth for an answered job and wait for the broker's ack:
-        ``labels`` one per input row, or ``row`` and ``label`` for one row."""
+        """Publish the ground truth for an answered job and wait (at most ``timeout_s``)
+        for the broker's ack: ``labels`` one per input row, or ``row`` and ``label``."""
         message = self._feedback(job_id, labels, row, label)
         assert self._producer is not None
         assert self._enqueue is not None
-        async with self._enqueue:
-            sent = await self._producer.send(message.topic, message.value, key=message.key)
-        await sent
+        async with asyncio.timeout(timeout_s):
+            async with self._enqueue:
+                sent = await self._producer.send(message.topic, message.value, key=message.key)
+            await sent
 
     async def retrain(self, job: RetrainJob, *, timeout_s: float | None = None) -> RetrainResult:
         """Publish a retrain job and wait for its RetrainResult (an error one included)."""
