@@ -32,6 +32,7 @@ from aiokafka.errors import (
     MessageSizeTooLargeError,
 )
 
+from producer.aiokafka_internals import close_connections
 from producer.contract.messages import ErrorCode
 from producer.kafka import KafkaSettings, ensure_topics
 from workers.errors import WorkerError
@@ -222,7 +223,7 @@ async def _stop(consumer: AIOKafkaConsumer) -> None:
         log.warning("still joining the consumer group; closing the connections to stop")
         # aiokafka has no public way to end a JoinGroup in flight; failing it lets
         # stop() go on (the coordinator exits on the error, as it is closing).
-        await consumer._client.close()
+        await close_connections(consumer)
     await stopping
 
 

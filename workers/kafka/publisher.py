@@ -20,9 +20,9 @@ import msgspec
 import structlog
 from aiokafka import AIOKafkaClient, AIOKafkaProducer
 from aiokafka.errors import KafkaError, KafkaTimeoutError
-from aiokafka.producer.message_accumulator import BatchBuilder
 from prometheus_client import Counter
 
+from producer.aiokafka_internals import BatchBuilder
 from producer.contract.messages import DecodeError, ErrorCode, JobEnvelope, decode_envelope, encode
 from workers.errors import WorkerError
 from workers.kafka.partitioning import partitions_of

@@ -81,19 +81,23 @@ class Accepted:
 
 
 @dataclass(frozen=True, slots=True)
-class Refused:
+class _Answered:
+    """A record answered at the edge: ``reply`` is the record that answers it."""
+
+    record: Record
+    reply: Outgoing
+
+
+class Refused(_Answered):
     """A job answered at the edge: ``reply`` is its error Result's record."""
 
-    record: Record
-    reply: Outgoing
+    __slots__ = ()
 
 
-@dataclass(frozen=True, slots=True)
-class DeadLetter:
+class DeadLetter(_Answered):
     """A record that is no job to answer: ``reply`` is its dead letter."""
 
-    record: Record
-    reply: Outgoing
+    __slots__ = ()
 
 
 @dataclass(frozen=True, slots=True)
