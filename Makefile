@@ -17,9 +17,10 @@ setup: $(BIN)/maas
 up: setup  ## the embedded stack: broker, registry, demo model, worker
 	$(BIN)/maas up
 
-services: setup  ## PostgreSQL, the deployment checks' tools, Apache Kafka's jars (each when missing)
+services: setup  ## PostgreSQL, the deployment checks' tools, Chromium, Apache Kafka's jars (each when missing)
 	bash scripts/postgres.sh
 	bash scripts/deploy-tools.sh
+	bash scripts/chromium.sh
 	$(BIN)/python -m scripts.apache_kafka --fetch
 
 test: setup services  ## lint, type-check, the deployment files and the whole test suite (real broker, real PostgreSQL)

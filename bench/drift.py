@@ -1,6 +1,6 @@
 """Drift detection, measured: false positives on clean traffic, how soon a shift is found,
 and what computing it costs, on the digits (64 numeric features) through the same code the
-monitor runs (``workers.monitor.drift``).
+monitor runs (``workers.drift``).
 
 The reference is the profile of the training split (1,347 rows, as the digits recipe
 splits them); traffic is the held-out rows, resampled into windows, clean or with the
@@ -21,7 +21,7 @@ from numpy.typing import NDArray
 from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 
-from workers.monitor.drift import DriftThresholds, build_profile, window_drift
+from workers.drift import DriftThresholds, build_profile, window_drift
 
 SHIFTED = np.arange(16)
 

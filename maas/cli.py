@@ -25,6 +25,8 @@ COMMAND_MODULES = (
     "maas.commands.schedule",
     "maas.commands.client",
     "maas.commands.db",
+    "maas.commands.feedback",
+    "maas.commands.monitor",
 )
 
 

@@ -3,7 +3,7 @@
 The monitor writes drift windows and claims policy fires; the trainer and ``maas models
 baseline`` store reference profiles; ``maas models drift|policy|show`` read them. The
 profile itself is an opaque JSON document here (its shape is the monitor's,
-``workers.monitor.drift.profile``); the store bounds its size so a profile stays small.
+``workers.drift.profile``); the store bounds its size so a profile stays small.
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ Written by ``maas models monitor`` (policies) and by the monitor (windows and jo
 read by workers (policies) and by ``maas models quality|report``. The monitor hands
 over each joined job with its share of a window (:class:`Joined`); :meth:`QualityStore.
 add_joined` counts in one transaction those not counted before, and records that they
-are: a monitor that restarts and joins the same jobs again changes nothing.
+are: a monitor that restarts and joins the same rows again changes nothing.
 """
 
 from __future__ import annotations
@@ -27,15 +27,16 @@ _KEYS_PER_QUERY = 500  # (tenant, job_id) pairs per IN clause
 
 @dataclass(frozen=True, slots=True)
 class Joined:
-    """One job whose capture and feedback were joined: its share of a window."""
+    """One row of a job whose capture and label were joined: its share of a window."""
 
     tenant: str | None
     job_id: str
+    row: int
     window: QualityWindow
 
     @property
-    def key(self) -> tuple[str, str]:
-        return self.tenant or "", self.job_id
+    def key(self) -> tuple[str, str, int]:
+        return self.tenant or "", self.job_id, self.row
 
 
 class QualityStore:
@@ -84,7 +85,7 @@ class QualityStore:
             return {name: _policy(row) for name, row in rows}
 
     def add_joined(self, joined: Sequence[Joined]) -> list[Joined]:
-        """Count the jobs of ``joined`` not counted before; return those counted."""
+        """Count the rows of ``joined`` not counted before; return those counted."""
         if not joined:
             return []
         with self._db.session() as session:
@@ -98,7 +99,8 @@ class QualityStore:
                 return []
             now = utcnow()
             session.add_all(
-                QualityJoinRow(tenant=j.key[0], job_id=j.job_id, joined_at=now) for j in fresh
+                QualityJoinRow(tenant=j.key[0], job_id=j.job_id, row=j.row, joined_at=now)
+                for j in fresh
             )
             _add_windows(session, _summed(j.window for j in fresh), now)
             return fresh
@@ -132,16 +134,16 @@ def _policy(row: CapturePolicyRow) -> CapturePolicy:
     return CapturePolicy(row.rate, row.inputs, row.retention_ms, row.label_output)
 
 
-def _counted(session: Session, keys: list[tuple[str, str]]) -> set[tuple[str, str]]:
-    found: set[tuple[str, str]] = set()
+def _counted(session: Session, keys: list[tuple[str, str, int]]) -> set[tuple[str, str, int]]:
+    found: set[tuple[str, str, int]] = set()
     for start in range(0, len(keys), _KEYS_PER_QUERY):
         chunk = keys[start : start + _KEYS_PER_QUERY]
         rows = session.execute(
-            select(QualityJoinRow.tenant, QualityJoinRow.job_id).where(
-                tuple_(QualityJoinRow.tenant, QualityJoinRow.job_id).in_(chunk)
+            select(QualityJoinRow.tenant, QualityJoinRow.job_id, QualityJoinRow.row).where(
+                tuple_(QualityJoinRow.tenant, QualityJoinRow.job_id, QualityJoinRow.row).in_(chunk)
             )
         )
-        found.update((tenant, job_id) for tenant, job_id in rows)
+        found.update((tenant, job_id, row) for tenant, job_id, row in rows)
     return found
 
 

@@ -307,13 +307,14 @@ class QualityWindowRow(Base):
 
 
 class QualityJoinRow(Base):
-    """A job whose capture and feedback were joined and counted (tenant '' is the default)."""
+    """A row whose capture and label were joined and counted (tenant '' is the default)."""
 
     __tablename__ = "quality_joins"
     __table_args__ = (Index(None, "joined_at"),)
 
     tenant: Mapped[str] = mapped_column(String(TENANT_NAME_MAX_LENGTH), primary_key=True)
     job_id: Mapped[str] = mapped_column(String(NAME_MAX_LENGTH), primary_key=True)
+    row: Mapped[int] = mapped_column(Integer, primary_key=True)
     joined_at: Mapped[datetime]
 
 

@@ -110,7 +110,7 @@ def _baseline(registry: Registry, args: argparse.Namespace) -> int:
 
 
 def _policy(registry: Registry, args: argparse.Namespace) -> int:
-    from workers.monitor.drift.policy import InvalidPolicy, parse_condition
+    from workers.drift.policy import InvalidPolicy, parse_condition
 
     registry.models.get_model(args.name)
     if args.remove is not None:

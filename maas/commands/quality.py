@@ -7,6 +7,7 @@ import argparse
 import re
 from collections.abc import Callable
 from datetime import timedelta
+from pathlib import Path
 
 from maas.commands.common import actor, console, kafka_settings
 from maas.errors import CommandError
@@ -88,6 +89,8 @@ def add_verbs(changes: Verb, reads: Verb) -> None:
         help="the output compared with labels (default: 'label' if the model has one, "
         "else its first output)",
     )
+    sub = reads("report", _report, "one self-contained HTML file: quality, volume, delay, latency")
+    sub.add_argument("--out", type=Path, required=True, metavar="FILE", help="report.html")
     sub = reads("quality", _quality, "labelled quality per version and window")
     sub.add_argument("--version", type=int, metavar="V", help="only this version")
     sub.add_argument(
@@ -150,6 +153,23 @@ def _set_retention(kafka: KafkaSettings, retention_ms: int) -> None:
             "check that the broker is reachable and allows altering topic configs"
         ) from exc
     print(f"retention.ms={retention_ms} on {', '.join(topics)}")
+
+
+def _report(registry: Registry, args: argparse.Namespace) -> int:
+    from maas.report import ReportData, render
+
+    data = ReportData(
+        args.name,
+        registry.quality.windows(args.name),
+        registry.metrics.windows(args.name),
+        registry.models.alias_history(args.name),
+    )
+    try:
+        args.out.write_text(render(data), encoding="utf-8")
+    except OSError as exc:
+        raise CommandError(f"cannot write {args.out}: {exc.strerror}") from exc
+    print(f"wrote {args.out}")
+    return 0
 
 
 def _quality(registry: Registry, args: argparse.Namespace) -> int:

@@ -6,7 +6,7 @@ models monitor``. ``quality_windows`` holds, per model, version and time window,
 sums that labelled quality is computed from (rows, correct rows, confusion counts,
 absolute and squared errors, a histogram of label delays): sums, so that the monitor
 adds to a window and readers derive accuracy, F1, MAE and RMSE. ``quality_joins``
-holds the ``(tenant, job_id)`` of every job whose capture and feedback were joined
+holds the ``(tenant, job_id, row)`` of every row whose capture and label were joined
 and counted, written in the same transaction as the sums: a monitor that restarts and
 reads the topics again counts no job twice.
 
@@ -85,8 +85,9 @@ def upgrade() -> None:
         "quality_joins",
         sa.Column("tenant", sa.String(63), nullable=False),
         sa.Column("job_id", sa.String(200), nullable=False),
+        sa.Column("row", sa.Integer(), nullable=False),
         sa.Column("joined_at", TIMESTAMP, nullable=False),
-        sa.PrimaryKeyConstraint("tenant", "job_id", name="pk_quality_joins"),
+        sa.PrimaryKeyConstraint("tenant", "job_id", "row", name="pk_quality_joins"),
     )
     op.create_index("ix_quality_joins_joined_at", "quality_joins", ["joined_at"])
 

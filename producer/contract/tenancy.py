@@ -117,6 +117,12 @@ def job_topic_pattern(prefix: str, word: str) -> str:
     return rf"^{re.escape(prefix)}(?:{_TENANT_PART}\.)?{word}$"
 
 
+def monitor_topic_pattern(prefix: str) -> str:
+    """A regular expression matching every tenant's capture and feedback topics: what
+    the monitor subscribes to."""
+    return rf"^{re.escape(prefix)}(?:{_TENANT_PART}\.)?(?:capture|feedback)$"
+
+
 def _tenant_topic(prefix: str) -> re.Pattern[str]:
     return re.compile(
         rf"{re.escape(prefix)}({_TENANT_PART})\.(?:predict|retrain|results|capture|feedback)"

@@ -14,7 +14,7 @@ from producer.kafka import KafkaSettings
 from registry import Registry, RegistrySettings
 from registry.db import utcnow
 from registry.drift import DriftWindow
-from workers.monitor.drift import ReferenceProfile
+from workers.drift import ReferenceProfile
 
 MakeOnnx = Callable[..., Path]
 Maas = Callable[..., tuple[int, str, str]]

@@ -22,7 +22,7 @@ import structlog
 from producer.contract.messages import Dataset, RetrainJob
 from registry.drift import DriftWindow, Policy
 from registry.labelled import QualityWindow
-from workers.monitor.drift.policy import Condition, InvalidPolicy, parse_condition
+from workers.drift.policy import Condition, InvalidPolicy, parse_condition
 
 log = structlog.get_logger(__name__)
 

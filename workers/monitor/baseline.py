@@ -17,7 +17,7 @@ from numpy.typing import NDArray
 from registry.artifacts import ArtifactStore
 from registry.drift import Reference
 from registry.entities import ModelVersion
-from workers.monitor.drift.profile import ReferenceProfile, build_profile
+from workers.drift.profile import ReferenceProfile, build_profile
 from workers.optimize.rows import from_file
 from workers.runtime.loader import RuntimeSettings, load_runtime
 

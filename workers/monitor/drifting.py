@@ -14,7 +14,7 @@ the traffic (capture partitions are by ``job_id``, so that share is a random sam
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -22,12 +22,34 @@ from typing import Any, Protocol
 import numpy as np
 import structlog
 from numpy.typing import NDArray
+from prometheus_client import Counter, Gauge
 
-from producer.contract.messages import CaptureRecord
+from producer.contract.messages import CaptureRecord, RetrainJob
 from registry.drift import DriftWindow, Reference
-from workers.monitor.drift import DriftThresholds, ReferenceProfile, window_drift
+from workers.drift import DriftThresholds, ReferenceProfile, window_drift
+from workers.monitor.acting import PolicyActor
 
 log = structlog.get_logger(__name__)
+
+DRIFT_SHARE = Gauge(
+    "maas_monitor_drift_share",
+    "Share of a version's input features that drifted in its latest window",
+    ["model", "version"],
+)
+PREDICTION_DRIFT = Gauge(
+    "maas_monitor_prediction_drift",
+    "Jensen-Shannon distance of a version's predicted classes from its reference",
+    ["model", "version"],
+)
+ESTIMATED_ACCURACY = Gauge(
+    "maas_monitor_estimated_accuracy",
+    "A version's accuracy estimated from its predictions' confidences (no labels)",
+    ["model", "version"],
+)
+DRIFT_WINDOWS = Counter("maas_monitor_drift_windows", "Drift windows written")
+POLICY_FIRES = Counter(
+    "maas_monitor_policy_fires", "Retrain jobs fired by policies", ["model", "trigger"]
+)
 
 Key = tuple[str, int, int]  # model, version, window start (epoch ms)
 
@@ -180,3 +202,61 @@ def _arrays(gathered: Mapping[str, list[Any]]) -> dict[str, NDArray[np.generic]]
 
 def _moment(epoch_ms: int) -> datetime:
     return datetime.fromtimestamp(epoch_ms / 1000, tz=UTC)
+
+
+class DriftStore(References, Protocol):
+    """What the monitor's drift side asks of the registry."""
+
+    def record_windows(self, windows: Sequence[DriftWindow]) -> list[DriftWindow]: ...
+
+
+class DriftWatch:
+    """The drift side of one monitor: the tracker, writing its windows once, the gauges,
+    and the policies judged on each model with new windows (``actor`` None: none)."""
+
+    def __init__(
+        self, store: DriftStore, settings: DriftSettings, actor: PolicyActor | None = None
+    ) -> None:
+        self.store, self.settings, self.actor = store, settings, actor
+        self.tracker = DriftTracker(store, settings)
+        self._unwritten: list[DriftWindow] = []  # judged, not yet stored (registry away)
+
+    def reset(self) -> None:
+        """Partitions were assigned again and are read from their start: gather anew."""
+        self.tracker = DriftTracker(self.store, self.settings)
+
+    def close_windows(self) -> list[RetrainJob]:
+        """Judge the windows that closed, store the new ones, and return the retrain jobs
+        their models' policies fire (already claimed: publish each). Runs in a thread."""
+        windows = [*self._unwritten, *self.tracker.due()]
+        if not windows:
+            return []
+        try:
+            stored = self.store.record_windows(windows)
+        except Exception:
+            self._unwritten = windows  # written at the next flush
+            raise
+        self._unwritten = []
+        for window in stored:
+            labels = (window.model, str(window.version))
+            DRIFT_SHARE.labels(*labels).set(window.share_drifted)
+            if window.prediction_drift is not None:
+                PREDICTION_DRIFT.labels(*labels).set(window.prediction_drift)
+            if window.estimated_accuracy is not None:
+                ESTIMATED_ACCURACY.labels(*labels).set(window.estimated_accuracy)
+        DRIFT_WINDOWS.inc(len(stored))
+        if self.actor is None:
+            return []
+        jobs = []
+        for model in sorted({w.model for w in stored}):
+            for fired in self.actor.check(model):
+                POLICY_FIRES.labels(model, fired.job.trigger).inc()
+                log.warning(
+                    "policy fired a retrain",
+                    model=model,
+                    job_id=fired.job.job_id,
+                    trigger=fired.job.trigger,
+                    reason=fired.reason,
+                )
+                jobs.append(fired.job)
+        return jobs

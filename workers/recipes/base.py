@@ -109,7 +109,7 @@ class TrainedModel:
     classes: tuple[str, ...]
     signature: Signature
     # The reference profile of the training split's inputs and the model's outputs on
-    # them (workers.monitor.drift), for drift monitoring; None when the recipe made none.
+    # them (workers.drift), for drift monitoring; None when the recipe made none.
     reference: ReferenceDraft | None = None
 
 

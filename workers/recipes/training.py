@@ -21,7 +21,7 @@ from sklearn.metrics import accuracy_score, precision_recall_fscore_support
 from sklearn.model_selection import train_test_split
 
 from registry.drafts import ReferenceDraft
-from workers.monitor.drift.profile import build_profile
+from workers.drift.profile import build_profile
 from workers.recipes import export
 from workers.recipes.base import (
     DatasetError,

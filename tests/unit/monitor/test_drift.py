@@ -8,7 +8,7 @@ from numpy.typing import NDArray
 from sklearn.datasets import load_digits
 from sklearn.linear_model import LogisticRegression
 
-from workers.monitor.drift import (
+from workers.drift import (
     CategoricalProfile,
     DriftThresholds,
     NumericProfile,
@@ -16,7 +16,7 @@ from workers.monitor.drift import (
     build_profile,
     window_drift,
 )
-from workers.monitor.drift.stats import psi
+from workers.drift.stats import psi
 
 SHIFTED = range(16)  # the features the drifted traffic moves: the top two rows of pixels
 

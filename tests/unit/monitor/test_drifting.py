@@ -16,8 +16,8 @@ from producer.contract.messages import CaptureRecord
 from registry import Registry
 from registry.drafts import Draft, ReferenceDraft
 from registry.drift import DriftWindow, Policy
+from workers.drift import build_profile
 from workers.monitor.acting import PolicyActor
-from workers.monitor.drift import build_profile
 from workers.monitor.drifting import DriftSettings, DriftTracker
 
 pytest_plugins = ["tests.registry_fixtures"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from workers.monitor.drift import Condition, InvalidPolicy, parse_condition
+from workers.drift import Condition, InvalidPolicy, parse_condition
 
 
 @pytest.mark.parametrize(

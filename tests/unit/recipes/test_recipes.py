@@ -97,7 +97,7 @@ def test_digits_onnx_parity_and_signature(digits: TrainedModel) -> None:
 def test_a_trained_version_carries_the_reference_profile_of_its_training_split(
     digits: TrainedModel,
 ) -> None:
-    from workers.monitor.drift import CategoricalProfile, ReferenceProfile
+    from workers.drift import CategoricalProfile, ReferenceProfile
 
     assert digits.reference is not None and digits.reference.source == "training split"
     profile = ReferenceProfile.decode(digits.reference.profile)

@@ -32,7 +32,7 @@ from scipy.spatial.distance import jensenshannon
 from scipy.special import rel_entr
 from scipy.stats import chisquare, ks_2samp
 
-from workers.monitor.drift.profile import (
+from workers.drift.profile import (
     OTHER,
     CategoricalProfile,
     FeatureProfile,
