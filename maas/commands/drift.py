@@ -11,7 +11,7 @@ from pathlib import Path
 
 from rich.table import Table
 
-from maas.commands.common import actor, console
+from maas.commands.common import actor, console, kafka_settings
 from maas.errors import CommandError
 from registry import Registry
 from registry.db import utcnow
@@ -38,19 +38,31 @@ def add_verbs(change: Verb, read: Verb) -> None:
     """Add ``baseline`` and ``policy`` (they change the registry) and ``drift`` (it reads)
     to the ``maas models`` group through its verb factories."""
     sub = change(
-        "baseline", _baseline, "store VERSION's reference profile, from rows of a data file"
+        "baseline",
+        _baseline,
+        "store VERSION's reference profile, from rows of a data file or of its captured traffic",
     )
     sub.add_argument("version", metavar="VERSION", type=int)
-    sub.add_argument(
+    source = sub.add_mutually_exclusive_group(required=True)
+    source.add_argument(
         "--data",
         metavar="FILE",
         type=Path,
-        required=True,
         help="rows as maas score reads them (JSONL, CSV or Parquet); the version is run on "
         "them so that its outputs are profiled too",
     )
+    source.add_argument(
+        "--from-capture",
+        type=int,
+        metavar="N",
+        help="the version's last N captured rows (captured with their inputs whole)",
+    )
     sub.add_argument(
-        "--rows", type=int, default=10_000, metavar="N", help="at most N rows (default 10000)"
+        "--rows",
+        type=int,
+        default=10_000,
+        metavar="N",
+        help="at most N rows of --data (default 10000)",
     )
     sub = change("policy", _policy, "list, add or remove the conditions that retrain a model")
     sub.add_argument(
@@ -89,22 +101,27 @@ def add_verbs(change: Verb, read: Verb) -> None:
 
 
 def _baseline(registry: Registry, args: argparse.Namespace) -> int:
-    from workers.monitor.baseline import profile_of_file, reference
+    from workers.monitor.baseline import profile_of_capture, profile_of_file, reference
     from workers.optimize.errors import OptimizeError
 
-    if args.rows < 1:
-        raise CommandError(f"--rows takes a number of rows of at least 1, got {args.rows}")
-    if not args.data.is_file():
+    count = args.rows if args.data is not None else args.from_capture
+    if count < 1:
+        raise CommandError(f"a baseline needs at least 1 row, got {count}")
+    if args.data is not None and not args.data.is_file():
         raise CommandError(f"--data {args.data}: no such file (JSONL, CSV or Parquet rows)")
     version = registry.models.get_version(args.name, args.version)
-    try:
-        profile = profile_of_file(version, args.data, limit=args.rows)
-    except OptimizeError as exc:
-        raise CommandError(str(exc).replace("calibration data", "baseline data")) from exc
+    if args.data is None:
+        profile = profile_of_capture(kafka_settings(args), version, count)
+    else:
+        try:
+            profile = profile_of_file(version, args.data, limit=count)
+        except OptimizeError as exc:
+            raise CommandError(str(exc).replace("calibration data", "baseline data")) from exc
     registry.drift.set_reference(reference(version, profile, actor(args)))
+    where = "captured traffic" if args.data is None else args.data.name
     print(
         f"stored the reference of {args.name} version {args.version}: {profile.rows} rows of "
-        f"{args.data.name}, {len(profile.inputs)} input and {len(profile.outputs)} output features"
+        f"{where}, {len(profile.inputs)} input and {len(profile.outputs)} output features"
     )
     return 0
 

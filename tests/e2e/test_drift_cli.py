@@ -99,3 +99,39 @@ def test_drift_prints_the_windows_the_monitor_wrote(
         registry.drift.record_windows([window])
     code, out, _ = maas("drift", "m", "--since", "1h")
     assert code == 0 and "50%" in out and "x[0] 0.90" in out and "0.910" in out
+
+
+async def _publish_captures(kafka: KafkaSettings, rows: np.ndarray) -> None:
+    from producer.contract.messages import CaptureRecord, encode
+    from producer.kafka import ensure_topics
+    from tests.kafka_helpers import publish
+
+    await ensure_topics(kafka)
+    probabilities = np.full((len(rows), 3), 1 / 3).tolist()
+    records = [
+        encode(
+            CaptureRecord(
+                job_id=f"c{i}", model="m", version=1, status="ok", ts_ms=1_000 + i,
+                inputs={"x": [row]}, outputs={"probabilities": [probabilities[i]]},
+            )
+        )
+        for i, row in enumerate(rows.tolist())
+    ]  # fmt: skip
+    await publish(kafka, kafka.topics.capture, records)
+
+
+def test_a_baseline_from_captured_traffic(
+    maas: Maas, make_onnx: MakeOnnx, registry_settings: RegistrySettings, kafka: KafkaSettings
+) -> None:
+    import asyncio
+
+    assert maas("register", "m", str(make_onnx()))[0] == 0
+    code, _, err = maas("baseline", "m", "1", "--from-capture", "50")
+    assert code == 1 and "no captured rows of m version 1" in err and "Traceback" not in err
+    asyncio.run(_publish_captures(kafka, np.random.default_rng(1).normal(size=(80, 4))))
+    code, out, err = maas("baseline", "m", "1", "--from-capture", "50")
+    assert code == 0, err
+    assert "50 rows of captured traffic, 4 input and 2 output features" in out
+    with Registry.open(registry_settings) as registry:
+        stored = registry.drift.reference("m", 1)
+    assert stored is not None and stored.source == "capture" and stored.rows == 50
