@@ -25,9 +25,9 @@ from typing import Protocol
 
 import structlog
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
-from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 from prometheus_client import Counter, Gauge
 
+from producer.aiokafka_internals import RangePartitionAssignor
 from producer.contract.messages import DecodeError, ErrorCode, decode_capture, decode_feedback
 from producer.contract.tenancy import monitor_topic_pattern, tenant_of_topic
 from producer.kafka import KafkaSettings
