@@ -143,10 +143,18 @@ def _announce(kafka: KafkaSettings, name: str, who: str) -> None:
 
 
 def _set_retention(kafka: KafkaSettings, retention_ms: int) -> None:
+    from aiokafka.errors import IncompatibleBrokerVersion
+
     from maas.commands.retention import set_capture_retention
 
     try:
         topics = set_capture_retention(kafka, retention_ms)
+    except IncompatibleBrokerVersion as exc:
+        raise CommandError(
+            "the policy is stored, but this broker cannot alter topic configs, so the "
+            "capture topics' retention was not set (the embedded broker keeps topics in "
+            "memory, without retention); set --retention against Apache Kafka"
+        ) from exc
     except Exception as exc:
         raise CommandError(
             f"the policy is stored, but the capture topics' retention was not set: {exc}; "

@@ -15,7 +15,8 @@ def set_capture_retention(kafka: KafkaSettings, retention_ms: int) -> list[str]:
 
 
 async def _set(kafka: KafkaSettings, retention_ms: int) -> list[str]:
-    from aiokafka.admin import AIOKafkaAdminClient, ConfigResource, ConfigResourceType
+    from aiokafka.admin import AIOKafkaAdminClient
+    from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
     await ensure_topics(kafka)
     admin = AIOKafkaAdminClient(**kafka.common())
@@ -31,11 +32,11 @@ async def _set(kafka: KafkaSettings, retention_ms: int) -> list[str]:
             ConfigResource(ConfigResourceType.TOPIC, t, configs={"retention.ms": str(retention_ms)})
             for t in topics
         ]
-        response = await admin.alter_configs(resources)
-        for result in getattr(response, "resources", []):
-            code, message = result[0], result[1]
-            if code:
-                raise RuntimeError(f"the broker refused: {message} (code {code})")
+        for response in await admin.alter_configs(resources):
+            for result in getattr(response, "resources", []):
+                code, message = result[0], result[1]
+                if code:
+                    raise RuntimeError(f"the broker refused: {message} (code {code})")
         return topics
     finally:
         await admin.close()

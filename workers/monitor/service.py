@@ -25,9 +25,9 @@ from typing import Protocol
 
 import structlog
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
-from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 from prometheus_client import Counter, Gauge
 
+from producer.aiokafka_internals import RangePartitionAssignor
 from producer.contract.messages import (
     DecodeError,
     ErrorCode,
