@@ -3,20 +3,27 @@
 Plots (drawn with matplotlib, embedded as inline SVG: the file fetches nothing) of,
 per version over time: labelled accuracy and macro F1, volume (jobs served and rows
 labelled), label delay p50/p95 and inference latency p50/p95; promotions and rollbacks
-are marked on every time axis. The data is the registry's: quality windows (the
-monitor's), metric windows (the workers') and the alias history.
+are marked on every time axis. Drift, when the monitor measured it: the share of input
+features that drifted, the prediction's drift and the accuracy estimated from
+confidences over time, and for the most drifted features of the latest window the
+reference's distribution beside the window's. The data is the registry's: quality and
+drift windows (the monitor's), metric windows (the workers'), reference profiles and the
+alias history.
 """
 
 from __future__ import annotations
 
 import html
 import io
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+import itertools
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 
+from registry.drift import DriftWindow
 from registry.entities import AliasMove, MetricWindow
 from registry.labelled import QualityWindow
+from workers.drift.profile import OTHER, CategoricalProfile, NumericProfile, ReferenceProfile
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,6 +34,8 @@ class ReportData:
     quality: Sequence[QualityWindow]
     metrics: Sequence[MetricWindow]
     moves: Sequence[AliasMove]
+    drift: Sequence[DriftWindow] = ()
+    references: Mapping[int, ReferenceProfile] = field(default_factory=dict)
 
 
 Series = dict[int, tuple[list[datetime], list[float]]]  # version → (times, values)
@@ -52,10 +61,25 @@ def render(data: ReportData) -> str:
         ("Inference latency p50", _metric_series(data.metrics, lambda w: w.infer_ms_p50), "ms"),
         ("Inference latency p95", _metric_series(data.metrics, lambda w: w.infer_ms_p95), "ms"),
     ]
+    if data.drift:
+        figures += [
+            ("Input drift: share of features drifted", _drift_series(data.drift, _share), "share"),
+            (
+                "Prediction drift (Jensen-Shannon distance)",
+                _drift_series(data.drift, lambda w: w.prediction_drift),
+                "distance",
+            ),
+            (
+                "Accuracy estimated from confidences (no labels)",
+                _drift_series(data.drift, lambda w: w.estimated_accuracy),
+                "accuracy",
+            ),
+        ]
     sections = [
         f'<section class="plot"><h2>{html.escape(title)}</h2>{_plot(series, unit, data.moves)}</section>'
         for title, series, unit in figures
     ]
+    sections += _most_drifted(data)
     return _PAGE.format(
         model=html.escape(data.model),
         summary=_summary(data),
@@ -136,6 +160,97 @@ def _plot(series: Series, unit: str, moves: Sequence[AliasMove]) -> str:
         plt.close(figure)
     svg = out.getvalue()
     return svg[svg.index("<svg") :]  # without the XML prolog and DOCTYPE
+
+
+def _share(window: DriftWindow) -> float:
+    return window.share_drifted
+
+
+def _drift_series(
+    windows: Sequence[DriftWindow], value: Callable[[DriftWindow], float | None]
+) -> Series:
+    series: Series = {}
+    for w in sorted(windows, key=lambda w: (w.version, w.start)):
+        v = value(w)
+        if v is not None:
+            times, values = series.setdefault(w.version, ([], []))
+            times.append(w.start)
+            values.append(v)
+    return series
+
+
+def _most_drifted(data: ReportData, count: int = 3) -> list[str]:
+    """Sections comparing the reference with the latest window, for its most drifted
+    features (those its version's reference profiles)."""
+    if not data.drift:
+        return []
+    latest = max(data.drift, key=lambda w: w.start)
+    reference = data.references.get(latest.version)
+    if reference is None:
+        return []
+    profiles = {**reference.inputs, **reference.outputs}
+    drifted = sorted(
+        (
+            (name, stats)
+            for name, stats in latest.features.items()
+            if stats.get("drifted") and name in profiles and stats.get("shares")
+        ),
+        key=lambda item: float(item[1].get("score", 0.0)),
+        reverse=True,
+    )[:count]
+    sections = []
+    for name, stats in drifted:
+        labels, expected = _bins(profiles[name])
+        title = (
+            f"{name}: reference (v{latest.version}) and the window of "
+            f"{latest.start:%Y-%m-%d %H:%M} (score {float(stats['score']):.3f})"
+        )
+        sections.append(
+            f'<section class="plot"><h2>{html.escape(title)}</h2>'
+            f"{_bars(labels, expected, list(stats['shares']))}</section>"
+        )
+    return sections
+
+
+def _bins(profile: NumericProfile | CategoricalProfile) -> tuple[list[str], list[float]]:
+    """A profile's bins (or categories) as labels, with the reference's share of each."""
+    if isinstance(profile, CategoricalProfile):
+        labels = list(profile.frequencies)
+        shares = list(profile.frequencies.values())
+        if OTHER not in profile.frequencies:
+            labels.append(OTHER)
+            shares.append(0.0)
+        return labels, shares
+    edges = profile.edges
+    labels = [f"<= {edges[0]:g}"] if edges else ["all"]
+    labels += [f"{low:g}-{high:g}" for low, high in itertools.pairwise(edges)]
+    labels += [f"> {edges[-1]:g}"] if edges else []
+    return labels, list(profile.fractions)
+
+
+def _bars(labels: list[str], reference: list[float], window: list[float]) -> str:
+    """Reference and window shares side by side, as inline SVG."""
+    import matplotlib
+
+    matplotlib.use("svg")
+    from matplotlib import pyplot as plt
+
+    size = min(len(labels), len(reference), len(window))
+    figure, axes = plt.subplots(figsize=(8, 2.8))
+    try:
+        positions = range(size)
+        axes.bar([p - 0.2 for p in positions], reference[:size], width=0.4, label="reference")
+        axes.bar([p + 0.2 for p in positions], window[:size], width=0.4, label="window")
+        axes.set_xticks(list(positions), labels[:size], rotation=30, fontsize=7)
+        axes.set_ylabel("share of rows")
+        axes.legend(loc="best", fontsize=7)
+        figure.tight_layout()
+        out = io.StringIO()
+        figure.savefig(out, format="svg")
+    finally:
+        plt.close(figure)
+    svg = out.getvalue()
+    return svg[svg.index("<svg") :]
 
 
 def _days(moment: datetime) -> float:

@@ -165,12 +165,21 @@ def _set_retention(kafka: KafkaSettings, retention_ms: int) -> None:
 
 def _report(registry: Registry, args: argparse.Namespace) -> int:
     from maas.report import ReportData, render
+    from workers.drift import ReferenceProfile
 
+    drift = registry.drift.windows(args.name)
+    references = {}
+    for version in {w.version for w in drift}:
+        stored = registry.drift.reference(args.name, version)
+        if stored is not None:
+            references[version] = ReferenceProfile.decode(stored.profile)
     data = ReportData(
         args.name,
         registry.quality.windows(args.name),
         registry.metrics.windows(args.name),
         registry.models.alias_history(args.name),
+        drift,
+        references,
     )
     try:
         args.out.write_text(render(data), encoding="utf-8")

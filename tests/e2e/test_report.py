@@ -165,3 +165,63 @@ def test_quality_lists_each_versions_windows(
     )
     assert bad.returncode == 2
     assert "is not a duration" in bad.stderr
+
+
+def test_the_report_draws_drift_and_the_most_drifted_features_beside_their_reference(
+    registry: Registry, registry_settings: RegistrySettings, make_onnx: MakeOnnx, tmp_path: Path
+) -> None:
+    import numpy as np
+
+    from registry.drafts import ReferenceDraft
+    from registry.drift import DriftWindow
+    from workers.drift import build_profile, window_drift
+
+    chromium = shutil.which("chromium")
+    assert chromium is not None, "install Debian's chromium: bash scripts/chromium.sh"
+    _history(registry, make_onnx)
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(1000, 4)).astype(np.float32)
+    profile = build_profile({"x": x}, {"label": rng.integers(0, 3, 1000)})
+    reference = ReferenceDraft(profile.rows, profile.source, profile.encode().decode())
+    version = registry.models.register("m", Draft(make_onnx(), reference=reference), actor="t")
+    windows = []
+    for hour in range(3):
+        moved = rng.normal(size=(300, 4)).astype(np.float32)
+        moved[:, :2] += hour  # two features drift more every hour
+        drift = window_drift(profile, {"x": moved}, {"label": rng.integers(0, 3, 300)})
+        start = NOW - timedelta(hours=3 - hour)
+        features = {f.name: f.as_dict() for f in (*drift.features, *drift.predictions)}
+        windows.append(
+            DriftWindow(
+                "m", version.version, start, start + timedelta(hours=1), 300,
+                drift.share_drifted, drift.prediction_drift, 0.9 - 0.1 * hour, features,
+            )
+        )  # fmt: skip
+    registry.drift.record_windows(windows)
+    out = tmp_path / "report.html"
+    env = {
+        **os.environ,
+        "MAAS_DATABASE_URL": registry_settings.database_url,
+        "MAAS_ARTIFACT_DIR": str(registry_settings.artifact_dir),
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "maas.cli", "models", "report", "m", "--out", str(out)],
+        capture_output=True, text=True, env=env, timeout=120, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    page = out.read_text()
+    assert "Input drift: share of features drifted" in page
+    assert "x[0]: reference (v3)" in page and "x[1]: reference (v3)" in page
+    assert "x[2]: reference" not in page  # it did not drift
+    plots = 8 + 3 + 2
+    assert page.count("<svg") == plots
+    dom = subprocess.run(
+        [
+            chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+            f"--user-data-dir={tmp_path / 'chromium'}", "--dump-dom", out.as_uri(),
+        ],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    rendered = re.search(r'data-plots-rendered="(\d+)"', dom.stdout)
+    assert rendered is not None, dom.stderr[-2000:]
+    assert int(rendered.group(1)) == plots

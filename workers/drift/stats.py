@@ -71,6 +71,7 @@ class FeatureDrift:
     ks: float | None = None  # Kolmogorov-Smirnov statistic (numeric)
     p_value: float | None = None  # chi-square test's p-value (categorical)
     drifted: bool = False
+    shares: tuple[float, ...] = ()  # the window's share per reference bin or category
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -80,6 +81,7 @@ class FeatureDrift:
             "ks": None if self.ks is None else round(self.ks, 6),
             "p_value": self.p_value,
             "drifted": self.drifted,
+            "shares": [round(s, 4) for s in self.shares],
         }
 
 
@@ -168,7 +170,10 @@ def _numeric(
     score = psi(np.asarray(reference.fractions), counts)
     ks = float(ks_2samp(np.asarray(reference.quantiles), values).statistic)
     drifted = values.size >= limits.min_rows and score >= limits.psi
-    return FeatureDrift(name, "numeric", int(values.size), score, ks=ks, drifted=drifted)
+    shares = tuple(float(s) for s in counts / values.size)
+    return FeatureDrift(
+        name, "numeric", int(values.size), score, ks=ks, drifted=drifted, shares=shares
+    )
 
 
 def _categorical(
@@ -187,8 +192,15 @@ def _categorical(
     distance = float(jensenshannon(expected, observed_share, base=2))
     p_value = float(chisquare(counts, f_exp=expected * counts.sum()).pvalue)
     drifted = len(values) >= limits.min_rows and distance >= limits.js
+    shares = tuple(float(s) for s in counts / counts.sum())
     return FeatureDrift(
-        name, "categorical", len(values), distance, p_value=p_value, drifted=drifted
+        name,
+        "categorical",
+        len(values),
+        distance,
+        p_value=p_value,
+        drifted=drifted,
+        shares=shares,
     )
 
 
