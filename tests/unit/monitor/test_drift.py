@@ -137,3 +137,19 @@ def test_profiles_stay_small_whatever_the_tensor_and_survive_a_round_trip() -> N
 def test_rows_must_agree() -> None:
     with pytest.raises(ValueError, match="same number of rows"):
         build_profile({"x": np.zeros((3, 2))}, {"y": np.zeros(4)})
+
+
+def test_twenty_clean_windows_never_reach_the_policy_threshold(
+    digits: tuple[NDArray[np.float32], NDArray[np.int64]],
+) -> None:
+    x, _ = digits
+    profile = build_profile({"x": x[:1200]}, {})
+    rng = np.random.default_rng(7)
+    held_out = x[1200:]
+    windows = [
+        window_drift(profile, {"x": held_out[rng.integers(0, len(held_out), 200)]}, {})
+        for _ in range(20)
+    ]
+    flagged = sum(f.drifted for w in windows for f in w.features)
+    assert max(w.share_drifted for w in windows) < 0.25  # "drift > 0.25" never holds
+    assert flagged / (20 * 64) < 0.01, flagged
