@@ -23,9 +23,10 @@ setup: $(VENV)/.dev  ## everything: the worker, training (torch), PostgreSQL, th
 up: $(BIN)/maas  ## the embedded stack: broker, registry, demo model, worker (the worker extra only)
 	$(BIN)/maas up
 
-services: setup  ## PostgreSQL, the deployment checks' tools, Apache Kafka's jars (each when missing)
+services: setup  ## PostgreSQL, the deployment checks' tools, Chromium, Apache Kafka's jars (each when missing)
 	bash scripts/postgres.sh
 	bash scripts/deploy-tools.sh
+	bash scripts/chromium.sh
 	$(BIN)/python -m scripts.apache_kafka --fetch
 
 test: setup services  ## lint, type-check, the deployment files and the whole test suite (real broker, real PostgreSQL)
@@ -52,6 +53,7 @@ check-deploy: setup  ## compose.yaml, Prometheus rules, Kubernetes manifests (ne
 
 bench: setup  ## throughput/latency against the raw model, a librdkafka loop and a relay (BROKER=embedded|kafka)
 	$(BIN)/python -m bench.run --broker $(BROKER)
+	$(BIN)/python -m bench.drift
 
 kafka: setup  ## Apache Kafka (KRaft, one node) from its jars on 127.0.0.1:9092 until Ctrl-C
 	$(BIN)/python -m scripts.apache_kafka

@@ -37,8 +37,10 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from bench.capture import bench_capture
 from bench.int8 import bench_int8, int8_note
 from bench.measure import Measured, Setup, drain, latency_at_load, measure_raw
+from bench.monitor import measure as measure_monitor
 from bench.workloads import WORKLOADS, Workload, build_artifact
 from maas.broker import EmbeddedBroker
 from registry.drafts import Draft
@@ -84,6 +86,10 @@ async def bench_model(
     results = {"raw": raw}
     console.print(f"[bold]{name}[/bold]: maas")
     results["maas"] = await drain("maas", setup, workload)
+    capture = None
+    if name == "digits":  # capture's cost: rate 0, 1.0 and 0 again (bench/capture.py)
+        console.print(f"[bold]{name}[/bold]: maas with capture off, on, off")
+        capture = await bench_capture(setup, workload)
     eos = exactly_once_flags() if exactly_once else None
     if eos is not None:  # right after at-least-once, to meet the same load
         console.print(f"[bold]{name}[/bold]: maas, exactly-once")
@@ -119,6 +125,7 @@ async def bench_model(
         "results": {k: asdict(v) for k, v in results.items()},
         "ratios": ratios(results),
         "int8": figures,
+        "capture": capture,
     }
 
 
@@ -264,8 +271,10 @@ def main() -> None:
         "machine": {"host": platform.node(), "cpus": os.cpu_count(), "cpu": platform.processor()},
         "load": [load_before, os.getloadavg()[0]],
         "models": summary,
+        "monitor": measure_monitor(),  # no broker: the join and its memory (bench/monitor.py)
     }
     report(run)
+    console.print(f"monitor: {run['monitor']}")
     out = args.out or Path(f"bench/out/results-{args.broker}.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(run, indent=2))

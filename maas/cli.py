@@ -29,6 +29,8 @@ COMMAND_MODULES = (
     "maas.commands.runs",
     "maas.commands.client",
     "maas.commands.db",
+    "maas.commands.feedback",
+    "maas.commands.monitor",
 )
 # Each verb's module. A command line that names one of these verbs imports only its
 # module, so `maas submit` loads neither the registry nor the worker; any other command

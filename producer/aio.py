@@ -13,14 +13,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from typing import Any, Unpack
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.errors import MessageSizeTooLargeError
 
 from producer.cluster import require_tenant
-from producer.contract.messages import Result, RetrainJob, RetrainResult
+from producer.contract.messages import Label, Result, RetrainJob, RetrainResult
 from producer.core import POLL_MS, REPLY_READING, BaseClient, JobOptions, Outgoing, Window
 from producer.handles import BaseHandle, Reply
 from producer.kafka import CLIENT_REFUSED_S, ensure_topics
@@ -175,6 +175,25 @@ class AsyncClient(BaseClient):
         except TimeoutError:
             raise window.expired() from None
         return window.take(handle)
+
+    async def feedback(
+        self,
+        job_id: str,
+        labels: Sequence[Label] | None = None,
+        *,
+        row: int | None = None,
+        label: Label | None = None,
+        timeout_s: float = 30.0,
+    ) -> None:
+        """Publish the ground truth for an answered job and wait (at most ``timeout_s``)
+        for the broker's ack: ``labels`` one per input row, or ``row`` and ``label``."""
+        message = self._feedback(job_id, labels, row, label)
+        assert self._producer is not None
+        assert self._enqueue is not None
+        async with asyncio.timeout(timeout_s):
+            async with self._enqueue:
+                sent = await self._producer.send(message.topic, message.value, key=message.key)
+            await sent
 
     async def retrain(self, job: RetrainJob, *, timeout_s: float | None = None) -> RetrainResult:
         """Publish a retrain job and wait for its RetrainResult (an error one included)."""

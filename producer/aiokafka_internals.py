@@ -22,7 +22,9 @@ aiokafka's own, and ``workers/`` may import ``producer/`` but not the reverse.
   one the producer uses for ``send``);
 - a raw Fetch and a varint decoder, and record decompression
   (:mod:`workers.kafka.unreadable`: records aiokafka cannot decode);
-- a bare connection and the InitProducerId request (:mod:`producer.capabilities`).
+- a bare connection and the InitProducerId request (:mod:`producer.capabilities`);
+- the range assignor (:mod:`workers.monitor.service`): the monitor's group must give a
+  member the same partitions of the capture and the feedback topics.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from __future__ import annotations
 from aiokafka import AIOKafkaConsumer
 from aiokafka.codec import gzip_decode, lz4_decode, snappy_decode, zstd_decode
 from aiokafka.conn import collect_hosts, create_conn
+from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 from aiokafka.partitioner import DefaultPartitioner
 from aiokafka.producer.message_accumulator import BatchBuilder
 from aiokafka.protocol.fetch import FetchRequest
@@ -40,6 +43,7 @@ __all__ = [
     "BatchBuilder",
     "DefaultPartitioner",
     "FetchRequest",
+    "RangePartitionAssignor",
     "close_connections",
     "collect_hosts",
     "create_conn",

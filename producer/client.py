@@ -14,7 +14,7 @@ from __future__ import annotations
 import queue
 import threading
 import warnings
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any, Unpack
 
 with warnings.catch_warnings():  # kafka-python 3.0 reads its schemas with a deprecated API
@@ -24,7 +24,7 @@ with warnings.catch_warnings():  # kafka-python 3.0 reads its schemas with a dep
 
 from producer.capabilities import run_blocking
 from producer.cluster import require_tenant
-from producer.contract.messages import Result, RetrainJob, RetrainResult
+from producer.contract.messages import Label, Result, RetrainJob, RetrainResult
 from producer.core import POLL_MS, REPLY_READING, BaseClient, JobOptions, Outgoing, Window
 from producer.handles import BaseHandle, Reply
 from producer.kafka import CLIENT_REFUSED_S, ensure_topics
@@ -164,6 +164,21 @@ class Client(BaseClient):
         except queue.Empty:
             raise window.expired() from None
         return window.take(handle)
+
+    def feedback(
+        self,
+        job_id: str,
+        labels: Sequence[Label] | None = None,
+        *,
+        row: int | None = None,
+        label: Label | None = None,
+        timeout_s: float = 30.0,
+    ) -> None:
+        """Publish the ground truth for an answered job and wait for the broker's ack:
+        ``labels`` one per input row, or ``row`` and ``label`` for one row."""
+        message = self._feedback(job_id, labels, row, label)
+        assert self._producer is not None
+        self._producer.send(message.topic, message.value, key=message.key).get(timeout_s)
 
     def retrain(self, job: RetrainJob, *, timeout_s: float | None = None) -> RetrainResult:
         """Publish a retrain job and wait for its RetrainResult (an error one included)."""

@@ -13,7 +13,7 @@ import contextlib
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any, ClassVar, TypedDict, TypeVar
@@ -24,14 +24,17 @@ import structlog
 from producer.contract.messages import (
     DEFAULT_ALIAS,
     DecodeError,
+    Feedback,
+    Label,
     PredictJob,
     Result,
     RetrainJob,
     RetrainResult,
     decode_any_reply,
+    decode_feedback,
     encode,
 )
-from producer.errors import ClientError, JobTimeout, JobTooLarge, ServiceError
+from producer.errors import ClientError, InvalidFeedback, JobTimeout, JobTooLarge, ServiceError
 from producer.handles import BaseHandle, Reply
 from producer.kafka import KafkaSettings
 
@@ -163,6 +166,26 @@ class BaseClient:
         )
         key = options.get("key") or job.job_id.encode()
         return Outgoing(self.topics.predict, encode(job), key, job.job_id)
+
+    def _feedback(
+        self, job_id: str, labels: Sequence[Label] | None, row: int | None, label: Label | None
+    ) -> Outgoing:
+        """The Feedback record for ``job_id`` on this tenant's feedback topic: ``labels``
+        one per input row, or ``label`` for input row ``row``. Checked as the monitor
+        checks it; :class:`InvalidFeedback` says what is wrong."""
+        feedback = Feedback(
+            job_id=job_id,
+            labels=None if labels is None else list(labels),
+            row=row,
+            label=label,
+            ts_ms=int(time.time() * 1000),
+        )
+        value = encode(feedback)
+        try:
+            decode_feedback(value)
+        except DecodeError as exc:
+            raise InvalidFeedback(f"feedback for job {job_id!r}: {exc}") from exc
+        return Outgoing(self.topics.feedback, value, job_id.encode(), job_id)
 
     def _retrain_job(self, job: RetrainJob) -> Outgoing:
         if job.reply_to is None:

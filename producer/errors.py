@@ -99,3 +99,7 @@ class JobTooLarge(ClientError, ValueError):
         )
         self.job_id = job_id
         self.size = size
+
+
+class InvalidFeedback(ClientError, ValueError):
+    """Feedback that is not a valid message: the message names the field and the fix."""

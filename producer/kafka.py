@@ -64,6 +64,14 @@ class Topics:
     def dlq(self) -> str:
         return f"{self.prefix}dlq"
 
+    @property
+    def capture(self) -> str:
+        return f"{self.prefix}capture"
+
+    @property
+    def feedback(self) -> str:
+        return f"{self.prefix}feedback"
+
     def namespace(self, tenant: str | None = None) -> Namespace:
         """The topics of ``tenant`` (None: the default tenant, whose topics are the
         ``predict``, ``retrain`` and ``results`` above)."""
@@ -78,12 +86,17 @@ class Topics:
             self.retrain: 2,
             self.control: 1,
             self.dlq: 1,
+            # The same count for both: one monitor owns both sides of a job_id.
+            self.capture: 8,
+            self.feedback: 8,
         }
         for tenant in tenants:
             namespace = self.namespace(tenant)
             counts[namespace.predict] = counts[self.predict]
             counts[namespace.results] = counts[self.results]
             counts[namespace.retrain] = counts[self.retrain]
+            counts[namespace.capture] = counts[self.capture]
+            counts[namespace.feedback] = counts[self.feedback]
         return counts
 
 

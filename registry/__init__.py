@@ -23,6 +23,7 @@ __all__ = [
     "ArtifactError",
     "ArtifactStore",
     "AuditEntry",
+    "CapturePolicy",
     "ConflictError",
     "DatabaseError",
     "Decision",
@@ -30,6 +31,7 @@ __all__ = [
     "IncompatibleSignature",
     "InvalidName",
     "InvalidSchedule",
+    "Joined",
     "MetricStore",
     "MetricWindow",
     "Model",
@@ -37,6 +39,8 @@ __all__ = [
     "ModelStore",
     "ModelSummary",
     "ModelVersion",
+    "QualityStore",
+    "QualityWindow",
     "Refusal",
     "Registry",
     "RegistryError",
@@ -63,6 +67,10 @@ __all__ = [
 
 # Where each public name lives: the module is imported when the name is first used.
 _HOMES = {
+    "CapturePolicy": "registry.labelled",
+    "QualityWindow": "registry.labelled",
+    "Joined": "registry.quality",
+    "QualityStore": "registry.quality",
     "AliasMove": "registry.entities",
     "AliasMoveHook": "registry.models",
     "AliasNotFound": "registry.errors",
@@ -143,9 +151,11 @@ if TYPE_CHECKING:
         TenantNotFound,
         VersionNotFound,
     )
+    from registry.labelled import CapturePolicy, QualityWindow
     from registry.metrics import MetricStore
     from registry.models import AliasMoveHook, ArchiveHook, ModelStore
     from registry.policy import Decision, RollbackPolicy, check_rollback
+    from registry.quality import Joined, QualityStore
     from registry.registry import Registry
     from registry.runs import RunStore
     from registry.settings import RegistrySettings

@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 
 from registry.artifacts import ArtifactStore, inspect
 from registry.rows import audit, find_model, version_row
-from registry.tables import ModelRow, VersionRow
+from registry.tables import ModelRow, ReferenceProfileRow, VersionRow
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +36,17 @@ class Draft:
     metrics: dict[str, Any] = field(default_factory=dict)
     derived_from: int | None = None
     method: str | None = None
+    reference: ReferenceDraft | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ReferenceDraft:
+    """The reference profile a version is registered with (JSON, the monitor's shape):
+    how many rows it summarises and where they came from."""
+
+    rows: int
+    source: str
+    profile: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +67,7 @@ class NewVersion:
     promote: bool = False
     derived_from: int | None = None
     method: str | None = None
+    reference: ReferenceDraft | None = None
 
 
 def stage(artifacts: ArtifactStore, name: str, draft: Draft, actor: str) -> NewVersion:
@@ -77,6 +89,7 @@ def stage(artifacts: ArtifactStore, name: str, draft: Draft, actor: str) -> NewV
         promote=draft.promote,
         derived_from=draft.derived_from,
         method=draft.method,
+        reference=draft.reference,
     )
 
 
@@ -116,6 +129,17 @@ def add_version(session: Session, model: ModelRow, new: NewVersion) -> VersionRo
     )
     session.add(row)
     session.flush()
+    if new.reference is not None:
+        session.add(
+            ReferenceProfileRow(
+                model_id=model.id,
+                version=row.version,
+                rows=new.reference.rows,
+                source=new.reference.source[:200],
+                profile=new.reference.profile,
+                created_by=new.actor,
+            )
+        )
     lineage = {} if new.method is None else {"derived_from": new.derived_from, "method": new.method}
     audit(
         session,

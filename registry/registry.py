@@ -14,8 +14,10 @@ from __future__ import annotations
 
 from registry.artifacts import ArtifactStore
 from registry.db import Database
+from registry.drift import DriftStore
 from registry.metrics import MetricStore
 from registry.models import AliasMoveHook, ArchiveHook, ModelStore
+from registry.quality import QualityStore
 from registry.runs import RunStore
 from registry.settings import RegistrySettings
 from registry.tenants import TenantStore
@@ -24,7 +26,8 @@ from registry.tenants import TenantStore
 class Registry:
     """``models`` (versions, aliases, rollbacks, audit), ``runs`` (retraining runs and
     schedules), ``metrics`` (serving-metric windows) and ``tenants`` (tenants, their
-    grants and refused jobs), sharing one :class:`Database`."""
+    grants and refused jobs) and ``drift`` (reference profiles, drift windows and
+    monitoring policies), sharing one :class:`Database`."""
 
     def __init__(self, database: Database, models: ModelStore) -> None:
         """``models`` must be a store over ``database``; :meth:`open` builds both."""
@@ -33,6 +36,8 @@ class Registry:
         self.runs = RunStore(database)
         self.metrics = MetricStore(database)
         self.tenants = TenantStore(database)
+        self.drift = DriftStore(database)
+        self.quality = QualityStore(database)  # capture policies, labelled quality
 
     @classmethod
     def open(

@@ -130,6 +130,16 @@ class RunStore:
             rows = session.scalars(query.order_by(RetrainRunRow.id.desc()).limit(limit))
             return [convert.run(row) for row in rows]
 
+    def running(self, model: str) -> list[RetrainRun]:
+        """``model``'s runs that have not finished."""
+        with self._db.session() as session:
+            rows = session.scalars(
+                select(RetrainRunRow).where(
+                    RetrainRunRow.model == model, RetrainRunRow.status == "running"
+                )
+            )
+            return [convert.run(row) for row in rows]
+
     def get_run(self, job_id: str) -> RetrainRun | None:
         with self._db.session() as session:
             row = session.scalar(select(RetrainRunRow).where(RetrainRunRow.job_id == job_id))

@@ -8,6 +8,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     CheckConstraint,
     DateTime,
@@ -264,3 +265,107 @@ class AuditRow(Base):
 
 
 metadata = Base.metadata
+
+
+class CapturePolicyRow(Base):
+    """A model's capture policy (monitoring): ``inputs`` is full, drop or hash:F,..."""
+
+    __tablename__ = "capture_policies"
+    __table_args__ = (CheckConstraint("rate >= 0 AND rate <= 1", name="rate"),)
+
+    model_id: Mapped[int] = mapped_column(
+        ForeignKey("models.id", ondelete="CASCADE"), primary_key=True
+    )
+    rate: Mapped[float] = mapped_column(Float)
+    inputs: Mapped[str] = mapped_column(String(2000))
+    retention_ms: Mapped[int | None] = mapped_column(BigInteger)
+    label_output: Mapped[str | None] = mapped_column(String(NAME_MAX_LENGTH))
+    updated_by: Mapped[str] = mapped_column(String(200))
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class QualityWindowRow(Base):
+    """Sums of one model version's labelled rows over one time window."""
+
+    __tablename__ = "quality_windows"
+    __table_args__ = (
+        UniqueConstraint("model_id", "version", "window_start"),
+        CheckConstraint("kind IN ('classifier', 'regressor')", name="kind"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    model_id: Mapped[int] = mapped_column(ForeignKey("models.id", ondelete="CASCADE"))
+    version: Mapped[int] = mapped_column(Integer)
+    window_start: Mapped[datetime]
+    window_s: Mapped[int] = mapped_column(Integer)
+    kind: Mapped[str] = mapped_column(String(16))
+    rows: Mapped[int] = mapped_column(Integer)
+    correct: Mapped[int] = mapped_column(Integer)
+    abs_error: Mapped[float] = mapped_column(Float)
+    squared_error: Mapped[float] = mapped_column(Float)
+    confusion: Mapped[dict[str, Any]]
+    delays: Mapped[dict[str, Any]]
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class QualityJoinRow(Base):
+    """A row whose capture and label were joined and counted (tenant '' is the default)."""
+
+    __tablename__ = "quality_joins"
+    __table_args__ = (Index(None, "joined_at"),)
+
+    tenant: Mapped[str] = mapped_column(String(TENANT_NAME_MAX_LENGTH), primary_key=True)
+    job_id: Mapped[str] = mapped_column(String(NAME_MAX_LENGTH), primary_key=True)
+    row: Mapped[int] = mapped_column(Integer, primary_key=True)
+    joined_at: Mapped[datetime]
+
+
+class ReferenceProfileRow(Base):
+    """A version's reference profile of inputs and outputs (drift is measured against it)."""
+
+    __tablename__ = "reference_profiles"
+    __table_args__ = (UniqueConstraint("model_id", "version"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    model_id: Mapped[int] = mapped_column(ForeignKey("models.id", ondelete="CASCADE"))
+    version: Mapped[int] = mapped_column(Integer)
+    rows: Mapped[int] = mapped_column(Integer)
+    source: Mapped[str] = mapped_column(String(200))
+    profile: Mapped[str] = mapped_column(Text)
+    created_by: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class DriftWindowRow(Base):
+    """One window of captured traffic compared with its version's reference."""
+
+    __tablename__ = "drift_windows"
+    __table_args__ = (UniqueConstraint("model_id", "version", "window_start"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    model_id: Mapped[int] = mapped_column(ForeignKey("models.id", ondelete="CASCADE"))
+    version: Mapped[int] = mapped_column(Integer)
+    window_start: Mapped[datetime]
+    window_end: Mapped[datetime]
+    rows: Mapped[int] = mapped_column(Integer)
+    share_drifted: Mapped[float] = mapped_column(Float)
+    prediction_drift: Mapped[float | None] = mapped_column(Float, nullable=True)
+    estimated_accuracy: Mapped[float | None] = mapped_column(Float, nullable=True)
+    features: Mapped[dict[str, Any]]
+
+
+class MonitorPolicyRow(Base):
+    """A condition over a model's windows that publishes a retrain job when it holds."""
+
+    __tablename__ = "monitor_policies"
+    __table_args__ = (UniqueConstraint("model_id", "condition"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    model_id: Mapped[int] = mapped_column(ForeignKey("models.id", ondelete="CASCADE"))
+    condition: Mapped[str] = mapped_column(String(200))
+    cooldown_s: Mapped[int] = mapped_column(Integer)
+    dataset: Mapped[str | None] = mapped_column(String(1000), nullable=True)
+    promote: Mapped[str] = mapped_column(String(10))
+    created_by: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_fired_at: Mapped[datetime | None] = mapped_column(nullable=True)

@@ -32,6 +32,12 @@ ALERTS = DEPLOY / "prometheus" / "alerts.yml"
 # that deploy/ uses must come from the workers.
 TRAINER_METRICS = {"maas_retrain_jobs_total", "maas_retrain_seconds_bucket"}
 SCHEDULER_METRICS = {"maas_scheduler_fires_total"}
+# What the monitor (maas monitor) exports that deploy/ queries.
+MONITOR_METRICS = {
+    "maas_quality_labelled_rows_total",
+    "maas_quality_correct_rows_total",
+    "maas_monitor_rows_total",
+}
 
 _METRIC_NAME = re.compile(r"\bmaas_[a-z0-9_]+")
 

@@ -23,8 +23,10 @@ answered with the error's code. Non-retriable errors are answered at once.
     ├── GrantsUnavailable (tenancy.grants) the registry could not be asked for grants
     ├── Failure           (training.steps) a retrain job that cannot produce a version:
     │                                    answered with its own ``code`` and ``message``
-    └── Refused           (training.allowed) a retrain job asked for what the operator
-                                         did not allow: its own ``code`` and ``message``
+    ├── Refused           (training.allowed) a retrain job asked for what the operator
+    │                                    did not allow: its own ``code`` and ``message``
+    ├── InvalidPolicy     (drift.policy) a monitoring condition that does not parse
+    └── BaselineError     (monitor.baseline) no rows to make a reference profile of
 
 The first seven are raised by the batcher and the runtimes; the others live beside
 the code that raises them (the module in brackets). Training recipes

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, TypeAlias
 
 from rich.table import Table
 
-from maas.commands import optimize
+from maas.commands import drift, optimize, quality
 from maas.commands.common import (
     Subparsers,
     actor,
@@ -89,6 +89,12 @@ def _verbs_that_change(verbs: _Verbs) -> None:
     sub.add_argument("version", metavar="VERSION", type=int)
     sub.add_argument("--reason", default="", help="why, for the audit log")
     optimize.add_verb(functools.partial(verbs.add, changes=True))
+    drift.add_verbs(
+        functools.partial(verbs.add, changes=True), functools.partial(verbs.add, changes=False)
+    )
+    quality.add_verbs(
+        functools.partial(verbs.add, changes=True), functools.partial(verbs.add, changes=False)
+    )
 
 
 def _verbs_that_read(verbs: _Verbs) -> None:

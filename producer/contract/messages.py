@@ -25,6 +25,8 @@ RESULT_SCHEMA = "maas.result/v1"
 RETRAIN_SCHEMA = "maas.retrain/v1"
 RETRAIN_RESULT_SCHEMA = "maas.retrain-result/v1"
 CONTROL_SCHEMA = "maas.control/v1"
+CAPTURE_SCHEMA = "maas.capture/v1"
+FEEDBACK_SCHEMA = "maas.feedback/v1"
 
 DEFAULT_ALIAS = "production"
 
@@ -138,6 +140,9 @@ class Dataset(msgspec.Struct, frozen=True, kw_only=True):
     name: str | None = None
 
 
+PROMOTE_MODES = ("gate", "never", "always")  # RetrainJob.promote's values
+
+
 class RetrainJob(msgspec.Struct, frozen=True, kw_only=True):
     job_id: JobId
     model: ModelName
@@ -145,7 +150,7 @@ class RetrainJob(msgspec.Struct, frozen=True, kw_only=True):
     recipe: NonEmptyStr | None = None
     dataset: Dataset | None = None
     params: dict[str, Any] = {}
-    trigger: Literal["manual", "schedule", "metric"] = "manual"
+    trigger: Literal["manual", "schedule", "metric", "drift", "quality"] = "manual"
     promote: Literal["gate", "never", "always"] = "gate"
     reply_to: NonEmptyStr | None = None
     deadline_ms: EpochMillis | None = None  # a trainer that takes it later answers EXPIRED
@@ -169,10 +174,10 @@ class RetrainResult(msgspec.Struct, frozen=True, kw_only=True):
 
 class ControlEvent(msgspec.Struct, frozen=True, kw_only=True):
     """A registry event on the control topic: a model's (promote, rollback, archive,
-    register) or a tenant's (``tenant``: added, granted, revoked or removed; ``model``
+    register; ``monitor``: its capture policy changed) or a tenant's (``tenant``: added, granted, revoked or removed; ``model``
     empty, ``reason`` says which change)."""
 
-    event: Literal["register", "promote", "rollback", "archive", "tenant"]
+    event: Literal["register", "promote", "rollback", "archive", "tenant", "monitor"]
     model: str = ""
     tenant: str | None = None
     alias: str | None = None
@@ -185,6 +190,48 @@ class ControlEvent(msgspec.Struct, frozen=True, kw_only=True):
     # The publisher's registry (RegistrySettings.identity): a worker reading another one
     # says so, since a model registered there is unknown to it.
     registry: str | None = None
+
+
+# A label: a class (int or str) for classifiers, a number for regressors.
+Label = int | float | str
+RowIndex = Annotated[int, msgspec.Meta(ge=0, le=INT32_MAX)]
+
+
+class CaptureRecord(msgspec.Struct, frozen=True, kw_only=True):
+    """What a worker answered, on the capture topic keyed by ``job_id`` (monitoring):
+    ``inputs`` as the model's capture policy says (all, none, or named fields hashed)."""
+
+    job_id: JobId
+    model: ModelName
+    version: Version
+    status: Literal["ok", "error"]
+    ts_ms: EpochMillis
+    tenant: str | None = None
+    alias: str | None = None
+    inputs: dict[str, Any] | None = None
+    outputs: dict[str, Any] | None = None
+    timing: Timing = Timing()
+    schema: str = CAPTURE_SCHEMA
+
+
+class Feedback(msgspec.Struct, frozen=True, kw_only=True):
+    """Ground truth for an answered job, on the feedback topic keyed by ``job_id``:
+    ``labels`` one per input row, or ``row`` and ``label`` for one row."""
+
+    job_id: JobId
+    labels: list[Label] | None = None
+    row: RowIndex | None = None
+    label: Label | None = None
+    ts_ms: EpochMillis = 0
+    schema: str = FEEDBACK_SCHEMA
+
+    def by_row(self) -> dict[int, Label]:
+        """The labels by row index."""
+        if self.labels is not None:
+            return dict(enumerate(self.labels))
+        if self.row is None or self.label is None:  # decode_feedback refuses this
+            return {}
+        return {self.row: self.label}
 
 
 class _Schema(msgspec.Struct, frozen=True):
@@ -359,6 +406,26 @@ def decode_retrain_result(raw: bytes | str) -> RetrainResult:
 
 def decode_control(raw: bytes | str) -> ControlEvent:
     return _decode(raw, ControlEvent, CONTROL_SCHEMA)
+
+
+def decode_capture(raw: bytes | str) -> CaptureRecord:
+    return _decode(raw, CaptureRecord, CAPTURE_SCHEMA)
+
+
+def decode_feedback(raw: bytes | str) -> Feedback:
+    """Decode a Feedback: ``labels`` (at least one), or ``row`` with ``label``."""
+    feedback = _decode(raw, Feedback, FEEDBACK_SCHEMA)
+    single = feedback.row is not None or feedback.label is not None
+    if feedback.labels is not None:
+        if single:
+            raise DecodeError("give `labels`, or `row` and `label`, not both", field="labels")
+        if not feedback.labels:
+            raise DecodeError("field `labels` must have one label per input row", field="labels")
+    elif feedback.row is None or feedback.label is None:
+        raise DecodeError(
+            "feedback needs `labels` (one per input row) or `row` and `label`", field="labels"
+        )
+    return feedback
 
 
 def decode_any_reply(raw: bytes | str) -> Result | RetrainResult:

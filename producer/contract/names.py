@@ -26,7 +26,7 @@ JOB_ID_PATTERN = r"^[^\x00-\x1f\x7f-\x9f]+\Z"
 TENANT_NAME_PATTERN = r"^[a-z0-9][a-z0-9-]{0,62}\Z"
 # The words after the prefix that name the service's topics: tenant names become topic
 # names (maas.<tenant>.predict), so no tenant may be one of them.
-TOPIC_WORDS = frozenset({"predict", "retrain", "results", "control", "dlq"})
+TOPIC_WORDS = frozenset({"predict", "retrain", "results", "control", "dlq", "capture", "feedback"})
 
 # A Kafka principal: its type, a colon, a name without control characters, spaces, or
 # the wildcard ``*`` (which would grant a tenant's topics to every user).

@@ -21,6 +21,9 @@ from producer.contract.names import TOPIC_WORDS, InvalidName, check_tenant_name
 
 # The topics a tenant's clients write jobs to.
 JOB_TOPIC_WORDS = ("predict", "retrain")
+# The monitoring topics: workers write captures, a tenant's clients write feedback, and
+# the monitor reads both for every tenant.
+MONITOR_TOPIC_WORDS = ("capture", "feedback")
 # A tenant's name as one part of a topic name.
 _TENANT_PART = r"[a-z0-9][a-z0-9-]{0,62}"
 
@@ -56,11 +59,19 @@ class Namespace:
     def results(self) -> str:
         return f"{self.stem}results"
 
+    @property
+    def capture(self) -> str:
+        return f"{self.stem}capture"
+
+    @property
+    def feedback(self) -> str:
+        return f"{self.stem}feedback"
+
     def owns_reply_topic(self, topic: str) -> bool:
         """Whether a job of this tenant may name ``topic`` as its ``reply_to``: for a
         named tenant its results topic or one under ``<results>.``; for the default
         tenant also any topic that is not one of the service's own (no tenant's topics,
-        no job topic, no ``control`` or ``dlq``)."""
+        no job topic, no ``control``, ``dlq``, ``capture`` or ``feedback``)."""
         if topic == self.results or topic.startswith(f"{self.results}."):
             return True
         return self.tenant is None and not is_service_topic(self.prefix, topic)
@@ -75,7 +86,7 @@ def tenant_from_env(env: Mapping[str, str] | None = None) -> str | None:
 
 
 def tenant_of_topic(prefix: str, topic: str) -> str | None:
-    """The tenant whose ``predict``/``retrain``/``results`` topic ``topic`` is (None: the
+    """The tenant whose job, results, capture or feedback topic ``topic`` is (None: the
     default tenant's, or not a tenant topic at all: see :func:`is_service_topic`)."""
     match = _tenant_topic(prefix).fullmatch(topic)
     if match is None or match.group(1) in TOPIC_WORDS:
@@ -92,17 +103,27 @@ def is_service_topic(prefix: str, topic: str) -> bool:
     word = rest.split(".", 1)[0]
     if word in TOPIC_WORDS:
         return True
-    return re.fullmatch(rf"{_TENANT_PART}\.(predict|retrain|results)(\..*)?", rest) is not None
+    words = "predict|retrain|results|capture|feedback"
+    return re.fullmatch(rf"{_TENANT_PART}\.({words})(\..*)?", rest) is not None
 
 
 def job_topic_pattern(prefix: str, word: str) -> str:
     """A regular expression matching the default tenant's and every tenant's ``word``
     topic (``predict`` or ``retrain``): what a worker subscribes to, so a new tenant's
     topic is picked up without a restart."""
-    if word not in JOB_TOPIC_WORDS:
-        raise ValueError(f"{word!r} is not a job topic word ({', '.join(JOB_TOPIC_WORDS)})")
+    if word not in (*JOB_TOPIC_WORDS, *MONITOR_TOPIC_WORDS):
+        words = ", ".join((*JOB_TOPIC_WORDS, *MONITOR_TOPIC_WORDS))
+        raise ValueError(f"{word!r} is not a job or monitoring topic word ({words})")
     return rf"^{re.escape(prefix)}(?:{_TENANT_PART}\.)?{word}$"
 
 
+def monitor_topic_pattern(prefix: str) -> str:
+    """A regular expression matching every tenant's capture and feedback topics: what
+    the monitor subscribes to."""
+    return rf"^{re.escape(prefix)}(?:{_TENANT_PART}\.)?(?:capture|feedback)$"
+
+
 def _tenant_topic(prefix: str) -> re.Pattern[str]:
-    return re.compile(rf"{re.escape(prefix)}({_TENANT_PART})\.(?:predict|retrain|results)")
+    return re.compile(
+        rf"{re.escape(prefix)}({_TENANT_PART})\.(?:predict|retrain|results|capture|feedback)"
+    )

@@ -15,6 +15,7 @@ READ_ONLY = (
     ("models", "show"),
     ("models", "history"),
     ("models", "stats"),
+    ("models", "drift"),
     ("schedule", "list"),
 )
 

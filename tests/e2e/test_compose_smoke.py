@@ -61,7 +61,7 @@ DOCKERFILE = (ROOT / "Dockerfile").read_text()
 IMAGE_HOME = re.findall(r"^WORKDIR (\S+)$", DOCKERFILE, re.M)[-1]  # the runtime stage's
 ENTRYPOINT = json.loads(re.findall(r"^ENTRYPOINT (.+)$", DOCKERFILE, re.M)[-1])
 IMAGE_ENV = dict(re.findall(r"\b(MAAS_[A-Z_]+)=(\S+)", DOCKERFILE))
-STARTED = ("worker", "trainer", "scheduler")  # after the migration, in compose's order
+STARTED = ("worker", "trainer", "scheduler", "monitor")  # after the migration, in compose's order
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ from registry.entities import ModelVersion
 from registry.settings import RegistrySettings
 from tests.deploy_helpers import (
     DEPLOY,
+    MONITOR_METRICS,
     ROOT,
     SCHEDULER_METRICS,
     TRAINER_METRICS,
@@ -122,7 +123,7 @@ def test_compose_starts_in_order_and_migrates_once() -> None:
 def test_the_trainer_and_scheduler_metrics_the_tests_expect_are_those_deploy_queries() -> None:
     used = names_used_in_deploy()
     assert {"maas_jobs_total", "maas_consumer_lag"} <= used  # the scan finds what it should
-    assert used >= TRAINER_METRICS | SCHEDULER_METRICS
+    assert used >= TRAINER_METRICS | SCHEDULER_METRICS | MONITOR_METRICS
 
 
 @pytest.mark.slow
@@ -155,7 +156,8 @@ async def test_a_served_worker_exports_every_worker_metric_that_deploy_queries(
 
     assert results["bad-shape"]["error"]["code"] == "INVALID_INPUT"
     assert status == 200 and healthz == (200, "ok\n")
-    missing = names_used_in_deploy() - TRAINER_METRICS - SCHEDULER_METRICS - exported_names(page)
+    others = TRAINER_METRICS | SCHEDULER_METRICS | MONITOR_METRICS
+    missing = names_used_in_deploy() - others - exported_names(page)
     assert not missing, f"deploy/ queries metrics the worker does not export: {missing}"
     version = {"model": "digits", "version": "1"}
     assert samples(page, "maas_jobs_total") == [

@@ -31,7 +31,7 @@ def test_the_registry_columns_are_as_wide_as_the_contract_allows() -> None:
         for column in table.columns
         if column.name in ("name", "model", "job_id", "tenant") and isinstance(column.type, String)
     }
-    tenants = {"tenants.name", "audit_log.tenant"}
+    tenants = {"tenants.name", "audit_log.tenant", "quality_joins.tenant"}
     assert set(widths) >= {"models.name", "retrain_runs.job_id", "retrain_runs.model", *tenants}
     assert {widths.pop(column) for column in tenants} == {names.TENANT_NAME_MAX_LENGTH}
     assert set(widths.values()) == {names.NAME_MAX_LENGTH}, widths

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
+from registry.drafts import ReferenceDraft
 from registry.entities import Signature
 
 ProgressFn = Callable[[str, float], None]
@@ -162,6 +163,9 @@ class TrainedModel:
     parity_max_abs_diff: float
     classes: tuple[str, ...]
     signature: Signature
+    # The reference profile of the training split's inputs and the model's outputs on
+    # them (workers.drift), for drift monitoring; None when the recipe made none.
+    reference: ReferenceDraft | None = None
 
 
 @runtime_checkable

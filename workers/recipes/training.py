@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 import numpy.typing as npt
 
+from registry.drafts import ReferenceDraft
+from workers.drift.profile import build_profile
 from workers.recipes import export
 from workers.recipes.base import (
     DatasetError,
@@ -33,6 +35,7 @@ from workers.recipes.data import LabelledData, check_ref, load_dataset, rows_to_
 from workers.recipes.params import COMMON_PARAMS, Param, resolve_params
 
 ARTIFACT_NAME = "model.onnx"
+REFERENCE_ROWS = 10_000  # a profile summarises: more rows barely move its quantiles
 
 if TYPE_CHECKING:  # torch is the `train` extra's: imported where a recipe trains
     from workers.recipes.network import Classifier
@@ -202,6 +205,7 @@ class _Run:
         export.export_onnx(net, self.data.n_features, artifact, self.metadata(), self.names)
         self.report("parity", 0.96)
         diff = export.check_parity(net, artifact, x_test, names=self.names)
+        reference = self.reference(net)
         self.report("done", 1.0)
         return TrainedModel(
             recipe=self.recipe.name,
@@ -213,7 +217,22 @@ class _Run:
             parity_max_abs_diff=diff,
             classes=self.data.classes,
             signature=export.signature(artifact),
+            reference=reference,
         )
+
+    def reference(self, net: Classifier) -> ReferenceDraft:
+        """The training split's profile: its inputs and what the model answers for them
+        (at most :data:`REFERENCE_ROWS` rows), against which the monitor measures drift."""
+        from workers.recipes.network import predict  # torch: the train extra
+
+        x = self.data.x[self.train_rows[:REFERENCE_ROWS]].astype(np.float32)
+        probabilities = predict(net, x)
+        outputs = {
+            self.names.probabilities: probabilities,
+            self.names.label: probabilities.argmax(axis=1).astype(np.int64),
+        }
+        profile = build_profile({self.names.input: x}, outputs, source="training split")
+        return ReferenceDraft(profile.rows, profile.source, profile.encode().decode())
 
     def fit(self) -> tuple[Classifier, dict[str, float]]:
         try:

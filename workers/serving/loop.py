@@ -28,6 +28,7 @@ import structlog
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 
 from producer.contract.messages import ControlEvent, Result
+from producer.contract.tenancy import tenant_of_topic
 from producer.kafka import KafkaSettings
 from workers.batching.batcher import BatchConfig
 from workers.kafka.clients import (
@@ -44,6 +45,7 @@ from workers.kafka.publisher import DEFAULT_MAX_RECORD_BYTES, Outgoing, Publishe
 from workers.kafka.topics import ClusterTopics, keep_service_topics
 from workers.kafka.unreadable import RawRecord, salvage
 from workers.runtime.loader import RuntimeSettings
+from workers.serving.capture import Capture, CaptureSettings
 from workers.serving.delivery import AtLeastOnce, Delivery, Replies
 from workers.serving.edge import Accepted, Edge
 from workers.serving.flow import pace, redeliver_due
@@ -104,6 +106,7 @@ class WorkerSettings:
     rollback: RollbackSettings = field(default_factory=RollbackSettings)
     retry: RetrySettings = field(default_factory=RetrySettings)
     tenancy: TenancySettings = field(default_factory=TenancySettings)
+    capture: CaptureSettings = field(default_factory=CaptureSettings)
 
     @property
     def group(self) -> str:
@@ -144,7 +147,8 @@ class Worker:
         tenants: TenantStore | None = None,
     ) -> None:
         """``slot``: this process's place in its pool, which names its transactional id;
-        ``tenants``: the registry's tenants, whose grants named tenants' jobs need."""
+        ``tenants``: the registry's tenants, whose grants named tenants' jobs need.
+        Nothing is captured until ``capture.follow`` names the capture policies' store."""
         self.transactional_id = (
             transactional_id(kafka.topics.prefix, settings.group, settings.worker_id, slot)
             if settings.exactly_once
@@ -167,6 +171,7 @@ class Worker:
             models, runtime=settings.runtime, batch=settings.batch, alias_ttl_s=settings.alias_ttl_s
         )
         self.handler = JobHandler(self.models, self.metrics, worker=settings.worker_id)
+        self.capture = Capture(kafka.topics.prefix, settings.capture)
         self._tasks: dict[TopicPartition, set[asyncio.Task[None]]] = {}
         # Partitions with records held back, and when to read them again (monotonic s).
         self._redeliveries: dict[TopicPartition, float] = {}
@@ -201,6 +206,9 @@ class Worker:
                     asyncio.create_task(self.guard.run(self.kafka, self._on_control)),
                     asyncio.create_task(
                         keep_service_topics(self.kafka, topics, interval_s=interval)
+                    ),
+                    asyncio.create_task(
+                        self.capture.run(None if self.transactional_id else publisher)
                     ),
                 ]
                 freeze_long_lived()
@@ -307,12 +315,15 @@ class Worker:
         self, session: Session, tp: TopicPartition, records: Sequence[Record], received: float
     ) -> None:
         """Answer a partition's records from one poll and hand the answers over."""
+        captured: list[Outgoing] = []
         try:
-            replies = await self._replies(session.edge, tp, records, received)
+            replies = await self._replies(session, tp, records, received, captured)
             await session.delivery.deliver(tp, replies)
         except Exception as exc:  # a bug: dead-letter rather than hang the partition
             log.exception("unexpected failure answering records", partition=tp.partition)
             await session.delivery.fail(tp, records, exc)
+        for message in captured:  # after the answers: capture never delays one
+            self.capture.offer(message)
 
     async def _dead_letter(
         self, session: Session, tp: TopicPartition, records: Sequence[Record]
@@ -320,10 +331,17 @@ class Worker:
         await session.delivery.deliver(tp, [(r, session.edge.unreadable(r)) for r in records])
 
     async def _replies(
-        self, edge: Edge, tp: TopicPartition, records: Sequence[Record], received: float
+        self,
+        session: Session,
+        tp: TopicPartition,
+        records: Sequence[Record],
+        received: float,
+        captured: list[Outgoing],
     ) -> Replies:
         """Each record with what answers it (None: another pool's job, nothing to send),
-        less the records held back to be read again."""
+        less the records held back to be read again; ``captured`` gets the capture
+        records to publish once the answers went (at-least-once)."""
+        edge = session.edge
         admitted = await edge.admit(records)
         # No per-job context binding here: it costs more than the rest of the hot path;
         # the few log lines about a job name job_id themselves.
@@ -337,7 +355,32 @@ class Worker:
             result = self._result(tp, each.record, next(outcomes), received)
             if result is not None:  # else held back, to be read again
                 replies.append((each.record, edge.answer(each.record, each.job, result)))
+                self._capture(session.delivery, tp, each, result, captured)
         return replies
+
+    def _capture(
+        self,
+        delivery: Delivery,
+        tp: TopicPartition,
+        accepted: Accepted,
+        result: Result,
+        captured: list[Outgoing],
+    ) -> None:
+        """Capture an answered job, as its model's policy says (never fails the job):
+        in the answer's transaction (exactly-once), else into ``captured``."""
+        record, job = accepted.record, accepted.job
+        try:
+            tenant = tenant_of_topic(self.kafka.topics.prefix, record.topic)
+            message = self.capture.record(tenant, job, result)
+        except Exception:
+            log.exception("capture failed; the answer goes out without it", job_id=job.job_id)
+            return
+        if message is None:
+            return
+        if isinstance(delivery, ExactlyOnce):
+            delivery.attach(tp, record.offset, message)
+        else:
+            captured.append(message)
 
     def _result(
         self, tp: TopicPartition, record: Record, retry: Result | Retry, received: float
@@ -386,6 +429,9 @@ class Worker:
             await asyncio.wait(pending, timeout=self.settings.drain_timeout_s)
 
     def _on_control(self, event: ControlEvent) -> None:
+        if event.event == "monitor":  # a capture policy changed
+            self.capture.invalidate()
+            return
         from_another_registry(event, self.settings.registry)
         self.models.invalidate(event.model)
 

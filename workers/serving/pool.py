@@ -64,6 +64,7 @@ async def serve_async(
             slot=index,
             tenants=registry.tenants,
         )
+        worker.capture.follow(registry.quality)
         async with served(port, worker_probe(worker), host=settings.metrics_host):
             await worker.run(stop)
     finally:

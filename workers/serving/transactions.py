@@ -63,6 +63,8 @@ class ExactlyOnce:
     ) -> None:
         self._publisher, self._tracker, self._group, self._stop = publisher, tracker, group, stop
         self._held: dict[TopicPartition, dict[int, Outgoing]] = {}
+        # Records that go with an answer in its transaction (capture records).
+        self._extras: dict[TopicPartition, dict[int, list[Outgoing]]] = {}
         self._waiting = asyncio.Event()  # answers are held: a cycle has work
         self._cycle = asyncio.Lock()  # one transaction at a time
         self._failures = 0  # transactions failed in a row
@@ -81,6 +83,12 @@ class ExactlyOnce:
             )
             self._hold(tp, record.offset, letter)
         self._waiting.set()
+
+    def attach(self, tp: TopicPartition, offset: int, message: Outgoing) -> None:
+        """Send ``message`` in the transaction that carries the answer to ``offset``
+        (call before :meth:`deliver` hands that answer over)."""
+        if self._tracker.awaits(tp, offset):
+            self._extras.setdefault(tp, {}).setdefault(offset, []).append(message)
 
     def _hold(self, tp: TopicPartition, offset: int, reply: Outgoing | None) -> None:
         """Hold ``reply`` (None: nothing to send) as the answer to ``offset``, unless
@@ -129,6 +137,7 @@ class ExactlyOnce:
         self._tracker.forget(tps)
         for tp in tps:  # answers beyond the prefix: the next owner answers them again
             self._held.pop(tp, None)
+            self._extras.pop(tp, None)
 
     def _due(self, points: dict[TopicPartition, int]) -> list[Outgoing]:
         """The held answers to the records before ``points``, in offset order."""
@@ -136,6 +145,10 @@ class ExactlyOnce:
         for tp, point in points.items():
             held = self._held.get(tp, {})
             due.extend(held[offset] for offset in sorted(held) if offset < point)
+            extras = self._extras.get(tp, {})
+            for offset in sorted(extras):
+                if offset < point:
+                    due.extend(extras[offset])
         return due
 
     def _drop(self, points: dict[TopicPartition, int]) -> None:
@@ -143,6 +156,9 @@ class ExactlyOnce:
             held = self._held.get(tp)
             if held:
                 self._held[tp] = {o: reply for o, reply in held.items() if o >= point}
+            extras = self._extras.get(tp)
+            if extras:
+                self._extras[tp] = {o: more for o, more in extras.items() if o >= point}
 
     async def _transact(self, messages: list[Outgoing], points: dict[TopicPartition, int]) -> bool:
         """Send ``messages`` and commit ``points`` in one transaction; False, after

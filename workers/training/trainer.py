@@ -370,6 +370,7 @@ class Trainer:
             dataset_hash=trained.dataset_hash,
             params={"recipe": trained.recipe, **trained.params},
             metrics={**trained.metrics, "duration_s": round(trained.duration_s, 3)},
+            reference=trained.reference,
         )
         try:
             version = await asyncio.to_thread(self._register, job, draft, int8)

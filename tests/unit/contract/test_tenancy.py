@@ -55,7 +55,7 @@ def test_the_job_pattern_matches_every_tenant_and_nothing_else() -> None:
     assert not pattern.match("maas.acme.results")
     assert not pattern.match("maasXpredict")
     assert not pattern.match("maas.a.b.predict")
-    with pytest.raises(ValueError, match="job topic word"):
+    with pytest.raises(ValueError, match="not a job or monitoring topic word"):
         job_topic_pattern("maas.", "results")
 
 
@@ -80,3 +80,17 @@ def test_reply_topics_stay_in_the_namespace() -> None:
     ):
         assert is_service_topic("maas.", internal)
         assert not default.owns_reply_topic(internal)
+
+
+def test_capture_and_feedback_are_topic_words_and_service_topics() -> None:
+    acme = Namespace("maas.", "acme")
+    assert (acme.capture, acme.feedback) == ("maas.acme.capture", "maas.acme.feedback")
+    assert tenant_of_topic("maas.", "maas.acme.feedback") == "acme"
+    assert tenant_of_topic("maas.", "maas.feedback") is None
+    for topic in ("maas.capture", "maas.feedback", "maas.acme.capture", "maas.acme.feedback"):
+        assert is_service_topic("maas.", topic)
+        assert not Namespace("maas.").owns_reply_topic(topic)  # not a default reply_to
+    for word in ("capture", "feedback"):
+        with pytest.raises(InvalidTenant, match="topic word"):
+            check_tenant(word)
+    assert re.compile(job_topic_pattern("maas.", "feedback")).match("maas.acme.feedback")

@@ -57,3 +57,10 @@ def test_gzip_record_data_is_decompressed() -> None:
 def test_bootstrap_servers_are_split_into_hosts_and_ports() -> None:
     hosts = internals.collect_hosts("a.example:9092,b.example:9093")
     assert {(host, port) for host, port, _ in hosts} == {("a.example", 9092), ("b.example", 9093)}
+
+
+def test_the_range_assignor_gives_a_member_the_same_partitions_of_each_topic() -> None:
+    from aiokafka.coordinator.assignors.abstract import AbstractPartitionAssignor
+
+    assert issubclass(internals.RangePartitionAssignor, AbstractPartitionAssignor)
+    assert internals.RangePartitionAssignor.name == "range"

@@ -94,6 +94,20 @@ def test_digits_onnx_parity_and_signature(digits: TrainedModel) -> None:
     assert digits.classes == tuple(str(d) for d in range(10))
 
 
+def test_a_trained_version_carries_the_reference_profile_of_its_training_split(
+    digits: TrainedModel,
+) -> None:
+    from workers.drift import CategoricalProfile, ReferenceProfile
+
+    assert digits.reference is not None and digits.reference.source == "training split"
+    profile = ReferenceProfile.decode(digits.reference.profile)
+    assert profile.rows == digits.reference.rows == int(digits.metrics["n_train"])
+    assert set(profile.inputs) == {f"x[{i}]" for i in range(64)}
+    assert set(profile.outputs) == {"probabilities.class", "probabilities.confidence", "label"}
+    assert isinstance(profile.outputs["label"], CategoricalProfile)
+    assert abs(sum(profile.outputs["label"].frequencies.values()) - 1.0) < 1e-9
+
+
 def test_digits_onnx_takes_raw_pixel_rows(digits: TrainedModel) -> None:
     data = load_digits()
     x = data.data.astype(np.float32)  # raw 0..16 pixels, no client-side scaling

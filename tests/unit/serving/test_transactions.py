@@ -65,3 +65,26 @@ def test_transactional_ids_are_per_slot_and_stable() -> None:
     assert first == transactional_id("maas.", "maas-workers", "worker-a", 0)
     assert first != transactional_id("maas.", "maas-workers", "worker-a", 1)
     assert first != transactional_id("other.", "maas-workers", "worker-a", 0)
+
+
+async def test_a_capture_record_travels_in_the_transaction_of_its_answer() -> None:
+    held, tracker = delivery(range(3))
+    captured = Outgoing("maas.capture", b"capture 1", b"j1")
+    held.attach(TP, 1, captured)
+    await held.deliver(TP, [(_Record(1), answer(1))])
+    await held.deliver(TP, [(_Record(2), answer(2))])
+    assert held._due({TP: 1}) == []  # offset 0 unanswered: neither the answer nor its capture
+    await held.deliver(TP, [(_Record(0), answer(0))])
+    due = held._due(tracker.commit_points())
+    assert due == [answer(0), answer(1), answer(2), captured]
+    held._drop({TP: 3})
+    assert held._due({TP: 3}) == []  # committed: never sent again
+
+
+async def test_a_capture_of_a_revoked_partition_is_dropped_with_its_answer() -> None:
+    held, _ = delivery(range(2))
+    held.attach(TP, 1, Outgoing("maas.capture", b"capture 1", b"j1"))
+    await held.release({TP})
+    assert held._due({TP: 2}) == []
+    held.attach(TP, 1, Outgoing("maas.capture", b"late", b"j1"))  # no longer ours: ignored
+    assert held._due({TP: 2}) == []
