@@ -22,6 +22,7 @@ from registry.entities import (
     Signature,
     Tenant,
     TensorSpec,
+    Token,
 )
 from registry.errors import (
     AliasNotFound,
@@ -38,6 +39,7 @@ from registry.errors import (
     SettingsError,
     TenantExists,
     TenantNotFound,
+    TokenNotFound,
     VersionNotFound,
 )
 from registry.metrics import MetricStore
@@ -47,6 +49,7 @@ from registry.registry import Registry
 from registry.runs import RunStore
 from registry.settings import RegistrySettings
 from registry.tenants import TenantStore
+from registry.tokens import TokenStore
 
 __all__ = [
     "AliasMove",
@@ -88,6 +91,9 @@ __all__ = [
     "TenantNotFound",
     "TenantStore",
     "TensorSpec",
+    "Token",
+    "TokenNotFound",
+    "TokenStore",
     "VersionNotFound",
     "check_rollback",
     "inspect",

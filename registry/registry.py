@@ -19,12 +19,13 @@ from registry.models import AliasMoveHook, ArchiveHook, ModelStore
 from registry.runs import RunStore
 from registry.settings import RegistrySettings
 from registry.tenants import TenantStore
+from registry.tokens import TokenStore
 
 
 class Registry:
     """``models`` (versions, aliases, rollbacks, audit), ``runs`` (retraining runs and
     schedules), ``metrics`` (serving-metric windows) and ``tenants`` (tenants, their
-    grants and refused jobs), sharing one :class:`Database`."""
+    grants and refused jobs) and ``tokens`` (tenants' gateway tokens, hashed), sharing one :class:`Database`."""
 
     def __init__(self, database: Database, models: ModelStore) -> None:
         """``models`` must be a store over ``database``; :meth:`open` builds both."""
@@ -33,6 +34,7 @@ class Registry:
         self.runs = RunStore(database)
         self.metrics = MetricStore(database)
         self.tenants = TenantStore(database)
+        self.tokens = TokenStore(database)
 
     @classmethod
     def open(

@@ -50,7 +50,7 @@ def head() -> str:
 
 
 def test_one_head_located_through_the_package() -> None:
-    assert head() == "0004"
+    assert head() == "0007"
 
 
 def test_sqlite_up_down_up_matches_models(tmp_path: Path) -> None:
