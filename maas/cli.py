@@ -25,6 +25,7 @@ COMMAND_MODULES = (
     "maas.commands.schedule",
     "maas.commands.client",
     "maas.commands.db",
+    "maas.commands.gateway",
 )
 
 
