@@ -109,7 +109,7 @@ def settings_of(args: argparse.Namespace) -> GatewaySettings:
     return GatewaySettings(
         host=args.host,
         http_port=args.http_port,
-        grpc_port=args.grpc_port,
+        grpc_port=args.grpc_port or None,
         tls_cert=args.tls_cert,
         tls_key=args.tls_key,
         allow_anonymous=args.allow_anonymous,

@@ -16,6 +16,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
+import grpc
 import structlog
 import uvicorn
 from sqlalchemy import text
@@ -25,6 +26,7 @@ from registry.registry import Registry
 from workers.gateway.auth import Authenticator, TokenSource
 from workers.gateway.catalog import Catalog, ModelSource, TenantSource
 from workers.gateway.dispatch import Dispatcher
+from workers.gateway.grpc_door import GrpcDoor
 from workers.gateway.jobs import AsyncJobs
 from workers.gateway.limits import Admission
 from workers.gateway.probes import Reachability
@@ -118,6 +120,31 @@ async def _http(
         sock.close()
 
 
+@contextlib.asynccontextmanager
+async def _grpc(
+    gateway: Gateway, auth: Authenticator, settings: GatewaySettings
+) -> AsyncIterator[int]:
+    """The gRPC door on ``settings.grpc_port`` (None: no door, port 0 yielded)."""
+    if settings.grpc_port is None:
+        yield 0
+        return
+    server = grpc.aio.server()
+    server.add_generic_rpc_handlers((GrpcDoor(gateway, auth).handler(),))
+    address = f"{settings.host}:{settings.grpc_port}"
+    if settings.tls_cert is not None and settings.tls_key is not None:
+        credentials = grpc.ssl_server_credentials(
+            [(settings.tls_key.read_bytes(), settings.tls_cert.read_bytes())]
+        )
+        port = server.add_secure_port(address, credentials)
+    else:
+        port = server.add_insecure_port(address)
+    await server.start()
+    try:
+        yield port
+    finally:
+        await server.stop(grace=5)
+
+
 async def run(
     kafka: KafkaSettings,
     stores: Stores,
@@ -132,8 +159,10 @@ async def run(
     watch = asyncio.create_task(reach.run())
     try:
         await reach.checked.wait()
-        async with _http(gateway, auth, settings) as http_port:
-            grpc_port = 0
+        async with (
+            _http(gateway, auth, settings) as http_port,
+            _grpc(gateway, auth, settings) as grpc_port,
+        ):
             running = Running(http_port, grpc_port, gateway.parts.dispatcher.gateway_id)
             log.info(
                 "gateway serving",

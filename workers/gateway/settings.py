@@ -22,7 +22,7 @@ class Limits:
 
 @dataclass(frozen=True, slots=True)
 class GatewaySettings:
-    """``http_port`` and ``grpc_port`` (0: not served); TLS on both when ``tls_cert`` and
+    """``http_port`` and ``grpc_port`` (0: any free port; ``grpc_port`` None: no gRPC); TLS on both when ``tls_cert`` and
     ``tls_key`` are given. ``allow_anonymous``: a request without a token acts for the
     default tenant (the demo's setting; off in compose and Kubernetes).
     ``max_body_bytes``: a larger request is answered 413 before its body is read.
@@ -33,7 +33,7 @@ class GatewaySettings:
 
     host: str = "0.0.0.0"
     http_port: int = 8080
-    grpc_port: int = 8081
+    grpc_port: int | None = 8081
     tls_cert: Path | None = None
     tls_key: Path | None = None
     allow_anonymous: bool = False
