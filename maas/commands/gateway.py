@@ -11,6 +11,7 @@ from pathlib import Path
 from maas.commands.common import (
     Subparsers,
     add_kafka_options,
+    add_metrics_option,
     add_registry_options,
     add_setting,
     add_verb,
@@ -37,7 +38,13 @@ def register(subparsers: Subparsers) -> None:
         "requests by publishing PredictJobs on the caller's tenant's predict topic and "
         "waiting for their Results. Callers authenticate with bearer tokens (`maas tenants "
         "token create TENANT`); the tenant comes from the token. Run as many as the load needs.",
-        options=(_options, _limit_options, add_kafka_options, add_registry_options),
+        options=(
+            _options,
+            _limit_options,
+            add_metrics_option,
+            add_kafka_options,
+            add_registry_options,
+        ),
     )
 
 
@@ -110,6 +117,7 @@ def settings_of(args: argparse.Namespace) -> GatewaySettings:
         host=args.host,
         http_port=args.http_port,
         grpc_port=args.grpc_port or None,
+        metrics_port=args.metrics_port,
         tls_cert=args.tls_cert,
         tls_key=args.tls_key,
         allow_anonymous=args.allow_anonymous,

@@ -13,6 +13,7 @@ import onnxruntime as ort
 import pytest
 import tritonclient.http as triton_http
 
+from tests.deploy_helpers import exported_names, names_used_in_deploy
 from workers.recipes.demo import digits_samples
 
 if TYPE_CHECKING:
@@ -161,3 +162,14 @@ def test_respond_async_answers_202_with_a_location_to_poll(gateway_stack: Gatewa
     assert body["id"] == "later"
     labels = next(o for o in body["outputs"] if o["name"] == "label")["data"]
     assert labels == _direct(gateway_stack, pixels)[1].tolist()
+
+
+def test_the_gateway_exports_every_gateway_metric_that_deploy_queries(
+    gateway_stack: GatewayStack,
+) -> None:
+    with httpx.Client(base_url=gateway_stack.http, timeout=30) as http:
+        http.post("/v2/models/digits/infer", json=_json_request(digits_samples(1)[0]))
+        page = http.get("/metrics").text
+    wanted = {name for name in names_used_in_deploy() if name.startswith("maas_gateway_")}
+    assert len(wanted) >= 4
+    assert wanted <= exported_names(page)

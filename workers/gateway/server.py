@@ -33,6 +33,7 @@ from workers.gateway.probes import Reachability
 from workers.gateway.rest import RestApi
 from workers.gateway.service import Gateway, Parts
 from workers.gateway.settings import GatewaySettings
+from workers.health import Probe, served
 
 log = structlog.get_logger(__name__)
 
@@ -145,6 +146,13 @@ async def _grpc(
         await server.stop(grace=5)
 
 
+def _probe(reach: Reachability) -> Probe:
+    async def probe() -> str | None:
+        return reach.not_ready()
+
+    return probe
+
+
 async def run(
     kafka: KafkaSettings,
     stores: Stores,
@@ -160,6 +168,7 @@ async def run(
     try:
         await reach.checked.wait()
         async with (
+            served(settings.metrics_port, _probe(reach)),
             _http(gateway, auth, settings) as http_port,
             _grpc(gateway, auth, settings) as grpc_port,
         ):

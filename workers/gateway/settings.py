@@ -34,6 +34,7 @@ class GatewaySettings:
     host: str = "0.0.0.0"
     http_port: int = 8080
     grpc_port: int | None = 8081
+    metrics_port: int = 0  # also /metrics, /healthz, /readyz there, as every maas process
     tls_cert: Path | None = None
     tls_key: Path | None = None
     allow_anonymous: bool = False
