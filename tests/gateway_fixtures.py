@@ -24,8 +24,9 @@ from registry.drafts import Draft
 from registry.registry import Registry
 from registry.settings import RegistrySettings
 from tests.kafka_helpers import Broker
-from tests.serving_fixtures import _Box, _serve
+from tests.serving_fixtures import _Box
 from workers.gateway import GatewaySettings, Limits, Running, Stores, run
+from workers.serving.loop import Worker, WorkerSettings
 
 
 @dataclass
@@ -92,6 +93,26 @@ def start_gateway(
         if thread.error is not None:
             raise RuntimeError("the gateway did not start") from thread.error
     return thread, where[0]
+
+
+def _serve(kafka: KafkaSettings, registry: RegistrySettings, box: _Box) -> None:
+    """A worker that knows the registry's tenants (their topics and grants)."""
+
+    async def main() -> None:
+        with Registry.open(registry) as opened:
+            settings = WorkerSettings(metrics_interval_s=5.0)
+            worker = Worker(kafka, opened.models, opened.metrics, settings, tenants=opened.tenants)
+            box.loop, box.stop = asyncio.get_running_loop(), asyncio.Event()
+            task = asyncio.create_task(worker.run(box.stop))
+            await asyncio.wait_for(worker.ready.wait(), 30)
+            box.ready.set()
+            await task
+
+    try:
+        asyncio.run(main())
+    except BaseException as exc:
+        box.error = exc
+        box.ready.set()
 
 
 @pytest.fixture(scope="module")
