@@ -15,6 +15,7 @@ import httpx
 import numpy as np
 import onnxruntime as ort
 import pytest
+import tritonclient.http as triton_http
 
 from maas.broker import EmbeddedBroker
 from producer.kafka import KafkaSettings, Topics
@@ -102,3 +103,25 @@ def test_with_the_broker_down_requests_are_503_at_once(
         broker.stop()
     assert ready.status_code == 503 and "broker" in ready.json()["error"]
     assert refused.status_code == 503 and "broker" in refused.json()["error"]
+
+
+def test_a_restarted_gateway_serves_its_old_clients_again(
+    kafka: KafkaSettings, workers: Workers, digits_registry: RegistrySettings
+) -> None:
+    workers.start()
+    asyncio.run(workers.assigned(0, 60))
+    thread, running = start_gateway(kafka, digits_registry, SETTINGS)
+    port = running.http_port
+    client = triton_http.InferenceServerClient(f"127.0.0.1:{port}")
+    pixels, _ = digits_samples(2)
+    tensor = triton_http.InferInput("x", list(pixels.shape), "FP32")
+    tensor.set_data_from_numpy(pixels, binary_data=True)
+    try:
+        before = client.infer("digits", [tensor]).as_numpy("label")
+        thread.stop()
+        thread, running = start_gateway(kafka, digits_registry, replace(SETTINGS, http_port=port))
+        after = client.infer("digits", [tensor]).as_numpy("label")  # the same client object
+    finally:
+        thread.stop()
+    assert before is not None and after is not None
+    np.testing.assert_array_equal(before, after)
