@@ -13,6 +13,7 @@ from __future__ import annotations
 import time
 from collections.abc import Awaitable, Callable
 
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -101,8 +102,6 @@ class RestApi:
         return JSONResponse({"ready": False, "error": reason}, 503)
 
     async def prometheus(self, request: Request) -> Response:
-        from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
-
         metrics.BROKER_UP.set(1.0 if self._gateway.parts.reachability.broker else 0.0)
         return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
 

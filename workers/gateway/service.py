@@ -9,7 +9,6 @@ answers. The doors only translate: OIP request → named numpy arrays → here �
 
 from __future__ import annotations
 
-import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -121,11 +120,11 @@ class Gateway:
             handle = await self._submit(caller, target, inputs, ttl_s)
         return self.parts.jobs.add(handle, caller.tenant, target.model, request)
 
-    async def answer(self, handle: AsyncHandle, model: str, *, wait: bool = True) -> Answer:
+    async def answer(self, handle: AsyncHandle, model: str) -> Answer:
         """The answer ``handle`` settles with; :class:`NoAnswer` naming the job when it
         does not come in time."""
         try:
-            reply = await handle.result(self._timeout_s if wait else 0.0)
+            reply = await handle.result(self._timeout_s)
         except JobTimeout as exc:
             raise NoAnswer(
                 f"no answer for job {handle.job_id} within {exc.timeout_s:g}s; the model's "
@@ -180,7 +179,3 @@ def typed_outputs(result: Result, signature: Signature) -> dict[str, np.ndarray]
             array = np.vectorize(str.encode, otypes=[object])(array)
         outputs[name] = array
     return outputs
-
-
-def elapsed(start: float) -> float:
-    return time.perf_counter() - start
