@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import socket
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import httpx
@@ -13,7 +14,11 @@ import onnxruntime as ort
 import pytest
 import tritonclient.http as triton_http
 
+from producer import Client
+from registry.drafts import Draft
+from registry.registry import Registry
 from tests.deploy_helpers import exported_names, names_used_in_deploy
+from tests.optimize_helpers import build_text_model
 from workers.recipes.demo import digits_samples
 
 if TYPE_CHECKING:
@@ -173,3 +178,27 @@ def test_the_gateway_exports_every_gateway_metric_that_deploy_queries(
     wanted = {name for name in names_used_in_deploy() if name.startswith("maas_gateway_")}
     assert len(wanted) >= 4
     assert wanted <= exported_names(page)
+
+
+def test_a_text_model_takes_bytes_as_json_and_binary(
+    gateway_stack: GatewayStack, tmp_path: Path
+) -> None:
+    with Registry.open(gateway_stack.registry) as registry:
+        registry.models.register(
+            "texts", Draft(build_text_model(tmp_path / "texts"), promote=True), actor="test"
+        )
+    texts = np.array([b"good movie", b"bad"], dtype=object)
+    client = triton_http.InferenceServerClient(gateway_stack.http.removeprefix("http://"))
+    metadata = client.get_model_metadata("texts")
+    assert metadata["inputs"] == [{"name": "text", "datatype": "BYTES", "shape": [-1]}]
+    answers = []
+    for binary in (False, True):
+        tensor = triton_http.InferInput("text", [2], "BYTES")
+        tensor.set_data_from_numpy(texts, binary_data=binary)
+        answers.append(client.infer("texts", [tensor]).as_numpy("embedding"))
+    with Client(gateway_stack.kafka, timeout_s=30) as sdk:
+        direct = sdk.predict("texts", {"text": ["good movie", "bad"]})
+    assert direct.outputs is not None
+    for answer in answers:
+        assert answer is not None and answer.shape == (2, 8) and answer.dtype == np.float32
+        np.testing.assert_allclose(answer, direct.outputs["embedding"], rtol=1e-6)
