@@ -18,7 +18,9 @@ from producer import Client
 from registry.drafts import Draft
 from registry.registry import Registry
 from tests.deploy_helpers import exported_names, names_used_in_deploy
+from tests.gateway_fixtures import start_gateway
 from tests.optimize_helpers import build_text_model
+from workers.gateway import GatewaySettings
 from workers.recipes.demo import digits_samples
 
 if TYPE_CHECKING:
@@ -161,7 +163,8 @@ def test_respond_async_answers_202_with_a_location_to_poll(gateway_stack: Gatewa
         while polled.status_code == 202 and time.monotonic() < deadline:
             time.sleep(0.05)
             polled = http.get(location)
-        assert http.get("/v2/jobs/unknown-job").status_code == 404
+        assert http.get("/v2/jobs/nojob").status_code == 404
+        assert http.get("/v2/jobs/nogateway-job").status_code == 404
     assert polled.status_code == 200, polled.text
     body = polled.json()
     assert body["id"] == "later"
@@ -202,3 +205,32 @@ def test_a_text_model_takes_bytes_as_json_and_binary(
     for answer in answers:
         assert answer is not None and answer.shape == (2, 8) and answer.dtype == np.float32
         np.testing.assert_allclose(answer, direct.outputs["embedding"], rtol=1e-6)
+
+
+def test_an_async_answer_lives_on_kafka_for_any_gateway_to_give(
+    gateway_stack: GatewayStack,
+) -> None:
+    """Submitted through a gateway that is then stopped, polled on another."""
+    settings = GatewaySettings(host="127.0.0.1", http_port=0, grpc_port=None, allow_anonymous=True)
+    thread, running = start_gateway(gateway_stack.kafka, gateway_stack.registry, settings)
+    pixels, _ = digits_samples(2)
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{running.http_port}", timeout=30) as http:
+            accepted = http.post(
+                "/v2/models/digits/infer",
+                json=_json_request(pixels, id="survivor", outputs=[{"name": "label"}]),
+                headers={"Prefer": "respond-async"},
+            )
+    finally:
+        thread.stop()
+    assert accepted.status_code == 202, accepted.text
+    with httpx.Client(base_url=gateway_stack.http, timeout=30) as http:
+        deadline = time.monotonic() + 30
+        polled = http.get(accepted.headers["location"])
+        while polled.status_code == 202 and time.monotonic() < deadline:
+            time.sleep(0.2)
+            polled = http.get(accepted.headers["location"])
+    assert polled.status_code == 200, polled.text
+    body = polled.json()
+    assert body["id"] == "survivor" and [o["name"] for o in body["outputs"]] == ["label"]
+    assert body["outputs"][0]["data"] == _direct(gateway_stack, pixels)[1].tolist()

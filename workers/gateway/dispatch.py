@@ -17,13 +17,16 @@ from dataclasses import dataclass
 from typing import Any
 
 import structlog
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError
 
 from producer.aio import AsyncClient, AsyncHandle
+from producer.contract.messages import DecodeError, Result, decode_result
+from producer.core import REPLY_READING
 from producer.errors import ClientError
 from producer.kafka import KafkaSettings, Replication, ensure_topics
-from workers.gateway.errors import TooLarge, Unavailable
+from workers.gateway.errors import NotFound, TooLarge, Unavailable
 
 log = structlog.get_logger(__name__)
 
@@ -40,6 +43,7 @@ class Job:
     which: int | str
     inputs: Mapping[str, list[Any]]
     timeout_s: float
+    metadata: Mapping[str, Any] | None = None
 
 
 def reply_topic(kafka: KafkaSettings, tenant: str | None, gateway_id: str) -> str:
@@ -66,7 +70,12 @@ class Dispatcher:
         )
         try:
             return await client.submit(
-                job.model, job.inputs, job_id=job.job_id, deadline_ms=deadline_ms, **which
+                job.model,
+                job.inputs,
+                job_id=job.job_id,
+                deadline_ms=deadline_ms,
+                metadata=job.metadata,
+                **which,
             )
         except ClientError as exc:
             if isinstance(exc, ValueError):  # JobTooLarge: more than one record holds
@@ -123,8 +132,61 @@ class Dispatcher:
         finally:
             await admin.close()
 
+    async def find(
+        self, tenant: str | None, gateway_id: str, job_id: str, since_s: float
+    ) -> Result | None:
+        """The Result of ``job_id`` on gateway ``gateway_id``'s reply topic in ``tenant``'s
+        namespace, answered within the last ``since_s`` seconds; None if not there (yet).
+        Any gateway can so answer a poll for another's job, or its own after a restart:
+        the answers live on Kafka."""
+        topic = reply_topic(self._kafka, tenant, gateway_id)
+        consumer = AIOKafkaConsumer(**self._kafka.consumer(None, **REPLY_READING))
+        try:
+            await asyncio.wait_for(consumer.start(), START_TIMEOUT_S)
+            return await asyncio.wait_for(_scan(consumer, topic, job_id, since_s), START_TIMEOUT_S)
+        except (TimeoutError, OSError, KafkaError) as exc:
+            raise Unavailable(
+                f"the broker did not say whether job {job_id} was answered: {exc}"
+            ) from exc
+        finally:
+            await consumer.stop()
+
     async def close(self) -> None:
         clients, self._clients = list(self._clients.values()), {}
         for client in clients:
             with contextlib.suppress(Exception):
                 await client.close()
+
+
+async def _scan(
+    consumer: AIOKafkaConsumer, topic: str, job_id: str, since_s: float
+) -> Result | None:
+    """Read ``topic`` from ``since_s`` ago to its end; the Result keyed ``job_id``, if any."""
+    if topic not in await consumer.topics():  # also loads the topic's metadata
+        raise NotFound(f"no job {job_id!r}: no gateway's reply topic {topic} in this namespace")
+    # The topic's partitions: as the metadata knows them, else as every gateway makes them
+    # (topics() answers from a fetch of its own, which may not reach the consumer's view).
+    ids = sorted(consumer.partitions_for_topic(topic) or range(REPLY_PARTITIONS))
+    partitions = [TopicPartition(topic, p) for p in ids]
+    consumer.assign(partitions)
+    since_ms = int((time.time() - since_s) * 1000)
+    starts = await consumer.offsets_for_times({tp: since_ms for tp in partitions})
+    ends = await consumer.end_offsets(partitions)
+    for tp in partitions:
+        found = starts.get(tp)
+        consumer.seek(tp, found.offset if found is not None else ends[tp])
+    key, answer = job_id.encode(), None
+    while await _behind(consumer, ends):
+        for records in (await consumer.getmany(timeout_ms=200)).values():
+            for record in records:
+                if record.key == key:
+                    with contextlib.suppress(DecodeError):
+                        answer = decode_result(record.value or b"")
+    return answer
+
+
+async def _behind(consumer: AIOKafkaConsumer, ends: dict[TopicPartition, int]) -> bool:
+    for tp, end in ends.items():
+        if await consumer.position(tp) < end:
+            return True
+    return False

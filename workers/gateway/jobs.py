@@ -3,6 +3,8 @@
 The gateway answers 202 with ``Location: /v2/jobs/<job_id>`` at once and keeps the
 job's handle here; a poll answers 202 while it waits and the response once its Result
 came, for ``ttl_s`` after it was submitted. Only the tenant that submitted a job sees it.
+A job that is not here (another gateway took it, or this one before a restart) is read
+from the reply topic its id names (:meth:`~workers.gateway.service.Gateway.find`).
 """
 
 from __future__ import annotations

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 from starlette.applications import Starlette
@@ -22,6 +23,7 @@ from starlette.routing import Route
 from producer.contract.oip import (
     HEADER_LENGTH,
     OipDecodeError,
+    WantedOutput,
     decode_request,
     encode_error,
     encode_response,
@@ -29,7 +31,7 @@ from producer.contract.oip import (
 from producer.contract.oip import Request as OipRequest
 from workers.gateway import meta, metrics
 from workers.gateway.auth import Authenticator, Caller
-from workers.gateway.errors import BadRequest, GatewayError, NotFound, TooLarge, TooManyRequests
+from workers.gateway.errors import BadRequest, GatewayError, TooLarge, TooManyRequests
 from workers.gateway.service import Answer, Gateway, Target
 
 Handler = Callable[[Request, Caller], Awaitable[Response]]
@@ -122,7 +124,8 @@ class RestApi:
         target = _target(request)
         decoded = decode_request(await self._body(request), _header_length(request))
         if "respond-async" in request.headers.get("prefer", "").lower():
-            job = await self._gateway.submit(caller, target, decoded.inputs, decoded)
+            shape = _shape_of(decoded)
+            job = await self._gateway.submit(caller, target, decoded.inputs, decoded, shape)
             location = f"/v2/jobs/{job.handle.job_id}"
             body = {"id": job.handle.job_id, "status": "pending"}
             return JSONResponse(body, 202, {"Location": location})
@@ -133,15 +136,21 @@ class RestApi:
         job_id = request.path_params["job_id"]
         job = self._gateway.parts.jobs.get(job_id, caller.tenant)
         if job is None:
-            raise NotFound(
-                f"no job {job_id!r} of this tenant on this gateway (async answers are kept "
-                "for a limited time, by the gateway that took the request)"
-            )
+            return await self._poll_kafka(job_id, caller)
         if not job.handle.done():
             body = {"id": job_id, "status": "pending"}
             return JSONResponse(body, 202, {"Location": f"/v2/jobs/{job_id}", "Retry-After": "1"})
         answer = await self._gateway.answer(job.handle, job.model)
         return _answered(job.model, answer, job.request)
+
+    async def _poll_kafka(self, job_id: str, caller: Caller) -> Response:
+        """A job this process does not hold: its answer from the reply topic it names."""
+        found = await self._gateway.find(caller, job_id)
+        if found is None:
+            body = {"id": job_id, "status": "pending"}
+            return JSONResponse(body, 202, {"Location": f"/v2/jobs/{job_id}", "Retry-After": "1"})
+        answer = await self._gateway.answered(found, found.model)
+        return _answered(found.model, answer, _request_of(found.metadata))
 
     async def _body(self, request: Request) -> bytes:
         """The request's body, refused with 413 past the limit (from Content-Length,
@@ -190,3 +199,17 @@ def _answered(model: str, answer: Answer, decoded: OipRequest) -> Response:
         return Response(body.data, media_type=JSON)
     headers = {HEADER_LENGTH: str(body.header_length)}
     return Response(body.data, headers=headers, media_type="application/octet-stream")
+
+
+def _shape_of(decoded: OipRequest) -> dict[str, Any]:
+    """What shapes the response, sent with an async job (its Result echoes it back)."""
+    wanted = [[output.name, output.binary] for output in decoded.outputs]
+    return {"oip": {"id": decoded.id, "outputs": wanted, "binary": decoded.binary}}
+
+
+def _request_of(metadata: dict[str, Any]) -> OipRequest:
+    shape = metadata.get("oip") or {}
+    wanted = tuple(WantedOutput(str(n), bool(b)) for n, b in shape.get("outputs") or ())
+    return OipRequest(
+        inputs={}, id=shape.get("id"), outputs=wanted, binary=bool(shape.get("binary"))
+    )

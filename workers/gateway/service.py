@@ -112,13 +112,33 @@ class Gateway:
                 metrics.PENDING.dec()
 
     async def submit(
-        self, caller: Caller, target: Target, inputs: Mapping[str, np.ndarray], request: Any
+        self,
+        caller: Caller,
+        target: Target,
+        inputs: Mapping[str, np.ndarray],
+        request: Any,
+        metadata: Mapping[str, Any],
     ) -> AsyncJob:
-        """Publish the job and return at once; its answer is polled by job id."""
+        """Publish the job and return at once; its answer is polled by job id. The job id
+        names this gateway, whose reply topic holds the answer (:meth:`find`);
+        ``metadata`` travels with the job and comes back in its Result."""
+        gateway_id = self.parts.dispatcher.gateway_id
         with self.parts.admission.admit(caller.tenant):
             ttl_s = self.parts.settings.async_ttl_s
-            handle = await self._submit(caller, target, inputs, ttl_s)
+            handle = await self._submit(
+                caller, target, inputs, ttl_s, f"{gateway_id}-{uuid.uuid4().hex}", metadata
+            )
         return self.parts.jobs.add(handle, caller.tenant, target.model, request)
+
+    async def find(self, caller: Caller, job_id: str) -> Result | None:
+        """The Result of an async job that this process does not hold (another gateway
+        took it, or this one before a restart): read from the reply topic its id names,
+        in the caller's namespace only. None: not answered yet."""
+        gateway_id, _, rest = job_id.partition("-")
+        if not rest or not gateway_id.isalnum():
+            raise NotFound(f"no job {job_id!r}: async job ids are the ones a 202 gave")
+        ttl_s = self.parts.settings.async_ttl_s
+        return await self.parts.dispatcher.find(caller.tenant, gateway_id, job_id, ttl_s)
 
     async def answer(self, handle: AsyncHandle, model: str) -> Answer:
         """The answer ``handle`` settles with; :class:`NoAnswer` naming the job when it
@@ -134,22 +154,33 @@ class Gateway:
             raise Unavailable(f"job {handle.job_id} was not answered: {exc}") from exc
         if not isinstance(reply, Result):
             raise GatewayError(f"job {handle.job_id} was answered with a retrain result")
+        return await self.answered(reply, model)
+
+    async def answered(self, reply: Result, model: str) -> Answer:
+        """A Result as an :class:`Answer`, or the error its code maps to."""
         if reply.error is not None:
             raise from_code(reply.error.code, f"{reply.error.message} (job {reply.job_id})")
         served = await self.parts.catalog.version(model, reply.version or 0)
         return Answer(reply, typed_outputs(reply, served.signature))
 
     async def _submit(
-        self, caller: Caller, target: Target, inputs: Mapping[str, np.ndarray], timeout_s: float
+        self,
+        caller: Caller,
+        target: Target,
+        inputs: Mapping[str, np.ndarray],
+        timeout_s: float,
+        job_id: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
     ) -> AsyncHandle:
         self.parts.reachability.require_broker()
         await self.version(caller, target)
         job = Job(
-            job_id=uuid.uuid4().hex,
+            job_id=job_id or uuid.uuid4().hex,
             model=target.model,
             which=target.which,
             inputs={name: as_job_values(array) for name, array in inputs.items()},
             timeout_s=timeout_s,
+            metadata=metadata,
         )
         return await self.parts.dispatcher.submit(caller.tenant, job)
 
