@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -14,6 +15,11 @@ import tritonclient.http as triton
 from aiokafka import AIOKafkaProducer
 from aiokafka.structs import ConsumerRecord
 
+from maas.cli import main
+from producer.aio import AsyncClient
+from producer.client import Client
+from producer.errors import ServiceError
+from producer.oip import Encoding
 from tests.kafka_helpers import read
 from workers.recipes.demo import digits_samples
 
@@ -195,3 +201,72 @@ async def test_an_undecodable_oip_record_is_dead_lettered(served_digits: ServedD
     dead = headers_of(answers[b"dlq-1"])
     assert dead["maas.error.code"] == b"INVALID_INPUT"
     assert b"not an OIP InferenceRequest" in dead["maas.error.message"]
+
+
+@pytest.mark.parametrize("encoding", ["oip", "binary"])
+def test_the_sdk_sends_oip_requests_and_reads_their_answers_as_results(
+    served_digits: ServedDigits, encoding: Encoding
+) -> None:
+    pixels, _ = digits_samples(4, seed=9)
+    pixels = pixels.astype(np.float32)
+    with Client(served_digits.kafka) as client:
+        result = client.predict("digits", {"x": pixels}, encoding=encoding)
+        with pytest.raises(ServiceError) as caught:
+            client.predict("digits", {"x": pixels[:, :3]}, encoding=encoding)
+    assert (result.ok, result.model, result.version) == (True, "digits", served_digits.version)
+    for name, array in own_outputs(served_digits, pixels).items():
+        assert isinstance(result.outputs, dict)
+        np.testing.assert_allclose(result.outputs[name], array, **TOLERANCE)
+    assert caught.value.code == "INVALID_INPUT"
+
+
+async def test_the_async_sdk_sends_binary_requests(served_digits: ServedDigits) -> None:
+    pixels, _ = digits_samples(2, seed=10)
+    async with AsyncClient(served_digits.kafka) as client:
+        result = await client.predict("digits", {"x": pixels.astype(np.float32)}, encoding="binary")
+    assert result.outputs is not None
+    assert (
+        result.outputs["label"].tolist()
+        == own_outputs(served_digits, pixels.astype(np.float32))["label"].tolist()
+    )
+
+
+def test_the_sdk_refuses_maas_only_options_with_oip() -> None:
+    from producer.core import BaseClient
+    from producer.kafka import KafkaSettings
+
+    client = BaseClient(KafkaSettings(bootstrap_servers="localhost:1"))
+    with pytest.raises(TypeError, match=r"metadata travel only in maas\.predict/v1 jobs"):
+        client._predict_job("m", {"x": [[1.0]]}, None, {"encoding": "oip", "metadata": {"a": 1}})
+
+
+def test_maas_score_binary_matches_json(served_digits: ServedDigits, tmp_path: Path) -> None:
+    pixels, _ = digits_samples(40, seed=11)
+    source = tmp_path / "in.jsonl"
+    source.write_text(
+        "".join(
+            json.dumps({"id": f"r{i}", "x": row.tolist()}) + "\n" for i, row in enumerate(pixels)
+        )
+    )
+    kafka = served_digits.kafka
+    common = [
+        "--model",
+        "digits",
+        "--bootstrap-servers",
+        kafka.bootstrap_servers,
+        "--topic-prefix",
+        kafka.topics.prefix,
+    ]
+    assert main(["score", str(source), "--out", str(tmp_path / "json.jsonl"), *common]) == 0
+    assert (
+        main(["score", str(source), "--out", str(tmp_path / "bin.jsonl"), "--binary", *common]) == 0
+    )
+    as_json = [json.loads(line) for line in (tmp_path / "json.jsonl").read_text().splitlines()]
+    as_binary = [json.loads(line) for line in (tmp_path / "bin.jsonl").read_text().splitlines()]
+    assert [r["outputs"]["label"] for r in as_binary] == [r["outputs"]["label"] for r in as_json]
+    assert all(r["status"] == "ok" and r["version"] == served_digits.version for r in as_binary)
+    np.testing.assert_allclose(
+        [r["outputs"]["probabilities"] for r in as_binary],
+        [r["outputs"]["probabilities"] for r in as_json],
+        rtol=1e-6,
+    )
