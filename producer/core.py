@@ -67,7 +67,7 @@ class JobOptions(TypedDict, total=False):
 
 
 _JOB_OPTIONS = frozenset(JobOptions.__optional_keys__)
-_MAAS_ONLY = ("deadline_ms", "priority", "metadata")  # no place in an OIP request
+_NOT_IN_OIP = ("deadline_ms", "priority", "metadata")  # no place in an OIP request
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,7 +180,7 @@ class BaseClient:
         encoding = options.get("encoding")
         if encoding not in ENCODINGS:
             raise ValueError(f"encoding must be one of {', '.join(ENCODINGS)}, got {encoding!r}")
-        if unsent := [name for name in _MAAS_ONLY if options.get(name)]:
+        if unsent := [name for name in _NOT_IN_OIP if options.get(name)]:
             raise TypeError(
                 f"{', '.join(unsent)} travel only in maas.predict/v1 jobs; drop them or "
                 'use encoding="json"'

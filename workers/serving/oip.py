@@ -12,6 +12,7 @@ headers MLServer sets; an error is ``{"error": "..."}`` with ``maas-error-code``
 
 from __future__ import annotations
 
+import functools
 import re
 import uuid
 from collections.abc import Sequence
@@ -115,9 +116,11 @@ def _request_id(record: Record, raw_id: str | None) -> str:
     return raw_id or uuid.uuid4().hex
 
 
-def envelope_of(record: Record, request_id: str | None = None) -> OipEnvelope:
+def envelope_of(
+    record: Record, request_id: str | None = None, headers: dict[str, bytes] | None = None
+) -> OipEnvelope:
     """Where an OIP record's answer goes, from its key and headers alone."""
-    headers = _headers(record)
+    headers = _headers(record) if headers is None else headers
     return OipEnvelope(
         _request_id(record, request_id),
         _text(headers, MODEL_HEADERS) or "",
@@ -148,14 +151,15 @@ def read(record: Record, raw: bytes) -> OipJob:
     """The job in an OIP record. Raises :class:`Refused` (answer it with the error) or
     :class:`Unreadable` (dead-letter it: not an InferenceRequest at all)."""
     headers = _headers(record)
-    envelope = envelope_of(record)
+    envelope = envelope_of(record, None, headers)
     try:
         request = decode_request(raw, _header_length(headers))
     except OipDecodeError as exc:
         if _is_unreadable(exc):
             raise Unreadable(f"not an OIP InferenceRequest: {exc}") from exc
         raise Refused(envelope, ErrorCode.INVALID_INPUT, str(exc)) from exc
-    envelope = envelope_of(record, request.id)
+    if request.id is not None and not record.key:
+        envelope = envelope_of(record, request.id, headers)
     return _job(envelope, headers, request)
 
 
@@ -280,14 +284,19 @@ def _echoed(record: Record) -> list[tuple[str, bytes]]:
 
 def _cloudevents(request_id: str, model: str, namespace: str) -> list[tuple[str, bytes]]:
     """The CloudEvents headers MLServer puts on an inference response."""
-    return [
-        ("Ce-Id", request_id.encode()),
+    key = request_id.encode()
+    return [("Ce-Id", key), ("Ce-Requestid", key), *_fixed_cloudevents(model, namespace)]
+
+
+@functools.lru_cache(maxsize=1024)
+def _fixed_cloudevents(model: str, namespace: str) -> tuple[tuple[str, bytes], ...]:
+    """The CloudEvents headers that are the same for every answer of a model's."""
+    return (
         ("Ce-Specversion", b"0.3"),
         ("Ce-Source", f"io.seldon.serving.deployment.maas.{namespace}".encode()),
         ("Ce-Type", RESPONSE_TYPE.encode()),
-        ("Ce-Requestid", request_id.encode()),
         ("Ce-Modelid", model.encode()),
         ("Ce-Inferenceservicename", model.encode()),
         ("Ce-Namespace", namespace.encode()),
         ("Ce-Endpoint", model.encode()),
-    ]
+    )
