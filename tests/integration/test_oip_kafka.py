@@ -19,9 +19,14 @@ from maas.cli import main
 from producer.aio import AsyncClient
 from producer.client import Client
 from producer.errors import ServiceError
+from producer.kafka import KafkaSettings
 from producer.oip import Encoding
-from tests.kafka_helpers import read
+from registry.drafts import Draft
+from registry.entities import ModelVersion
+from registry.registry import Registry
+from tests.kafka_helpers import create_topic, read, running
 from workers.recipes.demo import digits_samples
+from workers.serving.loop import Worker, WorkerSettings
 
 if TYPE_CHECKING:
     from tests.serving_fixtures import ServedDigits
@@ -270,3 +275,38 @@ def test_maas_score_binary_matches_json(served_digits: ServedDigits, tmp_path: P
         [r["outputs"]["probabilities"] for r in as_json],
         rtol=1e-6,
     )
+
+
+async def test_a_tenants_oip_requests_get_its_grants_and_stay_in_its_namespace(
+    kafka: KafkaSettings, registry: Registry, digits: ModelVersion, digits_artifact: Path
+) -> None:
+    registry.models.register("other", Draft(digits_artifact, promote=True), actor="test")
+    registry.tenants.add("a", models=("digits",), retrain=False, actor="test")
+    a = kafka.topics.namespace("a")
+    for topic in (a.predict, a.results):
+        await create_topic(kafka, topic)
+    flat = {"inputs": [{"name": "x", "shape": [1, 64], "datatype": "FP32", "data": [0.0] * 64}]}
+    value = json.dumps(flat).encode()
+    records = [
+        (b"t-ok", [("mlserver-model", b"digits")]),
+        (b"t-other", [("mlserver-model", b"other")]),
+        (b"t-out", [("mlserver-model", b"digits"), ("maas-reply-to", kafka.topics.results.encode())]),
+    ]  # fmt: skip
+    producer = AIOKafkaProducer(bootstrap_servers=kafka.bootstrap_servers)
+    await producer.start()
+    try:
+        for key, headers in records:
+            await producer.send_and_wait(a.predict, value, key=key, headers=headers)
+    finally:
+        await producer.stop()
+    worker = Worker(
+        kafka, registry.models, registry.metrics, WorkerSettings(), tenants=registry.tenants
+    )
+    async with running(worker.run):
+        keys = {key for key, _ in records}
+        got = await read(kafka, a.results, until=lambda rs: keys <= {r.key for r in rs})
+    answers = {r.key: r for r in got}
+    assert json.loads(answers[b"t-ok"].value or b"")["model_name"] == "digits"
+    assert headers_of(answers[b"t-ok"])["Ce-Namespace"] == b"a"
+    for key in (b"t-other", b"t-out"):
+        assert _error_of(answers[key])[0] == "UNAUTHORIZED"
