@@ -61,6 +61,7 @@ VERSION_HEADERS = ("maas-version", "mlserver-version")
 REPLY_HEADER = "maas-reply-to"
 ERROR_HEADER = "maas-error-code"
 RESPONSE_TYPE = "io.seldon.serving.inference.response"
+_NAME = re.compile(MODEL_NAME_PATTERN)
 _MARKERS = frozenset({HEADER_LENGTH, *MODEL_HEADERS})
 # Request headers that describe the request itself, not echoed on its answer.
 _NOT_ECHOED = frozenset({"content-type", REPLY_HEADER, *_MARKERS, *VERSION_HEADERS})
@@ -168,7 +169,7 @@ def _job(envelope: OipEnvelope, headers: dict[str, bytes], request: Request) -> 
     if not model:
         message = "an OIP request names its model in the header maas-model (or mlserver-model)"
         raise Refused(envelope, ErrorCode.INVALID_INPUT, message)
-    if not re.match(MODEL_NAME_PATTERN, model):
+    if not _NAME.match(model):
         message = f"header maas-model {model!r} is not a model name"
         raise Refused(envelope, ErrorCode.INVALID_INPUT, message)
     version, alias = _version(envelope, headers)
@@ -195,7 +196,7 @@ def _version(envelope: OipEnvelope, headers: dict[str, bytes]) -> tuple[int | No
         return None, DEFAULT_ALIAS
     if text.isdigit() and 0 < int(text) < 2**31:
         return int(text), DEFAULT_ALIAS
-    if re.match(MODEL_NAME_PATTERN, text):
+    if _NAME.match(text):
         return None, text
     message = f"header maas-version {text!r} is neither a version number nor an alias"
     raise Refused(envelope, ErrorCode.INVALID_INPUT, message)
