@@ -40,12 +40,12 @@ from workers.kafka.clients import (
     with_worker_id,
 )
 from workers.kafka.idle import IdleBackoff
-from workers.kafka.publisher import DEFAULT_MAX_RECORD_BYTES, Publisher, Record
+from workers.kafka.publisher import DEFAULT_MAX_RECORD_BYTES, Outgoing, Publisher, Record
 from workers.kafka.topics import ClusterTopics, keep_service_topics
 from workers.kafka.unreadable import RawRecord, salvage
 from workers.runtime.loader import RuntimeSettings
 from workers.serving.delivery import AtLeastOnce, Delivery, Replies
-from workers.serving.edge import Edge
+from workers.serving.edge import Accepted, Edge
 from workers.serving.flow import pace, redeliver_due
 from workers.serving.handler import JobHandler, Retry
 from workers.serving.heap import freeze_long_lived
@@ -322,29 +322,28 @@ class Worker:
     ) -> Replies:
         """Each record with what answers it (None: another pool's job, nothing to send),
         less the records held back to be read again."""
-        intake = await edge.admit(records)
-        replies = intake.replies
+        admitted = await edge.admit(records)
         # No per-job context binding here: it costs more than the rest of the hot path;
         # the few log lines about a job name job_id themselves.
-        outcomes = await self.handler.answer_many([job for _, _, job in intake.jobs], received)
-        held: set[int] = set()
-        for (index, record, job), outcome in zip(intake.jobs, outcomes, strict=True):
-            if isinstance(outcome, Retry):
-                answer = self._retry(tp, record, outcome, received)
-                if answer is None:
-                    held.add(index)
-                    continue
-                outcome = answer
-            replies[index] = (record, edge.answer(record, job, outcome))
-        if held:
-            return [reply for index, reply in enumerate(replies) if index not in held]
+        jobs = [each.job for each in admitted if isinstance(each, Accepted)]
+        outcomes = iter(await self.handler.answer_many(jobs, received))
+        replies: list[tuple[Record, Outgoing | None]] = []
+        for each in admitted:
+            if not isinstance(each, Accepted):
+                replies.append((each.record, each.reply))
+                continue
+            result = self._result(tp, each.record, next(outcomes), received)
+            if result is not None:  # else held back, to be read again
+                replies.append((each.record, edge.answer(each.record, each.job, result)))
         return replies
 
-    def _retry(
-        self, tp: TopicPartition, record: Record, retry: Retry, received: float
+    def _result(
+        self, tp: TopicPartition, record: Record, retry: Result | Retry, received: float
     ) -> Result | None:
-        """Hold a job that failed with a retriable error back to be read again (None),
-        or, once it has been tried ``retry.attempts`` times more, its error Result."""
+        """A job's Result; for one that failed with a retriable error, None: held back to
+        be read again, or once it has been tried ``retry.attempts`` times more, its error."""
+        if not isinstance(retry, Retry):
+            return retry
         limits = self.settings.retry
         attempt = self.tracker.hold(tp, record.offset, limits.attempts)
         context = {"job_id": retry.job.job_id, "partition": tp.partition, "offset": record.offset}
