@@ -302,9 +302,9 @@ class Edge:
         """An OIP record's job; or its refusal, or dead letter; None: another pool's."""
         try:
             job = oip.read(record, raw)
-        except oip.Refused as refused:
+        except oip.OipRefusal as refused:
             return self._refusal(refused.envelope, refused.code, refused.message)
-        except oip.Unreadable as exc:
+        except oip.OipUnreadable as exc:
             return self._dead_letter(record, ErrorCode.INVALID_INPUT, str(exc))
         if self._models and job.model not in self._models:
             return None

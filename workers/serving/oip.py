@@ -39,6 +39,7 @@ from producer.contract.oip import (
     encode_error,
     encode_response,
 )
+from workers.errors import WorkerError
 from workers.kafka.publisher import Outgoing, Record, without_own_headers
 
 __all__ = [
@@ -48,8 +49,8 @@ __all__ = [
     "VERSION_HEADERS",
     "OipEnvelope",
     "OipJob",
-    "Refused",
-    "Unreadable",
+    "OipRefusal",
+    "OipUnreadable",
     "answer",
     "envelope_of",
     "marked",
@@ -77,7 +78,7 @@ class OipEnvelope(JobEnvelope, frozen=True):
     """The envelope of an OIP record refused at the edge: answered as OIP's error."""
 
 
-class Refused(Exception):
+class OipRefusal(WorkerError):
     """An OIP record to be answered with an error (it has an id to answer)."""
 
     def __init__(self, envelope: OipEnvelope, code: ErrorCode, message: str) -> None:
@@ -85,8 +86,10 @@ class Refused(Exception):
         self.envelope, self.code, self.message = envelope, code, message
 
 
-class Unreadable(Exception):
+class OipUnreadable(WorkerError):
     """An OIP record that is not a request at all: for the dead-letter topic."""
+
+    code = ErrorCode.INVALID_INPUT
 
 
 def _headers(record: Record) -> dict[str, bytes]:
@@ -149,16 +152,16 @@ def _is_unreadable(exc: OipDecodeError) -> bool:
 
 
 def read(record: Record, raw: bytes) -> OipJob:
-    """The job in an OIP record. Raises :class:`Refused` (answer it with the error) or
-    :class:`Unreadable` (dead-letter it: not an InferenceRequest at all)."""
+    """The job in an OIP record. Raises :class:`OipRefusal` (answer it with the error) or
+    :class:`OipUnreadable` (dead-letter it: not an InferenceRequest at all)."""
     headers = _headers(record)
     envelope = envelope_of(record, None, headers)
     try:
         request = decode_request(raw, _header_length(headers))
     except OipDecodeError as exc:
         if _is_unreadable(exc):
-            raise Unreadable(f"not an OIP InferenceRequest: {exc}") from exc
-        raise Refused(envelope, ErrorCode.INVALID_INPUT, str(exc)) from exc
+            raise OipUnreadable(f"not an OIP InferenceRequest: {exc}") from exc
+        raise OipRefusal(envelope, ErrorCode.INVALID_INPUT, str(exc)) from exc
     if request.id is not None and not record.key:
         envelope = envelope_of(record, request.id, headers)
     return _job(envelope, headers, request)
@@ -168,16 +171,16 @@ def _job(envelope: OipEnvelope, headers: dict[str, bytes], request: Request) -> 
     model = envelope.model
     if not model:
         message = "an OIP request names its model in the header maas-model (or mlserver-model)"
-        raise Refused(envelope, ErrorCode.INVALID_INPUT, message)
+        raise OipRefusal(envelope, ErrorCode.INVALID_INPUT, message)
     if not _NAME.match(model):
         message = f"header maas-model {model!r} is not a model name"
-        raise Refused(envelope, ErrorCode.INVALID_INPUT, message)
+        raise OipRefusal(envelope, ErrorCode.INVALID_INPUT, message)
     version, alias = _version(envelope, headers)
     try:
         inputs = {name: _rows(name, array) for name, array in request.inputs.items()}
         _same_rows(inputs)
     except DecodeError as exc:
-        raise Refused(envelope, ErrorCode.INVALID_INPUT, str(exc)) from exc
+        raise OipRefusal(envelope, ErrorCode.INVALID_INPUT, str(exc)) from exc
     return OipJob(
         job_id=envelope.job_id,
         model=model,
@@ -199,7 +202,7 @@ def _version(envelope: OipEnvelope, headers: dict[str, bytes]) -> tuple[int | No
     if _NAME.match(text):
         return None, text
     message = f"header maas-version {text!r} is neither a version number nor an alias"
-    raise Refused(envelope, ErrorCode.INVALID_INPUT, message)
+    raise OipRefusal(envelope, ErrorCode.INVALID_INPUT, message)
 
 
 def _rows(name: str, array: np.ndarray) -> Any:

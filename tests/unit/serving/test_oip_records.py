@@ -60,14 +60,14 @@ def test_the_key_overrides_the_body_id_and_headers_name_the_target() -> None:
 def test_requests_that_cannot_be_served_are_refused_with_a_reason(
     headers: tuple[tuple[str, bytes], ...], value: bytes, words: str
 ) -> None:
-    with pytest.raises(oip.Refused, match=words) as refused:
+    with pytest.raises(oip.OipRefusal, match=words) as refused:
         oip.read(Rec(b"k", value, headers), value)
     assert refused.value.code == ErrorCode.INVALID_INPUT
     assert refused.value.envelope.job_id == "k"
 
 
 def test_a_record_that_is_not_json_is_unreadable() -> None:
-    with pytest.raises(oip.Unreadable):
+    with pytest.raises(oip.OipUnreadable):
         oip.read(Rec(b"k", b"{nope", (("maas-model", b"m"),)), b"{nope")
 
 
