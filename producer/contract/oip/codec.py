@@ -265,13 +265,15 @@ def decode_response(body: bytes, header_length: int | None = None) -> Response:
 
 class _Shape(msgspec.Struct):
     inputs: msgspec.Raw = msgspec.Raw(b"null")
+    job_id: msgspec.Raw = msgspec.Raw(b"")  # a maas.predict/v1 job's, however broken
 
 
 def is_inference_request(document: bytes | memoryview) -> bool:
     """Whether a JSON document has an InferenceRequest's shape (``inputs`` a list), as
-    against a ``maas.predict/v1`` job (``inputs`` an object); never raises."""
+    against a ``maas.predict/v1`` job (``inputs`` an object, or a ``job_id``); never
+    raises."""
     try:
-        inputs = msgspec.json.decode(document, type=_Shape).inputs
+        shape = msgspec.json.decode(document, type=_Shape)
     except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
         return False
-    return bytes(inputs).startswith(b"[")
+    return not shape.job_id and bytes(shape.inputs).startswith(b"[")
