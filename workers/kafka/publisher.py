@@ -20,10 +20,11 @@ import msgspec
 import structlog
 from aiokafka import AIOKafkaClient, AIOKafkaProducer
 from aiokafka.errors import KafkaError, KafkaTimeoutError
-from aiokafka.producer.message_accumulator import BatchBuilder
 from prometheus_client import Counter
 
+from producer.aiokafka_internals import BatchBuilder
 from producer.contract.messages import DecodeError, ErrorCode, JobEnvelope, decode_envelope, encode
+from workers.errors import WorkerError
 from workers.kafka.partitioning import partitions_of
 
 log = structlog.get_logger(__name__)
@@ -105,7 +106,7 @@ def source_of(record: Record) -> Source:
     )
 
 
-class PublishFailed(Exception):
+class PublishFailed(WorkerError):
     """A record could not be published after every retry."""
 
 

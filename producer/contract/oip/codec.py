@@ -8,7 +8,6 @@ that carry ``parameters.binary_data_size``; a plain JSON body has no header leng
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
 from typing import Any, NamedTuple, TypeVar
 
 import msgspec
@@ -36,16 +35,14 @@ class Body(NamedTuple):
     header_length: int | None = None
 
 
-@dataclass(frozen=True)
-class WantedOutput:
+class WantedOutput(msgspec.Struct, frozen=True):
     """An output the request names, and whether it wants it as raw bytes."""
 
     name: str
     binary: bool
 
 
-@dataclass(frozen=True)
-class Request:
+class Request(msgspec.Struct, frozen=True, kw_only=True):
     """A decoded InferenceRequest: named arrays, and what the answer should hold.
 
     ``outputs`` are the requested outputs in order (empty: all of the model's);
@@ -57,7 +54,7 @@ class Request:
     id: str | None = None
     outputs: tuple[WantedOutput, ...] = ()
     binary: bool = False
-    parameters: dict[str, Any] = field(default_factory=dict)
+    parameters: dict[str, Any] = {}
 
     def select(self, available: Mapping[str, np.ndarray]) -> list[tuple[str, np.ndarray, bool]]:
         """The outputs to answer with: (name, array, as raw bytes?); a requested output
@@ -77,15 +74,14 @@ class Request:
         return chosen
 
 
-@dataclass(frozen=True)
-class Response:
+class Response(msgspec.Struct, frozen=True, kw_only=True):
     """A decoded InferenceResponse (what a client reads back)."""
 
     model_name: str
     outputs: dict[str, np.ndarray]
     model_version: str | None = None
     id: str | None = None
-    parameters: dict[str, Any] = field(default_factory=dict)
+    parameters: dict[str, Any] = {}
 
 
 _DECODERS: dict[type[Any], msgspec.json.Decoder[Any]] = {}
@@ -269,13 +265,15 @@ def decode_response(body: bytes, header_length: int | None = None) -> Response:
 
 class _Shape(msgspec.Struct):
     inputs: msgspec.Raw = msgspec.Raw(b"null")
+    job_id: msgspec.Raw = msgspec.Raw(b"")  # a maas.predict/v1 job's, however broken
 
 
 def is_inference_request(document: bytes | memoryview) -> bool:
     """Whether a JSON document has an InferenceRequest's shape (``inputs`` a list), as
-    against a ``maas.predict/v1`` job (``inputs`` an object); never raises."""
+    against a ``maas.predict/v1`` job (``inputs`` an object, or a ``job_id``); never
+    raises."""
     try:
-        inputs = msgspec.json.decode(document, type=_Shape).inputs
+        shape = msgspec.json.decode(document, type=_Shape)
     except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
         return False
-    return bytes(inputs).startswith(b"[")
+    return not shape.job_id and bytes(shape.inputs).startswith(b"[")

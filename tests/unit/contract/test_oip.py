@@ -236,5 +236,6 @@ def test_error_body() -> None:
 def test_request_shape_told_apart_from_maas_jobs() -> None:
     assert is_inference_request(b'{"id":"1","inputs":[{"name":"x"}]}')
     assert not is_inference_request(b'{"job_id":"j","model":"m","inputs":{"x":[[1]]}}')
+    assert not is_inference_request(b'{"job_id":"j","model":"m","inputs":[[1]]}')
     assert not is_inference_request(b"\xff garbage")
     assert not is_inference_request(b"[1, 2]")
