@@ -17,8 +17,8 @@ ARG PYTHON_VERSION=3.11
 FROM python:${PYTHON_VERSION}-slim-bookworm AS build
 ARG VARIANT=cpu
 # worker: ONNX Runtime, the registry, the embedded broker; train: torch (the trainer);
-# postgres: the driver. Without `train`, no torch is installed (EXTRAS=worker,postgres).
-ARG EXTRAS=worker,train,postgres
+# postgres: the driver; gateway: the OIP front door (maas gateway). Without `train`, no torch is installed (EXTRAS=worker,postgres).
+ARG EXTRAS=worker,train,postgres,gateway
 ARG TORCH_CPU_INDEX=https://download.pytorch.org/whl/cpu
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \

@@ -11,7 +11,9 @@ broker that ``--broker`` names (the embedded one, or Apache Kafka from its jars)
   d. relay   — consume and re-produce without a model: the transport limit
 and maas's latency at 10% of its saturated throughput; a and b again for the model's
 int8 version (bench/int8.py); with a maas that has ``maas worker --exactly-once`` and
-on Apache Kafka, also maas in exactly-once mode.
+on Apache Kafka, also maas in exactly-once mode. Then JSON against binary tensors
+(bench/encodings.py): MiniLM, and on the embedded broker an image-sized input, whose
+JSON job (3 MB) is over Apache Kafka's default record limit.
 Prints rows/s, p50/p99, mean batch size, CPU per job, the ratios b/a, b/c, b/d and
 the targets met; the machine is shared and noisy, so only ratios measured in the same
 run mean anything.
@@ -38,6 +40,8 @@ from rich.console import Console
 from rich.table import Table
 
 from bench.capture import bench_capture
+from bench.encodings import bench_encodings
+from bench.encodings import report as encodings_report
 from bench.int8 import bench_int8, int8_note
 from bench.measure import Measured, Setup, drain, latency_at_load, measure_raw
 from bench.monitor import measure as measure_monitor
@@ -236,9 +240,12 @@ def running_broker(kind: str) -> Iterator[tuple[str, str]]:
             yield embedded.bootstrap_servers, "the embedded broker (Tansu)"
 
 
-async def main_async(args: argparse.Namespace, bootstrap: str) -> list[dict[str, Any]]:
+async def main_async(
+    args: argparse.Namespace, bootstrap: str
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     sizes = {"digits": args.digits_jobs, "minilm": args.minilm_jobs}
-    summary = []
+    summary: list[dict[str, Any]] = []
+    encodings: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.models:
             workdir = Path(tmp) / name
@@ -248,7 +255,16 @@ async def main_async(args: argparse.Namespace, bootstrap: str) -> list[dict[str,
             summary.append(
                 await bench_model(name, workload, bootstrap, workdir, exactly_once=exactly_once)
             )
-    return summary
+        if args.encoding_jobs:
+            workdir = Path(tmp) / "encodings"
+            workdir.mkdir()
+            jobs = {"minilm": args.encoding_jobs}
+            if args.broker == "embedded":
+                jobs["image"] = args.encoding_jobs // 2
+            rows = await bench_encodings(bootstrap, workdir, jobs)
+            encodings = [asdict(row) for row in rows]
+            console.print(encodings_report(rows))
+    return summary, encodings
 
 
 def main() -> None:
@@ -259,11 +275,14 @@ def main() -> None:
     parser.add_argument("--models", nargs="+", default=["digits", "minilm"], choices=WORKLOADS)
     parser.add_argument("--digits-jobs", type=int, default=60000)
     parser.add_argument("--minilm-jobs", type=int, default=3000)
+    parser.add_argument(
+        "--encoding-jobs", type=int, default=400, help="JSON vs binary backlog (0: skip)"
+    )
     parser.add_argument("--out", type=Path, help="default: bench/out/results-BROKER.json")
     args = parser.parse_args()
     load_before = os.getloadavg()[0]
     with running_broker(args.broker) as (bootstrap, broker_name):
-        summary = asyncio.run(main_async(args, bootstrap))
+        summary, encodings = asyncio.run(main_async(args, bootstrap))
     run = {
         "broker": args.broker,
         "broker_name": broker_name,
@@ -272,6 +291,7 @@ def main() -> None:
         "load": [load_before, os.getloadavg()[0]],
         "models": summary,
         "monitor": measure_monitor(),  # no broker: the join and its memory (bench/monitor.py)
+        "encodings": encodings,
     }
     report(run)
     console.print(f"monitor: {run['monitor']}")

@@ -31,6 +31,7 @@ COMMAND_MODULES = (
     "maas.commands.db",
     "maas.commands.feedback",
     "maas.commands.monitor",
+    "maas.commands.gateway",
 )
 # Each verb's module. A command line that names one of these verbs imports only its
 # module, so `maas submit` loads neither the registry nor the worker; any other command
@@ -49,6 +50,10 @@ VERB_MODULES = {
     "score": "maas.commands.client",
     "retrain": "maas.commands.client",
     "db": "maas.commands.db",
+    "runs": "maas.commands.runs",
+    "monitor": "maas.commands.monitor",
+    "feedback": "maas.commands.feedback",
+    "gateway": "maas.commands.gateway",
 }
 _EXTRA_OF_VERB = {"trainer": "train"}  # needs more than the module that failed to import
 _GLOBAL_OPTIONS_WITH_VALUES = ("--log-format", "--log-level")

@@ -10,6 +10,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import structlog
@@ -44,6 +45,7 @@ class StackSettings:
     port: int = 9092
     samples: int = 300
     serve: bool = True  # keep serving after the demo until Ctrl-C / SIGTERM
+    gateway_port: int = 8080  # while serving: the OIP gateway on 127.0.0.1 (0: none)
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,6 +183,7 @@ async def _run(
         if report is not None:
             _print_report(console, report)
         if settings.serve:
+            gateway = await _start_gateway(kafka, registry, settings.gateway_port, stop, console)
             console.print(
                 f"serving on {broker.bootstrap_servers}: publish PredictJobs to "
                 f"{kafka.topics.predict}, read results from {kafka.topics.results}; a trainer "
@@ -188,6 +191,8 @@ async def _run(
                 "Ctrl-C stops."
             )
             await _serve_until_stopped(worker_task, stop)
+            if gateway is not None:
+                await gateway
         return report
     finally:
         stop.set()
@@ -208,6 +213,39 @@ async def _train(kafka: KafkaSettings, registry: Registry, stop: asyncio.Event) 
         await trainer.run(stop)
     except Exception:
         log.exception("the stack's trainer stopped; maas retrain is not answered")
+
+
+async def _start_gateway(
+    kafka: KafkaSettings, registry: Registry, port: int, stop: asyncio.Event, console: Console
+) -> asyncio.Task[None] | None:
+    """The OIP gateway on 127.0.0.1:``port`` (a free port if that one is taken), for the
+    demo: anonymous calls allowed, acting for the default tenant; None for port 0."""
+    if not port:
+        return None
+    from workers.gateway import GatewaySettings, Running, Stores
+    from workers.gateway import run as run_gateway
+
+    for attempt in (port, 0):
+        settings = GatewaySettings(
+            host="127.0.0.1", http_port=attempt, grpc_port=None, allow_anonymous=True
+        )
+        started: asyncio.Future[Running] = asyncio.get_running_loop().create_future()
+        task = asyncio.create_task(
+            run_gateway(kafka, Stores.of(registry), settings, stop, started=started.set_result)
+        )
+        waiters: list[asyncio.Future[Any]] = [started, task]
+        await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+        if started.done():
+            url = f"http://127.0.0.1:{started.result().http_port}"
+            console.print(
+                f"OIP gateway on {url}/v2 (anonymous calls allowed, as the default tenant; "
+                f"this machine only): curl {url}/v2/models/{DEMO_MODEL}"
+            )
+            return task
+        with contextlib.suppress(Exception):  # why: said below, and the demo goes on
+            await task
+        console.print(f"[yellow]the gateway could not listen on port {attempt}[/yellow]")
+    return None
 
 
 async def _started(worker: Worker, worker_task: asyncio.Task[None]) -> None:

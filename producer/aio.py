@@ -116,7 +116,9 @@ class AsyncClient(BaseClient):
         assert self._enqueue is not None
         with self._sending(message, MessageSizeTooLargeError):
             async with self._enqueue:
-                sent = await self._producer.send(message.topic, message.value, key=message.key)
+                sent = await self._producer.send(
+                    message.topic, message.value, key=message.key, headers=list(message.headers)
+                )
         sent.add_done_callback(lambda ack: self._acked(message.job_id, ack))
         return handle
 
@@ -127,7 +129,7 @@ class AsyncClient(BaseClient):
     async def submit(
         self,
         model: str,
-        inputs: Mapping[str, list[Any]],
+        inputs: Mapping[str, Any],
         *,
         job_id: str | None = None,
         **options: Unpack[JobOptions],
@@ -138,7 +140,7 @@ class AsyncClient(BaseClient):
     async def predict(
         self,
         model: str,
-        inputs: Mapping[str, list[Any]],
+        inputs: Mapping[str, Any],
         *,
         timeout_s: float | None = None,
         job_id: str | None = None,

@@ -110,14 +110,16 @@ class Client(BaseClient):
         self._track(handle)
         assert self._producer is not None
         with self._sending(message, MessageSizeTooLargeError):
-            sent = self._producer.send(message.topic, message.value, key=message.key)
+            sent = self._producer.send(
+                message.topic, message.value, key=message.key, headers=list(message.headers)
+            )
         sent.add_errback(lambda exc: self._send_failed(message.job_id, exc))
         return handle
 
     def submit(
         self,
         model: str,
-        inputs: Mapping[str, list[Any]],
+        inputs: Mapping[str, Any],
         *,
         job_id: str | None = None,
         **options: Unpack[JobOptions],
@@ -128,7 +130,7 @@ class Client(BaseClient):
     def predict(
         self,
         model: str,
-        inputs: Mapping[str, list[Any]],
+        inputs: Mapping[str, Any],
         *,
         timeout_s: float | None = None,
         job_id: str | None = None,

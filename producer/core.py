@@ -37,6 +37,7 @@ from producer.contract.messages import (
 from producer.errors import ClientError, InvalidFeedback, JobTimeout, JobTooLarge, ServiceError
 from producer.handles import BaseHandle, Reply
 from producer.kafka import KafkaSettings
+from producer.oip import ENCODINGS, Encoding, is_response, request_record, result_of
 
 log = structlog.get_logger(__name__)
 
@@ -54,7 +55,10 @@ R = TypeVar("R", Result, RetrainResult)
 
 class JobOptions(TypedDict, total=False):
     """The optional fields of a PredictJob, as ``submit``, ``predict`` and
-    ``submit_many`` take them; ``key`` is the record key (default: the job id)."""
+    ``submit_many`` take them; ``key`` is the record key (default: the job id);
+    ``encoding`` how the job travels: ``"json"`` a maas.predict/v1 job, ``"oip"`` an
+    Open Inference Protocol request in JSON, ``"binary"`` one in the binary layout
+    (tensors as raw bytes: pass numpy arrays of the model's dtype)."""
 
     version: int | None
     alias: str
@@ -62,9 +66,11 @@ class JobOptions(TypedDict, total=False):
     priority: int
     metadata: Mapping[str, Any] | None
     key: bytes | None
+    encoding: Encoding
 
 
 _JOB_OPTIONS = frozenset(JobOptions.__optional_keys__)
+_NOT_IN_OIP = ("deadline_ms", "priority", "metadata")  # no place in an OIP request
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +81,7 @@ class Outgoing:
     value: bytes
     key: bytes
     job_id: str
+    headers: tuple[tuple[str, bytes], ...] = ()
 
 
 class _State(Enum):
@@ -149,10 +156,13 @@ class BaseClient:
     # ---- jobs ---------------------------------------------------------------------------
 
     def _predict_job(
-        self, model: str, inputs: Mapping[str, list[Any]], job_id: str | None, options: JobOptions
+        self, model: str, inputs: Mapping[str, Any], job_id: str | None, options: JobOptions
     ) -> Outgoing:
         if unknown := options.keys() - _JOB_OPTIONS:
             raise TypeError(f"unexpected job options: {', '.join(sorted(unknown))}")
+        encoding = options.get("encoding", "json")
+        if encoding != "json":
+            return self._oip_job(model, inputs, job_id or uuid.uuid4().hex, options)
         job = PredictJob(
             job_id=job_id or uuid.uuid4().hex,
             model=model,
@@ -186,6 +196,28 @@ class BaseClient:
         except DecodeError as exc:
             raise InvalidFeedback(f"feedback for job {job_id!r}: {exc}") from exc
         return Outgoing(self.topics.feedback, value, job_id.encode(), job_id)
+
+    def _oip_job(
+        self, model: str, inputs: Mapping[str, Any], job_id: str, options: JobOptions
+    ) -> Outgoing:
+        encoding = options.get("encoding")
+        if encoding not in ENCODINGS:
+            raise ValueError(f"encoding must be one of {', '.join(ENCODINGS)}, got {encoding!r}")
+        if unsent := [name for name in _NOT_IN_OIP if options.get(name)]:
+            raise TypeError(
+                f"{', '.join(unsent)} travel only in maas.predict/v1 jobs; drop them or "
+                'use encoding="json"'
+            )
+        value, headers = request_record(
+            job_id,
+            model,
+            inputs,
+            target=(options.get("version"), options.get("alias", DEFAULT_ALIAS)),
+            reply_to=self.reply_topic,
+            binary=encoding == "binary",
+        )
+        key = options.get("key") or job_id.encode()
+        return Outgoing(self.topics.predict, value, key, job_id, headers)
 
     def _retrain_job(self, job: RetrainJob) -> Outgoing:
         if job.reply_to is None:
@@ -226,11 +258,18 @@ class BaseClient:
         for records in batch.values():
             for record in records:
                 try:
-                    reply = decode_any_reply(record.value or b"")
+                    reply = self._reply(record)
                 except DecodeError as exc:
                     log.warning("undecodable reply ignored", error=str(exc))
                     continue
                 self._settle(reply.job_id, reply, None)
+
+    @staticmethod
+    def _reply(record: Any) -> Reply:
+        """A reply record's Result or RetrainResult (OIP answers read as Results)."""
+        if is_response(record.headers):
+            return result_of(record.key, record.value or b"", record.headers)
+        return decode_any_reply(record.value or b"")
 
     def _settle(self, job_id: str, reply: Reply | None, error: BaseException | None) -> None:
         with self._lock:

@@ -227,6 +227,15 @@ class Scorer:
             return None
         self.stats.sent += len(rows)
         self.stats.jobs += 1
+        if self.settings.encoding != "json":  # an OIP request has no place for a priority
+            return self.client.submit(
+                self.settings.model,
+                _stack(rows),
+                version=self.settings.version,
+                alias=self.settings.alias,
+                job_id=job_id,
+                encoding="binary" if self.settings.encoding == "binary" else "oip",
+            )
         return self.client.submit(
             self.settings.model,
             _stack(rows),

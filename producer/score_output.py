@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from producer.contract.messages import ErrorCode, Result
 from producer.score_input import Row
 
@@ -87,7 +89,10 @@ def result_lines(rows: list[Row], result: Result) -> list[str]:
     if result.error is not None:
         error = {"code": str(result.error.code), "message": result.error.message}
         return [line(row, "error", result.version, None, error) for row in rows]
-    outputs = result.outputs or {}
+    outputs = {  # an OIP answer's outputs are arrays
+        name: value.tolist() if isinstance(value, np.ndarray) else value
+        for name, value in (result.outputs or {}).items()
+    }
     return [
         line(row, "ok", result.version, {k: v[i] for k, v in outputs.items()}, None)
         for i, row in enumerate(rows)

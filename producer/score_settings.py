@@ -20,6 +20,7 @@ class ScoreSettings:
     timeout_s: float = 60.0
     input_name: str = "x"
     priority: int = 0
+    encoding: str = "json"  # "binary": OIP binary requests (maas score --binary)
 
     def __post_init__(self) -> None:
         for name in ("rows_per_job", "max_in_flight"):

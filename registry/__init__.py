@@ -59,6 +59,9 @@ __all__ = [
     "TenantNotFound",
     "TenantStore",
     "TensorSpec",
+    "Token",
+    "TokenNotFound",
+    "TokenStore",
     "VersionNotFound",
     "check_rollback",
     "inspect",
@@ -67,6 +70,9 @@ __all__ = [
 
 # Where each public name lives: the module is imported when the name is first used.
 _HOMES = {
+    "Token": "registry.entities",
+    "TokenNotFound": "registry.errors",
+    "TokenStore": "registry.tokens",
     "CapturePolicy": "registry.labelled",
     "QualityWindow": "registry.labelled",
     "Joined": "registry.quality",
@@ -133,6 +139,7 @@ if TYPE_CHECKING:
         Signature,
         Tenant,
         TensorSpec,
+        Token,
     )
     from registry.errors import (
         AliasNotFound,
@@ -149,6 +156,7 @@ if TYPE_CHECKING:
         SettingsError,
         TenantExists,
         TenantNotFound,
+        TokenNotFound,
         VersionNotFound,
     )
     from registry.labelled import CapturePolicy, QualityWindow
@@ -160,6 +168,7 @@ if TYPE_CHECKING:
     from registry.runs import RunStore
     from registry.settings import RegistrySettings
     from registry.tenants import TenantStore
+    from registry.tokens import TokenStore
 
 
 def __getattr__(name: str) -> Any:

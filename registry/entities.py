@@ -267,6 +267,21 @@ class Tenant:
 
 
 @dataclass(frozen=True, slots=True)
+class Token:
+    """A tenant's bearer token for the gateway, as listed: never the secret itself."""
+
+    id: str
+    tenant: str
+    created_by: str
+    created_at: datetime
+    revoked_at: datetime | None = None
+
+    @property
+    def active(self) -> bool:
+        return self.revoked_at is None
+
+
+@dataclass(frozen=True, slots=True)
 class Refusal:
     """A job refused for a tenant (``None``: the default tenant), for the audit log.
 

@@ -13,6 +13,7 @@ RegistryError
 ├── InvalidSchedule
 ├── ScheduleNotFound
 ├── RunNotFound
+├── TokenNotFound
 ├── SettingsError        (the settings cannot work, e.g. an unsupported database URL)
 └── DatabaseError        (retriable: the database was unreachable or busy)
 
@@ -88,3 +89,7 @@ class ScheduleNotFound(RegistryError):
 
 class RunNotFound(RegistryError):
     """No retraining run has that job id."""
+
+
+class TokenNotFound(RegistryError):
+    """No gateway token has that id."""

@@ -21,13 +21,14 @@ from registry.quality import QualityStore
 from registry.runs import RunStore
 from registry.settings import RegistrySettings
 from registry.tenants import TenantStore
+from registry.tokens import TokenStore
 
 
 class Registry:
     """``models`` (versions, aliases, rollbacks, audit), ``runs`` (retraining runs and
     schedules), ``metrics`` (serving-metric windows) and ``tenants`` (tenants, their
     grants and refused jobs) and ``drift`` (reference profiles, drift windows and
-    monitoring policies), sharing one :class:`Database`."""
+    monitoring policies) and ``tokens`` (tenants' gateway tokens, hashed), sharing one :class:`Database`."""
 
     def __init__(self, database: Database, models: ModelStore) -> None:
         """``models`` must be a store over ``database``; :meth:`open` builds both."""
@@ -38,6 +39,7 @@ class Registry:
         self.tenants = TenantStore(database)
         self.drift = DriftStore(database)
         self.quality = QualityStore(database)  # capture policies, labelled quality
+        self.tokens = TokenStore(database)
 
     @classmethod
     def open(

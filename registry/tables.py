@@ -250,6 +250,19 @@ class TenantGrantRow(Base):
     granted_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+class TokenRow(Base):
+    """A tenant's bearer token for the gateway: only its SHA-256 is stored."""
+
+    __tablename__ = "tokens"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_by: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    revoked_at: Mapped[datetime | None]
+
+
 class AuditRow(Base):
     __tablename__ = "audit_log"
     __table_args__ = (Index(None, "model", "id"), Index(None, "tenant", "id"))

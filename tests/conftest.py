@@ -20,7 +20,7 @@ from tests.kafka_helpers import Broker
 
 # The fixture modules, for every test module: factories of small ONNX models and registries
 # (SQLite, PostgreSQL), and the digits model served by a worker.
-pytest_plugins = ["tests.registry_fixtures", "tests.serving_fixtures"]
+pytest_plugins = ["tests.registry_fixtures", "tests.serving_fixtures", "tests.gateway_fixtures"]
 
 BROKERS = ("embedded", "kafka")
 # Fixtures that start or reach a broker: a test that uses one is an integration test.

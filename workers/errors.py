@@ -21,6 +21,10 @@ answered with the error's code. Non-retriable errors are answered at once.
     ├── PublishFailed     (kafka.publisher) a record not published after every retry
     ├── Stopped           (kafka.clients) start-up interrupted by the stop event
     ├── GrantsUnavailable (tenancy.grants) the registry could not be asked for grants
+    ├── OipRefusal        (serving.oip) an OIP record answered at the edge with an
+    │                                    error: its own ``code`` and ``message``
+    ├── OipUnreadable     INVALID_INPUT  (serving.oip) an OIP record that is no request
+    │                                    at all: dead-lettered
     ├── Failure           (training.steps) a retrain job that cannot produce a version:
     │                                    answered with its own ``code`` and ``message``
     ├── Refused           (training.allowed) a retrain job asked for what the operator

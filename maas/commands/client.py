@@ -160,6 +160,12 @@ def _score_options(parser: argparse.ArgumentParser) -> None:
     )
     add_setting(parser, "--timeout", ScoreSettings, "timeout_s", "seconds per job", metavar="S")
     parser.add_argument(
+        "--binary",
+        action="store_true",
+        help="send each job as an Open Inference Protocol request in the binary layout "
+        "(tensors as raw bytes, not JSON numbers; see docs/oip.md)",
+    )
+    parser.add_argument(
         "--progress",
         choices=("auto", "always", "never"),
         default="auto",
@@ -270,6 +276,7 @@ def run_score(args: argparse.Namespace) -> int:
         max_in_flight=args.max_in_flight,
         timeout_s=args.timeout,
         input_name=args.input_name,
+        encoding="binary" if args.binary else "json",
         **_target(args),
     )
     try:

@@ -33,6 +33,14 @@ def _options(parser: argparse.ArgumentParser) -> None:
         help="held-out digits to score at start (default 300, 0 skips)",
     )
     parser.add_argument(
+        "--gateway-port",
+        type=int,
+        default=8080,
+        metavar="P",
+        help="while serving, the OIP gateway on http://127.0.0.1:P, anonymous calls "
+        "allowed (default 8080; 0: no gateway)",
+    )
+    parser.add_argument(
         "--no-serve",
         action="store_true",
         help="stop after the demo instead of serving until Ctrl-C",
@@ -50,6 +58,7 @@ def run(args: argparse.Namespace) -> int:
         port=args.port,
         samples=args.samples,
         serve=not args.no_serve,
+        gateway_port=args.gateway_port,
     )
     report = asyncio.run(run_stack(settings))
     if report is not None and report.jobs < args.samples:

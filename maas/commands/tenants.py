@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, TypeAlias
 
 from rich.table import Table
 
+from maas.commands import tokens
 from maas.commands.common import (
     actor,
     add_kafka_options,
@@ -80,6 +81,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         sub.add_argument("models", nargs="*", type=_argument(check_model_name), metavar="MODEL")
         _grant_flags(sub, "it may" if name == "grant" else "it may no longer")
     verb("remove", _remove, "remove a tenant, its grants and its Kafka ACLs (topics stay)")
+    tokens.register(verbs)
 
 
 def _grant_flags(parser: ArgumentParser, lead: str) -> None:

@@ -8,7 +8,7 @@ conditions that publish a retrain job, with the time each last fired (claimed by
 monitor with a conditional update, so a policy fires once however many monitors run).
 
 Revision ID: 0009
-Revises: 0006
+Revises: 0007
 Create Date: 2026-12-06
 
 Self-contained: uses only alembic and sqlalchemy, never the registry's ORM.
@@ -22,7 +22,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0009"
-down_revision: str | None = "0006"
+down_revision: str | None = "0007"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -6,7 +6,9 @@ value is::
 
     ContractError (ValueError)  root
     ├── DecodeError        a record is not a valid message; ``field`` names the field
-    │                      (:mod:`producer.contract.messages`)
+    │   │                  (:mod:`producer.contract.messages`)
+    │   └── OipDecodeError an OIP request or response is not valid; ``tensor`` names
+    │                      the tensor (:mod:`producer.contract.oip`)
     ├── InvalidName        a model name, alias, job id, tenant or principal breaks its
     │                      rule (:mod:`producer.contract.names`)
     └── NumberOutOfRange   a number is infinite or NaN as a float64

@@ -61,7 +61,13 @@ DOCKERFILE = (ROOT / "Dockerfile").read_text()
 IMAGE_HOME = re.findall(r"^WORKDIR (\S+)$", DOCKERFILE, re.M)[-1]  # the runtime stage's
 ENTRYPOINT = json.loads(re.findall(r"^ENTRYPOINT (.+)$", DOCKERFILE, re.M)[-1])
 IMAGE_ENV = dict(re.findall(r"\b(MAAS_[A-Z_]+)=(\S+)", DOCKERFILE))
-STARTED = ("worker", "trainer", "scheduler", "monitor")  # after the migration, in compose's order
+STARTED = (
+    "worker",
+    "trainer",
+    "scheduler",
+    "monitor",
+    "gateway",
+)  # after the migration, in compose's order
 
 
 @dataclass(frozen=True)
@@ -97,6 +103,9 @@ class Here:
             at = argv.index("--metrics-port") + 1
             port = free_port()
             argv[at] = str(port)
+        for flag in ("--http-port", "--grpc-port"):  # the gateway's: free ones here too
+            if flag in argv:
+                argv[argv.index(flag) + 1] = str(free_port())
         return maas_command(*argv[1:]), port
 
 

@@ -96,6 +96,22 @@ def test_every_maas_process_serves_its_probes_where_everything_looks_for_them() 
         assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
 
 
+def test_the_gateway_is_probed_on_the_oip_health_paths_and_allows_no_anonymous_calls() -> None:
+    gateway = compose()["gateway"]
+    assert "--allow-anonymous" not in gateway["command"]
+    deployment, service, autoscaler = k8s("gateway.yaml")
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    assert "--allow-anonymous" not in container["args"]
+    assert container["livenessProbe"]["httpGet"]["path"] == "/v2/health/live"
+    assert container["readinessProbe"]["httpGet"]["path"] == "/v2/health/ready"
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    args = container["args"]
+    assert ports["http"] == int(args[args.index("--http-port") + 1])
+    assert ports["grpc"] == int(args[args.index("--grpc-port") + 1])
+    assert {p["targetPort"] for p in service["spec"]["ports"]} == {"http", "grpc"}
+    assert autoscaler["spec"]["scaleTargetRef"]["name"] == deployment["metadata"]["name"]
+
+
 def test_the_deployments_configure_maas_only_through_the_contract_variables() -> None:
     contract = set(CONTRACT_VARIABLES.findall((ROOT / "docs" / "contract.md").read_text()))
     used = {key for service in maas_services().values() for key in service["environment"]}

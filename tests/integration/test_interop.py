@@ -109,3 +109,19 @@ def test_a_plain_java_client_gets_a_result(
     assert result["version"] == served_digits.version
     assert result["metadata"] == {"caller": "java-kafka-clients"}
     assert len(result["outputs"]["probabilities"]) == len(result["outputs"]["label"]) == 2
+
+
+def test_a_plain_java_client_sends_an_mlserver_record_and_gets_an_inference_response(
+    served_digits: ServedDigits, java_client: list[str]
+) -> None:
+    kafka = served_digits.kafka
+    command = [*java_client, kafka.bootstrap_servers, kafka.topics.prefix, "interop-oip-1", "oip"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=90, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    response = json.loads(done.stdout)
+    assert (response["id"], response["model_name"]) == ("interop-oip-1", "digits")
+    assert response["model_version"] == str(served_digits.version)
+    outputs = {output["name"]: output for output in response["outputs"]}
+    assert outputs["label"]["shape"] == [2] and outputs["label"]["datatype"] == "INT64"
+    assert outputs["probabilities"]["shape"] == [2, 10]
+    assert len(outputs["probabilities"]["data"]) == 20

@@ -22,6 +22,7 @@ ROOTS = {
     "workers/errors.py": "WorkerError",
     "workers/recipes/base.py": "RecipeError",
     "workers/optimize/errors.py": "OptimizeError",
+    "workers/gateway/errors.py": "GatewayError",
     "maas/errors.py": "CommandError",
 }
 

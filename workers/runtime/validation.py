@@ -70,15 +70,19 @@ def _name_mismatch(signature: Signature, inputs: Mapping[str, Any]) -> None:
 
 
 def _to_array(spec: TensorSpec, rows: Sequence[Any]) -> np.ndarray:
-    if not isinstance(rows, list | tuple) or not rows:
+    if isinstance(rows, np.ndarray) and rows.ndim and len(rows):  # OIP tensors, decoded
+        parsed = rows
+        rows = parsed.ravel()[:1].tolist()  # what an error message quotes
+    elif not isinstance(rows, list | tuple) or not rows:
         raise InvalidInput(f"input {spec.name!r} must be a non-empty list of rows")
-    try:
-        parsed = np.asarray(rows)
-    except ValueError as exc:
-        raise InvalidInput(
-            f"input {spec.name!r} is ragged: {_ragged_or_deep(rows)}; every row must have "
-            f"the shape {_render_shape(spec.shape)} without the N"
-        ) from exc
+    else:
+        try:
+            parsed = np.asarray(rows)
+        except ValueError as exc:
+            raise InvalidInput(
+                f"input {spec.name!r} is ragged: {_ragged_or_deep(rows)}; every row must "
+                f"have the shape {_render_shape(spec.shape)} without the N"
+            ) from exc
     array = _cast(spec, rows, parsed)
     expected = spec.shape
     fixed = [(got, want) for got, want in zip(array.shape[1:], expected[1:], strict=False)]

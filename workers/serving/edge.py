@@ -17,7 +17,8 @@ and a check that fails answers its own record alone:
   answer too big for one record is replaced by a ``TOO_LARGE`` one.
 
 A job's answer carries the job's record headers, less the ``maas.error.*`` and
-``maas.source.*`` ones, which only maas sets.
+``maas.source.*`` ones, which only maas sets. Records in the Open Inference Protocol
+(:mod:`workers.serving.oip`) pass the same checks and are answered in their own format.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ from producer.contract.messages import (
     encode,
     error_result,
 )
+from producer.contract.oip import is_inference_request
 from workers.kafka.publisher import (
     Outgoing,
     Publisher,
@@ -53,6 +55,7 @@ from workers.kafka.publisher import (
     without_own_headers,
 )
 from workers.kafka.topics import ClusterTopics, topic_name_problem
+from workers.serving import oip
 from workers.tenancy.guard import Access, Guard
 
 __all__ = [
@@ -142,6 +145,8 @@ def _address(item: _Item) -> PredictJob | JobEnvelope:
 
 
 def _envelope(item: _Item) -> JobEnvelope:
+    if isinstance(item, oip.OipJob):
+        return oip.OipEnvelope(item.job_id, item.model, item.reply_to)
     if isinstance(item, PredictJob):
         return JobEnvelope(item.job_id, item.model, item.reply_to, item.metadata)
     return item.envelope
@@ -215,6 +220,8 @@ class Edge:
     ) -> Outgoing:
         """The record that answers ``job`` with ``result``, on ``topic`` (default: its
         reply topic), with the job's headers; ``TOO_LARGE`` instead if it would not fit."""
+        if isinstance(job, oip.OipJob | oip.OipEnvelope):
+            return self._answer_oip(record, job, result, topic)
         try:
             value = encode(result)
         except Exception as exc:  # outputs JSON cannot hold: the model's fault, not the job's
@@ -239,6 +246,22 @@ class Edge:
         smaller = replace(outgoing, value=encode(too_large))
         return smaller if self._publisher.fits(smaller) else replace(smaller, headers=())
 
+    def _answer_oip(
+        self, record: Record, job: oip.OipJob | oip.OipEnvelope, result: Result, topic: str
+    ) -> Outgoing:
+        namespace = self._guard.namespace(record.topic)
+        topic = topic or job.reply_to or namespace.results
+        outgoing = oip.answer(record, job, result, topic, namespace.tenant or "default")
+        if self._publisher.fits(outgoing):
+            return outgoing
+        message = (
+            f"the InferenceResponse would be {record_bytes(outgoing)} bytes, over the "
+            f"{self._publisher.max_record_bytes}-byte limit of a record this worker publishes; "
+            "send fewer rows per request, or raise the limit (maas worker --max-job-bytes)"
+        )
+        too_large = self._error(job, ErrorCode.TOO_LARGE, message, result)
+        return oip.answer(record, job, too_large, topic, namespace.tenant or "default")
+
     def unreadable(self, record: Record) -> Outgoing:
         """The dead letter for a record whose header keys are not all UTF-8."""
         return self._publisher.dead_letter_of(
@@ -260,9 +283,13 @@ class Edge:
         """:meth:`_read`'s work, on or off the event loop."""
         if len(raw) > self._max_job_bytes:
             return self._too_large(record, raw)
+        if oip.marked(record.headers):
+            return self._read_oip(record, raw)
         try:
             job = decode_predict(raw)
         except DecodeError as exc:
+            if is_inference_request(raw):  # an OIP request without the headers saying so
+                return self._read_oip(record, raw)
             return self._rejected(record, raw, exc)
         if self._models and job.model not in self._models:
             return None
@@ -271,10 +298,25 @@ class Edge:
             return _Refusal(envelope, ErrorCode.TOO_LARGE, _METADATA_TOO_LARGE)
         return job
 
+    def _read_oip(self, record: Record, raw: bytes) -> _Item | Outgoing | None:
+        """An OIP record's job; or its refusal, or dead letter; None: another pool's."""
+        try:
+            job = oip.read(record, raw)
+        except oip.OipRefusal as refused:
+            return self._refusal(refused.envelope, refused.code, refused.message)
+        except oip.OipUnreadable as exc:
+            return self._dead_letter(record, ErrorCode.INVALID_INPUT, str(exc))
+        if self._models and job.model not in self._models:
+            return None
+        return job
+
     def _too_large(self, record: Record, raw: bytes) -> _Refusal | Outgoing | None:
         limit = (
             f"over this worker's limit of {self._max_job_bytes} bytes (maas worker --max-job-bytes)"
         )
+        if oip.marked(record.headers):
+            message = f"the request is {len(raw)} bytes, {limit}; send fewer rows per request"
+            return self._refusal(oip.envelope_of(record), ErrorCode.TOO_LARGE, message)
         try:
             envelope = decode_address(raw)
         except DecodeError:

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import structlog
 
 from producer.contract.messages import ErrorCode, PredictJob, Result, Timing, error_result
@@ -89,6 +90,16 @@ def _groups(
         filling[key] = (group, rows + job.rows)
     one_by_one.extend(group[0] for group in groups if len(group) == 1)
     return [group for group in groups if len(group) > 1]
+
+
+def _merged(parts: list[Any]) -> Any:
+    """Jobs' rows of one input as one: arrays (OIP tensors) joined, lists chained."""
+    if all(isinstance(part, np.ndarray) for part in parts):
+        try:
+            return np.concatenate(parts)
+        except ValueError:  # rows of different shapes: the runtime says which is wrong
+            pass
+    return [row for part in parts for row in part]
 
 
 def _retriable(exc: BaseException) -> bool:
@@ -264,9 +275,7 @@ class _Poll:
     async def _queue_group(self, loaded: Loaded, group: list[int], one_by_one: list[int]) -> None:
         jobs = self.jobs
         first = jobs[group[0]]
-        merged = {
-            name: [row for i in group for row in jobs[i].inputs[name]] for name in first.inputs
-        }
+        merged = {name: _merged([jobs[i].inputs[name] for i in group]) for name in first.inputs}
         try:
             inputs = loaded.runtime.prepare(merged)
         except Exception:

@@ -1,9 +1,12 @@
 // A JVM team's client of maas, with nothing from maas: Apache's kafka-clients and Jackson.
 // It publishes one PredictJob as JSON, keyed by its job_id, on <prefix>predict, and prints
 // the Result that answers it (the record keyed by that job_id on <prefix>results).
+// With a fourth argument "oip" it publishes an Open Inference Protocol InferenceRequest
+// instead, as MLServer's Kafka clients do (header mlserver-model, key = request id), and
+// prints the InferenceResponse keyed by that id.
 //
 //   javac -cp 'kafka-clients.jar:slf4j-api.jar:jackson-*.jar' PredictClient.java
-//   java -cp '.:kafka-clients.jar:slf4j-api.jar:jackson-*.jar' PredictClient BOOTSTRAP PREFIX JOB_ID
+//   java -cp '.:kafka-clients.jar:slf4j-api.jar:jackson-*.jar' PredictClient BOOTSTRAP PREFIX JOB_ID [oip]
 //
 // The producer keeps the client's defaults: idempotent, acks=all.
 //
@@ -13,6 +16,8 @@ import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ArrayNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
+import static java.nio.charset.StandardCharsets.UTF_8;
+
 import java.time.Duration;
 import java.time.Instant;
 import java.util.List;
@@ -32,6 +37,7 @@ public class PredictClient {
 
     public static void main(String[] args) throws Exception {
         String bootstrap = args[0], prefix = args[1], jobId = args[2];
+        boolean oip = args.length > 3 && args[3].equals("oip");
         String replies = prefix + "results";
         try (KafkaConsumer<String, String> consumer = new KafkaConsumer<>(consumerConfig(bootstrap));
              KafkaProducer<String, String> producer =
@@ -44,8 +50,16 @@ public class PredictClient {
             consumer.seekToEnd(partitions);
             partitions.forEach(consumer::position);
 
-            String job = JSON.writeValueAsString(predictJob(jobId, replies));
-            producer.send(new ProducerRecord<>(prefix + "predict", jobId, job)).get();
+            ProducerRecord<String, String> request;
+            if (oip) {
+                String body = JSON.writeValueAsString(inferenceRequest());
+                request = new ProducerRecord<>(prefix + "predict", jobId, body);
+                request.headers().add("mlserver-model", "digits".getBytes(UTF_8));
+            } else {
+                String job = JSON.writeValueAsString(predictJob(jobId, replies));
+                request = new ProducerRecord<>(prefix + "predict", jobId, job);
+            }
+            producer.send(request).get();
 
             Instant deadline = Instant.now().plusSeconds(30);
             while (Instant.now().isBefore(deadline)) {
@@ -54,7 +68,8 @@ public class PredictClient {
                         continue; // another client's Result
                     }
                     JsonNode result = JSON.readTree(record.value());
-                    if (jobId.equals(result.path("job_id").asText())) {
+                    String id = result.path(oip ? "id" : "job_id").asText();
+                    if (jobId.equals(id)) {
                         System.out.println(record.value());
                         return;
                     }
@@ -82,6 +97,22 @@ public class PredictClient {
         }
         job.putObject("metadata").put("caller", "java-kafka-clients");
         return job;
+    }
+
+    /** An OIP InferenceRequest for the digits model: two rows of 64 pixels, flat. */
+    static ObjectNode inferenceRequest() {
+        ObjectNode request = JSON.createObjectNode().put("id", "the-body-id");
+        ObjectNode input = request.putArray("inputs").addObject()
+                .put("name", "x")
+                .put("datatype", "FP32");
+        input.putArray("shape").add(2).add(64);
+        ArrayNode data = input.putArray("data");
+        for (double pixel : new double[] {0.0, 16.0}) {
+            for (int i = 0; i < 64; i++) {
+                data.add(pixel);
+            }
+        }
+        return request;
     }
 
     static Properties producerConfig(String bootstrap) {

@@ -1,0 +1,306 @@
+"""OIP records on the predict topics: read into a job, answered as an InferenceResponse.
+
+A record is an Open Inference Protocol request when its headers say so (``content-type:
+application/vnd.oip.v2+json``, the binary layout's ``inference-header-content-length``,
+or a model named in ``maas-model`` / ``mlserver-model``), or, without those, when its
+value has an InferenceRequest's shape (see the edge). It becomes an :class:`OipJob`, a
+PredictJob like any other (batched, versioned, tenancy and metrics alike) that also
+carries the decoded request, so that its answer is written the way the client asked:
+an InferenceResponse, JSON or binary, keyed by the request id, with the CloudEvents
+headers MLServer sets; an error is ``{"error": "..."}`` with ``maas-error-code``.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+import msgspec
+import numpy as np
+
+from producer.contract.messages import (
+    DEFAULT_ALIAS,
+    DecodeError,
+    ErrorCode,
+    JobEnvelope,
+    PredictJob,
+    Result,
+)
+from producer.contract.names import MODEL_NAME_PATTERN
+from producer.contract.oip import (
+    CONTENT_TYPE,
+    HEADER_LENGTH,
+    OipDecodeError,
+    Request,
+    decode_request,
+    encode_error,
+    encode_response,
+)
+from workers.errors import WorkerError
+from workers.kafka.publisher import Outgoing, Record, without_own_headers
+
+__all__ = [
+    "ERROR_HEADER",
+    "MODEL_HEADERS",
+    "REPLY_HEADER",
+    "VERSION_HEADERS",
+    "OipEnvelope",
+    "OipJob",
+    "OipRefusal",
+    "OipUnreadable",
+    "answer",
+    "envelope_of",
+    "marked",
+    "read",
+]
+
+MODEL_HEADERS = ("maas-model", "mlserver-model")
+VERSION_HEADERS = ("maas-version", "mlserver-version")
+REPLY_HEADER = "maas-reply-to"
+ERROR_HEADER = "maas-error-code"
+RESPONSE_TYPE = "io.seldon.serving.inference.response"
+_NAME = re.compile(MODEL_NAME_PATTERN)
+_MARKERS = frozenset({HEADER_LENGTH, *MODEL_HEADERS})
+# Request headers that describe the request itself, not echoed on its answer.
+_NOT_ECHOED = frozenset({"content-type", REPLY_HEADER, *_MARKERS, *VERSION_HEADERS})
+
+
+class OipJob(PredictJob, frozen=True, kw_only=True):
+    """A PredictJob read from an OIP record; ``request`` says how to answer it."""
+
+    request: Any = None  # the decoded producer.contract.oip.Request
+
+
+class OipEnvelope(JobEnvelope, frozen=True):
+    """The envelope of an OIP record refused at the edge: answered as OIP's error."""
+
+
+class OipRefusal(WorkerError):
+    """An OIP record to be answered with an error (it has an id to answer)."""
+
+    def __init__(self, envelope: OipEnvelope, code: ErrorCode, message: str) -> None:
+        super().__init__(message)
+        self.envelope, self.code, self.message = envelope, code, message
+
+
+class OipUnreadable(WorkerError):
+    """An OIP record that is not a request at all: for the dead-letter topic."""
+
+    code = ErrorCode.INVALID_INPUT
+
+
+def _headers(record: Record) -> dict[str, bytes]:
+    return {key.lower(): value for key, value in record.headers or () if value is not None}
+
+
+def marked(headers: Sequence[tuple[str, bytes]] | None) -> bool:
+    """Whether a record's headers mark it as an OIP request."""
+    for key, value in headers or ():
+        lowered = key.lower()
+        if lowered in _MARKERS or (lowered == "content-type" and value == CONTENT_TYPE.encode()):
+            return True
+    return False
+
+
+def _text(headers: dict[str, bytes], names: Sequence[str]) -> str | None:
+    for name in names:
+        value = headers.get(name)
+        if value:
+            return value.decode("utf-8", errors="replace").strip()
+    return None
+
+
+def _request_id(record: Record, raw_id: str | None) -> str:
+    """The record's key overrides the body's id, as with MLServer; else a new one."""
+    if record.key:
+        return record.key.decode("utf-8", errors="replace")
+    return raw_id or uuid.uuid4().hex
+
+
+def envelope_of(
+    record: Record, request_id: str | None = None, headers: dict[str, bytes] | None = None
+) -> OipEnvelope:
+    """Where an OIP record's answer goes, from its key and headers alone."""
+    headers = _headers(record) if headers is None else headers
+    return OipEnvelope(
+        _request_id(record, request_id),
+        _text(headers, MODEL_HEADERS) or "",
+        _text(headers, (REPLY_HEADER,)),
+    )
+
+
+def _header_length(headers: dict[str, bytes]) -> int | None:
+    value = headers.get(HEADER_LENGTH)
+    if value is None:
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        raise OipDecodeError(
+            f"header {HEADER_LENGTH} is {value!r}, not a number of bytes"
+        ) from None
+
+
+def _is_unreadable(exc: OipDecodeError) -> bool:
+    cause = exc.__cause__
+    return isinstance(cause, msgspec.DecodeError | UnicodeDecodeError | RecursionError) and not (
+        isinstance(cause, msgspec.ValidationError)
+    )
+
+
+def read(record: Record, raw: bytes) -> OipJob:
+    """The job in an OIP record. Raises :class:`OipRefusal` (answer it with the error) or
+    :class:`OipUnreadable` (dead-letter it: not an InferenceRequest at all)."""
+    headers = _headers(record)
+    envelope = envelope_of(record, None, headers)
+    try:
+        request = decode_request(raw, _header_length(headers))
+    except OipDecodeError as exc:
+        if _is_unreadable(exc):
+            raise OipUnreadable(f"not an OIP InferenceRequest: {exc}") from exc
+        raise OipRefusal(envelope, ErrorCode.INVALID_INPUT, str(exc)) from exc
+    if request.id is not None and not record.key:
+        envelope = envelope_of(record, request.id, headers)
+    return _job(envelope, headers, request)
+
+
+def _job(envelope: OipEnvelope, headers: dict[str, bytes], request: Request) -> OipJob:
+    model = envelope.model
+    if not model:
+        message = "an OIP request names its model in the header maas-model (or mlserver-model)"
+        raise OipRefusal(envelope, ErrorCode.INVALID_INPUT, message)
+    if not _NAME.match(model):
+        message = f"header maas-model {model!r} is not a model name"
+        raise OipRefusal(envelope, ErrorCode.INVALID_INPUT, message)
+    version, alias = _version(envelope, headers)
+    try:
+        inputs = {name: _rows(name, array) for name, array in request.inputs.items()}
+        _same_rows(inputs)
+    except DecodeError as exc:
+        raise OipRefusal(envelope, ErrorCode.INVALID_INPUT, str(exc)) from exc
+    return OipJob(
+        job_id=envelope.job_id,
+        model=model,
+        inputs=inputs,
+        version=version,
+        alias=alias,
+        reply_to=envelope.reply_to,
+        request=request,
+    )
+
+
+def _version(envelope: OipEnvelope, headers: dict[str, bytes]) -> tuple[int | None, str]:
+    """``maas-version``: a version number, or an alias name; none: the default alias."""
+    text = _text(headers, VERSION_HEADERS)
+    if not text:
+        return None, DEFAULT_ALIAS
+    if text.isdigit() and 0 < int(text) < 2**31:
+        return int(text), DEFAULT_ALIAS
+    if _NAME.match(text):
+        return None, text
+    message = f"header maas-version {text!r} is neither a version number nor an alias"
+    raise OipRefusal(envelope, ErrorCode.INVALID_INPUT, message)
+
+
+def _rows(name: str, array: np.ndarray) -> Any:
+    """An input as the runtime takes it: numbers as the array itself (no lists), BYTES
+    (texts) as a list of strings."""
+    if array.ndim == 0:
+        raise DecodeError(
+            f"input `{name}` has shape []; give it a leading batch dimension, e.g. [1]",
+            field=f"inputs.{name}",
+        )
+    if array.dtype.kind == "O":
+        return [_utf8(name, element) for element in array.ravel()] if array.ndim == 1 else array
+    return array
+
+
+def _same_rows(inputs: dict[str, Any]) -> None:
+    counts = {name: len(rows) for name, rows in inputs.items()}
+    if 0 in counts.values():
+        raise DecodeError(f"every input needs at least one row, got {counts}", field="inputs")
+    if len(set(counts.values())) > 1:
+        raise DecodeError(f"inputs must have the same number of rows, got {counts}")
+
+
+def _utf8(name: str, element: Any) -> Any:
+    if isinstance(element, bytes):
+        try:
+            return element.decode()
+        except UnicodeDecodeError as exc:
+            raise DecodeError(f"input `{name}` holds bytes that are not UTF-8 text") from exc
+    return element
+
+
+def answer(
+    record: Record,
+    job: OipJob | OipEnvelope,
+    result: Result,
+    topic: str,
+    namespace: str,
+) -> Outgoing:
+    """The record answering an OIP request with ``result`` on ``topic``: its
+    InferenceResponse, or ``{"error": ...}`` with ``maas-error-code``."""
+    value, extra = _value(job, result)
+    model = result.model or job.model
+    headers = [*_echoed(record), *_cloudevents(job.job_id, model, namespace), *extra]
+    return Outgoing(topic, value, job.job_id.encode(), tuple(headers))
+
+
+def _value(job: OipJob | OipEnvelope, result: Result) -> tuple[bytes, list[tuple[str, bytes]]]:
+    if result.ok and result.outputs is not None:
+        request = job.request if isinstance(job, OipJob) else None
+        try:
+            body = encode_response(
+                result.outputs,
+                model_name=result.model or job.model,
+                model_version=None if result.version is None else str(result.version),
+                id=job.job_id,
+                request=request,
+            )
+        except OipDecodeError as exc:
+            return _error(ErrorCode.INVALID_INPUT, str(exc))
+        extra = [("content-type", CONTENT_TYPE.encode())]
+        if body.header_length is not None:
+            extra.append((HEADER_LENGTH, str(body.header_length).encode()))
+        return body.data, extra
+    error = result.error
+    code = error.code if error is not None else ErrorCode.INTERNAL
+    return _error(code, error.message if error is not None else "no outputs")
+
+
+def _error(code: str, message: str) -> tuple[bytes, list[tuple[str, bytes]]]:
+    return encode_error(message), [(ERROR_HEADER, str(code).encode())]
+
+
+def _echoed(record: Record) -> list[tuple[str, bytes]]:
+    """The request's own headers that travel on (tracing and such), less those that
+    described the request and the CloudEvents ones, which are the answer's own."""
+    return [
+        (key, value)
+        for key, value in without_own_headers(tuple(record.headers or ()))
+        if key.lower() not in _NOT_ECHOED and not key.lower().startswith("ce-")
+    ]
+
+
+def _cloudevents(request_id: str, model: str, namespace: str) -> list[tuple[str, bytes]]:
+    """The CloudEvents headers MLServer puts on an inference response."""
+    key = request_id.encode()
+    return [("Ce-Id", key), ("Ce-Requestid", key), *_fixed_cloudevents(model, namespace)]
+
+
+@functools.lru_cache(maxsize=1024)
+def _fixed_cloudevents(model: str, namespace: str) -> tuple[tuple[str, bytes], ...]:
+    """The CloudEvents headers that are the same for every answer of a model's."""
+    return (
+        ("Ce-Specversion", b"0.3"),
+        ("Ce-Source", f"io.seldon.serving.deployment.maas.{namespace}".encode()),
+        ("Ce-Type", RESPONSE_TYPE.encode()),
+        ("Ce-Modelid", model.encode()),
+        ("Ce-Inferenceservicename", model.encode()),
+        ("Ce-Namespace", namespace.encode()),
+        ("Ce-Endpoint", model.encode()),
+    )
