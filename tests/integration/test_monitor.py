@@ -15,7 +15,7 @@ from producer.contract.messages import CaptureRecord, Feedback, encode
 from producer.kafka import KafkaSettings, ensure_topics
 from registry.drafts import Draft
 from registry.registry import Registry
-from tests.kafka_helpers import publish, read
+from tests.kafka_helpers import publish, read, read_all
 from tests.registry_fixtures import MakeOnnx
 from workers.monitor.join import JoinSettings
 from workers.monitor.service import FEEDBACK, Monitor, MonitorSettings
@@ -159,21 +159,44 @@ async def test_a_deleted_feedback_topic_is_created_again_and_joins_go_on(
     task = asyncio.create_task(running.run(stop))
     try:
         await asyncio.wait_for(running.ready.wait(), 60)
+        await publish(kafka, kafka.topics.feedback, [feedback("before", [1])], key=b"before")
         admin = AIOKafkaAdminClient(bootstrap_servers=kafka.bootstrap_servers)
         await admin.start()
         try:
             await admin.delete_topics([kafka.topics.feedback])
-            assert kafka.topics.feedback not in await admin.list_topics()  # gone, for now
-            for _ in range(150):  # up to 30 s
-                await asyncio.sleep(0.2)
-                if kafka.topics.feedback in await admin.list_topics():
-                    break
-            assert kafka.topics.feedback in await admin.list_topics()
         finally:
             await admin.close()
+        # Created again by the monitor (the service's partition count, not one a client
+        # auto-created: nothing here touches the topic before it is back) and empty.
+        recreated = False
+        for _ in range(30):
+            await asyncio.sleep(1.0)
+            if await _partition_count(kafka, kafka.topics.feedback) != 8:
+                continue
+            keys = [r.key for r in await read_all(kafka, kafka.topics.feedback, timeout_s=5)]
+            if b"before" not in keys:  # else still the old topic, being deleted
+                recreated = True
+                break
+        assert recreated
         await publish(kafka, kafka.topics.capture, [capture("after", [1])])
         await publish(kafka, kafka.topics.feedback, [feedback("after", [1])])
         assert await _rows(registry, 1) == 1
     finally:
         stop.set()
         await asyncio.wait_for(task, 60)
+
+
+async def _partition_count(kafka: KafkaSettings, topic: str) -> int:
+    """``topic``'s partitions as the cluster lists them (0: none), asking only the admin
+    API, which never creates a topic."""
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=kafka.bootstrap_servers)
+    await admin.start()
+    try:
+        if topic not in await admin.list_topics():
+            return 0
+        (described,) = await admin.describe_topics([topic])
+        return len(described.get("partitions") or [])
+    finally:
+        await admin.close()
