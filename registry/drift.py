@@ -124,6 +124,20 @@ class DriftStore:
                 model, version, row.rows, row.source, row.profile, row.created_by, row.created_at
             )
 
+    def references(self, model: str) -> list[Reference]:
+        """The reference profiles of ``model``'s versions, by version."""
+        with self._db.session() as session:
+            found = model_row(session, model)
+            rows = session.scalars(
+                select(ReferenceProfileRow)
+                .where(ReferenceProfileRow.model_id == found.id)
+                .order_by(ReferenceProfileRow.version)
+            )
+            return [
+                Reference(model, r.version, r.rows, r.source, r.profile, r.created_by, r.created_at)
+                for r in rows
+            ]
+
     def record_windows(self, windows: Sequence[DriftWindow]) -> list[DriftWindow]:
         """Store the drift windows not stored before (one per model, version and start)
         in one transaction; returns those it stored."""

@@ -221,7 +221,24 @@ def _show(registry: Registry, args: argparse.Namespace) -> int:
     out.print(table)
     for line in [*filter(None, map(_trained, versions)), *optimize.measured(versions)]:
         out.print(line)
+    for line in _references(registry, args.name):
+        out.print(line)
     return 0
+
+
+def _references(registry: Registry, name: str) -> list[str]:
+    """One line per version with a reference profile: what drift is measured against."""
+    from workers.drift import ReferenceProfile
+
+    lines = []
+    for reference in registry.drift.references(name):
+        profile = ReferenceProfile.decode(reference.profile)
+        lines.append(
+            f"version {reference.version} reference: {reference.rows} rows ({reference.source}), "
+            f"{len(profile.inputs)} input and {len(profile.outputs)} output features; "
+            f"drift: maas models drift {name}"
+        )
+    return lines
 
 
 _SHOWN_METRICS = ("accuracy", "f1", "auc", "rmse", "duration_s")

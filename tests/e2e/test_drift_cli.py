@@ -18,7 +18,7 @@ from workers.drift import ReferenceProfile
 
 MakeOnnx = Callable[..., Path]
 Maas = Callable[..., tuple[int, str, str]]
-READ_ONLY = frozenset({"drift"})
+READ_ONLY = frozenset({"drift", "show"})
 
 
 @pytest.fixture(autouse=True)
@@ -60,6 +60,8 @@ def test_a_baseline_from_a_file_profiles_inputs_and_what_the_model_answers(
     assert stored is not None and stored.created_by == "tester"
     profile = ReferenceProfile.decode(stored.profile)
     assert set(profile.outputs) == {"probabilities.class", "probabilities.confidence"}
+    code, out, _ = maas("show", "m")
+    assert code == 0 and "version 1 reference: 200 rows (data rows.csv), 4 input and 2" in out
     code, _, err = maas("baseline", "m", "1", "--data", str(tmp_path / "none.csv"))
     assert code == 1 and "no such file" in err and "Traceback" not in err
     bad = tmp_path / "narrow.csv"
