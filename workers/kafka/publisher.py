@@ -39,6 +39,9 @@ DEFAULT_MAX_RECORD_BYTES = 1024 * 1024
 # Room left in a record for the record batch's own header and the length fields.
 RECORD_OVERHEAD = 1024
 _MAX_REASON_BYTES = 4096
+# A dead letter the broker refused as too large (its limit below the producer's) is
+# sent again cut to this size, which any broker takes.
+BARE_DEAD_LETTER_BYTES = 64 * 1024
 _OWN_HEADERS = ("maas.error.", "maas.source.")
 
 
@@ -106,7 +109,14 @@ def source_of(record: Record) -> Source:
 
 
 class PublishFailed(Exception):
-    """A record could not be published after every retry."""
+    """A record could not be published after every retry; its ``__cause__`` is the
+    last KafkaError, whose ``retriable`` says whether trying later may help."""
+
+    @property
+    def retriable(self) -> bool:
+        """False when the broker refused the record for good (too large for the topic,
+        a topic the producer may not write): the record is poison, not the broker."""
+        return bool(getattr(self.__cause__, "retriable", True))
 
 
 @dataclass(frozen=True, slots=True)
