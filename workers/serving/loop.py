@@ -324,7 +324,9 @@ class Worker:
         replies = intake.replies
         # No per-job context binding here: it costs more than the rest of the hot path;
         # the few log lines about a job name job_id themselves.
-        outcomes = await self.handler.answer_many([job for _, _, job in intake.jobs], received)
+        tenant = self.guard.namespace(tp.topic).tenant
+        jobs = [job for _, _, job in intake.jobs]
+        outcomes = await self.handler.answer_many(jobs, received, tenant=tenant)
         held: set[int] = set()
         for (index, record, job), outcome in zip(intake.jobs, outcomes, strict=True):
             if isinstance(outcome, Retry):
