@@ -12,7 +12,8 @@ and a check that fails answers its own record alone:
   tenant's namespace, a tenant the registry does not know or a model it is not granted
   is answered ``UNAUTHORIZED`` on the tenant's results topic, and audited;
 - its reply topic: a legal topic name, of a topic that exists (:class:`ClusterTopics`);
-  else the job is answered ``INVALID_INPUT`` on the tenant's results topic;
+  else the job is answered ``INVALID_INPUT`` on the tenant's results topic; when that
+  topic is missing too (deleted), the job is dead-lettered and logged;
 - what would be echoed: metadata over ``MAX_METADATA_BYTES`` is ``TOO_LARGE``, and an
   answer too big for one record is replaced by a ``TOO_LARGE`` one.
 
@@ -161,9 +162,11 @@ class Edge:
         if denial := access.denial(address.model or None):
             self._guard.refused(access, denial, model=address.model, job_id=address.job_id)
             item = _Refusal(_envelope(item), denial.code, denial.message)
-        if item.reply_to in (None, access.namespace.results) or item.reply_to in self._topics.known:
+        own = access.namespace.results  # checked too: a deleted one must not eat answers
+        reply_to = item.reply_to or own
+        if reply_to in self._topics.listed or (reply_to != own and reply_to in self._topics.known):
             self._place(intake, index, record, item)
-        elif problem := topic_name_problem(item.reply_to or ""):
+        elif problem := topic_name_problem(reply_to):
             intake.replies[index] = (record, self._misdirected(record, item, problem))
         else:
             return True
@@ -281,15 +284,36 @@ class Edge:
             log.warning("topic list not read; reply topics not checked", error=str(exc))
             unreadable = f" (the broker's topic list could not be read: {type(exc).__name__})"
         for index, record, item in unverified:
-            topic = item.reply_to or self._guard.namespace(record.topic).results
-            if topic in self._topics.known:
+            own = self._guard.namespace(record.topic).results
+            topic = item.reply_to or own
+            present = topic in (self._topics.known if unreadable else self._topics.listed)
+            if present or (unreadable and topic == own):
                 self._place(intake, index, record, item)
+                continue
+            if topic == own:
+                intake.replies[index] = (record, self._results_missing(record, topic))
                 continue
             problem = (
                 f"reply_to topic {topic!r} does not exist{unreadable}; maas answers only on "
                 "existing topics: create it before sending jobs that name it"
             )
             intake.replies[index] = (record, self._misdirected(record, item, problem))
+
+    def _results_missing(self, record: Record, topic: str) -> Outgoing:
+        """The dead letter of a job whose tenant's results topic is missing (deleted):
+        logged, never lost; the worker creates the topic again within seconds."""
+        log.error(
+            "results topic missing; dead-lettering the job",
+            topic=topic,
+            job_topic=record.topic,
+            partition=record.partition,
+            offset=record.offset,
+        )
+        reason = (
+            f"the results topic {topic!r} does not exist (deleted?); the worker creates it "
+            "again within seconds: send the job again then"
+        )
+        return self._dead_letter(record, ErrorCode.INTERNAL, reason)
 
     def _error(
         self,

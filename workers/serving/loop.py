@@ -92,7 +92,10 @@ class WorkerSettings:
     drain_timeout_s: float = 30.0
     metrics_interval_s: float = 10.0
     alias_ttl_s: float = 5.0
-    topic_check_interval_s: float = 10.0  # how often missing service topics are looked for
+    # How often missing service topics (a tenant's too) are looked for and created
+    # again; the embedded broker acknowledges writes to a deleted topic, so this bounds
+    # how long answers there can vanish unseen.
+    topic_check_interval_s: float = 2.0
     standby_report_s: float = 15.0  # a worker without partitions this long says why
     # Who answers, in Results and the audit log; default: host:pid of the process
     # that serves. With exactly-once, it also names the transactional ids (default:
