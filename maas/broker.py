@@ -15,11 +15,9 @@ from pathlib import Path
 
 import structlog
 
+from maas.errors import BrokerError
+
 log = structlog.get_logger(__name__)
-
-
-class BrokerError(RuntimeError):
-    """The embedded broker could not be started."""
 
 
 def free_port(host: str = "127.0.0.1") -> int:

@@ -16,13 +16,17 @@ Exit codes, for every command:
   the broker included: run the same command again once the service is up. A broker
   that refuses the credentials or the TLS handshake is exit 1: a rerun cannot help.
 - ``130``: interrupted (Ctrl-C).
+
+The package's own errors, one root::
+
+    CommandError       the command cannot run as given (a file, an input)
+    └── BrokerError    the embedded broker could not be started
 """
 
 from __future__ import annotations
 
 import sys
 
-from maas.broker import BrokerError
 from producer.errors import ClientError
 from registry.errors import RegistryError
 from workers.errors import WorkerError
@@ -36,6 +40,10 @@ EXIT_INTERRUPTED = 130
 class CommandError(Exception):
     """The command cannot run as given: a file it names is missing or unreadable, an
     input it reads is malformed. Reported in one line; exit 1."""
+
+
+class BrokerError(CommandError, RuntimeError):
+    """The embedded broker could not be started (:mod:`maas.broker`)."""
 
 
 def kafka_errors() -> tuple[type[Exception], ...]:

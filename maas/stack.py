@@ -14,7 +14,8 @@ import numpy as np
 import structlog
 from rich.console import Console
 
-from maas.broker import BrokerError, EmbeddedBroker, free_port
+from maas.broker import EmbeddedBroker, free_port
+from maas.errors import BrokerError
 from producer.aio import AsyncClient
 from producer.contract.messages import Result
 from producer.kafka import KafkaSettings, Topics

@@ -19,9 +19,8 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from aiokafka import errors
-from aiokafka.conn import collect_hosts, create_conn
-from aiokafka.protocol.transaction import InitProducerIdRequest
 
+from producer.aiokafka_internals import collect_hosts, create_conn, init_producer_id_request
 from producer.errors import BrokerRefused, BrokerUnavailable
 
 T = TypeVar("T")
@@ -128,7 +127,7 @@ async def _ask(servers: str, options: Mapping[str, Any]) -> Capabilities:
             failure = exc
             continue
         try:
-            response = await conn.send(InitProducerIdRequest(None, 60_000))
+            response = await conn.send(init_producer_id_request())
         except (errors.IncompatibleBrokerVersion, NotImplementedError):
             return Capabilities(idempotence=False, refusal="no InitProducerId")
         finally:

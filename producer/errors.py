@@ -1,4 +1,17 @@
-"""Errors raised by the clients. Service errors carry the contract's error code."""
+"""Errors raised by the clients, one root. Service errors carry the contract's error code.
+
+    ClientError
+    ├── ServiceError            the service answered with an error Result (``code``)
+    ├── BrokerUnavailable       no broker could be reached (also a ConnectionError)
+    │   └── BrokerRefused       a broker refused us for good: credentials, SASL, TLS
+    ├── KafkaSettingsError      a ``MAAS_KAFKA_*`` setting no client honours (ValueError)
+    ├── JobTimeout              no answer in time (also a TimeoutError)
+    ├── TopicNotFound           a topic to read has no partitions
+    └── JobTooLarge             a job over the producer's record size (ValueError)
+
+The wire contract's errors (:mod:`producer.contract.errors`) are a tree of their own:
+the contract imports nothing of the clients'.
+"""
 
 from __future__ import annotations
 

@@ -18,7 +18,6 @@ range) is still a row: it carries its ``error`` and is written as one, never sen
 
 from __future__ import annotations
 
-import csv
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,15 +25,10 @@ from typing import Any
 
 from producer.contract import numbers
 from producer.errors import ClientError
+from producer.table_files import FORMATS as TABLE_FORMATS
+from producer.table_files import csv_rows, jsonl_lines, parquet_records, parquet_row_count
 
-FORMATS = {
-    ".jsonl": "jsonl",
-    ".ndjson": "jsonl",
-    ".json": "jsonl",
-    ".csv": "csv",
-    ".parquet": "parquet",
-    ".pq": "parquet",
-}
+FORMATS = {**TABLE_FORMATS, ".json": "jsonl"}  # score also reads .json as JSON Lines
 
 
 class UnreadableInput(ClientError):
@@ -80,18 +74,15 @@ def count_rows(path: Path) -> int | None:
     """Rows in ``path`` (cheap: a line count or Parquet metadata), for progress."""
     kind = input_format(path)
     if kind == "parquet":
-        import pyarrow.parquet as pq
-
-        return int(pq.ParquetFile(path).metadata.num_rows)
+        return parquet_row_count(path)
     with path.open("rb") as lines:
         count = sum(1 for line in lines if line.strip())
     return count - 1 if kind == "csv" else count
 
 
 def _read_jsonl(path: Path, label: str | None) -> Iterator[Row]:
-    with path.open("rb") as lines:
-        for index, line in enumerate(line for line in lines if line.strip()):
-            yield _jsonl_row(index, line, label)
+    for index, (_, line) in enumerate(jsonl_lines(path)):
+        yield _jsonl_row(index, line, label)
 
 
 def _jsonl_row(index: int, line: bytes, label: str | None) -> Row:
@@ -126,16 +117,22 @@ def _split_columns(
 
 
 def _read_csv(path: Path, input_name: str, label: str | None) -> Iterator[Row]:
-    with path.open(newline="", encoding="utf-8") as text:
-        for index, record in enumerate(csv.DictReader(text)):
-            yield _split_columns(dict(record), input_name, index, label)
+    rows = csv_rows(path)
+    header = next(rows, None)
+    for index, row in enumerate(rows):
+        yield _split_columns(_by_name(header or [], row), input_name, index, label)
+
+
+def _by_name(header: list[str], row: list[str]) -> dict[Any, Any]:
+    """``row`` as ``csv.DictReader`` gives it: cells past the header in a list under
+    None, names past the row's cells with None."""
+    record: dict[Any, Any] = dict(zip(header, row, strict=False))
+    if len(row) > len(header):
+        record[None] = row[len(header) :]
+    record.update((name, None) for name in header[len(row) :])
+    return record
 
 
 def _read_parquet(path: Path, input_name: str, label: str | None) -> Iterator[Row]:
-    import pyarrow.parquet as pq
-
-    index = 0
-    for batch in pq.ParquetFile(path).iter_batches(batch_size=1024):
-        for record in batch.to_pylist():
-            yield _split_columns(record, input_name, index, label)
-            index += 1
+    for index, record in enumerate(parquet_records(path)):
+        yield _split_columns(record, input_name, index, label)

@@ -1,4 +1,4 @@
-"""Errors raised by the batcher and the runtimes, classified by attribute.
+"""The workers' errors, one root, classified by attribute.
 
 Every error carries ``code``, the contract's error code (``producer.contract.messages.ErrorCode``)
 to put in the job's Result, and ``retriable``: True when the job itself was fine and
@@ -16,7 +16,20 @@ answered with the error's code. Non-retriable errors are answered at once.
     │                                    serving loop waits for room rather than fail)
     ├── BatcherClosed     INTERNAL       the batcher was closed before the job ran (retriable)
     ├── InferenceError    INTERNAL       the model raised or returned malformed outputs
-    └── RuntimeLoadError  INTERNAL       a model artifact could not be loaded
+    ├── RuntimeLoadError  INTERNAL       a model artifact could not be loaded
+    ├── ResolveError      (serving.models) no such model, version or alias: its code
+    ├── PublishFailed     (kafka.publisher) a record not published after every retry
+    ├── Stopped           (kafka.clients) start-up interrupted by the stop event
+    ├── GrantsUnavailable (tenancy.grants) the registry could not be asked for grants
+    ├── Failure           (training.steps) a retrain job that cannot produce a version:
+    │                                    answered with its own ``code`` and ``message``
+    └── Refused           (training.allowed) a retrain job asked for what the operator
+                                         did not allow: its own ``code`` and ``message``
+
+The first seven are raised by the batcher and the runtimes; the others live beside
+the code that raises them (the module in brackets). Training recipes
+(:class:`~workers.recipes.base.RecipeError`) and optimisation
+(:class:`~workers.optimize.errors.OptimizeError`) keep documented trees of their own.
 """
 
 from __future__ import annotations

@@ -16,6 +16,7 @@ import msgspec
 import numpy as np
 import orjson
 
+from producer.contract.errors import ContractError
 from producer.contract.names import JOB_ID_PATTERN, MODEL_NAME_PATTERN, NAME_MAX_LENGTH
 from producer.contract.outline import top_level_members
 
@@ -57,7 +58,7 @@ class ErrorCode(StrEnum):
     INTERNAL = "INTERNAL"
 
 
-class DecodeError(ValueError):
+class DecodeError(ContractError):
     """A record is not a valid message. ``field`` names the offending field."""
 
     def __init__(self, message: str, *, field: str | None = None) -> None:

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import re
 
+from producer.contract.errors import ContractError
+
 NAME_MAX_LENGTH = 200  # model names, job ids, actors: the width of their columns
 ALIAS_MAX_LENGTH = 100
 VERSION_MAX = 2**31 - 1  # versions are 32-bit integers on every database
@@ -37,7 +39,7 @@ _PRINCIPAL = re.compile(PRINCIPAL_PATTERN)
 _MODEL_RULE = "letters, digits, '.', '_' and '-', starting with a letter or digit"
 
 
-class InvalidName(ValueError):
+class InvalidName(ContractError):
     """A name that breaks one of the rules above; the message says which rule."""
 
 

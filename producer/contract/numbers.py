@@ -12,10 +12,12 @@ import json
 import math
 from typing import Any
 
+from producer.contract.errors import ContractError
+
 FLOAT64_MAX = 1.7976931348623157e308
 
 
-class NumberOutOfRange(ValueError):
+class NumberOutOfRange(ContractError):
     """A number is infinite or NaN once read as a float64."""
 
 

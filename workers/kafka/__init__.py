@@ -6,5 +6,6 @@ Kafka's default partitioning of keyed records (:mod:`~workers.kafka.partitioning
 records aiokafka cannot decode (:mod:`~workers.kafka.unreadable`), which topics exist
 and recreating the service's own (:mod:`~workers.kafka.topics`) and the adaptive fetch
 wait (:mod:`~workers.kafka.idle`). Every use of aiokafka's private internals lives in
-:mod:`~workers.kafka.internals`, so an aiokafka upgrade touches one file.
+one adapter, :mod:`producer.aiokafka_internals` (in ``producer`` because the broker
+capability probe needs it too), so an aiokafka upgrade touches one file.
 """

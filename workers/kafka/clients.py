@@ -32,8 +32,10 @@ from aiokafka.errors import (
     MessageSizeTooLargeError,
 )
 
+from producer.aiokafka_internals import close_connections
 from producer.contract.messages import ErrorCode
 from producer.kafka import KafkaSettings, ensure_topics
+from workers.errors import WorkerError
 from workers.kafka.publisher import (
     BARE_DEAD_LETTER_BYTES,
     DEFAULT_MAX_RECORD_BYTES,
@@ -55,7 +57,7 @@ PATTERN_REFRESH_MS = 2000
 T = TypeVar("T")
 
 
-class Stopped(Exception):
+class Stopped(WorkerError):
     """Start-up was interrupted: the stop event was set before it was done."""
 
 
@@ -220,7 +222,7 @@ async def _stop(consumer: AIOKafkaConsumer) -> None:
         log.warning("still joining the consumer group; closing the connections to stop")
         # aiokafka has no public way to end a JoinGroup in flight; failing it lets
         # stop() go on (the coordinator exits on the error, as it is closing).
-        await consumer._client.close()
+        await close_connections(consumer)
     await stopping
 
 

@@ -13,8 +13,8 @@ already the slowest, and the backoff leaves it as it is.
 
 aiokafka takes the fetch wait only when a consumer is built, and reads it from its
 fetcher for every fetch request; there is no public way to change it, so this sets the
-fetcher's attribute (aiokafka is pinned below 0.15; ``tests/integration/test_idle.py`` checks that
-the attribute is still there and read).
+fetcher's attribute through :mod:`producer.aiokafka_internals`, whose tests check that it
+is still there and read.
 """
 
 from __future__ import annotations
@@ -23,6 +23,8 @@ import time
 from collections.abc import Callable
 
 from aiokafka import AIOKafkaConsumer
+
+from producer.aiokafka_internals import fetch_wait_ms, set_fetch_wait_ms
 
 # The longest fetch wait while idle: the embedded broker then answers ~8 empty fetches
 # a second, and holds the job that ends the quiet spell at most ~125 ms.
@@ -42,8 +44,7 @@ class IdleBackoff:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._consumer = consumer
-        self._fetcher = consumer._fetcher
-        self.fast_ms: int = self._fetcher._fetch_max_wait_ms
+        self.fast_ms: int = fetch_wait_ms(consumer)
         self.slowest_ms: int = max(slowest_ms, self.fast_ms)
         self._clock = clock
         self._quiet_since = clock()
@@ -58,4 +59,4 @@ class IdleBackoff:
         now = self._clock()
         if records or self._consumer.paused():
             self._quiet_since = now
-        self._fetcher._fetch_max_wait_ms = self.wait_ms(now - self._quiet_since)
+        set_fetch_wait_ms(self._consumer, self.wait_ms(now - self._quiet_since))

@@ -20,10 +20,11 @@ import msgspec
 import structlog
 from aiokafka import AIOKafkaClient, AIOKafkaProducer
 from aiokafka.errors import KafkaError, KafkaTimeoutError
-from aiokafka.producer.message_accumulator import BatchBuilder
 from prometheus_client import Counter
 
+from producer.aiokafka_internals import BatchBuilder
 from producer.contract.messages import DecodeError, ErrorCode, JobEnvelope, decode_envelope, encode
+from workers.errors import WorkerError
 from workers.kafka.partitioning import partitions_of
 
 log = structlog.get_logger(__name__)
@@ -108,15 +109,14 @@ def source_of(record: Record) -> Source:
     )
 
 
-class PublishFailed(Exception):
-    """A record could not be published after every retry; its ``__cause__`` is the
-    last KafkaError, whose ``retriable`` says whether trying later may help."""
+class PublishFailed(WorkerError):
+    """A record could not be published after every retry. ``retriable`` is False when
+    the broker refused it for good (too large for the topic, a topic the producer may
+    not write): the record is poison, not the broker, and trying again cannot help."""
 
-    @property
-    def retriable(self) -> bool:
-        """False when the broker refused the record for good (too large for the topic,
-        a topic the producer may not write): the record is poison, not the broker."""
-        return bool(getattr(self.__cause__, "retriable", True))
+    def __init__(self, message: str, *, retriable: bool = True) -> None:
+        super().__init__(message)
+        self.retriable = retriable
 
 
 @dataclass(frozen=True, slots=True)
@@ -242,8 +242,10 @@ class Publisher:
                 await ack
                 return
             except KafkaError as exc:
-                if attempt == settings.retries or not getattr(exc, "retriable", True):
-                    raise PublishFailed(f"{type(exc).__name__}: {exc}") from exc
+                retriable = bool(getattr(exc, "retriable", True))
+                if attempt == settings.retries or not retriable:
+                    message = f"{type(exc).__name__}: {exc}"
+                    raise PublishFailed(message, retriable=retriable) from exc
                 log.warning(
                     "publish failed, retrying", topic=topic, attempt=attempt + 1, error=str(exc)
                 )

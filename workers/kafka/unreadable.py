@@ -21,10 +21,16 @@ from dataclasses import dataclass, replace
 
 import structlog
 from aiokafka import AIOKafkaClient, AIOKafkaConsumer, TopicPartition
-from aiokafka.codec import gzip_decode, lz4_decode, snappy_decode, zstd_decode
 from aiokafka.errors import KafkaError, for_code
-from aiokafka.protocol.fetch import FetchRequest
-from aiokafka.record.util import decode_varint
+
+from producer.aiokafka_internals import (
+    decode_varint,
+    fetch_request,
+    gzip_decode,
+    lz4_decode,
+    snappy_decode,
+    zstd_decode,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -151,7 +157,7 @@ async def read_raw(
     if leader is None or leader < 0:
         raise KafkaError(f"no leader known for {tp}")
     # Wait up to 100 ms for data: the embedded broker answers a wait of 0 with nothing.
-    request = FetchRequest(100, 1, max_bytes, 0, [(tp.topic, [(tp.partition, offset, max_bytes)])])
+    request = fetch_request(tp.topic, tp.partition, offset, max_bytes=max_bytes, max_wait_ms=100)
     response = await client.send(leader, request)
     batches: list[RawBatch] = []
     for _, partitions in response.topics:

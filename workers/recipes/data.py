@@ -20,17 +20,10 @@ from urllib.parse import unquote, urlparse
 import numpy as np
 import numpy.typing as npt
 
+from producer.table_files import FORMATS, csv_rows, format_of, jsonl_lines, parquet_columns
 from workers.recipes.base import DatasetError, DatasetRef
 
 Columns = dict[str, list[Any]]
-
-SUFFIXES = {
-    ".csv": "csv",
-    ".jsonl": "jsonl",
-    ".ndjson": "jsonl",
-    ".parquet": "parquet",
-    ".pq": "parquet",
-}
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,11 +77,11 @@ def path_from_uri(uri: str) -> Path:
 
 def _file_format(path: Path, shown: str | None = None) -> str:
     """The dataset format that ``path``'s suffix names; messages name it ``shown``."""
-    kind = SUFFIXES.get(path.suffix.lower())
+    kind = format_of(path)
     if kind is None:
         raise DatasetError(
             f"cannot tell the format of {str(path) if shown is None else shown!r} from its "
-            f"suffix; use one of {', '.join(sorted(SUFFIXES))}"
+            f"suffix; use one of {', '.join(sorted(FORMATS))}"
         )
     return kind
 
@@ -114,9 +107,8 @@ def load_file(path: Path, *, label: str, shown: str | None = None) -> LabelledDa
 
 
 def _read_csv(path: Path, name: str) -> Columns:
-    with path.open(newline="", encoding="utf-8") as handle:
-        rows = list(csv.reader(handle))
-    header, body = rows[0], [row for row in rows[1:] if row]
+    rows = list(csv_rows(path))
+    header, body = rows[0], rows[1:]
     for number, row in enumerate(body, start=2):
         if len(row) != len(header):
             raise DatasetError(
@@ -127,10 +119,8 @@ def _read_csv(path: Path, name: str) -> Columns:
 
 def _read_jsonl(path: Path, name: str) -> Columns:
     records: list[dict[str, Any]] = []
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if line.strip():
-                records.append(_json_record(line, f"{name} line {number}"))
+    for number, line in jsonl_lines(path):
+        records.append(_json_record(line.decode("utf-8"), f"{name} line {number}"))
     names = list(records[0])
     for number, record in enumerate(records, start=1):
         if set(record) != set(names):
@@ -155,18 +145,14 @@ def _json_record(line: str, where: str) -> dict[str, Any]:
 
 def _read_parquet(path: Path, name: str) -> Columns:
     try:
-        import pyarrow.parquet as pq
+        return parquet_columns(path)
     except ImportError as exc:
         raise DatasetError("reading Parquet needs pyarrow: pip install 'maas[parquet]'") from exc
-    try:
-        table = pq.read_table(path)
     except Exception as exc:  # pyarrow raises several unrelated types for bad files
         raise DatasetError(
             f"cannot read Parquet file {name}: {exc}",
             public=f"cannot read Parquet file {name}: not a valid Parquet file",
         ) from exc
-    columns: Columns = table.to_pydict()
-    return columns
 
 
 _READERS: dict[str, Callable[[Path, str], Columns]] = {

@@ -1,6 +1,7 @@
 """The prediction worker: consume → batch → infer → reply, honest about offsets.
 
-Owns the loop (:mod:`~workers.serving.loop`), the edge where a poll's records become
+Owns the loop (:mod:`~workers.serving.loop`) with what one run of it serves with
+(:mod:`~workers.serving.session`), the edge where a poll's records become
 jobs or refusals (:mod:`~workers.serving.edge`), answering one job
 (:mod:`~workers.serving.handler`), how answers reach the broker and offsets are
 committed (:mod:`~workers.serving.delivery`, and exactly-once in

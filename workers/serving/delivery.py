@@ -4,11 +4,11 @@ The loop answers a partition's records and hands the answers to a :class:`Delive
 which marks each record done in the loop's :class:`~workers.serving.offsets.OffsetTracker`
 once it may be committed, and commits the answered prefix of each partition:
 
-- :class:`Acknowledged` (at-least-once, the default): answers are published at once
+- :class:`AtLeastOnce` (at-least-once, the default): answers are published at once
   and a record is done when its answer is acknowledged; the consumer commits the
   answered prefixes every ``interval_s``. A crash between the two answers some jobs
   twice.
-- :class:`~workers.serving.transactions.Transactional` (exactly-once): answers wait in the
+- :class:`~workers.serving.transactions.ExactlyOnce` (exactly-once): answers wait in the
   worker until a Kafka transaction carries them together with the offsets of the
   records they answer.
 """
@@ -53,7 +53,7 @@ class Delivery(Protocol):
         """Commit what is answered of ``tps`` and forget them: they are revoked."""
 
 
-class Acknowledged:
+class AtLeastOnce:
     """At-least-once: a record is done once its answer (or its dead letter) is
     acknowledged; the consumer commits the answered prefixes every ``interval_s``."""
 

@@ -27,7 +27,7 @@ import asyncio
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, ClassVar
 
 import msgspec
 import structlog
@@ -56,7 +56,16 @@ from workers.kafka.publisher import (
 from workers.kafka.topics import ClusterTopics, topic_name_problem
 from workers.tenancy.guard import Access, Guard
 
-__all__ = ["MAX_METADATA_BYTES", "OFF_LOOP_BYTES", "Edge", "Intake"]
+__all__ = [
+    "MAX_METADATA_BYTES",
+    "OFF_LOOP_BYTES",
+    "Accepted",
+    "Admitted",
+    "DeadLetter",
+    "Edge",
+    "Passed",
+    "Refused",
+]
 
 log = structlog.get_logger(__name__)
 
@@ -64,13 +73,52 @@ OFF_LOOP_BYTES = 256 * 1024  # records bigger than this are decoded in a thread
 MAX_METADATA_BYTES = 64 * 1024  # the most metadata a Result echoes
 
 
-@dataclass(slots=True)
-class Intake:
-    """A partition's share of a poll, admitted: per record, its answer so far (None:
-    not yet, or none to send), and the jobs for the handler with their places."""
+@dataclass(frozen=True, slots=True)
+class Accepted:
+    """A record whose job goes to the handler."""
 
-    replies: list[tuple[Record, Outgoing | None]]
-    jobs: list[tuple[int, Record, PredictJob]]
+    record: Record
+    job: PredictJob
+
+
+@dataclass(frozen=True, slots=True)
+class _Answered:
+    """A record answered at the edge: ``reply`` is the record that answers it."""
+
+    record: Record
+    reply: Outgoing
+
+
+class Refused(_Answered):
+    """A job answered at the edge: ``reply`` is its error Result's record."""
+
+    __slots__ = ()
+
+
+class DeadLetter(_Answered):
+    """A record that is no job to answer: ``reply`` is its dead letter."""
+
+    __slots__ = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Passed:
+    """Another pool's job: nothing to send, and nothing more to do with it here."""
+
+    record: Record
+    reply: ClassVar[None] = None
+
+
+# What the edge makes of each record of a poll, in the records' order.
+Admitted = Accepted | Refused | DeadLetter | Passed
+
+
+@dataclass(frozen=True, slots=True)
+class _Unverified:
+    """A job (or refusal) whose reply topic is yet to be looked for in the cluster."""
+
+    record: Record
+    item: _Item
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,55 +170,48 @@ class Edge:
         self._max_job_bytes = max_job_bytes
         self._worker = worker
 
-    async def admit(self, records: Sequence[Record]) -> Intake:
-        """Check and decode ``records``: the answers of those refused, the jobs of the
-        others. Jobs whose reply topic is not known yet wait for one shared read of
-        the cluster's topic list (at most ``ClusterTopics.min_refresh_s`` away)."""
+    async def admit(self, records: Sequence[Record]) -> list[Admitted]:
+        """What each of ``records`` is, in order: a job for the handler, a job refused
+        with its answer, a dead letter, or another pool's job. Jobs whose reply topic
+        is not known yet wait for one shared read of the cluster's topic list (at most
+        ``ClusterTopics.min_refresh_s`` away)."""
         since = time.monotonic()
-        intake = Intake([], [])
         if not records:
-            return intake
+            return []
         access = await self._guard.access(records[0].topic)  # a partition's: one topic
-        unverified: list[tuple[int, Record, _Item]] = []
-        for record in records:
-            index = len(intake.replies)
-            intake.replies.append((record, None))
-            raw = record.value or b""
-            if len(raw) > OFF_LOOP_BYTES:  # a big one is decoded off the event loop
-                item = await asyncio.to_thread(self._read, record, raw)
-            else:
-                item = self._read(record, raw)
-            if isinstance(item, Outgoing):
-                intake.replies[index] = (record, item)
-            elif item is not None and self._route(intake, index, record, item, access):
-                unverified.append((index, record, item))
-        if unverified:
-            await self._verify(intake, unverified, since)
-        return intake
+        routed = [self._route(record, await self._read(record), access) for record in records]
+        pending = any(isinstance(each, _Unverified) for each in routed)
+        unreadable = await self._refresh(since) if pending else ""
+        return [
+            self._verify(each, unreadable) if isinstance(each, _Unverified) else each
+            for each in routed
+        ]
 
     def _route(
-        self, intake: Intake, index: int, record: Record, item: _Item, access: Access
-    ) -> bool:
-        """Answer or place ``item``; True when its reply topic is to be looked for."""
-        address = _address(item)
-        if denial := access.outside(item.reply_to):
+        self, record: Record, read: _Item | Outgoing | None, access: Access
+    ) -> Admitted | _Unverified:
+        """What ``record``, read, is once its tenant's rules and its reply topic's name
+        are checked; :class:`_Unverified` when its reply topic is to be looked for."""
+        if read is None:
+            return Passed(record)
+        if isinstance(read, Outgoing):
+            return DeadLetter(record, read)
+        address = _address(read)
+        if denial := access.outside(read.reply_to):
             self._guard.refused(access, denial, model=address.model, job_id=address.job_id)
             result = self._error(address, denial.code, denial.message)
             topic = access.namespace.results  # never where the job pointed
-            intake.replies[index] = (record, self.answer(record, address, result, topic=topic))
-            return False
+            return Refused(record, self.answer(record, address, result, topic=topic))
         if denial := access.denial(address.model or None):
             self._guard.refused(access, denial, model=address.model, job_id=address.job_id)
-            item = _Refusal(_envelope(item), denial.code, denial.message)
+            read = _Refusal(_envelope(read), denial.code, denial.message)
         own = access.namespace.results  # checked too: a deleted one must not eat answers
-        reply_to = item.reply_to or own
+        reply_to = read.reply_to or own
         if reply_to in self._topics.listed or (reply_to != own and reply_to in self._topics.known):
-            self._place(intake, index, record, item)
-        elif problem := topic_name_problem(reply_to):
-            intake.replies[index] = (record, self._misdirected(record, item, problem))
-        else:
-            return True
-        return False
+            return self._settled(record, read)
+        if problem := topic_name_problem(reply_to):
+            return Refused(record, self._misdirected(record, read, problem))
+        return _Unverified(record, read)
 
     def answer(
         self, record: Record, job: PredictJob | JobEnvelope, result: Result, *, topic: str = ""
@@ -210,8 +251,16 @@ class Edge:
             "record cannot be read as a job",
         )
 
-    def _read(self, record: Record, raw: bytes) -> _Item | Outgoing | None:
-        """The record's job; or its refusal, or dead letter; None: another pool's job."""
+    async def _read(self, record: Record) -> _Item | Outgoing | None:
+        """The record's job; or its refusal, or dead letter; None: another pool's job.
+        A big record is decoded off the event loop."""
+        raw = record.value or b""
+        if len(raw) > OFF_LOOP_BYTES:
+            return await asyncio.to_thread(self._decode, record, raw)
+        return self._decode(record, raw)
+
+    def _decode(self, record: Record, raw: bytes) -> _Item | Outgoing | None:
+        """:meth:`_read`'s work, on or off the event loop."""
         if len(raw) > self._max_job_bytes:
             return self._too_large(record, raw)
         try:
@@ -256,13 +305,12 @@ class Edge:
     def _dead_letter(self, record: Record, code: ErrorCode, reason: str) -> Outgoing:
         return self._publisher.dead_letter_of(source_of(record), code=code, reason=reason)
 
-    def _place(self, intake: Intake, index: int, record: Record, item: _Item) -> None:
+    def _settled(self, record: Record, item: _Item) -> Accepted | Refused:
         """A job for the handler; a refusal answered now, on its reply topic."""
         if isinstance(item, PredictJob):
-            intake.jobs.append((index, record, item))
-        else:
-            result = self._error(item.envelope, item.code, item.message)
-            intake.replies[index] = (record, self.answer(record, item.envelope, result))
+            return Accepted(record, item)
+        result = self._error(item.envelope, item.code, item.message)
+        return Refused(record, self.answer(record, item.envelope, result))
 
     def _misdirected(self, record: Record, item: _Item, problem: str) -> Outgoing:
         """``INVALID_INPUT`` on the results topic: ``problem`` with the job's reply_to."""
@@ -273,31 +321,32 @@ class Edge:
             record, address, result, topic=self._guard.namespace(record.topic).results
         )
 
-    async def _verify(
-        self, intake: Intake, unverified: list[tuple[int, Record, _Item]], since: float
-    ) -> None:
-        """Place the jobs whose reply topic the cluster has; answer the others."""
+    async def _refresh(self, since: float) -> str:
+        """Read the cluster's topic list (unless read since ``since``); what to add to
+        the answer to a job whose reply topic is missing: why the list may be stale."""
         try:
             await self._topics.refresh(since)
-            unreadable = ""
         except KafkaError as exc:
             log.warning("topic list not read; reply topics not checked", error=str(exc))
-            unreadable = f" (the broker's topic list could not be read: {type(exc).__name__})"
-        for index, record, item in unverified:
-            own = self._guard.namespace(record.topic).results
-            topic = item.reply_to or own
-            present = topic in (self._topics.known if unreadable else self._topics.listed)
-            if present or (unreadable and topic == own):
-                self._place(intake, index, record, item)
-                continue
-            if topic == own:
-                intake.replies[index] = (record, self._results_missing(record, topic))
-                continue
-            problem = (
-                f"reply_to topic {topic!r} does not exist{unreadable}; maas answers only on "
-                "existing topics: create it before sending jobs that name it"
-            )
-            intake.replies[index] = (record, self._misdirected(record, item, problem))
+            return f" (the broker's topic list could not be read: {type(exc).__name__})"
+        return ""
+
+    def _verify(self, unverified: _Unverified, unreadable: str) -> Accepted | Refused | DeadLetter:
+        """Settle a job whose reply topic the cluster has; answer the others, and
+        dead-letter one whose own results topic is missing (deleted)."""
+        record, item = unverified.record, unverified.item
+        own = self._guard.namespace(record.topic).results
+        topic = item.reply_to or own
+        present = topic in (self._topics.known if unreadable else self._topics.listed)
+        if present or (unreadable and topic == own):
+            return self._settled(record, item)
+        if topic == own:
+            return DeadLetter(record, self._results_missing(record, topic))
+        problem = (
+            f"reply_to topic {topic!r} does not exist{unreadable}; maas answers only on "
+            "existing topics: create it before sending jobs that name it"
+        )
+        return Refused(record, self._misdirected(record, item, problem))
 
     def _results_missing(self, record: Record, topic: str) -> Outgoing:
         """The dead letter of a job whose tenant's results topic is missing (deleted):

@@ -40,12 +40,12 @@ from workers.kafka.clients import (
     with_worker_id,
 )
 from workers.kafka.idle import IdleBackoff
-from workers.kafka.publisher import DEFAULT_MAX_RECORD_BYTES, Publisher, Record
+from workers.kafka.publisher import DEFAULT_MAX_RECORD_BYTES, Outgoing, Publisher, Record
 from workers.kafka.topics import ClusterTopics, keep_service_topics
 from workers.kafka.unreadable import RawRecord, salvage
 from workers.runtime.loader import RuntimeSettings
-from workers.serving.delivery import Acknowledged, Delivery, Replies
-from workers.serving.edge import Edge
+from workers.serving.delivery import AtLeastOnce, Delivery, Replies
+from workers.serving.edge import Accepted, Edge
 from workers.serving.flow import pace, redeliver_due
 from workers.serving.handler import JobHandler, Retry
 from workers.serving.heap import freeze_long_lived
@@ -53,8 +53,9 @@ from workers.serving.metrics import MetricsRecorder
 from workers.serving.models import ModelCache
 from workers.serving.offsets import OffsetTracker
 from workers.serving.rollback import RollbackSettings, RollbackWatcher
+from workers.serving.session import Session
 from workers.serving.stores import ServedMetrics, ServedModels
-from workers.serving.transactions import Transactional, transactional_id
+from workers.serving.transactions import ExactlyOnce, transactional_id
 from workers.tenancy.guard import Guard, TenancySettings, TenantStore
 
 log = structlog.get_logger(__name__)
@@ -170,16 +171,14 @@ class Worker:
         self._tasks: dict[TopicPartition, set[asyncio.Task[None]]] = {}
         # Partitions with records held back, and when to read them again (monotonic s).
         self._redeliveries: dict[TopicPartition, float] = {}
-        self._consumer: AIOKafkaConsumer | None = None
-        self._publisher: Publisher | None = None
-        self._delivery: Delivery | None = None
-        self._edge: Edge | None = None
+        # What run() serves with, for rebalances and probes (None: not connected yet).
+        self._session: Session | None = None
         self.ready = asyncio.Event()
 
     @property
     def consumer(self) -> AIOKafkaConsumer | None:
         """The group member, once :meth:`run` has started it (probes read its partitions)."""
-        return self._consumer
+        return None if self._session is None else self._session.consumer
 
     async def run(self, stop: asyncio.Event) -> None:
         """Serve until ``stop`` is set, then drain; ``stop`` also ends start-up early."""
@@ -195,20 +194,10 @@ class Worker:
         )
         try:
             async with connected(self.kafka, clients, stop=stop) as (consumer, publisher):
-                self._consumer, self._publisher = consumer, publisher
-                self._delivery = self._delivery_for(consumer, publisher, stop)
-                topics = ClusterTopics(publisher.client, always=[self.kafka.topics.results])
-                self._edge = Edge(
-                    publisher,
-                    topics,
-                    self.guard,
-                    models=settings.models,
-                    max_job_bytes=settings.max_job_bytes,
-                    worker=settings.worker_id,
-                )
-                interval = settings.topic_check_interval_s
+                session = self._session = self._open(consumer, publisher, stop)
+                topics, interval = session.topics, settings.topic_check_interval_s
                 helpers = [
-                    asyncio.create_task(self._delivery.run()),
+                    asyncio.create_task(session.delivery.run()),
                     asyncio.create_task(self.metrics.run()),
                     asyncio.create_task(self.guard.run(self.kafka, self._on_control)),
                     asyncio.create_task(
@@ -223,24 +212,38 @@ class Worker:
                     transactional_id=self.transactional_id,
                 )
                 try:
-                    await self._poll(consumer, stop)
+                    await self._poll(session, stop)
                 finally:
-                    await self._wind_down(consumer, helpers)
+                    await self._wind_down(session, helpers)
         except Stopped:
             log.info("stopped while starting", worker=settings.worker_id)
         finally:
             await self.models.aclose()
             log.info("worker stopped", worker=settings.worker_id)
 
-    def _delivery_for(
+    def _open(
         self, consumer: AIOKafkaConsumer, publisher: Publisher, stop: asyncio.Event
-    ) -> Delivery:
-        if self.transactional_id is not None:
-            return Transactional(publisher, self.tracker, self.settings.group, stop)
-        return Acknowledged(consumer, publisher, self.tracker, self.settings.commit_interval_s)
-
-    async def _poll(self, consumer: AIOKafkaConsumer, stop: asyncio.Event) -> None:
+    ) -> Session:
+        """The session over the connected clients (``stop``: exactly-once's to set)."""
         settings = self.settings
+        delivery: Delivery
+        if self.transactional_id is not None:
+            delivery = ExactlyOnce(publisher, self.tracker, settings.group, stop)
+        else:
+            delivery = AtLeastOnce(consumer, publisher, self.tracker, settings.commit_interval_s)
+        topics = ClusterTopics(publisher.client, always=[self.kafka.topics.results])
+        edge = Edge(
+            publisher,
+            topics,
+            self.guard,
+            models=settings.models,
+            max_job_bytes=settings.max_job_bytes,
+            worker=settings.worker_id,
+        )
+        return Session(consumer, publisher, delivery, topics, edge)
+
+    async def _poll(self, session: Session, stop: asyncio.Event) -> None:
+        settings, consumer = self.settings, session.consumer
         standby = Standby(
             consumer, self.kafka.topics.predict, settings.group, settings.standby_report_s
         )
@@ -253,7 +256,7 @@ class Worker:
                 try:
                     batch = await poll(consumer, stopping, timeout_ms=timeout_ms)
                 except UnicodeDecodeError:  # a header key aiokafka cannot decode
-                    await self._salvage(consumer)
+                    await self._salvage(session)
                     continue
                 idle.polled(bool(batch))
                 if consumer.assignment():
@@ -262,7 +265,7 @@ class Worker:
                 received = time.time()
                 for tp, records in batch.items():
                     if kept := self._admitted(tp, records):
-                        self._spawn(tp, self._process(tp, kept, received))
+                        self._spawn(tp, self._process(session, tp, kept, received))
                 if batch:
                     await asyncio.sleep(0)  # the tasks queue their jobs: pace sees them
                 if self._redeliveries:
@@ -289,65 +292,62 @@ class Worker:
         tasks.add(task)
         task.add_done_callback(tasks.discard)
 
-    async def _salvage(self, consumer: AIOKafkaConsumer) -> None:
+    async def _salvage(self, session: Session) -> None:
         """Get past records whose header keys aiokafka cannot decode: read the
         partitions raw, answer the readable records, dead-letter the others."""
-        assert self._publisher is not None
-        client, max_bytes = self._publisher.client, self.settings.max_record_bytes
-        found = await salvage(consumer, client, self.tracker.resume_at, max_bytes=max_bytes)
+        client, max_bytes = session.publisher.client, self.settings.max_record_bytes
+        found = await salvage(session.consumer, client, self.tracker.resume_at, max_bytes=max_bytes)
         received = time.time()
         for tp, records in found.items():
             kept: list[RawRecord] = self._admitted(tp, records)
-            self._spawn(tp, self._process(tp, [r for r in kept if not r.unreadable], received))
-            self._spawn(tp, self._dead_letter(tp, [r for r in kept if r.unreadable]))
+            readable = [r for r in kept if not r.unreadable]
+            self._spawn(tp, self._process(session, tp, readable, received))
+            self._spawn(tp, self._dead_letter(session, tp, [r for r in kept if r.unreadable]))
 
     async def _process(
-        self, tp: TopicPartition, records: Sequence[Record], received: float
+        self, session: Session, tp: TopicPartition, records: Sequence[Record], received: float
     ) -> None:
         """Answer a partition's records from one poll and hand the answers over."""
-        assert self._delivery is not None
         try:
-            await self._delivery.deliver(tp, await self._replies(tp, records, received))
+            replies = await self._replies(session.edge, tp, records, received)
+            await session.delivery.deliver(tp, replies)
         except Exception as exc:  # a bug: dead-letter rather than hang the partition
             log.exception("unexpected failure answering records", partition=tp.partition)
-            await self._delivery.fail(tp, records, exc)
+            await session.delivery.fail(tp, records, exc)
 
-    async def _dead_letter(self, tp: TopicPartition, records: Sequence[Record]) -> None:
-        assert self._delivery is not None
-        assert self._edge is not None
-        await self._delivery.deliver(tp, [(r, self._edge.unreadable(r)) for r in records])
+    async def _dead_letter(
+        self, session: Session, tp: TopicPartition, records: Sequence[Record]
+    ) -> None:
+        await session.delivery.deliver(tp, [(r, session.edge.unreadable(r)) for r in records])
 
     async def _replies(
-        self, tp: TopicPartition, records: Sequence[Record], received: float
+        self, edge: Edge, tp: TopicPartition, records: Sequence[Record], received: float
     ) -> Replies:
         """Each record with what answers it (None: another pool's job, nothing to send),
         less the records held back to be read again."""
-        assert self._edge is not None
-        intake = await self._edge.admit(records)
-        replies = intake.replies
+        admitted = await edge.admit(records)
         # No per-job context binding here: it costs more than the rest of the hot path;
         # the few log lines about a job name job_id themselves.
+        jobs = [each.job for each in admitted if isinstance(each, Accepted)]
         tenant = self.guard.namespace(tp.topic).tenant
-        jobs = [job for _, _, job in intake.jobs]
-        outcomes = await self.handler.answer_many(jobs, received, tenant=tenant)
-        held: set[int] = set()
-        for (index, record, job), outcome in zip(intake.jobs, outcomes, strict=True):
-            if isinstance(outcome, Retry):
-                answer = self._retry(tp, record, outcome, received)
-                if answer is None:
-                    held.add(index)
-                    continue
-                outcome = answer
-            replies[index] = (record, self._edge.answer(record, job, outcome))
-        if held:
-            return [reply for index, reply in enumerate(replies) if index not in held]
+        outcomes = iter(await self.handler.answer_many(jobs, received, tenant=tenant))
+        replies: list[tuple[Record, Outgoing | None]] = []
+        for each in admitted:
+            if not isinstance(each, Accepted):
+                replies.append((each.record, each.reply))
+                continue
+            result = self._result(tp, each.record, next(outcomes), received)
+            if result is not None:  # else held back, to be read again
+                replies.append((each.record, edge.answer(each.record, each.job, result)))
         return replies
 
-    def _retry(
-        self, tp: TopicPartition, record: Record, retry: Retry, received: float
+    def _result(
+        self, tp: TopicPartition, record: Record, retry: Result | Retry, received: float
     ) -> Result | None:
-        """Hold a job that failed with a retriable error back to be read again (None),
-        or, once it has been tried ``retry.attempts`` times more, its error Result."""
+        """A job's Result; for one that failed with a retriable error, None: held back to
+        be read again, or once it has been tried ``retry.attempts`` times more, its error."""
+        if not isinstance(retry, Retry):
+            return retry
         limits = self.settings.retry
         attempt = self.tracker.hold(tp, record.offset, limits.attempts)
         context = {"job_id": retry.job.job_id, "partition": tp.partition, "offset": record.offset}
@@ -362,8 +362,8 @@ class Worker:
 
     async def commit(self, tps: Iterable[TopicPartition] | None = None) -> None:
         """Commit what is answered (of ``tps``; default: every partition)."""
-        if self._delivery is not None:
-            await self._delivery.commit(tps)
+        if self._session is not None:
+            await self._session.delivery.commit(tps)
 
     async def release(self, revoked: set[TopicPartition]) -> None:
         """Drain revoked partitions (bounded), commit what is answered, then let go."""
@@ -371,8 +371,8 @@ class Worker:
             return
         await self._drain(revoked)
         abandoned = self.tracker.in_flight(revoked)
-        if self._delivery is not None:
-            await self._delivery.release(revoked)
+        if self._session is not None:
+            await self._session.delivery.release(revoked)
         for tp in revoked:
             self._redeliveries.pop(tp, None)
         log.info(
@@ -390,13 +390,11 @@ class Worker:
     def _on_control(self, event: ControlEvent) -> None:
         self.models.invalidate(event.model)
 
-    async def _wind_down(
-        self, consumer: AIOKafkaConsumer, helpers: list[asyncio.Task[None]]
-    ) -> None:
+    async def _wind_down(self, session: Session, helpers: list[asyncio.Task[None]]) -> None:
         """Stop polling, drain (bounded), commit what is answered, stop the helpers."""
-        consumer.pause(*consumer.assignment())
+        session.consumer.pause(*session.consumer.assignment())
         await self._drain(list(self._tasks))
-        await self.commit()
+        await session.delivery.commit()
         leftover = [task for tasks in self._tasks.values() for task in tasks]
         for task in [*helpers, *leftover]:
             task.cancel()

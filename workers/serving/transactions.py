@@ -4,7 +4,7 @@ A worker started with ``--exactly-once`` produces with a transactional id of its
 stable per worker slot (:func:`transactional_id`), so that a restarted worker fences
 the one it replaces: the broker aborts the open transaction of the dead one before
 the new one reads the group's offsets. Its answers are not sent when made but held
-(:class:`Transactional`) until a transaction carries them. Each cycle begins a
+(:class:`ExactlyOnce`) until a transaction carries them. Each cycle begins a
 transaction, sends the answers to every partition's contiguous answered prefix (dead
 letters too), adds the offsets after those prefixes for the workers' consumer group
 (``send_offsets_to_transaction``) and commits. An answer to a record beyond its
@@ -95,7 +95,7 @@ def transactional_id(prefix: str, group: str, worker_id: str, slot: int) -> str:
     return f"{prefix}{group}.{worker_id or socket.gethostname()}.{slot}"
 
 
-class Transactional:
+class ExactlyOnce:
     """Exactly-once delivery: answers held until a transaction carries them with the
     offsets of their records (see the module's description). ``stop`` is set when the
     worker must stop: fenced, or its transactions keep failing."""

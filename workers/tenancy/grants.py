@@ -23,6 +23,7 @@ from typing import Protocol
 
 from producer.contract.messages import ControlEvent, ErrorCode
 from producer.contract.tenancy import Namespace
+from workers.errors import WorkerError
 
 _SHOWN = 80  # characters of a job's own text echoed in a refusal
 
@@ -124,7 +125,7 @@ def check_promote(namespace: Namespace, tenant: TenantLike | None, mode: str) ->
     )
 
 
-class GrantsUnavailable(Exception):
+class GrantsUnavailable(WorkerError):
     """The registry could not be asked for a tenant's grants."""
 
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from producer.contract.messages import Dataset, ErrorCode
+from workers.errors import WorkerError
 from workers.recipes import (
     BUILTIN_RECIPES,
     DatasetError,
@@ -30,7 +31,7 @@ DEFAULT_DATA_ROOT = Path(".maas/data")
 _SHOWN = 200  # characters of a job's own text echoed in a refusal
 
 
-class Refused(Exception):
+class Refused(WorkerError):
     """A job asked for what the operator did not allow: answered ``code``, ``message``."""
 
     def __init__(self, code: ErrorCode, message: str) -> None:

@@ -1,6 +1,6 @@
 """What the trainer answers a retrain job: the version it registered, why it failed, or,
 for a job delivered again, what its stored run recorded; and where, and whether its
-tenant may ask for it at all (:func:`door`)."""
+tenant may ask for it at all (:func:`reply_topic_and_denial`)."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ from workers.tenancy.grants import Denial, check_promote, check_retrain
 from workers.tenancy.guard import Access
 
 
-def door(job: RetrainJob, access: Access) -> tuple[str, Denial | None]:
+def reply_topic_and_denial(job: RetrainJob, access: Access) -> tuple[str, Denial | None]:
     """Where ``job`` of ``access``'s tenant is answered, and why it is refused before
     the trainer looks at it (None: it may go on): a reply topic outside the tenant's
     namespace (answered on the tenant's results topic instead), an unknown tenant, or

@@ -15,6 +15,7 @@ import structlog
 from prometheus_client import Histogram
 
 from producer.contract.messages import ErrorCode
+from workers.errors import WorkerError
 from workers.optimize import OptimizeError
 from workers.optimize.retrain import Plan, Quantize, plan
 from workers.recipes import Recipe, RecipeError, TrainedModel, TrainRequest
@@ -29,7 +30,7 @@ TRAINING = Histogram(
 )
 
 
-class Failure(Exception):
+class Failure(WorkerError):
     """A job that cannot produce a version: answered with ``code`` and ``message``."""
 
     def __init__(self, code: ErrorCode, message: str) -> None:

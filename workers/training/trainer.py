@@ -57,7 +57,13 @@ from workers.recipes import (
 from workers.tenancy.grants import Denial
 from workers.tenancy.guard import Access, Guard, TenancySettings, TenantStore
 from workers.training.allowed import Allowed, Refused
-from workers.training.answers import door, error_result, from_run, ok_result, outside_namespace
+from workers.training.answers import (
+    error_result,
+    from_run,
+    ok_result,
+    outside_namespace,
+    reply_topic_and_denial,
+)
 from workers.training.evidence import check_split, judge
 from workers.training.gate import GatePolicy, keep_clients
 from workers.training.steps import Failure, plan_int8, train
@@ -179,7 +185,7 @@ class Trainer:
         with structlog.contextvars.bound_contextvars(
             job_id=job.job_id, model=job.model, partition=record.partition, offset=record.offset
         ):
-            reply_to, denial = door(job, access)
+            reply_to, denial = reply_topic_and_denial(job, access)
             try:
                 if denial is not None:
                     result = self._refuse(job, access, denial)

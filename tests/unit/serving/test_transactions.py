@@ -11,7 +11,7 @@ from aiokafka import TopicPartition
 
 from workers.kafka.publisher import Outgoing
 from workers.serving.offsets import OffsetTracker
-from workers.serving.transactions import Transactional, transactional_id
+from workers.serving.transactions import ExactlyOnce, transactional_id
 
 TP = TopicPartition("maas.predict", 0)
 
@@ -30,11 +30,11 @@ def answer(offset: int) -> Outgoing:
     return Outgoing("maas.results", f"answer {offset}".encode(), None)
 
 
-def delivery(offsets: range) -> tuple[Transactional, OffsetTracker[TopicPartition]]:
+def delivery(offsets: range) -> tuple[ExactlyOnce, OffsetTracker[TopicPartition]]:
     tracker: OffsetTracker[TopicPartition] = OffsetTracker()
     for offset in offsets:
         tracker.track(TP, offset)
-    return Transactional(None, tracker, "maas-workers", asyncio.Event()), tracker  # type: ignore[arg-type]
+    return ExactlyOnce(None, tracker, "maas-workers", asyncio.Event()), tracker  # type: ignore[arg-type]
 
 
 async def test_an_answer_beyond_the_answered_prefix_waits_for_a_later_transaction() -> None:
