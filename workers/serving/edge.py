@@ -54,6 +54,7 @@ from workers.kafka.publisher import (
     without_own_headers,
 )
 from workers.kafka.topics import ClusterTopics, topic_name_problem
+from workers.serving.pools import PoolShare
 from workers.tenancy.guard import Access, Guard
 
 __all__ = [
@@ -158,15 +159,17 @@ class Edge:
         topics: ClusterTopics,
         guard: Guard,
         *,
-        models: tuple[str, ...],
+        models: tuple[str, ...] | PoolShare,
         max_job_bytes: int,
         worker: str,
     ) -> None:
-        """``models``: the models this pool serves (empty: all); ``worker``: who answers."""
+        """``models``: the models this pool serves (empty: all), or its
+        :class:`PoolShare` (the general pool's leaves pinned pools' models to them);
+        ``worker``: who answers."""
         self._publisher = publisher
         self._topics = topics
         self._guard = guard
-        self._models = frozenset(models)
+        self._share = models if isinstance(models, PoolShare) else PoolShare(frozenset(models))
         self._max_job_bytes = max_job_bytes
         self._worker = worker
 
@@ -267,7 +270,7 @@ class Edge:
             job = decode_predict(raw)
         except DecodeError as exc:
             return self._rejected(record, raw, exc)
-        if self._models and job.model not in self._models:
+        if not self._share.serves(job.model):
             return None
         if len(raw) > MAX_METADATA_BYTES and _too_much(job.metadata):
             envelope = JobEnvelope(job.job_id, job.model, job.reply_to)
@@ -298,7 +301,7 @@ class Edge:
 
     def _refusal(self, envelope: JobEnvelope, code: ErrorCode, message: str) -> _Refusal | None:
         """None when the job names a model another pool serves: that pool answers it."""
-        if self._models and envelope.model and envelope.model not in self._models:
+        if envelope.model and not self._share.serves(envelope.model):
             return None
         return _Refusal(envelope, code, message)
 

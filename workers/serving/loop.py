@@ -52,6 +52,7 @@ from workers.serving.heap import freeze_long_lived
 from workers.serving.metrics import MetricsRecorder
 from workers.serving.models import ModelCache
 from workers.serving.offsets import OffsetTracker
+from workers.serving.pools import PinnedPools, PoolShare
 from workers.serving.rollback import RollbackSettings, RollbackWatcher
 from workers.serving.session import Session
 from workers.serving.stores import ServedMetrics, ServedModels
@@ -98,6 +99,9 @@ class WorkerSettings:
     # how long answers there can vanish unseen.
     topic_check_interval_s: float = 2.0
     standby_report_s: float = 15.0  # a worker without partitions this long says why
+    # The general pool (no models) reads the consumer groups this often to learn which
+    # models pinned pools serve, and leaves their jobs to them (workers/serving/pools.py).
+    pool_check_interval_s: float = 2.0
     # Who answers, in Results and the audit log; default: host:pid of the process
     # that serves. With exactly-once, it also names the transactional ids (default:
     # the host's name), so it must stay the same across restarts.
@@ -167,6 +171,16 @@ class Worker:
         self.models = ModelCache(
             models, runtime=settings.runtime, batch=settings.batch, alias_ttl_s=settings.alias_ttl_s
         )
+        self.pinned = (
+            None
+            if settings.models
+            else PinnedPools(
+                kafka,
+                settings.group_id,
+                self.models.registered_names,
+                interval_s=settings.pool_check_interval_s,
+            )
+        )
         self.handler = JobHandler(self.models, self.metrics, worker=settings.worker_id)
         self._tasks: dict[TopicPartition, set[asyncio.Task[None]]] = {}
         # Partitions with records held back, and when to read them again (monotonic s).
@@ -204,6 +218,9 @@ class Worker:
                         keep_service_topics(self.kafka, topics, interval_s=interval)
                     ),
                 ]
+                if self.pinned is not None:  # the general pool: leave pinned pools' models
+                    await self.pinned.refresh()
+                    helpers.append(asyncio.create_task(self.pinned.run()))
                 freeze_long_lived()
                 log.info(
                     "worker started",
@@ -236,7 +253,7 @@ class Worker:
             publisher,
             topics,
             self.guard,
-            models=settings.models,
+            models=PoolShare(frozenset(settings.models), self.pinned),
             max_job_bytes=settings.max_job_bytes,
             worker=settings.worker_id,
         )

@@ -92,7 +92,7 @@ class ModelCache:
         self._generations: dict[str, int] = {}  # bumped on every alias move of a model
         self._stale: set[tuple[str, str]] = set()  # aliases served while the registry is down
         self._registry_pool = ThreadPoolExecutor(1, thread_name_prefix="maas-registry")
-        self.names = ModelNames(self._read_names)
+        self.names = ModelNames(self.registered_names)
         self.unknown = UnknownNames()
 
     async def resolve(
@@ -143,7 +143,8 @@ class ModelCache:
             self.unknown.add(tenant, model)
             raise ResolveError(no_model(model), ErrorCode.MODEL_NOT_FOUND)
 
-    async def _read_names(self) -> frozenset[str]:
+    async def registered_names(self) -> frozenset[str]:
+        """The registry's model names (one query, in the registry thread)."""
         loop = asyncio.get_running_loop()
         names = await loop.run_in_executor(self._registry_pool, self._store.model_names)
         return frozenset(names)
