@@ -32,7 +32,7 @@ class ModelNames:
     registry cannot answer)."""
 
     def __init__(
-        self, read: Callable[[], Awaitable[frozenset[str]]], *, min_refresh_s: float = 0.25
+        self, read: Callable[[], Awaitable[frozenset[str]]], *, min_refresh_s: float = 0.1
     ) -> None:
         self._read_names = read
         self._min_refresh_s = min_refresh_s
