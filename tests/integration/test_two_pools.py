@@ -52,7 +52,7 @@ async def test_a_general_and_a_pinned_pool_answer_every_job_once(
         pool(kafka, registry, "iris", worker_id="pinned"),
     ):
         assert general.pinned is not None
-        for _ in range(100):  # the general pool reads the groups every 0.5 s
+        for _ in range(300):  # the general pool reads the groups every 0.5 s
             if "iris" in general.pinned.models:
                 break
             await asyncio.sleep(0.2)
