@@ -26,6 +26,7 @@ from typing import Any, TypeVar
 
 import structlog
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import KafkaError
 
 from producer.contract.messages import ControlEvent, Result
 from producer.kafka import KafkaSettings
@@ -218,6 +219,8 @@ class Worker:
                         keep_service_topics(self.kafka, topics, interval_s=interval)
                     ),
                 ]
+                with contextlib.suppress(KafkaError):  # else the first jobs ask for it
+                    await topics.refresh(time.monotonic())  # results topics are checked
                 if self.pinned is not None:  # the general pool: leave pinned pools' models
                     await self.pinned.refresh()
                     helpers.append(asyncio.create_task(self.pinned.run()))
