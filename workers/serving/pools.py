@@ -67,7 +67,11 @@ class PinnedPools:
         """The groups that may be pinned pools': those listed under the general group's
         name, and one per registered model."""
         prefix = f"{self._group_id}."
-        listed = {name for name, *_ in await admin.list_consumer_groups()}
+        try:
+            listed = {name for name, *_ in await admin.list_consumer_groups()}
+        except Exception as exc:  # the embedded broker may drop the request
+            log.debug("consumer groups not listed", error=repr(exc))
+            listed = set()
         names = {f"{prefix}{model}" for model in await self._registered()}
         return sorted(names | {name for name in listed if name.startswith(prefix)})
 
