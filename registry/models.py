@@ -217,6 +217,12 @@ class ModelStore:
         with self._db.session() as session:
             return alias_map(session, model_row(session, name))
 
+    def model_names(self) -> list[str]:
+        """The names of every registered model (one query: what a worker checks a
+        job's model against)."""
+        with self._db.session() as session:
+            return list(session.scalars(select(ModelRow.name)))
+
     def list_models(self) -> list[ModelSummary]:
         with self._db.session() as session:
             counts = session.execute(

@@ -174,10 +174,11 @@ class RetrainResult(msgspec.Struct, frozen=True, kw_only=True):
 
 class ControlEvent(msgspec.Struct, frozen=True, kw_only=True):
     """A registry event on the control topic: a model's (promote, rollback, archive,
-    register; ``monitor``: its capture policy changed) or a tenant's (``tenant``: added, granted, revoked or removed; ``model``
+    register; ``monitor``: its capture policy changed; ``pool``: a pinned worker pool
+    announcing the models in ``model``, ``+``-separated) or a tenant's (``tenant``: added, granted, revoked or removed; ``model``
     empty, ``reason`` says which change)."""
 
-    event: Literal["register", "promote", "rollback", "archive", "tenant", "monitor"]
+    event: Literal["register", "promote", "rollback", "archive", "tenant", "monitor", "pool"]
     model: str = ""
     tenant: str | None = None
     alias: str | None = None

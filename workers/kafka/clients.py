@@ -37,6 +37,7 @@ from producer.contract.messages import ErrorCode
 from producer.kafka import KafkaSettings, ensure_topics
 from workers.errors import WorkerError
 from workers.kafka.publisher import (
+    BARE_DEAD_LETTER_BYTES,
     DEFAULT_MAX_RECORD_BYTES,
     Publisher,
     PublishFailed,
@@ -53,8 +54,6 @@ LEAVE_TIMEOUT_S = 5.0  # the longest a consumer takes to stop before its connect
 # How often a consumer of a pattern reads the topic list for new matching topics (a new
 # tenant's job topic); aiokafka's default (metadata_max_age_ms) is five minutes.
 PATTERN_REFRESH_MS = 2000
-# A dead letter the broker refused as too large is sent again cut to this size.
-_BARE_DEAD_LETTER_BYTES = 64 * 1024
 T = TypeVar("T")
 
 
@@ -311,7 +310,7 @@ async def dead_letter_unanswered(
             if not isinstance(failed.__cause__, MessageSizeTooLargeError):
                 raise
             bare = publisher.dead_letter_of(
-                source, code=ErrorCode.INTERNAL, reason=why, max_bytes=_BARE_DEAD_LETTER_BYTES
+                source, code=ErrorCode.INTERNAL, reason=why, max_bytes=BARE_DEAD_LETTER_BYTES
             )
             await publisher.publish(bare)
     except PublishFailed:

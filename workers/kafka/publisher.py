@@ -40,6 +40,9 @@ DEFAULT_MAX_RECORD_BYTES = 1024 * 1024
 # Room left in a record for the record batch's own header and the length fields.
 RECORD_OVERHEAD = 1024
 _MAX_REASON_BYTES = 4096
+# A dead letter the broker refused as too large (its limit below the producer's) is
+# sent again cut to this size, which any broker takes.
+BARE_DEAD_LETTER_BYTES = 64 * 1024
 _OWN_HEADERS = ("maas.error.", "maas.source.")
 
 
@@ -107,7 +110,13 @@ def source_of(record: Record) -> Source:
 
 
 class PublishFailed(WorkerError):
-    """A record could not be published after every retry."""
+    """A record could not be published after every retry. ``retriable`` is False when
+    the broker refused it for good (too large for the topic, a topic the producer may
+    not write): the record is poison, not the broker, and trying again cannot help."""
+
+    def __init__(self, message: str, *, retriable: bool = True) -> None:
+        super().__init__(message)
+        self.retriable = retriable
 
 
 @dataclass(frozen=True, slots=True)
@@ -233,8 +242,10 @@ class Publisher:
                 await ack
                 return
             except KafkaError as exc:
-                if attempt == settings.retries or not getattr(exc, "retriable", True):
-                    raise PublishFailed(f"{type(exc).__name__}: {exc}") from exc
+                retriable = bool(getattr(exc, "retriable", True))
+                if attempt == settings.retries or not retriable:
+                    message = f"{type(exc).__name__}: {exc}"
+                    raise PublishFailed(message, retriable=retriable) from exc
                 log.warning(
                     "publish failed, retrying", topic=topic, attempt=attempt + 1, error=str(exc)
                 )

@@ -10,7 +10,8 @@ a topic that never comes. The cluster's topic list is read on demand, by one req
 that every waiting job shares, at most every ``min_refresh_s``; and every few seconds
 in the background (:func:`keep_service_topics`), which also creates the service's
 topics again when they are missing, as after a restart of a broker that keeps its
-topics in memory.
+topics in memory or after someone deleted one: the default tenant's and those of every
+tenant that has a topic left (a deleted ``maas.acme.results`` comes back).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import structlog
 from aiokafka import AIOKafkaClient
 from aiokafka.errors import KafkaError, KafkaTimeoutError
 
+from producer.contract.tenancy import tenant_of_topic
 from producer.kafka import KafkaSettings, ensure_topics
 
 log = structlog.get_logger(__name__)
@@ -85,27 +87,33 @@ class ClusterTopics:
         self._read_at = asked
 
 
+def tenants_listed(prefix: str, topics: Iterable[str]) -> list[str]:
+    """The tenants that have one of their topics among ``topics``."""
+    return sorted({t for t in (tenant_of_topic(prefix, name) for name in topics) if t})
+
+
 async def keep_service_topics(
     kafka: KafkaSettings, cluster: ClusterTopics, *, interval_s: float
 ) -> None:
-    """Every ``interval_s``: read the topic list, and create the service's topics again
-    if some are missing (a broker that lost its storage). Runs until cancelled."""
-    wanted = set(kafka.topics.partitions())
+    """Every ``interval_s``: read the topic list, and create the service's topics (the
+    default tenant's and every listed tenant's) again if some are missing (a broker
+    that lost its storage, a topic deleted). Runs until cancelled."""
     while True:
         await asyncio.sleep(interval_s)
         try:
             await cluster.refresh(time.monotonic())
         except KafkaError:
             continue  # the broker is away: its clients say so, rate-limited
-        missing = sorted(wanted - cluster.listed)
+        tenants = tenants_listed(kafka.topics.prefix, cluster.listed)
+        missing = sorted(set(kafka.topics.partitions(tenants)) - cluster.listed)
         if not missing:
             continue
         log.warning(
-            "service topics missing (did the broker restart without its storage?); "
-            "creating them again",
+            "service topics missing (deleted, or the broker restarted without its "
+            "storage?); creating them again",
             topics=missing,
         )
         try:
-            await ensure_topics(kafka)
+            await ensure_topics(kafka, tenants=tenants)
         except (KafkaError, OSError, RuntimeError) as exc:
             log.warning("could not create the service topics; trying again", error=str(exc))

@@ -12,7 +12,8 @@ and a check that fails answers its own record alone:
   tenant's namespace, a tenant the registry does not know or a model it is not granted
   is answered ``UNAUTHORIZED`` on the tenant's results topic, and audited;
 - its reply topic: a legal topic name, of a topic that exists (:class:`ClusterTopics`);
-  else the job is answered ``INVALID_INPUT`` on the tenant's results topic;
+  else the job is answered ``INVALID_INPUT`` on the tenant's results topic; when that
+  topic is missing too (deleted), the job is dead-lettered and logged;
 - what would be echoed: metadata over ``MAX_METADATA_BYTES`` is ``TOO_LARGE``, and an
   answer too big for one record is replaced by a ``TOO_LARGE`` one.
 
@@ -56,6 +57,7 @@ from workers.kafka.publisher import (
 )
 from workers.kafka.topics import ClusterTopics, topic_name_problem
 from workers.serving import oip
+from workers.serving.pools import PoolShare
 from workers.tenancy.guard import Access, Guard
 
 __all__ = [
@@ -162,15 +164,17 @@ class Edge:
         topics: ClusterTopics,
         guard: Guard,
         *,
-        models: tuple[str, ...],
+        models: tuple[str, ...] | PoolShare,
         max_job_bytes: int,
         worker: str,
     ) -> None:
-        """``models``: the models this pool serves (empty: all); ``worker``: who answers."""
+        """``models``: the models this pool serves (empty: all), or its
+        :class:`PoolShare` (the general pool's leaves pinned pools' models to them);
+        ``worker``: who answers."""
         self._publisher = publisher
         self._topics = topics
         self._guard = guard
-        self._models = frozenset(models)
+        self._share = models if isinstance(models, PoolShare) else PoolShare(frozenset(models))
         self._max_job_bytes = max_job_bytes
         self._worker = worker
 
@@ -209,9 +213,11 @@ class Edge:
         if denial := access.denial(address.model or None):
             self._guard.refused(access, denial, model=address.model, job_id=address.job_id)
             read = _Refusal(_envelope(read), denial.code, denial.message)
-        if read.reply_to in (None, access.namespace.results) or read.reply_to in self._topics.known:
+        own = access.namespace.results  # checked too: a deleted one must not eat answers
+        reply_to = read.reply_to or own
+        if reply_to in self._topics.listed or (reply_to != own and reply_to in self._topics.known):
             return self._settled(record, read)
-        if problem := topic_name_problem(read.reply_to or ""):
+        if problem := topic_name_problem(reply_to):
             return Refused(record, self._misdirected(record, read, problem))
         return _Unverified(record, read)
 
@@ -291,7 +297,7 @@ class Edge:
             if is_inference_request(raw):  # an OIP request without the headers saying so
                 return self._read_oip(record, raw)
             return self._rejected(record, raw, exc)
-        if self._models and job.model not in self._models:
+        if not self._share.serves(job.model):
             return None
         if len(raw) > MAX_METADATA_BYTES and _too_much(job.metadata):
             envelope = JobEnvelope(job.job_id, job.model, job.reply_to)
@@ -306,7 +312,7 @@ class Edge:
             return self._refusal(refused.envelope, refused.code, refused.message)
         except oip.OipUnreadable as exc:
             return self._dead_letter(record, ErrorCode.INVALID_INPUT, str(exc))
-        if self._models and job.model not in self._models:
+        if not self._share.serves(job.model):
             return None
         return job
 
@@ -337,7 +343,7 @@ class Edge:
 
     def _refusal(self, envelope: JobEnvelope, code: ErrorCode, message: str) -> _Refusal | None:
         """None when the job names a model another pool serves: that pool answers it."""
-        if self._models and envelope.model and envelope.model not in self._models:
+        if envelope.model and not self._share.serves(envelope.model):
             return None
         return _Refusal(envelope, code, message)
 
@@ -370,17 +376,38 @@ class Edge:
             return f" (the broker's topic list could not be read: {type(exc).__name__})"
         return ""
 
-    def _verify(self, unverified: _Unverified, unreadable: str) -> Accepted | Refused:
-        """Settle a job whose reply topic the cluster has; answer the others."""
+    def _verify(self, unverified: _Unverified, unreadable: str) -> Accepted | Refused | DeadLetter:
+        """Settle a job whose reply topic the cluster has; answer the others, and
+        dead-letter one whose own results topic is missing (deleted)."""
         record, item = unverified.record, unverified.item
-        topic = item.reply_to or self._guard.namespace(record.topic).results
-        if topic in self._topics.known:
+        own = self._guard.namespace(record.topic).results
+        topic = item.reply_to or own
+        present = topic in (self._topics.known if unreadable else self._topics.listed)
+        if present or (unreadable and topic == own):
             return self._settled(record, item)
+        if topic == own:
+            return DeadLetter(record, self._results_missing(record, topic))
         problem = (
             f"reply_to topic {topic!r} does not exist{unreadable}; maas answers only on "
             "existing topics: create it before sending jobs that name it"
         )
         return Refused(record, self._misdirected(record, item, problem))
+
+    def _results_missing(self, record: Record, topic: str) -> Outgoing:
+        """The dead letter of a job whose tenant's results topic is missing (deleted):
+        logged, never lost; the worker creates the topic again within seconds."""
+        log.error(
+            "results topic missing; dead-lettering the job",
+            topic=topic,
+            job_topic=record.topic,
+            partition=record.partition,
+            offset=record.offset,
+        )
+        reason = (
+            f"the results topic {topic!r} does not exist (deleted?); the worker creates it "
+            "again within seconds: send the job again then"
+        )
+        return self._dead_letter(record, ErrorCode.INTERNAL, reason)
 
     def _error(
         self,

@@ -173,11 +173,12 @@ class JobHandler:
         return (await self.answer_many([job], received))[0]
 
     async def answer_many(
-        self, jobs: Sequence[PredictJob], received: float
+        self, jobs: Sequence[PredictJob], received: float, *, tenant: str | None = None
     ) -> list[Result | Retry]:
         """One outcome per job, in order. Jobs are queued together and wait together:
-        one registry lookup per (model, version, alias), one wake-up of each batcher."""
-        poll = _Poll(self._models, self._metrics, self._worker, jobs, received)
+        one registry lookup per (model, version, alias), one wake-up of each batcher.
+        ``tenant``: whose jobs they are (None: the default tenant's)."""
+        poll = _Poll(self._models, self._metrics, self._worker, jobs, received, tenant)
         return await poll.answer()
 
     def give_up(self, retry: Retry, received: float, *, attempts: int) -> Result:
@@ -200,6 +201,7 @@ class _Poll:
     worker: str
     jobs: Sequence[PredictJob]
     received: float
+    tenant: str | None = None
     outcomes: list[Result | Retry | None] = field(init=False)
     queued: list[_Queued] = field(default_factory=list)
 
@@ -238,7 +240,7 @@ class _Poll:
     async def _target(self, key: _Target, indices: list[int]) -> ModelVersion | None:
         """The version the jobs at ``indices`` asked for, or None after settling them."""
         try:
-            return await self.models.resolve(*key)
+            return await self.models.resolve(*key, tenant=self.tenant, since=self.received)
         except Exception as exc:
             self._fail_all(exc, indices, None)
             return None

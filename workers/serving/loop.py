@@ -25,9 +25,10 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import structlog
-from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import KafkaError
 
-from producer.contract.messages import ControlEvent, Result
+from producer.contract.messages import ControlEvent, Result, encode
 from producer.contract.tenancy import tenant_of_topic
 from producer.kafka import KafkaSettings
 from workers.batching.batcher import BatchConfig
@@ -41,7 +42,13 @@ from workers.kafka.clients import (
     with_worker_id,
 )
 from workers.kafka.idle import IdleBackoff
-from workers.kafka.publisher import DEFAULT_MAX_RECORD_BYTES, Outgoing, Publisher, Record
+from workers.kafka.publisher import (
+    DEFAULT_MAX_RECORD_BYTES,
+    Outgoing,
+    Publisher,
+    PublishFailed,
+    Record,
+)
 from workers.kafka.topics import ClusterTopics, keep_service_topics
 from workers.kafka.unreadable import RawRecord, salvage
 from workers.runtime.loader import RuntimeSettings
@@ -54,6 +61,7 @@ from workers.serving.heap import freeze_long_lived
 from workers.serving.metrics import MetricsRecorder
 from workers.serving.models import ModelCache
 from workers.serving.offsets import OffsetTracker
+from workers.serving.pools import PinnedPools, PoolShare, announcement
 from workers.serving.rollback import RollbackSettings, RollbackWatcher
 from workers.serving.session import Session
 from workers.serving.stores import ServedMetrics, ServedModels
@@ -96,8 +104,14 @@ class WorkerSettings:
     drain_timeout_s: float = 30.0
     metrics_interval_s: float = 10.0
     alias_ttl_s: float = 5.0
-    topic_check_interval_s: float = 10.0  # how often missing service topics are looked for
+    # How often missing service topics (a tenant's too) are looked for and created
+    # again; the embedded broker acknowledges writes to a deleted topic, so this bounds
+    # how long answers there can vanish unseen.
+    topic_check_interval_s: float = 2.0
     standby_report_s: float = 15.0  # a worker without partitions this long says why
+    # The general pool (no models) reads the consumer groups this often to learn which
+    # models pinned pools serve, and leaves their jobs to them (workers/serving/pools.py).
+    pool_check_interval_s: float = 2.0
     # Who answers, in Results and the audit log; default: host:pid of the process
     # that serves. With exactly-once, it also names the transactional ids (default:
     # the host's name), so it must stay the same across restarts.
@@ -170,6 +184,9 @@ class Worker:
         self.models = ModelCache(
             models, runtime=settings.runtime, batch=settings.batch, alias_ttl_s=settings.alias_ttl_s
         )
+        self.pinned = (
+            None if settings.models else PinnedPools(interval_s=settings.pool_check_interval_s)
+        )
         self.handler = JobHandler(self.models, self.metrics, worker=settings.worker_id)
         self.capture = Capture(kafka.topics.prefix, settings.capture)
         self._tasks: dict[TopicPartition, set[asyncio.Task[None]]] = {}
@@ -211,6 +228,10 @@ class Worker:
                         self.capture.run(None if self.transactional_id else publisher)
                     ),
                 ]
+                with contextlib.suppress(KafkaError):  # else the first jobs ask for it
+                    await topics.refresh(time.monotonic())  # results topics are checked
+                if settings.models:  # a pinned pool: say so, for the general pool
+                    helpers.append(asyncio.create_task(self._announce(publisher)))
                 freeze_long_lived()
                 log.info(
                     "worker started",
@@ -243,7 +264,7 @@ class Worker:
             publisher,
             topics,
             self.guard,
-            models=settings.models,
+            models=PoolShare(frozenset(settings.models), self.pinned),
             max_job_bytes=settings.max_job_bytes,
             worker=settings.worker_id,
         )
@@ -346,7 +367,8 @@ class Worker:
         # No per-job context binding here: it costs more than the rest of the hot path;
         # the few log lines about a job name job_id themselves.
         jobs = [each.job for each in admitted if isinstance(each, Accepted)]
-        outcomes = iter(await self.handler.answer_many(jobs, received))
+        tenant = self.guard.namespace(tp.topic).tenant
+        outcomes = iter(await self.handler.answer_many(jobs, received, tenant=tenant))
         replies: list[tuple[Record, Outgoing | None]] = []
         for each in admitted:
             if not isinstance(each, Accepted):
@@ -428,7 +450,42 @@ class Worker:
         if pending:
             await asyncio.wait(pending, timeout=self.settings.drain_timeout_s)
 
+    async def _announce(self, publisher: Publisher) -> None:
+        """Tell the general pool, every ``pool_check_interval_s``, which models this
+        pinned pool serves (workers/serving/pools.py). A transactional worker announces
+        through a plain producer of its own: its own sends only inside transactions."""
+        settings = self.settings
+        own = None
+        if self.transactional_id:
+            own = AIOKafkaProducer(**self.kafka.producer(linger_ms=0))
+            await own.start()
+        try:
+            while True:
+                event = announcement(settings.models, settings.worker_id)
+                value, key = encode(event), event.model.encode()
+                try:
+                    if own is not None:
+                        await own.send_and_wait(self.kafka.topics.control, value, key=key)
+                    elif errors := [
+                        e
+                        for e in await publisher.send_many(
+                            [Outgoing(self.kafka.topics.control, value, key)]
+                        )
+                        if e is not None
+                    ]:
+                        raise errors[0]
+                except (KafkaError, PublishFailed) as exc:
+                    log.warning("pinned pool not announced", error=str(exc))
+                await asyncio.sleep(settings.pool_check_interval_s)
+        finally:
+            if own is not None:
+                await own.stop()
+
     def _on_control(self, event: ControlEvent) -> None:
+        if event.event == "pool":  # a pinned pool is alive
+            if self.pinned is not None:
+                self.pinned.saw(event)
+            return
         if event.event == "monitor":  # a capture policy changed
             self.capture.invalidate()
             return

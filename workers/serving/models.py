@@ -4,7 +4,9 @@ Alias lookups are cached for a short time and invalidated by control events, so 
 alias move reaches every worker within seconds (hot swap) while a job always runs
 on the version it resolved to, which its Result names. While the registry is
 unreachable, an alias whose lookup fails is served at the version it last resolved
-to (logged once per outage), and looked up again every ``alias_ttl_s``.
+to (logged once per outage), and looked up again every ``alias_ttl_s``. A model
+name the registry does not have is answered ``MODEL_NOT_FOUND`` without a lookup of
+its own (:mod:`workers.serving.unknown`).
 """
 
 from __future__ import annotations
@@ -23,10 +25,12 @@ from producer.contract.messages import ErrorCode
 from registry.artifacts import ArtifactStore
 from registry.entities import ModelVersion
 from registry.errors import AliasNotFound, ModelNotFound, RegistryError, VersionNotFound
+from registry.rows import no_model
 from workers.batching.batcher import BatchConfig, DynamicBatcher
 from workers.errors import WorkerError
 from workers.runtime.loader import Runtime, RuntimeSettings, load_runtime
 from workers.serving.heap import freeze_long_lived
+from workers.serving.unknown import ModelNames, UnknownNames
 
 log = structlog.get_logger(__name__)
 
@@ -45,6 +49,8 @@ class VersionLookup(Protocol):
     def get_version(self, name: str, version: int) -> ModelVersion: ...
 
     def resolve(self, name: str, alias: str = ...) -> ModelVersion: ...
+
+    def model_names(self) -> list[str]: ...
 
 
 @dataclass
@@ -86,17 +92,30 @@ class ModelCache:
         self._generations: dict[str, int] = {}  # bumped on every alias move of a model
         self._stale: set[tuple[str, str]] = set()  # aliases served while the registry is down
         self._registry_pool = ThreadPoolExecutor(1, thread_name_prefix="maas-registry")
+        self.names = ModelNames(self.registered_names)
+        self.unknown = UnknownNames()
 
-    async def resolve(self, model: str, version: int | None, alias: str) -> ModelVersion:
-        """The version a job asked for, explicitly or through its alias."""
+    async def resolve(
+        self,
+        model: str,
+        version: int | None,
+        alias: str,
+        *,
+        tenant: str | None = None,
+        since: float | None = None,
+    ) -> ModelVersion:
+        """The version a job asked for, explicitly or through its alias: ``tenant``'s
+        job (None: the default tenant), received at ``since`` (epoch s; default: now)."""
         if version is not None:
             loaded = self._loaded.get((model, version))
             if loaded is not None:
                 return loaded.version
+            await self._known(model, tenant, since)
             return await self._lookup(("version", model, version), self._store.get_version)
         cached = self._aliases.get((model, alias))
         if cached is not None and cached.expires > time.monotonic():
             return cached.version
+        await self._known(model, tenant, since)
         generation = self._generations.get(model, 0)
         try:
             found = await self._lookup(("alias", model, alias), self._store.resolve)
@@ -110,6 +129,25 @@ class ModelCache:
         if self._generations.get(model, 0) == generation:  # no alias move meanwhile
             self._aliases[(model, alias)] = _Cached(found, time.monotonic() + self._alias_ttl_s)
         return found
+
+    async def _known(self, model: str, tenant: str | None, since: float | None) -> None:
+        """Raise ``MODEL_NOT_FOUND`` when the registry has no ``model``: remembered for
+        ``tenant``, or missing from a read of its names asked after ``since``."""
+        if (tenant, model) in self.unknown:
+            raise ResolveError(no_model(model), ErrorCode.MODEL_NOT_FOUND)
+        try:
+            registered = await self.names.registered(model, time.time() if since is None else since)
+        except RegistryError:
+            return  # the registry is away: the lookup says so, and is retried
+        if not registered:
+            self.unknown.add(tenant, model)
+            raise ResolveError(no_model(model), ErrorCode.MODEL_NOT_FOUND)
+
+    async def registered_names(self) -> frozenset[str]:
+        """The registry's model names (one query, in the registry thread)."""
+        loop = asyncio.get_running_loop()
+        names = await loop.run_in_executor(self._registry_pool, self._store.model_names)
+        return frozenset(names)
 
     def _last_known(
         self, model: str, alias: str, version: ModelVersion, error: RegistryError
@@ -154,7 +192,11 @@ class ModelCache:
             raise ResolveError(str(exc), ErrorCode.VERSION_NOT_FOUND) from exc
 
     def invalidate(self, model: str) -> None:
-        """Forget cached aliases of ``model`` (a control event says one moved)."""
+        """Forget cached aliases of ``model`` (a control event says one moved, or that
+        ``model`` was registered)."""
+        if model:
+            self.names.learn(model)
+            self.unknown.forget(model)
         self._generations[model] = self._generations.get(model, 0) + 1
         for key in [k for k in self._aliases if k[0] == model]:
             del self._aliases[key]

@@ -35,6 +35,7 @@ def edge(models: tuple[str, ...] = ()) -> Edge:
     kafka = KafkaSettings(topics=TOPICS)
     publisher = Publisher(None, PublishSettings(dlq_topic=TOPICS.dlq))  # type: ignore[arg-type]
     topics = ClusterTopics(None, always=[TOPICS.results])  # type: ignore[arg-type]
+    topics.listed = frozenset({TOPICS.results})  # as if read from the cluster just now
     guard = Guard.of(kafka, None, TenancySettings(), "edge-test")
     return Edge(publisher, topics, guard, models=models, max_job_bytes=4096, worker="w")
 
