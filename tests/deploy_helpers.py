@@ -37,6 +37,17 @@ MONITOR_METRICS = {
     "maas_quality_labelled_rows_total",
     "maas_quality_correct_rows_total",
     "maas_monitor_rows_total",
+    "maas_monitor_drift_share",
+    "maas_monitor_prediction_drift",
+    "maas_monitor_estimated_accuracy",
+    "maas_monitor_policy_fires_total",
+}
+# What the gateway (maas gateway) exports that deploy/ queries.
+GATEWAY_METRICS = {
+    "maas_gateway_requests_total",
+    "maas_gateway_request_seconds_bucket",
+    "maas_gateway_pending_requests",
+    "maas_gateway_broker_reachable",
 }
 
 _METRIC_NAME = re.compile(r"\bmaas_[a-z0-9_]+")

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from prometheus_client import REGISTRY, generate_latest
 
 from maas.broker import free_port
 from producer.kafka import KafkaSettings, Topics
@@ -20,6 +21,7 @@ from registry.entities import ModelVersion
 from registry.settings import RegistrySettings
 from tests.deploy_helpers import (
     DEPLOY,
+    GATEWAY_METRICS,
     MONITOR_METRICS,
     ROOT,
     SCHEDULER_METRICS,
@@ -172,7 +174,7 @@ async def test_a_served_worker_exports_every_worker_metric_that_deploy_queries(
 
     assert results["bad-shape"]["error"]["code"] == "INVALID_INPUT"
     assert status == 200 and healthz == (200, "ok\n")
-    others = TRAINER_METRICS | SCHEDULER_METRICS | MONITOR_METRICS
+    others = TRAINER_METRICS | SCHEDULER_METRICS | MONITOR_METRICS | GATEWAY_METRICS
     missing = names_used_in_deploy() - others - exported_names(page)
     assert not missing, f"deploy/ queries metrics the worker does not export: {missing}"
     version = {"model": "digits", "version": "1"}
@@ -196,3 +198,12 @@ async def test_a_served_worker_exports_every_worker_metric_that_deploy_queries(
     assert samples(page, "maas_in_flight_jobs") == [({}, 0.0)]
     assert samples(page, "maas_queued_rows") == [(version, 0.0)]
     assert samples(page, "process_resident_memory_bytes")[0][1] > 0
+
+
+def test_the_monitor_and_the_gateway_define_the_metrics_deploy_queries() -> None:
+    import workers.gateway.metrics
+    import workers.monitor.drifting
+    import workers.monitor.service  # noqa: F401 -- importing them registers their metrics
+
+    page = generate_latest(REGISTRY).decode()
+    assert (MONITOR_METRICS | GATEWAY_METRICS) - exported_names(page) == set()
