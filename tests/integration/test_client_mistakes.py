@@ -100,7 +100,7 @@ async def test_a_flood_of_invalid_jobs_after_a_promotion_moves_nothing(
     registry.models.register("digits", Draft(artifact, promote=True), actor="test")
     rows = [r.tolist() for r in digits_samples(20)[0]]
     worker_settings = WorkerSettings(
-        metrics_interval_s=0.5, rollback=RollbackSettings(policy=POLICY), alias_ttl_s=30.0
+        metrics_interval_s=0.5, rollback=RollbackSettings(policy=POLICY)
     )
     worker = Worker(kafka, registry.models, registry.metrics, worker_settings)
     stop = asyncio.Event()
