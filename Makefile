@@ -11,7 +11,7 @@ PIP    := $(BIN)/python -m pip --disable-pip-version-check
 
 $(BIN)/maas: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
-	$(PIP) install -q -c constraints.txt -e '.[worker]'
+	$(PIP) install -q -c constraints.txt -e '.[worker,gateway]'
 	@touch $@
 
 $(VENV)/.dev: $(BIN)/maas
@@ -20,7 +20,7 @@ $(VENV)/.dev: $(BIN)/maas
 
 setup: $(VENV)/.dev  ## everything: the worker, training (torch), PostgreSQL, the tools
 
-up: $(BIN)/maas  ## the embedded stack: broker, registry, demo model, worker (the worker extra only)
+up: $(BIN)/maas  ## the embedded stack: broker, registry, demo model, worker, gateway (the worker and gateway extras only)
 	$(BIN)/maas up
 
 services: setup  ## PostgreSQL, the deployment checks' tools, Chromium, Apache Kafka's jars (each when missing)

@@ -222,8 +222,15 @@ async def _start_gateway(
     demo: anonymous calls allowed, acting for the default tenant; None for port 0."""
     if not port:
         return None
-    from workers.gateway import GatewaySettings, Running, Stores
-    from workers.gateway import run as run_gateway
+    try:
+        from workers.gateway import GatewaySettings, Running, Stores
+        from workers.gateway import run as run_gateway
+    except ModuleNotFoundError as exc:  # installed without the gateway's extra
+        console.print(
+            f"[yellow]no OIP gateway: it needs the `gateway` extra ({exc.name} is not "
+            "installed): pip install 'maas[gateway]'[/yellow]"
+        )
+        return None
 
     for attempt in (port, 0):
         settings = GatewaySettings(
