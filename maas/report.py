@@ -19,6 +19,7 @@ import itertools
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Protocol, TypeVar
 
 from registry.drift import DriftWindow
 from registry.entities import AliasMove, MetricWindow
@@ -97,9 +98,18 @@ def _seconds(ms: float | None) -> float | None:
     return None if ms is None else ms / 1000
 
 
-def _quality_series(
-    windows: Sequence[QualityWindow], value: Callable[[QualityWindow], float | None]
-) -> Series:
+class _Windowed(Protocol):
+    @property
+    def version(self) -> int: ...
+    @property
+    def start(self) -> datetime: ...
+
+
+W = TypeVar("W", bound=_Windowed)
+
+
+def _series(windows: Sequence[W], value: Callable[[W], float | None]) -> Series:
+    """Per version, the windows' start times and values (windows without one left out)."""
     series: Series = {}
     for w in sorted(windows, key=lambda w: (w.version, w.start)):
         v = value(w)
@@ -110,15 +120,16 @@ def _quality_series(
     return series
 
 
+def _quality_series(
+    windows: Sequence[QualityWindow], value: Callable[[QualityWindow], float | None]
+) -> Series:
+    return _series(windows, value)
+
+
 def _metric_series(
     windows: Sequence[MetricWindow], value: Callable[[MetricWindow], float]
 ) -> Series:
-    series: Series = {}
-    for w in sorted(windows, key=lambda w: (w.version, w.start)):
-        times, values = series.setdefault(w.version, ([], []))
-        times.append(w.start)
-        values.append(value(w))
-    return series
+    return _series(windows, value)
 
 
 def _plot(series: Series, unit: str, moves: Sequence[AliasMove]) -> str:
@@ -169,14 +180,7 @@ def _share(window: DriftWindow) -> float:
 def _drift_series(
     windows: Sequence[DriftWindow], value: Callable[[DriftWindow], float | None]
 ) -> Series:
-    series: Series = {}
-    for w in sorted(windows, key=lambda w: (w.version, w.start)):
-        v = value(w)
-        if v is not None:
-            times, values = series.setdefault(w.version, ([], []))
-            times.append(w.start)
-            values.append(v)
-    return series
+    return _series(windows, value)
 
 
 def _most_drifted(data: ReportData, count: int = 3) -> list[str]:
