@@ -22,10 +22,11 @@ from workers.monitor.service import FEEDBACK, Monitor, MonitorSettings
 
 pytestmark = pytest.mark.both_brokers
 
-T0 = int(time.time() * 1000)
 
-
-def capture(job_id: str, labels: list[int], *, tenant: str | None = None, at: int = T0) -> bytes:
+def capture(
+    job_id: str, labels: list[int], *, tenant: str | None = None, at: int | None = None
+) -> bytes:
+    at = int(time.time() * 1000) if at is None else at  # now: the join window is a minute
     return encode(
         CaptureRecord(
             job_id=job_id, model="m", version=1, status="ok", ts_ms=at, tenant=tenant,
@@ -138,7 +139,9 @@ async def test_labels_that_never_meet_their_capture_are_counted_unmatched(
     await publish(kafka, kafka.topics.feedback, [feedback("never-captured", [1])])
     await asyncio.sleep(1.0)
     # a capture two minutes later moves the clock past the 60 s join window
-    await publish(kafka, kafka.topics.capture, [capture("later", [1], at=T0 + 120_000)])
+    await publish(
+        kafka, kafka.topics.capture, [capture("later", [1], at=int(time.time() * 1000) + 120_000)]
+    )
     for _ in range(150):  # up to 30 s
         if FEEDBACK.labels("unmatched")._value.get() > before:
             break

@@ -60,9 +60,9 @@ def polls(worker: Worker, monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
     calls: list[list[str]] = []
     answer_many = worker.handler.answer_many
 
-    async def counted(jobs: Sequence[PredictJob], received: float) -> list[Any]:
+    async def counted(jobs: Sequence[PredictJob], received: float, **how: Any) -> list[Any]:
         calls.append([j.job_id for j in jobs])
-        return await answer_many(jobs, received)
+        return await answer_many(jobs, received, **how)
 
     monkeypatch.setattr(worker.handler, "answer_many", counted)
     return calls

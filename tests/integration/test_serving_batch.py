@@ -257,9 +257,9 @@ async def test_one_poll_of_mixed_records_is_answered_once_each_and_committed(
     polls: list[int] = []
     answer_many = serving.handler.answer_many
 
-    async def counted(jobs: Sequence[PredictJob], received: float) -> list[Result]:
+    async def counted(jobs: Sequence[PredictJob], received: float, **how: Any) -> list[Result]:
         polls.append(len(jobs))
-        return await answer_many(jobs, received)
+        return await answer_many(jobs, received, **how)
 
     monkeypatch.setattr(serving.handler, "answer_many", counted)
     tp = TopicPartition(kafka.topics.predict, 0)
