@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -31,11 +32,49 @@ from maas.errors import BrokerError
 log = structlog.get_logger(__name__)
 
 
+_HANDED_OUT: set[int] = set()
+_PICK = random.SystemRandom()
+_PORT_RANGE_FILE = Path("/proc/sys/net/ipv4/ip_local_port_range")
+
+
 def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+    """A port free now, for a server about to bind it.
+
+    Chosen outside the kernel's ephemeral range: a port the kernel hands out (bind to 0)
+    is in the range every outgoing connection draws its local port from, so a client
+    connecting elsewhere could take it before the server binds (one CI run lost a
+    gateway that way). Never the same port twice in one process.
+    """
+    ports = _unassigned_ports()
+    for _ in range(256):
+        port = _PICK.choice(ports)
+        if port not in _HANDED_OUT and _bindable(host, port):
+            _HANDED_OUT.add(port)
+            return port
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:  # pragma: no cover
         sock.bind((host, 0))
-        port: int = sock.getsockname()[1]
-        return port
+        chosen: int = sock.getsockname()[1]
+        return chosen
+
+
+def _unassigned_ports() -> range:
+    """Registered ports the kernel never picks for an outgoing connection."""
+    try:
+        low, high = (int(part) for part in _PORT_RANGE_FILE.read_text().split())
+    except (OSError, ValueError):
+        low, high = 32768, 60999  # Linux's default
+    if low - 1 - 10000 >= 4096:
+        return range(10000, low)
+    return range(high + 1, 65536)
+
+
+def _bindable(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+        return True
 
 
 def terminate(process: subprocess.Popen[bytes], *, timeout_s: float) -> None:

@@ -20,7 +20,6 @@ import contextlib
 import shlex
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import threading
@@ -31,7 +30,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from maas.broker import accepting, terminate
+from maas.broker import accepting, free_port, terminate
 from producer.kafka_options import KafkaOptions
 from scripts.kafka_config import LOG_CONFIG, Membership, new_cluster_id, server_properties
 from scripts.kafka_jars import KAFKA_VERSION, KafkaError, fetch_jars
@@ -277,12 +276,8 @@ def _format_storage(command: list[str]) -> None:
 
 
 def _free_ports(host: str, count: int) -> list[int]:
-    """Ports free now, distinct (all are held until every one is known)."""
-    with contextlib.ExitStack() as stack:
-        sockets = [stack.enter_context(socket.socket()) for _ in range(count)]
-        for sock in sockets:
-            sock.bind((host, 0))
-        return [sock.getsockname()[1] for sock in sockets]
+    """Ports free now, distinct, outside the range outgoing connections draw from."""
+    return [free_port(host) for _ in range(count)]
 
 
 def _brokers_listed(bootstrap_servers: str, options: Mapping[str, Any]) -> int:
