@@ -29,3 +29,29 @@ def cpu_seconds(pid: int) -> float:
             continue
         total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15)
     return total / _TICKS_PER_S
+
+
+def listener_pid(port: int) -> int | None:
+    """The process listening on TCP ``port`` (one this user may read), from /proc: the
+    embedded broker's Tansu, or Apache Kafka's JVM; None if none is found."""
+    sockets = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            rows = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for row in rows:
+            fields = row.split()
+            if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:  # LISTEN
+                sockets.add(f"socket:[{fields[9]}]")
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and sockets & _open_files(entry):
+            return int(entry.name)
+    return None
+
+
+def _open_files(process: Path) -> set[str]:
+    try:
+        return {os.readlink(fd) for fd in (process / "fd").iterdir()}
+    except OSError:  # not ours to read, or it ended meanwhile
+        return set()

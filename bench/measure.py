@@ -16,6 +16,7 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -55,6 +56,9 @@ class Setup:
     bootstrap: str
     registry: RegistrySettings
     model: str
+    # The checkout whose ``maas worker`` serves (PYTHONPATH and working directory), to
+    # measure another version of maas in the same run; None: this one.
+    worker_tree: Path | None = None
 
 
 @dataclass
@@ -194,7 +198,10 @@ def start(
         cmd = [sys.executable, "-m", "bench.baselines", *common, "--prefix", kafka.topics.prefix]
         if kind == "naive":
             cmd += ["--model", model, *store]
-    return subprocess.Popen(cmd, env=os.environ.copy())
+    env, tree = os.environ.copy(), setup.worker_tree if kind == "maas" else None
+    if tree is not None:
+        env["PYTHONPATH"] = str(tree)
+    return subprocess.Popen(cmd, env=env, cwd=tree)
 
 
 async def fresh_topics(bootstrap: str, stem: str) -> KafkaSettings:
