@@ -8,7 +8,12 @@ serve, encode, publish, metrics, ...; start-up and waiting left out) and scales 
 stage's share to the plain run's CPU per job. Inference runs in a thread that
 cProfile does not see; for a model as small as digits it is a few µs per batch.
 
+With ``--rate R`` the same split is taken under steady traffic instead of a backlog:
+one-row jobs at R jobs/s from an independent librdkafka producer (bench/steady), once
+plainly for the CPU per job over the window and once under cProfile.
+
     python -m bench.profile --broker embedded --jobs 20000
+    python -m bench.profile --broker kafka --rate 200 --seconds 30
 """
 
 from __future__ import annotations
@@ -24,6 +29,8 @@ from pathlib import Path
 
 from bench import measure
 from bench.run import running_broker
+from bench.steady.driver import Steady, SteadyRun, steady
+from bench.steady.sweep import digits_setup
 from bench.workloads import build_artifact, digits_workload
 from registry.drafts import Draft
 from registry.registry import Registry
@@ -109,10 +116,36 @@ async def drain_twice(
     return plain, profiled
 
 
-def report(plain: measure.Measured, profiled: measure.Measured, stats: Path) -> None:
+def steady_twice(
+    bootstrap: str, workdir: Path, run: SteadyRun, stats: Path
+) -> tuple[Steady, Steady]:
+    """``run`` plainly, then under cProfile writing ``stats``."""
+    setup, workload = digits_setup(bootstrap, workdir, jobs=100)
+    plain = steady(setup, workload, run)
+    profiled = steady(setup, workload, replace(run, runner=("-m", "cProfile", "-o", str(stats))))
+    return plain, profiled
+
+
+def drain_report(plain: measure.Measured, profiled: measure.Measured, stats: Path) -> None:
     per_job = plain.extra["cpu_us_per_job"]
     print(f"maas worker, one process: {plain.rows_per_s:.0f} jobs/s, {per_job:.1f} CPU µs/job")
     print(f"under cProfile: {profiled.rows_per_s:.0f} jobs/s")
+    report(per_job, stats)
+
+
+def steady_report(plain: Steady, profiled: Steady, stats: Path) -> None:
+    per_job = 1000 * plain.worker_ms_per_job
+    print(
+        f"maas worker, one process, steady {plain.rate:g} jobs/s: {per_job:.1f} CPU µs/job, "
+        f"{plain.worker_core:.2f} of a core; broker {1000 * plain.broker_ms_per_job:.1f} µs/job; "
+        f"p50 {plain.p50_ms:.1f} ms"
+    )
+    print(f"under cProfile: {profiled.worker_core:.2f} of a core, p50 {profiled.p50_ms:.1f} ms")
+    report(per_job, stats)
+
+
+def report(per_job: float, stats: Path) -> None:
+    """The profiled time by stage, each scaled to ``per_job`` (the plain run's µs/job)."""
     found = stages(stats)
     serving = {k: v for k, v in found.items() if k not in ("start-up", "waiting")}
     total = sum(serving.values())
@@ -130,15 +163,22 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--broker", choices=["embedded", "kafka"], default="embedded")
-    parser.add_argument("--jobs", type=int, default=20000)
+    parser.add_argument("--jobs", type=int, default=20000, help="the backlog drained")
+    parser.add_argument("--rate", type=float, help="jobs/s of steady traffic instead of a backlog")
+    parser.add_argument("--seconds", type=float, default=30.0, help="the steady window")
     parser.add_argument("--top", type=int, default=0, help="also print the top N functions")
     parser.add_argument("--out", type=Path, default=Path("bench/out/worker.prof"))
     args = parser.parse_args()
     args.out.parent.mkdir(parents=True, exist_ok=True)
     stats = args.out.resolve()
+    if args.rate is not None and args.rate <= 0:
+        parser.error(f"--rate {args.rate:g}: give a rate above 0 jobs/s")
     with running_broker(args.broker) as (bootstrap, _), tempfile.TemporaryDirectory() as tmp:
-        plain, profiled = asyncio.run(drain_twice(bootstrap, Path(tmp), args.jobs, stats))
-    report(plain, profiled, stats)
+        if args.rate:
+            run = SteadyRun("maas", args.rate, args.seconds)
+            steady_report(*steady_twice(bootstrap, Path(tmp), run, stats), stats)
+        else:
+            drain_report(*asyncio.run(drain_twice(bootstrap, Path(tmp), args.jobs, stats)), stats)
     if args.top:
         pstats.Stats(str(stats), stream=sys.stdout).sort_stats("tottime").print_stats(args.top)
 

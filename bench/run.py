@@ -9,7 +9,9 @@ broker that ``--broker`` names (the embedded one, or Apache Kafka from its jars)
                (confluent-kafka) consumes one, the model predicts one, librdkafka
                produces one without waiting (bench/baselines.py)
   d. relay   — consume and re-produce without a model: the transport limit
-and maas's latency at 10% of its saturated throughput; a and b again for the model's
+and maas's latency at 10% of its saturated throughput; for digits, the steady section
+(bench/steady: CPU per job against arrival rate, one maas process and the per-message
+loop, at fixed rates and half the one-process drain rate; ``--steady-seconds 0`` skips it); a and b again for the model's
 int8 version (bench/int8.py); with a maas that has ``maas worker --exactly-once`` and
 on Apache Kafka, also maas in exactly-once mode. Then JSON against binary tensors
 (bench/encodings.py): MiniLM, and on the embedded broker an image-sized input, whose
@@ -45,6 +47,9 @@ from bench.encodings import report as encodings_report
 from bench.int8 import bench_int8, int8_note
 from bench.measure import Measured, Setup, drain, latency_at_load, measure_raw
 from bench.monitor import measure as measure_monitor
+from bench.steady.report import summary as steady_summary
+from bench.steady.report import table as steady_table
+from bench.steady.sweep import Plan, sweep
 from bench.workloads import WORKLOADS, Workload, build_artifact
 from maas.broker import EmbeddedBroker
 from registry.drafts import Draft
@@ -73,7 +78,13 @@ def exactly_once_flags() -> tuple[str, ...] | None:
 
 
 async def bench_model(
-    name: str, workload: Workload, bootstrap: str, workdir: Path, *, exactly_once: bool
+    name: str,
+    workload: Workload,
+    bootstrap: str,
+    workdir: Path,
+    *,
+    exactly_once: bool,
+    steady: Plan | None = None,
 ) -> dict[str, Any]:
     registry = RegistrySettings(
         database_url=f"sqlite:///{workdir / 'registry.db'}", artifact_dir=workdir / "artifacts"
@@ -121,6 +132,11 @@ async def bench_model(
     # mid-measurement would time a rebalance, not the path.
     results["light"] = await latency_at_load("maas", setup, single, light)
     results["light-relay"] = await latency_at_load("relay", setup, single, light)
+    section = None
+    if steady is not None and name == "digits":  # rates against the one-process drain
+        console.print(f"[bold]{name}[/bold]: steady traffic, maas and the per-message loop")
+        drained = results["maas-1" if "maas-1" in results else "maas"]
+        section = await asyncio.to_thread(sweep, setup, single, steady, drained, console.print)
     return {
         "model": name,
         "max_delay_ms": workload.max_delay_ms,
@@ -130,6 +146,7 @@ async def bench_model(
         "ratios": ratios(results),
         "int8": figures,
         "capture": capture,
+        "steady": section,
     }
 
 
@@ -227,6 +244,10 @@ def report(run: dict[str, Any]) -> None:
         console.print(f"{entry['model']}: {found}")
         for what, met in targets(entry, run["broker"]):
             console.print(f"  {'met' if met else 'MISSED'}: {what}")
+        if entry.get("steady"):
+            console.print(steady_table(entry["steady"], f"{entry['model']}: steady traffic"))
+            for line in steady_summary(entry["steady"]):
+                console.print(line)
 
 
 @contextmanager
@@ -252,8 +273,11 @@ async def main_async(
             workdir.mkdir()
             workload = WORKLOADS[name](sizes[name])
             exactly_once = args.broker == "kafka"  # the embedded broker has no transactions
+            steady = Plan(seconds=args.steady_seconds) if args.steady_seconds else None
             summary.append(
-                await bench_model(name, workload, bootstrap, workdir, exactly_once=exactly_once)
+                await bench_model(
+                    name, workload, bootstrap, workdir, exactly_once=exactly_once, steady=steady
+                )
             )
         if args.encoding_jobs:
             workdir = Path(tmp) / "encodings"
@@ -277,6 +301,12 @@ def main() -> None:
     parser.add_argument("--minilm-jobs", type=int, default=3000)
     parser.add_argument(
         "--encoding-jobs", type=int, default=400, help="JSON vs binary backlog (0: skip)"
+    )
+    parser.add_argument(
+        "--steady-seconds",
+        type=float,
+        default=60.0,
+        help="each steady-traffic window (digits; python -m bench.steady for more choice); 0: skip",
     )
     parser.add_argument("--out", type=Path, help="default: bench/out/results-BROKER.json")
     args = parser.parse_args()

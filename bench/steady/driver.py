@@ -141,7 +141,7 @@ def _paced(reader: Reader, pids: dict[str, int], job: Pace, run: SteadyRun) -> S
 
         while time.monotonic() < begin:
             reader.read(0.05)
-        first, outstanding = sample(), []
+        first, outstanding = sample(), list[tuple[float, int]]()
         while time.monotonic() < begin + run.seconds:
             reader.read(0.05)
             if not outstanding or time.monotonic() - outstanding[-1][0] >= SAMPLE_EVERY_S:
