@@ -5,6 +5,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 BROKER ?= embedded
+STEADY_SECONDS ?= 60
 PIP    := $(BIN)/python -m pip --disable-pip-version-check
 
 .PHONY: setup services up test test-unit check lint typecheck check-deploy bench kafka kafka-jars clean
@@ -51,8 +52,8 @@ typecheck: setup
 check-deploy: setup  ## compose.yaml, Prometheus rules, Kubernetes manifests (needs scripts/deploy-tools.sh)
 	VENV=$(VENV) bash scripts/check-deploy.sh
 
-bench: setup  ## throughput/latency against the raw model, a librdkafka loop and a relay (BROKER=embedded|kafka)
-	$(BIN)/python -m bench.run --broker $(BROKER)
+bench: setup  ## throughput/latency against the raw model, a librdkafka loop and a relay, then steady traffic (BROKER=embedded|kafka, STEADY_SECONDS=0 skips)
+	$(BIN)/python -m bench.run --broker $(BROKER) --steady-seconds $(STEADY_SECONDS)
 	$(BIN)/python -m bench.drift
 
 kafka: setup  ## Apache Kafka (KRaft, one node) from its jars on 127.0.0.1:9092 until Ctrl-C
