@@ -173,6 +173,8 @@ def main() -> None:
     stats = args.out.resolve()
     if args.rate is not None and args.rate <= 0:
         parser.error(f"--rate {args.rate:g}: give a rate above 0 jobs/s")
+    if args.seconds <= 0:
+        parser.error(f"--seconds {args.seconds:g}: give a window above 0 seconds")
     with running_broker(args.broker) as (bootstrap, _), tempfile.TemporaryDirectory() as tmp:
         if args.rate:
             run = SteadyRun("maas", args.rate, args.seconds)

@@ -46,6 +46,26 @@ def _floats(text: str) -> tuple[float, ...]:
     return rates
 
 
+def _positive(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: give a number above 0")
+    return value
+
+
+def _share(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: give a share of the drain rate, e.g. 0.5")
+    return value
+
+
 def _paths(text: str) -> tuple[str, ...]:
     paths = tuple(part.strip() for part in text.split(",") if part.strip())
     if not paths or set(paths) - set(PATHS):
@@ -68,10 +88,10 @@ def parser() -> argparse.ArgumentParser:
     )
     found.add_argument("--broker", choices=["embedded", "kafka"], default="embedded")
     found.add_argument("--rates", type=_floats, default=Plan().rates, help="jobs/s, e.g. 100,300")
-    found.add_argument("--drain-share", type=float, default=0.5, help="0: no drain")
-    found.add_argument("--drain-jobs", type=int, default=20000)
-    found.add_argument("--seconds", type=float, default=60.0, help="each window")
-    found.add_argument("--warmup", type=float, default=5.0, help="seconds before each window")
+    found.add_argument("--drain-share", type=_share, default=0.5, help="0: no drain")
+    found.add_argument("--drain-jobs", type=lambda text: int(_positive(text)), default=20000)
+    found.add_argument("--seconds", type=_positive, default=60.0, help="each window")
+    found.add_argument("--warmup", type=_positive, default=5.0, help="seconds before each window")
     found.add_argument("--paths", type=_paths, default=PATHS, help="maas,loop")
     where = found.add_mutually_exclusive_group()
     where.add_argument("--worker-tree", type=_tree, help="serve maas from this checkout")
