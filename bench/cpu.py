@@ -51,7 +51,16 @@ def listener_pid(port: int) -> int | None:
 
 
 def _open_files(process: Path) -> set[str]:
+    """What ``process``'s descriptors point at; one closed meanwhile is skipped (a busy
+    JVM opens and closes files all the time)."""
+    found = set()
     try:
-        return {os.readlink(fd) for fd in (process / "fd").iterdir()}
+        descriptors = list((process / "fd").iterdir())
     except OSError:  # not ours to read, or it ended meanwhile
-        return set()
+        return found
+    for descriptor in descriptors:
+        try:
+            found.add(os.readlink(descriptor))
+        except OSError:
+            continue
+    return found

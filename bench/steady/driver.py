@@ -96,9 +96,7 @@ def is_bounded(growth: float, rate: float, all_answered: bool) -> bool:
 def steady(setup: Setup, workload: Workload, run: SteadyRun) -> Steady:
     """Measure ``run`` against the broker of ``setup`` (topics of its own)."""
     kafka = asyncio.run(fresh_topics(setup.bootstrap, "steady"))
-    broker = listener_pid(int(setup.bootstrap.rsplit(":", 1)[1]))
-    if broker is None:
-        raise RuntimeError(f"no process of this user listens on {setup.bootstrap}")
+    broker = _broker_pid(setup.bootstrap)
     inputs = tuple(_inputs(workload))
     kind = "maas" if run.path == "maas" else "naive"
     process = start(kind, kafka, setup, workload, runner=run.runner)
@@ -114,6 +112,15 @@ def steady(setup: Setup, workload: Workload, run: SteadyRun) -> Steady:
     finally:
         reader.close()
         terminate(process, timeout_s=30)
+
+
+def _broker_pid(bootstrap: str, tries: int = 5) -> int:
+    port = int(bootstrap.rsplit(":", 1)[1])
+    for _ in range(tries):
+        if (pid := listener_pid(port)) is not None:
+            return pid
+        time.sleep(0.2)
+    raise RuntimeError(f"no process of this user listens on {bootstrap}")
 
 
 def _inputs(workload: Workload) -> list[str]:
