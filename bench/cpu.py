@@ -53,7 +53,7 @@ def listener_pid(port: int) -> int | None:
 def _open_files(process: Path) -> set[str]:
     """What ``process``'s descriptors point at; one closed meanwhile is skipped (a busy
     JVM opens and closes files all the time)."""
-    found = set()
+    found: set[str] = set()
     try:
         descriptors = list((process / "fd").iterdir())
     except OSError:  # not ours to read, or it ended meanwhile
