@@ -1,10 +1,11 @@
-"""Requests onto Kafka and their Results back: one async SDK client per tenant.
+"""Requests onto Kafka and their answers back: one async SDK client per tenant.
 
-A tenant's requests become PredictJobs on its predict topic with ``reply_to`` the
-gateway's own results topic in that namespace (``maas.results.gateway-<id>``,
-``maas.acme.results.gateway-<id>``): workers accept it (it lies in the tenant's
-namespace) and the gateway reads only its own answers. Clients open on a tenant's
-first request and stay open; the reply topic is created with them.
+A tenant's requests become OIP records (:mod:`~workers.gateway.records`) on its predict
+topic with ``maas-reply-to`` the gateway's own results topic in that namespace
+(``maas.results.gateway-<id>``, ``maas.acme.results.gateway-<id>``): workers accept it
+(it lies in the tenant's namespace) and the gateway reads only its own answers, OIP
+InferenceResponses that the SDK reads as Results. Clients open on a tenant's first
+request and stay open; the reply topic is created with them.
 """
 
 from __future__ import annotations
@@ -12,10 +13,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
+import msgspec
 import structlog
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -23,10 +23,12 @@ from aiokafka.errors import KafkaError
 
 from producer.aio import AsyncClient, AsyncHandle
 from producer.contract.messages import DecodeError, Result, decode_result
-from producer.core import REPLY_READING
+from producer.core import REPLY_READING, Outgoing
 from producer.errors import ClientError
 from producer.kafka import KafkaSettings, Replication, ensure_topics
+from producer.oip import is_response, result_of
 from workers.gateway.errors import NotFound, TooLarge, Unavailable
+from workers.gateway.records import Job, headers_of, shape_in
 
 log = structlog.get_logger(__name__)
 
@@ -34,21 +36,22 @@ REPLY_PARTITIONS = 4
 START_TIMEOUT_S = 10.0
 
 
-@dataclass(frozen=True, slots=True)
-class Job:
-    """One request as a PredictJob: ``which`` is a version number or an alias."""
-
-    job_id: str
-    model: str
-    which: int | str
-    inputs: Mapping[str, list[Any]]
-    timeout_s: float
-    metadata: Mapping[str, Any] | None = None
-
-
 def reply_topic(kafka: KafkaSettings, tenant: str | None, gateway_id: str) -> str:
     """The gateway's own results topic in ``tenant``'s namespace."""
     return f"{kafka.topics.namespace(tenant).results}.gateway-{gateway_id}"
+
+
+class GatewayClient(AsyncClient):
+    """The SDK's asyncio client, publishing records the gateway has already written."""
+
+    async def publish(self, job: Job) -> AsyncHandle:
+        """Publish ``job``'s OIP record on the tenant's predict topic, keyed by its id; the
+        handle settles with the answer, read as a Result."""
+        headers = headers_of(job, self.reply_topic)
+        outgoing = Outgoing(
+            self.topics.predict, job.body.data, job.job_id.encode(), job.job_id, headers
+        )
+        return await self._send(outgoing)
 
 
 class Dispatcher:
@@ -57,26 +60,15 @@ class Dispatcher:
     def __init__(self, kafka: KafkaSettings, gateway_id: str) -> None:
         self._kafka = kafka
         self.gateway_id = gateway_id
-        self._clients: dict[str | None, AsyncClient] = {}
+        self._clients: dict[str | None, GatewayClient] = {}
         self._opening: dict[str | None, asyncio.Lock] = {}
 
     async def submit(self, tenant: str | None, job: Job) -> AsyncHandle:
         """Publish ``job`` on ``tenant``'s predict topic; :class:`Unavailable` when the
         broker cannot take it."""
         client = await self._client(tenant)
-        deadline_ms = int((time.time() + job.timeout_s) * 1000)
-        which: dict[str, Any] = (
-            {"version": job.which} if isinstance(job.which, int) else {"alias": job.which}
-        )
         try:
-            return await client.submit(
-                job.model,
-                job.inputs,
-                job_id=job.job_id,
-                deadline_ms=deadline_ms,
-                metadata=job.metadata,
-                **which,
-            )
+            return await client.publish(job)
         except ClientError as exc:
             if isinstance(exc, ValueError):  # JobTooLarge: more than one record holds
                 raise TooLarge(str(exc)) from exc
@@ -84,7 +76,7 @@ class Dispatcher:
         except KafkaError as exc:
             raise Unavailable(f"the broker did not take job {job.job_id}: {exc}") from exc
 
-    async def _client(self, tenant: str | None) -> AsyncClient:
+    async def _client(self, tenant: str | None) -> GatewayClient:
         client = self._clients.get(tenant)
         if client is not None and not client.is_closed:
             return client
@@ -96,9 +88,9 @@ class Dispatcher:
                 self._clients[tenant] = client
         return client
 
-    async def _open(self, tenant: str | None) -> AsyncClient:
+    async def _open(self, tenant: str | None) -> GatewayClient:
         topic = reply_topic(self._kafka, tenant, self.gateway_id)
-        client = AsyncClient(self._kafka, tenant=tenant, reply_topic=topic, create_topics=False)
+        client = GatewayClient(self._kafka, tenant=tenant, reply_topic=topic, create_topics=False)
         try:
             await asyncio.wait_for(self._prepare(tenant, topic), START_TIMEOUT_S)
             await asyncio.wait_for(client.start(), START_TIMEOUT_S)
@@ -180,9 +172,20 @@ async def _scan(
         for records in (await consumer.getmany(timeout_ms=200)).values():
             for record in records:
                 if record.key == key:
-                    with contextlib.suppress(DecodeError):
-                        answer = decode_result(record.value or b"")
+                    answer = _answer(record) or answer
     return answer
+
+
+def _answer(record: Any) -> Result | None:
+    """An answer record as a Result: an OIP InferenceResponse (its shape header, echoed
+    by the worker, as its metadata) or a maas.predict/v1 Result; None if neither."""
+    try:
+        if not is_response(record.headers):
+            return decode_result(record.value or b"")
+        result = result_of(record.key, record.value or b"", record.headers)
+    except DecodeError:
+        return None
+    return msgspec.structs.replace(result, metadata=shape_in(record.headers))
 
 
 async def _behind(consumer: AIOKafkaConsumer, ends: dict[TopicPartition, int]) -> bool:

@@ -4,8 +4,9 @@
 Messages are the checked-in :mod:`workers.gateway.proto.oip_pb2` (OIP's field numbers);
 the service is registered under OIP's name, so Triton's and KServe's gRPC clients call
 it unchanged. Inputs come as ``raw_input_contents`` (one buffer per input, OIP's binary
-layout) or as typed ``contents``; outputs always go back as ``raw_output_contents``, as
-Triton answers. Errors abort the call with the status code of their
+layout: read as views over those bytes, which go on to the worker in a binary OIP
+record) or as typed ``contents``; outputs always go back as ``raw_output_contents``
+(the bytes of the worker's binary answer), as Triton answers. Errors abort the call with the status code of their
 :class:`~workers.gateway.errors.GatewayError` (429: ``retry-after`` in the trailers).
 """
 
@@ -25,6 +26,7 @@ from workers.gateway import meta, metrics
 from workers.gateway.auth import Authenticator, Caller
 from workers.gateway.errors import BadRequest, GatewayError, NotFound, TooManyRequests
 from workers.gateway.proto import oip_pb2 as pb
+from workers.gateway.records import body_of
 from workers.gateway.service import Answer, Gateway, Target
 
 SERVICE = "inference.GRPCInferenceService"
@@ -192,7 +194,8 @@ class GrpcDoor:
 
     async def model_infer(self, request: Any, caller: Caller) -> Any:
         target = Target.parse(request.model_name, request.model_version)
-        answer = await self._gateway.infer(caller, target, inputs_of(request))
+        body = body_of(inputs_of(request), [output.name for output in request.outputs])
+        answer = await self._gateway.infer(caller, target, body)
         return response_of(request, target.model, answer)
 
 

@@ -32,6 +32,7 @@ from producer.contract.oip import Request as OipRequest
 from workers.gateway import meta, metrics
 from workers.gateway.auth import Authenticator, Caller
 from workers.gateway.errors import BadRequest, GatewayError, TooLarge, TooManyRequests
+from workers.gateway.records import body_of
 from workers.gateway.service import Answer, Gateway, Target
 
 Handler = Callable[[Request, Caller], Awaitable[Response]]
@@ -123,13 +124,14 @@ class RestApi:
     async def infer(self, request: Request, caller: Caller) -> Response:
         target = _target(request)
         decoded = decode_request(await self._body(request), _header_length(request))
+        record = body_of(decoded.inputs, [output.name for output in decoded.outputs])
         if "respond-async" in request.headers.get("prefer", "").lower():
             shape = _shape_of(decoded)
-            job = await self._gateway.submit(caller, target, decoded.inputs, decoded, shape)
+            job = await self._gateway.submit(caller, target, record, decoded, shape)
             location = f"/v2/jobs/{job.handle.job_id}"
             body = {"id": job.handle.job_id, "status": "pending"}
             return JSONResponse(body, 202, {"Location": location})
-        answer = await self._gateway.infer(caller, target, decoded.inputs)
+        answer = await self._gateway.infer(caller, target, record)
         return _answered(target.model, answer, decoded)
 
     async def poll(self, request: Request, caller: Caller) -> Response:
@@ -202,7 +204,7 @@ def _answered(model: str, answer: Answer, decoded: OipRequest) -> Response:
 
 
 def _shape_of(decoded: OipRequest) -> dict[str, Any]:
-    """What shapes the response, sent with an async job (its Result echoes it back)."""
+    """What shapes the response, sent with an async job (its answer echoes it back)."""
     wanted = [[output.name, output.binary] for output in decoded.outputs]
     return {"oip": {"id": decoded.id, "outputs": wanted, "binary": decoded.binary}}
 

@@ -1,9 +1,10 @@
 """The gateway's one path for a prediction, whichever door (HTTP or gRPC) it came in by.
 
 :meth:`Gateway.infer` admits the caller (limits), checks the model and the tenant's
-grant in the registry (cached), publishes the PredictJob and waits for its Result;
-every failure is a :class:`~workers.gateway.errors.GatewayError` whose status the door
-answers. The doors only translate: OIP request → named numpy arrays → here → an
+grant in the registry (cached), publishes the request as an OIP record and waits for
+its answer; every failure is a :class:`~workers.gateway.errors.GatewayError` whose
+status the door answers. The doors only translate: OIP request → named numpy arrays
+→ a binary OIP record (:func:`~workers.gateway.records.body_of`) → here → an
 :class:`Answer` (numpy outputs typed by the model's signature) → OIP response.
 """
 
@@ -19,14 +20,14 @@ import numpy as np
 from producer.aio import AsyncHandle
 from producer.contract.messages import Result
 from producer.contract.names import InvalidName, check_alias, check_model_name
+from producer.contract.oip import Body
 from producer.errors import ClientError, JobTimeout
 from registry.entities import ModelVersion, Signature
 from workers.gateway import metrics
 from workers.gateway.auth import Caller
 from workers.gateway.catalog import Catalog
-from workers.gateway.dispatch import Dispatcher, Job
+from workers.gateway.dispatch import Dispatcher
 from workers.gateway.errors import (
-    BadRequest,
     GatewayError,
     NoAnswer,
     NotFound,
@@ -36,6 +37,7 @@ from workers.gateway.errors import (
 from workers.gateway.jobs import AsyncJob, AsyncJobs
 from workers.gateway.limits import Admission
 from workers.gateway.probes import Reachability
+from workers.gateway.records import Job
 from workers.gateway.settings import GatewaySettings
 
 
@@ -99,12 +101,10 @@ class Gateway:
         await self.parts.catalog.check_grant(caller.tenant, target.model)
         return found
 
-    async def infer(
-        self, caller: Caller, target: Target, inputs: Mapping[str, np.ndarray]
-    ) -> Answer:
-        """Run ``inputs`` through the model and wait for the answer."""
+    async def infer(self, caller: Caller, target: Target, body: Body) -> Answer:
+        """Run the OIP request ``body`` through the model and wait for the answer."""
         with self.parts.admission.admit(caller.tenant):
-            handle = await self._submit(caller, target, inputs, self._timeout_s)
+            handle = await self._submit(caller, target, body, self._timeout_s)
             metrics.PENDING.inc()
             try:
                 return await self.answer(handle, target.model)
@@ -115,18 +115,18 @@ class Gateway:
         self,
         caller: Caller,
         target: Target,
-        inputs: Mapping[str, np.ndarray],
+        body: Body,
         request: Any,
-        metadata: Mapping[str, Any],
+        shape: Mapping[str, Any],
     ) -> AsyncJob:
         """Publish the job and return at once; its answer is polled by job id. The job id
-        names this gateway, whose reply topic holds the answer (:meth:`find`);
-        ``metadata`` travels with the job and comes back in its Result."""
+        names this gateway, whose reply topic holds the answer (:meth:`find`); ``shape``
+        travels with the job and comes back as its Result's metadata."""
         gateway_id = self.parts.dispatcher.gateway_id
         with self.parts.admission.admit(caller.tenant):
             ttl_s = self.parts.settings.async_ttl_s
             handle = await self._submit(
-                caller, target, inputs, ttl_s, f"{gateway_id}-{uuid.uuid4().hex}", metadata
+                caller, target, body, ttl_s, f"{gateway_id}-{uuid.uuid4().hex}", shape
             )
         return self.parts.jobs.add(handle, caller.tenant, target.model, request)
 
@@ -167,10 +167,10 @@ class Gateway:
         self,
         caller: Caller,
         target: Target,
-        inputs: Mapping[str, np.ndarray],
+        body: Body,
         timeout_s: float,
         job_id: str | None = None,
-        metadata: Mapping[str, Any] | None = None,
+        shape: Mapping[str, Any] | None = None,
     ) -> AsyncHandle:
         self.parts.reachability.require_broker()
         await self.version(caller, target)
@@ -178,25 +178,11 @@ class Gateway:
             job_id=job_id or uuid.uuid4().hex,
             model=target.model,
             which=target.which,
-            inputs={name: as_job_values(array) for name, array in inputs.items()},
+            body=body,
             timeout_s=timeout_s,
-            metadata=metadata,
+            shape=shape,
         )
         return await self.parts.dispatcher.submit(caller.tenant, job)
-
-
-def as_job_values(array: np.ndarray) -> list[Any]:
-    """A tensor as a PredictJob's ``inputs`` value: nested lists; BYTES as UTF-8 text."""
-    if array.dtype == object:
-        try:
-            return np.vectorize(_text, otypes=[object])(array).tolist()  # type: ignore[no-any-return]
-        except UnicodeDecodeError as exc:
-            raise BadRequest(f"a BYTES input is not UTF-8 text: {exc}") from exc
-    return array.tolist()  # type: ignore[no-any-return]
-
-
-def _text(value: object) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def typed_outputs(result: Result, signature: Signature) -> dict[str, np.ndarray]:

@@ -7,7 +7,8 @@ value has an InferenceRequest's shape (see the edge). It becomes an :class:`OipJ
 PredictJob like any other (batched, versioned, tenancy and metrics alike) that also
 carries the decoded request, so that its answer is written the way the client asked:
 an InferenceResponse, JSON or binary, keyed by the request id, with the CloudEvents
-headers MLServer sets; an error is ``{"error": "..."}`` with ``maas-error-code``.
+headers MLServer sets; an error is ``{"error": "..."}`` with ``maas-error-code``. A
+header ``maas-deadline-ms`` gives the job its ``deadline_ms``.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ from workers.errors import WorkerError
 from workers.kafka.publisher import Outgoing, Record, without_own_headers
 
 __all__ = [
+    "DEADLINE_HEADER",
     "ERROR_HEADER",
     "MODEL_HEADERS",
     "REPLY_HEADER",
@@ -60,12 +62,15 @@ __all__ = [
 MODEL_HEADERS = ("maas-model", "mlserver-model")
 VERSION_HEADERS = ("maas-version", "mlserver-version")
 REPLY_HEADER = "maas-reply-to"
+DEADLINE_HEADER = "maas-deadline-ms"
 ERROR_HEADER = "maas-error-code"
 RESPONSE_TYPE = "io.seldon.serving.inference.response"
 _NAME = re.compile(MODEL_NAME_PATTERN)
 _MARKERS = frozenset({HEADER_LENGTH, *MODEL_HEADERS})
 # Request headers that describe the request itself, not echoed on its answer.
-_NOT_ECHOED = frozenset({"content-type", REPLY_HEADER, *_MARKERS, *VERSION_HEADERS})
+_NOT_ECHOED = frozenset(
+    {"content-type", REPLY_HEADER, DEADLINE_HEADER, *_MARKERS, *VERSION_HEADERS}
+)
 
 
 class OipJob(PredictJob, frozen=True, kw_only=True):
@@ -176,6 +181,7 @@ def _job(envelope: OipEnvelope, headers: dict[str, bytes], request: Request) -> 
         message = f"header maas-model {model!r} is not a model name"
         raise OipRefusal(envelope, ErrorCode.INVALID_INPUT, message)
     version, alias = _version(envelope, headers)
+    deadline_ms = _deadline(envelope, headers)
     try:
         inputs = {name: _rows(name, array) for name, array in request.inputs.items()}
         _same_rows(inputs)
@@ -188,6 +194,7 @@ def _job(envelope: OipEnvelope, headers: dict[str, bytes], request: Request) -> 
         version=version,
         alias=alias,
         reply_to=envelope.reply_to,
+        deadline_ms=deadline_ms,
         request=request,
     )
 
@@ -203,6 +210,18 @@ def _version(envelope: OipEnvelope, headers: dict[str, bytes]) -> tuple[int | No
         return None, text
     message = f"header maas-version {text!r} is neither a version number nor an alias"
     raise OipRefusal(envelope, ErrorCode.INVALID_INPUT, message)
+
+
+def _deadline(envelope: OipEnvelope, headers: dict[str, bytes]) -> int | None:
+    """``maas-deadline-ms``: epoch milliseconds after which the job is answered EXPIRED
+    instead of run (a PredictJob's ``deadline_ms``); none: no deadline."""
+    text = _text(headers, (DEADLINE_HEADER,))
+    if not text:
+        return None
+    if not text.isdigit():
+        message = f"header {DEADLINE_HEADER} {text!r} is not a time in epoch milliseconds"
+        raise OipRefusal(envelope, ErrorCode.INVALID_INPUT, message)
+    return int(text)
 
 
 def _rows(name: str, array: np.ndarray) -> Any:

@@ -55,6 +55,7 @@ def test_the_key_overrides_the_body_id_and_headers_name_the_target() -> None:
         ((("maas-model", b"m"), ("maas-version", b"v 1")), BODY, "neither a version"),
         ((("maas-model", b"m"),), b'{"inputs":[{"name":"x","datatype":"FP32","shape":[],"data":[1]}]}', "batch dimension"),
         ((("maas-model", b"m"), ("inference-header-content-length", b"abc")), BODY, "not a number"),
+        ((("maas-model", b"m"), ("maas-deadline-ms", b"soon")), BODY, "epoch milliseconds"),
     ],
 )  # fmt: skip
 def test_requests_that_cannot_be_served_are_refused_with_a_reason(
@@ -64,6 +65,17 @@ def test_requests_that_cannot_be_served_are_refused_with_a_reason(
         oip.read(Rec(b"k", value, headers), value)
     assert refused.value.code == ErrorCode.INVALID_INPUT
     assert refused.value.envelope.job_id == "k"
+
+
+def test_a_deadline_header_is_the_jobs_deadline_and_is_not_echoed() -> None:
+    headers = (("maas-model", b"m"), ("maas-deadline-ms", b"1700000000000"), ("trace", b"t"))
+    record = Rec(b"k", BODY, headers)
+    job = oip.read(record, BODY)
+    assert job.deadline_ms == 1_700_000_000_000
+    assert oip.read(Rec(b"k", BODY, (("maas-model", b"m"),)), BODY).deadline_ms is None
+    result = Result(job_id="k", status="ok", model="m", version=1, outputs={"y": np.ones(1)})
+    echoed = dict(oip.answer(record, job, result, "maas.results", "default").headers)
+    assert echoed["trace"] == b"t" and "maas-deadline-ms" not in echoed
 
 
 def test_a_record_that_is_not_json_is_unreadable() -> None:
