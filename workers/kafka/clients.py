@@ -192,14 +192,14 @@ async def connected(
     """The consumer and the publisher that ``clients`` describes, for a broker that
     supports ``capabilities`` (what :func:`~producer.kafka.ensure_topics` answered at
     start, the service's topics created), started and stopped on the way out, consumer
-    first (it leaves the group). A topic given as a compiled pattern subscribes to every topic it
-    matches, looked for every ``PATTERN_REFRESH_MS``. The producer starts first: a
+    first (it leaves the group). A topic given as a compiled pattern subscribes to every
+    topic it matches, looked for every ``PATTERN_REFRESH_MS``. The producer starts first: a
     transactional one fences its predecessor and ends its open transaction before the
     consumer reads the group's committed offsets.
 
     Raises :class:`Stopped` when ``stop`` is set before start-up is done, whichever
-    phase it is in: connecting, or joining a group that waits for its
-    other members (logged every ``JOIN_REPORT_S``, with the group's state)."""
+    phase it is in: connecting, or joining a group that waits for its other members
+    (logged every ``JOIN_REPORT_S``, with the group's state)."""
     producer = clients.producer(kafka, capabilities)
     consumer_options = dict(clients.consumer_options)
     if isinstance(clients.topic, re.Pattern):

@@ -118,8 +118,9 @@ class Guard:
         on_event: Callable[[ControlEvent], None] | None = None,
     ) -> None:
         """Until cancelled: write the audit's rows, and follow ``control``'s control topic
-        (on a broker that supports ``capabilities``; the grants of a tenant that changed are forgotten; every event is also handed
-        to ``on_event``, for a worker that follows the topic for its own reasons)."""
+        (on a broker that supports ``capabilities``; the grants of a tenant that changed
+        are forgotten; every event is also handed to ``on_event``, for a worker that
+        follows the topic for its own reasons)."""
 
         def follow(event: ControlEvent) -> None:
             self.grants.follow(event)
