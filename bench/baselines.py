@@ -20,7 +20,8 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from producer.kafka import KafkaSettings, Topics
+from producer.capabilities import run_blocking
+from producer.kafka import KafkaSettings, Topics, detect_capabilities
 from registry.registry import Registry
 from registry.settings import RegistrySettings
 from workers.runtime.loader import RuntimeSettings, load_runtime
@@ -30,7 +31,8 @@ from workers.serving.loop import WorkerSettings
 def librdkafka_options(kafka: KafkaSettings) -> tuple[dict[str, Any], dict[str, Any]]:
     """Consumer and producer options for confluent-kafka, matching maas's own: the same
     fetch wait, acks=all, idempotence where the broker grants it."""
-    fetch_wait_ms = kafka.consumer(None)["fetch_max_wait_ms"]
+    capabilities = run_blocking(lambda: detect_capabilities(kafka))
+    fetch_wait_ms = kafka.consumer(capabilities, None)["fetch_max_wait_ms"]
     consumer = {
         "bootstrap.servers": kafka.bootstrap_servers,
         "group.id": "bench-naive",
@@ -41,7 +43,7 @@ def librdkafka_options(kafka: KafkaSettings) -> tuple[dict[str, Any], dict[str, 
         "bootstrap.servers": kafka.bootstrap_servers,
         "acks": "all",
         "linger.ms": 2,
-        "enable.idempotence": kafka.capabilities().idempotence,
+        "enable.idempotence": capabilities.idempotence,
     }
     return consumer, producer
 
@@ -82,12 +84,13 @@ def naive(kafka: KafkaSettings, model: str, registry: RegistrySettings) -> None:
 
 async def relay(kafka: KafkaSettings) -> None:
     """Consume and re-produce each poll's records, pipelined: the transport limit."""
+    capabilities = await detect_capabilities(kafka)
     consumer = AIOKafkaConsumer(
-        kafka.topics.predict, **kafka.consumer("bench-relay", max_poll_records=2000)
+        kafka.topics.predict, **kafka.consumer(capabilities, "bench-relay", max_poll_records=2000)
     )
     # The same produce batching as the maas worker, so the relay is the transport's limit.
     producer = AIOKafkaProducer(
-        **kafka.producer(max_batch_size=WorkerSettings().producer_batch_bytes)
+        **kafka.producer(capabilities, max_batch_size=WorkerSettings().producer_batch_bytes)
     )
     await consumer.start()
     await producer.start()

@@ -31,7 +31,7 @@ from bench.workloads import Workload, build_artifact, minilm_workload
 from maas.broker import terminate
 from producer.contract.messages import Result, decode_predict, encode
 from producer.contract.oip import encode_request
-from producer.kafka import KafkaSettings
+from producer.kafka import KafkaSettings, detect_capabilities
 from registry.drafts import Draft
 from registry.registry import Registry
 from registry.settings import RegistrySettings
@@ -111,7 +111,10 @@ def records(workload: Workload, model: str, encoding: str) -> list[Sent]:
 
 
 async def _publish(kafka: KafkaSettings, backlog: Sequence[Sent]) -> None:
-    producer = AIOKafkaProducer(**kafka.producer(linger_ms=5, max_request_size=16 * 2**20))
+    capabilities = await detect_capabilities(kafka)
+    producer = AIOKafkaProducer(
+        **kafka.producer(capabilities, linger_ms=5, max_request_size=16 * 2**20)
+    )
     await producer.start()
     try:
         sends = [
@@ -125,8 +128,10 @@ async def _publish(kafka: KafkaSettings, backlog: Sequence[Sent]) -> None:
 
 async def _collect(kafka: KafkaSettings, expected: int, pid: int) -> tuple[float, float, float]:
     """rows/s and CPU µs per job from the first answer to the last; mean answer bytes."""
+    capabilities = await detect_capabilities(kafka)
     consumer = AIOKafkaConsumer(
-        kafka.topics.results, **kafka.consumer(None, max_poll_records=5000, fetch_max_wait_ms=100)
+        kafka.topics.results,
+        **kafka.consumer(capabilities, None, max_poll_records=5000, fetch_max_wait_ms=100),
     )
     await consumer.start()
     seen: set[bytes] = set()

@@ -30,7 +30,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from bench.cpu import cpu_seconds
 from maas.broker import free_port, terminate
-from producer.kafka import KafkaSettings, Topics, ensure_topics
+from producer.kafka import KafkaSettings, Topics, detect_capabilities, ensure_topics
 from producer.tail import tail_async
 from registry.drafts import Draft
 from registry.registry import Registry
@@ -84,8 +84,9 @@ def worker_command(kafka: KafkaSettings, registry: RegistrySettings) -> list[str
 
 async def round_trip(kafka: KafkaSettings, job_id: str, timeout_s: float = 120.0) -> float:
     """Publish one digits job and wait for its result: the time between, in ms."""
-    consumer = AIOKafkaConsumer(**kafka.consumer(None, fetch_max_wait_ms=5))
-    producer = AIOKafkaProducer(**kafka.producer(linger_ms=0))
+    capabilities = await detect_capabilities(kafka)
+    consumer = AIOKafkaConsumer(**kafka.consumer(capabilities, None, fetch_max_wait_ms=5))
+    producer = AIOKafkaProducer(**kafka.producer(capabilities, linger_ms=0))
     await consumer.start()
     await producer.start()
     try:

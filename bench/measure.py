@@ -26,7 +26,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from bench.cpu import cpu_seconds
 from bench.workloads import Workload
 from maas.broker import terminate
-from producer.kafka import KafkaSettings, Topics, ensure_topics
+from producer.kafka import KafkaSettings, Topics, detect_capabilities, ensure_topics
 from registry.models import ModelStore
 from registry.settings import RegistrySettings
 from workers.runtime.loader import RuntimeSettings, load_runtime
@@ -102,7 +102,7 @@ def measure_raw(
 async def publish_backlog(
     kafka: KafkaSettings, jobs: Sequence[dict[str, Any]], model: str
 ) -> list[str]:
-    producer = AIOKafkaProducer(**kafka.producer(linger_ms=5))
+    producer = AIOKafkaProducer(**kafka.producer(await detect_capabilities(kafka), linger_ms=5))
     await producer.start()
     ids = []
     try:
@@ -134,7 +134,10 @@ async def collect(
     options = {"max_poll_records": 5000}
     if fetch_wait_ms is not None:
         options["fetch_max_wait_ms"] = fetch_wait_ms
-    consumer = AIOKafkaConsumer(kafka.topics.results, **kafka.consumer(None, **options))
+    capabilities = await detect_capabilities(kafka)
+    consumer = AIOKafkaConsumer(
+        kafka.topics.results, **kafka.consumer(capabilities, None, **options)
+    )
     await consumer.start()
     seen: set[str] = set()
     batches: list[int] = []
@@ -274,7 +277,7 @@ async def latency_at_load(
             collect(kafka, count + 1, timeout_s=seconds + 30, on_record=on_record)
         )
         await asyncio.sleep(1.0)  # the reader is positioned
-        producer = AIOKafkaProducer(**kafka.producer(linger_ms=0))
+        producer = AIOKafkaProducer(**kafka.producer(await detect_capabilities(kafka), linger_ms=0))
         await producer.start()
         interval, t0 = 1.0 / rate, time.perf_counter()
         for i in range(count):

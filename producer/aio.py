@@ -23,7 +23,6 @@ from producer.cluster import require_tenant
 from producer.contract.messages import Label, Result, RetrainJob, RetrainResult
 from producer.core import POLL_MS, REPLY_READING, BaseClient, JobOptions, Outgoing, Window
 from producer.handles import BaseHandle, Reply
-from producer.kafka import CLIENT_REFUSED_S, ensure_topics
 from producer.tail import tail_async
 
 __all__ = ["AsyncClient", "AsyncHandle", "Reply"]
@@ -71,13 +70,14 @@ class AsyncClient(BaseClient):
         """Create the topics (unless told not to), read the reply topic from now on."""
         self._starting()
         try:
-            if self._create_topics:
-                await ensure_topics(self.settings, refused_s=CLIENT_REFUSED_S)
+            capabilities = await self._connect()
             await require_tenant(self.settings, self.topics)
-            producer = AIOKafkaProducer(**self.settings.producer())
+            producer = AIOKafkaProducer(**self.settings.producer(capabilities))
             await producer.start()
             self._producer = producer
-            consumer = AIOKafkaConsumer(**self.settings.consumer(None, **REPLY_READING))
+            consumer = AIOKafkaConsumer(
+                **self.settings.consumer(capabilities, None, **REPLY_READING)
+            )
             await consumer.start()
             self._consumer = consumer
             await tail_async(consumer, self.reply_topic)

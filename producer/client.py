@@ -27,7 +27,6 @@ from producer.cluster import require_tenant
 from producer.contract.messages import Label, Result, RetrainJob, RetrainResult
 from producer.core import POLL_MS, REPLY_READING, BaseClient, JobOptions, Outgoing, Window
 from producer.handles import BaseHandle, Reply
-from producer.kafka import CLIENT_REFUSED_S, ensure_topics
 from producer.tail import tail
 
 __all__ = ["Client", "Handle", "Reply"]
@@ -71,13 +70,12 @@ class Client(BaseClient):
         """Create the topics (unless told not to), read the reply topic from now on."""
         self._starting()
         try:
-            if self._create_topics:
-                run_blocking(lambda: ensure_topics(self.settings, refused_s=CLIENT_REFUSED_S))
+            capabilities = run_blocking(self._connect)
             run_blocking(lambda: require_tenant(self.settings, self.topics))
-            consumer = KafkaConsumer(**self.settings.consumer(None, **REPLY_READING))
+            consumer = KafkaConsumer(**self.settings.consumer(capabilities, None, **REPLY_READING))
             self._consumer = consumer
             tail(consumer, self.reply_topic)
-            self._producer = KafkaProducer(**self.settings.producer())
+            self._producer = KafkaProducer(**self.settings.producer(capabilities))
         except BaseException:
             self.close()
             raise

@@ -12,8 +12,9 @@ from typing import Protocol
 import msgspec
 import structlog
 
+from producer.capabilities import run_blocking
 from producer.contract.messages import ControlEvent, encode
-from producer.kafka import KafkaSettings
+from producer.kafka import KafkaSettings, detect_capabilities
 
 log = structlog.get_logger(__name__)
 
@@ -40,14 +41,16 @@ class AliasMoveLike(Protocol):
 def publish_control(
     settings: KafkaSettings, event: ControlEvent, *, timeout_s: float = 10.0
 ) -> None:
-    """Publish one control event and wait for the ack (kafka-python; for sync callers)."""
+    """Publish one control event and wait for the ack (kafka-python; for sync callers).
+    An entrypoint of its own: it asks the broker what it supports before it produces."""
     from kafka import KafkaProducer
 
     _check_reachable(settings.bootstrap_servers, timeout_s)
+    capabilities = run_blocking(lambda: detect_capabilities(settings))
     if not event.at_ms:
         event = msgspec.structs.replace(event, at_ms=int(time.time() * 1000))
     producer = KafkaProducer(
-        **settings.producer(linger_ms=0),
+        **settings.producer(capabilities, linger_ms=0),
         max_block_ms=int(timeout_s * 1000),
     )
     try:

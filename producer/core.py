@@ -13,7 +13,7 @@ import contextlib
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any, ClassVar, TypedDict, TypeVar
@@ -21,6 +21,7 @@ from typing import Any, ClassVar, TypedDict, TypeVar
 import msgspec
 import structlog
 
+from producer.capabilities import Capabilities
 from producer.contract.messages import (
     DEFAULT_ALIAS,
     DecodeError,
@@ -36,7 +37,7 @@ from producer.contract.messages import (
 )
 from producer.errors import ClientError, InvalidFeedback, JobTimeout, JobTooLarge, ServiceError
 from producer.handles import BaseHandle, Reply
-from producer.kafka import KafkaSettings
+from producer.kafka import CLIENT_REFUSED_S, KafkaSettings, detect_capabilities, ensure_topics
 from producer.oip import ENCODINGS, Encoding, is_response, request_record, result_of
 
 log = structlog.get_logger(__name__)
@@ -145,6 +146,13 @@ class BaseClient:
                 return False
             self._state = _State.CLOSED
             return True
+
+    def _connect(self) -> Coroutine[Any, Any, Capabilities]:
+        """What ``start()`` waits for first: the broker, asked what it supports (and the
+        topics created, unless told not to); each client waits for it its own way."""
+        if self._create_topics:
+            return ensure_topics(self.settings, refused_s=CLIENT_REFUSED_S)
+        return detect_capabilities(self.settings)
 
     def _abandon_waiting(self) -> None:
         """Fail every handle still waiting: nothing reads their replies any more."""

@@ -18,7 +18,7 @@ from typing import Any
 
 import structlog
 
-from producer.capabilities import Capabilities, probe, run_blocking
+from producer.capabilities import Capabilities, probe
 from producer.contract.tenancy import Namespace
 from producer.kafka_options import KafkaOptions
 
@@ -121,20 +121,13 @@ class Replication:
         return {"min.insync.replicas": str(self.min_insync)} if self.factor > 1 else {}
 
 
-@dataclass(slots=True)
-class _Answer:
-    """The broker's capabilities once asked: the one mutable part of the settings, so
-    that the settings built at an entrypoint ask once however often they are used."""
-
-    capabilities: Capabilities | None = None
-
-
 @dataclass(frozen=True, slots=True)
 class KafkaSettings:
-    """How to reach the brokers, and what they can do once asked.
+    """How to reach the brokers. What they can do (:class:`Capabilities`, asked by
+    :func:`detect_capabilities`) is passed to the client options built from them.
 
-    ``embedded`` (MAAS_EMBEDDED_BROKER=1) overrides the answer: treat the broker as the
-    embedded one, without idempotence, whatever it says.
+    ``embedded`` (MAAS_EMBEDDED_BROKER=1) overrides the broker's answer: treat the broker
+    as the embedded one, without idempotence, whatever it says.
     """
 
     bootstrap_servers: str = DEFAULT_BOOTSTRAP
@@ -142,7 +135,6 @@ class KafkaSettings:
     options: KafkaOptions = field(default_factory=KafkaOptions)
     embedded: bool = False
     client_id: str = "maas"
-    _answer: _Answer = field(default_factory=_Answer, init=False, repr=False, compare=False)
 
     @classmethod
     def from_env(
@@ -172,42 +164,16 @@ class KafkaSettings:
             **self.options.common(),
         }
 
-    async def detect_capabilities(
-        self, *, timeout_s: float = CONNECT_TIMEOUT_S, refused_s: float | None = None
-    ) -> Capabilities:
-        """Ask the broker what it supports (once; later calls return the answer).
-
-        Waits up to ``timeout_s`` for a broker that is still starting (``refused_s``:
-        less, once connections have been refused that long); raises
-        :class:`~producer.errors.BrokerUnavailable` when none answers.
-        """
-        if self._answer.capabilities is None:
-            answer = await probe(self.common(), timeout_s=timeout_s, refused_s=refused_s)
-            if self.embedded:
-                answer = Capabilities(idempotence=False, refusal="MAAS_EMBEDDED_BROKER")
-            if not answer.idempotence:  # the embedded broker's normal: no news, said once
-                log.debug(
-                    "the broker grants no idempotent producer, as the embedded one does not: "
-                    "producing without idempotence (Apache Kafka grants it)",
-                    bootstrap_servers=self.bootstrap_servers,
-                    broker_answer=answer.refusal,
-                )
-            self._answer.capabilities = answer
-        return self._answer.capabilities
-
-    def capabilities(self) -> Capabilities:
-        """What the broker supports; asked now, blocking, if no one asked yet."""
-        known = self._answer.capabilities
-        return known if known is not None else run_blocking(self.detect_capabilities)
-
-    def producer(self, **overrides: Any) -> dict[str, Any]:
+    def producer(self, capabilities: Capabilities, **overrides: Any) -> dict[str, Any]:
         """Producer options: acks=all; idempotence where the broker grants it."""
         options = {**self.common(), "acks": "all", "linger_ms": 2, **self.options.producer()}
-        if self.capabilities().idempotence:
+        if capabilities.idempotence:
             options["enable_idempotence"] = True
         return {**options, **overrides}
 
-    def consumer(self, group_id: str | None, **overrides: Any) -> dict[str, Any]:
+    def consumer(
+        self, capabilities: Capabilities, group_id: str | None, **overrides: Any
+    ) -> dict[str, Any]:
         """Consumer options: manual commits; timeouts that make group joins fast."""
         options = {
             **self.common(),
@@ -220,9 +186,34 @@ class KafkaSettings:
             # Kafka answers a fetch as soon as data arrives, so its default wait costs no
             # latency; the embedded broker holds it for about half of this wait even when
             # data is there, so keep it short there (workers.kafka.idle lengthens it when idle).
-            "fetch_max_wait_ms": 5 if self.capabilities().holds_fetches else 500,
+            "fetch_max_wait_ms": 5 if capabilities.holds_fetches else 500,
         }
         return {**options, **overrides}
+
+
+async def detect_capabilities(
+    settings: KafkaSettings,
+    *,
+    timeout_s: float = CONNECT_TIMEOUT_S,
+    refused_s: float | None = None,
+) -> Capabilities:
+    """Ask the broker what it supports: once, at an entrypoint, which passes the answer on.
+
+    Waits up to ``timeout_s`` for a broker that is still starting (``refused_s``: less,
+    once connections have been refused that long); raises
+    :class:`~producer.errors.BrokerUnavailable` when none answers.
+    """
+    answer = await probe(settings.common(), timeout_s=timeout_s, refused_s=refused_s)
+    if settings.embedded:
+        answer = Capabilities(idempotence=False, refusal="MAAS_EMBEDDED_BROKER")
+    if not answer.idempotence:  # the embedded broker's normal: no news, said at debug level
+        log.debug(
+            "the broker grants no idempotent producer, as the embedded one does not: "
+            "producing without idempotence (Apache Kafka grants it)",
+            bootstrap_servers=settings.bootstrap_servers,
+            broker_answer=answer.refusal,
+        )
+    return answer
 
 
 async def ensure_topics(
@@ -231,14 +222,22 @@ async def ensure_topics(
     tenants: Iterable[str] = (),
     timeout_s: float = CONNECT_TIMEOUT_S,
     refused_s: float | None = None,
-) -> None:
-    """Wait for the broker (asking what it supports), then create the service's topics
-    (and those of ``tenants``) with their partition counts, replicated as the cluster's
-    size allows (:meth:`Replication.for_cluster`); existing ones are kept, and those
-    the broker's ACLs do not let this principal create are left to the operator."""
+) -> Capabilities:
+    """Wait for the broker (asking what it supports: :func:`detect_capabilities`), then
+    create the service's topics (:func:`create_topics`); returns what the broker
+    supports, for the caller's clients."""
+    capabilities = await detect_capabilities(settings, timeout_s=timeout_s, refused_s=refused_s)
+    await create_topics(settings, tenants=tenants)
+    return capabilities
+
+
+async def create_topics(settings: KafkaSettings, *, tenants: Iterable[str] = ()) -> None:
+    """Create the service's topics (and those of ``tenants``) with their partition
+    counts, replicated as the cluster's size allows (:meth:`Replication.for_cluster`);
+    existing ones are kept, and those the broker's ACLs do not let this principal create
+    are left to the operator. Does not wait for the broker: :func:`ensure_topics` does."""
     from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-    await settings.detect_capabilities(timeout_s=timeout_s, refused_s=refused_s)
     wanted = settings.topics.partitions(tenants)
     admin = AIOKafkaAdminClient(**settings.common())
     try:

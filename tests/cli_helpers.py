@@ -5,10 +5,19 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import pytest
+
+    from registry.settings import RegistrySettings
 
 ROOT = Path(__file__).resolve().parents[1]
+
+# ``maas models ARGV`` run in this process: (exit code, stdout, stderr).
+ModelsCli = Callable[..., tuple[int, str, str]]
 
 
 def maas_process(
@@ -28,6 +37,32 @@ def maas_process(
         timeout=timeout,
         check=False,
     )
+
+
+def models_cli(
+    registry: RegistrySettings,
+    capsys: pytest.CaptureFixture[str],
+    *,
+    read_only: frozenset[str],
+) -> ModelsCli:
+    """``maas models ARGV`` through ``maas.cli.main`` against ``registry``, as user
+    ``tester`` but for the ``read_only`` verbs (which take no ``--actor``)."""
+    from maas.cli import main
+
+    options = [
+        "--database-url",
+        registry.database_url,
+        "--artifact-dir",
+        str(registry.artifact_dir),
+    ]
+
+    def run(*argv: str) -> tuple[int, str, str]:
+        actor = [] if argv[0] in read_only else ["--actor", "tester"]
+        code = main(["--log-level", "warning", "models", *argv, *options, *actor])
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return run
 
 
 def one_error_line(stderr: str, *fragments: str) -> str:

@@ -12,10 +12,9 @@ from __future__ import annotations
 import asyncio
 import threading
 import uuid
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -24,9 +23,8 @@ from registry.drafts import Draft
 from registry.registry import Registry
 from registry.settings import RegistrySettings
 from tests.kafka_helpers import Broker
-from tests.serving_fixtures import _Box
+from tests.thread_helpers import Thread, start_worker
 from workers.gateway import GatewaySettings, Limits, Running, Stores, run
-from workers.serving.loop import Worker, WorkerSettings
 
 
 @dataclass
@@ -42,33 +40,6 @@ class GatewayStack:
     grpc_port: int
     tokens: dict[str, str]  # tenant -> bearer token
     gateway_id: str
-
-
-class Thread:
-    """An event loop in a daemon thread running ``main(stop)`` until :meth:`stop`."""
-
-    def __init__(self, main: Callable[[asyncio.Event], Coroutine[Any, Any, None]]) -> None:
-        self.loop: asyncio.AbstractEventLoop | None = None
-        self._stop: asyncio.Event | None = None
-        self.error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, args=(main,), daemon=True)
-        self._thread.start()
-
-    def _run(self, main: Callable[[asyncio.Event], Coroutine[Any, Any, None]]) -> None:
-        async def body() -> None:
-            self.loop, self._stop = asyncio.get_running_loop(), asyncio.Event()
-            await main(self._stop)
-
-        try:
-            asyncio.run(body())
-        except BaseException as exc:
-            self.error = exc
-
-    def stop(self) -> None:
-        if self.loop is not None and self._stop is not None:
-            self.loop.call_soon_threadsafe(self._stop.set)
-        self._thread.join(60)
-        assert not self._thread.is_alive(), "the thread did not stop within 60 s"
 
 
 def start_gateway(
@@ -95,26 +66,6 @@ def start_gateway(
     return thread, where[0]
 
 
-def _serve(kafka: KafkaSettings, registry: RegistrySettings, box: _Box) -> None:
-    """A worker that knows the registry's tenants (their topics and grants)."""
-
-    async def main() -> None:
-        with Registry.open(registry) as opened:
-            settings = WorkerSettings(metrics_interval_s=5.0)
-            worker = Worker(kafka, opened.models, opened.metrics, settings, tenants=opened.tenants)
-            box.loop, box.stop = asyncio.get_running_loop(), asyncio.Event()
-            task = asyncio.create_task(worker.run(box.stop))
-            await asyncio.wait_for(worker.ready.wait(), 30)
-            box.ready.set()
-            await task
-
-    try:
-        asyncio.run(main())
-    except BaseException as exc:
-        box.error = exc
-        box.ready.set()
-
-
 @pytest.fixture(scope="module")
 def gateway_stack(
     broker: Broker, digits_artifact: Path, tmp_path_factory: pytest.TempPathFactory
@@ -134,12 +85,7 @@ def gateway_stack(
         opened.tenants.add("beta", actor="test")
         tokens = {t: opened.tokens.create(t, actor="test")[1] for t in ("acme", "beta")}
     asyncio.run(ensure_topics(kafka, tenants=["acme", "beta"]))
-    box = _Box()
-    worker = threading.Thread(target=_serve, args=(kafka, registry, box), daemon=True)
-    worker.start()
-    box.ready.wait(60)
-    if box.error is not None or box.loop is None or box.stop is None:
-        raise RuntimeError("the worker did not start") from box.error
+    worker = start_worker(kafka, registry, tenants=True)
     settings = GatewaySettings(
         host="127.0.0.1",
         http_port=0,
@@ -163,5 +109,4 @@ def gateway_stack(
         gateway_id=running.gateway_id,
     )
     gateway.stop()
-    box.loop.call_soon_threadsafe(box.stop.set)
-    worker.join(60)
+    worker.stop()

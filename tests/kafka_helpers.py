@@ -14,7 +14,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.structs import ConsumerRecord
 
 from maas.broker import EmbeddedBroker
-from producer.kafka import KafkaSettings
+from producer.kafka import KafkaSettings, detect_capabilities
 from scripts.apache_kafka import ApacheKafka
 
 # What the ``broker`` fixture yields: the embedded broker or Apache Kafka.
@@ -153,7 +153,7 @@ async def read_results(
 
 
 async def committed_offset(kafka: KafkaSettings, group: str, tp: TopicPartition) -> int | None:
-    consumer = AIOKafkaConsumer(**kafka.consumer(group))
+    consumer = AIOKafkaConsumer(**kafka.consumer(await detect_capabilities(kafka), group))
     await consumer.start()
     try:
         offset: int | None = await consumer.committed(tp)

@@ -1,18 +1,16 @@
-"""A real worker serving the digits demo model, in a thread with its own event loop.
+"""A real worker serving the digits demo model, in a thread with its own event loop
+(:func:`tests.thread_helpers.start_worker`), and the fixtures around it.
 
-Sync tests (the kafka-python client, the CLI) block the calling thread, so the worker
-cannot share the test's event loop; in a thread it also lives for a whole module,
-which saves a consumer-group join per test. tests/conftest.py loads these fixtures for
-every test module; ``digits`` is the model registered in a test's own ``registry``.
+tests/conftest.py loads these fixtures for every test module; ``digits`` is the model
+registered in a test's own ``registry``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import threading
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -24,8 +22,8 @@ from registry.registry import Registry
 from registry.settings import RegistrySettings
 from tests.fault_helpers import Workers
 from tests.kafka_helpers import Broker
+from tests.thread_helpers import start_worker
 from workers.recipes.demo import build_digits_model
-from workers.serving.loop import Worker, WorkerSettings
 from workers.training.trainer import Trainer, TrainerSettings
 
 
@@ -86,32 +84,6 @@ def digits(registry: Registry, digits_artifact: Path) -> ModelVersion:
     return registry.models.register("digits", Draft(digits_artifact, promote=True), actor="test")
 
 
-@dataclass
-class _Box:
-    ready: threading.Event = field(default_factory=threading.Event)
-    loop: asyncio.AbstractEventLoop | None = None
-    stop: asyncio.Event | None = None
-    error: BaseException | None = None
-
-
-def _serve(kafka: KafkaSettings, registry: RegistrySettings, box: _Box) -> None:
-    async def main() -> None:
-        with Registry.open(registry) as opened:
-            settings = WorkerSettings(metrics_interval_s=5.0)
-            worker = Worker(kafka, opened.models, opened.metrics, settings)
-            box.loop, box.stop = asyncio.get_running_loop(), asyncio.Event()
-            task = asyncio.create_task(worker.run(box.stop))
-            await asyncio.wait_for(worker.ready.wait(), 30)
-            box.ready.set()
-            await task
-
-    try:
-        asyncio.run(main())
-    except BaseException as exc:
-        box.error = exc
-        box.ready.set()
-
-
 @pytest.fixture(scope="module")
 def served_digits(
     broker: Broker, digits_artifact: Path, tmp_path_factory: pytest.TempPathFactory
@@ -129,13 +101,6 @@ def served_digits(
             "digits", Draft(digits_artifact, promote=True), actor="test"
         )
         version = served.version
-    box = _Box()
-    thread = threading.Thread(target=_serve, args=(kafka, registry, box), daemon=True)
-    thread.start()
-    box.ready.wait(60)
-    if box.error is not None or box.loop is None or box.stop is None:
-        raise RuntimeError("the worker did not start") from box.error
+    worker = start_worker(kafka, registry)
     yield ServedDigits(kafka=kafka, artifact=digits_artifact, version=version)
-    box.loop.call_soon_threadsafe(box.stop.set)
-    thread.join(60)
-    assert not thread.is_alive(), "the worker did not stop within 60 s"
+    worker.stop()

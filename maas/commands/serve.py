@@ -20,7 +20,8 @@ from maas.commands.common import (
     registry_settings,
 )
 from maas.errors import CommandError
-from producer.kafka import KafkaSettings
+from producer.capabilities import Capabilities, run_blocking
+from producer.kafka import KafkaSettings, detect_capabilities
 from registry.errors import AliasNotFound, ModelNotFound
 from registry.policy import RollbackPolicy
 
@@ -250,8 +251,7 @@ def _exactly_once(args: argparse.Namespace) -> bool:
     return WORKER_DEFAULTS.exactly_once
 
 
-def _require_transactions(kafka: KafkaSettings) -> None:
-    capabilities = kafka.capabilities()
+def _require_transactions(kafka: KafkaSettings, capabilities: Capabilities) -> None:
     if not capabilities.transactions:
         raise CommandError(
             f"the broker at {kafka.bootstrap_servers} has no transactions "
@@ -291,10 +291,12 @@ def run(args: argparse.Namespace) -> int:
     with Registry.open(registry) as opened:
         _say_unknown_models(opened, args.model, registry.location)
     kafka = kafka_settings(args)
-    kafka.capabilities()  # asked once, here: the pool's processes inherit the answer
+    # Asked here, before the pool starts: a broker that is down is one message, not one
+    # per process (each worker process asks again as it starts).
+    capabilities = run_blocking(lambda: detect_capabilities(kafka))
     worker = worker_settings(args)
     if worker.exactly_once:
-        _require_transactions(kafka)
+        _require_transactions(kafka, capabilities)
     settings = PoolSettings(
         kafka=kafka,
         registry=registry,

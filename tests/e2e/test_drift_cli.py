@@ -9,15 +9,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from maas.cli import main
 from producer.kafka import KafkaSettings
 from registry import Registry, RegistrySettings
 from registry.db import utcnow
 from registry.drift import DriftWindow
+from tests.cli_helpers import ModelsCli, models_cli
 from workers.drift import ReferenceProfile
 
 MakeOnnx = Callable[..., Path]
-Maas = Callable[..., tuple[int, str, str]]
+Maas = ModelsCli
 READ_ONLY = frozenset({"drift", "show"})
 
 
@@ -29,20 +29,7 @@ def _control_topic(monkeypatch: pytest.MonkeyPatch, kafka: KafkaSettings) -> Non
 
 @pytest.fixture
 def maas(registry_settings: RegistrySettings, capsys: pytest.CaptureFixture[str]) -> Maas:
-    options = [
-        "--database-url",
-        registry_settings.database_url,
-        "--artifact-dir",
-        str(registry_settings.artifact_dir),
-    ]
-
-    def run(*argv: str) -> tuple[int, str, str]:
-        actor = [] if argv[0] in READ_ONLY else ["--actor", "tester"]
-        code = main(["--log-level", "warning", "models", *argv, *options, *actor])
-        out, err = capsys.readouterr()
-        return code, out, err
-
-    return run
+    return models_cli(registry_settings, capsys, read_only=READ_ONLY)
 
 
 def test_a_baseline_from_a_file_profiles_inputs_and_what_the_model_answers(

@@ -13,6 +13,7 @@ from maas.cli import main
 from producer.contract.messages import decode_control
 from producer.kafka import KafkaSettings
 from registry import Draft, MetricWindow, Registry, RegistrySettings
+from tests.cli_helpers import models_cli
 from tests.kafka_helpers import read_all
 
 
@@ -36,20 +37,7 @@ def maas(
     """Run ``maas models ...`` against the test registry (created empty, as ``maas up``
     leaves one); returns (code, stdout, stderr)."""
     Registry.open(registry_settings).close()
-    options = [
-        "--database-url",
-        registry_settings.database_url,
-        "--artifact-dir",
-        str(registry_settings.artifact_dir),
-    ]
-
-    def run(*argv: str) -> tuple[int, str, str]:
-        actor = [] if argv[0] in READ_ONLY else ["--actor", "tester"]
-        code = main(["--log-level", "warning", "models", *argv, *options, *actor])
-        out, err = capsys.readouterr()
-        return code, out, err
-
-    return run
+    return models_cli(registry_settings, capsys, read_only=READ_ONLY)
 
 
 def test_register_list_show_promote_rollback_history(

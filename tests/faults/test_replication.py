@@ -23,7 +23,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
-from producer.kafka import KafkaSettings, Topics, ensure_topics
+from producer.kafka import KafkaSettings, Topics, detect_capabilities, ensure_topics
 from registry.settings import RegistrySettings
 from scripts.apache_kafka import KafkaCluster
 from workers.recipes.demo import digits_samples
@@ -148,7 +148,7 @@ async def _stream_and_kill(
     """Publish jobs at a steady rate; after a while, SIGKILL the leader of the predict
     partition the jobs just went to. Returns when each job was sent, and the kill's time."""
     rows = [r.tolist() for r in digits_samples(50)[0]]
-    producer = AIOKafkaProducer(**kafka.producer())
+    producer = AIOKafkaProducer(**kafka.producer(await detect_capabilities(kafka)))
     await producer.start()
     sent: dict[str, float] = {}
     acks = []
@@ -192,9 +192,12 @@ class _Answers:
                 await task
 
     async def _read(self) -> None:
+        capabilities = await detect_capabilities(self.kafka)
         consumer = AIOKafkaConsumer(
             self.kafka.topics.results,
-            **self.kafka.consumer(None, auto_offset_reset="earliest", fetch_max_wait_ms=50),
+            **self.kafka.consumer(
+                capabilities, None, auto_offset_reset="earliest", fetch_max_wait_ms=50
+            ),
         )
         await consumer.start()
         try:

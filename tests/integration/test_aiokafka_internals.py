@@ -12,8 +12,8 @@ from producer.kafka import KafkaSettings, ensure_topics
 
 
 async def started(kafka: KafkaSettings, **options: int) -> AIOKafkaConsumer:
-    await ensure_topics(kafka)
-    consumer = AIOKafkaConsumer(**kafka.consumer(None, **options))
+    capabilities = await ensure_topics(kafka)
+    consumer = AIOKafkaConsumer(**kafka.consumer(capabilities, None, **options))
     await consumer.start()
     consumer.assign([TopicPartition(kafka.topics.predict, 0)])
     return consumer

@@ -24,8 +24,8 @@ class Clock:
 @asynccontextmanager
 async def started(kafka: KafkaSettings, **options: int) -> AsyncIterator[AIOKafkaConsumer]:
     """A consumer of the predict topic's first partition, built as workers build theirs."""
-    await ensure_topics(kafka)
-    consumer = AIOKafkaConsumer(**kafka.consumer(None, **options))
+    capabilities = await ensure_topics(kafka)
+    consumer = AIOKafkaConsumer(**kafka.consumer(capabilities, None, **options))
     await consumer.start()
     consumer.assign([TopicPartition(kafka.topics.predict, 0)])
     try:

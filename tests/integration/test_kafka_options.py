@@ -1,5 +1,5 @@
 """``MAAS_KAFKA_*`` made into client options, and replication chosen by cluster size:
-pure tests but one, on the embedded broker (the SASL_SSL broker is tests/integration/test_sasl.py's)."""
+pure tests (the SASL_SSL broker is tests/integration/test_sasl.py's)."""
 
 from __future__ import annotations
 
@@ -13,13 +13,18 @@ from pathlib import Path
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
+from producer.capabilities import Capabilities
 from producer.errors import KafkaSettingsError
 from producer.kafka import KafkaSettings, Replication
 from producer.kafka_options import KafkaOptions
 from scripts.kafka_security import SaslSsl
-from tests.kafka_helpers import Broker
 
 SECRET = "s3cret-pass"
+# What Apache Kafka and the embedded broker answer the capability probe; and an address
+# where nothing listens, for options that must be built without asking anyone.
+KAFKA = Capabilities(idempotence=True)
+TANSU = Capabilities(idempotence=False, refusal="UnsupportedVersionError")
+NOWHERE = "127.0.0.1:1"
 
 
 @pytest.fixture(scope="module")
@@ -60,14 +65,26 @@ def test_settings_travel_to_a_pool_process_by_their_values(tls: SaslSsl) -> None
     assert isinstance(copy.common()["ssl_context"], ssl.SSLContext)
 
 
-def test_integers_are_integers_and_producer_options_go_to_producers_only(broker: Broker) -> None:
+def test_integers_are_integers_and_producer_options_go_to_producers_only() -> None:
     options = KafkaOptions.from_env(
         {"MAAS_KAFKA_REQUEST_TIMEOUT_MS": "5000", "MAAS_KAFKA_MAX_REQUEST_SIZE": "2097152"}
     )
-    settings = KafkaSettings(bootstrap_servers=broker.bootstrap_servers, options=options)
+    settings = KafkaSettings(bootstrap_servers=NOWHERE, options=options)
     assert settings.common()["request_timeout_ms"] == 5000
-    assert settings.producer()["max_request_size"] == 2097152
-    assert "max_request_size" not in settings.consumer("g")
+    assert settings.producer(KAFKA)["max_request_size"] == 2097152
+    assert "max_request_size" not in settings.consumer(KAFKA, "g")
+
+
+@pytest.mark.parametrize(
+    ("broker", "idempotent", "fetch_wait_ms"), [(KAFKA, True, 500), (TANSU, False, 5)]
+)
+def test_client_options_follow_the_capabilities_passed_in_without_asking_a_broker(
+    broker: Capabilities, idempotent: bool, fetch_wait_ms: int
+) -> None:
+    settings = KafkaSettings(bootstrap_servers=NOWHERE)  # nothing listens: no I/O is made
+    assert settings.producer(broker).get("enable_idempotence", False) is idempotent
+    assert settings.consumer(broker, "g")["fetch_max_wait_ms"] == fetch_wait_ms
+    assert settings.consumer(broker, None, fetch_max_wait_ms=7)["fetch_max_wait_ms"] == 7
 
 
 @pytest.mark.parametrize(

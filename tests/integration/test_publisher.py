@@ -14,7 +14,7 @@ from aiokafka.structs import ConsumerRecord
 
 from maas.broker import EmbeddedBroker
 from producer.contract.messages import DecodeError, ErrorCode, decode_predict, error_result
-from producer.kafka import KafkaSettings, ensure_topics
+from producer.kafka import KafkaSettings, detect_capabilities, ensure_topics
 from tests.kafka_helpers import job, publish, read
 from workers.kafka.publisher import Outgoing, Publisher, PublishFailed, PublishSettings, Source
 
@@ -29,11 +29,11 @@ pytestmark = pytest.mark.both_brokers
 async def make_publisher(kafka: KafkaSettings) -> AsyncIterator[PublisherFactory]:
     """``make_publisher(**producer_options)``: a Publisher over a started real producer,
     with short backoffs; every producer is stopped afterwards."""
-    await ensure_topics(kafka)
+    capabilities = await ensure_topics(kafka)
     producers: list[AIOKafkaProducer] = []
 
     async def make(**options: Any) -> Publisher:
-        producer = AIOKafkaProducer(**kafka.producer(**options))
+        producer = AIOKafkaProducer(**kafka.producer(capabilities, **options))
         await producer.start()
         producers.append(producer)
         return Publisher(
@@ -96,7 +96,7 @@ async def test_send_many_partitions_by_key_as_send_does_and_splits_full_batches(
     outgoing = [Outgoing(kafka.topics.results, v, k) for k, v in zip(keys, values, strict=True)]
     assert await publisher.send_many(outgoing) == [None] * len(keys)
     # The same keys through a plain producer.send, to a topic as wide as the results.
-    plain = AIOKafkaProducer(**kafka.producer())
+    plain = AIOKafkaProducer(**kafka.producer(await detect_capabilities(kafka)))
     await plain.start()
     try:
         sent = [await plain.send_and_wait(kafka.topics.predict, b"x", key=k) for k in keys]

@@ -32,8 +32,8 @@ async def test_three_schedulers_publish_exactly_one_job_per_due_time(
 ) -> None:
     settings = RegistrySettings(database_url=pg_url, artifact_dir=tmp_path / "artifacts")
     registries = [Registry.open(settings, migrate=(i == 0)) for i in range(3)]
-    await ensure_topics(kafka)
-    producers = [AIOKafkaProducer(**kafka.producer()) for _ in registries]
+    capabilities = await ensure_topics(kafka)
+    producers = [AIOKafkaProducer(**kafka.producer(capabilities)) for _ in registries]
     try:
         for producer in producers:
             await producer.start()

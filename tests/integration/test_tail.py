@@ -12,7 +12,7 @@ from aiokafka import AIOKafkaConsumer
 from kafka import KafkaConsumer
 
 from producer.errors import TopicNotFound
-from producer.kafka import KafkaSettings, ensure_topics
+from producer.kafka import KafkaSettings, detect_capabilities, ensure_topics
 from producer.tail import tail, tail_async
 from tests.kafka_helpers import publish_batch
 
@@ -35,9 +35,9 @@ async def test_tail_async_sees_what_is_sent_after_it_and_nothing_before(
     kafka: KafkaSettings,
 ) -> None:
     topic = kafka.topics.results
-    await ensure_topics(kafka)
+    capabilities = await ensure_topics(kafka)
     await publish_to_every_partition(kafka, topic, "old")
-    consumer = AIOKafkaConsumer(**kafka.consumer(None, auto_offset_reset="earliest"))
+    consumer = AIOKafkaConsumer(**kafka.consumer(capabilities, None, auto_offset_reset="earliest"))
     await consumer.start()
     try:
         partitions = await tail_async(consumer, topic)
@@ -54,9 +54,9 @@ async def test_tail_async_sees_what_is_sent_after_it_and_nothing_before(
 
 def test_tail_sees_what_is_sent_after_it_and_nothing_before(kafka: KafkaSettings) -> None:
     topic = kafka.topics.results
-    asyncio.run(ensure_topics(kafka))
+    capabilities = asyncio.run(ensure_topics(kafka))
     asyncio.run(publish_to_every_partition(kafka, topic, "old"))
-    consumer = KafkaConsumer(**kafka.consumer(None, auto_offset_reset="earliest"))
+    consumer = KafkaConsumer(**kafka.consumer(capabilities, None, auto_offset_reset="earliest"))
     try:
         partitions = tail(consumer, topic)
         assert [tp.partition for tp in partitions] == list(range(8))
@@ -71,7 +71,7 @@ def test_tail_sees_what_is_sent_after_it_and_nothing_before(kafka: KafkaSettings
 
 
 def test_tail_gives_up_on_a_topic_that_does_not_appear(kafka: KafkaSettings) -> None:
-    consumer = KafkaConsumer(**kafka.consumer(None))
+    consumer = KafkaConsumer(**kafka.consumer(asyncio.run(detect_capabilities(kafka)), None))
     missing = f"missing-{uuid.uuid4().hex[:8]}"
     started = time.monotonic()
     try:

@@ -18,7 +18,7 @@ from producer.client import Client
 from producer.contract.messages import Result
 from producer.contract.tenancy import Namespace
 from producer.control import announce_tenant
-from producer.kafka import KafkaSettings
+from producer.kafka import KafkaSettings, detect_capabilities
 from registry.drafts import Draft
 from registry.entities import ModelVersion
 from registry.registry import Registry
@@ -74,7 +74,7 @@ async def job_ids(kafka: KafkaSettings, topic: str, expected: int) -> list[str]:
 async def written(kafka: KafkaSettings, topic: str) -> int:
     """The sum of ``topic``'s partitions' end offsets: 0 while nothing was ever written."""
     partitions = kafka.topics.partitions().get(topic, 1)
-    consumer = AIOKafkaConsumer(**kafka.consumer(None))
+    consumer = AIOKafkaConsumer(**kafka.consumer(await detect_capabilities(kafka), None))
     await consumer.start()
     try:
         tps = [TopicPartition(topic, p) for p in range(partitions)]

@@ -22,10 +22,11 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError
 
 from producer.aio import AsyncClient, AsyncHandle
+from producer.capabilities import Capabilities
 from producer.contract.messages import DecodeError, Result, decode_result
 from producer.core import REPLY_READING, Outgoing
 from producer.errors import ClientError
-from producer.kafka import KafkaSettings, Replication, ensure_topics
+from producer.kafka import KafkaSettings, Replication, detect_capabilities, ensure_topics
 from producer.oip import is_response, result_of
 from workers.gateway.errors import NotFound, TooLarge, Unavailable
 from workers.gateway.records import Job, headers_of, shape_in
@@ -62,6 +63,7 @@ class Dispatcher:
         self.gateway_id = gateway_id
         self._clients: dict[str | None, GatewayClient] = {}
         self._opening: dict[str | None, asyncio.Lock] = {}
+        self._known: Capabilities | None = None  # what the broker supports, once asked
 
     async def submit(self, tenant: str | None, job: Job) -> AsyncHandle:
         """Publish ``job`` on ``tenant``'s predict topic; :class:`Unavailable` when the
@@ -104,7 +106,7 @@ class Dispatcher:
 
     async def _prepare(self, tenant: str | None, topic: str) -> None:
         """The tenant's topics and the gateway's reply topic, created where missing."""
-        await ensure_topics(self._kafka, tenants=[tenant] if tenant else [])
+        self._known = await ensure_topics(self._kafka, tenants=[tenant] if tenant else [])
         admin = AIOKafkaAdminClient(**self._kafka.common())
         try:
             await admin.start()
@@ -132,7 +134,8 @@ class Dispatcher:
         Any gateway can so answer a poll for another's job, or its own after a restart:
         the answers live on Kafka."""
         topic = reply_topic(self._kafka, tenant, gateway_id)
-        consumer = AIOKafkaConsumer(**self._kafka.consumer(None, **REPLY_READING))
+        capabilities = await self._capabilities()
+        consumer = AIOKafkaConsumer(**self._kafka.consumer(capabilities, None, **REPLY_READING))
         try:
             await asyncio.wait_for(consumer.start(), START_TIMEOUT_S)
             return await asyncio.wait_for(_scan(consumer, topic, job_id, since_s), START_TIMEOUT_S)
@@ -142,6 +145,15 @@ class Dispatcher:
             ) from exc
         finally:
             await consumer.stop()
+
+    async def _capabilities(self) -> Capabilities:
+        """What the broker supports: asked when the first client opens, else here, once."""
+        if self._known is None:
+            try:
+                self._known = await detect_capabilities(self._kafka, timeout_s=START_TIMEOUT_S)
+            except OSError as exc:  # BrokerUnavailable, BrokerRefused
+                raise Unavailable(str(exc)) from exc
+        return self._known
 
     async def close(self) -> None:
         clients, self._clients = list(self._clients.values()), {}

@@ -33,8 +33,9 @@ from aiokafka.errors import (
 )
 
 from producer.aiokafka_internals import close_connections
+from producer.capabilities import Capabilities
 from producer.contract.messages import ErrorCode
-from producer.kafka import KafkaSettings, ensure_topics
+from producer.kafka import KafkaSettings
 from workers.errors import WorkerError
 from workers.kafka.publisher import (
     BARE_DEAD_LETTER_BYTES,
@@ -160,14 +161,14 @@ class Clients:
     transactional_id: str | None = None
     consumer_options: Mapping[str, Any] = field(default_factory=dict)
 
-    def producer(self, kafka: KafkaSettings) -> AIOKafkaProducer:
+    def producer(self, kafka: KafkaSettings, capabilities: Capabilities) -> AIOKafkaProducer:
         options: dict[str, Any] = {
             "max_batch_size": self.batch_bytes,
             "max_request_size": self.max_record_bytes,
         }
         if self.transactional_id is not None:
             options["transactional_id"] = self.transactional_id
-        return AIOKafkaProducer(**kafka.producer(**options))
+        return AIOKafkaProducer(**kafka.producer(capabilities, **options))
 
     def publisher(self, kafka: KafkaSettings, producer: AIOKafkaProducer) -> Publisher:
         return Publisher(
@@ -182,27 +183,31 @@ class Clients:
 
 @asynccontextmanager
 async def connected(
-    kafka: KafkaSettings, clients: Clients, *, stop: asyncio.Event | None = None
+    kafka: KafkaSettings,
+    capabilities: Capabilities,
+    clients: Clients,
+    *,
+    stop: asyncio.Event | None = None,
 ) -> AsyncIterator[tuple[AIOKafkaConsumer, Publisher]]:
-    """The consumer and the publisher that ``clients`` describes, started (the
-    service's topics created first) and stopped on the way out, consumer first (it
-    leaves the group). A topic given as a compiled pattern subscribes to every topic it
-    matches, looked for every ``PATTERN_REFRESH_MS``. The producer starts first: a
+    """The consumer and the publisher that ``clients`` describes, for a broker that
+    supports ``capabilities`` (what :func:`~producer.kafka.ensure_topics` answered at
+    start, the service's topics created), started and stopped on the way out, consumer
+    first (it leaves the group). A topic given as a compiled pattern subscribes to every
+    topic it matches, looked for every ``PATTERN_REFRESH_MS``. The producer starts first: a
     transactional one fences its predecessor and ends its open transaction before the
     consumer reads the group's committed offsets.
 
     Raises :class:`Stopped` when ``stop`` is set before start-up is done, whichever
-    phase it is in: creating topics, connecting, or joining a group that waits for its
-    other members (logged every ``JOIN_REPORT_S``, with the group's state)."""
-    await unless_stopped(ensure_topics(kafka), stop)
-    producer = clients.producer(kafka)
+    phase it is in: connecting, or joining a group that waits for its other members
+    (logged every ``JOIN_REPORT_S``, with the group's state)."""
+    producer = clients.producer(kafka, capabilities)
     consumer_options = dict(clients.consumer_options)
     if isinstance(clients.topic, re.Pattern):
         consumer_options.setdefault("metadata_max_age_ms", PATTERN_REFRESH_MS)
         subscription: dict[str, Any] = {"pattern": clients.topic.pattern}
     else:
         subscription = {"topics": [clients.topic]}
-    consumer = AIOKafkaConsumer(**kafka.consumer(clients.group, **consumer_options))
+    consumer = AIOKafkaConsumer(**kafka.consumer(capabilities, clients.group, **consumer_options))
     consumer.subscribe(**subscription, listener=clients.listener)
     try:
         await unless_stopped(producer.start(), stop)

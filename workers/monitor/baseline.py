@@ -21,7 +21,7 @@ from numpy.typing import NDArray
 
 from producer.contract.messages import DecodeError, decode_capture
 from producer.contract.tenancy import monitor_topic_pattern
-from producer.kafka import KafkaSettings
+from producer.kafka import KafkaSettings, detect_capabilities
 from registry.artifacts import ArtifactStore
 from registry.drift import Reference
 from registry.entities import ModelVersion
@@ -81,8 +81,8 @@ async def captured_rows(
     inputs captured whole), from every tenant's capture topic as far as they reach now.
     Memory is bounded by ``limit``: older rows are let go as newer ones come."""
     pattern = re.compile(monitor_topic_pattern(kafka.topics.prefix))
-    await kafka.detect_capabilities()
-    consumer = AIOKafkaConsumer(**kafka.consumer(None, enable_auto_commit=False))
+    capabilities = await detect_capabilities(kafka)
+    consumer = AIOKafkaConsumer(**kafka.consumer(capabilities, None, enable_auto_commit=False))
     await consumer.start()
     rows: deque[tuple[dict[str, Any], dict[str, Any]]] = deque(maxlen=limit)
     try:

@@ -36,10 +36,10 @@ from producer.contract.messages import (
     encode,
 )
 from producer.contract.tenancy import monitor_topic_pattern, tenant_of_topic
-from producer.kafka import KafkaSettings
+from producer.kafka import KafkaSettings, ensure_topics
 from registry.policy import AliasRollbacks
 from registry.quality import Joined
-from workers.kafka.clients import Clients, Stopped, connected, poll
+from workers.kafka.clients import Clients, Stopped, connected, poll, unless_stopped
 from workers.kafka.publisher import Outgoing, Publisher, Record, source_of
 from workers.kafka.topics import ClusterTopics, keep_service_topics
 from workers.monitor.drifting import DriftWatch
@@ -141,7 +141,11 @@ class Monitor:
             },
         )
         try:
-            async with connected(self.kafka, clients, stop=stop) as (consumer, publisher):
+            capabilities = await unless_stopped(ensure_topics(self.kafka), stop)
+            async with connected(self.kafka, capabilities, clients, stop=stop) as (
+                consumer,
+                publisher,
+            ):
                 self._consumer, self._publisher = consumer, publisher
                 log.info("monitor started", group=self.settings.group_id)
                 cluster = ClusterTopics(publisher.client)

@@ -28,9 +28,10 @@ import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import KafkaError
 
+from producer.capabilities import Capabilities
 from producer.contract.messages import ControlEvent, Result, encode
 from producer.contract.tenancy import tenant_of_topic
-from producer.kafka import KafkaSettings
+from producer.kafka import KafkaSettings, ensure_topics
 from workers.batching.batcher import BatchConfig
 from workers.kafka.clients import (
     Clients,
@@ -39,6 +40,7 @@ from workers.kafka.clients import (
     Stopped,
     connected,
     poll,
+    unless_stopped,
     with_worker_id,
 )
 from workers.kafka.idle import IdleBackoff
@@ -214,13 +216,17 @@ class Worker:
             consumer_options={"max_poll_records": settings.max_poll_records},
         )
         try:
-            async with connected(self.kafka, clients, stop=stop) as (consumer, publisher):
+            capabilities = await unless_stopped(ensure_topics(self.kafka), stop)
+            async with connected(self.kafka, capabilities, clients, stop=stop) as (
+                consumer,
+                publisher,
+            ):
                 session = self._session = self._open(consumer, publisher, stop)
                 topics, interval = session.topics, settings.topic_check_interval_s
                 helpers = [
                     asyncio.create_task(session.delivery.run()),
                     asyncio.create_task(self.metrics.run()),
-                    asyncio.create_task(self.guard.run(self.kafka, self._on_control)),
+                    asyncio.create_task(self.guard.run(self.kafka, capabilities, self._on_control)),
                     asyncio.create_task(
                         keep_service_topics(self.kafka, topics, interval_s=interval)
                     ),
@@ -231,7 +237,7 @@ class Worker:
                 with contextlib.suppress(KafkaError):  # else the first jobs ask for it
                     await topics.refresh(time.monotonic())  # results topics are checked
                 if settings.models:  # a pinned pool: say so, for the general pool
-                    helpers.append(asyncio.create_task(self._announce(publisher)))
+                    helpers.append(asyncio.create_task(self._announce(publisher, capabilities)))
                 freeze_long_lived()
                 log.info(
                     "worker started",
@@ -450,14 +456,14 @@ class Worker:
         if pending:
             await asyncio.wait(pending, timeout=self.settings.drain_timeout_s)
 
-    async def _announce(self, publisher: Publisher) -> None:
+    async def _announce(self, publisher: Publisher, capabilities: Capabilities) -> None:
         """Tell the general pool, every ``pool_check_interval_s``, which models this
         pinned pool serves (workers/serving/pools.py). A transactional worker announces
         through a plain producer of its own: its own sends only inside transactions."""
         settings = self.settings
         own = None
         if self.transactional_id:
-            own = AIOKafkaProducer(**self.kafka.producer(linger_ms=0))
+            own = AIOKafkaProducer(**self.kafka.producer(capabilities, linger_ms=0))
             await own.start()
         try:
             while True:

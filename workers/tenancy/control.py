@@ -8,6 +8,7 @@ from collections.abc import Callable
 import structlog
 from aiokafka import AIOKafkaConsumer
 
+from producer.capabilities import Capabilities
 from producer.contract.messages import ControlEvent, DecodeError, decode_control
 from producer.control import log_fields
 from producer.kafka import KafkaSettings
@@ -18,14 +19,21 @@ log = structlog.get_logger(__name__)
 _CONTROL_WAIT_MS = 200
 
 
-async def follow_control(settings: KafkaSettings, on_event: Callable[[ControlEvent], None]) -> None:
-    """Read control events from now on (no consumer group: every worker sees every event)."""
+async def follow_control(
+    settings: KafkaSettings,
+    capabilities: Capabilities,
+    on_event: Callable[[ControlEvent], None],
+) -> None:
+    """Read control events from now on (no consumer group: every worker sees every event;
+    ``capabilities``: what the broker supports, asked by the process at start)."""
     topic = settings.topics.control
     # Control events are rare and a swap within a second is soon enough: a short fetch
     # wait here only burns CPU (an idle worker and the embedded broker spent 17% and
     # 23% of a core answering empty fetches, mostly this consumer's and the job one's).
     consumer = AIOKafkaConsumer(
-        **settings.consumer(None, auto_offset_reset="latest", fetch_max_wait_ms=_CONTROL_WAIT_MS)
+        **settings.consumer(
+            capabilities, None, auto_offset_reset="latest", fetch_max_wait_ms=_CONTROL_WAIT_MS
+        )
     )
     await consumer.start()
     try:

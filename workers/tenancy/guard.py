@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
+from producer.capabilities import Capabilities
 from producer.contract.messages import ControlEvent, ErrorCode
 from producer.contract.tenancy import Namespace, job_topic_pattern, tenant_of_topic
 from producer.kafka import KafkaSettings
@@ -111,18 +112,22 @@ class Guard:
         return cls(kafka.topics.prefix, grants, audit)
 
     async def run(
-        self, control: KafkaSettings, on_event: Callable[[ControlEvent], None] | None = None
+        self,
+        control: KafkaSettings,
+        capabilities: Capabilities,
+        on_event: Callable[[ControlEvent], None] | None = None,
     ) -> None:
         """Until cancelled: write the audit's rows, and follow ``control``'s control topic
-        (the grants of a tenant that changed are forgotten; every event is also handed
-        to ``on_event``, for a worker that follows the topic for its own reasons)."""
+        (on a broker that supports ``capabilities``; the grants of a tenant that changed
+        are forgotten; every event is also handed to ``on_event``, for a worker that
+        follows the topic for its own reasons)."""
 
         def follow(event: ControlEvent) -> None:
             self.grants.follow(event)
             if on_event is not None:
                 on_event(event)
 
-        following = asyncio.ensure_future(follow_control(control, follow))
+        following = asyncio.ensure_future(follow_control(control, capabilities, follow))
         try:
             await self.audit.run()
         finally:

@@ -131,8 +131,8 @@ class Scheduler:
         return None
 
     async def run(self, stop: asyncio.Event) -> None:
-        await ensure_topics(self.kafka)
-        producer = AIOKafkaProducer(**self.kafka.producer())
+        capabilities = await ensure_topics(self.kafka)
+        producer = AIOKafkaProducer(**self.kafka.producer(capabilities))
         await producer.start()
         log.info("scheduler started", interval_s=self.settings.interval_s)
         try:

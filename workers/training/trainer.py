@@ -39,7 +39,7 @@ from producer.contract.messages import (
     decode_retrain,
     encode,
 )
-from producer.kafka import KafkaSettings
+from producer.kafka import KafkaSettings, ensure_topics
 from registry import Draft
 from registry.entities import ModelVersion
 from registry.errors import AliasNotFound, ConflictError, ModelNotFound, RegistryError
@@ -143,10 +143,11 @@ class Trainer:
         """Run every tenant's retrain jobs until ``stop`` is set."""
         settings = self.settings
         clients = Clients(self.guard.job_topics("retrain"), group=settings.group_id)
-        async with connected(self.kafka, clients) as (consumer, publisher):
+        capabilities = await ensure_topics(self.kafka)
+        async with connected(self.kafka, capabilities, clients) as (consumer, publisher):
             self._publisher = publisher
             log.info("trainer started", worker=settings.worker_id, group=settings.group_id)
-            guarding = asyncio.create_task(self.guard.run(self.kafka))
+            guarding = asyncio.create_task(self.guard.run(self.kafka, capabilities))
             try:
                 while not stop.is_set():
                     batch = await consumer.getmany(timeout_ms=200, max_records=1)

@@ -64,8 +64,8 @@ async def test_schedule_to_hot_swapped_prediction(kafka: KafkaSettings, registry
         schedule = registry.runs.add_schedule(
             "digits", "* * * * *", params={"epochs": 5}, actor="t", now=now - timedelta(hours=1)
         )
-        await ensure_topics(kafka)
-        producer = AIOKafkaProducer(**kafka.producer())
+        capabilities = await ensure_topics(kafka)
+        producer = AIOKafkaProducer(**kafka.producer(capabilities))
         await producer.start()
         try:
             fired = await Scheduler(
