@@ -10,58 +10,29 @@ import argparse
 import importlib
 import sys
 from collections.abc import Callable, Sequence
-from importlib.metadata import PackageNotFoundError, version
 
 from maas import errors
 from maas.commands.common import Subparsers
 from maas.extras import MissingExtra, missing_extra, top_module
 from maas.suggest import misspelt_flag
-from workers import logs
+from maas.verbs import VERBS, missing
 
 # Each module exposes ``register(subparsers)``; its parsers set ``func(args) -> int``.
-COMMAND_MODULES = (
-    "maas.commands.broker",
-    "maas.commands.stack",
-    "maas.commands.serve",
-    "maas.commands.models",
-    "maas.commands.tenants",
-    "maas.commands.schedule",
-    "maas.commands.runs",
-    "maas.commands.client",
-    "maas.commands.db",
-    "maas.commands.feedback",
-    "maas.commands.monitor",
-    "maas.commands.gateway",
-)
+COMMAND_MODULES = tuple(dict.fromkeys(verb.module for verb in VERBS.values()))
 # Each verb's module. A command line that names one of these verbs imports only its
 # module, so `maas submit` loads neither the registry nor the worker; any other command
-# line (`maas --help`, a verb added elsewhere, a typo) imports them all. A module that
-# needs an extra that is missing keeps its verbs, each saying which extra to install.
-VERB_MODULES = {
-    "broker": "maas.commands.broker",
-    "up": "maas.commands.stack",
-    "worker": "maas.commands.serve",
-    "models": "maas.commands.models",
-    "tenants": "maas.commands.tenants",
-    "trainer": "maas.commands.schedule",
-    "scheduler": "maas.commands.schedule",
-    "schedule": "maas.commands.schedule",
-    "submit": "maas.commands.client",
-    "score": "maas.commands.client",
-    "retrain": "maas.commands.client",
-    "db": "maas.commands.db",
-    "runs": "maas.commands.runs",
-    "monitor": "maas.commands.monitor",
-    "feedback": "maas.commands.feedback",
-    "gateway": "maas.commands.gateway",
-}
+# line (`maas --help`, a typo) imports none: the verbs are listed from maas/verbs.py. A
+# module that needs an extra that is missing keeps its verbs, each saying which extra
+# to install.
+VERB_MODULES = {name: verb.module for name, verb in VERBS.items()}
 _EXTRA_OF_VERB = {"trainer": "train"}  # needs more than the module that failed to import
 _GLOBAL_OPTIONS_WITH_VALUES = ("--log-format", "--log-level")
 
 
 def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     """The parser for ``argv``: with only the verb's module when ``argv`` names a known
-    verb (None: every verb)."""
+    verb, every verb listed but none imported when it names none; None: every verb's
+    module imported (the whole command tree, as the tests walk it)."""
     parser = argparse.ArgumentParser(
         prog="maas",
         description="Model-as-a-service on Apache Kafka.",
@@ -82,26 +53,50 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
         default="info",
         help="(default: info)",
     )
-    parser.add_argument("--version", action="version", version=f"maas {_version()}")
+    parser.add_argument("--version", action=_Version)
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name in _modules_for(argv):
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name == name:
-                continue  # a verb group not built yet
-            if missing_extra(exc) is None:
-                raise
-            _needs_extra(subparsers, name, exc)
-            continue
-        module.register(subparsers)
+    verb = None if argv is None else _verb_in(argv)
+    if argv is not None and verb not in VERBS:
+        _list_verbs(subparsers)
+        return parser
+    for name in (VERBS[verb].module,) if verb in VERBS else COMMAND_MODULES:
+        _register(subparsers, name)
     return parser
 
 
-def _modules_for(argv: Sequence[str] | None) -> tuple[str, ...]:
-    """Only the named verb's module, when ``argv`` names a verb of VERB_MODULES."""
-    verb = _verb_in(argv or ())
-    return (VERB_MODULES[verb],) if verb in VERB_MODULES else COMMAND_MODULES
+def _register(subparsers: Subparsers, name: str) -> None:
+    try:
+        module = importlib.import_module(name)
+    except ModuleNotFoundError as exc:
+        if exc.name == name:
+            return  # a verb group not built yet
+        if missing_extra(exc) is None:
+            raise
+        _needs_extra(subparsers, name, exc)
+        return
+    module.register(subparsers)
+
+
+def _list_verbs(subparsers: Subparsers) -> None:
+    """Every verb with its summary, from maas/verbs.py: for `maas --help` (and a command
+    line naming no verb), which runs none of them."""
+    for name, verb in VERBS.items():
+        shown = f"(needs: pip install 'maas[{verb.extra}]')" if missing(verb.extra) else None
+        subparsers.add_parser(name, help=shown or verb.summary, add_help=False)
+
+
+class _Version(argparse._VersionAction):
+    """``--version``: the installed package's, looked up only when asked for."""
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: object,
+        option_string: str | None = None,
+    ) -> None:
+        sys.stdout.write(f"maas {_version()}\n")
+        parser.exit()
 
 
 def _verb_in(argv: Sequence[str]) -> str | None:
@@ -144,6 +139,8 @@ def _verb(args: argparse.Namespace) -> str:
 
 
 def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
     try:
         return version("maas")
     except PackageNotFoundError:  # pragma: no cover - running from a checkout, not installed
@@ -161,6 +158,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:  # plain `maas`: say what it can do
         parser.print_help()
         return 0
+
+    from workers import logs  # structlog: imported only once a verb runs
 
     logs.configure(args.log_format, args.log_level)
     try:

@@ -73,6 +73,18 @@ def add_setting(
     default (and, unless ``type`` is given, its type) is the field's, and the help ends
     with it, so the dataclass stays the one place a default is written."""
     default = next(f.default for f in dataclasses.fields(settings) if f.name == name)
+    add_default(parser, flag, default, text, **options)
+
+
+def add_default(
+    parser: argparse.ArgumentParser | argparse._ArgumentGroup,
+    flag: str,
+    default: Any,
+    text: str,
+    **options: Any,
+) -> None:
+    """Add ``flag`` with ``default`` (a constant of a light module, such as
+    ``workers/defaults.py``): its type too unless ``type`` is given; the help ends with it."""
     shown = f"{default:g}" if isinstance(default, float) else str(default)
     options.setdefault("type", type(default))
     parser.add_argument(flag, default=default, help=f"{text} (default {shown})", **options)

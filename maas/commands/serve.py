@@ -6,10 +6,9 @@ import argparse
 import os
 from typing import TYPE_CHECKING
 
-import structlog
-
 from maas.commands.common import (
     Subparsers,
+    add_default,
     add_kafka_options,
     add_metrics_host,
     add_registry_options,
@@ -20,23 +19,20 @@ from maas.commands.common import (
     registry_settings,
 )
 from maas.errors import CommandError
-from producer.capabilities import Capabilities, run_blocking
-from producer.kafka import KafkaSettings, detect_capabilities
 from registry.errors import AliasNotFound, ModelNotFound
 from registry.policy import RollbackPolicy
+from workers import defaults
 
+# The flags' defaults come from workers/defaults.py and registry/policy.py, light
+# modules: `maas worker --help` imports neither the serving loop nor numpy, and the
+# modules below are imported only when the worker runs.
 if TYPE_CHECKING:
+    from producer.capabilities import Capabilities
+    from producer.kafka import KafkaSettings
     from registry.registry import Registry
-from workers.batching.batcher import BatchConfig
-from workers.runtime.loader import RuntimeSettings
-from workers.serving.loop import WorkerSettings
-from workers.serving.pool import PoolSettings, serve
-from workers.serving.rollback import RollbackSettings
-
-log = structlog.get_logger(__name__)
-
-BATCH_DEFAULTS = BatchConfig()
-WORKER_DEFAULTS = WorkerSettings()
+    from workers.batching.policy import BatchConfig
+    from workers.serving.loop import WorkerSettings
+    from workers.serving.rollback import RollbackSettings
 
 
 def register(subparsers: Subparsers) -> None:
@@ -60,11 +56,10 @@ def _options(parser: argparse.ArgumentParser) -> None:
         metavar="M",
         help="serve only this model (repeatable)",
     )
-    add_setting(
+    add_default(
         parser,
         "--processes",
-        PoolSettings,
-        "processes",
+        defaults.PROCESSES,
         "consumer processes in the group",
         type=positive_int,
         metavar="N",
@@ -80,31 +75,28 @@ def _options(parser: argparse.ArgumentParser) -> None:
     )
     add_metrics_host(parser)
     _add_batch_options(parser)
-    add_setting(
+    add_default(
         parser,
         "--max-in-flight",
-        WorkerSettings,
-        "max_in_flight",
+        defaults.MAX_IN_FLIGHT,
         "jobs in flight before polling pauses",
         metavar="J",
     )
-    add_setting(
+    add_default(
         parser,
         "--device",
-        RuntimeSettings,
-        "device",
+        defaults.DEVICE,
         "where models run; auto: the GPU if present",
         choices=("auto", "cpu", "cuda"),
     )
-    add_setting(
+    add_default(
         parser,
         "--threads",
-        RuntimeSettings,
-        "intra_op_threads",
+        defaults.INTRA_OP_THREADS,
         "intra-op threads per model; 0: the runtime's choice",
         metavar="T",
     )
-    add_setting(parser, "--group-id", WorkerSettings, "group_id", "consumer group base name")
+    add_default(parser, "--group-id", defaults.GROUP_ID, "consumer group base name")
     parser.add_argument(
         "--exactly-once",
         action="store_true",
@@ -112,24 +104,22 @@ def _options(parser: argparse.ArgumentParser) -> None:
         help="commit each poll's results with its consumed offsets in one Kafka "
         "transaction, so that read_committed readers see every job answered once even "
         "after a crash (Apache Kafka only; env MAAS_EXACTLY_ONCE=1; default "
-        f"{'on' if WORKER_DEFAULTS.exactly_once else 'off'})",
+        f"{'on' if defaults.EXACTLY_ONCE else 'off'})",
     )
 
 
 def _add_batch_options(parser: argparse.ArgumentParser) -> None:
-    add_setting(
+    add_default(
         parser,
         "--max-batch-size",
-        BatchConfig,
-        "max_batch_size",
+        defaults.MAX_BATCH_SIZE,
         "rows per batch at most",
         metavar="B",
     )
-    add_setting(
+    add_default(
         parser,
         "--max-delay-ms",
-        BatchConfig,
-        "max_delay_ms",
+        defaults.MAX_DELAY_MS,
         "the longest the first row of a batch waits for company; it waits only while "
         "the recent arrival rate says more rows will come in time",
         metavar="D",
@@ -147,22 +137,20 @@ def _add_batch_options(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="always wait the whole --max-delay-ms for a batch to fill, even at light load",
     )
-    add_setting(
+    add_default(
         parser,
         "--max-job-bytes",
-        WorkerSettings,
-        "max_job_bytes",
+        defaults.MAX_RECORD_BYTES,
         "answer a job record over N bytes TOO_LARGE without decoding it (Kafka's default "
         "record limit); above it, raise the broker's message.max.bytes too "
         "(docs/serving.md)",
         type=positive_int,
         metavar="N",
     )
-    add_setting(
+    add_default(
         parser,
         "--max-job-rows",
-        BatchConfig,
-        "max_job_rows",
+        defaults.MAX_JOB_ROWS,
         "rows a job may carry; a job with more is answered TOO_LARGE",
         type=positive_int,
         metavar="R",
@@ -204,6 +192,8 @@ def _add_rollback_options(parser: argparse.ArgumentParser) -> None:
 
 
 def rollback_settings(args: argparse.Namespace) -> RollbackSettings:
+    from workers.serving.rollback import RollbackSettings
+
     policy = RollbackPolicy(
         max_error_rate=args.rollback_max_error_rate,
         max_p95_ratio=args.rollback_max_p95_ratio,
@@ -215,6 +205,8 @@ def rollback_settings(args: argparse.Namespace) -> RollbackSettings:
 def batch_config(args: argparse.Namespace) -> BatchConfig:
     """The batching flags as a :class:`BatchConfig`; a combination it refuses is one
     line (e.g. a preferred batch size above --max-batch-size)."""
+    from workers.batching.policy import BatchConfig
+
     try:
         return BatchConfig(
             max_batch_size=args.max_batch_size,
@@ -229,6 +221,9 @@ def batch_config(args: argparse.Namespace) -> BatchConfig:
 
 
 def worker_settings(args: argparse.Namespace) -> WorkerSettings:
+    from workers.runtime.base import RuntimeSettings
+    from workers.serving.loop import WorkerSettings
+
     return WorkerSettings(
         models=tuple(args.model),
         group_id=args.group_id,
@@ -248,7 +243,7 @@ def _exactly_once(args: argparse.Namespace) -> bool:
         return bool(args.exactly_once)
     if "MAAS_EXACTLY_ONCE" in os.environ:
         return os.environ["MAAS_EXACTLY_ONCE"].lower() in {"1", "true", "yes"}
-    return WORKER_DEFAULTS.exactly_once
+    return defaults.EXACTLY_ONCE
 
 
 def _require_transactions(kafka: KafkaSettings, capabilities: Capabilities) -> None:
@@ -264,6 +259,9 @@ def _require_transactions(kafka: KafkaSettings, capabilities: Capabilities) -> N
 def _say_unknown_models(registry: Registry, models: list[str], location: str) -> None:
     """Say at start what /readyz would: a pinned model the registry lacks is served by
     no one until it is registered (not refused: a deployment may register it later)."""
+    import structlog  # and rich with it: not for `maas worker --help`
+
+    log = structlog.get_logger(__name__)
     for model in models:
         try:
             registry.models.resolve(model)
@@ -284,10 +282,13 @@ def run(args: argparse.Namespace) -> int:
             "must be TCP ports (0 turns metrics off)"
         )
     registry = registry_settings(args)
+    from producer.capabilities import run_blocking
+    from producer.kafka import detect_capabilities
+    from registry.registry import Registry
+    from workers.serving.pool import PoolSettings, serve
+
     # Opened once here: migrated before the pool's processes start, and a database that
     # is down or a URL that is wrong is one message, not one traceback per process.
-    from registry.registry import Registry
-
     with Registry.open(registry) as opened:
         _say_unknown_models(opened, args.model, registry.location)
     kafka = kafka_settings(args)

@@ -15,6 +15,7 @@ import math
 import time
 from dataclasses import dataclass
 
+from workers import defaults
 from workers.batching.jobs import QueuedJob
 
 __all__ = ["ArrivalRate", "BatchConfig", "Plan", "plan_batch"]
@@ -24,11 +25,11 @@ __all__ = ["ArrivalRate", "BatchConfig", "Plan", "plan_batch"]
 class BatchConfig:
     """How a batcher packs jobs. Sizes count rows, not jobs."""
 
-    max_batch_size: int = 64
-    max_delay_ms: float = 5.0
+    max_batch_size: int = defaults.MAX_BATCH_SIZE
+    max_delay_ms: float = defaults.MAX_DELAY_MS
     preferred_batch_sizes: tuple[int, ...] = ()
     max_queue_rows: int = 8192
-    max_job_rows: int = 4096
+    max_job_rows: int = defaults.MAX_JOB_ROWS
     max_concurrent_batches: int = 1
     # Wait for the delay only while more rows are likely to arrive before it ends (from
     # the recent arrival rate): at light load a lone job goes at once instead of

@@ -24,6 +24,7 @@ from prometheus_client import Counter
 
 from producer.aiokafka_internals import BatchBuilder
 from producer.contract.messages import DecodeError, ErrorCode, JobEnvelope, decode_envelope, encode
+from workers import defaults
 from workers.errors import WorkerError
 from workers.kafka.partitioning import partitions_of
 
@@ -34,9 +35,7 @@ Headers = Sequence[tuple[str, bytes]]
 DEAD_LETTERS = Counter("maas_dead_letters", "Records sent to the dead-letter topic", ["code"])
 for _code in ErrorCode:  # every series from the start, so that rate() sees the first one
     DEAD_LETTERS.labels(_code.value)
-# aiokafka's (and Kafka's) default max.request.size, and so the largest record the
-# default broker (message.max.bytes 1048588) takes.
-DEFAULT_MAX_RECORD_BYTES = 1024 * 1024
+DEFAULT_MAX_RECORD_BYTES = defaults.MAX_RECORD_BYTES  # Kafka's default record limit
 # Room left in a record for the record batch's own header and the length fields.
 RECORD_OVERHEAD = 1024
 _MAX_REASON_BYTES = 4096

@@ -19,6 +19,7 @@ import numpy as np
 import structlog
 
 from registry.entities import Signature
+from workers import defaults
 from workers.errors import RuntimeLoadError
 from workers.runtime.text import TextEncoder, TextShapes
 from workers.runtime.validation import Tensors, prepare_inputs
@@ -34,8 +35,8 @@ log = structlog.get_logger(__name__)
 class RuntimeSettings:
     """Where and how a model runs. Thread counts of 0 leave the library default."""
 
-    device: Device = "auto"
-    intra_op_threads: int = 0
+    device: Device = defaults.DEVICE
+    intra_op_threads: int = defaults.INTRA_OP_THREADS
     inter_op_threads: int = 0
     # ONNX Runtime's pool threads busy-wait for work between runs by default: cores
     # taken from the event loop that decodes, batches and publishes, and from the

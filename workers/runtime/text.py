@@ -39,24 +39,35 @@ DEFAULT_MAX_LENGTH = 256
 
 def prepare_text(inputs: Mapping[str, Sequence[Any]], name: str = "text") -> Tensors:
     """Check that a job is ``{name: [str, ...]}``; return it as a 1-D object array."""
+    if len(inputs) != 1 or name not in inputs:
+        _no_unknown(inputs, name)
+    texts = inputs.get(name)
+    if not isinstance(texts, list | tuple) or not texts:
+        raise InvalidInput(f"input {name!r} must be a non-empty list of strings")
+    for text in texts:
+        if not isinstance(text, str):
+            _not_text(texts, name)
+    array = np.empty(len(texts), dtype=object)
+    array[:] = texts
+    return {name: array}
+
+
+def _no_unknown(inputs: Mapping[str, Any], name: str) -> None:
     unknown = [key for key in inputs if key != name]
     if unknown:
         raise InvalidInput(
             f"unknown input {unknown[0]!r}; this text model takes one input, "
             f'{name!r}: a list of strings, e.g. {{"{name}": ["first text", "second"]}}'
         )
-    texts = inputs.get(name)
-    if not isinstance(texts, list | tuple) or not texts:
-        raise InvalidInput(f"input {name!r} must be a non-empty list of strings")
+
+
+def _not_text(texts: Sequence[Any], name: str) -> None:
     for row, text in enumerate(texts):
         if not isinstance(text, str):
             raise InvalidInput(
                 f"input {name!r} row {row} is {type(text).__name__} ({text!r:.40}), "
                 "expected a string"
             )
-    array = np.empty(len(texts), dtype=object)
-    array[:] = texts
-    return {name: array}
 
 
 def length_buckets(lengths: Sequence[int] | np.ndarray, *, slack: int = 8) -> list[np.ndarray]:

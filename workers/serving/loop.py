@@ -32,6 +32,7 @@ from producer.capabilities import Capabilities
 from producer.contract.messages import ControlEvent, Result, encode
 from producer.contract.tenancy import tenant_of_topic
 from producer.kafka import KafkaSettings, ensure_topics
+from workers import defaults
 from workers.batching.batcher import BatchConfig
 from workers.kafka.clients import (
     Clients,
@@ -81,10 +82,10 @@ class WorkerSettings:
     """How one worker process serves. Built once at the entrypoint."""
 
     models: tuple[str, ...] = ()  # empty: every registered model, loaded on demand
-    group_id: str = "maas-workers"
+    group_id: str = defaults.GROUP_ID
     batch: BatchConfig = field(default_factory=BatchConfig)
     runtime: RuntimeSettings = field(default_factory=RuntimeSettings)
-    max_in_flight: int = 4096  # jobs; polling pauses above it, resumes at half
+    max_in_flight: int = defaults.MAX_IN_FLIGHT  # jobs; polling pauses above it, resumes at half
     # Polling also pauses while a model's queue holds this many full batches, and resumes
     # at half: fetching further ahead only adds memory and redelivered jobs after a
     # crash, and on the embedded broker an idle fetch loop costs CPU the model needs.
@@ -102,7 +103,7 @@ class WorkerSettings:
     commit_interval_s: float = 0.2  # at-least-once; exactly-once commits as answers come
     # Each poll's answers and consumed offsets in one Kafka transaction (Apache Kafka
     # only): read_committed readers see each job answered once, even after a crash.
-    exactly_once: bool = False
+    exactly_once: bool = defaults.EXACTLY_ONCE
     drain_timeout_s: float = 30.0
     metrics_interval_s: float = 10.0
     alias_ttl_s: float = 5.0

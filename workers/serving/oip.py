@@ -66,6 +66,7 @@ DEADLINE_HEADER = "maas-deadline-ms"
 ERROR_HEADER = "maas-error-code"
 RESPONSE_TYPE = "io.seldon.serving.inference.response"
 _NAME = re.compile(MODEL_NAME_PATTERN)
+_CONTENT_TYPE = ("content-type", CONTENT_TYPE.encode())
 _MARKERS = frozenset({HEADER_LENGTH, *MODEL_HEADERS})
 # Request headers that describe the request itself, not echoed on its answer.
 _NOT_ECHOED = frozenset(
@@ -160,16 +161,14 @@ def read(record: Record, raw: bytes) -> OipJob:
     """The job in an OIP record. Raises :class:`OipRefusal` (answer it with the error) or
     :class:`OipUnreadable` (dead-letter it: not an InferenceRequest at all)."""
     headers = _headers(record)
-    envelope = envelope_of(record, None, headers)
     try:
         request = decode_request(raw, _header_length(headers))
     except OipDecodeError as exc:
         if _is_unreadable(exc):
             raise OipUnreadable(f"not an OIP InferenceRequest: {exc}") from exc
+        envelope = envelope_of(record, None, headers)
         raise OipRefusal(envelope, ErrorCode.INVALID_INPUT, str(exc)) from exc
-    if request.id is not None and not record.key:
-        envelope = envelope_of(record, request.id, headers)
-    return _job(envelope, headers, request)
+    return _job(envelope_of(record, request.id, headers), headers, request)
 
 
 def _job(envelope: OipEnvelope, headers: dict[str, bytes], request: Request) -> OipJob:
@@ -232,12 +231,24 @@ def _rows(name: str, array: np.ndarray) -> Any:
             f"input `{name}` has shape []; give it a leading batch dimension, e.g. [1]",
             field=f"inputs.{name}",
         )
-    if array.dtype.kind == "O":
-        return [_utf8(name, element) for element in array.ravel()] if array.ndim == 1 else array
+    if array.dtype.kind == "O" and array.ndim == 1:
+        return _texts(name, array.tolist())
     return array
 
 
+def _texts(name: str, elements: list[Any]) -> list[Any]:
+    """A 1-D BYTES input's elements as strings: the codec reads each as :class:`bytes`."""
+    try:
+        return [element.decode() for element in elements]
+    except UnicodeDecodeError as exc:
+        raise DecodeError(f"input `{name}` holds bytes that are not UTF-8 text") from exc
+    except AttributeError:  # not bytes: as they are
+        return [_utf8(name, element) for element in elements]
+
+
 def _same_rows(inputs: dict[str, Any]) -> None:
+    if len(inputs) == 1 and len(next(iter(inputs.values()))):
+        return  # the usual case, without the dict and the set below
     counts = {name: len(rows) for name, rows in inputs.items()}
     if 0 in counts.values():
         raise DecodeError(f"every input needs at least one row, got {counts}", field="inputs")
@@ -264,9 +275,10 @@ def answer(
     """The record answering an OIP request with ``result`` on ``topic``: its
     InferenceResponse, or ``{"error": ...}`` with ``maas-error-code``."""
     value, extra = _value(job, result)
-    model = result.model or job.model
-    headers = [*_echoed(record), *_cloudevents(job.job_id, model, namespace), *extra]
-    return Outgoing(topic, value, job.job_id.encode(), tuple(headers))
+    key = job.job_id.encode()
+    fixed = _fixed_cloudevents(result.model or job.model, namespace)
+    headers = (*_echoed(record), ("Ce-Id", key), ("Ce-Requestid", key), *fixed, *extra)
+    return Outgoing(topic, value, key, headers)
 
 
 def _value(job: OipJob | OipEnvelope, result: Result) -> tuple[bytes, list[tuple[str, bytes]]]:
@@ -282,10 +294,9 @@ def _value(job: OipJob | OipEnvelope, result: Result) -> tuple[bytes, list[tuple
             )
         except OipDecodeError as exc:
             return _error(ErrorCode.INVALID_INPUT, str(exc))
-        extra = [("content-type", CONTENT_TYPE.encode())]
-        if body.header_length is not None:
-            extra.append((HEADER_LENGTH, str(body.header_length).encode()))
-        return body.data, extra
+        if body.header_length is None:
+            return body.data, [_CONTENT_TYPE]
+        return body.data, [_CONTENT_TYPE, (HEADER_LENGTH, str(body.header_length).encode())]
     error = result.error
     code = error.code if error is not None else ErrorCode.INTERNAL
     return _error(code, error.message if error is not None else "no outputs")
@@ -295,25 +306,21 @@ def _error(code: str, message: str) -> tuple[bytes, list[tuple[str, bytes]]]:
     return encode_error(message), [(ERROR_HEADER, str(code).encode())]
 
 
-def _echoed(record: Record) -> list[tuple[str, bytes]]:
+def _echoed(record: Record) -> Sequence[tuple[str, bytes]]:
     """The request's own headers that travel on (tracing and such), less those that
     described the request and the CloudEvents ones, which are the answer's own."""
-    return [
+    kept = [
         (key, value)
-        for key, value in without_own_headers(tuple(record.headers or ()))
-        if key.lower() not in _NOT_ECHOED and not key.lower().startswith("ce-")
+        for key, value in record.headers or ()
+        if (lowered := key.lower()) not in _NOT_ECHOED and not lowered.startswith("ce-")
     ]
-
-
-def _cloudevents(request_id: str, model: str, namespace: str) -> list[tuple[str, bytes]]:
-    """The CloudEvents headers MLServer puts on an inference response."""
-    key = request_id.encode()
-    return [("Ce-Id", key), ("Ce-Requestid", key), *_fixed_cloudevents(model, namespace)]
+    return without_own_headers(tuple(kept)) if kept else ()
 
 
 @functools.lru_cache(maxsize=1024)
 def _fixed_cloudevents(model: str, namespace: str) -> tuple[tuple[str, bytes], ...]:
-    """The CloudEvents headers that are the same for every answer of a model's."""
+    """The CloudEvents headers MLServer puts on an inference response, less its id
+    (``Ce-Id``, ``Ce-Requestid``): the same for every answer of a model's."""
     return (
         ("Ce-Specversion", b"0.3"),
         ("Ce-Source", f"io.seldon.serving.deployment.maas.{namespace}".encode()),

@@ -14,7 +14,7 @@ from producer.control import alias_move_publisher
 from producer.kafka import KafkaSettings
 from registry.registry import Registry
 from registry.settings import RegistrySettings
-from workers import logs
+from workers import defaults, logs
 from workers.health import served
 from workers.serving.loop import Worker, WorkerSettings
 from workers.serving.probes import worker_probe
@@ -27,7 +27,7 @@ class PoolSettings:
     kafka: KafkaSettings
     registry: RegistrySettings
     worker: WorkerSettings
-    processes: int = 1
+    processes: int = defaults.PROCESSES
     metrics_port: int = 0  # /metrics, /healthz, /readyz here (process i of a pool on +i); 0: off
     metrics_host: str = "0.0.0.0"  # the address they are served on
     log_format: str = "auto"

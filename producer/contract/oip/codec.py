@@ -7,6 +7,8 @@ that carry ``parameters.binary_data_size``; a plain JSON body has no header leng
 
 from __future__ import annotations
 
+import functools
+import math
 from collections.abc import Iterable, Mapping
 from typing import Any, NamedTuple, TypeVar
 
@@ -14,7 +16,7 @@ import msgspec
 import numpy as np
 
 from producer.contract.oip import tensors
-from producer.contract.oip.datatypes import datatype_of
+from producer.contract.oip.datatypes import BYTES, DTYPES, datatype_of
 from producer.contract.oip.errors import OipDecodeError
 from producer.contract.oip.wire import (
     InferenceErrorResponse,
@@ -143,6 +145,8 @@ def _arrays(described: Iterable[tensors.Tensor], buffer: memoryview) -> dict[str
 
 
 def _flag(parameters: Mapping[str, Any], name: str, default: bool) -> bool:
+    if not parameters:
+        return default
     value = parameters.get(name, default)
     if not isinstance(value, bool):
         raise OipDecodeError(f"parameter {name} must be true or false, got {value!r}")
@@ -161,9 +165,13 @@ def decode_request(body: bytes, header_length: int | None = None) -> Request:
     if not document.inputs:
         raise OipDecodeError("an InferenceRequest needs at least one input", field="inputs")
     binary = _flag(document.parameters, "binary_data_output", header_length is not None)
-    wanted = tuple(
-        WantedOutput(output.name, _flag(output.parameters, "binary_data", binary))
-        for output in document.outputs
+    wanted = (
+        tuple(
+            WantedOutput(output.name, _flag(output.parameters, "binary_data", binary))
+            for output in document.outputs
+        )
+        if document.outputs
+        else ()
     )
     return Request(
         inputs=_arrays(document.inputs, buffer),
@@ -208,7 +216,10 @@ def encode_response(
     """An InferenceResponse of ``outputs``: those ``request`` asks for, each as JSON or
     raw bytes as it asks (all as JSON without a request). Raises OipDecodeError for a
     requested output the model lacks."""
-    chosen = (request or Request(inputs={})).select(outputs)
+    chosen = (request or _ALL_AS_JSON).select(outputs)
+    fast = _binary_response(chosen, model_name, model_version, id)
+    if fast is not None:
+        return fast
     described, raw = _described(chosen)
     document = InferenceResponse(
         model_name=model_name,
@@ -220,6 +231,58 @@ def encode_response(
         ],
     )
     return _body(_encoder.encode(document), raw)
+
+
+_ALL_AS_JSON = Request(inputs={})
+
+
+def _binary_response(
+    chosen: list[tuple[str, np.ndarray, bool]],
+    model_name: str,
+    model_version: str | None,
+    id: str | None,
+) -> Body | None:
+    """The response when every output goes as raw numbers (not BYTES), the usual binary
+    answer: its JSON header is a template per output signature, written once, to which
+    only the id is added; None for any other response."""
+    if not chosen:
+        return None
+    signature, raw = [], []
+    for name, array, binary in chosen:
+        datatype = datatype_of(array)
+        if not binary or datatype == BYTES:
+            return None
+        signature.append((name, datatype, array.shape))
+        raw.append(tensors.to_buffer(array, datatype))
+    header = _binary_header(model_name, model_version, tuple(signature))
+    if id is None:
+        header += b"}"
+    else:
+        header = b"".join((header, b',"id":', _encoder.encode(id), b"}"))
+    return Body(b"".join([header, *raw]), len(header))
+
+
+@functools.lru_cache(maxsize=512)
+def _binary_header(
+    model_name: str,
+    model_version: str | None,
+    signature: tuple[tuple[str, str, tuple[int, ...]], ...],
+) -> bytes:
+    """A binary InferenceResponse's JSON header, without its id and closing brace (the
+    id is the document's last field; ``parameters`` is never set on a response)."""
+    outputs = [
+        ResponseOutput(
+            name=name,
+            datatype=datatype,
+            shape=list(shape),
+            parameters={"binary_data_size": math.prod(shape) * DTYPES[datatype].itemsize},
+        )
+        for name, datatype, shape in signature
+    ]
+    document = InferenceResponse(
+        model_name=model_name, model_version=model_version, outputs=outputs
+    )
+    return _encoder.encode(document)[:-1]
 
 
 def encode_error(message: str) -> bytes:

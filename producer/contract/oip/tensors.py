@@ -105,6 +105,10 @@ def from_buffer(tensor: Tensor, buffer: memoryview) -> np.ndarray:
 
 
 def _buffer_bytes(tensor: Tensor, buffer: memoryview) -> np.ndarray:
+    if len(buffer) >= 4 and _LENGTH.unpack_from(buffer)[0] == len(buffer) - 4:
+        array = np.empty(1, dtype=object)  # one element, the usual text: no walk
+        array[0] = bytes(buffer[4:])
+        return array
     elements: list[bytes] = []
     offset = 0
     while offset < len(buffer):
@@ -122,6 +126,8 @@ def _buffer_bytes(tensor: Tensor, buffer: memoryview) -> np.ndarray:
 
 
 def _shaped(tensor: Tensor, flat: np.ndarray) -> np.ndarray:
+    if tensor.shape == [flat.size]:
+        return flat  # already its shape
     count = element_count(tensor)
     if flat.size != count:
         raise _fail(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import msgspec
 import numpy as np
 import pytest
 from tritonclient.utils import serialize_byte_tensor
@@ -11,7 +12,9 @@ from tritonclient.utils import serialize_byte_tensor
 from producer.contract.messages import DecodeError
 from producer.contract.oip import (
     DTYPES,
+    InferenceResponse,
     OipDecodeError,
+    ResponseOutput,
     decode_request,
     decode_response,
     encode_error,
@@ -239,3 +242,69 @@ def test_request_shape_told_apart_from_maas_jobs() -> None:
     assert not is_inference_request(b'{"job_id":"j","model":"m","inputs":[[1]]}')
     assert not is_inference_request(b"\xff garbage")
     assert not is_inference_request(b"[1, 2]")
+
+
+def _written_whole(
+    outputs: dict[str, np.ndarray], model_version: str | None, id: str | None
+) -> bytes:
+    """A binary InferenceResponse as the document's encoder writes it, field by field."""
+    raw = [
+        np.ascontiguousarray(a, dtype=DTYPES[_DATATYPE[a.dtype.str]]).tobytes()
+        for a in outputs.values()
+    ]
+    document = InferenceResponse(
+        model_name="m",
+        model_version=model_version,
+        id=id,
+        outputs=[
+            ResponseOutput(
+                name=name,
+                datatype=_DATATYPE[array.dtype.str],
+                shape=list(array.shape),
+                parameters={"binary_data_size": len(data)},
+            )
+            for (name, array), data in zip(outputs.items(), raw, strict=True)
+        ],
+    )
+    return msgspec.json.encode(document) + b"".join(raw)
+
+
+_DATATYPE = {"<f4": "FP32", "<f2": "FP16", "<i8": "INT64", "|b1": "BOOL", "|u1": "UINT8"}
+
+
+@pytest.mark.parametrize("id", [None, "req-1", 'with "quotes" and \\ and é'])
+@pytest.mark.parametrize("model_version", [None, "3"])
+@pytest.mark.parametrize(
+    "outputs",
+    [
+        {"embedding": np.arange(384, dtype=np.float32).reshape(1, 384)},
+        {"a": np.ones((2, 3), np.float16), "b": np.array([[True], [False]]), "c": np.int64(7)},
+        {"u": np.arange(6, dtype=np.uint8)[::2]},  # not contiguous
+    ],
+)
+def test_a_binary_answer_written_from_its_template_is_the_documents_bytes(
+    outputs: dict[str, np.ndarray], model_version: str | None, id: str | None
+) -> None:
+    outputs = {name: np.asarray(array) for name, array in outputs.items()}
+    request = decode_request(*encode_request({"x": np.zeros(1, np.float32)}, binary=True))
+    for _ in range(2):  # the template written, then the template reused
+        body = encode_response(
+            outputs, model_name="m", model_version=model_version, id=id, request=request
+        )
+        assert body.data == _written_whole(outputs, model_version, id)
+        header = json.loads(body.data[: body.header_length])
+        assert header.get("id") == id
+        answer = decode_response(body.data, body.header_length)
+        for name, array in outputs.items():
+            np.testing.assert_array_equal(answer.outputs[name], array)
+
+
+def test_one_bytes_element_and_several_read_alike() -> None:
+    one = serialize_byte_tensor(np.array([b""], dtype=object)).item()
+    many = serialize_byte_tensor(np.array([b"ab", b"c"], dtype=object)).item()
+    for words, raw in (([b""], one), ([b"ab", b"c"], many)):
+        tensor = {"name": "t", "datatype": "BYTES", "shape": [len(words)]}
+        tensor["parameters"] = {"binary_data_size": len(raw)}
+        request = decode_request(*_binary({"inputs": [tensor]}, raw))
+        assert request.inputs["t"].tolist() == words
+        assert request.inputs["t"].shape == (len(words),)
