@@ -52,6 +52,11 @@ def test_the_client_verbs_import_no_extra() -> None:
         (ALL_EXTRAS, ("worker", "--model", "digits"), "maas worker needs the `worker` extra"),
         (ALL_EXTRAS, ("models", "list"), "maas models list needs the `worker` extra"),
         (ALL_EXTRAS, ("trainer",), "maas trainer needs the `train` extra"),
+        (
+            "starlette,uvicorn,httptools,grpc",
+            ("gateway",),
+            "maas gateway needs the `gateway` extra",
+        ),
         ("torch", ("trainer", "--help"), None),  # imports fine: torch is needed when it trains
     ],
 )
