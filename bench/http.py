@@ -105,10 +105,17 @@ def _cpu(pids: dict[str, int]) -> dict[str, float]:
     return {role: cpu_seconds(pid) for role, pid in pids.items()}
 
 
+def idle_cores(pids: dict[str, int], seconds: float = 3.0) -> dict[str, float]:
+    """Cores each process spends with no request in flight: what polling alone costs."""
+    before = _cpu(pids)
+    time.sleep(seconds)
+    return {role: (spent - before[role]) / seconds for role, spent in _cpu(pids).items()}
+
+
 def measure(case: Case, seconds: float, concurrency: int) -> Row:
     """Throughput, CPU per request, then latency at 10 % and 50 % of the throughput."""
     row = Row(case.server, case.model, case.encoding)
-    pids = case.pids | ({"broker": case.broker_pid} if case.broker_pid else {})
+    pids = case.pids | _broker(case.broker_pid)
     before = _cpu(pids)
     full = load(case, seconds, concurrency=concurrency)
     after = _cpu(pids)
@@ -163,8 +170,15 @@ def _probe(name: str, url: str) -> bytes:
     return infer_request(target, workload_rows(name, 1)[0], 0, "json").split(b"\r\n\r\n", 1)[1]
 
 
-def bench_maas(args: argparse.Namespace, registry: RegistrySettings) -> tuple[list[Row], str]:
-    """The gateway's rows, on a broker of ``args.broker``'s kind; and the broker's name."""
+def _broker(pid: int | None) -> dict[str, int]:
+    return {"broker": pid} if pid else {}
+
+
+def bench_maas(
+    args: argparse.Namespace, registry: RegistrySettings, idle: dict[str, dict[str, float]]
+) -> tuple[list[Row], str]:
+    """The gateway's rows, on a broker of ``args.broker``'s kind; and the broker's name.
+    ``idle`` gets the cores its processes spend idle, per model."""
     rows = []
     with gateway_side.running_broker(args.broker) as broker:
         kafka = asyncio.run(fresh_topics(broker.bootstrap, "http"))
@@ -173,6 +187,8 @@ def bench_maas(args: argparse.Namespace, registry: RegistrySettings) -> tuple[li
                 setup = Setup(broker.bootstrap, registry, name)
                 probe = _probe(name, url)
                 with gateway_side.worker(kafka, setup, _workload(name), url, probe) as pid:
+                    roles = {"gateway": gw, "worker": pid}
+                    idle[f"maas {name}"] = idle_cores(roles | _broker(broker.pid))
                     for case in _cases("maas", name, url, {"gateway": gw, "worker": pid}):
                         console.print(f"maas gateway: {name}, {case.encoding}")
                         case = replace(case, broker_pid=broker.pid)
@@ -181,7 +197,10 @@ def bench_maas(args: argparse.Namespace, registry: RegistrySettings) -> tuple[li
 
 
 def bench_mlserver(
-    args: argparse.Namespace, files: dict[str, Path], workdir: Path
+    args: argparse.Namespace,
+    files: dict[str, Path],
+    workdir: Path,
+    idle: dict[str, dict[str, float]],
 ) -> tuple[list[Row], str]:
     """MLServer's rows, or none and why not."""
     try:
@@ -206,6 +225,7 @@ def bench_mlserver(
     try:
         with mlserver.running(env, repo, models, port) as pid:
             url = f"http://127.0.0.1:{port}"
+            idle["mlserver"] = idle_cores({"mlserver": pid})
             for name in args.models:
                 servers = ("mlserver", "mlserver-sklearn") if name == "digits" else ("mlserver",)
                 for server in servers:
@@ -265,6 +285,8 @@ def report(run: dict[str, Any], rows: list[Row]) -> None:
             cells += [f"{part['rate']:.0f}", _ms(part["p50_ms"]), _ms(part["p99_ms"])]
         table.add_row(*cells)
     console.print(table)
+    for who, cores in run["idle_cores"].items():
+        console.print(f"idle, cores: {who}: " + ", ".join(f"{k} {v:.2f}" for k, v in cores.items()))
     for what, met in goals(rows):
         console.print(f"  {'met' if met else 'MISSED'}: {what}")
 
@@ -292,8 +314,9 @@ def main() -> None:
     with ExitStack() as stack:
         workdir = Path(stack.enter_context(tempfile.TemporaryDirectory()))
         registry, files = register(args.models, workdir)
-        rows, broker_name = bench_maas(args, registry)
-        peer, why = bench_mlserver(args, files, workdir)
+        idle: dict[str, dict[str, float]] = {}
+        rows, broker_name = bench_maas(args, registry, idle)
+        peer, why = bench_mlserver(args, files, workdir, idle)
     if why:
         console.print(f"[bold]MLServer not measured[/bold]: {why}")
     rows += peer
@@ -307,6 +330,7 @@ def main() -> None:
         "seconds": args.seconds,
         "mlserver_workers": args.mlserver_workers,
         "why_no_mlserver": why,
+        "idle_cores": idle,
         "rows": [asdict(row) for row in rows],
     }
     report(run, rows)
