@@ -341,18 +341,15 @@ def main() -> None:
 
 
 def _mlserver_version() -> str:
-    found = Path.home() / ".cache" / "maas" / "mlserver-venv" / "bin" / "mlserver"
-    env = Path(os.environ.get("MLSERVER_VENV", found.parent.parent))
+    """The version of MLServer in its virtualenv (where scripts/mlserver_venv.sh puts it)."""
+    default = Path.home() / ".cache" / "maas" / "mlserver-venv"
+    program = Path(os.environ.get("MLSERVER_VENV", default)) / "bin" / "mlserver"
     try:
-        shown = subprocess.run(
-            [str(env / "bin" / "mlserver"), "--version"],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
+        shown = subprocess.run([str(program), "--version"], capture_output=True, text=True)
     except OSError:
         return "(not installed)"
-    return shown.stdout.strip().split()[-1] if shown.stdout.strip() else "(not installed)"
+    words = shown.stdout.split()
+    return words[-1] if shown.returncode == 0 and words else "(not installed)"
 
 
 if __name__ == "__main__":
