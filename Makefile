@@ -55,6 +55,9 @@ check-deploy: setup  ## compose.yaml, Prometheus rules, Kubernetes manifests (ne
 bench: setup  ## throughput/latency against the raw model, a librdkafka loop and a relay, then steady traffic (BROKER=embedded|kafka, STEADY_SECONDS=0 skips)
 	$(BIN)/python -m bench.run --broker $(BROKER) --steady-seconds $(STEADY_SECONDS)
 	$(BIN)/python -m bench.drift
+	@# The gateway against MLServer (its own venv, built once; without it the gateway alone).
+	@if [ "$(HTTP_BENCH)" = 0 ]; then echo "bench.http skipped: HTTP_BENCH=0"; \
+	else $(BIN)/python -m bench.http --broker $(BROKER); fi
 
 kafka: setup  ## Apache Kafka (KRaft, one node) from its jars on 127.0.0.1:9092 until Ctrl-C
 	$(BIN)/python -m scripts.apache_kafka
