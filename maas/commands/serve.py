@@ -104,6 +104,15 @@ def _options(parser: argparse.ArgumentParser) -> None:
         metavar="T",
     )
     add_setting(parser, "--group-id", WorkerSettings, "group_id", "consumer group base name")
+    add_setting(
+        parser,
+        "--transport",
+        WorkerSettings,
+        "transport",
+        "the Kafka client library that consumes jobs and publishes answers: aiokafka, or "
+        "librdkafka (confluent-kafka, at-least-once only; see docs/serving.md)",
+        choices=("aiokafka", "librdkafka"),
+    )
     parser.add_argument(
         "--exactly-once",
         action="store_true",
@@ -237,6 +246,7 @@ def worker_settings(args: argparse.Namespace) -> WorkerSettings:
         max_job_bytes=args.max_job_bytes,
         rollback=rollback_settings(args),
         exactly_once=_exactly_once(args),
+        transport=args.transport,
         registry=registry_settings(args).identity,
     )
 
@@ -295,6 +305,11 @@ def run(args: argparse.Namespace) -> int:
     worker = worker_settings(args)
     if worker.exactly_once:
         _require_transactions(kafka)
+        if worker.transport != "aiokafka":
+            raise CommandError(
+                f"--exactly-once runs on the aiokafka transport, not --transport "
+                f"{worker.transport}: drop one of the two flags"
+            )
     settings = PoolSettings(
         kafka=kafka,
         registry=registry,

@@ -31,13 +31,13 @@ from workers.serving.pool import PoolSettings, serve_async
 pytestmark = pytest.mark.both_brokers
 
 
-@pytest.fixture
+@pytest.fixture(params=["aiokafka", "librdkafka"])
 async def worker(
-    kafka: KafkaSettings, registry: Registry, digits: ModelVersion
+    kafka: KafkaSettings, registry: Registry, digits: ModelVersion, request: pytest.FixtureRequest
 ) -> AsyncIterator[Worker]:
-    serving = Worker(
-        kafka, registry.models, registry.metrics, WorkerSettings(metrics_interval_s=0.5)
-    )
+    """A worker on each transport (the Kafka client library it consumes and produces with)."""
+    settings = WorkerSettings(metrics_interval_s=0.5, transport=request.param)
+    serving = Worker(kafka, registry.models, registry.metrics, settings)
     stop = asyncio.Event()
     task = asyncio.create_task(serving.run(stop))
     await asyncio.wait_for(serving.ready.wait(), 30)

@@ -49,6 +49,7 @@ from workers.kafka.publisher import (
     PublishFailed,
     Record,
 )
+from workers.kafka.rdkafka_clients import connected_rdkafka
 from workers.kafka.topics import ClusterTopics, keep_service_topics
 from workers.kafka.unreadable import RawRecord, salvage
 from workers.runtime.loader import RuntimeSettings
@@ -101,6 +102,9 @@ class WorkerSettings:
     # Each poll's answers and consumed offsets in one Kafka transaction (Apache Kafka
     # only): read_committed readers see each job answered once, even after a crash.
     exactly_once: bool = False
+    # Which Kafka client library consumes and produces: "aiokafka" or "librdkafka"
+    # (confluent-kafka; at-least-once only; workers/kafka/rdkafka_*.py).
+    transport: str = "aiokafka"
     drain_timeout_s: float = 30.0
     metrics_interval_s: float = 10.0
     alias_ttl_s: float = 5.0
@@ -214,7 +218,8 @@ class Worker:
             consumer_options={"max_poll_records": settings.max_poll_records},
         )
         try:
-            async with connected(self.kafka, clients, stop=stop) as (consumer, publisher):
+            connect = connected_rdkafka if settings.transport == "librdkafka" else connected
+            async with connect(self.kafka, clients, stop=stop) as (consumer, publisher):
                 session = self._session = self._open(consumer, publisher, stop)
                 topics, interval = session.topics, settings.topic_check_interval_s
                 helpers = [
@@ -276,7 +281,8 @@ class Worker:
             consumer, self.kafka.topics.predict, settings.group, settings.standby_report_s
         )
         stopping = asyncio.ensure_future(stop.wait())  # also ends a poll that waits
-        idle = IdleBackoff(consumer)  # cheap empty fetches while no jobs come
+        # Cheap empty fetches while no jobs come (librdkafka fetches in its own threads).
+        idle = IdleBackoff(consumer) if settings.transport == "aiokafka" else None
         try:
             while not stop.is_set():
                 # Paused, the poll returns nothing; come back soon to resume in time.
@@ -286,7 +292,8 @@ class Worker:
                 except UnicodeDecodeError:  # a header key aiokafka cannot decode
                     await self._salvage(session)
                     continue
-                idle.polled(bool(batch))
+                if idle is not None:
+                    idle.polled(bool(batch))
                 if consumer.assignment():
                     self.ready.set()
                 standby.check()

@@ -1,0 +1,213 @@
+"""A librdkafka group member with the asyncio face the serving loop polls.
+
+:class:`RdkafkaConsumer` wraps ``confluent_kafka.Consumer`` in the part of
+``AIOKafkaConsumer``'s interface that the loop, its flow control and its delivery use
+(``getmany``, ``pause``/``resume``/``paused``, ``assignment``, ``seek``, ``commit``,
+``partitions_for_topic``), keyed by aiokafka's ``TopicPartition`` so that the offset
+bookkeeping is the same for both transports.
+
+librdkafka fetches in its own threads; its ``consume()`` blocks, so each poll runs it
+in one thread of this consumer's own (a thread hop per poll, not per record) and its
+records come back as :class:`RdRecord`. Rebalance callbacks run inside ``consume()``:
+a revocation is handed to the listener's coroutine on the event loop (which drains and
+commits the revoked partitions, :meth:`~workers.serving.loop.Worker.release`) and the
+consume thread waits for it, so partitions are let go only after their commit.
+Commits are synchronous in a worker thread: an offset is marked committed only once the
+broker said so. Errors become aiokafka's, which the shared code already classifies.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import threading
+from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+import confluent_kafka
+import structlog
+from aiokafka import ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import CommitFailedError, KafkaError
+
+log = structlog.get_logger(__name__)
+
+_REVOKE_TIMEOUT_S = 120.0  # the listener drains within its own bound (drain_timeout_s)
+_CLOSE_TIMEOUT_S = 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class RdRecord:
+    """A consumed record: the fields of aiokafka's ConsumerRecord the workers read."""
+
+    topic: str
+    partition: int
+    offset: int
+    timestamp: int
+    key: bytes | None
+    value: bytes | None
+    headers: tuple[tuple[str, bytes], ...]
+
+
+def posix_pattern(pattern: str) -> str:
+    """``pattern`` (a Python regular expression) in the POSIX extended syntax librdkafka
+    compiles: its non-capturing groups become plain groups."""
+    return pattern.replace("(?:", "(")
+
+
+def _record(message: confluent_kafka.Message) -> RdRecord:
+    headers = message.headers()
+    return RdRecord(
+        topic=message.topic() or "",
+        partition=message.partition() or 0,
+        offset=message.offset() or 0,
+        timestamp=message.timestamp()[1],
+        key=message.key(),
+        value=message.value(),
+        headers=_headers(headers) if headers else (),
+    )
+
+
+def _headers(headers: Any) -> tuple[tuple[str, bytes], ...]:
+    """librdkafka's header list, values as bytes (a header without a value: empty)."""
+    return tuple((key, value if isinstance(value, bytes) else b"") for key, value in headers)
+
+
+def _tp(partition: confluent_kafka.TopicPartition) -> TopicPartition:
+    return TopicPartition(partition.topic, partition.partition)
+
+
+class RdkafkaConsumer:
+    """A ``confluent_kafka.Consumer`` subscribed to ``topic`` (a compiled pattern: every
+    topic it matches), polled from asyncio. :meth:`start` on the running loop first."""
+
+    def __init__(
+        self,
+        config: Mapping[str, Any],
+        topic: str | re.Pattern[str],
+        *,
+        listener: ConsumerRebalanceListener | None = None,
+        max_records: int = 1000,
+    ) -> None:
+        self._consumer = confluent_kafka.Consumer(dict(config))
+        self._topic = posix_pattern(topic.pattern) if isinstance(topic, re.Pattern) else topic
+        self._listener = listener
+        self._max_records = max_records
+        self._poller = ThreadPoolExecutor(1, thread_name_prefix="rdkafka-consume")
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._assigned: set[TopicPartition] = set()
+        self._paused: set[TopicPartition] = set()
+        self._lock = threading.Lock()  # the sets change in the consume thread
+        self._closed = False
+
+    async def start(self) -> None:
+        """Subscribe; the group is joined by the first polls."""
+        self._loop = asyncio.get_running_loop()
+        self._consumer.subscribe(
+            [self._topic], on_assign=self._on_assign, on_revoke=self._on_revoke
+        )
+
+    def _on_assign(self, _: Any, partitions: list[confluent_kafka.TopicPartition]) -> None:
+        assigned = {_tp(p) for p in partitions}
+        with self._lock:
+            self._assigned |= assigned
+        if self._listener is not None and self._loop is not None:
+            self._call(self._listener.on_partitions_assigned(assigned))
+
+    def _on_revoke(self, _: Any, partitions: list[confluent_kafka.TopicPartition]) -> None:
+        revoked = {_tp(p) for p in partitions}
+        if self._listener is not None and self._loop is not None and not self._loop.is_closed():
+            self._call(self._listener.on_partitions_revoked(revoked))
+        with self._lock:
+            self._assigned -= revoked
+            self._paused -= revoked
+
+    def _call(self, coroutine: Any) -> None:
+        """Run a listener's coroutine on the loop and wait for it (in the consume thread)."""
+        assert self._loop is not None
+        future = asyncio.run_coroutine_threadsafe(coroutine, self._loop)
+        try:
+            future.result(_REVOKE_TIMEOUT_S)
+        except Exception:
+            log.exception("rebalance listener failed")
+
+    async def getmany(self, timeout_ms: int = 0) -> dict[TopicPartition, list[RdRecord]]:
+        """Records of one ``consume()`` by partition, waiting up to ``timeout_ms``."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._poller, self._consume, timeout_ms / 1000)
+
+    def _consume(self, timeout_s: float) -> dict[TopicPartition, list[RdRecord]]:
+        if self._closed:
+            return {}
+        batch: dict[TopicPartition, list[RdRecord]] = {}
+        for message in self._consumer.consume(self._max_records, timeout_s):
+            error = message.error()
+            if error is not None:
+                if error.code() != confluent_kafka.KafkaError._PARTITION_EOF:
+                    log.warning("consume error", error=error.str(), retriable=error.retriable())
+                continue
+            record = _record(message)
+            batch.setdefault(TopicPartition(record.topic, record.partition), []).append(record)
+        return batch
+
+    def assignment(self) -> set[TopicPartition]:
+        with self._lock:
+            return set(self._assigned)
+
+    def paused(self) -> set[TopicPartition]:
+        with self._lock:
+            return set(self._paused)
+
+    def pause(self, *partitions: TopicPartition) -> None:
+        self._consumer.pause([confluent_kafka.TopicPartition(t, p) for t, p in partitions])
+        with self._lock:
+            self._paused |= set(partitions) & self._assigned
+
+    def resume(self, *partitions: TopicPartition) -> None:
+        self._consumer.resume([confluent_kafka.TopicPartition(t, p) for t, p in partitions])
+        with self._lock:
+            self._paused -= set(partitions)
+
+    def seek(self, partition: TopicPartition, offset: int) -> None:
+        topic, number = partition
+        self._consumer.seek(confluent_kafka.TopicPartition(topic, number, offset))
+
+    def group_metadata(self) -> Any:
+        """The group's generation and member id, for a transaction's offsets (KIP-447)."""
+        return self._consumer.consumer_group_metadata()
+
+    async def commit(self, offsets: Mapping[TopicPartition, int]) -> None:
+        """Commit ``offsets`` and wait for the broker's answer; raises aiokafka's
+        CommitFailedError when it refuses (the group moved on) or cannot be reached."""
+        wanted = [confluent_kafka.TopicPartition(t, p, o) for (t, p), o in offsets.items()]
+        try:
+            await asyncio.to_thread(self._consumer.commit, offsets=wanted, asynchronous=False)
+        except confluent_kafka.KafkaException as exc:
+            raise CommitFailedError(str(exc.args[0] if exc.args else exc)) from exc
+
+    def partitions_for_topic(self, topic: str) -> set[int]:
+        """``topic``'s partitions as the cluster says now (briefly blocking: rare use)."""
+        try:
+            metadata = self._consumer.list_topics(topic, timeout=0.5)
+        except confluent_kafka.KafkaException:
+            return set()
+        found = metadata.topics.get(topic)
+        return set(found.partitions) if found is not None and found.error is None else set()
+
+    async def stop(self) -> None:
+        """Leave the group (revoking: the listener commits) and close."""
+        if self._closed:
+            return
+        loop = asyncio.get_running_loop()
+        try:
+            await asyncio.wait_for(
+                loop.run_in_executor(self._poller, self._close), _CLOSE_TIMEOUT_S
+            )
+        except (TimeoutError, KafkaError, confluent_kafka.KafkaException) as exc:
+            log.warning("consumer did not close cleanly", error=str(exc))
+        self._poller.shutdown(wait=False)
+
+    def _close(self) -> None:
+        self._consumer.close()
+        self._closed = True
