@@ -117,6 +117,7 @@ class RdkafkaConsumer:
 
     def _on_revoke(self, _: Any, partitions: list[confluent_kafka.TopicPartition]) -> None:
         revoked = {_tp(p) for p in partitions}
+        log.info("partitions revoked", partitions=sorted(tp.partition for tp in revoked))
         if self._listener is not None and self._loop is not None and not self._loop.is_closed():
             self._call(self._listener.on_partitions_revoked(revoked))
         with self._lock:
@@ -181,6 +182,7 @@ class RdkafkaConsumer:
         """Commit ``offsets`` and wait for the broker's answer; raises aiokafka's
         CommitFailedError when it refuses (the group moved on) or cannot be reached."""
         wanted = [confluent_kafka.TopicPartition(t, p, o) for (t, p), o in offsets.items()]
+        log.debug("committing", offsets=len(wanted))
         try:
             await asyncio.to_thread(self._consumer.commit, offsets=wanted, asynchronous=False)
         except confluent_kafka.KafkaException as exc:
