@@ -12,7 +12,10 @@ records come back as :class:`RdRecord`. Rebalance callbacks run inside ``consume
 a revocation is handed to the listener's coroutine on the event loop (which drains and
 commits the revoked partitions, :meth:`~workers.serving.loop.Worker.release`) and the
 consume thread waits for it, so partitions are let go only after their commit.
-Commits are synchronous in a worker thread: an offset is marked committed only once the
+Pausing is the loop's flow control, toggled often; librdkafka drops what it fetched
+ahead for a partition it pauses and fetches it again on resume, so a pause here first
+only holds back the records that keep coming (returned on resume, in order) and pauses
+librdkafka too once ``HOLD_RECORDS`` are held for a partition. Commits are synchronous in a worker thread: an offset is marked committed only once the
 broker said so. Errors become aiokafka's, which the shared code already classifies.
 """
 
@@ -35,6 +38,8 @@ log = structlog.get_logger(__name__)
 
 _REVOKE_TIMEOUT_S = 120.0  # the listener drains within its own bound (drain_timeout_s)
 _CLOSE_TIMEOUT_S = 10.0
+# Records held for a paused partition before librdkafka is told to stop fetching it.
+HOLD_RECORDS = 2000
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,7 +102,9 @@ class RdkafkaConsumer:
         self._poller = ThreadPoolExecutor(1, thread_name_prefix="rdkafka-consume")
         self._loop: asyncio.AbstractEventLoop | None = None
         self._assigned: set[TopicPartition] = set()
-        self._paused: set[TopicPartition] = set()
+        self._paused: set[TopicPartition] = set()  # as the loop paused them
+        self._stopped: set[TopicPartition] = set()  # paused in librdkafka too
+        self._held: dict[TopicPartition, list[RdRecord]] = {}  # read while paused
         self._lock = threading.Lock()  # the sets change in the consume thread
         self._closed = False
 
@@ -121,8 +128,14 @@ class RdkafkaConsumer:
         if self._listener is not None and self._loop is not None and not self._loop.is_closed():
             self._call(self._listener.on_partitions_revoked(revoked))
         with self._lock:
+            stopped = self._stopped & revoked
             self._assigned -= revoked
             self._paused -= revoked
+            self._stopped -= revoked
+            for tp in revoked:
+                self._held.pop(tp, None)
+        if stopped:  # librdkafka keeps a partition's pause past its revocation
+            self._consumer.resume([confluent_kafka.TopicPartition(t, p) for t, p in stopped])
 
     def _call(self, coroutine: Any) -> None:
         """Run a listener's coroutine on the loop and wait for it (in the consume thread)."""
@@ -141,16 +154,49 @@ class RdkafkaConsumer:
     def _consume(self, timeout_s: float) -> dict[TopicPartition, list[RdRecord]]:
         if self._closed:
             return {}
+        with self._lock:
+            ready = {tp: self._held.pop(tp) for tp in list(self._held) if tp not in self._paused}
+            all_paused = bool(self._assigned) and self._assigned <= self._paused
+        if ready:  # held while paused, now resumed: these come first
+            return ready
         batch: dict[TopicPartition, list[RdRecord]] = {}
-        for message in self._consumer.consume(self._max_records, timeout_s):
+        for message in self._messages(1 if all_paused else self._max_records, timeout_s):
             error = message.error()
             if error is not None:
                 if error.code() != confluent_kafka.KafkaError._PARTITION_EOF:
                     log.warning("consume error", error=error.str(), retriable=error.retriable())
                 continue
             record = _record(message)
-            batch.setdefault(TopicPartition(record.topic, record.partition), []).append(record)
+            tp = TopicPartition(record.topic, record.partition)
+            if tp in self._paused:
+                self._hold(tp, record)
+            else:
+                batch.setdefault(tp, []).append(record)
         return batch
+
+    def _messages(self, most: int, timeout_s: float) -> list[confluent_kafka.Message]:
+        """Up to ``most`` records: those there now, else the first to come within
+        ``timeout_s`` with those that came with it (``consume(n, timeout)`` itself waits
+        for ``n`` records or the whole timeout). Rebalance callbacks run in here."""
+        messages = self._consumer.consume(most, 0)
+        if messages:
+            return messages
+        first = self._consumer.poll(timeout_s)
+        if first is None:
+            return []
+        return [first, *self._consumer.consume(most - 1, 0)] if most > 1 else [first]
+
+    def _hold(self, tp: TopicPartition, record: RdRecord) -> None:
+        """Keep ``record`` of paused ``tp`` for its resumption; past ``HOLD_RECORDS``,
+        stop librdkafka fetching more of it."""
+        with self._lock:
+            held = self._held.setdefault(tp, [])
+            held.append(record)
+            stop = len(held) >= HOLD_RECORDS and tp not in self._stopped
+            if stop:
+                self._stopped.add(tp)
+        if stop:
+            self._consumer.pause([confluent_kafka.TopicPartition(tp.topic, tp.partition)])
 
     def assignment(self) -> set[TopicPartition]:
         with self._lock:
@@ -161,17 +207,22 @@ class RdkafkaConsumer:
             return set(self._paused)
 
     def pause(self, *partitions: TopicPartition) -> None:
-        self._consumer.pause([confluent_kafka.TopicPartition(t, p) for t, p in partitions])
         with self._lock:
             self._paused |= set(partitions) & self._assigned
 
     def resume(self, *partitions: TopicPartition) -> None:
-        self._consumer.resume([confluent_kafka.TopicPartition(t, p) for t, p in partitions])
         with self._lock:
-            self._paused -= set(partitions)
+            resumed = set(partitions)
+            stopped = self._stopped & resumed
+            self._paused -= resumed
+            self._stopped -= stopped
+        if stopped:
+            self._consumer.resume([confluent_kafka.TopicPartition(t, p) for t, p in stopped])
 
     def seek(self, partition: TopicPartition, offset: int) -> None:
         topic, number = partition
+        with self._lock:
+            self._held.pop(partition, None)  # read again from ``offset``
         self._consumer.seek(confluent_kafka.TopicPartition(topic, number, offset))
 
     def group_metadata(self) -> Any:
