@@ -110,7 +110,7 @@ def _options(parser: argparse.ArgumentParser) -> None:
         WorkerSettings,
         "transport",
         "the Kafka client library that consumes jobs and publishes answers: aiokafka, or "
-        "librdkafka (confluent-kafka, at-least-once only; see docs/serving.md)",
+        "librdkafka (confluent-kafka; see docs/serving.md)",
         choices=("aiokafka", "librdkafka"),
     )
     parser.add_argument(
@@ -305,11 +305,6 @@ def run(args: argparse.Namespace) -> int:
     worker = worker_settings(args)
     if worker.exactly_once:
         _require_transactions(kafka)
-        if worker.transport != "aiokafka":
-            raise CommandError(
-                f"--exactly-once runs on the aiokafka transport, not --transport "
-                f"{worker.transport}: drop one of the two flags"
-            )
     settings = PoolSettings(
         kafka=kafka,
         registry=registry,

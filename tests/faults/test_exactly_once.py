@@ -91,10 +91,11 @@ async def killed_twice(kafka: KafkaSettings, workers: Workers, *flags: str) -> C
     return Answers.count(records)
 
 
+@pytest.mark.parametrize("transport", ["aiokafka", "librdkafka"])
 async def test_exactly_once_answers_every_job_once_through_two_sigkills(
-    kafka: KafkaSettings, workers: Workers
+    kafka: KafkaSettings, workers: Workers, transport: str
 ) -> None:
-    counts = await killed_twice(kafka, workers, "--exactly-once")
+    counts = await killed_twice(kafka, workers, "--exactly-once", "--transport", transport)
     assert len(counts) == JOBS
     twice = {job_id: n for job_id, n in counts.items() if n > 1}
     assert not twice, f"{len(twice)} jobs answered more than once, e.g. {list(twice)[:5]}"
@@ -109,8 +110,9 @@ async def test_at_least_once_answers_some_jobs_twice_through_the_same_kills(
     assert any(n > 1 for n in counts.values()), "no duplicate: the kills missed the window"
 
 
+@pytest.mark.parametrize("transport", ["aiokafka", "librdkafka"])
 async def test_a_worker_started_in_the_same_slot_fences_the_running_one(
-    kafka: KafkaSettings, workers: Workers
+    kafka: KafkaSettings, workers: Workers, transport: str
 ) -> None:
     await ensure_topics(kafka)
     # Jobs keep coming for about 15 s: the running worker must still be making
@@ -119,9 +121,11 @@ async def test_a_worker_started_in_the_same_slot_fences_the_running_one(
     feeding = asyncio.create_task(feed(kafka, list(jobs.values())))
     answers = Answers(kafka, isolation_level="read_committed")
     try:
-        first = workers.start("--exactly-once")
+        first = workers.start("--exactly-once", "--transport", transport)
         await answers.wait(lambda c: len(c) >= 300, timeout_s=60)
-        workers.start("--exactly-once")  # same host, slot 0: the same transactional id
+        workers.start(
+            "--exactly-once", "--transport", transport
+        )  # same host, slot 0: the same transactional id
         assert await asyncio.to_thread(first.wait, 60) == 0
         await feeding
     finally:

@@ -24,6 +24,7 @@ from workers.kafka.clients import Clients, unless_stopped
 from workers.kafka.publisher import Publisher, PublishSettings
 from workers.kafka.rdkafka_consumer import RdkafkaConsumer
 from workers.kafka.rdkafka_publisher import RdkafkaPublisher
+from workers.kafka.rdkafka_transactions import RdkafkaTransactions
 
 
 def rdkafka_clients(
@@ -37,10 +38,13 @@ def rdkafka_clients(
         listener=clients.listener,
         max_records=max_records,
     )
+    config = rdkafka_config.producer(
+        kafka, batch_bytes=clients.batch_bytes, max_record_bytes=clients.max_record_bytes
+    )
+    if clients.transactional_id is not None:
+        config["transactional.id"] = clients.transactional_id
     publisher = RdkafkaPublisher(
-        rdkafka_config.producer(
-            kafka, batch_bytes=clients.batch_bytes, max_record_bytes=clients.max_record_bytes
-        ),
+        config,
         PublishSettings(
             dlq_topic=kafka.topics.dlq,
             batch_bytes=clients.batch_bytes,
@@ -55,16 +59,18 @@ def rdkafka_clients(
 async def connected_rdkafka(
     kafka: KafkaSettings, clients: Clients, *, stop: asyncio.Event | None = None
 ) -> AsyncIterator[tuple[AIOKafkaConsumer, Publisher]]:
-    """The started librdkafka consumer and publisher of ``clients`` (no transactional
-    id: exactly-once stays on aiokafka). The consumer is typed as aiokafka's: it has the
+    """The started librdkafka consumer and publisher of ``clients``; with a
+    transactional id, the publisher's transactions are initialised first. The consumer is typed as aiokafka's: it has the
     part of that interface the serving loop uses (see its module)."""
-    if clients.transactional_id is not None:
-        raise ValueError("the librdkafka transport serves at-least-once only")
     await unless_stopped(ensure_topics(kafka), stop)
     consumer, publisher = rdkafka_clients(kafka, clients)
     try:
         await unless_stopped(publisher.client.bootstrap(), stop)
         publisher.start()
+        if clients.transactional_id is not None:  # fences the predecessor, as aiokafka's
+            transactions = RdkafkaTransactions(publisher.rdkafka, consumer)
+            await unless_stopped(transactions.init(), stop)
+            publisher.transactions = transactions
         await consumer.start()
         yield cast(AIOKafkaConsumer, consumer), publisher
     finally:

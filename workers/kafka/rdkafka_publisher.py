@@ -21,12 +21,18 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Mapping, Sequence
-from typing import Any, NoReturn
+from typing import Any, NoReturn, cast
 
 import confluent_kafka
 import structlog
 from aiokafka import AIOKafkaClient, AIOKafkaProducer
-from aiokafka.errors import KafkaError, KafkaTimeoutError, MessageSizeTooLargeError, for_code
+from aiokafka.errors import (
+    KafkaError,
+    KafkaTimeoutError,
+    MessageSizeTooLargeError,
+    ProducerFenced,
+    for_code,
+)
 
 from workers.errors import WorkerError
 from workers.kafka.publisher import (
@@ -43,13 +49,23 @@ log = structlog.get_logger(__name__)
 _POLL_S = 0.05  # the delivery thread's longest wait for a report
 _QUEUE_FULL_WAIT_S = 0.005
 _FLUSH_S = 10.0
+# Another producer took this one's transactional id (exactly-once).
+FENCED = frozenset(
+    {
+        confluent_kafka.KafkaError._FENCED,
+        confluent_kafka.KafkaError.PRODUCER_FENCED,
+        confluent_kafka.KafkaError.INVALID_PRODUCER_EPOCH,
+    }
+)
 
 
 def kafka_error(error: confluent_kafka.KafkaError) -> KafkaError:
     """librdkafka's ``error`` as the aiokafka error the shared code classifies."""
     code = error.code()
     exc: KafkaError
-    if code == confluent_kafka.KafkaError.MSG_SIZE_TOO_LARGE:  # also librdkafka's own check
+    if code in FENCED or error.fatal():  # another producer took the transactional id
+        exc = ProducerFenced()
+    elif code == confluent_kafka.KafkaError.MSG_SIZE_TOO_LARGE:  # also librdkafka's own check
         exc = MessageSizeTooLargeError(error.str())
     elif code == confluent_kafka.KafkaError._MSG_TIMED_OUT:
         exc = KafkaTimeoutError(error.str())
@@ -103,15 +119,24 @@ class RdkafkaPublisher(Publisher):
         self._room = settings.max_record_bytes - RECORD_OVERHEAD
         self._rdkafka = confluent_kafka.Producer(dict(config))
         self._client = client
+        self.transactions: object | None = None  # with a transactional id
         self._closing = threading.Event()
         self._thread = threading.Thread(
             target=self._deliver_reports, name="rdkafka-delivery", daemon=True
         )
 
     @property
+    def rdkafka(self) -> confluent_kafka.Producer:
+        """The librdkafka producer it sends with (its transactions, with a transactional id)."""
+        return self._rdkafka
+
+    @property
     def producer(self) -> AIOKafkaProducer:
-        """Exactly-once on this transport keeps its own producer; there is no aiokafka one."""
-        return _no_aiokafka_producer()
+        """The transactional calls exactly-once serving makes, in aiokafka's shape: set
+        by :attr:`transactions` (:mod:`workers.kafka.rdkafka_transactions`)."""
+        if self.transactions is None:
+            return _no_aiokafka_producer()
+        return cast(AIOKafkaProducer, self.transactions)
 
     @property
     def client(self) -> AIOKafkaClient:
@@ -196,4 +221,4 @@ class RdkafkaPublisher(Publisher):
 
 
 def _no_aiokafka_producer() -> NoReturn:
-    raise WorkerError("the librdkafka transport has no aiokafka producer")
+    raise WorkerError("a librdkafka publisher without a transactional id has no transactions")

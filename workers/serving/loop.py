@@ -103,7 +103,7 @@ class WorkerSettings:
     # only): read_committed readers see each job answered once, even after a crash.
     exactly_once: bool = False
     # Which Kafka client library consumes and produces: "aiokafka" or "librdkafka"
-    # (confluent-kafka; at-least-once only; workers/kafka/rdkafka_*.py).
+    # (confluent-kafka; workers/kafka/rdkafka_*.py).
     transport: str = "aiokafka"
     drain_timeout_s: float = 30.0
     metrics_interval_s: float = 10.0
