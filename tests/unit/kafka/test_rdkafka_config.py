@@ -87,3 +87,22 @@ def test_librdkafkas_errors_become_aiokafkas_with_their_retriable_flag() -> None
     assert not too_large.retriable
     timed_out = kafka_error(confluent_kafka.KafkaError(confluent_kafka.KafkaError._MSG_TIMED_OUT))
     assert isinstance(timed_out, KafkaTimeoutError)
+
+
+def test_a_fenced_or_fatal_transactional_error_stops_the_worker_as_aiokafkas_does() -> None:
+    from aiokafka.errors import ProducerFenced
+
+    from workers.kafka.rdkafka_transactions import transaction_error
+
+    def raised(code: int, **flags: bool) -> confluent_kafka.KafkaException:
+        return confluent_kafka.KafkaException(confluent_kafka.KafkaError(code, **flags))
+
+    fenced = transaction_error(raised(confluent_kafka.KafkaError._FENCED))
+    assert isinstance(fenced, ProducerFenced)
+    fatal = transaction_error(raised(confluent_kafka.KafkaError._STATE, fatal=True))
+    assert isinstance(fatal, ProducerFenced)
+    abortable = transaction_error(
+        raised(confluent_kafka.KafkaError._STATE, txn_requires_abort=True)
+    )
+    assert abortable.retriable and not isinstance(abortable, ProducerFenced)
+    assert isinstance(kafka_error(confluent_kafka.KafkaError(90)), ProducerFenced)
