@@ -193,14 +193,15 @@ async def test_a_full_model_queue_pauses_polling_until_it_drains(
     assert all(results[i]["status"] == "ok" for i in ids)  # and resumed until all were served
 
 
+@pytest.mark.parametrize("transport", ["aiokafka", "librdkafka"])
 async def test_the_pool_serves_prometheus_metrics_of_the_jobs_it_answered(
-    kafka: KafkaSettings, registry_settings: RegistrySettings, digits: ModelVersion
+    kafka: KafkaSettings, registry_settings: RegistrySettings, digits: ModelVersion, transport: str
 ) -> None:
     port = free_port()
     settings = PoolSettings(
         kafka=kafka,
         registry=registry_settings,
-        worker=WorkerSettings(metrics_interval_s=0.5),
+        worker=WorkerSettings(metrics_interval_s=0.5, transport=transport),
         metrics_port=port,
     )
     pixels, _ = digits_samples(3)
@@ -220,5 +221,6 @@ async def test_the_pool_serves_prometheus_metrics_of_the_jobs_it_answered(
     assert answered is not None, text[:2000]
     assert float(answered.group(1)) >= 3
     assert 'maas_job_seconds_bucket{le="0.005",model="digits",version="1"}' in text
+    assert re.search(r"^maas_consumer_lag\{", text, re.M), "no lag gauge per partition"
     with pytest.raises(urllib.error.URLError):  # the server went with the worker
         await asyncio.to_thread(lambda: urllib.request.urlopen(url, timeout=2).read())

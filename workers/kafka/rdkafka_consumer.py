@@ -3,7 +3,7 @@
 :class:`RdkafkaConsumer` wraps ``confluent_kafka.Consumer`` in the part of
 ``AIOKafkaConsumer``'s interface that the loop, its flow control and its delivery use
 (``getmany``, ``pause``/``resume``/``paused``, ``assignment``, ``seek``, ``commit``,
-``partitions_for_topic``), keyed by aiokafka's ``TopicPartition`` so that the offset
+``partitions_for_topic``, and ``highwater``/``position`` for the probes' lag gauge), keyed by aiokafka's ``TopicPartition`` so that the offset
 bookkeeping is the same for both transports.
 
 librdkafka fetches in its own threads; its ``consume()`` blocks, so each poll runs it
@@ -224,6 +224,26 @@ class RdkafkaConsumer:
         with self._lock:
             self._held.pop(partition, None)  # read again from ``offset``
         self._consumer.seek(confluent_kafka.TopicPartition(topic, number, offset))
+
+    def highwater(self, partition: TopicPartition) -> int | None:
+        """The log's end as of the last fetch (the probes' lag gauge)."""
+        topic, number = partition
+        try:
+            _, high = self._consumer.get_watermark_offsets(
+                confluent_kafka.TopicPartition(topic, number), cached=True
+            )
+        except confluent_kafka.KafkaException:
+            return None
+        return int(high) if high >= 0 else None
+
+    async def position(self, partition: TopicPartition) -> int | None:
+        """The offset of the next record to consume from ``partition`` (None: unknown)."""
+        topic, number = partition
+        try:
+            [found] = self._consumer.position([confluent_kafka.TopicPartition(topic, number)])
+        except confluent_kafka.KafkaException:
+            return None
+        return int(found.offset) if found.offset >= 0 else None
 
     def group_metadata(self) -> Any:
         """The group's generation and member id, for a transaction's offsets (KIP-447)."""
