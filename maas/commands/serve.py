@@ -288,6 +288,8 @@ def _say_unknown_models(registry: Registry, models: list[str], location: str) ->
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.transport == "librdkafka":  # said at once, in one line, when not installed
+        import confluent_kafka  # noqa: F401
     if not 0 <= args.metrics_port <= 65535 - args.processes:
         raise CommandError(
             f"--metrics-port {args.metrics_port}: ports P to P+{args.processes - 1} "

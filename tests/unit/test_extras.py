@@ -52,6 +52,11 @@ def test_the_client_verbs_import_no_extra() -> None:
         (ALL_EXTRAS, ("worker", "--model", "digits"), "maas worker needs the `worker` extra"),
         (ALL_EXTRAS, ("models", "list"), "maas models list needs the `worker` extra"),
         (ALL_EXTRAS, ("trainer",), "maas trainer needs the `train` extra"),
+        (
+            "confluent_kafka",
+            ("worker", "--transport", "librdkafka"),
+            "maas worker needs the `rdkafka` extra",
+        ),
         ("torch", ("trainer", "--help"), None),  # imports fine: torch is needed when it trains
     ],
 )

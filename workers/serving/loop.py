@@ -49,7 +49,6 @@ from workers.kafka.publisher import (
     PublishFailed,
     Record,
 )
-from workers.kafka.rdkafka_clients import connected_rdkafka
 from workers.kafka.topics import ClusterTopics, keep_service_topics
 from workers.kafka.unreadable import RawRecord, salvage
 from workers.runtime.loader import RuntimeSettings
@@ -218,7 +217,9 @@ class Worker:
             consumer_options={"max_poll_records": settings.max_poll_records},
         )
         try:
-            connect = connected_rdkafka if settings.transport == "librdkafka" else connected
+            connect = connected
+            if settings.transport == "librdkafka":  # the rdkafka extra: imported only here
+                from workers.kafka.rdkafka_clients import connected_rdkafka as connect
             async with connect(self.kafka, clients, stop=stop) as (consumer, publisher):
                 session = self._session = self._open(consumer, publisher, stop)
                 topics, interval = session.topics, settings.topic_check_interval_s
