@@ -28,7 +28,7 @@ from maas.broker import EmbeddedBroker
 from producer.kafka import KafkaSettings, Topics, ensure_topics
 from scripts.apache_kafka import ApacheKafka
 from tests.fault_helpers import Answers, Workers, digits_jobs
-from tests.kafka_helpers import read_all
+from tests.kafka_helpers import publish, read_all
 
 pytestmark = [
     pytest.mark.slow,
@@ -159,3 +159,22 @@ def test_exactly_once_on_the_embedded_broker_is_refused_in_one_line(
     errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1, done.stderr
     assert "has no transactions" in errors[0]
+
+
+@pytest.mark.parametrize("transport", ["aiokafka", "librdkafka"])
+async def test_exactly_once_answers_a_backlog_once_on_each_transport(
+    kafka: KafkaSettings, workers: Workers, transport: str
+) -> None:
+    """The transactional path itself, without kills (which need a stream to land in):
+    a backlog answered in transactions that commit, each job once for read_committed."""
+    await ensure_topics(kafka)
+    jobs = digits_jobs(600)
+    await publish(kafka, kafka.topics.predict, list(jobs.values()))
+    workers.start("--exactly-once", "--transport", transport)
+    answers = Answers(kafka, isolation_level="read_committed")
+    await answers.wait(lambda c: set(jobs) <= set(c), timeout_s=90)
+    records = await read_all(kafka, kafka.topics.results, isolation_level="read_committed")
+    counts = Answers.count(records)
+    assert set(counts) == set(jobs)
+    assert max(counts.values()) == 1
+    assert "transactional_id" in (workers.logs / "worker-0.log").read_text()
