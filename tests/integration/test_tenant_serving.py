@@ -57,8 +57,11 @@ async def add_tenant(
 
 
 @asynccontextmanager
-async def serving(kafka: KafkaSettings, registry: Registry) -> AsyncIterator[Worker]:
-    settings = WorkerSettings(metrics_interval_s=5.0, tenancy=TENANCY)
+async def serving(
+    kafka: KafkaSettings, registry: Registry, transport: str = "aiokafka"
+) -> AsyncIterator[Worker]:
+    """A worker with tenancy, on ``transport`` (the Kafka client library it uses)."""
+    settings = WorkerSettings(metrics_interval_s=5.0, tenancy=TENANCY, transport=transport)
     worker = Worker(kafka, registry.models, registry.metrics, settings, tenants=registry.tenants)
     async with running(worker.run):
         await asyncio.wait_for(worker.ready.wait(), 30)
@@ -84,8 +87,13 @@ async def written(kafka: KafkaSettings, topic: str) -> int:
         await consumer.stop()
 
 
+@pytest.mark.parametrize("transport", ["aiokafka", "librdkafka"])
 async def test_a_tenant_gets_its_models_only_and_answers_only_in_its_namespace(
-    kafka: KafkaSettings, registry: Registry, digits: ModelVersion, digits_artifact: Path
+    kafka: KafkaSettings,
+    registry: Registry,
+    digits: ModelVersion,
+    digits_artifact: Path,
+    transport: str,
 ) -> None:
     registry.models.register("other", Draft(digits_artifact, promote=True), actor="test")
     a = await add_tenant(kafka, registry, "a", "digits")
@@ -122,7 +130,7 @@ async def test_a_tenant_gets_its_models_only_and_answers_only_in_its_namespace(
             job("d-tenant", {"x": PIXELS}, reply_to=a.results),
         ],
     )
-    async with serving(kafka, registry):
+    async with serving(kafka, registry, transport):
         on_a = await read_results(
             kafka, {"a-ok", "a-other", "a-bad-to-b", *misdirected, *flood}, topic=a.results
         )
@@ -160,10 +168,11 @@ async def test_a_tenant_gets_its_models_only_and_answers_only_in_its_namespace(
     assert sum(1 + r.details["suppressed"] for r in outside) == len(misdirected) + 1
 
 
+@pytest.mark.parametrize("transport", ["aiokafka", "librdkafka"])
 async def test_a_new_tenant_is_served_and_a_revoked_grant_stops_at_the_control_event(
-    kafka: KafkaSettings, registry: Registry, digits: ModelVersion
+    kafka: KafkaSettings, registry: Registry, digits: ModelVersion, transport: str
 ) -> None:
-    async with serving(kafka, registry):
+    async with serving(kafka, registry, transport):
         late = await add_tenant(kafka, registry, "late", "digits")  # after the worker started
         await publish(kafka, late.predict, [job("first", {"x": PIXELS})])
         first = await read_results(kafka, {"first"}, topic=late.results, timeout_s=20)

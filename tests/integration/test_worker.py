@@ -31,13 +31,13 @@ from workers.serving.pool import PoolSettings, serve_async
 pytestmark = pytest.mark.both_brokers
 
 
-@pytest.fixture
+@pytest.fixture(params=["aiokafka", "librdkafka"])
 async def worker(
-    kafka: KafkaSettings, registry: Registry, digits: ModelVersion
+    kafka: KafkaSettings, registry: Registry, digits: ModelVersion, request: pytest.FixtureRequest
 ) -> AsyncIterator[Worker]:
-    serving = Worker(
-        kafka, registry.models, registry.metrics, WorkerSettings(metrics_interval_s=0.5)
-    )
+    """A worker on each transport (the Kafka client library it consumes and produces with)."""
+    settings = WorkerSettings(metrics_interval_s=0.5, transport=request.param)
+    serving = Worker(kafka, registry.models, registry.metrics, settings)
     stop = asyncio.Event()
     task = asyncio.create_task(serving.run(stop))
     await asyncio.wait_for(serving.ready.wait(), 30)
@@ -193,14 +193,15 @@ async def test_a_full_model_queue_pauses_polling_until_it_drains(
     assert all(results[i]["status"] == "ok" for i in ids)  # and resumed until all were served
 
 
+@pytest.mark.parametrize("transport", ["aiokafka", "librdkafka"])
 async def test_the_pool_serves_prometheus_metrics_of_the_jobs_it_answered(
-    kafka: KafkaSettings, registry_settings: RegistrySettings, digits: ModelVersion
+    kafka: KafkaSettings, registry_settings: RegistrySettings, digits: ModelVersion, transport: str
 ) -> None:
     port = free_port()
     settings = PoolSettings(
         kafka=kafka,
         registry=registry_settings,
-        worker=WorkerSettings(metrics_interval_s=0.5),
+        worker=WorkerSettings(metrics_interval_s=0.5, transport=transport),
         metrics_port=port,
     )
     pixels, _ = digits_samples(3)

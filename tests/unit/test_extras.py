@@ -57,6 +57,11 @@ def test_the_client_verbs_import_no_extra() -> None:
             ("gateway",),
             "maas gateway needs the `gateway` extra",
         ),
+        (
+            "confluent_kafka",
+            ("worker", "--transport", "librdkafka"),
+            "maas worker needs the `rdkafka` extra",
+        ),
         ("torch", ("trainer", "--help"), None),  # imports fine: torch is needed when it trains
     ],
 )

@@ -104,6 +104,9 @@ class WorkerSettings:
     # Each poll's answers and consumed offsets in one Kafka transaction (Apache Kafka
     # only): read_committed readers see each job answered once, even after a crash.
     exactly_once: bool = defaults.EXACTLY_ONCE
+    # Which Kafka client library consumes and produces: "aiokafka" or "librdkafka"
+    # (confluent-kafka; workers/kafka/rdkafka_*.py).
+    transport: str = defaults.TRANSPORT
     drain_timeout_s: float = 30.0
     metrics_interval_s: float = 10.0
     alias_ttl_s: float = 5.0
@@ -218,7 +221,10 @@ class Worker:
         )
         try:
             capabilities = await unless_stopped(ensure_topics(self.kafka), stop)
-            async with connected(self.kafka, capabilities, clients, stop=stop) as (
+            connect = connected
+            if settings.transport == "librdkafka":  # the rdkafka extra: imported only here
+                from workers.kafka.rdkafka_clients import connected_rdkafka as connect
+            async with connect(self.kafka, capabilities, clients, stop=stop) as (
                 consumer,
                 publisher,
             ):
@@ -283,7 +289,8 @@ class Worker:
             consumer, self.kafka.topics.predict, settings.group, settings.standby_report_s
         )
         stopping = asyncio.ensure_future(stop.wait())  # also ends a poll that waits
-        idle = IdleBackoff(consumer)  # cheap empty fetches while no jobs come
+        # Cheap empty fetches while no jobs come (librdkafka fetches in its own threads).
+        idle = IdleBackoff(consumer) if settings.transport == "aiokafka" else None
         try:
             while not stop.is_set():
                 # Paused, the poll returns nothing; come back soon to resume in time.
@@ -293,7 +300,8 @@ class Worker:
                 except UnicodeDecodeError:  # a header key aiokafka cannot decode
                     await self._salvage(session)
                     continue
-                idle.polled(bool(batch))
+                if idle is not None:
+                    idle.polled(bool(batch))
                 if consumer.assignment():
                     self.ready.set()
                 standby.check()
