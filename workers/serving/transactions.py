@@ -20,7 +20,8 @@ is aborted and its answers go in a later one:
   it exceeds, one the service may not write: :attr:`PublishFailed.retriable` is
   False) is replaced by the dead letter of its record, and the next transaction,
   at once, carries that with the others and the offsets: one record never stops
-  the worker. A dead letter refused so too goes again cut to
+  the worker (a capture record of the answer is dropped with it: no answer, nothing
+  captured). A dead letter refused so too goes again cut to
   ``BARE_DEAD_LETTER_BYTES``; refused again, the record is logged as neither
   answered nor dead-lettered and its offset moves on;
 - a retriable failure (the broker away, a leader moving) is tried again after a
@@ -292,6 +293,7 @@ class ExactlyOnce:
                 self._extras.setdefault(tp, {})[offset] = [m for m in kept if m is not held.message]
                 continue
             fallback = self._fallback(held, error)
+            self._extras.get(tp, {}).pop(offset, None)  # no answer: nothing to capture
             if fallback is None:
                 self._held[tp].pop(offset, None)
             else:
