@@ -233,19 +233,11 @@ class ExactlyOnce:
         try:
             await producer.begin_transaction()
             # The offsets join the transaction while the answers are being sent; the
-            # commit, which makes both visible, waits for every answer's ack. Both are
-            # awaited whatever happens, so that no send of this one reaches the next.
-            errors: list[PublishFailed | None] | BaseException
-            added: object
-            errors, added = await asyncio.gather(
+            # commit, which makes both visible, waits for every answer's ack.
+            errors, _ = await asyncio.gather(
                 self._publisher.send_many([held.message for _, _, held in due]),
                 producer.send_offsets_to_transaction(points, self._group),
-                return_exceptions=True,
             )
-            if isinstance(added, BaseException):  # the transaction failed as a whole
-                raise added
-            if isinstance(errors, BaseException):
-                raise errors
             if self._fall_back(due, errors):
                 await self._abort()
                 return _Outcome.POISONED
