@@ -24,20 +24,31 @@ aiokafka's own, and ``workers/`` may import ``producer/`` but not the reverse.
   (:mod:`workers.kafka.unreadable`: records aiokafka cannot decode);
 - a bare connection and the InitProducerId request (:mod:`producer.capabilities`);
 - the range assignor (:mod:`workers.monitor.service`): the monitor's group must give a
-  member the same partitions of the capture and the feedback topics.
+  member the same partitions of the capture and the feedback topics;
+- a transactional producer's id asked for again (:mod:`workers.serving.transactions`):
+  after a topic was refused to a transaction, aiokafka sent that transaction's other
+  batches outside it and counted their sequence numbers, which the broker then finds
+  out of order in every later transaction of that producer id.
 """
 
 from __future__ import annotations
 
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.codec import gzip_decode, lz4_decode, snappy_decode, zstd_decode
 from aiokafka.conn import collect_hosts, create_conn
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 from aiokafka.partitioner import DefaultPartitioner
 from aiokafka.producer.message_accumulator import BatchBuilder
+from aiokafka.producer.transaction_manager import (
+    NO_PRODUCER_EPOCH,
+    NO_PRODUCER_ID,
+    PidAndEpoch,
+    TransactionState,
+)
 from aiokafka.protocol.fetch import FetchRequest
 from aiokafka.protocol.transaction import InitProducerIdRequest
 from aiokafka.record.util import decode_varint
+from aiokafka.util import create_future
 
 __all__ = [
     "BatchBuilder",
@@ -53,6 +64,7 @@ __all__ = [
     "gzip_decode",
     "init_producer_id_request",
     "lz4_decode",
+    "renew_producer_id",
     "set_fetch_wait_ms",
     "snappy_decode",
     "zstd_decode",
@@ -90,3 +102,16 @@ def init_producer_id_request(timeout_ms: int = 60_000) -> InitProducerIdRequest:
     """An InitProducerId without a transactional id: granted where the broker has
     idempotent producers."""
     return InitProducerIdRequest(None, timeout_ms)
+
+
+def renew_producer_id(producer: AIOKafkaProducer) -> None:
+    """Make a transactional ``producer``, between two transactions, ask for its producer
+    id again: the broker bumps its epoch and every partition's sequence numbers start
+    over (Kafka's producer does so itself after such errors; aiokafka does not).
+    ``begin_transaction`` waits for the new id."""
+    manager = producer._txn_manager
+    manager._pid_and_epoch = PidAndEpoch(NO_PRODUCER_ID, NO_PRODUCER_EPOCH)
+    manager._pid_waiter = create_future()
+    manager._sequence_numbers.clear()
+    manager.state = TransactionState.UNINITIALIZED
+    manager.notify_task_waiter()  # the sender asks for the id before anything else

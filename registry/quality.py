@@ -105,13 +105,24 @@ class QualityStore:
             _add_windows(session, _summed(j.window for j in fresh), now)
             return fresh
 
-    def forget_joins(self, before: datetime) -> int:
-        """Forget the joins counted before ``before`` (past the join window)."""
-        with self._db.session() as session:
-            result = session.execute(
-                delete(QualityJoinRow).where(QualityJoinRow.joined_at < before)
-            )
-            return int(getattr(result, "rowcount", 0) or 0)
+    def forget_joins(self, before: datetime, *, batch_rows: int = 10_000) -> int:
+        """Forget the joins counted before ``before``, ``batch_rows`` at a time (one
+        transaction each, by the ``joined_at`` index, so that no delete holds the table
+        long); returns how many were forgotten."""
+        forgotten = 0
+        while True:
+            with self._db.session() as session:
+                oldest = (
+                    select(QualityJoinRow.tenant, QualityJoinRow.job_id, QualityJoinRow.row)
+                    .where(QualityJoinRow.joined_at < before)
+                    .limit(batch_rows)
+                )
+                key = tuple_(QualityJoinRow.tenant, QualityJoinRow.job_id, QualityJoinRow.row)
+                result = session.execute(delete(QualityJoinRow).where(key.in_(oldest)))
+                count = int(getattr(result, "rowcount", 0) or 0)
+            forgotten += count
+            if count < batch_rows:
+                return forgotten
 
     def windows(
         self, name: str, version: int | None = None, since: datetime | None = None

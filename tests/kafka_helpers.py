@@ -93,7 +93,7 @@ async def read(
 
 async def _partitions(settings: KafkaSettings, topic: str) -> set[int]:
     """``topic``'s partitions (a consumer learns them only for topics it subscribes to)."""
-    producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_servers)
+    producer = AIOKafkaProducer(**settings.common())
     await producer.start()
     try:
         partitions: set[int] = await producer.partitions_for(topic)
@@ -113,9 +113,7 @@ async def read_all(
     broker acknowledged before it, and so every duplicate there is to see (read
     committed: up to the last stable offsets, every committed record)."""
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.bootstrap_servers,
-        auto_offset_reset="earliest",
-        isolation_level=isolation_level,
+        **settings.common(), auto_offset_reset="earliest", isolation_level=isolation_level
     )
     await consumer.start()
     records: list[ConsumerRecord[bytes, bytes]] = []

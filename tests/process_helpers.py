@@ -24,6 +24,23 @@ class Pieces:
                 env=self.env,
             )
 
+    def start_module(self, module: str, *args: str) -> None:
+        """``python -m module args``, logging to ``module.log`` (appended: a process
+        started again after :meth:`kill` adds to its predecessor's log)."""
+        with (self.logs / f"{module}.log").open("ab") as log:
+            self.running[module] = subprocess.Popen(
+                [sys.executable, "-m", module, *args],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=self.env,
+            )
+
+    def kill(self, name: str) -> None:
+        """SIGKILL ``name``: it ends with no chance to clean up."""
+        process = self.running.pop(name)
+        process.kill()
+        process.wait()
+
     def run(self, *args: str, timeout_s: float) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             [sys.executable, "-m", "maas.cli", *args],

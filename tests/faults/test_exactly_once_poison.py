@@ -21,9 +21,11 @@ from typing import Any
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
+from producer.contract.messages import decode_capture
 from producer.kafka import KafkaSettings, Topics, ensure_topics
 from registry.drafts import Draft
 from registry.entities import ModelVersion
+from registry.labelled import CapturePolicy
 from registry.registry import Registry
 from scripts.apache_kafka import ApacheKafka
 from tests.kafka_helpers import job, publish, read_all
@@ -120,3 +122,45 @@ async def test_an_answer_refused_for_good_is_dead_lettered_and_the_rest_answered
     later = await answered(kafka, kafka.topics.results, {f"c-{i}" for i in range(20)})
     assert {f"c-{i}" for i in range(20)} <= set(later)
     assert not task.done()
+
+
+async def test_answers_are_captured_in_their_transactions_and_aborted_ones_not(
+    kafka: KafkaSettings, registry: Registry, tiny: ModelVersion, make_onnx: Any
+) -> None:
+    """Issue 22 under exactly-once: each answered job is captured once for a
+    ``read_committed`` reader (as the monitor reads), in the transaction of its answer;
+    the captures of an aborted transaction (the one the poison job failed) are not,
+    and the poison job, answered by a dead letter only, is not captured at all."""
+    registry.quality.set_policy("digits", CapturePolicy(rate=1.0, inputs="drop"), actor="t")
+    await ensure_topics(kafka)
+    settings = WorkerSettings(exactly_once=True, worker_id="capture-test", metrics_interval_s=5.0)
+    serving = Worker(kafka, registry.models, registry.metrics, settings)
+    serving.capture.follow(registry.quality)
+    stop = asyncio.Event()
+    task = asyncio.create_task(serving.run(stop))
+    try:
+        await asyncio.wait_for(serving.ready.wait(), 60)
+        tiny_reply = await tiny_topic(kafka)
+        pixels = [[0.1, 0.2, 0.3, 0.4]]
+        ids = [f"j-{i}" for i in range(60)]
+        jobs = [job(i, {"x": pixels}) for i in ids[:30]]
+        jobs += [job("poison", {"x": pixels}, reply_to=tiny_reply)]
+        jobs += [job(i, {"x": pixels}) for i in ids[30:]]
+        await publish(kafka, kafka.topics.predict, jobs)
+        answers = await answered(kafka, kafka.topics.results, set(ids))
+        assert set(answers) == set(ids) and max(answers.values()) == 1
+        captured = await answered(kafka, kafka.topics.capture, set(ids))
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 60)
+
+    assert captured == Counter(ids)  # each answered job once; the poison job never
+    committed = await read_all(kafka, kafka.topics.capture, isolation_level="read_committed")
+    for record in committed:
+        capture = decode_capture(record.value or b"")
+        assert (capture.model, capture.status, capture.inputs) == ("digits", "ok", None)
+    # The aborted transaction wrote the poison job's capture (and maybe others): a
+    # reader of uncommitted records sees it, the monitor (read_committed) never does.
+    everything = await read_all(kafka, kafka.topics.capture)
+    assert b"poison" in {r.key for r in everything}
+    assert len(everything) > len(committed)

@@ -14,19 +14,22 @@ import asyncio
 import json
 import os
 import secrets
+import time
 from collections.abc import Iterator
+from collections.abc import Set as AbstractSet
 from pathlib import Path
 
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka import errors as kafka_errors
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from maas.acls import AclAdmin, Rule, service_rules, tenant_rules
+from maas.acls import AclAdmin, Resource, Rule, service_rules, tenant_rules
 from producer.kafka import KafkaSettings
 from scripts.apache_kafka import ApacheKafka
 from scripts.kafka_security import SaslSsl
 from tests.cli_helpers import maas_process, one_error_line
-from tests.kafka_helpers import job
+from tests.kafka_helpers import job, read_all
 from tests.process_helpers import Pieces
 from workers.recipes.demo import digits_samples
 
@@ -103,7 +106,8 @@ class As:
     """Plain aiokafka clients that log in as ``user``."""
 
     def __init__(self, secured: ApacheKafka, tls: SaslSsl, user: str) -> None:
-        self.options = settings_as(secured, tls, user).common()
+        self.settings = settings_as(secured, tls, user)
+        self.options = self.settings.common()
 
     def write(self, topic: str, value: bytes = b"{}") -> None:
         async def write() -> None:
@@ -141,6 +145,32 @@ class As:
                 await consumer.stop()
 
         return asyncio.run(read())
+
+    def write_many(self, topic: str, values: list[bytes]) -> None:
+        async def write() -> None:
+            producer = AIOKafkaProducer(**self.options, acks="all", request_timeout_ms=WAIT_MS)
+            await producer.start()
+            try:
+                for value in values:
+                    await producer.send_and_wait(topic, value)
+            finally:
+                await producer.stop()
+
+        asyncio.run(write())
+
+    def records(
+        self, topic: str, *, until: AbstractSet[str] = frozenset(), wait_s: float = 60
+    ) -> list[ConsumerRecord[bytes, bytes]]:
+        """Every committed record of ``topic`` (``read_committed``: an exactly-once
+        worker's aborted answers are not among them) up to its end, read again until the
+        records' ``job_id`` include all of ``until`` or ``wait_s`` has passed."""
+        deadline = time.monotonic() + wait_s
+        while True:
+            records = asyncio.run(read_all(self.settings, topic, isolation_level="read_committed"))
+            seen = set(job_ids(records))
+            if until <= seen or time.monotonic() > deadline:
+                return records
+            time.sleep(1)
 
 
 @pytest.fixture(scope="module")
@@ -252,6 +282,100 @@ def test_a_worker_as_the_services_principal_answers_a_tenants_job(
         )  # fmt: skip
         assert submitted.returncode == 0, submitted.stderr
         assert json.loads(submitted.stdout)["status"] == "ok"
+    finally:
+        worker.stop()
+    assert "Traceback" not in worker.log("worker")
+
+
+# Reply topics outside the service's prefix, as a default-tenant job may name them
+# (docs/security.md): the service's principal may see the first (DESCRIBE) but not
+# write it; it has no ACL at all on the second, so to it that topic does not exist.
+REFUSING, UNSEEN = "outside.refusing", "outside.unseen"
+
+
+@pytest.fixture(scope="module")
+def reply_topics(tenants: KafkaSettings) -> None:
+    async def create() -> None:
+        admin = AIOKafkaAdminClient(**tenants.common())
+        await admin.start()
+        try:
+            await admin.create_topics([NewTopic(REFUSING, 1, 1), NewTopic(UNSEEN, 1, 1)])
+        finally:
+            await admin.close()
+
+    asyncio.run(create())
+    with AclAdmin(tenants) as admin:
+        admin.create([Rule("User:maas", "DESCRIBE", Resource.TOPIC, REFUSING)])
+
+
+def job_id(record: ConsumerRecord[bytes, bytes]) -> str | None:
+    """The ``job_id`` of a record holding a JSON object with one (others' tests write
+    other bytes to the same topics)."""
+    try:
+        body = json.loads(record.value or b"")
+    except ValueError:
+        return None
+    found = body.get("job_id") if isinstance(body, dict) else None
+    return found if isinstance(found, str) else None
+
+
+def job_ids(records: list[ConsumerRecord[bytes, bytes]]) -> list[str]:
+    return [found for found in map(job_id, records) if found is not None]
+
+
+@pytest.mark.usefixtures("reply_topics")
+@pytest.mark.timeout(300)  # the module's broker and digits may be built in its setup
+@pytest.mark.parametrize("exactly_once", [False, True], ids=["at-least-once", "exactly-once"])
+def test_a_reply_topic_the_service_may_not_write_costs_its_job_only(
+    tenants: KafkaSettings,
+    operator_env: dict[str, str],
+    tls: SaslSsl,
+    clients: dict[str, As],
+    tmp_path: Path,
+    exactly_once: bool,
+) -> None:
+    """Issue 28, item 1 with ACLs: the broker refuses the Result for good
+    (TopicAuthorizationFailed, not retriable), so the job is dead-lettered once with the
+    broker's reason, every other job is answered once, and the worker goes on."""
+    mode = "eos" if exactly_once else "alo"
+    env = operator_env | tls.client_env("maas")
+    worker = Pieces(env | ({"MAAS_EXACTLY_ONCE": "1"} if exactly_once else {}), tmp_path)
+    worker.start("worker")
+    try:
+        inputs = {"x": digits_samples(1)[0].tolist()}
+        plain = [f"{mode}-{i}" for i in range(20)]
+        refused, unseen = f"{mode}-refused", f"{mode}-unseen"
+        clients["admin"].write_many(
+            "maas.predict",
+            [
+                *(job(i, inputs) for i in plain[:10]),
+                job(refused, inputs, reply_to=REFUSING),
+                job(unseen, inputs, reply_to=UNSEEN),
+                *(job(i, inputs) for i in plain[10:]),
+            ],
+        )
+        results = clients["admin"].records("maas.results", until={*plain, unseen})
+        answers = [json.loads(r.value) for r in results if job_id(r)]
+        mine = [a for a in answers if a["job_id"].startswith(f"{mode}-")]
+        assert sorted(a["job_id"] for a in mine) == sorted([*plain, unseen]), worker.log("worker")
+        assert all(a["status"] == "ok" for a in mine if a["job_id"] != unseen)
+        [hidden] = [a for a in mine if a["job_id"] == unseen]  # to maas, it does not exist
+        assert hidden["error"]["code"] == "INVALID_INPUT"
+        assert f"reply_to topic {UNSEEN!r} does not exist" in hidden["error"]["message"]
+
+        letters = clients["admin"].records("maas.dlq", until={refused})
+        [letter] = [r for r in letters if job_id(r) == refused]
+        headers = dict(letter.headers)
+        assert headers["maas.error.code"] == b"INTERNAL"
+        assert b"TopicAuthorizationFailed" in headers["maas.error.message"]
+        assert clients["admin"].records(REFUSING, wait_s=0) == []
+
+        later = [f"{mode}-later-{i}" for i in range(10)]  # still serving
+        clients["admin"].write_many("maas.predict", [job(i, inputs) for i in later])
+        results = clients["admin"].records("maas.results", until=set(later))
+        mine = [i for i in job_ids(results) if i.startswith(f"{mode}-")]
+        assert sorted(mine) == sorted([*plain, unseen, *later])  # each once
+        assert worker.running["worker"].poll() is None, worker.log("worker")
     finally:
         worker.stop()
     assert "Traceback" not in worker.log("worker")

@@ -10,7 +10,8 @@ them (:mod:`~workers.monitor.service`): its own consumer group over both topics
 feedback that cannot be scored, Prometheus metrics, and the windows written to the
 registry together with the rows they count, so that a monitor killed and started
 again (which reads the topics again from the start of the join window) counts no row
-twice and loses none. Beside the join, the drift side
+twice and loses none; the keys of counted rows are forgotten once they cannot be
+joined again (:mod:`~workers.monitor.pruning`). Beside the join, the drift side
 (:mod:`~workers.monitor.drifting`): captured rows gathered per version and window and
 compared with the version's reference profile (the statistics are :mod:`workers.drift`'s)
 when the window closes, each window written once; and the policies that turn windows

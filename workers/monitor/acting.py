@@ -145,8 +145,12 @@ class PolicyActor:
     ) -> None:
         self._store, self._quality, self._runs, self._clock = store, quality, runs, clock
 
-    def check(self, model: str) -> list[Fired]:
-        """The jobs ``model``'s policies fire now (claimed: publish each one)."""
+    def check(self, model: str, closed: Sequence[datetime] = ()) -> list[Fired]:
+        """The jobs ``model``'s policies fire now (claimed: publish each one).
+        ``closed``: the starts of the drift windows just written; each policy is judged
+        as the windows stood after each of them, oldest first, so that a monitor
+        catching up after a restart, which writes many at once, fires on a run of
+        windows that held between them as a live one would have (once: the claim)."""
         policies = self._store.policies(model)
         if not policies:
             return []
@@ -156,7 +160,7 @@ class PolicyActor:
         quality = self._quality.windows(model, since=since)
         fired = []
         for policy in policies:
-            job = self._decide(policy, drift, quality)
+            job = self._first(policy, drift, quality, sorted(closed))
             if job is None or policy.id is None:
                 continue
             if self._runs.running(model):
@@ -165,6 +169,21 @@ class PolicyActor:
             if self._store.claim_fire(policy.id, now):
                 fired.append(Fired(job, policy, f"{policy.condition} (policy {policy.id})"))
         return fired
+
+    def _first(
+        self,
+        policy: Policy,
+        drift: Sequence[DriftWindow],
+        quality: Sequence[QualityWindow],
+        closed: Sequence[datetime],
+    ) -> RetrainJob | None:
+        """The job ``policy`` fires after the first of ``closed`` at which it holds
+        (drift windows up to it), or with every window (none closed, or none held)."""
+        for last in closed[:-1]:
+            job = self._decide(policy, [w for w in drift if w.start <= last], quality)
+            if job is not None:
+                return job
+        return self._decide(policy, drift, quality)
 
     @staticmethod
     def _decide(

@@ -249,7 +249,8 @@ class DriftWatch:
             return []
         jobs = []
         for model in sorted({w.model for w in stored}):
-            for fired in self.actor.check(model):
+            closed = [w.start for w in stored if w.model == model]
+            for fired in self.actor.check(model, closed):
                 POLICY_FIRES.labels(model, fired.job.trigger).inc()
                 log.warning(
                     "policy fired a retrain",

@@ -8,8 +8,10 @@ partitions from their beginning (the capture topic's retention should be the joi
 window), so offsets are never committed. The rows it joins go to the registry in
 batches (:meth:`~registry.quality.QualityStore.add_joined`), which counts a row only if
 it was never counted: after a SIGKILL, the rows joined again are passed over and those
-not yet written are written. Feedback that cannot be decoded or scored goes to the
-dead-letter topic with the reason; no record stops the monitor.
+not yet written are written. The keys of counted rows are forgotten once their
+captures can no longer be read again (:mod:`~workers.monitor.pruning`). Feedback that
+cannot be decoded or scored goes to the dead-letter topic with the reason; no record
+stops the monitor.
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ from workers.kafka.publisher import Outgoing, Publisher, Record, source_of
 from workers.kafka.topics import ClusterTopics, keep_service_topics
 from workers.monitor.drifting import DriftWatch
 from workers.monitor.join import JoinSettings, JoinState, Labelled, Refused
+from workers.monitor.pruning import JoinsStore, PruneSettings, keep_pruning
 from workers.monitor.rollback import AccuracyPolicy, QualityReader, check_accuracy
 from workers.monitor.scoring import contribution
 from workers.tenancy.audit import RefusalAudit, RefusalLog
@@ -68,7 +71,7 @@ PENDING = Gauge("maas_monitor_pending", "Captures and labelled jobs waiting to b
 DEAD_LETTERED = Counter("maas_monitor_dead_letters", "Records the monitor dead-lettered")
 
 
-class QualityWriter(QualityReader, Protocol):
+class QualityWriter(QualityReader, JoinsStore, Protocol):
     """What the monitor asks of the registry's quality store."""
 
     def add_joined(self, joined: Sequence[Joined]) -> list[Joined]: ...
@@ -88,6 +91,8 @@ class MonitorSettings:
     rollback_check_s: float = 5.0  # how often each model with new labelled rows is judged
     actor: str = "quality-rollback"
     topic_check_interval_s: float = 10.0  # how often missing service topics are looked for
+    # Counted joins past their horizon forgotten (None: kept for ever).
+    prune: PruneSettings | None = field(default_factory=PruneSettings)
 
 
 class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -157,6 +162,10 @@ class Monitor:
                         keep_service_topics(self.kafka, cluster, interval_s=interval)
                     ),
                 ]
+                if self.settings.prune is not None:
+                    window_ms = self.settings.join.window_ms
+                    pruning = keep_pruning(self.store, window_ms, self.settings.prune)
+                    helpers.append(asyncio.create_task(pruning))
                 try:
                     await self._poll(consumer, stop)
                     await self.flush()

@@ -20,7 +20,8 @@ is aborted and its answers go in a later one:
   it exceeds, one the service may not write: :attr:`PublishFailed.retriable` is
   False) is replaced by the dead letter of its record, and the next transaction,
   at once, carries that with the others and the offsets: one record never stops
-  the worker. A dead letter refused so too goes again cut to
+  the worker (a capture record of the answer is dropped with it: no answer, nothing
+  captured). A dead letter refused so too goes again cut to
   ``BARE_DEAD_LETTER_BYTES``; refused again, the record is logged as neither
   answered nor dead-lettered and its offset moves on;
 - a retriable failure (the broker away, a leader moving) is tried again after a
@@ -42,8 +43,14 @@ from dataclasses import dataclass
 
 import structlog
 from aiokafka import TopicPartition
-from aiokafka.errors import KafkaError, ProducerFenced
+from aiokafka.errors import (
+    IllegalOperation,
+    KafkaError,
+    ProducerFenced,
+    TopicAuthorizationFailedError,
+)
 
+from producer.aiokafka_internals import renew_producer_id
 from producer.contract.messages import ErrorCode
 from workers.kafka.publisher import (
     BARE_DEAD_LETTER_BYTES,
@@ -239,23 +246,37 @@ class ExactlyOnce:
                 raise failed[0]
             await producer.commit_transaction()
         except Exception as exc:  # aiokafka raises more than KafkaError here (IllegalOperation)
-            if _fenced(exc):
-                self._fenced()
-                return _Outcome.FAILED
-            log.warning(
-                "transaction failed; aborting it, its answers go in the next one",
-                error=f"{type(exc).__name__}: {exc}",
-            )
-            await self._abort()
-            return _Outcome.RETRIABLE if _retriable(exc) else _Outcome.FAILED
+            return await self._failed(due, exc)
         return _Outcome.COMMITTED
+
+    async def _failed(self, due: _Due, exc: Exception) -> _Outcome:
+        """Abort the transaction that ``exc`` ended; what it says about the next try."""
+        if _fenced(exc):
+            self._fenced()
+            return _Outcome.FAILED
+        log.warning(
+            "transaction failed; aborting it, its answers go in the next one",
+            error=f"{type(exc).__name__}: {exc}",
+        )
+        # A topic the service may not write is refused when it is added to the
+        # transaction, which fails as a whole: its answers are the poison.
+        refused = _refused_topics(exc)
+        poisoned = bool(refused) and self._fall_back(
+            due, [_refusal(exc) if held.message.topic in refused else None for _, _, held in due]
+        )
+        await self._abort()
+        if poisoned:
+            if not self._halted:  # aiokafka's sequence numbers are off now
+                renew_producer_id(self._publisher.producer)
+            return _Outcome.POISONED
+        return _Outcome.RETRIABLE if _retriable(exc) else _Outcome.FAILED
 
     def _fall_back(self, due: _Due, errors: Sequence[PublishFailed | None]) -> bool:
         """Replace each held answer the broker refused for good by its dead letter (a
         dead letter by a bare one; a bare one by nothing): True when there was one."""
         poisoned = False
         for (tp, offset, held), error in zip(due, errors, strict=True):
-            if error is None or error.retriable or _fenced(error):
+            if error is None or error.retriable or _fenced(error) or _unsent(error):
                 continue
             poisoned = True
             if held.stage == _EXTRA:  # a capture record refused: the answer goes without it
@@ -264,6 +285,7 @@ class ExactlyOnce:
                 self._extras.setdefault(tp, {})[offset] = [m for m in kept if m is not held.message]
                 continue
             fallback = self._fallback(held, error)
+            self._extras.get(tp, {}).pop(offset, None)  # no answer: nothing to capture
             if fallback is None:
                 self._held[tp].pop(offset, None)
             else:
@@ -324,6 +346,26 @@ def _retriable(exc: BaseException) -> bool:
     if isinstance(exc, PublishFailed):
         return exc.retriable
     return isinstance(exc, KafkaError) and bool(exc.retriable)
+
+
+def _unsent(error: PublishFailed) -> bool:
+    """Whether ``error`` says the record was not sent because its transaction had
+    already failed (aiokafka's IllegalOperation): the broker refused nothing of it."""
+    return isinstance(error.__cause__, IllegalOperation)
+
+
+def _refused_topics(exc: BaseException) -> set[str]:
+    """The topics that a transaction failed with ``exc`` was refused access to: those
+    the producer may not write, named by a TopicAuthorizationFailed (none otherwise)."""
+    if not isinstance(exc, TopicAuthorizationFailedError) or not exc.args:
+        return set()
+    topics = exc.args[0]
+    return {topics} if isinstance(topics, str) else {str(topic) for topic in topics}
+
+
+def _refusal(exc: BaseException) -> PublishFailed:
+    """The error of an answer whose topic ``exc`` refused for good."""
+    return PublishFailed(f"{type(exc).__name__}: {exc}", retriable=False)
 
 
 def _fenced(exc: BaseException) -> bool:

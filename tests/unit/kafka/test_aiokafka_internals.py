@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import gzip
 
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaProducer, TopicPartition
 
 from producer import aiokafka_internals as internals
 from workers.kafka.partitioning import partitions_of
@@ -64,3 +64,21 @@ def test_the_range_assignor_gives_a_member_the_same_partitions_of_each_topic() -
 
     assert issubclass(internals.RangePartitionAssignor, AbstractPartitionAssignor)
     assert internals.RangePartitionAssignor.name == "range"
+
+
+async def test_a_renewed_producer_asks_for_its_id_again_with_fresh_sequence_numbers() -> None:
+    producer = AIOKafkaProducer(bootstrap_servers="127.0.0.1:9", transactional_id="t.0")
+    try:
+        manager = producer._txn_manager
+        manager.set_pid_and_epoch(7, 0)  # as the sender does once the broker granted it
+        tp = TopicPartition("results", 3)
+        manager.increment_sequence_number(tp, 5)
+        internals.renew_producer_id(producer)
+        assert not manager.has_pid()
+        assert manager.sequence_number(tp) == 0
+        waiting = manager.wait_for_pid()  # what begin_transaction waits on
+        manager.set_pid_and_epoch(7, 1)  # the broker's answer: the epoch bumped
+        await waiting
+        assert (manager.producer_id, manager.producer_epoch) == (7, 1)
+    finally:
+        await producer.stop()

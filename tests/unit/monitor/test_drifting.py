@@ -120,6 +120,23 @@ def test_a_policy_fires_once_when_its_condition_holds_over_consecutive_windows(
     assert served.drift.policies("digits")[0].last_fired_at == now
 
 
+def test_a_monitor_catching_up_fires_on_a_run_that_held_between_the_windows_it_wrote(
+    served: Registry,
+) -> None:
+    """A monitor started again writes the windows it missed at once: three drifted then
+    a clean one. Judged only on the latest windows the run is broken; judged after each
+    window written, as a live monitor would have, it fires, once."""
+    policy = served.drift.set_policy(Policy("digits", "drift > 0.25 for 3 windows"), "t")
+    now = datetime(2026, 12, 6, 13, 0, tzinfo=UTC)
+    actor = PolicyActor(served.drift, served.quality, served.runs, lambda: now)
+    written = [drifted_window(m, s) for m, s in ((0, 0.5), (1, 0.4), (2, 0.3), (3, 0.0))]
+    assert served.drift.record_windows(written) == written
+    assert actor.check("digits") == []  # the latest windows: the run is broken
+    (fired,) = actor.check("digits", [w.start for w in written])
+    assert fired.job.job_id == f"drift-digits-p{policy.id}-20261206T120200Z"
+    assert actor.check("digits", [w.start for w in written]) == []  # claimed: once
+
+
 def test_no_policy_fires_beside_a_running_retrain(served: Registry) -> None:
     served.drift.set_policy(Policy("digits", "drift > 0.1", cooldown_s=60), "t")
     served.drift.record_windows([drifted_window(0, 0.5)])
