@@ -269,7 +269,16 @@ def report(run: dict[str, Any], rows: list[Row]) -> None:
         f"({run['date']}, {run['machine']['cpus']} CPUs; load {run['load'][0]:.1f} → "
         f"{run['load'][1]:.1f}; {run['seconds']:g} s per run)"
     )
-    heads = ("model", "server", "encoding", "rows/s", "p50", "p99", "CPU µs/req", "broker µs/req")
+    heads: tuple[str, ...] = (
+        "model",
+        "server",
+        "encoding",
+        "rows/s",
+        "p50",
+        "p99",
+        "CPU µs/req",
+        "broker µs/req",
+    )
     heads += ("CPU by process",)
     for head in (*heads, "10 %: rate", "p50", "p99", "50 %: rate", "p50", "p99"):
         table.add_column(head)

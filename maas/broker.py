@@ -77,7 +77,9 @@ def _bindable(host: str, port: int) -> bool:
         return True
 
 
-def terminate(process: subprocess.Popen[bytes], *, timeout_s: float) -> None:
+def terminate(
+    process: subprocess.Popen[bytes] | subprocess.Popen[str], *, timeout_s: float
+) -> None:
     """SIGTERM ``process`` and wait for it; SIGKILL if it has not exited in ``timeout_s``."""
     process.terminate()
     try:

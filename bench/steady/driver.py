@@ -31,6 +31,7 @@ from bench.steady.pacer import Pace, pace
 from bench.steady.reader import Reader
 from bench.workloads import Workload
 from maas.broker import terminate
+from producer.kafka import detect_capabilities
 
 SAMPLE_EVERY_S = 0.2
 GROWTH_ALLOWED_S = 0.05  # of arrivals, over the last third of the window
@@ -100,7 +101,8 @@ def steady(setup: Setup, workload: Workload, run: SteadyRun) -> Steady:
     inputs = tuple(_inputs(workload))
     kind = "maas" if run.path == "maas" else "naive"
     process = start(kind, kafka, setup, workload, runner=run.runner)
-    fetch_wait_ms = kafka.consumer(None)["fetch_max_wait_ms"]
+    capabilities = asyncio.run(detect_capabilities(kafka))
+    fetch_wait_ms = kafka.consumer(capabilities, None)["fetch_max_wait_ms"]
     reader = Reader(setup.bootstrap, kafka.topics.results, fetch_wait_ms)
     try:
         reader.warm_up(kafka.topics.predict, setup.model, inputs[0])
