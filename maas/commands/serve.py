@@ -148,6 +148,16 @@ def _add_batch_options(parser: argparse.ArgumentParser) -> None:
     )
     add_setting(
         parser,
+        "--inline-infer-ms",
+        BatchConfig,
+        "inline_infer_ms",
+        "run a batch's inference on the event loop instead of in a thread once batches "
+        "as large have taken less than this: for a small model the hop costs more than "
+        "the inference; 0 always uses a thread",
+        metavar="MS",
+    )
+    add_setting(
+        parser,
         "--max-job-bytes",
         WorkerSettings,
         "max_job_bytes",
@@ -222,6 +232,7 @@ def batch_config(args: argparse.Namespace) -> BatchConfig:
             max_queue_rows=max(BatchConfig().max_queue_rows, args.max_job_rows),
             max_job_rows=args.max_job_rows,
             adaptive_delay=not args.fixed_delay,
+            inline_infer_ms=args.inline_infer_ms,
         )
     except ValueError as exc:
         raise CommandError(f"the batching flags do not fit together: {exc}") from exc
