@@ -89,6 +89,15 @@ def _options(parser: argparse.ArgumentParser) -> None:
     )
     add_setting(
         parser,
+        "--commit-interval-s",
+        WorkerSettings,
+        "commit_interval_s",
+        "commit the answered offsets at most this often (at-least-once; a rebalance or a "
+        "stop commits at once): a crash answers again at most this much of the jobs",
+        metavar="S",
+    )
+    add_setting(
+        parser,
         "--device",
         RuntimeSettings,
         "device",
@@ -238,6 +247,15 @@ def batch_config(args: argparse.Namespace) -> BatchConfig:
         raise CommandError(f"the batching flags do not fit together: {exc}") from exc
 
 
+def _commit_interval_s(args: argparse.Namespace) -> float:
+    if not args.commit_interval_s > 0:
+        raise CommandError(
+            f"--commit-interval-s must be above 0 seconds, got {args.commit_interval_s}; "
+            "the default is 0.2"
+        )
+    return float(args.commit_interval_s)
+
+
 def worker_settings(args: argparse.Namespace) -> WorkerSettings:
     return WorkerSettings(
         models=tuple(args.model),
@@ -245,6 +263,7 @@ def worker_settings(args: argparse.Namespace) -> WorkerSettings:
         batch=batch_config(args),
         runtime=RuntimeSettings(device=args.device, intra_op_threads=args.threads),
         max_in_flight=args.max_in_flight,
+        commit_interval_s=_commit_interval_s(args),
         max_job_bytes=args.max_job_bytes,
         rollback=rollback_settings(args),
         exactly_once=_exactly_once(args),
@@ -294,6 +313,7 @@ def run(args: argparse.Namespace) -> int:
             f"--metrics-port {args.metrics_port}: ports P to P+{args.processes - 1} "
             "must be TCP ports (0 turns metrics off)"
         )
+    worker = worker_settings(args)  # a bad flag is one line, before any service is asked
     registry = registry_settings(args)
     # Opened once here: migrated before the pool's processes start, and a database that
     # is down or a URL that is wrong is one message, not one traceback per process.
@@ -303,7 +323,6 @@ def run(args: argparse.Namespace) -> int:
         _say_unknown_models(opened, args.model, registry.location)
     kafka = kafka_settings(args)
     kafka.capabilities()  # asked once, here: the pool's processes inherit the answer
-    worker = worker_settings(args)
     if worker.exactly_once:
         _require_transactions(kafka)
     settings = PoolSettings(
