@@ -18,6 +18,7 @@ MAX_RECORD_BYTES: Final = 1024 * 1024
 GROUP_ID: Final = "maas-workers"  # the consumer group's base name
 MAX_IN_FLIGHT: Final = 4096  # jobs; polling pauses above it, resumes at half
 EXACTLY_ONCE: Final = False
+COMMIT_INTERVAL_S: Final = 0.2  # at-least-once: answered offsets committed at most this often
 TRANSPORT: Final = "aiokafka"  # or "librdkafka": the Kafka client library of the hot path
 PROCESSES: Final = 1  # consumer processes in a pool
 
@@ -26,4 +27,7 @@ INTRA_OP_THREADS: Final = 0  # 0: the runtime's choice
 
 MAX_BATCH_SIZE: Final = 64  # rows
 MAX_DELAY_MS: Final = 5.0
+# A batch runs on the event loop, not in a thread, once batches as large took less than
+# this (ms): for a small model the thread hop costs more than the inference.
+INLINE_INFER_MS: Final = 0.5
 MAX_JOB_ROWS: Final = 4096

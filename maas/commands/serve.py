@@ -84,6 +84,14 @@ def _options(parser: argparse.ArgumentParser) -> None:
     )
     add_default(
         parser,
+        "--commit-interval-s",
+        defaults.COMMIT_INTERVAL_S,
+        "commit the answered offsets at most this often (at-least-once; a rebalance or a "
+        "stop commits at once): a crash answers again at most this much of the jobs",
+        metavar="S",
+    )
+    add_default(
+        parser,
         "--device",
         defaults.DEVICE,
         "where models run; auto: the GPU if present",
@@ -144,6 +152,15 @@ def _add_batch_options(parser: argparse.ArgumentParser) -> None:
         "--fixed-delay",
         action="store_true",
         help="always wait the whole --max-delay-ms for a batch to fill, even at light load",
+    )
+    add_default(
+        parser,
+        "--inline-infer-ms",
+        defaults.INLINE_INFER_MS,
+        "run a batch's inference on the event loop instead of in a thread once batches "
+        "as large have taken less than this: for a small model the hop costs more than "
+        "the inference; 0 always uses a thread",
+        metavar="MS",
     )
     add_default(
         parser,
@@ -223,9 +240,19 @@ def batch_config(args: argparse.Namespace) -> BatchConfig:
             max_queue_rows=max(BatchConfig().max_queue_rows, args.max_job_rows),
             max_job_rows=args.max_job_rows,
             adaptive_delay=not args.fixed_delay,
+            inline_infer_ms=args.inline_infer_ms,
         )
     except ValueError as exc:
         raise CommandError(f"the batching flags do not fit together: {exc}") from exc
+
+
+def _commit_interval_s(args: argparse.Namespace) -> float:
+    if not args.commit_interval_s > 0:
+        raise CommandError(
+            f"--commit-interval-s must be above 0 seconds, got {args.commit_interval_s}; "
+            "the default is 0.2"
+        )
+    return float(args.commit_interval_s)
 
 
 def worker_settings(args: argparse.Namespace) -> WorkerSettings:
@@ -238,6 +265,7 @@ def worker_settings(args: argparse.Namespace) -> WorkerSettings:
         batch=batch_config(args),
         runtime=RuntimeSettings(device=args.device, intra_op_threads=args.threads),
         max_in_flight=args.max_in_flight,
+        commit_interval_s=_commit_interval_s(args),
         max_job_bytes=args.max_job_bytes,
         rollback=rollback_settings(args),
         exactly_once=_exactly_once(args),
@@ -292,6 +320,7 @@ def run(args: argparse.Namespace) -> int:
             f"--metrics-port {args.metrics_port}: ports P to P+{args.processes - 1} "
             "must be TCP ports (0 turns metrics off)"
         )
+    worker = worker_settings(args)  # a bad flag is one line, before any service is asked
     registry = registry_settings(args)
     from producer.capabilities import run_blocking
     from producer.kafka import detect_capabilities
@@ -306,7 +335,6 @@ def run(args: argparse.Namespace) -> int:
     # Asked here, before the pool starts: a broker that is down is one message, not one
     # per process (each worker process asks again as it starts).
     capabilities = run_blocking(lambda: detect_capabilities(kafka))
-    worker = worker_settings(args)
     if worker.exactly_once:
         _require_transactions(kafka, capabilities)
     settings = PoolSettings(

@@ -8,7 +8,10 @@ for a batch to fill, and dispatches at once when the batch is full or has reache
 of ``preferred_batch_sizes``. A job is never split, and jobs whose inputs differ in
 names, dtypes or trailing shapes never share a batch.
 
-The synchronous ``infer`` runs in an executor so the event loop keeps polling. Every
+The synchronous ``infer`` runs in an executor so the event loop keeps polling, unless
+it has proved faster than ``inline_infer_ms`` for batches as large: then the hop to a
+thread costs more than the inference, which runs on the loop
+(:mod:`workers.batching.inline`). Every
 output must have one row per batch row; each job gets its own rows back. Every waiter
 is answered, with its outputs or an error, whatever happens: inference raising,
 malformed outputs, cancellation or :meth:`DynamicBatcher.aclose`.
@@ -31,6 +34,7 @@ from collections.abc import Mapping
 import numpy as np
 import structlog
 
+from workers.batching.inline import InlineRule
 from workers.batching.jobs import (
     BatchOutput,
     InferFn,
@@ -85,6 +89,7 @@ class DynamicBatcher:
         self._batches: set[asyncio.Task[None]] = set()
         self._scheduler: asyncio.Task[None] | None = None
         self._closed = False
+        self._inline = InlineRule(self.config.inline_infer_ms)
         self._log = log.bind(batcher=name) if name else log
 
     # -- public API ---------------------------------------------------------------------
@@ -273,9 +278,7 @@ class DynamicBatcher:
         rows = sum(job.rows for job in batch)
         started = time.monotonic()
         try:
-            inputs = concat(batch)
-            loop = asyncio.get_running_loop()
-            outputs = await loop.run_in_executor(self._executor, self._infer, inputs)
+            outputs = await self._infer_batch(concat(batch), rows)
             checked = check_outputs(outputs, rows)
         except WorkerError as exc:
             self._fail(batch, exc)
@@ -286,6 +289,18 @@ class DynamicBatcher:
             self._fail(batch, error)
             return
         self._answer(batch, checked, rows, started, (time.monotonic() - started) * 1000)
+
+    async def _infer_batch(self, inputs: Tensors, rows: int) -> Tensors:
+        """``infer(inputs)``: on the loop when batches this large are known to be fast,
+        else in the executor; either way timed, to learn which sizes are."""
+        started = time.perf_counter()
+        if self._inline.inline(rows):
+            outputs = self._infer(inputs)
+        else:
+            loop = asyncio.get_running_loop()
+            outputs = await loop.run_in_executor(self._executor, self._infer, inputs)
+        self._inline.took(rows, time.perf_counter() - started)
+        return outputs
 
     def _answer(
         self, batch: list[QueuedJob], outputs: Tensors, rows: int, started: float, infer_ms: float

@@ -35,6 +35,10 @@ class BatchConfig:
     # the recent arrival rate): at light load a lone job goes at once instead of
     # waiting max_delay_ms for company that will not come. False: always wait.
     adaptive_delay: bool = True
+    # A batch whose size has inferred in less than this runs on the event loop, not in
+    # a thread: for a small model the hop costs more than the inference (0: always a
+    # thread). See workers/batching/inline.py.
+    inline_infer_ms: float = defaults.INLINE_INFER_MS
 
     def __post_init__(self) -> None:
         positive = {
@@ -46,6 +50,10 @@ class BatchConfig:
         for name, value in positive.items():
             if value < 1:
                 raise ValueError(f"BatchConfig.{name} must be >= 1, got {value}")
+        if self.inline_infer_ms < 0:
+            raise ValueError(
+                f"BatchConfig.inline_infer_ms must be >= 0, got {self.inline_infer_ms}"
+            )
         if self.max_delay_ms < 0:
             raise ValueError(f"BatchConfig.max_delay_ms must be >= 0, got {self.max_delay_ms}")
         for size in self.preferred_batch_sizes:

@@ -100,7 +100,9 @@ class WorkerSettings:
     # model, set the pace (MiniLM on an H200: 1.3k rows/s with inference idle 95%).
     # Half of Kafka's default message.max.bytes keeps every batch acceptable.
     producer_batch_bytes: int = 512 * 1024
-    commit_interval_s: float = 0.2  # at-least-once; exactly-once commits as answers come
+    commit_interval_s: float = (
+        defaults.COMMIT_INTERVAL_S
+    )  # at-least-once; exactly-once commits as answers come
     # Each poll's answers and consumed offsets in one Kafka transaction (Apache Kafka
     # only): read_committed readers see each job answered once, even after a crash.
     exactly_once: bool = defaults.EXACTLY_ONCE
