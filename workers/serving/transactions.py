@@ -45,6 +45,7 @@ import structlog
 from aiokafka import TopicPartition
 from aiokafka.errors import (
     IllegalOperation,
+    InvalidProducerEpoch,
     KafkaError,
     ProducerFenced,
     TopicAuthorizationFailedError,
@@ -318,9 +319,10 @@ class ExactlyOnce:
     async def _abort(self) -> None:
         try:
             await self._publisher.producer.abort_transaction()
-        except ProducerFenced:
-            self._fenced()
         except Exception as exc:
+            if _fenced(exc):
+                self._fenced()
+                return
             self._halt(f"the transaction could not be aborted ({type(exc).__name__}: {exc})")
 
     def _fenced(self) -> None:
@@ -369,6 +371,16 @@ def _refusal(exc: BaseException) -> PublishFailed:
 
 
 def _fenced(exc: BaseException) -> bool:
-    """Whether ``exc`` says another producer took this one's transactional id (a send
-    that failed so is a :class:`~workers.kafka.publisher.PublishFailed` caused by it)."""
-    return isinstance(exc, ProducerFenced) or isinstance(exc.__cause__, ProducerFenced)
+    """Whether ``exc`` says another producer took this one's transactional id: itself or
+    any error it was raised from (a failed send is a
+    :class:`~workers.kafka.publisher.PublishFailed` caused by it; aiokafka's sender
+    wraps a produce answer of INVALID_PRODUCER_EPOCH, which is how Apache Kafka tells
+    an older epoch that a newer one has taken over, in a KafkaError)."""
+    seen: BaseException | None = exc
+    for _ in range(8):  # a chain of causes, never a cycle
+        if seen is None:
+            return False
+        if isinstance(seen, ProducerFenced | InvalidProducerEpoch):
+            return True
+        seen = seen.__cause__
+    return False

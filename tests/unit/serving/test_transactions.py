@@ -89,3 +89,31 @@ async def test_a_capture_of_a_revoked_partition_is_dropped_with_its_answer() -> 
     assert held._due({TP: 2}) == []
     held.attach(TP, 1, Outgoing("maas.capture", b"late", b"j1"))  # no longer ours: ignored
     assert held._due({TP: 2}) == []
+
+
+def _raised_from(outer: Exception, inner: Exception) -> Exception:
+    try:
+        try:
+            raise inner
+        except Exception as exc:
+            raise outer from exc
+    except Exception as chained:
+        return chained
+
+
+def test_a_fence_is_known_however_deep_aiokafka_wraps_it() -> None:
+    from aiokafka.errors import InvalidProducerEpoch, KafkaError, ProducerFenced
+
+    from workers.kafka.publisher import PublishFailed
+    from workers.serving.transactions import _fenced
+
+    assert _fenced(ProducerFenced())
+    assert _fenced(_raised_from(PublishFailed("send failed", retriable=False), ProducerFenced()))
+    # aiokafka's sender: KafkaError("Unexpected error during batch delivery") from the
+    # produce answer's INVALID_PRODUCER_EPOCH, under the send's own failure
+    delivery = _raised_from(
+        KafkaError("Unexpected error during batch delivery"), InvalidProducerEpoch()
+    )
+    assert _fenced(_raised_from(PublishFailed("send failed", retriable=False), delivery))
+    assert not _fenced(_raised_from(KafkaError("Unexpected error"), ConnectionError("reset")))
+    assert not _fenced(PublishFailed("too large", retriable=False))
